@@ -1,0 +1,1 @@
+"""Benchmarks: run with `just bench`; results go to BENCHMARKS.md. Not part of the test suite."""

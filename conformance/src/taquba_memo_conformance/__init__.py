@@ -1,0 +1,1 @@
+"""taquba-memo-conformance: one pytest suite that every MemoBackend must pass."""

@@ -1,0 +1,35 @@
+# Tasks for taquba-memo. `sh scripts/dev.sh RECIPE` runs any of them on a bare machine.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Never download a Python: use the machine's python3.
+export UV_PYTHON_DOWNLOADS := "never"
+
+default:
+    @just --list
+
+# Install every workspace package and the dev tools into .venv, exactly as locked.
+sync:
+    uv sync --all-packages --frozen
+
+# The demo: an at-least-once agent step that crashes and retries, on local files.
+demo: sync
+    uv run --frozen python -m taquba_memo.demo
+
+# Lint and format check.
+lint: sync
+    uv run --frozen ruff check .
+    uv run --frozen ruff format --check .
+
+# mypy --strict over every package and the tests.
+typecheck: sync
+    uv run --frozen mypy
+
+# Everything CI runs: lint, types, and the whole test suite against local servers.
+test: lint typecheck
+    uv run --frozen pytest
+
+# Reformat and autofix.
+fmt: sync
+    uv run --frozen ruff format .
+    uv run --frozen ruff check --fix .

@@ -1,0 +1,158 @@
+"""Building blocks for adapter packages, so each adapter stays thin.
+
+Adapters for synchronous SDKs (google-cloud-storage, minio) run SDK calls on a
+bounded thread pool with :class:`BlockingRunner`; backends without a batch
+delete API use :func:`delete_each`; every adapter maps HTTP statuses with
+:func:`error_for_status` inside its single error-mapping function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from taquba_memo.errors import (
+    AccessDeniedError,
+    BackendError,
+    ContainerNotFoundError,
+    DeleteManyError,
+    InvalidValueType,
+    ThrottledError,
+    TransientBackendError,
+)
+
+__all__ = [
+    "BlockingRunner",
+    "check_key",
+    "check_value",
+    "chunked",
+    "delete_each",
+    "error_for_status",
+]
+
+T = TypeVar("T")
+
+DEFAULT_CONCURRENCY = 16
+
+
+def check_key(key: object) -> str:
+    """Refuse a non-str key before it reaches storage."""
+    if not isinstance(key, str):
+        raise InvalidValueType(f"key must be str, not {type(key).__name__}")
+    return key
+
+
+def check_value(value: object) -> bytes:
+    """Refuse a value that is not bytes-like (a str is never encoded silently)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidValueType(f"value must be bytes-like, not {type(value).__name__}")
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Split ``items`` into lists of at most ``size`` elements, in order."""
+    if size < 1:
+        raise ValueError("chunk size must be at least 1")
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+async def delete_each(
+    delete_one: Callable[[str], Awaitable[None]],
+    keys: Sequence[str],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> None:
+    """Delete ``keys`` one request each, at most ``concurrency`` at a time.
+
+    ``delete_one`` must treat a missing key as success and raise
+    :class:`BackendError` on failure. Every key is attempted; failures are
+    collected and raised together as :class:`DeleteManyError`.
+    """
+    failures: dict[str, BackendError] = {}
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def attempt(key: str) -> None:
+        async with semaphore:
+            try:
+                await delete_one(key)
+            except BackendError as exc:
+                failures[key] = exc
+
+    await asyncio.gather(*(attempt(key) for key in dict.fromkeys(keys)))
+    if failures:
+        raise DeleteManyError(failures)
+
+
+def error_for_status(
+    status: int | None,
+    message: str,
+    *,
+    container_missing: bool = False,
+) -> BackendError:
+    """Return the :class:`BackendError` subclass that fits an HTTP status.
+
+    ``container_missing`` says that the store reported the bucket or container
+    itself as absent (S3 ``NoSuchBucket``, Azure ``ContainerNotFound``).
+    A ``None`` status means no answer arrived (connection reset, timeout).
+    The caller raises the result ``from`` the SDK's exception.
+    """
+    if container_missing:
+        return ContainerNotFoundError(message)
+    if status is None or status == 408:
+        return TransientBackendError(message)
+    if status in (401, 403):
+        return AccessDeniedError(message)
+    if status in (429, 503):
+        return ThrottledError(message)
+    if status >= 500:
+        return TransientBackendError(message)
+    return BackendError(message)
+
+
+class BlockingRunner:
+    """Runs a synchronous SDK's calls on a bounded thread pool.
+
+    The pool size bounds how many requests are in flight at once, which also
+    keeps the SDK's connection pool from being exhausted. The event loop is
+    never blocked. Context variables are carried into the worker thread.
+    """
+
+    def __init__(
+        self, max_workers: int = DEFAULT_CONCURRENCY, *, name: str = "taquba-memo"
+    ) -> None:
+        self.max_workers = max_workers
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
+
+    async def run(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+        """Call ``fn(*args, **kwargs)`` on the pool and await its result."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self._executor, call)
+
+    async def iterate(self, items: Iterable[T], *, batch: int = 1000) -> AsyncIterator[T]:
+        """Drain a blocking iterable (such as a paged listing) on the pool.
+
+        Items are pulled ``batch`` at a time, so a consumer that stops early
+        leaves later pages unrequested.
+        """
+        iterator = iter(items)
+        while True:
+            chunk = await self.run(lambda: list(itertools.islice(iterator, batch)))
+            for item in chunk:
+                yield item
+            if len(chunk) < batch:
+                return
+
+    def close(self) -> None:
+        """Stop the pool after the calls in flight finish."""
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,266 @@
+"""LocalFileBackend: a MemoBackend on a local directory, safe across processes.
+
+Key ``a/b/c`` is the file ``<root>/a/b/c``: the same tree that obstore's
+``LocalStore`` (Rust ``object_store``'s ``LocalFileSystem``) reads and writes,
+so Python and Rust workers on one machine can share it.
+
+* Writes are atomic. A value goes to a staging file ``<name>#<digits>`` in
+  the target's directory, is fsynced, then renamed over the target (or, for
+  ``if_absent``, hard-linked to it, which fails if the target exists).
+  No reader and no crash ever sees a torn value. Staging files are the ones
+  ``object_store`` itself uses and skips when listing, so neither side ever
+  lists one as a key.
+* Listing walks the tree in ascending byte order of the keys.
+* Deleting a key removes directories it leaves empty, so cleared runs leave
+  no debris behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from taquba_memo.adapter_kit import check_key, check_value
+from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.errors import (
+    AccessDeniedError,
+    BackendError,
+    DeleteManyError,
+    InvalidKeyError,
+    TransientBackendError,
+)
+
+__all__ = ["LocalFileBackend"]
+
+T = TypeVar("T")
+
+# Attempts when a concurrent delete removes a directory we are writing into.
+_MKDIR_ATTEMPTS = 8
+
+
+def _is_staging_name(name: str) -> bool:
+    """object_store's rule: a name with ``#`` followed only by digits is a staging file."""
+    _, hash_sign, suffix = name.partition("#")
+    return bool(hash_sign) and suffix.isascii() and suffix.isdigit()
+
+
+def _segment_is_valid(segment: str) -> bool:
+    return segment not in ("", ".", "..") and "\x00" not in segment
+
+
+def _map_os_error(exc: OSError, key: str) -> BackendError:
+    """The one place an ``OSError`` becomes a taquba-memo error."""
+    message = f"local file operation on {key!r} failed: {exc.strerror or exc}"
+    if isinstance(exc, PermissionError):
+        return AccessDeniedError(message)
+    if exc.errno in (errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.EMFILE, errno.ENFILE):
+        return TransientBackendError(message)
+    return BackendError(message)
+
+
+class LocalFileBackend(MemoBackend):
+    """Files under ``root``, written atomically and listed in byte order.
+
+    ``if_absent`` is atomic across processes (a hard link never replaces an
+    existing file). Key segments may not be empty, ``.`` or ``..``, nor a
+    staging name (``<name>#<digits>``). A key that is also the directory of
+    another key (``a`` and ``a/b``) cannot exist on a file system; writing
+    one raises :class:`BackendError`.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
+        self._root = Path(root).absolute()
+        self._durable = durable
+        self._capabilities = Capabilities(
+            ordered_listing=True, conditional_put=True, max_delete_batch=1000
+        )
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def __repr__(self) -> str:
+        return f"LocalFileBackend({str(self._root)!r})"
+
+    def _path(self, key: object) -> Path:
+        segments = check_key(key).split("/")
+        if not all(_segment_is_valid(segment) for segment in segments):
+            raise InvalidKeyError(f"key {key!r} has an empty, '.', '..' or NUL segment")
+        if _is_staging_name(segments[-1]):
+            raise InvalidKeyError(f"key {key!r} ends in a staging name (<name>#<digits>)")
+        return self._root.joinpath(*segments)
+
+    async def _run(self, key: str, fn: Callable[..., T], *args: object) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        path = self._path(key)
+
+        def read() -> bytes | None:
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return None
+
+        return await self._run(key, read)
+
+    # -- writes --------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        path, data = self._path(key), check_value(value)
+        return await self._run(key, self._write, path, data, if_absent)
+
+    def _write(self, path: Path, data: bytes, if_absent: bool) -> bool:
+        staging = self._write_staging(path, data)
+        try:
+            if if_absent:
+                try:
+                    os.link(staging, path)
+                except FileExistsError:
+                    if path.is_dir():
+                        raise IsADirectoryError(
+                            errno.EISDIR, "a directory holds this key", str(path)
+                        ) from None
+                    return False
+            else:
+                os.replace(staging, path)
+            if self._durable:
+                _fsync_directory(path.parent)
+            return True
+        finally:
+            staging.unlink(missing_ok=True)
+
+    def _write_staging(self, path: Path, data: bytes) -> Path:
+        for _ in range(_MKDIR_ATTEMPTS):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = path.with_name(f"{path.name}#{secrets.randbits(63)}")
+            try:
+                fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                continue  # a concurrent delete removed the directory; recreate it
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self._durable:
+                    os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                staging.unlink(missing_ok=True)
+                raise
+            os.close(fd)
+            return staging
+        raise OSError(errno.ENOENT, "directory kept disappearing while writing", str(path))
+
+    # -- deletes -------------------------------------------------------------
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        await self._run(key, self._unlink, path)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        paths = [(key, self._path(key)) for key in keys]
+
+        def unlink_all() -> dict[str, BackendError]:
+            failures: dict[str, BackendError] = {}
+            for key, path in paths:
+                try:
+                    self._unlink(path)
+                except OSError as exc:
+                    error = _map_os_error(exc, key)
+                    error.__cause__ = exc
+                    failures[key] = error
+            return failures
+
+        failures = await asyncio.to_thread(unlink_all)
+        if failures:
+            raise DeleteManyError(failures)
+
+    def _unlink(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except IsADirectoryError:
+            return  # a directory is not a key: nothing to delete
+        self._remove_empty_parents(path.parent)
+
+    def _remove_empty_parents(self, directory: Path) -> None:
+        while directory != self._root and self._root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return  # not empty (or already gone): stop climbing
+            directory = directory.parent
+
+    # -- listing -------------------------------------------------------------
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        check_key(prefix)
+        directory, _, name_start = prefix.rpartition("/")
+        if directory and not all(_segment_is_valid(s) for s in directory.split("/")):
+            return  # no valid key lies under such a prefix
+        base = self._root.joinpath(*directory.split("/")) if directory else self._root
+        key_prefix = f"{directory}/" if directory else ""
+        # Depth-first, each directory sorted with "/" appended to directory
+        # names: that visits keys in ascending byte order, one level in memory.
+        stack: list[Iterator[tuple[str, bool]]] = []
+        stack_prefixes: list[str] = []
+        top = await self._run(prefix, _scan, base, name_start)
+        stack.append(iter(top))
+        stack_prefixes.append(key_prefix)
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                stack_prefixes.pop()
+                continue
+            name, is_dir = entry
+            key = stack_prefixes[-1] + name
+            if is_dir:
+                subdirectory = self._root.joinpath(*key.split("/"))
+                children = await self._run(key, _scan, subdirectory, "")
+                stack.append(iter(children))
+                stack_prefixes.append(key + "/")
+            else:
+                yield key
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _scan(directory: Path, name_start: str) -> list[tuple[str, bool]]:
+    """Sorted ``(name, is_dir)`` entries of ``directory`` that start with ``name_start``."""
+    try:
+        with os.scandir(directory) as entries:
+            found = [
+                (entry.name, entry.is_dir(follow_symlinks=False))
+                for entry in entries
+                if entry.name.startswith(name_start) and not _is_staging_name(entry.name)
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found.sort(key=lambda item: item[0] + "/" if item[1] else item[0])
+    return found
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

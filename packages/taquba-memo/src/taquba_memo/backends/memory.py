@@ -1,0 +1,62 @@
+"""InMemoryBackend: a dict-backed MemoBackend for tests, demos and caches.
+
+Nothing is durable: values live as long as the object. It is the reference
+model the conformance suite's state machines compare other backends with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from taquba_memo.adapter_kit import check_key, check_value
+from taquba_memo.backend import Capabilities, MemoBackend
+
+__all__ = ["InMemoryBackend"]
+
+
+class InMemoryBackend(MemoBackend):
+    """Keys and values in a dict; listing is ordered and conditional put atomic.
+
+    Listing takes a snapshot of the matching keys when it starts, so
+    concurrent writes never disturb an iteration in progress.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+        self._capabilities = Capabilities(
+            ordered_listing=True, conditional_put=True, max_delete_batch=1000
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def __repr__(self) -> str:
+        return f"InMemoryBackend(keys={len(self._data)})"
+
+    async def get(self, key: str) -> bytes | None:
+        return self._data.get(check_key(key))
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        key, value = check_key(key), check_value(value)
+        # No await between the check and the write: atomic on the event loop.
+        if if_absent and key in self._data:
+            return False
+        self._data[key] = value
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(check_key(key), None)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for key in [check_key(key) for key in keys]:
+            self._data.pop(key, None)
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        check_key(prefix)
+        ordered = sorted(key for key in self._data if key.startswith(prefix))
+        for key in ordered:
+            yield key
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,122 @@
+"""Typed errors raised by taquba-memo.
+
+Every error derives from :class:`MemoError`, so ``except MemoError`` catches
+all of them. Below it there are two families, and they never overlap:
+
+* **Bad input** is found before any I/O. Such errors also derive from the
+  built-in :class:`ValueError` or :class:`TypeError`, so code written against
+  plain Python conventions keeps working. Nothing has been read, written or
+  deleted when one of them is raised.
+* **Storage failures** are :class:`BackendError` subclasses. Adapters map the
+  SDK's own exceptions to them in one place and chain the original as
+  ``__cause__`` (``raise ... from exc``). The ``transient`` attribute tells a
+  caller whether retrying the same call may succeed.
+
+:class:`NotSupported` is neither: the backend cannot do what was asked
+(for example ``put(..., if_absent=True)`` on a store without conditional
+writes), so it refuses instead of silently doing something weaker.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "BackendError",
+    "ContainerNotFoundError",
+    "DeleteManyError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "InvalidPrefixError",
+    "InvalidRunId",
+    "InvalidStepNumber",
+    "InvalidTerminalTime",
+    "InvalidValueType",
+    "MemoError",
+    "NotSupported",
+    "ThrottledError",
+    "TransientBackendError",
+    "ValueTooLargeError",
+]
+
+
+class MemoError(Exception):
+    """Base class of every error raised by taquba-memo."""
+
+
+class InvalidArgumentError(MemoError, ValueError):
+    """An argument has the right type but a value the layout cannot accept."""
+
+
+class InvalidRunId(InvalidArgumentError):
+    """A run id is not 1-128 bytes of ``[A-Za-z0-9_-]``."""
+
+
+class InvalidStepNumber(InvalidArgumentError):
+    """A step number is not an int in ``0..2**32-1``."""
+
+
+class InvalidTerminalTime(InvalidArgumentError):
+    """A terminal timestamp is not an int of milliseconds in ``0..2**64-1``."""
+
+
+class InvalidPrefixError(InvalidArgumentError):
+    """A store prefix has a segment that object stores would escape or reject."""
+
+
+class InvalidKeyError(InvalidArgumentError):
+    """A key is not valid for this backend (for example a ``..`` segment)."""
+
+
+class ValueTooLargeError(InvalidArgumentError):
+    """A value is larger than the store's configured ``max_value_bytes``."""
+
+
+class InvalidValueType(MemoError, TypeError):
+    """An argument has the wrong type, such as a ``str`` where bytes belong."""
+
+
+class NotSupported(MemoError):
+    """The backend does not declare the capability this call needs."""
+
+
+class BackendError(MemoError):
+    """The storage backend failed; the SDK's exception is ``__cause__``."""
+
+    transient: bool = False
+    """True when retrying the same call later may succeed."""
+
+
+class TransientBackendError(BackendError):
+    """A failure that may pass: a 5xx answer, a reset connection, a timeout."""
+
+    transient = True
+
+
+class ThrottledError(TransientBackendError):
+    """The store asked the client to slow down (HTTP 429, S3 ``SlowDown``)."""
+
+
+class AccessDeniedError(BackendError):
+    """The credentials are missing, invalid, or lack permission."""
+
+
+class ContainerNotFoundError(BackendError):
+    """The bucket or container itself does not exist (not a missing key)."""
+
+
+class DeleteManyError(BackendError):
+    """Some keys of a ``delete_many`` call could not be deleted.
+
+    Every other key of the call was attempted and is gone. ``failures`` maps
+    each key that failed to the :class:`BackendError` it failed with.
+    """
+
+    def __init__(self, failures: dict[str, BackendError]) -> None:
+        self.failures = dict(failures)
+        self.transient = all(err.transient for err in self.failures.values())
+        sample = ", ".join(sorted(self.failures)[:3])
+        more = len(self.failures) - 3
+        super().__init__(
+            f"{len(self.failures)} key(s) could not be deleted: {sample}"
+            + (f" and {more} more" if more > 0 else "")
+        )

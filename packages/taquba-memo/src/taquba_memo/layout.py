@@ -1,0 +1,216 @@
+"""Object layout shared with taquba-workflow 0.5.0, as pure functions.
+
+This module is the only place that knows how memo entries and terminal
+markers are named, so Python and Rust workers can share one bucket:
+
+* memo entry: ``<prefix>/memos/<run_id>/<step_number>/<hex sha256(user_key)>``
+* terminal marker: ``<prefix>/terminals/<terminal_at_ms:020>_<run_id>``,
+  a zero-byte object
+
+The prefix is normalised the way Rust ``object_store``'s ``Path`` does it:
+split on ``/`` with empty segments dropped, so ``""``, ``"a/"`` and
+``"/a//b"`` are all valid. ``Path`` would percent-encode some characters
+(``%``, ``#``, ``*``, non-ASCII, ...) and the segments ``.`` and ``..``; a
+prefix with any of those is rejected here instead, so that the names we
+write are exactly the names Rust writes, and no input can escape the prefix.
+
+Every function validates its arguments before returning a key, so a caller
+that builds its key first has done no I/O when a bad argument is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+
+from taquba_memo.errors import (
+    InvalidKeyError,
+    InvalidPrefixError,
+    InvalidRunId,
+    InvalidStepNumber,
+    InvalidTerminalTime,
+    InvalidValueType,
+)
+
+__all__ = [
+    "MAX_RUN_ID_BYTES",
+    "MAX_STEP_NUMBER",
+    "MAX_TERMINAL_AT_MS",
+    "TerminalMarker",
+    "hex_sha256",
+    "memo_key",
+    "memos_prefix",
+    "memos_run_prefix",
+    "normalize_prefix",
+    "parse_terminal_marker_name",
+    "terminal_marker_key",
+    "terminal_marker_name",
+    "terminals_prefix",
+    "validate_run_id",
+    "validate_step_number",
+    "validate_terminal_at_ms",
+]
+
+logger = logging.getLogger("taquba_memo")
+
+MAX_RUN_ID_BYTES = 128
+MAX_STEP_NUMBER = 2**32 - 1
+MAX_TERMINAL_AT_MS = 2**64 - 1
+TIMESTAMP_WIDTH = 20
+
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# Characters object_store's PathPart percent-encodes (its INVALID set).
+_ESCAPED_BY_OBJECT_STORE = frozenset('/\\{^}%`]">[~<#|*?\r\n')
+
+
+@dataclass(frozen=True, order=True)
+class TerminalMarker:
+    """A run's terminal marker: the run finished at ``terminal_at_ms``.
+
+    Ordering compares ``terminal_at_ms`` first, so ``sorted(markers)`` is
+    chronological.
+    """
+
+    terminal_at_ms: int
+    run_id: str
+
+    def __init__(self, run_id: str, terminal_at_ms: int) -> None:
+        object.__setattr__(self, "run_id", validate_run_id(run_id))
+        object.__setattr__(self, "terminal_at_ms", validate_terminal_at_ms(terminal_at_ms))
+
+    def __repr__(self) -> str:
+        return f"TerminalMarker(run_id={self.run_id!r}, terminal_at_ms={self.terminal_at_ms})"
+
+
+def validate_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it is 1-128 characters of ``[A-Za-z0-9_-]``.
+
+    An empty run id would make ``memos/<run_id>/`` the prefix of every run's
+    entries, so a retention sweep would delete them all; a ``/`` or ``..``
+    would escape the run's namespace.
+    """
+    if not isinstance(run_id, str):
+        raise InvalidValueType(f"run_id must be str, not {type(run_id).__name__}")
+    if _RUN_ID.fullmatch(run_id) is None:
+        raise InvalidRunId(
+            f"run_id must be 1-{MAX_RUN_ID_BYTES} characters of [A-Za-z0-9_-], got {run_id!r:.200}"
+        )
+    return run_id
+
+
+def _validate_int(value: object, name: str, maximum: int, error: type[Exception]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValueType(f"{name} must be int, not {type(value).__name__}")
+    if not 0 <= value <= maximum:
+        raise error(f"{name} must be in 0..{maximum}, got {value}")
+    return int(value)
+
+
+def validate_step_number(step_number: object) -> int:
+    """Return ``step_number`` if it is an int in ``0..2**32-1`` (Rust ``u32``)."""
+    return _validate_int(step_number, "step_number", MAX_STEP_NUMBER, InvalidStepNumber)
+
+
+def validate_terminal_at_ms(terminal_at_ms: object) -> int:
+    """Return ``terminal_at_ms`` if it is an int in ``0..2**64-1`` (Rust ``u64``)."""
+    return _validate_int(terminal_at_ms, "terminal_at_ms", MAX_TERMINAL_AT_MS, InvalidTerminalTime)
+
+
+def normalize_prefix(prefix: object) -> str:
+    """Return ``prefix`` with empty segments dropped: ``"/a//b/"`` -> ``"a/b"``."""
+    if not isinstance(prefix, str):
+        raise InvalidValueType(f"prefix must be str, not {type(prefix).__name__}")
+    segments = [segment for segment in prefix.split("/") if segment]
+    for segment in segments:
+        if segment in (".", ".."):
+            raise InvalidPrefixError(f"prefix segment {segment!r} is not allowed")
+        bad = [ch for ch in segment if ch in _ESCAPED_BY_OBJECT_STORE or not " " <= ch <= "~"]
+        if bad:
+            raise InvalidPrefixError(
+                f"prefix segment {segment!r} has characters object stores escape: {''.join(bad)!r}"
+            )
+    return "/".join(segments)
+
+
+def _join(prefix: str, *segments: str) -> str:
+    return "/".join((prefix, *segments)) if prefix else "/".join(segments)
+
+
+def hex_sha256(user_key: object) -> str:
+    """Return the lowercase hex SHA-256 of ``user_key`` encoded as UTF-8."""
+    if not isinstance(user_key, str):
+        raise InvalidValueType(f"memo key must be str, not {type(user_key).__name__}")
+    try:
+        encoded = user_key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError(f"memo key is not valid Unicode text: {exc}") from None
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def memo_key(prefix: str, run_id: str, step_number: int, user_key: str) -> str:
+    """``<prefix>/memos/<run_id>/<step_number>/<hex sha256(user_key)>``."""
+    return _join(
+        normalize_prefix(prefix),
+        "memos",
+        validate_run_id(run_id),
+        str(validate_step_number(step_number)),
+        hex_sha256(user_key),
+    )
+
+
+def memos_prefix(prefix: str) -> str:
+    """``<prefix>/memos/``: the raw listing prefix of every run's entries."""
+    return _join(normalize_prefix(prefix), "memos", "")
+
+
+def memos_run_prefix(prefix: str, run_id: str) -> str:
+    """``<prefix>/memos/<run_id>/``, with the trailing slash.
+
+    The slash is what keeps run ``run`` from matching ``run-suffix``.
+    """
+    return _join(normalize_prefix(prefix), "memos", validate_run_id(run_id), "")
+
+
+def terminal_marker_name(run_id: str, terminal_at_ms: int) -> str:
+    """``<terminal_at_ms:020>_<run_id>``: sorts chronologically by name."""
+    return (
+        f"{validate_terminal_at_ms(terminal_at_ms):0{TIMESTAMP_WIDTH}d}_{validate_run_id(run_id)}"
+    )
+
+
+def terminal_marker_key(prefix: str, run_id: str, terminal_at_ms: int) -> str:
+    """``<prefix>/terminals/<terminal_at_ms:020>_<run_id>``."""
+    return _join(
+        normalize_prefix(prefix), "terminals", terminal_marker_name(run_id, terminal_at_ms)
+    )
+
+
+def terminals_prefix(prefix: str) -> str:
+    """``<prefix>/terminals/``: the raw listing prefix of every marker."""
+    return _join(normalize_prefix(prefix), "terminals", "")
+
+
+def parse_terminal_marker_name(name: str) -> TerminalMarker | None:
+    """Parse ``<ts:020>_<run_id>``; return None for anything else. Never raises.
+
+    Mirrors the reference parser (the first 20 characters are a base-10
+    ``u64``, Rust's optional ``+`` included, then ``_``), and also refuses a
+    run id that :func:`validate_run_id` would refuse, so a stray object can
+    never make a sweep clear the wrong run.
+    """
+    if not isinstance(name, str) or len(name) <= TIMESTAMP_WIDTH:
+        return None
+    digits, separator, run_id = (
+        name[:TIMESTAMP_WIDTH],
+        name[TIMESTAMP_WIDTH],
+        name[TIMESTAMP_WIDTH + 1 :],
+    )
+    unsigned = digits[1:] if digits.startswith("+") else digits
+    if separator != "_" or not unsigned or not unsigned.isascii() or not unsigned.isdigit():
+        return None
+    terminal_at_ms = int(unsigned)
+    if terminal_at_ms > MAX_TERMINAL_AT_MS or _RUN_ID.fullmatch(run_id) is None:
+        return None
+    return TerminalMarker(run_id, terminal_at_ms)

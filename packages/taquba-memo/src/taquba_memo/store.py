@@ -1,0 +1,393 @@
+"""MemoStore and Memo: the memo API, in the layout of taquba-workflow 0.5.0.
+
+A :class:`MemoStore` owns one prefix of a backend. :meth:`MemoStore.new_memo`
+hands out :class:`Memo` views bound to one ``(run_id, step_number)``; a step
+reads what an earlier attempt recorded and skips the work. Retention is
+built from terminal markers: when a run ends, write its marker; later,
+:meth:`MemoStore.sweep` clears the memos of runs whose marker is older than
+a cutoff, then deletes the marker.
+
+Readers must tolerate absence: a sweep may remove an entry at any time, and
+a reader that finds nothing simply re-executes the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from taquba_memo import layout
+from taquba_memo.adapter_kit import check_value
+from taquba_memo.backend import MemoBackend
+from taquba_memo.errors import (
+    BackendError,
+    DeleteManyError,
+    InvalidArgumentError,
+    InvalidValueType,
+    ValueTooLargeError,
+)
+from taquba_memo.layout import TerminalMarker
+
+__all__ = ["Memo", "MemoStore", "SweepFailure", "SweepReport"]
+
+logger = logging.getLogger("taquba_memo")
+
+# Batches of one run's deletes kept in flight while its listing continues.
+_DELETES_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class SweepFailure:
+    """A run the sweep could not finish; its marker was kept for the next pass."""
+
+    marker: TerminalMarker
+    error: BackendError
+
+
+@dataclass
+class SweepReport:
+    """What one :meth:`MemoStore.sweep` pass did."""
+
+    cutoff_ms: int
+    dry_run: bool = False
+    runs_cleared: list[str] = field(default_factory=list)
+    """Runs whose memos were cleared and whose marker was deleted (or, in a
+    dry run, would have been)."""
+    entries_deleted: int = 0
+    failures: list[SweepFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every expired run was cleared."""
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class _ClearOutcome:
+    deleted: int
+    failures: dict[str, BackendError]
+
+
+class _TaskWindow:
+    """At most ``limit`` coroutines running at once; the first error propagates."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, work: Coroutine[Any, Any, None]) -> None:
+        while len(self._running) >= self._limit:
+            done, self._running = await asyncio.wait(
+                self._running, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                task.result()
+        self._running.add(asyncio.ensure_future(work))
+
+    async def drain(self) -> None:
+        running, self._running = self._running, set()
+        if running:
+            await asyncio.gather(*running)
+
+
+class MemoStore:
+    """Memo entries and terminal markers under one prefix of a backend.
+
+    Memo entries live under ``<prefix>/memos/`` and terminal markers under
+    ``<prefix>/terminals/``; the prefix should not be shared with anything
+    else in the bucket. Any number of ``MemoStore`` objects, in any number of
+    processes or languages, may use the same backend and prefix: the storage
+    is the source of truth, and nothing is cached.
+
+    ``max_value_bytes`` optionally refuses larger values before any upload.
+    Closing the store (``aclose`` or ``async with``) closes the backend.
+    """
+
+    def __init__(
+        self,
+        backend: MemoBackend,
+        prefix: str = "",
+        *,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        if not isinstance(backend, MemoBackend):
+            raise InvalidValueType(
+                f"backend must implement MemoBackend, got {type(backend).__name__}"
+            )
+        if max_value_bytes is not None and (
+            isinstance(max_value_bytes, bool)
+            or not isinstance(max_value_bytes, int)
+            or max_value_bytes < 0
+        ):
+            raise InvalidArgumentError("max_value_bytes must be a non-negative int or None")
+        self._backend = backend
+        self._prefix = layout.normalize_prefix(prefix)
+        self._max_value_bytes = max_value_bytes
+
+    @property
+    def backend(self) -> MemoBackend:
+        return self._backend
+
+    @property
+    def prefix(self) -> str:
+        """The normalised prefix (``"/a//b/"`` becomes ``"a/b"``)."""
+        return self._prefix
+
+    def __repr__(self) -> str:
+        return f"MemoStore(prefix={self._prefix!r}, backend={self._backend!r})"
+
+    def new_memo(self, run_id: str, step_number: int) -> Memo:
+        """Return a :class:`Memo` bound to ``(run_id, step_number)``."""
+        return Memo(self, run_id, step_number)
+
+    # -- entries -----------------------------------------------------------
+
+    async def _get(self, run_id: str, step_number: int, key: str) -> bytes | None:
+        return await self._backend.get(layout.memo_key(self._prefix, run_id, step_number, key))
+
+    async def _put(
+        self, run_id: str, step_number: int, key: str, value: object, if_absent: bool
+    ) -> bool:
+        path = layout.memo_key(self._prefix, run_id, step_number, key)
+        data = check_value(value)
+        if self._max_value_bytes is not None and len(data) > self._max_value_bytes:
+            raise ValueTooLargeError(
+                f"value of {len(data)} bytes exceeds max_value_bytes={self._max_value_bytes}"
+            )
+        return await self._backend.put(path, data, if_absent=if_absent)
+
+    async def clear_memos_for_run(self, run_id: str) -> int:
+        """Delete every memo entry of ``run_id`` and return how many were deleted.
+
+        The run's prefix is listed once, page by page, and the keys are
+        deleted with ``delete_many`` in batches of the backend's
+        ``max_delete_batch``. As in the reference, a key that fails to delete
+        is logged and does not stop the sweep; the count excludes it. A
+        failure to list raises :class:`BackendError`.
+        """
+        return (await self._clear_run(run_id)).deleted
+
+    async def _clear_run(self, run_id: str) -> _ClearOutcome:
+        run_prefix = layout.memos_run_prefix(self._prefix, run_id)
+        batch_size = self._backend.capabilities.max_delete_batch
+        failures: dict[str, BackendError] = {}
+        deleted = 0
+
+        async def delete_batch(keys: list[str]) -> None:
+            nonlocal deleted
+            try:
+                await self._backend.delete_many(keys)
+            except DeleteManyError as exc:
+                failures.update(exc.failures)
+                deleted += len(keys) - len(exc.failures)
+            except BackendError as exc:
+                failures.update(dict.fromkeys(keys, exc))
+            else:
+                deleted += len(keys)
+
+        window = _TaskWindow(_DELETES_IN_FLIGHT)
+        try:
+            batch: list[str] = []
+            async for key in self._backend.list(run_prefix):
+                batch.append(key)
+                if len(batch) == batch_size:
+                    await window.submit(delete_batch(batch))
+                    batch = []
+            if batch:
+                await window.submit(delete_batch(batch))
+        finally:
+            await window.drain()
+        for key, error in failures.items():
+            logger.warning("failed to delete memo entry %s of run %s: %s", key, run_id, error)
+        return _ClearOutcome(deleted, failures)
+
+    # -- terminal markers --------------------------------------------------
+
+    async def write_terminal_marker(self, run_id: str, terminal_at_ms: int) -> None:
+        """Write the zero-byte terminal marker of ``run_id`` at ``terminal_at_ms``.
+
+        Idempotent: writing the same marker twice leaves one marker.
+        """
+        await self._backend.put(
+            layout.terminal_marker_key(self._prefix, run_id, terminal_at_ms), b""
+        )
+
+    async def iter_terminal_markers(self) -> AsyncIterator[TerminalMarker]:
+        """Yield every terminal marker, streaming: memory stays flat.
+
+        Markers come in chronological order on a backend with
+        ``ordered_listing``, in the backend's order otherwise. Objects under
+        the terminals prefix whose names do not parse are skipped with a
+        warning.
+        """
+        async for _name, marker in self._iter_marker_names():
+            if marker is not None:
+                yield marker
+
+    async def _iter_marker_names(self) -> AsyncIterator[tuple[str, TerminalMarker | None]]:
+        terminals = layout.terminals_prefix(self._prefix)
+        async for key in self._backend.list(terminals):
+            name = key[len(terminals) :]
+            marker = None if "/" in name else layout.parse_terminal_marker_name(name)
+            if marker is None:
+                logger.warning("unparseable terminal marker %s; skipping", key)
+            yield name, marker
+
+    async def list_terminal_markers(self) -> list[TerminalMarker]:
+        """Return every terminal marker (see :meth:`iter_terminal_markers`).
+
+        Callers that need chronological order on any backend should sort:
+        ``sorted(markers)`` orders by ``terminal_at_ms``.
+        """
+        return [marker async for marker in self.iter_terminal_markers()]
+
+    async def iter_expired_terminal_markers(self, cutoff_ms: int) -> AsyncIterator[TerminalMarker]:
+        """Yield the markers with ``terminal_at_ms`` strictly below ``cutoff_ms``.
+
+        With ``ordered_listing`` the listing stops at the first marker that
+        has not expired, so the cost grows with the expired set rather than
+        with all markers. Otherwise every marker is listed and filtered.
+        """
+        cutoff_ms = layout.validate_terminal_at_ms(cutoff_ms)
+        ordered = self._backend.capabilities.ordered_listing
+        async for name, marker in self._iter_marker_names():
+            if marker is None:
+                continue
+            if marker.terminal_at_ms < cutoff_ms:
+                yield marker
+            elif ordered and name[:1].isdigit():
+                # Zero-padded names sort numerically; everything after is younger.
+                return
+
+    async def list_expired_terminal_markers(self, cutoff_ms: int) -> list[TerminalMarker]:
+        """Return the markers with ``terminal_at_ms`` strictly below ``cutoff_ms``."""
+        return [marker async for marker in self.iter_expired_terminal_markers(cutoff_ms)]
+
+    async def delete_terminal_marker(self, marker: TerminalMarker) -> None:
+        """Delete ``marker``; a marker that is already gone is success."""
+        if not isinstance(marker, TerminalMarker):
+            raise InvalidValueType(f"marker must be a TerminalMarker, not {type(marker).__name__}")
+        await self._backend.delete(
+            layout.terminal_marker_key(self._prefix, marker.run_id, marker.terminal_at_ms)
+        )
+
+    async def sweep(
+        self,
+        cutoff_ms: int,
+        *,
+        concurrency: int = 8,
+        dry_run: bool = False,
+        on_run_done: Callable[[TerminalMarker, int], Awaitable[None] | None] | None = None,
+    ) -> SweepReport:
+        """Clear the memos of every run whose marker is older than ``cutoff_ms``.
+
+        For each expired marker the run's memos are cleared first and the
+        marker deleted second, so a crash at any point leaves work that the
+        next sweep finishes, never memos without a marker. A run that fails
+        to clear keeps its marker and is reported in ``failures``. Up to
+        ``concurrency`` runs are processed at once. With ``dry_run`` nothing
+        is deleted; the report lists the runs that would be cleared.
+        ``on_run_done(marker, entries_deleted)`` is called after each run
+        (for progress reporting).
+        """
+        cutoff_ms = layout.validate_terminal_at_ms(cutoff_ms)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidArgumentError("concurrency must be a positive int")
+        report = SweepReport(cutoff_ms=cutoff_ms, dry_run=dry_run)
+
+        async def sweep_one(marker: TerminalMarker) -> None:
+            deleted = 0
+            if not dry_run:
+                try:
+                    outcome = await self._clear_run(marker.run_id)
+                    deleted = outcome.deleted
+                    report.entries_deleted += deleted
+                    if outcome.failures:
+                        first = next(iter(outcome.failures.values()))
+                        raise DeleteManyError(outcome.failures) from first
+                    await self.delete_terminal_marker(marker)
+                except BackendError as exc:
+                    report.failures.append(SweepFailure(marker, exc))
+                    return
+            report.runs_cleared.append(marker.run_id)
+            if on_run_done is not None:
+                result = on_run_done(marker, deleted)
+                if result is not None:
+                    await result
+
+        window = _TaskWindow(concurrency)
+        try:
+            async for marker in self.iter_expired_terminal_markers(cutoff_ms):
+                await window.submit(sweep_one(marker))
+        finally:
+            await window.drain()
+        return report
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the backend."""
+        await self._backend.aclose()
+
+    async def __aenter__(self) -> MemoStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Memo:
+    """A :class:`MemoStore` view scoped to one ``(run_id, step_number)``.
+
+    Arguments are validated when the memo is built, so a bad run id fails
+    before the step does any work.
+    """
+
+    __slots__ = ("_run_id", "_step_number", "_store")
+
+    def __init__(self, store: MemoStore, run_id: str, step_number: int) -> None:
+        self._store = store
+        self._run_id = layout.validate_run_id(run_id)
+        self._step_number = layout.validate_step_number(step_number)
+
+    @property
+    def run_id(self) -> str:
+        """The run this memo is bound to."""
+        return self._run_id
+
+    @property
+    def step_number(self) -> int:
+        """The step this memo is bound to."""
+        return self._step_number
+
+    @property
+    def store(self) -> MemoStore:
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"Memo(run_id={self._run_id!r}, step_number={self._step_number})"
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value an earlier attempt stored for ``key``, or None."""
+        return await self._store._get(self._run_id, self._step_number, key)
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        """Store ``value`` for ``key`` and return True.
+
+        By default a prior value is overwritten, as in the reference: a retry
+        that produces the same value is idempotent, and otherwise the most
+        recent attempt wins. With ``if_absent`` the first writer wins: the
+        value is stored only if ``key`` has none, and False is returned when
+        it had one (backends without ``conditional_put`` raise
+        ``NotSupported``).
+        """
+        return await self._store._put(self._run_id, self._step_number, key, value, if_absent)
