@@ -1,0 +1,70 @@
+"""open_url: a GCSBackend from a ``gs://bucket/base/path?endpoint=...`` URL.
+
+Registered as the ``gs`` and ``gs+gcs`` entry points of the
+``taquba_memo.backends`` group, so a URL opener can find this adapter by scheme.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from google.auth.credentials import AnonymousCredentials, Credentials
+from taquba_memo.errors import InvalidArgumentError
+
+from taquba_memo_gcs.backend import GCSBackend
+
+__all__ = ["SCHEMES", "open_url"]
+
+SCHEMES = ("gs", "gs+gcs")
+
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
+
+
+def open_url(url: str) -> GCSBackend:
+    """Open ``gs://BUCKET[/BASE/PATH][?endpoint=URL&project=ID&anonymous=BOOL]``.
+
+    * ``endpoint``: the API address, for example an emulator's
+      ``http://127.0.0.1:4443``. Default: Google Cloud Storage.
+    * ``project``: the project id. Default: the one the credentials name.
+    * ``anonymous``: send no credentials. Default: true when ``endpoint`` is
+      given (as for an emulator), false otherwise. Without it the SDK uses
+      ``google.auth.default()``.
+
+    The backend builds and owns its client; ``aclose()`` closes it. For any
+    other authentication, build a ``storage.Client`` and pass it to
+    :class:`GCSBackend`.
+    """
+    if not isinstance(url, str):
+        raise InvalidArgumentError(f"url must be str, not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise InvalidArgumentError(f"not a GCS URL (scheme must be one of {SCHEMES}): {url!r}")
+    if not parts.hostname or parts.username or parts.password or parts.port:
+        raise InvalidArgumentError(f"a GCS URL is gs://BUCKET/BASE/PATH, got {url!r}")
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(params) - {"endpoint", "project", "anonymous"})
+    if unknown:
+        raise InvalidArgumentError(f"unknown GCS URL parameter(s) {unknown} in {url!r}")
+    endpoint = params.get("endpoint") or None
+    anonymous = _flag(params.get("anonymous"), default=endpoint is not None, url=url)
+    credentials: Credentials | None = None
+    if anonymous:
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    return GCSBackend.connect(
+        parts.netloc,
+        base_path=parts.path,
+        project=params.get("project") or None,
+        credentials=credentials,
+        endpoint=endpoint,
+    )
+
+
+def _flag(value: str | None, *, default: bool, url: str) -> bool:
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise InvalidArgumentError(f"anonymous must be true or false in {url!r}")
