@@ -1,0 +1,12 @@
+"""taquba-memo-obstore: a taquba-memo backend for S3, GCS, Azure, local files and memory.
+
+Wrap any obstore store in :class:`ObstoreBackend`, or open one from a URL
+with :func:`open_url` (also registered as the ``s3``, ``gs`` and ``az``
+entry points of the ``taquba_memo.backends`` group).
+"""
+
+from taquba_memo_obstore._backend import ObstoreBackend, capabilities_for
+from taquba_memo_obstore._errors import map_obstore_error
+from taquba_memo_obstore._url import open_url
+
+__all__ = ["ObstoreBackend", "capabilities_for", "map_obstore_error", "open_url"]

@@ -1,0 +1,297 @@
+"""ObstoreBackend: a MemoBackend on any obstore store, through obstore's async API.
+
+Per store type (what the capabilities declare, measured with obstore 0.12):
+
+=============  ========  ==============  ================  ==========================
+store          ordered   conditional put  max_delete_batch  delete_many
+=============  ========  ==============  ================  ==========================
+S3Store        yes       yes (If-None-   1000              one DeleteObjects request
+                         Match) [1]                         per 1000 keys
+GCSStore       yes       yes (if-        100               single deletes, 10 at a
+                         generation-                        time (obstore has no GCS
+                         match: 0)                          batch delete either)
+AzureStore     yes       yes (If-None-   256               one Blob Batch request per
+                         Match: *)                          256 keys
+LocalStore     no [2]    yes (hard link) 1000              single deletes, 10 at a time
+MemoryStore    yes       yes             1000              in memory
+=============  ========  ==============  ================  ==========================
+
+[1] Unless the store was built with ``conditional_put="disabled"``.
+[2] object_store walks the directory tree in file-system order. Sorting
+    would need the whole listing (or a whole directory) in memory, so the
+    backend streams in that order and declares ``ordered_listing=False``.
+
+Listing keeps the protocol's raw-string prefixes over obstore's
+segment-wise ones: a prefix that ends in ``/`` (or is empty) is listed
+directly; otherwise its parent directory is listed and the keys filtered.
+On the ordered cloud stores the listing starts just before the prefix
+(an exclusive ``offset``) and stops at the first key past it, so a consumer
+never pays for the siblings of a run. A consumer that stops early stops
+the page requests too: pages are fetched only as keys are consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+import obstore
+import obstore.exceptions as obstore_errors
+from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
+from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
+from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.errors import InvalidKeyError, NotSupported
+
+from taquba_memo_obstore._errors import map_obstore_error
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+__all__ = ["ObstoreBackend", "capabilities_for"]
+
+# Keys per chunk pulled from obstore's list stream: one cloud page at most.
+_LIST_CHUNK = 1000
+# Single deletes in flight where the store has no batch API (as obstore's own).
+_DELETE_CONCURRENCY = 10
+_SUPPORTED = (S3Store, GCSStore, AzureStore, LocalStore, MemoryStore)
+# Config entries safe to show in repr(); everything else may be a secret.
+_DESCRIBED_CONFIG = ("bucket", "container_name", "account_name", "endpoint", "region")
+
+
+def capabilities_for(store: ObjectStore) -> Capabilities:
+    """What :class:`ObstoreBackend` declares for ``store`` (see the module table)."""
+    if isinstance(store, S3Store):
+        conditional = str(store.config.get("conditional_put", "")).lower() != "disabled"
+        return Capabilities(
+            ordered_listing=True, conditional_put=conditional, max_delete_batch=1000
+        )
+    if isinstance(store, GCSStore):
+        return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=100)
+    if isinstance(store, AzureStore):
+        return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=256)
+    if isinstance(store, LocalStore):
+        return Capabilities(ordered_listing=False, conditional_put=True, max_delete_batch=1000)
+    if isinstance(store, MemoryStore):
+        return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=1000)
+    raise TypeError(
+        "ObstoreBackend supports S3Store, GCSStore, AzureStore, LocalStore and MemoryStore, "
+        f"not {type(store).__name__}"
+    )
+
+
+def _segments_are_valid(segments: Sequence[str]) -> bool:
+    """object_store's path rules: no empty, ``.`` or ``..`` segment, no ASCII control character."""
+    return all(
+        segment not in ("", ".", "..") and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in segment)
+        for segment in segments
+    )
+
+
+def _is_local_staging_name(name: str) -> bool:
+    """LocalStore refuses names ending in ``#<digits>``: it writes its staging files so."""
+    _, hash_sign, suffix = name.rpartition("#")
+    return bool(hash_sign) and suffix.isascii() and suffix.isdigit()
+
+
+class ObstoreBackend(MemoBackend):
+    """Keys stored through an obstore store, below an optional ``base_path``.
+
+    ``store`` is any :class:`~obstore.store.S3Store`, ``GCSStore``,
+    ``AzureStore``, ``LocalStore`` or ``MemoryStore``; it is used as it is
+    (retries and timeouts come from its ``retry_config`` and
+    ``client_options``). Keys must be valid object_store paths: no empty,
+    ``.`` or ``..`` segment, no leading or trailing ``/``, no ASCII control
+    character; on a LocalStore, no key may end in ``#<digits>``. Anything
+    else raises :class:`~taquba_memo.InvalidKeyError` before any I/O, so a key
+    never silently becomes another one.
+
+    Every value is written with a single request (``use_multipart=False``):
+    atomic on every store, and the same request for plain and create-only
+    writes. ``capabilities`` overrides what is declared for the store type,
+    for S3-compatible services that lack a feature.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        base_path: str = "",
+        *,
+        capabilities: Capabilities | None = None,
+    ) -> None:
+        if not isinstance(store, _SUPPORTED):
+            capabilities_for(store)  # raises the TypeError that names what is supported
+        if not isinstance(base_path, str):
+            raise TypeError(f"base_path must be str, not {type(base_path).__name__}")
+        segments = [segment for segment in base_path.split("/") if segment]
+        if not _segments_are_valid(segments):
+            raise InvalidKeyError(f"base_path {base_path!r} has a '.', '..' or control character")
+        self._store = store
+        self._kind = type(store).__name__
+        self._base = "/".join(segments)
+        self._root = f"{self._base}/" if self._base else ""
+        self._capabilities = capabilities or capabilities_for(store)
+        self._is_local = isinstance(store, LocalStore)
+        # Offsets only where the server applies them (LocalStore filters client-side).
+        self._use_offset = isinstance(store, (S3Store, GCSStore, AzureStore, MemoryStore))
+        self._batch_delete = isinstance(store, (S3Store, AzureStore, MemoryStore))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def store(self) -> ObjectStore:
+        """The wrapped obstore store."""
+        return self._store
+
+    @property
+    def base_path(self) -> str:
+        """The normalised base path ('' for the store's root)."""
+        return self._base
+
+    def __repr__(self) -> str:
+        # Never repr() the store itself: some stores panic there, and the
+        # config holds credentials. Only whitelisted, non-secret fields.
+        details: list[str] = []
+        if isinstance(self._store, LocalStore):
+            details.append(f"prefix={str(self._store.prefix)!r}")
+        elif isinstance(self._store, (S3Store, GCSStore, AzureStore)):
+            config = self._store.config
+            details.extend(
+                f"{name}={config[name]!r}"  # type: ignore[literal-required]
+                for name in _DESCRIBED_CONFIG
+                if name in config
+            )
+        return f"ObstoreBackend({self._kind}({', '.join(details)}), base_path={self._base!r})"
+
+    # -- keys ----------------------------------------------------------------
+
+    def _path(self, key: object) -> str:
+        key = check_key(key)
+        segments = key.split("/")
+        if not _segments_are_valid(segments):
+            raise InvalidKeyError(
+                f"key {key!r} is not a valid object path (empty, '.' or '..' segment, "
+                "leading or trailing '/', or a control character)"
+            )
+        if self._is_local and _is_local_staging_name(segments[-1]):
+            raise InvalidKeyError(f"key {key!r} ends in '#<digits>', which LocalStore refuses")
+        return self._root + key
+
+    def _error(self, exc: BaseException, operation: str, key: str) -> Exception:
+        error = map_obstore_error(exc, store=self._kind, operation=operation, key=key)
+        assert error is not None, "only get and delete meet a missing object"
+        return error
+
+    # -- reads -----------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        path = self._path(key)
+        try:
+            result = await obstore.get_async(self._store, path)
+            return bytes(await result.bytes_async())
+        except Exception as exc:
+            error = map_obstore_error(exc, store=self._kind, operation="get", key=key)
+            if error is None:
+                return None
+            raise error from exc
+
+    # -- writes ----------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        path, data = self._path(key), check_value(value)
+        if if_absent and not self._capabilities.conditional_put:
+            raise NotSupported(f"{self!r} does not declare conditional_put")
+        try:
+            await obstore.put_async(
+                self._store,
+                path,
+                data,
+                mode="create" if if_absent else "overwrite",
+                use_multipart=False,
+            )
+        except obstore_errors.AlreadyExistsError as exc:
+            if if_absent:
+                return False
+            raise self._error(exc, "put", key) from exc
+        except Exception as exc:
+            raise self._error(exc, "put", key) from exc
+        return True
+
+    # -- deletes ---------------------------------------------------------------
+
+    async def delete(self, key: str) -> None:
+        await self._delete_one(self._path(key), key)
+
+    async def _delete_one(self, path: str, key: str) -> None:
+        try:
+            await obstore.delete_async(self._store, path)
+        except Exception as exc:
+            error = map_obstore_error(exc, store=self._kind, operation="delete", key=key)
+            if error is None:
+                return  # GCS, Azure and LocalStore report a missing object: success
+            raise error from exc
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        paths = {key: self._path(key) for key in keys}  # validates every key before any I/O
+
+        async def delete_key(key: str) -> None:
+            await self._delete_one(paths[key], key)
+
+        if not self._batch_delete:
+            await delete_each(delete_key, list(paths), concurrency=_DELETE_CONCURRENCY)
+            return
+        for chunk in chunked(paths, self._capabilities.max_delete_batch):
+            try:
+                await obstore.delete_async(self._store, [paths[key] for key in chunk])
+            except Exception:
+                # A batch reports one failure for the whole request (Azure even
+                # for a missing key). Every key was attempted; redo this chunk
+                # key by key to learn which keys really failed and why.
+                await delete_each(delete_key, chunk, concurrency=_DELETE_CONCURRENCY)
+
+    # -- listing -----------------------------------------------------------------
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        check_key(prefix)
+        full = self._root + prefix
+        directory, slash, name_start = full.rpartition("/")
+        if directory and not _segments_are_valid(directory.split("/")):
+            return  # no valid key lies under this prefix
+        offset: str | None = None
+        if not full or full.endswith("/"):
+            list_prefix = full or None  # obstore's segment prefix is the raw prefix here
+        else:
+            list_prefix = directory if slash else None
+            # An exclusive offset just below every key that starts with `full`.
+            candidate = full[:-1]
+            if (
+                self._use_offset
+                and len(name_start) > 1
+                and _segments_are_valid(candidate.split("/"))
+            ):
+                offset = candidate
+        ordered = self._capabilities.ordered_listing
+        strip = len(self._root)
+        try:
+            stream = obstore.list(self._store, list_prefix, offset=offset, chunk_size=_LIST_CHUNK)
+        except Exception as exc:
+            raise self._error(exc, "list", prefix) from exc
+        while True:
+            # Pages are requested only here, as the consumer asks for keys.
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                raise self._error(exc, "list", prefix) from exc
+            for meta in chunk:
+                path = meta["path"]
+                if path.startswith(full):
+                    yield path[strip:]
+                elif ordered and path > full:
+                    return  # sorted: nothing after this key starts with `full`
+
+    async def aclose(self) -> None:
+        """Nothing to release: obstore stores pool connections for their own lifetime."""
+        return None
