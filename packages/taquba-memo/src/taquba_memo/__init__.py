@@ -8,35 +8,56 @@ one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
 
 from taquba_memo.backend import Capabilities, MemoBackend
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
+from taquba_memo.codecs import (
+    BytesCodec,
+    Codec,
+    JSONCodec,
+    MsgpackCodec,
+    PickleCodec,
+    UnsafeCodecWarning,
+)
+from taquba_memo.content import canonical_json, content_key
 from taquba_memo.errors import (
     AccessDeniedError,
+    AdapterNotInstalledError,
     BackendError,
     ContainerNotFoundError,
+    DecodeError,
     DeleteManyError,
+    EncodeError,
     InvalidArgumentError,
     InvalidKeyError,
     InvalidPrefixError,
     InvalidRunId,
     InvalidStepNumber,
     InvalidTerminalTime,
+    InvalidURLError,
     InvalidValueType,
     MemoError,
+    MissingDependencyError,
     NotSupported,
+    StoreClosedError,
     ThrottledError,
     TransientBackendError,
     ValueTooLargeError,
 )
 from taquba_memo.layout import TerminalMarker
 from taquba_memo.store import Memo, MemoStore, SweepFailure, SweepReport
+from taquba_memo.urls import open_backend, open_store
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessDeniedError",
+    "AdapterNotInstalledError",
     "BackendError",
+    "BytesCodec",
     "Capabilities",
+    "Codec",
     "ContainerNotFoundError",
+    "DecodeError",
     "DeleteManyError",
+    "EncodeError",
     "InMemoryBackend",
     "InvalidArgumentError",
     "InvalidKeyError",
@@ -44,18 +65,29 @@ __all__ = [
     "InvalidRunId",
     "InvalidStepNumber",
     "InvalidTerminalTime",
+    "InvalidURLError",
     "InvalidValueType",
+    "JSONCodec",
     "LocalFileBackend",
     "Memo",
     "MemoBackend",
     "MemoError",
     "MemoStore",
+    "MissingDependencyError",
+    "MsgpackCodec",
     "NotSupported",
+    "PickleCodec",
+    "StoreClosedError",
     "SweepFailure",
     "SweepReport",
     "TerminalMarker",
     "ThrottledError",
     "TransientBackendError",
+    "UnsafeCodecWarning",
     "ValueTooLargeError",
     "__version__",
+    "canonical_json",
+    "content_key",
+    "open_backend",
+    "open_store",
 ]

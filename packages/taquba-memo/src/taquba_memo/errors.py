@@ -21,18 +21,24 @@ from __future__ import annotations
 
 __all__ = [
     "AccessDeniedError",
+    "AdapterNotInstalledError",
     "BackendError",
     "ContainerNotFoundError",
+    "DecodeError",
     "DeleteManyError",
+    "EncodeError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidPrefixError",
     "InvalidRunId",
     "InvalidStepNumber",
     "InvalidTerminalTime",
+    "InvalidURLError",
     "InvalidValueType",
     "MemoError",
+    "MissingDependencyError",
     "NotSupported",
+    "StoreClosedError",
     "ThrottledError",
     "TransientBackendError",
     "ValueTooLargeError",
@@ -120,3 +126,44 @@ class DeleteManyError(BackendError):
             f"{len(self.failures)} key(s) could not be deleted: {sample}"
             + (f" and {more} more" if more > 0 else "")
         )
+
+
+# -- values, URLs and the sync API (issue 10) ---------------------------------
+
+
+class EncodeError(InvalidValueType):
+    """A value cannot be encoded: by a codec, or canonically for a content key.
+
+    Raised before any I/O, so nothing was written.
+    """
+
+
+class DecodeError(MemoError):
+    """Stored bytes could not be decoded by the codec they were read with.
+
+    The codec's own exception is ``__cause__``. ``Memo.get_or_compute``
+    treats such a value as a miss and recomputes it.
+    """
+
+
+class InvalidURLError(InvalidArgumentError):
+    """A store URL is malformed, has an unknown scheme, or is ambiguous."""
+
+
+class AdapterNotInstalledError(InvalidURLError):
+    """No installed package handles the URL's scheme.
+
+    ``packages`` names the distributions that would (install one of them).
+    """
+
+    def __init__(self, message: str, packages: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.packages = packages
+
+
+class MissingDependencyError(MemoError, ImportError):
+    """An optional dependency is not installed; the message names the extra."""
+
+
+class StoreClosedError(MemoError, RuntimeError):
+    """A synchronous store was used after ``close()``."""

@@ -18,11 +18,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from taquba_memo import layout
+from taquba_memo import compute, layout
 from taquba_memo.adapter_kit import check_value
 from taquba_memo.backend import MemoBackend
+from taquba_memo.codecs import BytesCodec, Codec
+from taquba_memo.content import content_key
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
@@ -38,6 +40,11 @@ logger = logging.getLogger("taquba_memo")
 
 # Batches of one run's deletes kept in flight while its listing continues.
 _DELETES_IN_FLIGHT = 4
+
+T = TypeVar("T")
+
+# The default codec of the value-level Memo methods: bytes stored as they are.
+_BYTES = BytesCodec()
 
 
 @dataclass(frozen=True)
@@ -391,3 +398,92 @@ class Memo:
         ``NotSupported``).
         """
         return await self._store._put(self._run_id, self._step_number, key, value, if_absent)
+
+    # -- values through codecs (get_or_compute, content addressing) ---------
+
+    @overload
+    async def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], bytes | Awaitable[bytes]],
+        *,
+        if_absent: bool = False,
+    ) -> bytes: ...
+
+    @overload
+    async def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], T | Awaitable[T]],
+        *,
+        codec: Codec[T],
+        if_absent: bool = False,
+    ) -> T: ...
+
+    async def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        *,
+        codec: Codec[Any] = _BYTES,
+        if_absent: bool = False,
+    ) -> Any:
+        """Return the value stored for ``key``, or compute, store and return it.
+
+        ``fn`` takes no arguments and may be sync or async; a sync ``fn`` runs
+        on the event loop, so hand blocking work to ``asyncio.to_thread``.
+        ``codec`` turns the value into bytes and back (default: bytes as they
+        are). Exceptions from ``fn`` propagate and are never cached; a stored
+        value that fails to decode counts as a miss and is recomputed.
+        Concurrent calls in this process for the same entry compute once.
+        With ``if_absent`` the first writer wins and every caller returns
+        the winner's value (needs ``conditional_put``, else ``NotSupported``
+        before any work). The returned value is always
+        ``codec.decode(codec.encode(result))``: what a retry will read back.
+        See :mod:`taquba_memo.compute` for the details.
+        """
+        return await compute.get_or_compute(self, key, fn, codec, if_absent)
+
+    @overload
+    async def content_get(self, content: object) -> bytes | None: ...
+
+    @overload
+    async def content_get(self, content: object, *, codec: Codec[T]) -> T | None: ...
+
+    async def content_get(self, content: object, *, codec: Codec[Any] = _BYTES) -> Any:
+        """Return the value stored for the input ``content``, or None.
+
+        The key is :func:`taquba_memo.content_key` of ``content`` (the hex
+        SHA-256 of its canonical JSON), so equal inputs find the same entry
+        in every process. Raises :class:`~taquba_memo.EncodeError` for an
+        input without a canonical encoding, and
+        :class:`~taquba_memo.DecodeError` for a stored value the codec
+        cannot read.
+        """
+        data = await self.get(content_key(content))
+        return None if data is None else codec.decode(data)
+
+    @overload
+    async def content_put(
+        self, content: object, value: bytes, *, if_absent: bool = False
+    ) -> bool: ...
+
+    @overload
+    async def content_put(
+        self, content: object, value: T, *, codec: Codec[T], if_absent: bool = False
+    ) -> bool: ...
+
+    async def content_put(
+        self,
+        content: object,
+        value: Any,
+        *,
+        codec: Codec[Any] = _BYTES,
+        if_absent: bool = False,
+    ) -> bool:
+        """Store ``value`` for the input ``content``; see :meth:`put` and :meth:`content_get`.
+
+        To compute on a miss, use ``get_or_compute(content_key(content), fn)``.
+        """
+        key = content_key(content)
+        return await self.put(key, codec.encode(value), if_absent=if_absent)

@@ -1,0 +1,189 @@
+"""Codecs: how a memoized value becomes the bytes a backend stores, and back.
+
+A codec is any object with ``encode(value) -> bytes`` and
+``decode(data) -> value`` (the :class:`Codec` protocol). Four ship here:
+
+* :class:`BytesCodec` (the default): values are ``bytes``, stored as they are.
+* :class:`JSONCodec`: JSON text in UTF-8, readable from any language.
+* :class:`MsgpackCodec`: MessagePack, compact and cross-language; needs the
+  ``msgpack`` extra (``pip install 'taquba-memo[msgpack]'``).
+* :class:`PickleCodec`: any picklable Python object, by explicit opt-in only.
+  Unpickling runs code chosen by whoever wrote the bytes, so anyone who can
+  write to the bucket can run code in every reader; constructing one emits
+  :class:`UnsafeCodecWarning`.
+
+Encoding failures raise :class:`~taquba_memo.EncodeError` (a ``TypeError``,
+before any I/O); decoding failures raise :class:`~taquba_memo.DecodeError`
+with the codec's own exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from taquba_memo.adapter_kit import check_value
+from taquba_memo.errors import DecodeError, EncodeError, InvalidValueType, MissingDependencyError
+
+__all__ = [
+    "BytesCodec",
+    "Codec",
+    "JSONCodec",
+    "MsgpackCodec",
+    "PickleCodec",
+    "UnsafeCodecWarning",
+]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class Codec(Protocol[T]):
+    """Turns values of type ``T`` into bytes and back.
+
+    ``decode(encode(v))`` must give back an equivalent value, and ``decode``
+    must raise :class:`~taquba_memo.DecodeError` for bytes it cannot read
+    (any other exception is treated as a bug in the codec and propagates).
+    """
+
+    def encode(self, value: T, /) -> bytes: ...
+
+    def decode(self, data: bytes, /) -> T: ...
+
+
+class UnsafeCodecWarning(UserWarning):
+    """A codec that runs code while decoding (pickle) was constructed."""
+
+
+class BytesCodec:
+    """Values are bytes-like and stored unchanged; decoding returns ``bytes``."""
+
+    def encode(self, value: bytes, /) -> bytes:
+        try:
+            return check_value(value)
+        except InvalidValueType as exc:
+            raise EncodeError(f"BytesCodec encodes bytes-like values only: {exc}") from None
+
+    def decode(self, data: bytes, /) -> bytes:
+        return bytes(data)
+
+    def __repr__(self) -> str:
+        return "BytesCodec()"
+
+
+class JSONCodec:
+    """Compact JSON text in UTF-8 (non-ASCII characters are not escaped).
+
+    NaN and infinities are refused, since they are not JSON and other
+    languages cannot read them. Tuples come back as lists. ``default`` is
+    called for objects ``json`` cannot encode (as in :func:`json.dumps`);
+    ``object_hook`` turns decoded dicts into objects (as in :func:`json.loads`).
+    """
+
+    def __init__(
+        self,
+        *,
+        default: Callable[[Any], Any] | None = None,
+        object_hook: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self._default = default
+        self._object_hook = object_hook
+
+    def encode(self, value: Any, /) -> bytes:
+        try:
+            text = json.dumps(
+                value,
+                ensure_ascii=False,
+                separators=(",", ":"),
+                allow_nan=False,
+                default=self._default,
+            )
+            return text.encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            # UnicodeEncodeError (a lone surrogate) is a ValueError too.
+            raise EncodeError(f"value is not JSON-encodable: {exc}") from exc
+
+    def decode(self, data: bytes, /) -> Any:
+        try:
+            return json.loads(bytes(data).decode("utf-8"), object_hook=self._object_hook)
+        except (ValueError, RecursionError) as exc:
+            # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
+            raise DecodeError(f"stored value is not UTF-8 JSON: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return "JSONCodec()"
+
+
+class MsgpackCodec:
+    """MessagePack through the ``msgpack`` package (the ``msgpack`` extra).
+
+    Strings and bytes stay distinct (``use_bin_type``); arrays come back as
+    lists. Raises :class:`~taquba_memo.MissingDependencyError` when
+    ``msgpack`` is not installed.
+    """
+
+    def __init__(self) -> None:
+        try:
+            import msgpack
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "MsgpackCodec needs msgpack: pip install 'taquba-memo[msgpack]'"
+            ) from exc
+        self._msgpack = msgpack
+
+    def encode(self, value: Any, /) -> bytes:
+        try:
+            data = self._msgpack.packb(value, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise EncodeError(f"value is not msgpack-encodable: {exc}") from exc
+        return bytes(data)
+
+    def decode(self, data: bytes, /) -> Any:
+        try:
+            return self._msgpack.unpackb(bytes(data), raw=False)
+        except (ValueError, TypeError, self._msgpack.UnpackException) as exc:
+            # ExtraData, FormatError and StackError are ValueErrors.
+            raise DecodeError(f"stored value is not MessagePack: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return "MsgpackCodec()"
+
+
+class PickleCodec:
+    """Any picklable Python object. Opt-in only: decoding runs code.
+
+    Unpickling executes whatever the writer of the bytes chose, so use this
+    only when every process that can write to the bucket is trusted as much
+    as the reader. Constructing one emits :class:`UnsafeCodecWarning`
+    (silence it with ``warnings.filterwarnings("ignore",
+    category=UnsafeCodecWarning)`` once you have made that decision). Pickles
+    are Python-only: Rust workers cannot read them.
+    """
+
+    def __init__(self, *, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+        warnings.warn(
+            "PickleCodec: unpickling a value from a shared bucket runs code chosen by "
+            "whoever wrote it; use it only if every writer is trusted",
+            UnsafeCodecWarning,
+            stacklevel=2,
+        )
+        self._protocol = protocol
+
+    def encode(self, value: Any, /) -> bytes:
+        try:
+            return pickle.dumps(value, protocol=self._protocol)
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+            raise EncodeError(f"value is not picklable: {exc}") from exc
+
+    def decode(self, data: bytes, /) -> Any:
+        try:
+            return pickle.loads(bytes(data))
+        except Exception as exc:
+            # A corrupt or foreign pickle can fail with almost any exception.
+            raise DecodeError(f"stored value could not be unpickled: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"PickleCodec(protocol={self._protocol})"

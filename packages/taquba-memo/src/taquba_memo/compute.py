@@ -1,0 +1,188 @@
+"""get_or_compute: read a memo entry, or compute it once, store it and return it.
+
+This module holds the logic behind :meth:`taquba_memo.Memo.get_or_compute`
+(the sync API drives the same coroutine):
+
+1. Read the entry. A value that decodes is returned. A value that fails to
+   decode (a corrupt object, or one written with another codec) is a miss.
+2. Call ``fn`` (sync or async) and encode its result. An exception from
+   ``fn`` or from encoding propagates and nothing is stored: exceptions are
+   never cached.
+3. Store the bytes and return ``codec.decode(encoded)``, so the caller gets
+   exactly what a later retry will read back (JSON turns tuples into lists on
+   the first call too, not only on the retry).
+
+With ``if_absent=True`` the store is a create-if-absent: the first writer
+wins, and a writer that lost returns the winner's stored value instead of
+its own. This needs a backend that declares ``conditional_put``; otherwise
+:class:`~taquba_memo.NotSupported` is raised before anything is read or
+computed. When step 1 found an undecodable value, that value is replaced by
+an overwrite (a create would fail forever), so first-writer-wins covers
+entries that were absent, not ones that were corrupt.
+
+Single flight: within one process, concurrent calls for the same entry (same
+backend object, prefix, run, step and key) share one computation, across
+tasks, threads and event loops. The followers decode the leader's stored
+bytes with their own codec, and receive the leader's exception if it
+failed. If the leader is cancelled, one follower takes over. The bookkeeping
+entry is removed as soon as the flight lands. Across processes nothing is
+shared: use ``if_absent`` for a first-writer-wins result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from taquba_memo import layout
+from taquba_memo.codecs import Codec
+from taquba_memo.errors import DecodeError, InvalidValueType, NotSupported
+
+if TYPE_CHECKING:
+    from taquba_memo.store import Memo
+
+__all__ = ["get_or_compute"]
+
+logger = logging.getLogger("taquba_memo")
+
+T = TypeVar("T")
+
+# The outcome a leader publishes when it was cancelled instead of finishing.
+_ABANDONED = None
+
+_FlightKey = tuple[int, str]
+
+
+class _Flight:
+    """One computation in progress. Its future carries the stored bytes, the
+    leader's exception, or ``_ABANDONED``; any thread or loop may wait on it."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome: concurrent.futures.Future[bytes | None] = concurrent.futures.Future()
+
+
+_flights: dict[_FlightKey, _Flight] = {}
+_flights_lock = threading.Lock()
+
+
+def _join(key: _FlightKey) -> tuple[_Flight, bool]:
+    """Return the flight for ``key`` and whether the caller leads it."""
+    with _flights_lock:
+        flight = _flights.get(key)
+        if flight is not None:
+            return flight, False
+        flight = _flights[key] = _Flight()
+        return flight, True
+
+
+def _land(key: _FlightKey, flight: _Flight) -> None:
+    with _flights_lock:
+        if _flights.get(key) is flight:
+            del _flights[key]
+
+
+def flights_in_progress() -> int:
+    """How many single-flight entries exist right now (for tests and debugging)."""
+    with _flights_lock:
+        return len(_flights)
+
+
+async def get_or_compute(
+    memo: Memo,
+    key: str,
+    fn: Callable[[], Any],
+    codec: Codec[T],
+    if_absent: bool,
+) -> T:
+    """See the module documentation; ``Memo.get_or_compute`` is the public face."""
+    store = memo.store
+    backend = store.backend
+    # Builds (and so validates) the object key before any I/O.
+    object_key = layout.memo_key(store.prefix, memo.run_id, memo.step_number, key)
+    if not callable(fn):
+        raise InvalidValueType(f"fn must be callable, not {type(fn).__name__}")
+    if if_absent and not backend.capabilities.conditional_put:
+        raise NotSupported(
+            f"if_absent needs conditional_put, which {type(backend).__name__} does not declare"
+        )
+    flight_key = (id(backend), object_key)
+    while True:
+        flight, leading = _join(flight_key)
+        if leading:
+            try:
+                value, data = await _lead(memo, key, fn, codec, if_absent)
+            except Exception as exc:
+                _land(flight_key, flight)
+                flight.outcome.set_exception(exc)
+                raise
+            except BaseException:
+                # Cancelled or interrupted: a follower takes over.
+                _land(flight_key, flight)
+                flight.outcome.set_result(_ABANDONED)
+                raise
+            _land(flight_key, flight)
+            flight.outcome.set_result(data)
+            return value
+        outcome = await _follow(flight)
+        if outcome is _ABANDONED:
+            continue
+        try:
+            return codec.decode(outcome)
+        except DecodeError:
+            continue  # written with another codec: lead a flight of our own
+
+
+async def _follow(flight: _Flight) -> bytes | None:
+    # shield: a cancelled follower must not cancel the shared future.
+    return await asyncio.shield(asyncio.wrap_future(flight.outcome))
+
+
+async def _lead(
+    memo: Memo, key: str, fn: Callable[[], Any], codec: Codec[T], if_absent: bool
+) -> tuple[T, bytes]:
+    stored = await memo.get(key)
+    corrupt = False
+    if stored is not None:
+        try:
+            return codec.decode(stored), stored
+        except DecodeError as exc:
+            corrupt = True
+            logger.warning(
+                "memo entry %r of run %s step %d does not decode with %r (%s); recomputing",
+                key,
+                memo.run_id,
+                memo.step_number,
+                codec,
+                exc,
+            )
+    result = fn()
+    if inspect.isawaitable(result):
+        result = await result
+    data = codec.encode(result)
+    value = codec.decode(data)  # what every later read will see
+    written = await memo.put(key, data, if_absent=if_absent and not corrupt)
+    if written:
+        return value, data
+    winner = await memo.get(key)
+    if winner is None:
+        return value, data  # the winner was already swept: ours is as good
+    try:
+        return codec.decode(winner), winner
+    except DecodeError as exc:
+        logger.warning(
+            "memo entry %r of run %s step %d was written first with a value %r cannot "
+            "decode (%s); returning this caller's value",
+            key,
+            memo.run_id,
+            memo.step_number,
+            codec,
+            exc,
+        )
+        return value, data

@@ -1,0 +1,450 @@
+"""The synchronous API: MemoStore and Memo for Celery, RQ, Dramatiq and scripts.
+
+Same names, arguments and behaviour as :class:`taquba_memo.MemoStore` and
+:class:`taquba_memo.Memo`, without ``await``. Nothing is implemented twice:
+each sync store owns one private event loop, running in its own daemon
+thread, and every method runs the async core's coroutine there and waits
+for it. Because that loop is never the caller's, the sync API also works
+when called from a thread that is running an event loop (a notebook, an
+async web handler), without deadlocking; it blocks that loop while it
+waits, as any blocking call does.
+
+Iterators stream: ``iter_terminal_markers`` pulls one item at a time from
+the async iterator, so memory stays flat and stopping early stops the
+listing.
+
+Callbacks run in the calling thread: a sync ``fn`` given to
+``get_or_compute`` and a sync ``on_run_done`` given to ``sweep`` are called
+in the thread that called the method (so thread-locals such as database
+connections behave as usual), while the storage I/O runs on the store's
+loop. An async ``fn`` runs on the store's loop.
+
+A store is one thread; share it between the threads of a worker rather than
+opening one per task. Close it with :meth:`MemoStore.close` or a ``with``
+block: that closes the backend and stops the thread. Calling the store
+from inside one of its own async callbacks raises ``RuntimeError`` instead
+of deadlocking.
+
+    from taquba_memo.sync import open_store
+
+    with open_store("file:///var/lib/memo", prefix="agents") as store:
+        memo = store.new_memo(run_id, step)
+        answer = memo.get_or_compute("answer", lambda: call_model(prompt))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import threading
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from taquba_memo import store as _core
+from taquba_memo import urls
+from taquba_memo.backend import MemoBackend
+from taquba_memo.codecs import BytesCodec, Codec
+from taquba_memo.errors import StoreClosedError
+from taquba_memo.layout import TerminalMarker
+from taquba_memo.store import SweepReport
+
+__all__ = ["Memo", "MemoStore", "open_store"]
+
+T = TypeVar("T")
+
+_BYTES = BytesCodec()
+
+# How long close() waits for the loop thread to finish its cleanup.
+_JOIN_TIMEOUT_S = 30.0
+
+
+class _LoopThread:
+    """An event loop running forever in a daemon thread, until stopped."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=self._serve, name="taquba-memo-sync-loop", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                pending = asyncio.all_tasks(self.loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            finally:
+                self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, T], callbacks: _CallerThread | None = None) -> T:
+        """Run ``coro`` on the loop and wait for it in the calling thread."""
+        if self._stopped:
+            coro.close()
+            raise StoreClosedError("the store is closed")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "a sync MemoStore was called from its own event loop (inside an async "
+                "callback); that would deadlock. Use the async API there."
+            )
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            if callbacks is not None:
+                callbacks.serve_until(future)
+            return future.result()
+        except BaseException:
+            future.cancel()  # interrupted while waiting: stop the work too
+            raise
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(_JOIN_TIMEOUT_S)
+
+
+def _stop_unclosed(loop_thread: _LoopThread) -> None:
+    # A store that was garbage-collected without close(): at least stop its thread.
+    if not loop_thread.stopped:
+        loop_thread.loop.call_soon_threadsafe(loop_thread.stop)
+
+
+class _CallerThread:
+    """Lets coroutines on the store's loop call sync callbacks in the waiting thread.
+
+    The waiting thread serves a queue of calls until the coroutine finishes;
+    each call's result (or exception) goes back to the loop.
+    """
+
+    _DONE = object()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        """An async stand-in for ``fn``: it asks the waiting thread to call ``fn``."""
+
+        async def call_in_caller_thread(*args: Any) -> Any:
+            reply: asyncio.Future[Any] = self._loop.create_future()
+            self._calls.put((reply, fn, args))
+            result = await reply
+            if inspect.isawaitable(result):
+                result = await result  # an async fn's coroutine runs here, on the loop
+            return result
+
+        return call_in_caller_thread
+
+    def serve_until(self, future: Any) -> None:
+        future.add_done_callback(lambda _: self._calls.put(self._DONE))
+        while (call := self._calls.get()) is not self._DONE:
+            reply, fn, args = call
+            try:
+                result = fn(*args)
+            except Exception as exc:
+                self._loop.call_soon_threadsafe(_settle, reply, None, exc)
+            else:
+                self._loop.call_soon_threadsafe(_settle, reply, result, None)
+
+
+def _settle(reply: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if reply.done():
+        return  # the waiting coroutine was cancelled meanwhile
+    if error is not None:
+        reply.set_exception(error)
+    else:
+        reply.set_result(result)
+
+
+class MemoStore:
+    """Synchronous :class:`taquba_memo.MemoStore`: same constructor, same methods.
+
+    See the async class for what each method does. Each instance runs one
+    event-loop thread until :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        backend: MemoBackend,
+        prefix: str = "",
+        *,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        # Validate before starting a thread, so bad arguments leak nothing.
+        core = _core.MemoStore(backend, prefix, max_value_bytes=max_value_bytes)
+        self._adopt(core, _LoopThread())
+
+    @classmethod
+    def _from_core(cls, core: _core.MemoStore, loop_thread: _LoopThread) -> MemoStore:
+        self = cls.__new__(cls)
+        self._adopt(core, loop_thread)
+        return self
+
+    def _adopt(self, core: _core.MemoStore, loop_thread: _LoopThread) -> None:
+        self._core = core
+        self._loop_thread = loop_thread
+        self._finalizer = weakref.finalize(self, _stop_unclosed, loop_thread)
+
+    def _run(self, coro: Coroutine[Any, Any, T], callbacks: _CallerThread | None = None) -> T:
+        return self._loop_thread.run(coro, callbacks)
+
+    def _iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        """Stream an async iterator of the core, one item per hop to the loop."""
+        try:
+            while True:
+                found, item = self._run(_next_item(items))
+                if not found:
+                    return
+                yield item
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None and not self._loop_thread.stopped:
+                self._run(aclose())
+
+    @property
+    def backend(self) -> MemoBackend:
+        return self._core.backend
+
+    @property
+    def prefix(self) -> str:
+        """The normalised prefix (``"/a//b/"`` becomes ``"a/b"``)."""
+        return self._core.prefix
+
+    @property
+    def closed(self) -> bool:
+        return self._loop_thread.stopped
+
+    def __repr__(self) -> str:
+        return f"taquba_memo.sync.MemoStore(prefix={self.prefix!r}, backend={self.backend!r})"
+
+    def new_memo(self, run_id: str, step_number: int) -> Memo:
+        """Return a :class:`Memo` bound to ``(run_id, step_number)``."""
+        return Memo(self, run_id, step_number)
+
+    def clear_memos_for_run(self, run_id: str) -> int:
+        """Delete every memo entry of ``run_id``; return how many were deleted."""
+        return self._run(self._core.clear_memos_for_run(run_id))
+
+    def write_terminal_marker(self, run_id: str, terminal_at_ms: int) -> None:
+        """Write the zero-byte terminal marker of ``run_id`` at ``terminal_at_ms``."""
+        self._run(self._core.write_terminal_marker(run_id, terminal_at_ms))
+
+    def iter_terminal_markers(self) -> Iterator[TerminalMarker]:
+        """Yield every terminal marker, streaming."""
+        return self._iterate(self._core.iter_terminal_markers())
+
+    def list_terminal_markers(self) -> list[TerminalMarker]:
+        """Return every terminal marker."""
+        return self._run(self._core.list_terminal_markers())
+
+    def iter_expired_terminal_markers(self, cutoff_ms: int) -> Iterator[TerminalMarker]:
+        """Yield the markers with ``terminal_at_ms`` strictly below ``cutoff_ms``, streaming."""
+        return self._iterate(self._core.iter_expired_terminal_markers(cutoff_ms))
+
+    def list_expired_terminal_markers(self, cutoff_ms: int) -> list[TerminalMarker]:
+        """Return the markers with ``terminal_at_ms`` strictly below ``cutoff_ms``."""
+        return self._run(self._core.list_expired_terminal_markers(cutoff_ms))
+
+    def delete_terminal_marker(self, marker: TerminalMarker) -> None:
+        """Delete ``marker``; a marker that is already gone is success."""
+        self._run(self._core.delete_terminal_marker(marker))
+
+    def sweep(
+        self,
+        cutoff_ms: int,
+        *,
+        concurrency: int = 8,
+        dry_run: bool = False,
+        on_run_done: Callable[[TerminalMarker, int], object] | None = None,
+    ) -> SweepReport:
+        """Clear the memos of every run whose marker is older than ``cutoff_ms``.
+
+        ``on_run_done(marker, entries_deleted)`` is called in the calling
+        thread after each run.
+        """
+        if on_run_done is None:
+            return self._run(self._core.sweep(cutoff_ms, concurrency=concurrency, dry_run=dry_run))
+        callbacks = _CallerThread(self._loop_thread.loop)
+        return self._run(
+            self._core.sweep(
+                cutoff_ms,
+                concurrency=concurrency,
+                dry_run=dry_run,
+                on_run_done=callbacks.wrap(on_run_done),
+            ),
+            callbacks,
+        )
+
+    def close(self) -> None:
+        """Close the backend and stop the store's thread. Calling it twice is harmless."""
+        if self._loop_thread.stopped:
+            return
+        try:
+            self._run(self._core.aclose())
+        finally:
+            self._finalizer.detach()
+            self._loop_thread.stop()
+
+    def __enter__(self) -> MemoStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+async def _next_item(items: AsyncIterator[T]) -> tuple[bool, Any]:
+    try:
+        return True, await items.__anext__()
+    except StopAsyncIteration:
+        return False, None
+
+
+class Memo:
+    """Synchronous :class:`taquba_memo.Memo`, scoped to one ``(run_id, step_number)``."""
+
+    __slots__ = ("_core", "_store")
+
+    def __init__(self, store: MemoStore, run_id: str, step_number: int) -> None:
+        self._store = store
+        self._core = store._core.new_memo(run_id, step_number)
+
+    @property
+    def run_id(self) -> str:
+        """The run this memo is bound to."""
+        return self._core.run_id
+
+    @property
+    def step_number(self) -> int:
+        """The step this memo is bound to."""
+        return self._core.step_number
+
+    @property
+    def store(self) -> MemoStore:
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"taquba_memo.sync.Memo(run_id={self.run_id!r}, step_number={self.step_number})"
+
+    def get(self, key: str) -> bytes | None:
+        """Return the value an earlier attempt stored for ``key``, or None."""
+        return self._store._run(self._core.get(key))
+
+    def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        """Store ``value`` for ``key``; see :meth:`taquba_memo.Memo.put`."""
+        return self._store._run(self._core.put(key, value, if_absent=if_absent))
+
+    @overload
+    def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], bytes | Awaitable[bytes]],
+        *,
+        if_absent: bool = False,
+    ) -> bytes: ...
+
+    @overload
+    def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], T | Awaitable[T]],
+        *,
+        codec: Codec[T],
+        if_absent: bool = False,
+    ) -> T: ...
+
+    def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        *,
+        codec: Codec[Any] = _BYTES,
+        if_absent: bool = False,
+    ) -> Any:
+        """Return the stored value, or compute, store and return it.
+
+        Same semantics as :meth:`taquba_memo.Memo.get_or_compute`. A sync
+        ``fn`` runs in the calling thread; an async one on the store's loop.
+        """
+        if not callable(fn):
+            # Checked here too: the stand-in below is always callable.
+            return self._store._run(
+                self._core.get_or_compute(key, fn, codec=codec, if_absent=if_absent)
+            )
+        callbacks = _CallerThread(self._store._loop_thread.loop)
+        return self._store._run(
+            self._core.get_or_compute(key, callbacks.wrap(fn), codec=codec, if_absent=if_absent),
+            callbacks,
+        )
+
+    @overload
+    def content_get(self, content: object) -> bytes | None: ...
+
+    @overload
+    def content_get(self, content: object, *, codec: Codec[T]) -> T | None: ...
+
+    def content_get(self, content: object, *, codec: Codec[Any] = _BYTES) -> Any:
+        """Return the value stored for the input ``content``, or None."""
+        return self._store._run(self._core.content_get(content, codec=codec))
+
+    @overload
+    def content_put(self, content: object, value: bytes, *, if_absent: bool = False) -> bool: ...
+
+    @overload
+    def content_put(
+        self, content: object, value: T, *, codec: Codec[T], if_absent: bool = False
+    ) -> bool: ...
+
+    def content_put(
+        self,
+        content: object,
+        value: Any,
+        *,
+        codec: Codec[Any] = _BYTES,
+        if_absent: bool = False,
+    ) -> bool:
+        """Store ``value`` for the input ``content``."""
+        return self._store._run(
+            self._core.content_put(content, value, codec=codec, if_absent=if_absent)
+        )
+
+
+def open_store(url: str, prefix: str = "", *, max_value_bytes: int | None = None) -> MemoStore:
+    """Open a synchronous store by URL; see :func:`taquba_memo.open_store`.
+
+    The backend is built on the store's own loop thread, so adapters that
+    bind to the running loop when constructed work too.
+    """
+    loop_thread = _LoopThread()
+    try:
+
+        async def build() -> _core.MemoStore:
+            return urls.open_store(url, prefix, max_value_bytes=max_value_bytes)
+
+        core = loop_thread.run(build())
+    except BaseException:
+        loop_thread.stop()
+        raise
+    return MemoStore._from_core(core, loop_thread)
