@@ -1,1 +1,35 @@
-"""taquba-memo-conformance: one pytest suite that every MemoBackend must pass."""
+"""taquba-memo-conformance: one pytest suite that every MemoBackend must pass.
+
+Subclass :class:`MemoBackendConformance` and override its ``backend``
+fixture, or run ``pytest --memo-backend=package.module:factory`` without
+writing a test file. See the README for both, with complete examples.
+"""
+
+import pytest
+
+# Plain asserts in the suite get pytest's detailed messages only if the
+# modules are rewritten, which must be arranged before they are imported.
+pytest.register_assert_rewrite(
+    "taquba_memo_conformance.suite",
+    "taquba_memo_conformance.statemachine",
+    "taquba_memo_conformance.keyspace",
+)
+
+from taquba_memo_conformance.keyspace import KeySpace  # noqa: E402
+from taquba_memo_conformance.statemachine import BackendStateMachine  # noqa: E402
+from taquba_memo_conformance.suite import (  # noqa: E402
+    AWKWARD_KEYS,
+    CleanupWarning,
+    MemoBackendConformance,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AWKWARD_KEYS",
+    "BackendStateMachine",
+    "CleanupWarning",
+    "KeySpace",
+    "MemoBackendConformance",
+    "__version__",
+]
