@@ -1,0 +1,73 @@
+"""open_url: an AzureBlobBackend from an ``az://container/base/path`` URL.
+
+Registered as the ``az`` and ``az+azure`` entry points of the
+``taquba_memo.backends`` group, so a generic opener can dispatch on the scheme.
+
+Credentials, in this order:
+
+1. ``?account_url=https://<account>.blob.core.windows.net`` in the URL: the
+   account is reached with azure-identity's ``DefaultAzureCredential``
+   (install ``taquba-memo-azure[identity]``); the backend closes it on ``aclose``.
+2. Otherwise the ``AZURE_STORAGE_CONNECTION_STRING`` environment variable.
+
+Nothing else is guessed: with neither, :func:`open_url` raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import urllib.parse
+from typing import Any
+
+from taquba_memo_azure.backend import AzureBlobBackend
+
+__all__ = ["CONNECTION_STRING_VARIABLE", "SCHEMES", "open_url"]
+
+SCHEMES = ("az", "az+azure")
+CONNECTION_STRING_VARIABLE = "AZURE_STORAGE_CONNECTION_STRING"
+_QUERY_PARAMETERS = frozenset({"account_url"})
+
+
+def _default_azure_credential() -> Any:
+    try:
+        identity = importlib.import_module("azure.identity.aio")
+    except ImportError as exc:
+        raise ImportError(
+            "an az:// URL with account_url authenticates with azure-identity's "
+            "DefaultAzureCredential; install the extra: taquba-memo-azure[identity]"
+        ) from exc
+    return identity.DefaultAzureCredential()
+
+
+def open_url(url: str) -> AzureBlobBackend:
+    """Open ``az://<container>[/<base path>][?account_url=https://...]``.
+
+    The base path is percent-decoded; empty segments are dropped. Unknown query
+    parameters are refused rather than ignored.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(f"not an Azure Blob URL (expected az:// or az+azure://): {url!r}")
+    container = parts.netloc
+    if not container:
+        raise ValueError(f"the URL names no container: {url!r}")
+    base_path = urllib.parse.unquote(parts.path)
+    query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - _QUERY_PARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown query parameter(s) in az:// URL: {', '.join(unknown)}")
+    if "account_url" in query:
+        account_url = query["account_url"][-1]
+        if not account_url.lower().startswith("https://"):
+            raise ValueError("account_url must be an https:// URL (a token is never sent in clear)")
+        return AzureBlobBackend.from_account_url(
+            account_url, _default_azure_credential(), container, base_path, close_credential=True
+        )
+    connection_string = os.environ.get(CONNECTION_STRING_VARIABLE)
+    if connection_string:
+        return AzureBlobBackend.from_connection_string(connection_string, container, base_path)
+    raise ValueError(
+        f"no credentials for {parts.scheme}://{container}: set {CONNECTION_STRING_VARIABLE} "
+        "or add ?account_url=https://<account>.blob.core.windows.net (DefaultAzureCredential)"
+    )

@@ -1,0 +1,44 @@
+"""Fixtures for the Azure adapter tests: a fresh container per test on the azure_server."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from taquba_memo_azure import AzureBlobBackend
+from taquba_memo_conformance.servers import AzureServer
+
+BackendFactory = Callable[..., AzureBlobBackend]
+
+
+@pytest.fixture
+def azure_container(azure_server: AzureServer) -> Iterator[str]:
+    """A new, empty container for one test, deleted afterwards (unless the server fixes one)."""
+    name = azure_server.new_container()
+    yield name
+    if not azure_server.fixed_container:
+        with contextlib.suppress(Exception):
+            azure_server.blob_service_client().delete_container(name)
+
+
+@pytest_asyncio.fixture
+async def make_backend(
+    azure_server: AzureServer, azure_container: str
+) -> AsyncIterator[BackendFactory]:
+    """Build AzureBlobBackends on this test's container; every one is closed at teardown."""
+    made: list[AzureBlobBackend] = []
+
+    def make(base_path: str = "", **options: Any) -> AzureBlobBackend:
+        container = options.pop("container", azure_container)
+        backend = AzureBlobBackend.from_connection_string(
+            azure_server.connection_string, container, base_path, **options
+        )
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.aclose()
