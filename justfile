@@ -33,3 +33,8 @@ test: lint typecheck
 fmt: sync
     uv run --frozen ruff format .
     uv run --frozen ruff check --fix .
+
+# Not CI: start a private Docker engine (installs Debian's docker.io when missing), import a
+# local fake-gcs-server image, and run the GCS tests with gcs_server going through testcontainers.
+containers-gcs *ARGS: sync
+    bash scripts/containers_gcs.sh {{ARGS}}
