@@ -1,0 +1,59 @@
+"""Shared fixtures for the core tests: each embedded backend, fresh per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from taquba_memo import Capabilities, InMemoryBackend, LocalFileBackend, MemoBackend
+
+
+class RecordingBackend(MemoBackend):
+    """Wraps a backend and records each call, to count requests per operation."""
+
+    def __init__(self, inner: MemoBackend, *, capabilities: Capabilities | None = None) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, object]] = []
+        self.listed: list[str] = []
+        self._capabilities = capabilities or inner.capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def count(self, operation: str) -> int:
+        return sum(1 for name, _ in self.calls if name == operation)
+
+    async def get(self, key: str) -> bytes | None:
+        self.calls.append(("get", key))
+        return await self.inner.get(key)
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        self.calls.append(("put", key))
+        return await self.inner.put(key, value, if_absent=if_absent)
+
+    async def delete(self, key: str) -> None:
+        self.calls.append(("delete", key))
+        await self.inner.delete(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        self.calls.append(("delete_many", list(keys)))
+        await self.inner.delete_many(keys)
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        self.calls.append(("list", prefix))
+        async for key in self.inner.list(prefix):
+            self.listed.append(key)
+            yield key
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture(params=["memory", "local"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> MemoBackend:
+    if request.param == "memory":
+        return InMemoryBackend()
+    return LocalFileBackend(tmp_path / "store")
