@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-
 from taquba_memo import Capabilities, InMemoryBackend, LocalFileBackend, MemoBackend
 
 

@@ -7,7 +7,6 @@ import hashlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from taquba_memo import (
     InvalidKeyError,
     InvalidPrefixError,
@@ -16,8 +15,8 @@ from taquba_memo import (
     InvalidTerminalTime,
     InvalidValueType,
     TerminalMarker,
+    layout,
 )
-from taquba_memo import layout
 
 SHA_OF_K = hashlib.sha256(b"k").hexdigest()
 
@@ -143,7 +142,7 @@ class TestMarkerNameParsing:
             "00000000000000001000_",  # empty run id
             "00000000000000001000_bad/run",
             "00000000000000001000_a b",
-            "０００００００００００００００１０００_r",  # full-width digits
+            "\uff10" * 16 + "\uff11\uff10\uff10\uff10_r",  # full-width digits
             " 0000000000000001000_r",
         ],
     )

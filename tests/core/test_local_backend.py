@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from taquba_memo import BackendError, InvalidKeyError, LocalFileBackend, MemoStore
 
 
@@ -60,9 +59,7 @@ async def test_staging_files_are_never_listed_or_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/./b", "../escape", "a/..", "trail/"])
-async def test_keys_with_empty_dot_or_dotdot_segments_are_refused(
-    tmp_path: Path, key: str
-) -> None:
+async def test_keys_with_empty_dot_or_dotdot_segments_are_refused(tmp_path: Path, key: str) -> None:
     backend = LocalFileBackend(tmp_path / "root")
     with pytest.raises(InvalidKeyError):
         await backend.put(key, b"v")

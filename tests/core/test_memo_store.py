@@ -8,7 +8,6 @@ import logging
 from collections.abc import Sequence
 
 import pytest
-
 from taquba_memo import (
     BackendError,
     Capabilities,

@@ -32,7 +32,11 @@ def test_every_error_is_a_memo_error_and_exported() -> None:
 
 
 def test_bad_input_errors_are_value_or_type_errors_and_never_backend_errors() -> None:
-    for cls in (taquba_memo.InvalidRunId, taquba_memo.InvalidStepNumber, taquba_memo.InvalidKeyError):
+    for cls in (
+        taquba_memo.InvalidRunId,
+        taquba_memo.InvalidStepNumber,
+        taquba_memo.InvalidKeyError,
+    ):
         assert issubclass(cls, ValueError)
         assert not issubclass(cls, taquba_memo.BackendError)
     assert issubclass(taquba_memo.InvalidValueType, TypeError)

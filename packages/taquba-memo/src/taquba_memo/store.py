@@ -387,8 +387,10 @@ class Memo:
         """Return the value an earlier attempt stored for ``key``, or None."""
         return await self._store._get(self._run_id, self._step_number, key)
 
-    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
-        """Store ``value`` for ``key`` and return True.
+    async def put(
+        self, key: str, value: bytes | bytearray | memoryview, *, if_absent: bool = False
+    ) -> bool:
+        """Store ``value`` (any bytes-like object) for ``key`` and return True.
 
         By default a prior value is overwritten, as in the reference: a retry
         that produces the same value is idempotent, and otherwise the most
