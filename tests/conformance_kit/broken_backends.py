@@ -1,0 +1,184 @@
+"""Deliberately broken MemoBackends: each has one bug a real adapter could have.
+
+The kit's own tests run the conformance suite against each of them and
+check that the suite fails, in the tests that name the bug. They all build
+on :class:`HoldableBackend`, a correct in-memory backend whose keys can be
+"held" so that deleting them fails; it passes the whole suite, which shows
+that the failures come from the one bug and not from the base.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import replace
+
+from taquba_memo import (
+    AccessDeniedError,
+    BackendError,
+    Capabilities,
+    DeleteManyError,
+    InMemoryBackend,
+    NotSupported,
+)
+from taquba_memo.adapter_kit import check_key
+
+PAGE_SIZE = 1000
+
+
+class HoldableBackend(InMemoryBackend):
+    """Correct in-memory backend; a held key cannot be deleted (like an Azure lease)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: set[str] = set()
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        self.held.add(key)
+        try:
+            yield
+        finally:
+            self.held.discard(key)
+
+    async def delete(self, key: str) -> None:
+        if check_key(key) in self.held:
+            raise AccessDeniedError(f"{key} is held")
+        await super().delete(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        keys = [check_key(key) for key in keys]
+        failures: dict[str, BackendError] = {}
+        for key in keys:
+            try:
+                await self.delete(key)
+            except BackendError as exc:
+                failures[key] = exc
+        if failures:
+            raise DeleteManyError(failures)
+
+
+class UnorderedListing(HoldableBackend):
+    """Declares ordered_listing, but lists keys in the order they were written."""
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        check_key(prefix)
+        for key in list(self._data):
+            if key.startswith(prefix):
+                yield key
+
+
+class LeakyPrefix(HoldableBackend):
+    """Drops the prefix's trailing "/": listing "run/" leaks "run-suffix/x"."""
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for key in super().list(check_key(prefix).rstrip("/")):
+            yield key
+
+
+class SegmentPrefix(HoldableBackend):
+    """Treats the prefix as a directory: "p/run" finds "p/run/a" but not "p/runner"."""
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        directory = check_key(prefix)
+        if directory and not directory.endswith("/"):
+            directory += "/"
+        async for key in super().list(directory):
+            yield key
+
+
+class DeleteOfMissingRaises(HoldableBackend):
+    """Passes the store's "not found" through instead of treating it as success."""
+
+    async def delete(self, key: str) -> None:
+        if await self.get(key) is None:
+            raise BackendError(f"{key} not found")
+        await super().delete(key)
+
+
+class OverwritesUnderIfAbsent(HoldableBackend):
+    """Declares conditional_put, but if_absent silently overwrites."""
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        return await super().put(key, value)
+
+
+class CheckThenSetIfAbsent(HoldableBackend):
+    """if_absent as a read, a round trip, then a write: concurrent creators all win."""
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        if if_absent:
+            if await self.get(key) is not None:
+                return False
+            await asyncio.sleep(0)  # the network round trip between check and set
+        return await super().put(key, value)
+
+
+class DropsKeyAtPageBoundary(HoldableBackend):
+    """Lists in pages of 1000 and loses the first key of each later page (off by one)."""
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        index = 0
+        async for key in super().list(prefix):
+            if index == 0 or index % PAGE_SIZE != 0:
+                yield key
+            index += 1
+
+
+class SwallowsDeleteFailures(HoldableBackend):
+    """delete_many ignores the keys that failed, so a sweep thinks they are gone."""
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for key in [check_key(key) for key in keys]:
+            with contextlib.suppress(BackendError):
+                await self.delete(key)
+
+
+class IfAbsentWithoutCapability(HoldableBackend):
+    """Declares no conditional_put, yet answers if_absent by overwriting."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities, conditional_put=False)
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        return await super().put(key, value)
+
+
+class NoConditionalPut(HoldableBackend):
+    """Correct, without conditional_put: if_absent raises NotSupported."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities, conditional_put=False, ordered_listing=False)
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        if if_absent:
+            raise NotSupported("no conditional put here")
+        return await super().put(key, value)
+
+
+class EncodesStrValues(HoldableBackend):
+    """Encodes a str value as UTF-8 instead of refusing it."""
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        if isinstance(value, str):
+            value = value.encode()
+        return await super().put(key, value, if_absent=if_absent)
+
+
+class EmptyValueReadsAsNone(HoldableBackend):
+    """Reads a zero-byte value as missing (an ``if not data`` bug)."""
+
+    async def get(self, key: str) -> bytes | None:
+        return await super().get(key) or None
+
+
+class PercentEncodedListing(HoldableBackend):
+    """Lists keys percent-encoded, as they travel in a URL."""
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for key in super().list(prefix):
+            yield urllib.parse.quote(key, safe="/")
