@@ -98,10 +98,12 @@ export TAQUBA_MEMO_GCS_IMAGE="$IMAGE"
 export TESTCONTAINERS_RYUK_DISABLED=true
 unset TAQUBA_MEMO_GCS_ENDPOINT
 TESTS=(tests/conformance_kit/test_servers_containers.py)
-# The GCS backend's conformance run, when that adapter's tests are present.
-for candidate in tests/gcs/test_gcs_conformance.py; do
-    [ -f "$candidate" ] && TESTS+=("$candidate")
-done
+# The GCS adapter's own tests and its conformance run, when present, on the same fixture.
+[ -d tests/gcs ] && TESTS+=(tests/gcs)
 echo "== pytest ${TESTS[*]} (TAQUBA_MEMO_SERVERS=container)"
+set +e
 uv run --frozen pytest -p no:cacheprovider -q -rA "${TESTS[@]}" "$@"
-echo "== containers left running: $("$DOCKER" ps -q | wc -l)"
+tests_status=$?
+set -e
+echo "== containers left after the tests: $("$DOCKER" ps -aq | wc -l)"
+exit "$tests_status"

@@ -44,6 +44,7 @@ def test_the_gcs_fixture_runs_fake_gcs_server_in_a_container(gcs_server: GCSServ
     assert (gcs_server.how, gcs_server.emulator) == ("container", "fake-gcs-server")
     assert gcs_server.endpoint_url.startswith("http://127.0.0.1:")
     assert containers_from(gcs_image()) >= 1
+    print(f"{gcs_image()} answered {gcs_server.startup_seconds:.2f} s after docker create")
 
 
 @pytest.mark.skipif(

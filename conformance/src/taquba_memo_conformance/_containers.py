@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,7 +80,8 @@ def docker_network() -> Literal["host", "bridge"]:
 
 @dataclass
 class RunningContainer:
-    """A started container: where it answers, how long that took, and how to remove it."""
+    """A started container: where it answers, how long creating it until it answered took,
+    and how to remove it."""
 
     host_port: int
     startup_seconds: float
@@ -137,6 +139,7 @@ def start_container(
             stopped = True
             container.stop()
 
+    started = time.monotonic()
     try:
         container.start()
     except Exception as error:
@@ -161,7 +164,7 @@ def start_container(
         return f"\ncontainer from {image} ({network} network) logged:\n{logs}"
 
     try:
-        seconds = wait_until_http(
+        wait_until_http(
             f"http://127.0.0.1:{host_port}{probe_path}",
             timeout=timeout,
             is_dead=exited,
@@ -170,4 +173,6 @@ def start_container(
     except BaseException:
         stop()
         raise
-    return RunningContainer(host_port=host_port, startup_seconds=seconds, stop=stop)
+    return RunningContainer(
+        host_port=host_port, startup_seconds=time.monotonic() - started, stop=stop
+    )
