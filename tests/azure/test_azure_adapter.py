@@ -307,10 +307,10 @@ WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3J
 
 
 async def test_a_wrong_account_key_is_access_denied_and_never_shown(
-    azure_server: AzureServer, azure_container: str
+    azure_server: AzureServer, own_azure_container: str
 ) -> None:
     connection_string = _with_account_key(azure_server.connection_string, WRONG_KEY)
-    async with AzureBlobBackend.from_connection_string(connection_string, azure_container) as b:
+    async with AzureBlobBackend.from_connection_string(connection_string, own_azure_container) as b:
         for operation in (b.get("k"), b.put("k", b"v"), b.delete("k"), collect(b.list(""))):
             with pytest.raises(AccessDeniedError) as raised:
                 await operation
@@ -323,10 +323,10 @@ async def test_a_wrong_account_key_is_access_denied_and_never_shown(
 
 
 @pytest.fixture
-def read_only_sas(azure_server: AzureServer, azure_container: str) -> str:
+def read_only_sas(azure_server: AzureServer, own_azure_container: str) -> str:
     return generate_container_sas(
         azure_server.account_name,
-        azure_container,
+        own_azure_container,
         account_key=azure_server.account_key,
         permission=ContainerSasPermissions(read=True, list=True),
         expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1),
@@ -339,13 +339,13 @@ def _signature(sas: str) -> str:
 
 async def test_a_read_only_sas_reads_but_writes_are_access_denied(
     azure_server: AzureServer,
-    azure_container: str,
+    own_azure_container: str,
     make_backend: BackendFactory,
     read_only_sas: str,
 ) -> None:
     await make_backend().put("k", b"v")
     async with AzureBlobBackend.from_account_url(
-        azure_server.blob_endpoint, AzureSasCredential(read_only_sas), azure_container
+        azure_server.blob_endpoint, AzureSasCredential(read_only_sas), own_azure_container
     ) as backend:
         assert await backend.get("k") == b"v"
         assert await collect(backend.list("")) == ["k"]
@@ -360,9 +360,9 @@ async def test_a_read_only_sas_reads_but_writes_are_access_denied(
 
 
 async def test_a_sas_inside_the_container_url_stays_out_of_repr(
-    azure_server: AzureServer, azure_container: str, read_only_sas: str
+    azure_server: AzureServer, own_azure_container: str, read_only_sas: str
 ) -> None:
-    url = f"{azure_server.blob_endpoint}/{azure_container}?{read_only_sas}"
+    url = f"{azure_server.blob_endpoint}/{own_azure_container}?{read_only_sas}"
     async with AzureBlobBackend(ContainerClient.from_container_url(url)) as backend:
         assert await backend.get("absent") is None
         assert _signature(read_only_sas) not in repr(backend)
@@ -443,12 +443,12 @@ def test_a_token_credential_needs_https() -> None:
 
 
 async def test_aclose_closes_the_transport_and_is_idempotent(
-    azure_server: AzureServer, azure_container: str
+    azure_server: AzureServer, own_azure_container: str
 ) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         closed = AzureBlobBackend.from_connection_string(
-            azure_server.connection_string, azure_container
+            azure_server.connection_string, own_azure_container
         )
         await closed.get("k")
         await closed.aclose()
@@ -459,7 +459,7 @@ async def test_aclose_closes_the_transport_and_is_idempotent(
 
         # The same check sees a backend that was never closed.
         leaked = AzureBlobBackend.from_connection_string(
-            azure_server.connection_string, azure_container
+            azure_server.connection_string, own_azure_container
         )
         await leaked.get("k")
         del leaked
@@ -473,12 +473,12 @@ async def test_aclose_closes_the_transport_and_is_idempotent(
 @pytest.mark.parametrize("scheme", ["az", "az+azure"])
 async def test_open_url_uses_the_connection_string_variable(
     azure_server: AzureServer,
-    azure_container: str,
+    own_azure_container: str,
     monkeypatch: pytest.MonkeyPatch,
     scheme: str,
 ) -> None:
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure_server.connection_string)
-    async with open_url(f"{scheme}://{azure_container}/tenant/memos") as backend:
+    async with open_url(f"{scheme}://{own_azure_container}/tenant/memos") as backend:
         await backend.put("k", b"v")
         assert await collect(blob_names(backend)) == ["tenant/memos/k"]
         assert await backend.get("k") == b"v"
