@@ -96,7 +96,7 @@ def run_suite(
         broken_backends=BROKEN_BACKENDS.read_text(),
         test_suite=suite_module(backend_class, class_body),
     )
-    return outcomes_of(pytester.inline_run("-p", "no:randomly", *args))
+    return outcomes_of(pytester.inline_run(*args))
 
 
 BUGS: dict[str, set[str]] = {
@@ -316,3 +316,51 @@ class TestTypo(MemoBackendConformance):
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(["*TestTypo.expected_failures names tests that do not exist*"])
     assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_the_suite_touches_nothing_outside_its_prefix_and_leaves_nothing_behind(
+    pytester: pytest.Pytester,
+) -> None:
+    # One backend shared by every test, like a shared bucket, holding other data.
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        broken_backends=BROKEN_BACKENDS.read_text(),
+        shared_store="""
+import broken_backends
+
+BEFORE = {
+    "outside/x": b"1",
+    "taquba-memo-conformance-sibling/x": b"2",
+    "taquba-memo-conformance/someone-else/x": b"3",
+    "taquba-memo-conformance": b"4",
+}
+SHARED = broken_backends.HoldableBackend()
+SHARED._data.update(BEFORE)
+""",
+        test_suite="""
+import contextlib
+import pytest_asyncio
+from shared_store import SHARED
+from taquba_memo_conformance import MemoBackendConformance
+
+class TestSharedBucket(MemoBackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(self):
+        yield SHARED
+
+    @contextlib.asynccontextmanager
+    async def undeletable(self, backend, key):
+        with backend.hold(key):
+            yield
+""",
+        test_zz_afterwards="""
+from shared_store import BEFORE, SHARED
+
+def test_only_the_data_that_was_there_before_is_left():
+    assert SHARED._data == BEFORE
+""",
+    )
+    outcomes = outcomes_of(pytester.inline_run("-W", "error::UserWarning"))
+    assert outcomes.failed == set()
+    assert "test_only_the_data_that_was_there_before_is_left" in outcomes.passed
+    assert len(outcomes.passed) > 55
