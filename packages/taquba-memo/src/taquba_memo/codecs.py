@@ -61,7 +61,7 @@ class UnsafeCodecWarning(UserWarning):
 class BytesCodec:
     """Values are bytes-like and stored unchanged; decoding returns ``bytes``."""
 
-    def encode(self, value: bytes, /) -> bytes:
+    def encode(self, value: bytes | bytearray | memoryview, /) -> bytes:
         try:
             return check_value(value)
         except InvalidValueType as exc:

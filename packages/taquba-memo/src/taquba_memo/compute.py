@@ -62,10 +62,11 @@ class _Flight:
     """One computation in progress. Its future carries the stored bytes, the
     leader's exception, or ``_ABANDONED``; any thread or loop may wait on it."""
 
-    __slots__ = ("outcome",)
+    __slots__ = ("followers", "outcome")
 
     def __init__(self) -> None:
         self.outcome: concurrent.futures.Future[bytes | None] = concurrent.futures.Future()
+        self.followers = 0
 
 
 _flights: dict[_FlightKey, _Flight] = {}
@@ -77,6 +78,7 @@ def _join(key: _FlightKey) -> tuple[_Flight, bool]:
     with _flights_lock:
         flight = _flights.get(key)
         if flight is not None:
+            flight.followers += 1
             return flight, False
         flight = _flights[key] = _Flight()
         return flight, True

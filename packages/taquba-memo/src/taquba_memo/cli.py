@@ -1,0 +1,649 @@
+"""The ``taquba-memo`` command: inspect and clean a memo store from a shell.
+
+    taquba-memo --url URL [--prefix P] [--json] COMMAND ...
+
+    runs [RUN_ID] [--sizes]    runs and steps with entry counts (and sizes)
+    markers [RUN_ID]           terminal markers, oldest first
+    clear RUN_ID               delete every memo entry of one run
+    sweep --older-than 7d      clear runs whose marker is older than that
+          [--dry-run]
+
+``--url`` defaults to ``$TAQUBA_MEMO_URL`` and ``--prefix`` to
+``$TAQUBA_MEMO_PREFIX`` (else ``""``). ``--json`` prints one JSON document on
+stdout instead of text. Long operations draw a progress line on stderr when
+stderr is a terminal (never with ``--json`` or ``--no-progress``), and every
+command ends with a summary. Also runnable as ``python -m taquba_memo``.
+
+Sizes: the storage protocol lists keys only, so ``runs --sizes`` reads every
+entry (``--concurrency`` at a time, 16 by default) to measure it. That
+downloads the whole store; without ``--sizes`` only keys are listed.
+
+Exit codes:
+
+===  ===========================================================
+0    success
+1    finished, but some runs or entries could not be deleted
+2    bad usage or argument (also a missing ``--url``)
+3    bad URL: malformed, unknown scheme, or refused by the adapter
+4    the adapter package for the URL's scheme is not installed
+5    access denied: missing, wrong or insufficient credentials
+6    the bucket or container does not exist
+7    any other storage error
+130  interrupted
+===  ===========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import re
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from taquba_memo import __version__, layout
+from taquba_memo._progress import Progress
+from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.errors import (
+    AccessDeniedError,
+    AdapterNotInstalledError,
+    BackendError,
+    ContainerNotFoundError,
+    DeleteManyError,
+    InvalidURLError,
+    MemoError,
+)
+from taquba_memo.layout import TerminalMarker
+from taquba_memo.store import MemoStore
+from taquba_memo.urls import open_backend
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+EXIT_BAD_URL = 3
+EXIT_ADAPTER_MISSING = 4
+EXIT_ACCESS_DENIED = 5
+EXIT_CONTAINER_NOT_FOUND = 6
+EXIT_BACKEND_ERROR = 7
+EXIT_INTERRUPTED = 130
+
+URL_VARIABLE = "TAQUBA_MEMO_URL"
+PREFIX_VARIABLE = "TAQUBA_MEMO_PREFIX"
+
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+# -- errors and exit codes, in one place ----------------------------------------
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code for an error that ended a command."""
+    if isinstance(error, AdapterNotInstalledError):
+        return EXIT_ADAPTER_MISSING
+    if isinstance(error, InvalidURLError):
+        return EXIT_BAD_URL
+    if isinstance(error, AccessDeniedError):
+        return EXIT_ACCESS_DENIED
+    if isinstance(error, ContainerNotFoundError):
+        return EXIT_CONTAINER_NOT_FOUND
+    if isinstance(error, BackendError):
+        return EXIT_BACKEND_ERROR
+    return EXIT_USAGE  # any other MemoError is a bad argument (run id, prefix, ...)
+
+
+def _hint_for(error: BaseException) -> str | None:
+    if isinstance(error, AccessDeniedError):
+        return (
+            "check the credentials in the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, "
+            "AZURE_STORAGE_*) and their permissions on this bucket"
+        )
+    if isinstance(error, ContainerNotFoundError):
+        return "check the bucket or container name in --url"
+    return None
+
+
+# -- arguments -------------------------------------------------------------------
+
+
+def parse_duration_ms(text: str) -> int:
+    """``7d``, ``12h``, ``1d12h``, ``90m``, ``30s``, ``500ms``, ``2w`` -> milliseconds."""
+    position, total = 0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += int(match.group(1)) * _UNIT_MS[match.group(2)]
+        position = match.end()
+    if not text or position != len(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use a number and a unit (ms, s, m, h, d, w), "
+            "for example 7d or 1d12h"
+        )
+    return total
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Global options are accepted before and after the command: the copies on
+    # each subcommand default to SUPPRESS so they never overwrite a value.
+    def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+        def default(value: object) -> object:
+            return value if top else argparse.SUPPRESS
+
+        parser.add_argument(
+            "--url",
+            default=default(os.environ.get(URL_VARIABLE)),
+            help=f"store URL: file:///path, memory://, s3://bucket/base, ... (${URL_VARIABLE})",
+        )
+        parser.add_argument(
+            "--prefix",
+            default=default(os.environ.get(PREFIX_VARIABLE, "")),
+            help=f"the MemoStore prefix inside the store (${PREFIX_VARIABLE}, default '')",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            default=default(False),
+            help="print one JSON document on stdout",
+        )
+        parser.add_argument(
+            "--no-progress",
+            action="store_true",
+            default=default(False),
+            help="never draw progress (it is drawn only when stderr is a terminal)",
+        )
+
+    parser = argparse.ArgumentParser(
+        prog="taquba-memo",
+        description="Inspect and clean a taquba-memo store.",
+        epilog=(
+            "exit codes: 0 ok, 1 some deletes failed, 2 usage, 3 bad URL, "
+            "4 adapter package not installed, 5 access denied, 6 bucket not found, "
+            "7 other storage error, 130 interrupted"
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"taquba-memo {__version__}")
+    add_global_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    runs = commands.add_parser("runs", help="list runs and steps with entry counts")
+    runs.add_argument("run_id", nargs="?", help="show only this run")
+    runs.add_argument(
+        "--sizes",
+        action="store_true",
+        help="also measure sizes: reads every entry, since listing gives keys only",
+    )
+    runs.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=16,
+        help="entries read at once for --sizes (default 16)",
+    )
+
+    markers = commands.add_parser("markers", help="list terminal markers, oldest first")
+    markers.add_argument("run_id", nargs="?", help="show only this run's markers")
+
+    clear = commands.add_parser("clear", help="delete every memo entry of one run")
+    clear.add_argument("run_id")
+
+    sweep = commands.add_parser(
+        "sweep", help="clear runs whose terminal marker is older than a duration"
+    )
+    sweep.add_argument(
+        "--older-than",
+        required=True,
+        type=parse_duration_ms,
+        metavar="DURATION",
+        help="for example 7d, 12h, 1d12h, 30m",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs that would be cleared")
+    sweep.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        help="runs cleared at once (default 8)",
+    )
+
+    for sub in (runs, markers, clear, sweep):
+        add_global_options(sub, top=False)
+    return parser
+
+
+# -- output ------------------------------------------------------------------------
+
+
+@dataclass
+class Output:
+    """Where results, progress and errors go."""
+
+    json_mode: bool
+    progress_enabled: bool
+    stdout: TextIO
+    stderr: TextIO
+
+    def progress(self, label: str, *, total: int | None = None, unit: str = "") -> Progress:
+        return Progress(
+            label, stream=self.stderr, enabled=self.progress_enabled, total=total, unit=unit
+        )
+
+    def result(self, document: dict[str, Any], lines: Sequence[str]) -> None:
+        if self.json_mode:
+            json.dump(document, self.stdout, indent=2)
+            self.stdout.write("\n")
+        else:
+            for line in lines:
+                self.stdout.write(line + "\n")
+        self.stdout.flush()
+
+    def error(self, error: BaseException, code: int) -> None:
+        message = str(error) or type(error).__name__
+        self.stderr.write(f"taquba-memo: error: {message}\n")
+        hint = _hint_for(error)
+        if hint:
+            self.stderr.write(f"taquba-memo: hint: {hint}\n")
+        if self.json_mode:
+            document = {
+                "error": {"type": type(error).__name__, "message": message},
+                "exit_code": code,
+            }
+            json.dump(document, self.stdout)
+            self.stdout.write("\n")
+            self.stdout.flush()
+
+
+def _iso(ms: int) -> str | None:
+    try:
+        moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return None  # past year 9999: show the raw milliseconds only
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _human_bytes(size: int) -> str:
+    amount = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
+
+
+def _plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+# -- a backend wrapper that reports deletes, for progress -------------------------
+
+
+class _ObservedBackend(MemoBackend):
+    """Passes every call through; reports keys attempted and deleted by delete_many."""
+
+    def __init__(self, inner: MemoBackend) -> None:
+        self.inner = inner
+        self.attempted = 0
+        self.deleted = 0
+        self.on_deleted: Callable[[int], None] = lambda _count: None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.inner.get(key)
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        return await self.inner.put(key, value, if_absent=if_absent)
+
+    async def delete(self, key: str) -> None:
+        await self.inner.delete(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        self.attempted += len(keys)
+        try:
+            await self.inner.delete_many(keys)
+        except DeleteManyError as exc:
+            self._count(len(keys) - len(exc.failures))
+            raise
+        self._count(len(keys))
+
+    def _count(self, deleted: int) -> None:
+        self.deleted += deleted
+        self.on_deleted(deleted)
+
+    def list(self, prefix: str) -> AsyncIterator[str]:
+        return self.inner.list(prefix)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+@dataclass
+class _StepStats:
+    entries: int = 0
+    size: int = 0
+
+
+@dataclass
+class _RunStats:
+    steps: dict[int, _StepStats] = field(default_factory=lambda: defaultdict(_StepStats))
+    terminal_at_ms: int | None = None
+
+    @property
+    def entries(self) -> int:
+        return sum(step.entries for step in self.steps.values())
+
+    @property
+    def size(self) -> int:
+        return sum(step.size for step in self.steps.values())
+
+
+class _Window:
+    """At most ``limit`` coroutines in flight; the first error propagates."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, work: Coroutine[Any, Any, None]) -> None:
+        while len(self._running) >= self._limit:
+            done, self._running = await asyncio.wait(
+                self._running, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                task.result()
+        self._running.add(asyncio.ensure_future(work))
+
+    async def drain(self) -> None:
+        running, self._running = self._running, set()
+        if running:
+            await asyncio.gather(*running)
+
+    def cancel(self) -> None:
+        for task in self._running:
+            task.cancel()
+
+
+def _parse_memo_key(relative: str) -> tuple[str, int] | None:
+    """``<run_id>/<step>/<64 hex>`` -> ``(run_id, step)``; None for anything else."""
+    parts = relative.split("/")
+    if len(parts) != 3:
+        return None
+    run_id, step, digest = parts
+    try:
+        layout.validate_run_id(run_id)
+        step_number = layout.validate_step_number(int(step)) if step.isdigit() else None
+    except MemoError:
+        return None
+    if step_number is None or str(step_number) != step:
+        return None
+    if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+        return None
+    return run_id, step_number
+
+
+async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
+    run_filter: str | None = args.run_id
+    all_memos = layout.memos_prefix(store.prefix)
+    listing = (
+        layout.memos_run_prefix(store.prefix, run_filter) if run_filter is not None else all_memos
+    )
+    runs: dict[str, _RunStats] = defaultdict(_RunStats)
+    unrecognized = 0
+    missing_sizes = 0
+
+    async def measure(key: str, step: _StepStats) -> None:
+        nonlocal missing_sizes
+        value = await store.backend.get(key)
+        if value is None:
+            missing_sizes += 1  # deleted since it was listed
+        else:
+            step.size += len(value)
+
+    window = _Window(args.concurrency)
+    label = "reading entries" if args.sizes else "listing entries"
+    with out.progress(label, unit="entries") as bar:
+        try:
+            async for key in store.backend.list(listing):
+                parsed = _parse_memo_key(key[len(all_memos) :])
+                if parsed is None:
+                    unrecognized += 1
+                    continue
+                step = runs[parsed[0]].steps[parsed[1]]
+                step.entries += 1
+                if args.sizes:
+                    await window.submit(measure(key, step))
+                bar.advance()
+            await window.drain()
+        finally:
+            window.cancel()
+    async for marker in store.iter_terminal_markers():
+        if run_filter is None or marker.run_id == run_filter:
+            stats = runs[marker.run_id]
+            stats.terminal_at_ms = max(stats.terminal_at_ms or 0, marker.terminal_at_ms)
+
+    sizes: bool = args.sizes
+    total_steps = sum(len(stats.steps) for stats in runs.values())
+    total_entries = sum(stats.entries for stats in runs.values())
+    total_bytes = sum(stats.size for stats in runs.values())
+    documents: list[dict[str, Any]] = [
+        {
+            "run_id": run_id,
+            "steps": [
+                {
+                    "step": number,
+                    "entries": step.entries,
+                    "bytes": step.size if sizes else None,
+                }
+                for number, step in sorted(stats.steps.items())
+            ],
+            "entries": stats.entries,
+            "bytes": stats.size if sizes else None,
+            "terminal_at_ms": stats.terminal_at_ms,
+            "terminal_at": None if stats.terminal_at_ms is None else _iso(stats.terminal_at_ms),
+        }
+        for run_id, stats in sorted(runs.items())
+    ]
+    totals = {
+        "runs": len(runs),
+        "steps": total_steps,
+        "entries": total_entries,
+        "bytes": total_bytes if sizes else None,
+        "unrecognized_keys": unrecognized,
+    }
+
+    def row(run: str, step: str, entries: int, size: int) -> str:
+        text = f"{run:<32} {step:>6} {entries:>9,}"
+        return text + (f" {_human_bytes(size):>10}" if sizes else "")
+
+    lines = []
+    if runs:
+        lines.append(
+            f"{'RUN':<32} {'STEP':>6} {'ENTRIES':>9}"
+            + (f" {'SIZE':>10}" if sizes else "")
+            + "  TERMINAL"
+        )
+    for run_id, stats in sorted(runs.items()):
+        if stats.terminal_at_ms is None:
+            terminal = "-"
+        else:
+            terminal = _iso(stats.terminal_at_ms) or str(stats.terminal_at_ms)
+        lines.append(f"{row(run_id, '', stats.entries, stats.size)}  {terminal}")
+        lines += [
+            row("", str(number), step.entries, step.size)
+            for number, step in sorted(stats.steps.items())
+        ]
+    summary = (
+        f"{_plural(len(runs), 'run')}, {_plural(total_steps, 'step')}, "
+        f"{_plural(total_entries, 'entry', 'entries')}"
+    )
+    if sizes:
+        summary += f", {_human_bytes(total_bytes)}"
+    if unrecognized:
+        summary += f" ({_plural(unrecognized, 'unrecognized key')} skipped)"
+    if missing_sizes:
+        summary += f" ({missing_sizes:,} entries vanished while being measured)"
+    lines.append(summary)
+    out.result({"runs": documents, "totals": totals}, lines)
+    return EXIT_OK
+
+
+async def cmd_markers(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
+    found: list[TerminalMarker] = []
+    with out.progress("listing markers", unit="markers") as bar:
+        async for marker in store.iter_terminal_markers():
+            if args.run_id is None or marker.run_id == args.run_id:
+                found.append(marker)
+            bar.advance()
+    found.sort()
+    documents = [
+        {
+            "run_id": marker.run_id,
+            "terminal_at_ms": marker.terminal_at_ms,
+            "terminal_at": _iso(marker.terminal_at_ms),
+        }
+        for marker in found
+    ]
+    lines = [
+        f"{doc['terminal_at'] or '-':<26} {doc['terminal_at_ms']:>15}  {doc['run_id']}"
+        for doc in documents
+    ]
+    lines.append(_plural(len(found), "marker"))
+    out.result({"markers": documents, "count": len(found)}, lines)
+    return EXIT_OK
+
+
+async def cmd_clear(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
+    run_id = layout.validate_run_id(args.run_id)
+    backend = store.backend
+    assert isinstance(backend, _ObservedBackend)
+    with out.progress(f"clearing {run_id}", unit="entries deleted") as bar:
+        backend.on_deleted = bar.advance
+        deleted = await store.clear_memos_for_run(run_id)
+    failed = backend.attempted - deleted
+    lines = [f"run {run_id}: {_plural(deleted, 'entry', 'entries')} deleted"]
+    if failed:
+        lines.append(f"{failed:,} entries could not be deleted; run the command again")
+    out.result({"run_id": run_id, "entries_deleted": deleted, "entries_failed": failed}, lines)
+    return EXIT_INCOMPLETE if failed else EXIT_OK
+
+
+async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
+    now_ms = time.time_ns() // 1_000_000
+    cutoff_ms = max(0, now_ms - args.older_than)
+    backend = store.backend
+    assert isinstance(backend, _ObservedBackend)
+    total = None
+    if out.progress_enabled:
+        # A second, cheap listing of the expired markers gives the bar its total.
+        total = len(await store.list_expired_terminal_markers(cutoff_ms))
+    label = "dry run" if args.dry_run else "sweeping"
+    with out.progress(label, total=total, unit="runs") as bar:
+        backend.on_deleted = lambda _count: bar.note(f"{backend.deleted:,} entries deleted")
+
+        def run_done(_marker: TerminalMarker, _deleted: int) -> None:
+            bar.advance()
+
+        report = await store.sweep(
+            cutoff_ms, concurrency=args.concurrency, dry_run=args.dry_run, on_run_done=run_done
+        )
+    failures = [
+        {
+            "run_id": failure.marker.run_id,
+            "terminal_at_ms": failure.marker.terminal_at_ms,
+            "error": str(failure.error),
+            "error_type": type(failure.error).__name__,
+        }
+        for failure in report.failures
+    ]
+    document = {
+        "cutoff_ms": report.cutoff_ms,
+        "cutoff": _iso(report.cutoff_ms),
+        "dry_run": report.dry_run,
+        "runs_cleared": sorted(report.runs_cleared),
+        "entries_deleted": report.entries_deleted,
+        "failures": failures,
+    }
+    cutoff_text = _iso(report.cutoff_ms) or str(report.cutoff_ms)
+    if args.dry_run:
+        lines = [f"would clear {run_id}" for run_id in sorted(report.runs_cleared)]
+        lines.append(
+            f"dry run: {_plural(len(report.runs_cleared), 'run')} with markers older than "
+            f"{cutoff_text} would be cleared"
+        )
+    else:
+        lines = [f"cleared {run_id}" for run_id in sorted(report.runs_cleared)]
+        lines += [f"FAILED {f['run_id']}: {f['error']}" for f in failures]
+        lines.append(
+            f"swept {_plural(len(report.runs_cleared), 'run')} with markers older than "
+            f"{cutoff_text}: {report.entries_deleted:,} entries deleted, "
+            f"{len(failures)} failed"
+        )
+    out.result(document, lines)
+    return EXIT_INCOMPLETE if failures else EXIT_OK
+
+
+_COMMANDS = {
+    "runs": cmd_runs,
+    "markers": cmd_markers,
+    "clear": cmd_clear,
+    "sweep": cmd_sweep,
+}
+
+
+async def _run_command(args: argparse.Namespace, out: Output) -> int:
+    layout.normalize_prefix(args.prefix)  # a bad prefix fails before the adapter opens
+    backend = _ObservedBackend(open_backend(args.url))
+    async with MemoStore(backend, args.prefix) as store:
+        return await _COMMANDS[args.command](store, args, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.url:
+        parser.error(f"--url is required (or set {URL_VARIABLE})")
+    out = Output(
+        json_mode=args.json,
+        progress_enabled=not args.json and not args.no_progress and sys.stderr.isatty(),
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+    )
+    try:
+        return asyncio.run(_run_command(args, out))
+    except KeyboardInterrupt:
+        sys.stderr.write("\ntaquba-memo: interrupted\n")
+        return EXIT_INTERRUPTED
+    except MemoError as exc:
+        code = exit_code_for(exc)
+        out.error(exc, code)
+        return code
+    except BrokenPipeError:
+        # The reader (for example `head`) went away: stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK

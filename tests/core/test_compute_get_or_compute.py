@@ -1,0 +1,378 @@
+"""Memo.get_or_compute: the stored value, or compute once, store and return it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from taquba_memo import (
+    BackendError,
+    Capabilities,
+    EncodeError,
+    InMemoryBackend,
+    InvalidValueType,
+    JSONCodec,
+    Memo,
+    MemoBackend,
+    MemoStore,
+    NotSupported,
+    ValueTooLargeError,
+    compute,
+)
+from taquba_memo.layout import memo_key
+
+from .conftest import RecordingBackend
+
+BOUND = 10_000  # iterations of a bounded wait; never a wall-clock assertion
+
+
+class Calls:
+    """A step function that counts its calls."""
+
+    def __init__(self, result: Any = b"computed") -> None:
+        self.count = 0
+        self.result = result
+
+    def __call__(self) -> Any:
+        self.count += 1
+        return self.result
+
+
+def new_memo(backend: MemoBackend | None = None, run_id: str = "run") -> Memo:
+    return MemoStore(backend or InMemoryBackend(), "memo").new_memo(run_id, 1)
+
+
+async def settle() -> None:
+    """Let every runnable task reach its next real suspension point."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+class TestHitsAndMisses:
+    async def test_a_miss_computes_stores_and_returns(self, backend: MemoBackend) -> None:
+        memo = new_memo(backend)
+        fn = Calls(b"answer")
+        assert await memo.get_or_compute("k", fn) == b"answer"
+        assert await memo.get("k") == b"answer"
+        assert fn.count == 1
+
+    async def test_a_hit_returns_the_stored_value_without_computing(
+        self, backend: MemoBackend
+    ) -> None:
+        memo = new_memo(backend)
+        await memo.put("k", b"earlier attempt")
+        fn = Calls()
+        assert await memo.get_or_compute("k", fn) == b"earlier attempt"
+        assert fn.count == 0
+
+    async def test_async_functions_are_awaited(self) -> None:
+        memo = new_memo()
+
+        async def fn() -> bytes:
+            await asyncio.sleep(0)
+            return b"async"
+
+        assert await memo.get_or_compute("k", fn) == b"async"
+
+    async def test_a_retry_finds_what_the_first_attempt_computed(
+        self, backend: MemoBackend
+    ) -> None:
+        first, retry = new_memo(backend), new_memo(backend)
+        await first.get_or_compute("k", Calls(b"once"))
+        fn = Calls(b"twice")
+        assert await retry.get_or_compute("k", fn) == b"once"
+        assert fn.count == 0
+
+    async def test_codecs_turn_values_into_bytes(self, backend: MemoBackend) -> None:
+        memo = new_memo(backend)
+        value = await memo.get_or_compute("k", Calls({"tokens": 3}), codec=JSONCodec())
+        assert value == {"tokens": 3}
+        assert await memo.get("k") == b'{"tokens":3}'
+
+    async def test_the_first_call_returns_what_a_retry_will_read(self) -> None:
+        memo = new_memo()
+        first = await memo.get_or_compute("k", Calls((1, 2)), codec=JSONCodec())
+        retry = await memo.get_or_compute("k", Calls(), codec=JSONCodec())
+        assert first == retry == [1, 2]
+
+    async def test_keys_runs_and_steps_are_separate_entries(self) -> None:
+        store = MemoStore(InMemoryBackend(), "memo")
+        fn = Calls()
+        await store.new_memo("run", 1).get_or_compute("a", fn)
+        await store.new_memo("run", 1).get_or_compute("b", fn)
+        await store.new_memo("run", 2).get_or_compute("a", fn)
+        await store.new_memo("other", 1).get_or_compute("a", fn)
+        assert fn.count == 4
+
+
+class TestFailuresAreNeverCached:
+    async def test_an_exception_propagates_and_nothing_is_stored(
+        self, backend: MemoBackend
+    ) -> None:
+        memo = new_memo(backend)
+
+        def fails() -> bytes:
+            raise RuntimeError("model timed out")
+
+        with pytest.raises(RuntimeError, match="model timed out"):
+            await memo.get_or_compute("k", fails)
+        assert await memo.get("k") is None
+        assert await memo.get_or_compute("k", Calls(b"second try")) == b"second try"
+
+    async def test_a_result_the_codec_cannot_encode_is_not_stored(self) -> None:
+        memo = new_memo()
+        with pytest.raises(EncodeError):
+            await memo.get_or_compute("k", Calls({"a set": {1}}), codec=JSONCodec())
+        assert await memo.get("k") is None
+
+    async def test_a_result_over_max_value_bytes_is_not_stored(self) -> None:
+        memo = MemoStore(InMemoryBackend(), "memo", max_value_bytes=4).new_memo("run", 1)
+        with pytest.raises(ValueTooLargeError):
+            await memo.get_or_compute("k", Calls(b"too large"))
+        assert await memo.get("k") is None
+
+
+class TestUndecodableValuesAreMisses:
+    async def test_a_value_that_does_not_decode_is_recomputed_and_replaced(
+        self, backend: MemoBackend, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        memo = new_memo(backend)
+        await memo.put("k", b"\xff not json")
+        fn = Calls({"fresh": True})
+        with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+            value = await memo.get_or_compute("k", fn, codec=JSONCodec())
+        assert value == {"fresh": True}
+        assert fn.count == 1
+        assert await memo.get("k") == b'{"fresh":true}'
+        assert "does not decode" in caplog.text
+
+    async def test_with_if_absent_the_undecodable_value_is_overwritten(self) -> None:
+        memo = new_memo()
+        await memo.put("k", b"\xff not json")
+        value = await memo.get_or_compute("k", Calls([1]), codec=JSONCodec(), if_absent=True)
+        assert value == [1]
+        assert await memo.get("k") == b"[1]"
+
+
+class TestFirstWriterWins:
+    async def test_a_writer_that_lost_returns_the_winners_value(self) -> None:
+        backend = InMemoryBackend()
+        memo, other_worker = new_memo(backend), new_memo(backend)
+
+        async def slow_step() -> bytes:
+            # Another worker finishes the same step while this one computes.
+            await other_worker.put("k", b"winner", if_absent=True)
+            return b"loser"
+
+        assert await memo.get_or_compute("k", slow_step, if_absent=True) == b"winner"
+        assert await memo.get("k") == b"winner"
+
+    async def test_without_if_absent_the_latest_writer_wins_as_in_the_reference(self) -> None:
+        backend = InMemoryBackend()
+        memo, other_worker = new_memo(backend), new_memo(backend)
+
+        async def slow_step() -> bytes:
+            await other_worker.put("k", b"other")
+            return b"mine"
+
+        assert await memo.get_or_compute("k", slow_step) == b"mine"
+        assert await memo.get("k") == b"mine"
+
+    async def test_if_absent_needs_conditional_put_and_fails_before_any_work(self) -> None:
+        backend = RecordingBackend(
+            InMemoryBackend(),
+            capabilities=Capabilities(
+                ordered_listing=True, conditional_put=False, max_delete_batch=1000
+            ),
+        )
+        fn = Calls()
+        with pytest.raises(NotSupported):
+            await new_memo(backend).get_or_compute("k", fn, if_absent=True)
+        assert fn.count == 0
+        assert backend.calls == []
+
+
+class TestBadInput:
+    async def test_a_non_str_key_fails_before_any_io(self) -> None:
+        backend = RecordingBackend(InMemoryBackend())
+        with pytest.raises(InvalidValueType):
+            await new_memo(backend).get_or_compute(b"k", Calls())  # type: ignore[call-overload]
+        assert backend.calls == []
+
+    async def test_fn_must_be_callable(self) -> None:
+        with pytest.raises(InvalidValueType):
+            await new_memo().get_or_compute("k", b"not a function")  # type: ignore[call-overload]
+
+
+class TestConcurrentCallersComputeOnce:
+    async def test_concurrent_tasks_share_one_computation(self) -> None:
+        memo = new_memo()
+        gate = asyncio.Event()
+        calls = 0
+
+        async def step() -> bytes:
+            nonlocal calls
+            calls += 1
+            await gate.wait()
+            return b"shared"
+
+        tasks = [asyncio.ensure_future(memo.get_or_compute("k", step)) for _ in range(8)]
+        await settle()
+        gate.set()
+        assert await asyncio.gather(*tasks) == [b"shared"] * 8
+        assert calls == 1
+        assert compute.flights_in_progress() == 0
+
+    async def test_followers_receive_the_leaders_exception_and_nothing_is_kept(self) -> None:
+        memo = new_memo()
+        gate = asyncio.Event()
+
+        async def step() -> bytes:
+            await gate.wait()
+            raise RuntimeError("upstream down")
+
+        tasks = [asyncio.ensure_future(memo.get_or_compute("k", step)) for _ in range(3)]
+        await settle()
+        gate.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) for r in results)
+        assert compute.flights_in_progress() == 0
+        assert await memo.get_or_compute("k", Calls(b"recovered")) == b"recovered"
+
+    async def test_a_cancelled_leader_hands_over_to_a_follower(self) -> None:
+        memo = new_memo()
+        gate = asyncio.Event()
+        calls = 0
+
+        async def step() -> bytes:
+            nonlocal calls
+            calls += 1
+            await gate.wait()
+            return b"from the follower"
+
+        leader = asyncio.ensure_future(memo.get_or_compute("k", step))
+        await settle()
+        follower = asyncio.ensure_future(memo.get_or_compute("k", step))
+        await settle()
+        leader.cancel()
+        await settle()
+        gate.set()
+        assert await follower == b"from the follower"
+        assert leader.cancelled()
+        assert calls == 2
+        assert compute.flights_in_progress() == 0
+
+    async def test_a_cancelled_follower_does_not_disturb_the_leader(self) -> None:
+        memo = new_memo()
+        gate = asyncio.Event()
+
+        async def step() -> bytes:
+            await gate.wait()
+            return b"done"
+
+        leader = asyncio.ensure_future(memo.get_or_compute("k", step))
+        await settle()
+        follower = asyncio.ensure_future(memo.get_or_compute("k", step))
+        await settle()
+        follower.cancel()
+        await settle()
+        gate.set()
+        assert await leader == b"done"
+        assert follower.cancelled()
+
+    async def test_followers_decode_with_their_own_codec(self) -> None:
+        memo = new_memo()
+        gate = asyncio.Event()
+
+        async def step() -> Any:
+            await gate.wait()
+            return {"n": 1}
+
+        leader = asyncio.ensure_future(memo.get_or_compute("k", step, codec=JSONCodec()))
+        await settle()
+        raw = asyncio.ensure_future(memo.get_or_compute("k", Calls()))
+        await settle()
+        gate.set()
+        assert await leader == {"n": 1}
+        assert await raw == b'{"n":1}'
+
+    async def test_separate_backends_never_share_a_flight(self) -> None:
+        gate = asyncio.Event()
+        calls = 0
+
+        async def step() -> bytes:
+            nonlocal calls
+            calls += 1
+            await gate.wait()
+            return b"x"
+
+        # Same prefix, run, step and key, but two different buckets.
+        tasks = [
+            asyncio.ensure_future(new_memo(InMemoryBackend()).get_or_compute("k", step))
+            for _ in range(2)
+        ]
+        await settle()
+        gate.set()
+        await asyncio.gather(*tasks)
+        assert calls == 2
+
+    def test_threads_with_their_own_event_loops_share_one_computation(self) -> None:
+        backend = InMemoryBackend()
+        memo = new_memo(backend)
+        flight_key = (id(backend), memo_key("memo", "run", 1, "k"))
+        leader_started, release = threading.Event(), threading.Event()
+        calls = 0
+        results: dict[str, bytes] = {}
+
+        def blocking_step() -> bytes:
+            nonlocal calls
+            calls += 1
+            leader_started.set()
+            assert release.wait(60)
+            return b"once"
+
+        def worker(name: str) -> None:
+            results[name] = asyncio.run(memo.get_or_compute("k", blocking_step))
+
+        leader = threading.Thread(target=worker, args=("leader",))
+        leader.start()
+        assert leader_started.wait(60)
+        follower = threading.Thread(target=worker, args=("follower",))
+        follower.start()
+        wait_until(lambda: compute._flights[flight_key].followers == 1)
+        release.set()
+        leader.join(60)
+        follower.join(60)
+        assert results == {"leader": b"once", "follower": b"once"}
+        assert calls == 1
+        assert compute.flights_in_progress() == 0
+
+
+class TestStorageFailures:
+    async def test_a_failing_read_propagates_and_computes_nothing(self) -> None:
+        class Unreadable(InMemoryBackend):
+            async def get(self, key: str) -> bytes | None:
+                raise BackendError("read failed")
+
+        fn = Calls()
+        with pytest.raises(BackendError):
+            await new_memo(Unreadable()).get_or_compute("k", fn)
+        assert fn.count == 0
+        assert compute.flights_in_progress() == 0
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Bounded wait for another thread to reach a state."""
+    event = threading.Event()
+    for _ in range(BOUND):
+        try:
+            if condition():
+                return
+        except KeyError:
+            pass
+        event.wait(0.001)
+    raise AssertionError("condition not reached")
