@@ -247,6 +247,24 @@ async def test_listing_is_in_byte_order_across_pages(make_backend: BackendFactor
     assert backend.request_counts.list_pages == 4
 
 
+async def test_listing_orders_private_use_and_astral_characters_by_bytes(
+    azure_server: AzureServer, make_backend: BackendFactory, request: pytest.FixtureRequest
+) -> None:
+    if azure_server.emulator == "azurite":
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="Azurite 3.35 sorts names by UTF-16 code units: U+1F600 (a surrogate "
+                "pair, 0xD83D...) before U+E000..U+FFFF, where UTF-8 byte order puts it after",
+                strict=True,
+            )
+        )
+    backend = make_backend()
+    keys = ["\U0001f600", "\ue000", "\uff61"]
+    for key in keys:
+        await backend.put(key, b"")
+    assert await collect(backend.list("")) == sorted(keys, key=lambda key: key.encode())
+
+
 @pytest.mark.parametrize("key", ["", "a//b", "./a", "a/..", "a/./b", "x/"])
 async def test_keys_the_url_would_rewrite_are_refused_before_io(
     make_backend: BackendFactory, key: str
