@@ -138,7 +138,12 @@ class AzureBlobBackend(MemoBackend):
 
     ``batch_delete=False`` makes ``delete_many`` send concurrent single deletes
     instead of Blob Batch requests (for accounts or proxies that refuse batch).
-    :attr:`request_counts` shows which path ran.
+    :attr:`request_counts` shows which path ran. ``list_page_size`` is the
+    *List Blobs* page size (1-5000). ``max_concurrency`` bounds the Blob Batch
+    requests in flight and the block transfers of one large upload or download.
+
+    The client is bound to the event loop of its first request (aiohttp), so
+    use one backend from one loop.
     """
 
     def __init__(
