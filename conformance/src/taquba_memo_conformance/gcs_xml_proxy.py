@@ -15,6 +15,10 @@ enforces ``ifGenerationMatch`` on multipart uploads, not on ``media`` ones):
 What it cannot fix: fake-gcs-server ignores the XML listing's
 ``start-after``, so a listing offset is not applied there.
 
+It records every request it receives (:attr:`GcsXmlProxy.requests`), so a
+test can count the pages a listing fetched. With ``translate_uploads=False``
+it forwards everything unchanged: a recording proxy for any HTTP store.
+
 It listens on 127.0.0.1 only, serves each connection on its own thread, and
 talks to nothing but the loopback emulator it was given.
 """
@@ -42,15 +46,19 @@ class GcsXmlProxy:
     """Forwards to ``upstream_url`` (fake-gcs-server), translating XML-API uploads.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    ``translate_uploads=False`` forwards uploads unchanged too.
     :attr:`url` is the base URL to give obstore as ``gcs_base_url``.
     """
 
-    def __init__(self, upstream_url: str) -> None:
+    def __init__(self, upstream_url: str, *, translate_uploads: bool = True) -> None:
         parsed = urllib.parse.urlsplit(upstream_url)
         if parsed.scheme != "http" or parsed.hostname not in ("127.0.0.1", "localhost"):
             raise ValueError("the proxy only forwards to an http emulator on loopback")
         self.upstream_host: str = parsed.hostname
         self.upstream_port: int = parsed.port or 80
+        self.translate_uploads = translate_uploads
+        self.requests: list[tuple[str, str]] = []
+        """``(method, path with query)`` of every request received, in order."""
         handler = type("_BoundHandler", (_Handler,), {"proxy": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -100,6 +108,12 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             return  # the client dropped a connection it no longer needed
 
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:
+            self.proxy.requests.append((self.command, self.path))
+        return parsed
+
     def _request_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
@@ -134,7 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_DELETE = _pass_through
 
     def do_PUT(self) -> None:
-        if "x-goog-copy-source" in self.headers or "?" in self.path:
+        translate = self.proxy.translate_uploads
+        if not translate or "x-goog-copy-source" in self.headers or "?" in self.path:
             self._pass_through()  # copies and multipart parts: not translated
             return
         bucket, _, quoted_name = self.path.lstrip("/").partition("/")

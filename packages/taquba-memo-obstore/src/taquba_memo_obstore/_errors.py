@@ -27,10 +27,11 @@ from taquba_memo.errors import (
 __all__ = ["map_obstore_error", "redact"]
 
 _STATUS = re.compile(r"status code: (\d{3})|status: (\d{3})")
-# Error codes with which S3 (and GCS's XML API) and Azure report that the
-# bucket or container itself is absent, as opposed to a missing key.
+# How S3 (and GCS's XML API) and Azure report that the bucket or container
+# itself is absent, as opposed to a missing key: the error code, or, inside
+# an Azure batch answer, the message.
 _CONTAINER_MISSING = re.compile(
-    r"NoSuchBucket|ContainerNotFound|The specified bucket does not exist"
+    r"NoSuchBucket|ContainerNotFound|The specified (?:bucket|container) does not exist"
 )
 # No HTTP answer arrived: refused or reset connection, timeout, DNS failure.
 _NO_ANSWER = re.compile(

@@ -1,0 +1,121 @@
+"""The conformance suite on ObstoreBackend, once per obstore store type.
+
+MemoryStore and LocalStore need nothing; S3Store runs on the session's S3
+server (moto), AzureStore on Azurite, GCSStore on fake-gcs-server through the
+conformance kit's upload-translating proxy. Each test gets a fresh bucket or
+container (obstore cannot create one; the server fixtures can).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from obstore.store import LocalStore, MemoryStore
+from taquba_memo import MemoBackend
+from taquba_memo_conformance import MemoBackendConformance
+from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
+from taquba_memo_obstore import ObstoreBackend
+
+from .conftest import azure_store, gcs_store, s3_store
+
+
+async def chattr(flag: str, path: Path) -> subprocess.CompletedProcess[bytes]:
+    command = ["chattr", flag, str(path)]
+    return await asyncio.to_thread(subprocess.run, command, capture_output=True, check=False)
+
+
+class TestMemoryStoreConformance(MemoBackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(self) -> AsyncIterator[ObstoreBackend]:
+        async with ObstoreBackend(MemoryStore(), "memo-base") as backend:
+            yield backend
+
+    def undeletable(
+        self, backend: MemoBackend, key: str
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        raise NotImplementedError("a MemoryStore has no way to refuse a delete")
+
+
+class TestLocalStoreConformance(MemoBackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(self, tmp_path: Path) -> AsyncIterator[ObstoreBackend]:
+        self.root = tmp_path
+        async with ObstoreBackend(LocalStore(tmp_path), "memo-base") as backend:
+            yield backend
+
+    @contextlib.asynccontextmanager
+    async def undeletable(self, backend: MemoBackend, key: str) -> AsyncIterator[None]:
+        # Root ignores file modes, but not the immutable attribute.
+        path = self.root / "memo-base" / key
+        made = await chattr("+i", path)
+        if made.returncode != 0:
+            raise NotImplementedError(f"chattr +i failed: {made.stderr.decode().strip()}")
+        try:
+            yield
+        finally:
+            (await chattr("-i", path)).check_returncode()
+
+
+class TestS3StoreConformance(MemoBackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(self, s3_server: S3Server) -> AsyncIterator[ObstoreBackend]:
+        async with ObstoreBackend(s3_store(s3_server, s3_server.new_bucket())) as backend:
+            yield backend
+
+    def undeletable(
+        self, backend: MemoBackend, key: str
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        # On AWS a bucket policy denying s3:DeleteObject on the key would do;
+        # an Object Lock hold would not (a plain delete adds a delete marker).
+        raise NotImplementedError("moto runs without authentication, so it enforces no policy")
+
+
+class TestAzureStoreConformance(MemoBackendConformance):
+    @pytest.fixture
+    def container(self, azure_server: AzureServer) -> Iterator[str]:
+        name = azure_server.new_container()
+        self.container_client = azure_server.blob_service_client().get_container_client(name)
+        yield name
+        if not azure_server.fixed_container:
+            with contextlib.suppress(Exception):
+                self.container_client.delete_container()
+
+    @pytest_asyncio.fixture
+    async def backend(
+        self, azure_server: AzureServer, container: str, monkeypatch: pytest.MonkeyPatch
+    ) -> AsyncIterator[ObstoreBackend]:
+        store = azure_store(azure_server, container, monkeypatch)
+        async with ObstoreBackend(store, "memo-base") as backend:
+            yield backend
+
+    @contextlib.asynccontextmanager
+    async def undeletable(self, backend: MemoBackend, key: str) -> AsyncIterator[None]:
+        # A leased blob cannot be deleted without the lease id.
+        lease = self.container_client.get_blob_client(f"memo-base/{key}").acquire_lease()
+        try:
+            yield
+        finally:
+            lease.release()
+
+
+class TestGCSStoreConformance(MemoBackendConformance):
+    @pytest_asyncio.fixture
+    async def backend(
+        self, gcs_server: GCSServer, gcs_base_url: str
+    ) -> AsyncIterator[ObstoreBackend]:
+        store = gcs_store(gcs_base_url, gcs_server.new_bucket(), gcs_server)
+        async with ObstoreBackend(store, "memo-base") as backend:
+            yield backend
+
+    def undeletable(
+        self, backend: MemoBackend, key: str
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        # On GCS a temporary hold would do; measured: fake-gcs-server v1.54
+        # stores the hold and deletes the object anyway.
+        raise NotImplementedError("fake-gcs-server does not enforce object holds")
