@@ -1,0 +1,518 @@
+"""MinioBackend: a MemoBackend on any S3-compatible bucket, through the MinIO Python SDK.
+
+The SDK is synchronous. Every SDK call runs on a bounded thread pool
+(:class:`~taquba_memo.adapter_kit.BlockingRunner`) no larger than the client's
+urllib3 connection pool, so the event loop never blocks and no thread waits
+for, or opens, a connection beyond the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Final, TypeVar
+
+import minio
+from minio import Minio
+from minio.deleteobjects import DeleteError, DeleteObject
+from minio.helpers import MAX_PART_SIZE, MIN_PART_SIZE, check_bucket_name
+from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, chunked
+from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.errors import (
+    BackendError,
+    DeleteManyError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    NotSupported,
+    ValueTooLargeError,
+)
+from urllib3.util.retry import Retry
+
+from taquba_memo_minio._errors import (
+    SDK_ERRORS,
+    KeyNotDeleted,
+    is_conditional_conflict,
+    is_missing_object,
+    is_precondition_failed,
+    map_minio_error,
+)
+from taquba_memo_minio._http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    make_http_client,
+    pool_size,
+)
+
+__all__ = [
+    "CONDITIONAL_PUT_MAX_BYTES",
+    "DEFAULT_PART_SIZE",
+    "MAX_DELETE_BATCH",
+    "MinioBackend",
+    "sdk_sends_conditional_header",
+]
+
+logger = logging.getLogger("taquba_memo_minio")
+
+T = TypeVar("T")
+
+MAX_DELETE_BATCH: Final = 1000
+"""Most keys S3's DeleteObjects takes in one request."""
+
+LIST_PAGE_SIZE: Final = 1000
+"""Keys per ListObjectsV2 page (the SDK always asks for S3's maximum, 1000)."""
+
+DEFAULT_PART_SIZE: Final = 16 * 1024 * 1024
+"""Plain puts up to this size go in one request; larger ones as a multipart upload."""
+
+CONDITIONAL_PUT_MAX_BYTES: Final = MAX_PART_SIZE
+"""Largest value ``put(..., if_absent=True)`` accepts: 5 GiB, S3's limit for one PUT.
+
+A conditional put always sends its value in one request, whatever its size,
+so the server checks ``If-None-Match`` when it creates the object."""
+
+_CONTENT_TYPE: Final = "application/octet-stream"
+_MAX_NAME_BYTES: Final = 1024  # S3 object keys are at most 1024 bytes of UTF-8
+_DEFAULT_SDK_POOL: Final = 10  # the SDK's own PoolManager keeps 10 connections per host
+
+# A conditional write racing another one gets 409 ConditionalRequestConflict;
+# S3 asks the client to retry. Bounded, with a short, growing pause.
+_CONFLICT_RETRIES: Final = 5
+_CONFLICT_BACKOFF_SECONDS: Final = 0.05
+
+# The minor version whose private single-request upload was read and tested
+# to send headers unchanged (see sdk_sends_conditional_header).
+_VERIFIED_SDK_SERIES: Final = "7.2."
+
+
+def sdk_sends_conditional_header() -> bool:
+    """Whether the installed SDK can send ``If-None-Match: *`` on a PutObject request.
+
+    The SDK's public ``put_object`` has no way to: every entry of its
+    ``metadata`` argument that is not a standard or ``x-amz-`` header is
+    renamed ``x-amz-meta-...`` (``minio.helpers.normalize_headers``), so an
+    ``If-None-Match`` entry becomes inert metadata and the write overwrites.
+    The private ``Minio._put_object(bucket, name, data, headers)``, which
+    ``put_object`` itself calls for a single-part upload, passes ``headers``
+    to the request unchanged. This adapter uses it only on the SDK series it
+    was read and tested against (7.2.x, pinned in the package's
+    requirements), and only if its signature still takes ``headers``; on any
+    other SDK, ``conditional_put`` is not declared and ``if_absent`` raises
+    :class:`~taquba_memo.NotSupported` rather than overwrite.
+    """
+    if not getattr(minio, "__version__", "").startswith(_VERIFIED_SDK_SERIES):
+        return False
+    put_one = getattr(Minio, "_put_object", None)
+    if put_one is None:
+        return False
+    try:
+        parameters = inspect.signature(put_one).parameters
+    except (TypeError, ValueError):
+        return False
+    return list(parameters)[:5] == ["self", "bucket_name", "object_name", "data", "headers"]
+
+
+class MinioBackend(MemoBackend):
+    """Objects in one bucket of an S3-compatible store, optionally under a base path.
+
+    Build it from a ``minio.Minio`` client you already have, or let
+    :meth:`connect` build one with a connection pool sized to match::
+
+        MinioBackend(Minio("minio.internal:9000", access_key=..., secret_key=...), "memos")
+        MinioBackend.connect("minio.internal:9000", "memos", access_key=..., secret_key=...)
+
+    How each operation behaves:
+
+    * ``get`` downloads the object; ``NoSuchKey`` is ``None``.
+    * ``put`` sends values below ``part_size`` (default 16 MiB) in one PUT and
+      larger ones as a multipart upload, one part at a time.
+    * ``put(..., if_absent=True)`` sends one PUT with ``If-None-Match: *``,
+      whatever the value's size (up to 5 GiB, S3's single-request limit), so
+      the store checks the condition when it creates the object; there is no
+      multipart path whose completion could overwrite. ``412
+      PreconditionFailed`` is returned as False. A ``409
+      ConditionalRequestConflict`` (another conditional write to the key in
+      flight) is retried up to 5 times. See :func:`sdk_sends_conditional_header`
+      for how the header is sent; the capability is declared only when it can be.
+    * ``delete`` treats ``NoSuchKey`` as success (S3 does too).
+    * ``delete_many`` sends DeleteObjects requests of 1000 keys through
+      ``remove_objects``, whose result is lazy (it deletes nothing until
+      iterated): each batch is iterated to the end on the pool. Keys the store
+      reports as failed, and every key of a batch whose request failed, are
+      raised together as :class:`~taquba_memo.DeleteManyError` after every
+      batch was attempted. Missing keys succeed.
+    * ``list`` is a recursive ListObjectsV2 with the raw prefix, 1000 keys a
+      page, in S3's byte order; a consumer that stops early stops the paging.
+
+    Keys with an empty, ``.`` or ``..`` segment, a control character, or that
+    make an object name over 1024 bytes raise
+    :class:`~taquba_memo.InvalidKeyError` before any I/O: HTTP clients
+    normalise dot segments away, and S3's XML cannot carry control characters.
+
+    ``max_concurrency`` bounds the SDK calls in flight; it defaults to the
+    client's pool size (``maxsize`` of its ``http_client``, 10 for a client the
+    SDK built itself). A larger value would open connections the pool then
+    discards, so it is logged as a warning.
+
+    Retries and timeouts belong to the client's ``http_client``:
+    :meth:`connect` uses :func:`~taquba_memo_minio.make_http_client` (urllib3
+    retries with backoff for connection failures, 429 and 5xx; 10 s connect
+    and 60 s read timeouts). Failures left after them are raised as
+    :class:`~taquba_memo.BackendError` subclasses, mapped in one place
+    (``taquba_memo_minio._errors.map_minio_error``).
+    """
+
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        base_path: str = "",
+        *,
+        max_concurrency: int | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        _owns_client: bool = False,
+    ) -> None:
+        if not isinstance(client, Minio):
+            raise TypeError(f"expected a minio.Minio client, not {type(client).__name__}")
+        if not isinstance(bucket, str):
+            raise TypeError(f"bucket must be str, not {type(bucket).__name__}")
+        try:
+            check_bucket_name(bucket)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"invalid bucket name {bucket!r}: {exc}") from None
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ValueError(f"part_size must be {MIN_PART_SIZE}..{MAX_PART_SIZE} bytes")
+        self._client = client
+        self._bucket = bucket
+        self._base_path = _normalize_base_path(base_path)
+        self._name_prefix = f"{self._base_path}/" if self._base_path else ""
+        self._part_size = part_size
+        self._owns_client = _owns_client
+        connections = pool_size(client._http, _DEFAULT_SDK_POOL)
+        workers = max_concurrency if max_concurrency is not None else connections
+        if workers < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if workers > connections:
+            logger.warning(
+                "max_concurrency=%d exceeds the client's connection pool (%d per host); "
+                "the extra connections are opened and discarded for every request",
+                workers,
+                connections,
+            )
+        self._runner = BlockingRunner(workers, name="taquba-memo-minio")
+        self._closed = False
+        self._capabilities = Capabilities(
+            ordered_listing=True,
+            conditional_put=sdk_sends_conditional_header(),
+            max_delete_batch=MAX_DELETE_BATCH,
+        )
+
+    @classmethod
+    def connect(
+        cls,
+        endpoint: str,
+        bucket: str,
+        *,
+        access_key: str,
+        secret_key: str,
+        session_token: str | None = None,
+        secure: bool = True,
+        region: str | None = None,
+        base_path: str = "",
+        max_concurrency: int = 16,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        retries: Retry | None = None,
+        cert_check: bool = True,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> MinioBackend:
+        """Build a client for ``endpoint`` (``host[:port]``) and a backend that owns it.
+
+        The client's connection pool keeps ``max_concurrency`` connections per
+        host, matching the backend's thread pool. ``retries`` defaults to
+        :func:`~taquba_memo_minio.default_retry`. Credentials are always
+        explicit: a client without them would send unsigned requests.
+        ``aclose()`` closes the client's connections.
+        """
+        if not access_key or not secret_key:
+            raise InvalidArgumentError("connect() needs an access key and a secret key")
+        http_client = make_http_client(
+            max_concurrency,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries=retries,
+            cert_check=cert_check,
+        )
+        try:
+            client = Minio(
+                endpoint,
+                access_key=access_key,
+                secret_key=secret_key,
+                session_token=session_token,
+                secure=secure,
+                region=region,
+                http_client=http_client,
+            )
+        except ValueError as exc:
+            http_client.clear()
+            raise InvalidArgumentError(f"invalid S3 endpoint {endpoint!r}: {exc}") from None
+        return cls(
+            client,
+            bucket,
+            base_path,
+            max_concurrency=max_concurrency,
+            part_size=part_size,
+            _owns_client=True,
+        )
+
+    # -- what it is ------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def client(self) -> Minio:
+        return self._client
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def base_path(self) -> str:
+        return self._base_path
+
+    @property
+    def max_concurrency(self) -> int:
+        return self._runner.max_workers
+
+    def __repr__(self) -> str:
+        base_url = getattr(self._client, "_base_url", None)
+        host = getattr(base_url, "host", "?")
+        scheme = "https" if getattr(base_url, "is_https", True) else "http"
+        return (
+            f"MinioBackend(endpoint='{scheme}://{host}', bucket={self._bucket!r}, "
+            f"base_path={self._base_path!r})"
+        )
+
+    # -- names ---------------------------------------------------------------
+
+    def _object_name(self, key: object) -> str:
+        key = check_key(key)
+        if any(segment in ("", ".", "..") for segment in key.split("/")):
+            raise InvalidKeyError(f"key {key!r} has an empty, '.' or '..' segment")
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
+            raise InvalidKeyError(f"key {key!r} contains a control character")
+        name = self._name_prefix + key
+        try:
+            size = len(name.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidKeyError(f"key {key!r} is not valid Unicode text") from None
+        if size > _MAX_NAME_BYTES:
+            raise InvalidKeyError(f"key {key!r} makes an object name over {_MAX_NAME_BYTES} bytes")
+        return name
+
+    # -- calls ---------------------------------------------------------------
+
+    async def _call(self, operation: str, target: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run one SDK call on the pool; raise its failure as a BackendError."""
+        try:
+            return await self._runner.run(fn, *args)
+        except SDK_ERRORS as exc:
+            raise map_minio_error(exc, operation=operation, target=target) from exc
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        name = self._object_name(key)
+        try:
+            return await self._runner.run(self._download, name)
+        except SDK_ERRORS as exc:
+            if is_missing_object(exc):
+                return None
+            raise map_minio_error(exc, operation="get", target=key) from exc
+
+    def _download(self, name: str) -> bytes:
+        response = self._client.get_object(self._bucket, name)
+        try:
+            return bytes(response.read())
+        finally:
+            response.close()
+            response.release_conn()
+
+    # -- writes --------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        name, data = self._object_name(key), check_value(value)
+        if if_absent:
+            return await self._create(key, name, data)
+        await self._call("put", key, self._upload, name, data)
+        return True
+
+    def _upload(self, name: str, data: bytes) -> None:
+        self._client.put_object(
+            self._bucket,
+            name,
+            io.BytesIO(data),
+            len(data),
+            content_type=_CONTENT_TYPE,
+            part_size=self._part_size,
+            num_parallel_uploads=1,  # parts one at a time: this thread, one connection
+        )
+
+    async def _create(self, key: str, name: str, data: bytes) -> bool:
+        if not self._capabilities.conditional_put:
+            raise NotSupported(
+                f"minio {getattr(minio, '__version__', '?')} cannot send If-None-Match; "
+                f"this adapter sends it with the SDK series {_VERIFIED_SDK_SERIES}x only"
+            )
+        if len(data) > CONDITIONAL_PUT_MAX_BYTES:
+            raise ValueTooLargeError(
+                f"put(if_absent=True) sends the value in one request, which S3 limits to "
+                f"{CONDITIONAL_PUT_MAX_BYTES} bytes; this one has {len(data)}"
+            )
+        pause = _CONFLICT_BACKOFF_SECONDS
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                await self._runner.run(self._upload_if_absent, name, data)
+            except SDK_ERRORS as exc:
+                if is_precondition_failed(exc):
+                    return False
+                if is_conditional_conflict(exc) and attempt < _CONFLICT_RETRIES:
+                    await asyncio.sleep(pause)
+                    pause *= 2
+                    continue
+                raise map_minio_error(exc, operation="put if absent", target=key) from exc
+            return True
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _upload_if_absent(self, name: str, data: bytes) -> None:
+        """One PutObject request carrying ``If-None-Match: *`` (sdk_sends_conditional_header)."""
+        self._client._put_object(
+            self._bucket,
+            name,
+            data,
+            headers={"Content-Type": _CONTENT_TYPE, "If-None-Match": "*"},
+        )
+
+    # -- deletes -------------------------------------------------------------
+
+    async def delete(self, key: str) -> None:
+        name = self._object_name(key)
+        try:
+            await self._runner.run(self._client.remove_object, self._bucket, name)
+        except SDK_ERRORS as exc:
+            if is_missing_object(exc):
+                return
+            raise map_minio_error(exc, operation="delete", target=key) from exc
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        names = {key: self._object_name(key) for key in keys}  # refuse bad keys before any I/O
+        if not names:
+            return
+        batches = list(chunked(names, MAX_DELETE_BATCH))
+        outcomes = await asyncio.gather(*(self._delete_batch(batch, names) for batch in batches))
+        failures: dict[str, BackendError] = {}
+        for outcome in outcomes:
+            failures.update(outcome)
+        if failures:
+            raise DeleteManyError(failures)
+
+    async def _delete_batch(
+        self, keys: list[str], names: dict[str, str]
+    ) -> dict[str, BackendError]:
+        """Delete one batch of at most 1000 keys; return the keys that failed."""
+        try:
+            errors = await self._runner.run(self._remove_objects, [names[key] for key in keys])
+        except SDK_ERRORS as exc:
+            # The request itself failed: no key of the batch is known to be gone.
+            return {
+                key: _chained(map_minio_error(exc, operation="delete", target=key), exc)
+                for key in keys
+            }
+        key_for_name = {names[key]: key for key in keys}
+        failures: dict[str, BackendError] = {}
+        for error in errors:
+            failed = KeyNotDeleted(error)
+            if is_missing_object(failed):
+                continue
+            if error.name is None:
+                # An error about the request, not a key: it concerns the whole batch.
+                targets = keys
+            else:
+                targets = [key_for_name.get(error.name, error.name.removeprefix(self._name_prefix))]
+            for key in targets:
+                failures[key] = _chained(
+                    map_minio_error(failed, operation="delete", target=key), failed
+                )
+        return failures
+
+    def _remove_objects(self, names: list[str]) -> list[DeleteError]:
+        """One DeleteObjects request; the SDK's lazy result is iterated here, to the end."""
+        return list(self._client.remove_objects(self._bucket, [DeleteObject(n) for n in names]))
+
+    # -- listing -------------------------------------------------------------
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        prefix = check_key(prefix)
+        full_prefix = self._name_prefix + prefix
+        names: Iterator[Any] = iter(
+            self._client.list_objects(self._bucket, prefix=full_prefix or None, recursive=True)
+        )
+        strip = len(self._name_prefix)
+        try:
+            while True:
+                page = await self._call("list", prefix, _next_names, names, LIST_PAGE_SIZE)
+                if not page:
+                    return
+                for name in page:
+                    if name.startswith(full_prefix):  # S3 promises it; a proxy might not
+                        yield name[strip:]
+        finally:
+            close = getattr(names, "close", None)
+            if close is not None:
+                close()  # the SDK's page generator; it holds no connection between pages
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        runner = self._runner
+        # Waiting for calls in flight must not block the event loop.
+        await asyncio.to_thread(runner.close)
+        if self._owns_client:
+            self._client._http.clear()
+
+
+def _next_names(objects: Iterator[Any], count: int) -> list[str]:
+    """Up to ``count`` object names from the SDK's listing; empty when it is exhausted.
+
+    With ``count`` equal to the page size, a call stops right after the last
+    name of a page, leaving the SDK's generator suspended before it requests
+    the next one; a consumer that stops early so never causes another request.
+    """
+    names: list[str] = []
+    for item in objects:
+        names.append(str(item.object_name))
+        if len(names) == count:
+            break
+    return names
+
+
+def _chained(error: BackendError, cause: BaseException) -> BackendError:
+    error.__cause__ = cause
+    return error
+
+
+def _normalize_base_path(base_path: str) -> str:
+    if not isinstance(base_path, str):
+        raise TypeError(f"base_path must be str, not {type(base_path).__name__}")
+    stripped = base_path.strip("/")
+    if stripped and any(segment in ("", ".", "..") for segment in stripped.split("/")):
+        raise InvalidKeyError(f"base path {base_path!r} has an empty, '.' or '..' segment")
+    return stripped
