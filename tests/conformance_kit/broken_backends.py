@@ -105,6 +105,14 @@ class OverwritesUnderIfAbsent(HoldableBackend):
         return await super().put(key, value)
 
 
+class UnconditionalMultipart(HoldableBackend):
+    """Like an SDK's multipart path that drops the precondition above 8 MiB."""
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        multipart = len(value) > 8 * 1024 * 1024
+        return await super().put(key, value, if_absent=if_absent and not multipart)
+
+
 class CheckThenSetIfAbsent(HoldableBackend):
     """if_absent as a read, a round trip, then a write: concurrent creators all win."""
 

@@ -551,6 +551,23 @@ class MemoBackendConformance:
         assert await backend.get(space.key("empty")) == b""
 
     @_ASYNC_TEST
+    async def test_put_if_absent_of_a_large_value_is_still_conditional(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        # SDKs switch to multipart or resumable uploads above a threshold,
+        # and some stores drop the precondition on that path.
+        self.require(backend, "conditional_put")
+        value = os.urandom(self.large_value_bytes)
+        await backend.put(space.key("small"), b"original")
+        assert await backend.put(space.key("small"), value, if_absent=True) is False
+        assert await backend.get(space.key("small")) == b"original"
+        assert await backend.put(space.key("large"), value, if_absent=True) is True
+        assert await backend.put(space.key("large"), b"intruder", if_absent=True) is False
+        stored = await backend.get(space.key("large"))
+        assert stored is not None
+        assert (len(stored), sha256_hex(stored)) == (len(value), sha256_hex(value))
+
+    @_ASYNC_TEST
     async def test_put_if_absent_after_a_delete_writes_again(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
