@@ -93,8 +93,9 @@ class GCSBackend(MemoBackend):
       time; :attr:`batch_delete_supported` says which path runs. Deletes a
       batch could not do for a transient reason are retried one by one with
       the retry policy.
-    * ``list`` asks for names only, 1000 per page, in GCS's byte order;
-      a consumer that stops early stops the paging.
+    * ``list`` asks for names only, ``list_page_size`` (default and most
+      1000) per request, in GCS's byte order; a consumer that stops early
+      stops the paging.
     * A 404 that does not say whether the bucket or the object is missing
       (fake-gcs-server's) is settled by one request for the bucket, so a
       missing bucket always raises :class:`~taquba_memo.ContainerNotFoundError`.
@@ -119,6 +120,7 @@ class GCSBackend(MemoBackend):
         max_concurrency: int | None = None,
         retry: Retry | None = DEFAULT_GCS_RETRY,
         timeout: float | tuple[float, float] = 60.0,
+        list_page_size: int = LIST_PAGE_SIZE,
         _owns_client: bool = False,
     ) -> None:
         if isinstance(client_or_bucket, storage.Bucket):
@@ -138,8 +140,11 @@ class GCSBackend(MemoBackend):
         self._bucket: storage.Bucket = bucket
         self._base_path = _normalize_base_path(base_path)
         self._name_prefix = f"{self._base_path}/" if self._base_path else ""
+        if not 1 <= list_page_size <= LIST_PAGE_SIZE:
+            raise ValueError(f"list_page_size must be 1..{LIST_PAGE_SIZE}")
         self._retry = retry
         self._timeout = timeout
+        self._list_page_size = list_page_size
         self._owns_client = _owns_client
         self._batch_supported: bool | None = None
         workers = max_concurrency if max_concurrency is not None else _http_pool_size(client)
@@ -172,6 +177,7 @@ class GCSBackend(MemoBackend):
         for example an emulator's ``http://127.0.0.1:4443``. The client's
         connection pool gets ``max_concurrency`` connections.
         """
+        base_path = _normalize_base_path(base_path)  # refuse bad input before building anything
         client_options = {"api_endpoint": endpoint} if endpoint else None
         client = storage.Client(
             project=project, credentials=credentials, client_options=client_options
@@ -411,7 +417,7 @@ class GCSBackend(MemoBackend):
         pages = self._client.list_blobs(
             self._bucket,
             prefix=full_prefix or None,
-            page_size=LIST_PAGE_SIZE,
+            page_size=self._list_page_size,
             fields="items(name),nextPageToken",
             timeout=self._timeout,
             retry=self._retry,
