@@ -240,6 +240,16 @@ class MemoBackendConformance:
         assert isinstance(capabilities.max_delete_batch, int)
         assert capabilities.max_delete_batch >= 1
 
+    @_ASYNC_TEST
+    async def test_async_with_returns_the_backend_and_closing_twice_is_harmless(
+        self, backend: MemoBackend
+    ) -> None:
+        # No key space: nothing is written, and nothing is cleaned up after
+        # the close. The fixture's own teardown then closes it once more.
+        async with backend as entered:
+            assert entered is backend
+        await backend.aclose()
+
     # -- reads and writes ----------------------------------------------------------
 
     @_ASYNC_TEST
