@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -65,15 +66,29 @@ class TestLocalStoreConformance(MemoBackendConformance):
 class TestS3StoreConformance(MemoBackendConformance):
     @pytest_asyncio.fixture
     async def backend(self, s3_server: S3Server) -> AsyncIterator[ObstoreBackend]:
-        async with ObstoreBackend(s3_store(s3_server, s3_server.new_bucket())) as backend:
+        self.s3_server = s3_server
+        self.bucket = s3_server.new_bucket()
+        async with ObstoreBackend(s3_store(s3_server, self.bucket)) as backend:
             yield backend
 
-    def undeletable(
-        self, backend: MemoBackend, key: str
-    ) -> contextlib.AbstractAsyncContextManager[None]:
-        # On AWS a bucket policy denying s3:DeleteObject on the key would do;
-        # an Object Lock hold would not (a plain delete adds a delete marker).
-        raise NotImplementedError("moto runs without authentication, so it enforces no policy")
+    @contextlib.asynccontextmanager
+    async def undeletable(self, backend: MemoBackend, key: str) -> AsyncIterator[None]:
+        """A bucket policy that denies s3:DeleteObject on the key (moto enforces it)."""
+        if self.s3_server.fixed_bucket:
+            raise NotImplementedError("a shared bucket's policy is not this test's to replace")
+        client = self.s3_server.boto3_client()
+        statement = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:DeleteObject",
+            "Resource": f"arn:aws:s3:::{self.bucket}/{key}",
+        }
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+        await asyncio.to_thread(client.put_bucket_policy, Bucket=self.bucket, Policy=policy)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(client.delete_bucket_policy, Bucket=self.bucket)
 
 
 class TestAzureStoreConformance(MemoBackendConformance):
