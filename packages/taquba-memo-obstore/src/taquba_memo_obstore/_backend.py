@@ -2,24 +2,19 @@
 
 Per store type (what the capabilities declare, measured with obstore 0.12):
 
-=============  ========  ==============  ================  ==========================
-store          ordered   conditional put  max_delete_batch  delete_many
-=============  ========  ==============  ================  ==========================
-S3Store        yes       yes (If-None-   1000              one DeleteObjects request
-                         Match) [1]                         per 1000 keys
-GCSStore       yes       yes (if-        100               single deletes, 10 at a
-                         generation-                        time (obstore has no GCS
-                         match: 0)                          batch delete either)
-AzureStore     yes       yes (If-None-   256               one Blob Batch request per
-                         Match: *)                          256 keys
-LocalStore     no [2]    yes (hard link) 1000              single deletes, 10 at a time
-MemoryStore    yes       yes             1000              in memory
-=============  ========  ==============  ================  ==========================
-
-[1] Unless the store was built with ``conditional_put="disabled"``.
-[2] object_store walks the directory tree in file-system order. Sorting
-    would need the whole listing (or a whole directory) in memory, so the
-    backend streams in that order and declares ``ordered_listing=False``.
+* ``S3Store``: ordered listing; conditional put through ``If-None-Match``
+  (unless the store was built with ``conditional_put="disabled"``);
+  ``delete_many`` sends one DeleteObjects request per 1000 keys.
+* ``GCSStore``: ordered listing; conditional put through
+  ``x-goog-if-generation-match: 0``; obstore has no GCS batch delete, so
+  ``delete_many`` sends single deletes, 10 in flight, in chunks of 100.
+* ``AzureStore``: ordered listing; conditional put through
+  ``If-None-Match: *``; one Blob Batch request per 256 keys.
+* ``LocalStore``: **unordered** listing: object_store walks the tree in file
+  system order, and sorting would hold a whole listing (or directory) in
+  memory, so keys stream in walk order. Conditional put through a hard
+  link; single deletes, 10 in flight.
+* ``MemoryStore``: ordered listing, conditional put, deletes in memory.
 
 Listing keeps the protocol's raw-string prefixes over obstore's
 segment-wise ones: a prefix that ends in ``/`` (or is empty) is listed
