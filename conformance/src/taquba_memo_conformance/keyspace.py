@@ -30,7 +30,9 @@ class KeySpace:
     @classmethod
     def fresh(cls, namespace_root: str) -> KeySpace:
         """A new, never used key space below ``namespace_root``."""
-        return cls(f"{namespace_root.strip('/')}/{uuid.uuid4().hex}")
+        namespace = namespace_root.strip("/")
+        unique = uuid.uuid4().hex
+        return cls(f"{namespace}/{unique}" if namespace else unique)
 
     @property
     def prefix(self) -> str:
