@@ -1,33 +1,37 @@
 """A loopback proxy in front of the S3 server (moto): records requests, injects faults.
 
 Every request is forwarded to the real server unchanged, unless a rule says
-otherwise. The rules exist to provoke, end to end over HTTP, what moto cannot
-be asked to do:
+otherwise. The rules provoke, end to end over HTTP, what moto cannot be asked
+to do:
 
 * :meth:`S3Proxy.fail_next` answers the next matching requests with an S3
   error (``503 SlowDown``, ``409 ConditionalRequestConflict`` ...);
-* :meth:`S3Proxy.drop_next` closes the connection without an answer.
+* :meth:`S3Proxy.drop_next` closes the connection without an answer;
+* :meth:`S3Proxy.stall_next` waits before forwarding (to meet a read timeout).
 
 (Undeletable keys and access denials need no proxy: moto enforces bucket
 policies, so the tests use those.)
 
-It also records each request (method, path, query, headers), so tests can
-count pages, batches and retries, and see the headers the SDK really sent.
+It records each request (method, decoded path, query, headers, and the body
+of POSTs), and the most requests it ever had in flight at once, so tests can
+count pages, batches and retries, see the headers the SDK really sent, and
+check the adapter's concurrency bound.
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 __all__ = ["Fault", "S3Proxy", "SeenRequest"]
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
-_DROP = "drop-connection"
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class SeenRequest:
     path: str  # percent-decoded, with the bucket: /bucket/object/name
     query: dict[str, list[str]]
     headers: dict[str, str]  # names lower-cased
+    body: bytes  # POST bodies only (DeleteObjects, CompleteMultipartUpload)
 
     @property
     def is_listing(self) -> bool:
@@ -45,15 +50,21 @@ class SeenRequest:
     def is_batch_delete(self) -> bool:
         return self.method == "POST" and "delete" in self.query
 
+    @property
+    def is_multipart(self) -> bool:
+        return "uploads" in self.query or "uploadId" in self.query
+
 
 @dataclass
 class Fault:
-    status: int | str  # an HTTP status, or _DROP to close the connection unanswered
-    code: str
+    kind: Literal["answer", "drop", "stall"]
     remaining: int
     method: str | None
     path_contains: str
     query_has: str | None
+    status: int = 0
+    code: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -62,6 +73,8 @@ class S3Proxy:
 
     upstream: str
     seen: list[SeenRequest] = field(default_factory=list)
+    peak_in_flight: int = 0
+    _in_flight: int = 0
     _faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -84,33 +97,40 @@ class S3Proxy:
         path_contains: str = "",
         query_has: str | None = None,
     ) -> Fault:
-        """Answer the next ``times`` matching requests with ``status`` and S3 ``code``."""
-        fault = Fault(status, code, times, method, path_contains, query_has)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
+        """Answer the next ``times`` matching requests with ``status`` and S3 error ``code``."""
+        return self._add(Fault("answer", times, method, path_contains, query_has, status, code))
 
     def drop_next(
         self, *, times: int = 1, method: str | None = None, path_contains: str = ""
     ) -> Fault:
         """Close the connection of the next ``times`` matching requests without answering."""
-        fault = Fault(_DROP, "", times, method, path_contains, None)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
+        return self._add(Fault("drop", times, method, path_contains, None))
+
+    def stall_next(
+        self, seconds: float, *, times: int = 1, method: str | None = None, path_contains: str = ""
+    ) -> Fault:
+        """Wait ``seconds`` before forwarding the next ``times`` matching requests."""
+        return self._add(Fault("stall", times, method, path_contains, None, seconds=seconds))
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
 
-    def requests(self, predicate: str = "") -> list[SeenRequest]:
+    def forget(self) -> None:
+        """Drop the record of requests seen so far."""
         with self._lock:
-            seen = list(self.seen)
-        if predicate == "listing":
-            return [r for r in seen if r.is_listing]
-        if predicate == "batch-delete":
-            return [r for r in seen if r.is_batch_delete]
-        return seen
+            self.seen.clear()
+            self.peak_in_flight = self._in_flight
+
+    def requests(self, method: str | None = None) -> list[SeenRequest]:
+        with self._lock:
+            return [r for r in self.seen if method is None or r.method == method]
+
+    def listings(self) -> list[SeenRequest]:
+        return [r for r in self.requests("GET") if r.is_listing]
+
+    def batch_deletes(self) -> list[SeenRequest]:
+        return [r for r in self.requests("POST") if r.is_batch_delete]
 
     # -- serving -------------------------------------------------------------
 
@@ -125,22 +145,36 @@ class S3Proxy:
 
             def _handle(self) -> None:
                 body = self._read_body()
+                with proxy._lock:
+                    proxy._in_flight += 1
+                    proxy.peak_in_flight = max(proxy.peak_in_flight, proxy._in_flight)
+                try:
+                    self._serve(body)
+                finally:
+                    with proxy._lock:
+                        proxy._in_flight -= 1
+
+            def _serve(self, body: bytes) -> None:
                 parts = urlsplit(self.path)
-                path = unquote(parts.path)
-                query = parse_qs(parts.query, keep_blank_values=True)
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                seen = SeenRequest(self.command, path, query, headers)
+                seen = SeenRequest(
+                    self.command,
+                    unquote(parts.path),
+                    parse_qs(parts.query, keep_blank_values=True),
+                    {name.lower(): value for name, value in self.headers.items()},
+                    body if self.command == "POST" else b"",
+                )
                 with proxy._lock:
                     proxy.seen.append(seen)
                 fault = proxy._take_fault(seen)
-                if fault is not None:
-                    if fault.status == _DROP:
-                        self.close_connection = True
-                        self.connection.close()
-                        return
-                    assert isinstance(fault.status, int)
-                    self._reply(fault.status, _error_xml(fault.code, path), _XML)
+                if fault is not None and fault.kind == "drop":
+                    self.close_connection = True
+                    self.connection.close()
                     return
+                if fault is not None and fault.kind == "answer":
+                    self._reply(fault.status, _error_xml(fault.code, seen.path), _XML)
+                    return
+                if fault is not None and fault.kind == "stall":
+                    time.sleep(fault.seconds)
                 status, reply_headers, reply = proxy._forward(
                     self.command, self.path, dict(self.headers.items()), body
                 )
@@ -153,14 +187,17 @@ class S3Proxy:
                 return self.rfile.read(length) if length else b""
 
             def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    if name.lower() not in _HOP_BY_HOP:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        if name.lower() not in _HOP_BY_HOP and name.lower() != "host":
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up (a read timeout)
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -174,6 +211,11 @@ class S3Proxy:
             self._server = None
 
     # -- internals -----------------------------------------------------------
+
+    def _add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
 
     def _take_fault(self, seen: SeenRequest) -> Fault | None:
         with self._lock:
@@ -196,8 +238,8 @@ class S3Proxy:
         upstream = urlsplit(self.upstream)
         connection = http.client.HTTPConnection(upstream.netloc, timeout=120)
         try:
+            # The Host header stays the proxy's: it is part of what the SDK signed.
             forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
-            forwarded["Host"] = upstream.netloc
             connection.request(method, path, body=body if body else None, headers=forwarded)
             response = connection.getresponse()
             reply = response.read()
