@@ -1,7 +1,5 @@
 """``python -m taquba_memo``: the same command line as ``taquba-memo``."""
 
-import sys
+from taquba_memo.cli import entry_point
 
-from taquba_memo.cli import main
-
-sys.exit(main())
+entry_point()

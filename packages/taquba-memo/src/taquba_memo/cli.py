@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -46,7 +47,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from taquba_memo import __version__, layout
 from taquba_memo._progress import Progress
@@ -64,7 +65,7 @@ from taquba_memo.layout import TerminalMarker
 from taquba_memo.store import MemoStore
 from taquba_memo.urls import open_backend
 
-__all__ = ["main"]
+__all__ = ["entry_point", "main"]
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -647,3 +648,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+
+
+def entry_point() -> NoReturn:
+    """The console script and ``python -m taquba_memo``: :func:`main`, then exit at once.
+
+    Once the command has finished and its output is flushed, the process
+    leaves with ``os._exit`` instead of tearing the interpreter down. Adapters
+    built on a Rust async runtime (obstore 0.12) keep worker threads that can
+    race interpreter finalization and abort the process (SIGABRT) after the
+    work succeeded; measured on 1 exit in 4 against a local S3 emulator.
+    Skipping the teardown makes the exit code the command's own.
+    """
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
+            stream.flush()
+    os._exit(code)

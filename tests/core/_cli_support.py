@@ -1,0 +1,62 @@
+"""Running the installed ``taquba-memo`` console script, as a user's shell would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The console script that `uv sync` installed next to this interpreter.
+SCRIPT = Path(sys.executable).parent / "taquba-memo"
+TIMEOUT_S = 120
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+EXIT_BAD_URL = 3
+EXIT_ADAPTER_MISSING = 4
+EXIT_ACCESS_DENIED = 5
+EXIT_CONTAINER_NOT_FOUND = 6
+EXIT_BACKEND_ERROR = 7
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without taquba-memo or cloud settings, plus ``extra``."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("TAQUBA_MEMO_", "AWS_", "GOOGLE_", "AZURE_"))
+    }
+    # Never let an SDK probe a cloud metadata address from a test.
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env.update(extra or {})
+    return env
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> Result:
+    """Run the installed script with ``args``; stdin closed, output captured (not a TTY)."""
+    completed = subprocess.run(
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=clean_env(env),
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    return Result(completed.returncode, completed.stdout, completed.stderr)

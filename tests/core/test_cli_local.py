@@ -1,0 +1,366 @@
+"""The taquba-memo command, run through its installed console script, on a local store."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from taquba_memo import TerminalMarker
+from taquba_memo.sync import open_store
+
+from ._cli_support import (
+    EXIT_ADAPTER_MISSING,
+    EXIT_BAD_URL,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_USAGE,
+    SCRIPT,
+    TIMEOUT_S,
+    clean_env,
+    run_cli,
+)
+
+FAR_FUTURE_MS = 2**62
+CORE_SOURCE = Path(__file__).resolve().parents[2] / "packages" / "taquba-memo" / "src"
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A local store with two runs of entries and three terminal markers, under prefix 'agents'.
+
+    alpha: step 0 has one 3-byte entry, step 1 two entries of 10 and 20 bytes; ended long ago.
+    beta:  step 5 has one 1-byte entry; its marker lies in the far future.
+    gone:  a marker from long ago and no entries left.
+    """
+    store_url = (tmp_path / "store").as_uri()
+    with open_store(store_url, prefix="agents") as store:
+        store.new_memo("alpha", 0).put("a", b"abc")
+        store.new_memo("alpha", 1).put("a", b"x" * 10)
+        store.new_memo("alpha", 1).put("b", b"y" * 20)
+        store.new_memo("beta", 5).put("a", b"z")
+        store.write_terminal_marker("alpha", 1_000)
+        store.write_terminal_marker("gone", 2_000)
+        store.write_terminal_marker("beta", FAR_FUTURE_MS)
+    return store_url
+
+
+def markers_in(url: str) -> list[TerminalMarker]:
+    with open_store(url, prefix="agents") as store:
+        return sorted(store.list_terminal_markers())
+
+
+def entries_of(url: str, run_id: str, step: int, key: str) -> bytes | None:
+    with open_store(url, prefix="agents") as store:
+        return store.new_memo(run_id, step).get(key)
+
+
+class TestRuns:
+    def test_lists_runs_and_steps_with_entry_counts_and_a_summary(self, url: str) -> None:
+        result = run_cli("--url", url, "--prefix", "agents", "runs")
+        assert result.code == EXIT_OK, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["RUN", "STEP", "ENTRIES", "TERMINAL"]
+        assert lines[1].split() == ["alpha", "3", "1970-01-01T00:00:01.000Z"]
+        assert lines[2].split() == ["0", "1"]
+        assert lines[3].split() == ["1", "2"]
+        assert lines[-1] == "3 runs, 3 steps, 4 entries"
+        assert result.stderr == ""  # not a terminal: no progress
+
+    def test_json_output_for_scripts(self, url: str) -> None:
+        result = run_cli("--url", url, "--prefix", "agents", "--json", "runs")
+        assert result.code == EXIT_OK, result.stderr
+        document = result.json()
+        assert [run["run_id"] for run in document["runs"]] == ["alpha", "beta", "gone"]
+        alpha = document["runs"][0]
+        assert alpha["steps"] == [
+            {"step": 0, "entries": 1, "bytes": None},
+            {"step": 1, "entries": 2, "bytes": None},
+        ]
+        assert (alpha["entries"], alpha["terminal_at_ms"]) == (3, 1_000)
+        assert alpha["terminal_at"] == "1970-01-01T00:00:01.000Z"
+        assert document["runs"][2] == {
+            "run_id": "gone",
+            "steps": [],
+            "entries": 0,
+            "bytes": None,
+            "terminal_at_ms": 2_000,
+            "terminal_at": "1970-01-01T00:00:02.000Z",
+        }
+        assert document["totals"] == {
+            "runs": 3,
+            "steps": 3,
+            "entries": 4,
+            "bytes": None,
+            "unrecognized_keys": 0,
+        }
+
+    def test_sizes_are_measured_on_request(self, url: str) -> None:
+        result = run_cli("--url", url, "--prefix", "agents", "--json", "runs", "--sizes")
+        document = result.json()
+        assert [step["bytes"] for step in document["runs"][0]["steps"]] == [3, 30]
+        assert document["totals"]["bytes"] == 34
+
+    def test_sizes_in_text_output(self, url: str) -> None:
+        result = run_cli("--url", url, "--prefix", "agents", "runs", "--sizes", "alpha")
+        assert result.stdout.splitlines()[-1] == "1 run, 2 steps, 3 entries, 33 B"
+
+    def test_one_run_only(self, url: str) -> None:
+        document = run_cli("--url", url, "--prefix", "agents", "--json", "runs", "beta").json()
+        assert [run["run_id"] for run in document["runs"]] == ["beta"]
+        assert document["runs"][0]["steps"] == [{"step": 5, "entries": 1, "bytes": None}]
+
+    def test_global_options_also_work_after_the_command(self, url: str) -> None:
+        result = run_cli("runs", "--json", "--url", url, "--prefix", "agents")
+        assert result.json()["totals"]["entries"] == 4
+
+    def test_url_and_prefix_default_to_the_environment(self, url: str) -> None:
+        result = run_cli(
+            "--json", "runs", env={"TAQUBA_MEMO_URL": url, "TAQUBA_MEMO_PREFIX": "agents"}
+        )
+        assert result.json()["totals"]["entries"] == 4
+
+    def test_another_prefix_is_another_store(self, url: str) -> None:
+        result = run_cli("--url", url, "--prefix", "elsewhere", "runs")
+        assert result.stdout == "0 runs, 0 steps, 0 entries\n"
+
+
+class TestMarkers:
+    def test_lists_markers_oldest_first(self, url: str) -> None:
+        result = run_cli("--url", url, "--prefix", "agents", "markers")
+        assert result.code == EXIT_OK
+        lines = result.stdout.splitlines()
+        assert [line.split()[-1] for line in lines[:-1]] == ["alpha", "gone", "beta"]
+        assert lines[0].split() == ["1970-01-01T00:00:01.000Z", "1000", "alpha"]
+        assert lines[-1] == "3 markers"
+
+    def test_one_runs_markers_as_json(self, url: str) -> None:
+        document = run_cli("--url", url, "--prefix", "agents", "--json", "markers", "beta").json()
+        assert document == {
+            "markers": [{"run_id": "beta", "terminal_at_ms": FAR_FUTURE_MS, "terminal_at": None}],
+            "count": 1,
+        }
+
+
+class TestClear:
+    def test_deletes_every_entry_of_one_run_only(self, url: str) -> None:
+        result = run_cli("--url", url, "--prefix", "agents", "clear", "alpha")
+        assert result.code == EXIT_OK, result.stderr
+        assert result.stdout == "run alpha: 3 entries deleted\n"
+        assert entries_of(url, "alpha", 1, "a") is None
+        assert entries_of(url, "beta", 5, "a") == b"z"
+        assert TerminalMarker("alpha", 1_000) in markers_in(url)  # the sweep removes markers
+
+    def test_json_output(self, url: str) -> None:
+        document = run_cli("--url", url, "--prefix", "agents", "--json", "clear", "beta").json()
+        assert document == {"run_id": "beta", "entries_deleted": 1, "entries_failed": 0}
+
+    def test_a_bad_run_id_is_a_usage_error(self, url: str) -> None:
+        result = run_cli("--url", url, "clear", "no/slashes")
+        assert result.code == EXIT_USAGE
+        assert "run_id must be" in result.stderr
+
+
+class TestSweep:
+    def test_dry_run_lists_what_would_be_cleared_and_deletes_nothing(self, url: str) -> None:
+        result = run_cli(
+            "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d", "--dry-run"
+        )
+        assert result.code == EXIT_OK, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[:2] == ["would clear alpha", "would clear gone"]
+        assert lines[-1].startswith("dry run: 2 runs with markers older than ")
+        assert entries_of(url, "alpha", 0, "a") == b"abc"
+        assert len(markers_in(url)) == 3
+
+    def test_clears_expired_runs_and_their_markers(self, url: str) -> None:
+        result = run_cli(
+            "--url", url, "--prefix", "agents", "--json", "sweep", "--older-than", "7d"
+        )
+        assert result.code == EXIT_OK, result.stderr
+        document = result.json()
+        assert document["runs_cleared"] == ["alpha", "gone"]
+        assert document["entries_deleted"] == 3
+        assert document["failures"] == []
+        assert document["dry_run"] is False
+        assert markers_in(url) == [TerminalMarker("beta", FAR_FUTURE_MS)]
+        assert entries_of(url, "beta", 5, "a") == b"z"
+
+    def test_text_summary(self, url: str) -> None:
+        result = run_cli("--url", url, "--prefix", "agents", "sweep", "--older-than", "1d12h")
+        assert result.stdout.splitlines()[-1].endswith(": 3 entries deleted, 0 failed")
+
+    @pytest.mark.parametrize("duration", ["7", "d", "7x", "-1d", "1.5h", ""])
+    def test_a_bad_duration_is_a_usage_error(self, url: str, duration: str) -> None:
+        result = run_cli("--url", url, "sweep", f"--older-than={duration}")
+        assert result.code == EXIT_USAGE
+        assert "invalid duration" in result.stderr
+
+    def test_runs_that_fail_to_clear_give_exit_code_1_and_keep_their_markers(
+        self, url: str, tmp_path: Path
+    ) -> None:
+        site = install_stuck_adapter(tmp_path / "site")
+        faulty_url = url.replace("file://", "stuck://", 1)
+        result = run_cli(
+            "--url",
+            faulty_url,
+            "--prefix",
+            "agents",
+            "--json",
+            "sweep",
+            "--older-than",
+            "7d",
+            env={"PYTHONPATH": str(site)},
+        )
+        assert result.code == EXIT_INCOMPLETE, result.stderr
+        document = result.json()
+        assert document["runs_cleared"] == ["gone"]
+        assert [f["run_id"] for f in document["failures"]] == ["alpha"]
+        assert TerminalMarker("alpha", 1_000) in markers_in(url)
+
+
+def install_stuck_adapter(site: Path) -> Path:
+    """An installed adapter (``stuck://``) over local files that cannot delete run alpha."""
+    site.mkdir()
+    (site / "taquba_memo_stuck.py").write_text(
+        textwrap.dedent(
+            """
+            from taquba_memo import BackendError, DeleteManyError, LocalFileBackend
+            from taquba_memo.urls import open_backend
+
+            class StuckBackend(LocalFileBackend):
+                async def delete_many(self, keys):
+                    stuck = {k: BackendError("stuck") for k in keys if "/memos/alpha/" in k}
+                    await super().delete_many([k for k in keys if k not in stuck])
+                    if stuck:
+                        raise DeleteManyError(stuck)
+
+            def open_url(url):
+                return StuckBackend(open_backend(url.replace("stuck://", "file://", 1)).root)
+            """
+        )
+    )
+    dist_info = site / "taquba_memo_stuck-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: taquba-memo-stuck\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        "[taquba_memo.backends]\nstuck = taquba_memo_stuck:open_url\n"
+    )
+    return site
+
+
+class TestErrors:
+    def test_a_missing_url_is_a_usage_error(self) -> None:
+        result = run_cli("runs")
+        assert result.code == EXIT_USAGE
+        assert "--url is required (or set TAQUBA_MEMO_URL)" in result.stderr
+
+    @pytest.mark.parametrize("bad", ["no-scheme", "ftp://host/x", "file://server/share"])
+    def test_bad_urls_have_their_own_exit_code(self, bad: str) -> None:
+        result = run_cli("--url", bad, "runs")
+        assert result.code == EXIT_BAD_URL
+        assert result.stderr.startswith("taquba-memo: error: ")
+
+    def test_a_missing_adapter_package_is_named(self) -> None:
+        result = run_cli("--url", "s3+nothere://bucket", "runs")
+        assert result.code == EXIT_ADAPTER_MISSING
+        assert "pip install taquba-memo-nothere" in result.stderr
+
+    def test_errors_are_also_json_with_json(self) -> None:
+        result = run_cli("--json", "--url", "ftp://x", "markers")
+        assert result.json()["error"]["type"] == "InvalidURLError"
+        assert result.json()["exit_code"] == EXIT_BAD_URL
+
+    def test_with_only_the_core_installed_an_s3_url_says_which_package_to_install(
+        self,
+    ) -> None:
+        # -S: no site-packages, so no adapter is installed; the core is stdlib-only.
+        completed = subprocess.run(
+            [sys.executable, "-S", "-m", "taquba_memo", "--url", "s3://bucket/base", "runs"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=clean_env({"PYTHONPATH": str(CORE_SOURCE)}),
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+        assert completed.returncode == EXIT_ADAPTER_MISSING, completed.stderr
+        assert "pip install taquba-memo-obstore" in completed.stderr
+
+
+class TestEntryPoints:
+    def test_python_dash_m_runs_the_same_command(self, url: str) -> None:
+        completed = subprocess.run(
+            [sys.executable, "-m", "taquba_memo", "--url", url, "--prefix", "agents", "runs"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=clean_env(),
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+        assert completed.returncode == EXIT_OK
+        assert completed.stdout == run_cli("--url", url, "--prefix", "agents", "runs").stdout
+
+    def test_version(self) -> None:
+        assert run_cli("--version").stdout.startswith("taquba-memo ")
+
+
+def run_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run the script with stderr on a pseudo-terminal; return (code, stdout, terminal output)."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(SCRIPT), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env=clean_env(),
+        text=False,
+    )
+    os.close(terminal)
+    shown = bytearray()
+    for _ in range(100_000):  # bounded: ends when the child closes the terminal
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert process.stdout is not None
+    stdout = process.stdout.read().decode()
+    process.stdout.close()
+    code = process.wait(TIMEOUT_S)
+    return code, stdout, shown.decode(errors="replace")
+
+
+class TestProgress:
+    def test_long_operations_draw_progress_on_a_terminal(self, url: str) -> None:
+        code, stdout, terminal = run_on_a_terminal(
+            "--url", url, "--prefix", "agents", "runs", "--sizes"
+        )
+        assert code == EXIT_OK
+        assert "\rreading entries 4 entries" in terminal
+        assert "\r" not in stdout  # results stay clean
+
+    def test_a_sweep_draws_a_bar_with_the_number_of_expired_runs(self, url: str) -> None:
+        code, _stdout, terminal = run_on_a_terminal(
+            "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d"
+        )
+        assert code == EXIT_OK
+        assert "sweeping [########################] 2/2 runs" in terminal
+
+    def test_json_and_no_progress_turn_it_off_even_on_a_terminal(self, url: str) -> None:
+        for flag in ("--json", "--no-progress"):
+            code, _stdout, terminal = run_on_a_terminal(
+                "--url", url, "--prefix", "agents", flag, "runs"
+            )
+            assert code == EXIT_OK
+            assert terminal == ""

@@ -1,0 +1,147 @@
+"""The taquba-memo command against an S3 emulator, through the obstore adapter's s3:// URLs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+from taquba_memo.sync import open_store
+from taquba_memo_conformance._processes import ManagedProcess, free_port, start_timeout
+from taquba_memo_conformance.servers import S3Server
+
+from ._cli_support import (
+    EXIT_ACCESS_DENIED,
+    EXIT_BACKEND_ERROR,
+    EXIT_CONTAINER_NOT_FOUND,
+    EXIT_OK,
+    run_cli,
+)
+
+
+def s3_url(endpoint: str, bucket: str, region: str, *extra: str) -> str:
+    query = urllib.parse.urlencode(
+        {
+            "endpoint": endpoint,
+            "region": region,
+            "allow_http": "true",
+            "virtual_hosted_style_request": "false",
+        }
+    )
+    return f"s3://{bucket}/base?{'&'.join([query, *extra])}"
+
+
+def credentials(server: S3Server) -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+
+
+@pytest.fixture
+def populated(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket holding run 'done' (2 entries, old marker) and run 'live' (1 entry)."""
+    for name, value in credentials(s3_server).items():
+        monkeypatch.setenv(name, value)
+    url = s3_url(s3_server.endpoint_url, s3_server.new_bucket(), s3_server.region)
+    with open_store(url, prefix="agents") as store:
+        store.new_memo("done", 0).put("a", b"12345")
+        store.new_memo("done", 1).put("a", b"678")
+        store.new_memo("live", 0).put("a", b"9")
+        store.write_terminal_marker("done", 1_000)
+    return url
+
+
+@pytest.fixture(scope="module")
+def moto_checking_credentials() -> Iterator[str]:
+    """A moto S3 server of our own that checks signatures (the shared one accepts any).
+
+    ``INITIAL_NO_AUTH_ACTION_COUNT=0`` makes moto authenticate every request, so
+    unknown keys get 403 InvalidAccessKeyId, as a real bucket would answer.
+    """
+    port = free_port()
+    process = ManagedProcess(
+        "moto-auth",
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**clean_process_env(), "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+    )
+    try:
+        process.wait_until_http(f"http://127.0.0.1:{port}/", start_timeout())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+def clean_process_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TAQUBA_MEMO_"))}
+
+
+class TestAgainstAnS3Emulator:
+    def test_runs_with_sizes(self, s3_server: S3Server, populated: str) -> None:
+        result = run_cli(
+            "--url", populated, "--prefix", "agents", "--json", "runs", "--sizes",
+            env=credentials(s3_server),
+        )  # fmt: skip
+        assert result.code == EXIT_OK, result.stderr
+        document = result.json()
+        assert [(run["run_id"], run["entries"], run["bytes"]) for run in document["runs"]] == [
+            ("done", 2, 8),
+            ("live", 1, 1),
+        ]
+        assert document["runs"][0]["terminal_at_ms"] == 1_000
+
+    def test_markers(self, s3_server: S3Server, populated: str) -> None:
+        result = run_cli(
+            "--url", populated, "--prefix", "agents", "markers", env=credentials(s3_server)
+        )
+        assert result.code == EXIT_OK, result.stderr
+        assert result.stdout.splitlines() == [
+            f"{'1970-01-01T00:00:01.000Z':<26} {1000:>15}  done",
+            "1 marker",
+        ]
+
+    def test_sweep_then_clear(self, s3_server: S3Server, populated: str) -> None:
+        env = credentials(s3_server)
+        dry = run_cli(
+            "--url", populated, "--prefix", "agents", "--json",
+            "sweep", "--older-than", "7d", "--dry-run", env=env,
+        )  # fmt: skip
+        assert dry.json()["runs_cleared"] == ["done"]
+        swept = run_cli(
+            "--url", populated, "--prefix", "agents", "--json",
+            "sweep", "--older-than", "7d", env=env,
+        )  # fmt: skip
+        assert swept.code == EXIT_OK, swept.stderr
+        assert (swept.json()["runs_cleared"], swept.json()["entries_deleted"]) == (["done"], 2)
+        cleared = run_cli(
+            "--url", populated, "--prefix", "agents", "--json", "clear", "live", env=env
+        )
+        assert cleared.json() == {"run_id": "live", "entries_deleted": 1, "entries_failed": 0}
+        with open_store(populated, prefix="agents") as store:
+            assert store.list_terminal_markers() == []
+            assert store.new_memo("live", 0).get("a") is None
+
+
+class TestStorageErrorsHaveTheirOwnExitCodes:
+    def test_a_bucket_that_does_not_exist(self, s3_server: S3Server) -> None:
+        url = s3_url(s3_server.endpoint_url, "no-such-bucket-for-cli", s3_server.region)
+        result = run_cli("--url", url, "markers", env=credentials(s3_server))
+        assert result.code == EXIT_CONTAINER_NOT_FOUND, result.stderr
+        assert "hint: check the bucket" in result.stderr
+
+    def test_wrong_credentials(self, moto_checking_credentials: str) -> None:
+        url = s3_url(moto_checking_credentials, "bucket", "us-east-1")
+        result = run_cli(
+            "--url", url, "runs",
+            env={"AWS_ACCESS_KEY_ID": "not-a-key", "AWS_SECRET_ACCESS_KEY": "not-a-secret"},
+        )  # fmt: skip
+        assert result.code == EXIT_ACCESS_DENIED, result.stderr
+        assert "hint: check the credentials" in result.stderr
+
+    def test_an_endpoint_that_does_not_answer(self) -> None:
+        silent = f"http://127.0.0.1:{free_port()}"
+        url = s3_url(silent, "bucket", "us-east-1", "max_retries=0")
+        result = run_cli(
+            "--url", url, "markers",
+            env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+        )  # fmt: skip
+        assert result.code == EXIT_BACKEND_ERROR, result.stderr
