@@ -134,6 +134,8 @@ class TestInstalledAdapters:
         [
             ("s3", "taquba-memo-obstore"),
             ("s3+obstore", "taquba-memo-obstore"),
+            ("s3+minio", "taquba-memo-minio"),
+            ("minio", "taquba-memo-minio"),
             ("gs", "taquba-memo-obstore"),  # also provided by taquba-memo-gcs
             ("gs+gcs", "taquba-memo-gcs"),
             ("az", "taquba-memo-obstore"),  # also provided by taquba-memo-azure

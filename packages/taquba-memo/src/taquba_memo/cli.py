@@ -476,14 +476,16 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         "unrecognized_keys": unrecognized,
     }
 
+    width = max([3, *(len(run_id) for run_id in runs)])
+
     def row(run: str, step: str, entries: int, size: int) -> str:
-        text = f"{run:<32} {step:>6} {entries:>9,}"
+        text = f"{run:<{width}} {step:>6} {entries:>9,}"
         return text + (f" {_human_bytes(size):>10}" if sizes else "")
 
     lines = []
     if runs:
         lines.append(
-            f"{'RUN':<32} {'STEP':>6} {'ENTRIES':>9}"
+            f"{'RUN':<{width}} {'STEP':>6} {'ENTRIES':>9}"
             + (f" {'SIZE':>10}" if sizes else "")
             + "  TERMINAL"
         )
