@@ -26,7 +26,8 @@ tasks, threads and event loops. The followers decode the leader's stored
 bytes with their own codec, and receive the leader's exception if it
 failed. If the leader is cancelled, one follower takes over. The bookkeeping
 entry is removed as soon as the flight lands. Across processes nothing is
-shared: use ``if_absent`` for a first-writer-wins result.
+shared: use ``if_absent`` for a first-writer-wins result. ``fn`` must not
+itself call ``get_or_compute`` for the same entry: it would wait for itself.
 """
 
 from __future__ import annotations
