@@ -201,7 +201,10 @@ def _describe(exc: BaseException) -> str:
     elif status is not None:
         text = f"HTTP {status} ({type(exc).__name__})"
     else:
-        detail = str(exc)
+        try:
+            detail = str(exc)
+        except Exception:  # a half-built exception must not hide the failure it reports
+            detail = ""
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     first_line = text.strip().splitlines()[0] if text.strip() else text
     return first_line[:_MAX_DETAIL] + ("..." if len(first_line) > _MAX_DETAIL else "")
