@@ -93,6 +93,14 @@ def own_minio_bucket(s3_server: S3Server, minio_bucket: str) -> str:
     return minio_bucket
 
 
+@pytest.fixture
+def policy_bucket(s3_server: S3Server, own_minio_bucket: str) -> str:
+    """A bucket of this test's own whose policy binds the test's credentials."""
+    if s3_server.emulator == "minio":
+        pytest.skip("MinIO exempts its root credentials, which the tests use, from bucket policies")
+    return own_minio_bucket
+
+
 @pytest_asyncio.fixture
 async def make_backend(minio_client: Minio, minio_bucket: str) -> AsyncIterator[BackendFactory]:
     """Build MinioBackends on this test's bucket; every one is closed at teardown."""

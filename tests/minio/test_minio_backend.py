@@ -206,19 +206,19 @@ async def test_delete_many_sends_batches_of_1000_and_really_deletes(
 
 
 async def test_delete_many_reports_the_keys_the_store_refused_and_deletes_the_rest(
-    make_backend: BackendFactory, own_minio_bucket: str, minio_client: Minio
+    make_backend: BackendFactory, policy_bucket: str, minio_client: Minio
 ) -> None:
     backend = make_backend("base")
     keys = [f"d/{i:04d}" for i in range(1500)]
     await put_many(backend, keys)
     held = keys[1234]
-    policy = deny_policy(own_minio_bucket, "s3:DeleteObject", f"base/{held}")
-    minio_client.set_bucket_policy(own_minio_bucket, policy)
+    policy = deny_policy(policy_bucket, "s3:DeleteObject", f"base/{held}")
+    minio_client.set_bucket_policy(policy_bucket, policy)
     try:
         with pytest.raises(DeleteManyError) as raised:
             await backend.delete_many([*keys, "d/missing"])
     finally:
-        minio_client.delete_bucket_policy(own_minio_bucket)
+        minio_client.delete_bucket_policy(policy_bucket)
     assert set(raised.value.failures) == {held}
     failure = raised.value.failures[held]
     assert isinstance(failure, AccessDeniedError)

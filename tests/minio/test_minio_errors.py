@@ -242,11 +242,11 @@ async def test_a_missing_bucket_is_container_not_found_for_every_operation(
 
 @pytest.mark.parametrize("action", ["s3:GetObject", "s3:PutObject"])
 async def test_a_bucket_policy_denial_is_access_denied(
-    make_backend: BackendFactory, minio_client: Minio, own_minio_bucket: str, action: str
+    make_backend: BackendFactory, minio_client: Minio, policy_bucket: str, action: str
 ) -> None:
     backend = make_backend()
     await backend.put("k", b"v")
-    minio_client.set_bucket_policy(own_minio_bucket, deny_policy(own_minio_bucket, action, "*"))
+    minio_client.set_bucket_policy(policy_bucket, deny_policy(policy_bucket, action, "*"))
     denied: list[Any] = (
         [backend.get("k")]
         if action == "s3:GetObject"
@@ -258,7 +258,7 @@ async def test_a_bucket_policy_denial_is_access_denied(
                 await call
             assert "HTTP 403" in str(raised.value)
     finally:
-        minio_client.delete_bucket_policy(own_minio_bucket)
+        minio_client.delete_bucket_policy(policy_bucket)
     assert await backend.get("k") == b"v"
 
 
