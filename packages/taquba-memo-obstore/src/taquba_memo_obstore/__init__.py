@@ -5,6 +5,7 @@ with :func:`open_url` (also registered as the ``s3``, ``gs`` and ``az``
 entry points of the ``taquba_memo.backends`` group).
 """
 
+from taquba_memo_obstore import _shutdown  # noqa: F401  (registers the exit guard)
 from taquba_memo_obstore._backend import ObstoreBackend, capabilities_for
 from taquba_memo_obstore._errors import map_obstore_error
 from taquba_memo_obstore._url import open_url
