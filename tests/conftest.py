@@ -1,0 +1,86 @@
+"""The suite-wide ``reliability`` fixture: tests record the figures RELIABILITY.md reports.
+
+A fault, crash or hostile-input test adds to named counters of its section::
+
+    reliability.add("faults: minio", "puts_verified", 120)
+    reliability.note("faults: minio", "emulator", "moto")
+
+When the session ends, every section touched is written to
+``.reliability/figures.json`` (or ``$TAQUBA_MEMO_RELIABILITY_DIR``), with the
+time and the host; sections this session did not run keep their previous
+figures. ``just reliability`` renders the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIGURES_FILE = "figures.json"
+
+
+def figures_dir() -> Path:
+    configured = os.environ.get("TAQUBA_MEMO_RELIABILITY_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / ".reliability"
+
+
+class ReliabilityFigures:
+    """Counters and notes per section; thread-safe (fault proxies count from their own thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, Counter[str]] = {}
+        self._notes: dict[str, dict[str, Any]] = {}
+
+    def add(self, section: str, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts.setdefault(section, Counter())[name] += amount
+
+    def note(self, section: str, name: str, value: Any) -> None:
+        with self._lock:
+            self._notes.setdefault(section, {})[name] = value
+
+    def count(self, section: str, name: str) -> int:
+        with self._lock:
+            return self._counts.get(section, Counter())[name]
+
+    def write(self, directory: Path) -> None:
+        with self._lock:
+            sections = sorted(set(self._counts) | set(self._notes))
+            if not sections:
+                return
+            path = directory / FIGURES_FILE
+            try:
+                stored: dict[str, Any] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                stored = {}
+            now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+            for section in sections:
+                stored[section] = {
+                    "recorded_at": now.isoformat(),
+                    "host": f"{platform.node()} ({platform.system()}, {os.cpu_count()} CPUs, "
+                    f"Python {platform.python_version()})",
+                    "figures": dict(sorted(self._counts.get(section, Counter()).items())),
+                    "notes": self._notes.get(section, {}),
+                }
+            directory.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(dict(sorted(stored.items())), indent=2) + "\n")
+            temporary.replace(path)
+
+
+@pytest.fixture(scope="session")
+def reliability() -> Iterator[ReliabilityFigures]:
+    """Figures for RELIABILITY.md, written to ``.reliability/figures.json`` at session end."""
+    figures = ReliabilityFigures()
+    yield figures
+    figures.write(figures_dir())
