@@ -21,7 +21,7 @@ from google.auth.credentials import Credentials
 from google.cloud import storage
 from google.cloud.storage import blob as blob_module
 from google.cloud.storage.retry import DEFAULT_RETRY
-from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, delete_each
+from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, delete_each, object_name
 from taquba_memo.backend import Capabilities, MemoBackend
 from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError
 
@@ -225,20 +225,7 @@ class GCSBackend(MemoBackend):
     # -- names ---------------------------------------------------------------
 
     def _object_name(self, key: object) -> str:
-        key = check_key(key)
-        segments = key.split("/")
-        if any(segment in ("", ".", "..") for segment in segments):
-            raise InvalidKeyError(f"key {key!r} has an empty, '.' or '..' segment")
-        if "\r" in key or "\n" in key:
-            raise InvalidKeyError(f"key {key!r} contains a line break, which GCS refuses")
-        name = self._name_prefix + key
-        try:
-            size = len(name.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise InvalidKeyError(f"key {key!r} is not valid Unicode text") from None
-        if size > _MAX_NAME_BYTES:
-            raise InvalidKeyError(f"key {key!r} makes an object name over {_MAX_NAME_BYTES} bytes")
-        return name
+        return object_name(self._name_prefix, key, max_bytes=_MAX_NAME_BYTES)
 
     # -- calls ---------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import minio
 from minio import Minio
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import MAX_PART_SIZE, MIN_PART_SIZE, check_bucket_name
-from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, chunked
+from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, chunked, object_name
 from taquba_memo.backend import Capabilities, MemoBackend
 from taquba_memo.errors import (
     BackendError,
@@ -301,19 +301,7 @@ class MinioBackend(MemoBackend):
     # -- names ---------------------------------------------------------------
 
     def _object_name(self, key: object) -> str:
-        key = check_key(key)
-        if any(segment in ("", ".", "..") for segment in key.split("/")):
-            raise InvalidKeyError(f"key {key!r} has an empty, '.' or '..' segment")
-        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
-            raise InvalidKeyError(f"key {key!r} contains a control character")
-        name = self._name_prefix + key
-        try:
-            size = len(name.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise InvalidKeyError(f"key {key!r} is not valid Unicode text") from None
-        if size > _MAX_NAME_BYTES:
-            raise InvalidKeyError(f"key {key!r} makes an object name over {_MAX_NAME_BYTES} bytes")
-        return name
+        return object_name(self._name_prefix, key, max_bytes=_MAX_NAME_BYTES)
 
     # -- calls ---------------------------------------------------------------
 

@@ -12,15 +12,24 @@ import asyncio
 import contextvars
 import functools
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,
     ContainerNotFoundError,
     DeleteManyError,
+    InvalidKeyError,
     InvalidValueType,
     ThrottledError,
     TransientBackendError,
@@ -28,11 +37,13 @@ from taquba_memo.errors import (
 
 __all__ = [
     "BlockingRunner",
+    "TaskWindow",
     "check_key",
     "check_value",
     "chunked",
     "delete_each",
     "error_for_status",
+    "object_name",
 ]
 
 T = TypeVar("T")
@@ -54,6 +65,30 @@ def check_value(value: object) -> bytes:
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise InvalidValueType(f"value must be bytes-like, not {type(value).__name__}")
+
+
+def object_name(name_prefix: str, key: object, *, max_bytes: int = 1024) -> str:
+    """Return ``name_prefix + key`` if ``key`` is a valid object key, else raise.
+
+    Refused with :class:`InvalidKeyError`: an empty, ``.`` or ``..`` segment
+    (stores and SDKs normalise them away, so two keys could name one object),
+    a control character (S3's XML cannot carry one; GCS refuses line breaks),
+    text that is not valid UTF-8, and a name over ``max_bytes`` bytes
+    (S3 and GCS cap names at 1024).
+    """
+    key = check_key(key)
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise InvalidKeyError(f"key {key!r} has an empty, '.' or '..' segment")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
+        raise InvalidKeyError(f"key {key!r} contains a control character")
+    name = name_prefix + key
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKeyError(f"key {key!r} is not valid Unicode text") from None
+    if size > max_bytes:
+        raise InvalidKeyError(f"key {key!r} makes an object name over {max_bytes} bytes")
+    return name
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -116,6 +151,39 @@ def error_for_status(
     if status >= 500:
         return TransientBackendError(message)
     return BackendError(message)
+
+
+class TaskWindow:
+    """At most ``limit`` coroutines in flight; the first error propagates.
+
+    ``submit`` waits for a free slot, so a producer never runs ahead of the
+    work by more than ``limit`` items and memory stays flat.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, work: Coroutine[Any, Any, None]) -> None:
+        """Start ``work`` once fewer than ``limit`` coroutines are running."""
+        while len(self._running) >= self._limit:
+            done, self._running = await asyncio.wait(
+                self._running, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                task.result()
+        self._running.add(asyncio.ensure_future(work))
+
+    async def drain(self) -> None:
+        """Wait for everything submitted; raise the first error."""
+        running, self._running = self._running, set()
+        if running:
+            await asyncio.gather(*running)
+
+    def cancel(self) -> None:
+        """Cancel everything still running."""
+        for task in self._running:
+            task.cancel()
 
 
 class BlockingRunner:

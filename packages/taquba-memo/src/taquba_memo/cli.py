@@ -45,12 +45,13 @@ import re
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO
 
 from taquba_memo import __version__, layout
 from taquba_memo._progress import Progress
+from taquba_memo.adapter_kit import TaskWindow
 from taquba_memo.backend import Capabilities, MemoBackend
 from taquba_memo.errors import (
     AccessDeniedError,
@@ -362,32 +363,6 @@ class _RunStats:
         return sum(step.size for step in self.steps.values())
 
 
-class _Window:
-    """At most ``limit`` coroutines in flight; the first error propagates."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._running: set[asyncio.Task[None]] = set()
-
-    async def submit(self, work: Coroutine[Any, Any, None]) -> None:
-        while len(self._running) >= self._limit:
-            done, self._running = await asyncio.wait(
-                self._running, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                task.result()
-        self._running.add(asyncio.ensure_future(work))
-
-    async def drain(self) -> None:
-        running, self._running = self._running, set()
-        if running:
-            await asyncio.gather(*running)
-
-    def cancel(self) -> None:
-        for task in self._running:
-            task.cancel()
-
-
 def _parse_memo_key(relative: str) -> tuple[str, int] | None:
     """``<run_id>/<step>/<64 hex>`` -> ``(run_id, step)``; None for anything else."""
     parts = relative.split("/")
@@ -424,7 +399,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         else:
             step.size += len(value)
 
-    window = _Window(args.concurrency)
+    window = TaskWindow(args.concurrency)
     label = "reading entries" if args.sizes else "listing entries"
     with out.progress(label, unit="entries") as bar:
         try:

@@ -13,15 +13,14 @@ a reader that finds nothing simply re-executes the step.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from taquba_memo import compute, layout
-from taquba_memo.adapter_kit import check_value
+from taquba_memo.adapter_kit import TaskWindow, check_value
 from taquba_memo.backend import MemoBackend
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.content import content_key
@@ -77,28 +76,6 @@ class SweepReport:
 class _ClearOutcome:
     deleted: int
     failures: dict[str, BackendError]
-
-
-class _TaskWindow:
-    """At most ``limit`` coroutines running at once; the first error propagates."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._running: set[asyncio.Task[None]] = set()
-
-    async def submit(self, work: Coroutine[Any, Any, None]) -> None:
-        while len(self._running) >= self._limit:
-            done, self._running = await asyncio.wait(
-                self._running, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                task.result()
-        self._running.add(asyncio.ensure_future(work))
-
-    async def drain(self) -> None:
-        running, self._running = self._running, set()
-        if running:
-            await asyncio.gather(*running)
 
 
 class MemoStore:
@@ -196,7 +173,7 @@ class MemoStore:
             else:
                 deleted += len(keys)
 
-        window = _TaskWindow(_DELETES_IN_FLIGHT)
+        window = TaskWindow(_DELETES_IN_FLIGHT)
         try:
             batch: list[str] = []
             async for key in self._backend.list(run_prefix):
@@ -326,7 +303,7 @@ class MemoStore:
                 if result is not None:
                     await result
 
-        window = _TaskWindow(concurrency)
+        window = TaskWindow(concurrency)
         try:
             async for marker in self.iter_expired_terminal_markers(cutoff_ms):
                 await window.submit(sweep_one(marker))
