@@ -1,0 +1,253 @@
+"""Run the issue-8 benchmark: ``python -m benchmarks`` (``just bench`` starts it).
+
+Starts moto, fake-gcs-server and Azurite on 127.0.0.1 through the conformance
+kit, measures every adapter (requests per operation through a counting proxy,
+side-by-side timings direct to the server, peak memory), writes the raw
+numbers to ``benchmarks/last_run.json`` and the tables into BENCHMARKS.md.
+``--quick`` shrinks every size for a smoke run (its results are not written
+to BENCHMARKS.md unless ``--out`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from taquba_memo import MemoBackend, MemoStore, layout
+from taquba_memo.backends.local import LocalFileBackend
+from taquba_memo.backends.memory import InMemoryBackend
+
+from benchmarks import measure, report
+from benchmarks.targets import Target, make_targets, servers
+
+ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = ("obstore", "google-cloud-storage", "azure-storage-blob", "minio", "moto")
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = platform.processor() or "unknown"
+    memory_gib = 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_gib = int(line.split()[1]) / 2**20
+                break
+    except OSError:
+        pass
+    versions = []
+    for package in _PACKAGES:
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    versions += ["fake-gcs-server 1.54.0", "Azurite 3.35.0"]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": ", ".join(versions),
+        "load_before": _load(),
+    }
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--entries", type=int, default=10_000, help="entries cleared")
+    parser.add_argument("--markers", type=int, default=10_000, help="markers in the sweep")
+    parser.add_argument("--expired", type=int, default=100, help="expired markers in the sweep")
+    parser.add_argument("--entries-per-expired", type=int, default=10)
+    parser.add_argument("--memory-markers", type=int, default=100_000)
+    parser.add_argument("--pairs", type=int, default=300, help="timed rounds for get/put")
+    parser.add_argument("--clear-reps", type=int, default=3, help="repetitions of the clear timing")
+    parser.add_argument(
+        "--only", default="", help="comma-separated adapter names (default: all of them)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--out", type=Path, default=None, help="markdown file to update")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "last_run.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.entries, args.markers, args.expired = 1_500, 1_200, 30
+        args.entries_per_expired, args.memory_markers = 3, 5_000
+        args.pairs, args.clear_reps = 50, 1
+    elif args.out is None:
+        args.out = ROOT / "BENCHMARKS.md"
+    return args
+
+
+async def _close(backend: MemoBackend) -> None:
+    await backend.aclose()
+
+
+async def bench_target(
+    target: Target, args: argparse.Namespace, *, write_live_markers: bool
+) -> dict[str, Any]:
+    """Everything measured on one adapter; ``write_live_markers`` once per server."""
+    slug = _slug(target.name)
+    direct = target.backend(None)
+    result: dict[str, Any] = {
+        "server": target.server,
+        "max_delete_batch": direct.capabilities.max_delete_batch,
+        "ordered_listing": direct.capabilities.ordered_listing,
+    }
+    plan = measure.SweepLayout("sweep", args.markers, args.expired, args.entries_per_expired)
+    try:
+        if target.proxy_upstream is not None:
+            with target.counting_proxy() as proxy:
+                _log(f"{target.name}: requests per get/put")
+                result["get_put_requests"] = await measure.count_get_put(
+                    proxy, target.backend(proxy.url), slug, repetitions=5
+                )
+                _log(f"{target.name}: writing {args.entries:,} entries, then clearing them")
+                await measure.fill_run(direct, slug, "clear-run", args.entries)
+                result["clear_requests"] = await measure.count_clear(
+                    proxy, target.backend(proxy.url), slug, "clear-run", args.entries
+                )
+                _log(f"{target.name}: {result['clear_requests']}")
+                _log(f"{target.name}: writing the sweep's markers (live: {write_live_markers})")
+                await measure.fill_sweep(direct, plan, live=write_live_markers)
+                result["sweep_requests"] = await measure.count_sweep(
+                    proxy, target.backend(proxy.url), plan
+                )
+                _log(f"{target.name}: {result['sweep_requests']}")
+        if target.raw is not None:
+            _log(f"{target.name}: timing get/put against {target.name}'s raw SDK")
+            result["timing"] = await measure.time_get_put(
+                direct, target.raw(direct), slug, pairs=args.pairs
+            )
+            _log(
+                f"{target.name}: get {result['timing']['get']['ours_over_raw']:.3f}, "
+                f"put {result['timing']['put']['ours_over_raw']:.3f}"
+            )
+        if target.proxy_upstream is not None:
+            memory = await measure.peak_memory_iterating(MemoStore(direct, plan.prefix))
+            result["memory_iter"] = {"backend": target.name, "mode": "iter", **memory}
+    finally:
+        await _close(direct)
+    return result
+
+
+async def bench_memory(count: int, workdir: str) -> list[dict[str, Any]]:
+    """Peak memory over ``count`` markers on InMemoryBackend and LocalFileBackend."""
+    rows: list[dict[str, Any]] = []
+    memory_backend = InMemoryBackend()
+    local_backend = LocalFileBackend(
+        tempfile.mkdtemp(prefix="markers-", dir=workdir), durable=False
+    )
+
+    def names(n: int) -> Iterator[tuple[str, bytes]]:
+        for i in range(n):
+            yield layout.terminal_marker_key("m", f"run-{i:07d}", 1_700_000_000_000 + i), b""
+
+    for backend, label in (
+        (memory_backend, "InMemoryBackend"),
+        (local_backend, "LocalFileBackend"),
+    ):
+        _log(f"memory: writing {count:,} markers to {label}")
+        for size in sorted({count // 10, count}):
+            await measure.fill(backend, names(size), concurrency=16)
+            store = MemoStore(backend, "m")
+            for mode in ("iter", "list"):
+                row = await measure.peak_memory_iterating(store, materialize=mode == "list")
+                rows.append({"backend": label, "mode": mode, **row})
+                _log(f"memory: {rows[-1]}")
+    return rows
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "params": {
+            "entries": args.entries,
+            "markers": args.markers,
+            "expired": args.expired,
+            "entries_per_expired": args.entries_per_expired,
+            "memory_markers": args.memory_markers,
+            "pairs": args.pairs,
+            "clear_reps": args.clear_reps,
+            "count_repetitions": 5,
+            "value_bytes": len(measure.VALUE),
+        },
+        "targets": {},
+        "memory": [],
+    }
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="taquba-bench-") as workdir:
+        _log("starting moto, fake-gcs-server and Azurite")
+        srv = stack.enter_context(servers())
+        targets = [t for t in make_targets(srv, workdir, stack) if not only or t.name in only]
+        servers_with_markers: set[str] = set()
+        for target in targets:
+            first_on_server = target.server not in servers_with_markers
+            servers_with_markers.add(target.server)
+            results["targets"][target.name] = await bench_target(
+                target, args, write_live_markers=first_on_server
+            )
+        for target in targets:
+            if target.server.startswith("moto") and target.raw is not None:
+                reps = args.clear_reps if target.name == "obstore (S3)" else 1
+                _log(f"{target.name}: clear of {args.entries:,} entries vs reference, {reps} reps")
+                backend = target.backend(None)
+                try:
+                    timing = await measure.time_clear_vs_reference(
+                        backend, _slug(target.name), args.entries, reps
+                    )
+                finally:
+                    await backend.aclose()
+                results["targets"][target.name]["clear_timing"] = timing
+                _log(f"{target.name}: speedup {timing['speedup']:.1f}x")
+        results["memory"] = await bench_memory(args.memory_markers, workdir)
+        results["memory"] += [
+            {**result["memory_iter"], "backend": f"{name} ({result['server']})"}
+            for name, result in results["targets"].items()
+            if "memory_iter" in result
+        ]
+    results["seconds"] = time.monotonic() - started
+    results["machine"]["load_after"] = _load()
+    args.json.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    _log(f"raw results in {args.json}")
+    if args.out is not None:
+        report.write_section(args.out, report.render(results))
+        _log(f"tables written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

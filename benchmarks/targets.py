@@ -1,0 +1,310 @@
+"""What the benchmark measures: each adapter on its local server, and the raw SDK beside it.
+
+A :class:`Target` builds the adapter's backend against any endpoint (the
+server itself for timings, a :class:`CountingProxy` in front of it for
+request counts) and offers the raw SDK's get and put of one object, built on
+the same client settings as the adapter, for the side-by-side timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import obstore
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from obstore.store import AzureStore, GCSStore, S3Store
+from taquba_memo import MemoBackend
+from taquba_memo.backends.local import LocalFileBackend
+from taquba_memo_azure import AzureBlobBackend
+from taquba_memo_conformance.counting_proxy import Classifier, CountingProxy, classify_request
+from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.servers import (
+    AzureServer,
+    GCSServer,
+    S3Server,
+    azurite_connection_string,
+    resolve_azure_server,
+    resolve_gcs_server,
+    resolve_s3_server,
+)
+from taquba_memo_gcs import GCSBackend
+from taquba_memo_minio import MinioBackend
+from taquba_memo_obstore import ObstoreBackend
+
+__all__ = ["RawSDK", "Servers", "Target", "classify_bench", "make_targets", "servers"]
+
+# A raw SDK call: ``get(object_name)`` and ``put(object_name, data)``; sync or async.
+RawGet = Callable[[str], Any]
+RawPut = Callable[[str, bytes], Any]
+
+_OBSTORE_CLIENT = {"allow_http": True, "timeout": "120s", "connect_timeout": "5s"}
+
+
+def classify_bench(method: str, target: str) -> str:
+    """:func:`classify_request`, with listings of terminal markers told apart from the rest."""
+    kind = classify_request(method, target)
+    if kind == "list" and "terminals" in urllib.parse.unquote(target):
+        return "list-markers"
+    return kind
+
+
+@dataclass
+class Servers:
+    s3: S3Server
+    gcs: GCSServer
+    azure: AzureServer
+
+
+@contextmanager
+def servers() -> Iterator[Servers]:
+    """moto, fake-gcs-server and Azurite on 127.0.0.1, as the conformance kit starts them."""
+    with ExitStack() as stack:
+        s3 = resolve_s3_server()
+        stack.callback(s3.close)
+        gcs = resolve_gcs_server()
+        stack.callback(gcs.close)
+        azure = resolve_azure_server()
+        stack.callback(azure.close)
+        yield Servers(s3, gcs, azure)
+
+
+@dataclass
+class RawSDK:
+    """The SDK's own get and put of one object name; ``blocking`` when the SDK is synchronous."""
+
+    get: RawGet
+    put: RawPut
+    blocking: bool
+    describe: str
+    close: Callable[[], Awaitable[None] | None] = lambda: None
+
+
+@dataclass
+class Target:
+    """One adapter on one server.
+
+    ``backend(endpoint)`` builds a fresh backend on this target's bucket with
+    the server's address replaced by ``endpoint`` (a proxy's); ``None`` means
+    the server itself. ``raw(backend)`` calls the SDK on that backend's own
+    client. ``proxy_upstream`` is what a counting proxy forwards to.
+    """
+
+    name: str
+    server: str
+    backend: Callable[[str | None], MemoBackend]
+    raw: Callable[[MemoBackend], RawSDK] | None
+    proxy_upstream: str | None
+    notes: list[str] = field(default_factory=list)
+    base_path: str = ""
+
+    @contextmanager
+    def counting_proxy(self, classify: Classifier = classify_bench) -> Iterator[CountingProxy]:
+        assert self.proxy_upstream is not None, f"{self.name} speaks no HTTP"
+        with CountingProxy(self.proxy_upstream, classify=classify) as proxy:
+            yield proxy
+
+
+def _s3_store(endpoint: str, bucket: str, server: S3Server) -> S3Store:
+    return S3Store(
+        bucket,
+        endpoint=endpoint,
+        access_key_id=server.access_key,
+        secret_access_key=server.secret_key,
+        region=server.region,
+        virtual_hosted_style_request=False,
+        client_options=_OBSTORE_CLIENT,  # type: ignore[arg-type]
+    )
+
+
+def _gcs_store(endpoint: str, bucket: str) -> GCSStore:
+    key = {
+        "gcs_base_url": endpoint,
+        "disable_oauth": True,
+        "client_email": "",
+        "private_key": "",
+        "private_key_id": "",
+    }
+    return GCSStore(
+        bucket,
+        service_account_key=json.dumps(key),
+        client_options=_OBSTORE_CLIENT,  # type: ignore[arg-type]
+    )
+
+
+def _azure_store(endpoint: str, container: str) -> AzureStore:
+    # use_emulator reads this variable when the store is built (an explicit
+    # endpoint would make obstore send list offsets that Azurite ignores).
+    os.environ["AZURITE_BLOB_STORAGE_URL"] = endpoint
+    return AzureStore(container, use_emulator=True, client_options=_OBSTORE_CLIENT)  # type: ignore[arg-type]
+
+
+def _obstore_raw(backend: MemoBackend) -> RawSDK:
+    store = cast(ObstoreBackend, backend).store
+
+    async def get(name: str) -> bytes:
+        result = await obstore.get_async(store, name)
+        return bytes(await result.bytes_async())
+
+    async def put(name: str, data: bytes) -> None:
+        await obstore.put_async(store, name, data)
+
+    return RawSDK(get, put, blocking=False, describe="obstore.get_async / put_async")
+
+
+def _minio_raw(backend: MemoBackend) -> RawSDK:
+    minio_backend = cast(MinioBackend, backend)
+    client, bucket = minio_backend.client, minio_backend.bucket
+
+    def get(name: str) -> bytes:
+        response = client.get_object(bucket, name)
+        try:
+            return bytes(response.read())
+        finally:
+            response.close()
+            response.release_conn()
+
+    def put(name: str, data: bytes) -> None:
+        client.put_object(bucket, name, io.BytesIO(data), len(data))
+
+    return RawSDK(get, put, blocking=True, describe="Minio.get_object / put_object")
+
+
+def _gcs_raw(backend: MemoBackend) -> RawSDK:
+    # GCSBackend keeps its Bucket private; the benchmark borrows it to call
+    # the SDK on the very same client.
+    bucket = cast(GCSBackend, backend)._bucket
+
+    def get(name: str) -> bytes:
+        return bytes(bucket.blob(name).download_as_bytes())
+
+    def put(name: str, data: bytes) -> None:
+        bucket.blob(name).upload_from_string(data, content_type="application/octet-stream")
+
+    return RawSDK(get, put, blocking=True, describe="Blob.download_as_bytes / upload_from_string")
+
+
+def _azure_raw(backend: MemoBackend) -> RawSDK:
+    client = cast(AzureBlobBackend, backend).container_client
+
+    async def get(name: str) -> bytes:
+        downloader = await client.download_blob(name)
+        return await downloader.readall()
+
+    async def put(name: str, data: bytes) -> None:
+        await client.upload_blob(name, data, overwrite=True)
+
+    return RawSDK(get, put, blocking=False, describe="aio download_blob / upload_blob")
+
+
+def _local_raw(backend: MemoBackend) -> RawSDK:
+    root = cast(LocalFileBackend, backend).root
+
+    def get(name: str) -> bytes:
+        return (root / name).read_bytes()
+
+    def put(name: str, data: bytes) -> None:
+        # The durable write LocalFileBackend does: staging file, fsync, rename, fsync dir.
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f"{path.name}#{time.monotonic_ns()}")
+        with open(staging, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(staging, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    return RawSDK(get, put, blocking=True, describe="Path.read_bytes / staging write+fsync+rename")
+
+
+def _netloc(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc
+
+
+def _azurite_root(server: AzureServer) -> str:
+    parts = urllib.parse.urlsplit(server.blob_endpoint)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def make_targets(srv: Servers, workdir: str, stack: ExitStack) -> list[Target]:
+    """Every adapter on its local server; helpers they need are closed by ``stack``.
+
+    Targets on one server share its bucket (each writes under a prefix of its
+    own), so the sweep's markers are written once per server.
+    """
+    s3, gcs, azure = srv.s3, srv.gcs, srv.azure
+    s3_bucket, gcs_bucket = s3.new_bucket(), gcs.new_bucket()
+    container, azurite = azure.new_container(), _azurite_root(azure)
+    # obstore writes GCS objects through the XML API, which fake-gcs-server
+    # refuses; the kit's XML-to-JSON upload proxy sits in front of it.
+    xml_proxy = stack.enter_context(GcsXmlProxy(gcs.endpoint_url))
+    local_root = tempfile.mkdtemp(prefix="local-", dir=workdir)
+
+    def obstore_s3(endpoint: str | None) -> MemoBackend:
+        return ObstoreBackend(_s3_store(endpoint or s3.endpoint_url, s3_bucket, s3))
+
+    def minio(endpoint: str | None) -> MemoBackend:
+        return MinioBackend.connect(
+            _netloc(endpoint or s3.endpoint_url),
+            s3_bucket,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            secure=False,
+            region=s3.region,
+        )
+
+    def gcs_sdk(endpoint: str | None) -> MemoBackend:
+        client = storage.Client(
+            project=gcs.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint or gcs.endpoint_url},
+        )
+        return GCSBackend(client, gcs_bucket)
+
+    def obstore_gcs(endpoint: str | None) -> MemoBackend:
+        return ObstoreBackend(_gcs_store(endpoint or xml_proxy.url, gcs_bucket))
+
+    def azure_sdk(endpoint: str | None) -> MemoBackend:
+        blob_endpoint = f"{endpoint or azurite}/{azure.account_name}"
+        return AzureBlobBackend.from_connection_string(
+            azurite_connection_string(blob_endpoint), container
+        )
+
+    def obstore_azure(endpoint: str | None) -> MemoBackend:
+        return ObstoreBackend(_azure_store(endpoint or azurite, container))
+
+    def local(_endpoint: str | None) -> MemoBackend:
+        return LocalFileBackend(local_root)
+
+    moto = f"{s3.emulator} S3"
+    return [
+        Target("obstore (S3)", moto, obstore_s3, _obstore_raw, s3.endpoint_url),
+        Target("minio", moto, minio, _minio_raw, s3.endpoint_url),
+        Target("gcs", "fake-gcs-server", gcs_sdk, _gcs_raw, gcs.endpoint_url),
+        Target(
+            "obstore (GCS)", "fake-gcs-server + XML proxy", obstore_gcs, _obstore_raw, xml_proxy.url
+        ),
+        Target("azure", "Azurite", azure_sdk, _azure_raw, azurite),
+        Target("obstore (Azure)", "Azurite", obstore_azure, _obstore_raw, azurite),
+        Target("LocalFileBackend", "local disk", local, _local_raw, None),
+    ]
+
+
+async def settle(seconds: float = 0.3) -> None:
+    """Let an SDK's background requests (google-cloud-storage's bucket metadata) land."""
+    await asyncio.sleep(seconds)

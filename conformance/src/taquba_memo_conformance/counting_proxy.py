@@ -1,0 +1,662 @@
+"""A small HTTP/1.1 forwarding proxy on 127.0.0.1 that counts the requests passing through it.
+
+Point an adapter at :attr:`CountingProxy.url` instead of the storage server's
+address and every request it sends is counted, by method and by kind
+(``list``, ``get``, ``put``, ``delete``, ``batch``, ``head``, ``other``; see
+:func:`classify_request`), before it is forwarded unchanged::
+
+    with CountingProxy(server.endpoint_url) as proxy:
+        backend = make_backend(endpoint=proxy.url)
+        ...
+        before = proxy.counts()
+        await backend.get("k")
+        assert (proxy.counts() - before).by_kind == {"get": 1}
+
+How it forwards: each client connection gets its own upstream connection,
+opened on the first request and kept alive as long as both sides allow
+(HTTP/1.1 keep-alive). Bodies stream through in both directions, whether
+framed by ``Content-Length``, ``chunked`` transfer coding, or (for answers)
+the end of the connection. ``Host`` is rewritten to the upstream's, and a
+``Location`` header that names the upstream is rewritten to the proxy, so a
+client that follows it (a resumable upload session) keeps going through the
+proxy. ``Expect: 100-continue`` is answered by the proxy itself. A request
+whose reused upstream connection turns out to have been closed by the server
+is sent again on a fresh one when its body was small enough to keep (1 MiB).
+
+It runs an asyncio loop on a thread of its own, so it serves synchronous and
+asynchronous clients alike, and never shares the caller's event loop.
+
+Building on it: override :meth:`CountingProxy.intercept` to answer a request
+without forwarding it (return a :class:`Reply`) or to drop the connection
+(raise :class:`DropConnection`); the request is counted either way. That is
+all a fault-injecting proxy needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import urllib.parse
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+__all__ = [
+    "CountingProxy",
+    "DropConnection",
+    "Reply",
+    "RequestCounts",
+    "RequestHead",
+    "RequestRecord",
+    "classify_request",
+]
+
+Classifier = Callable[[str, str], str]
+
+# Headers about one hop's connection: the proxy manages its own on each side.
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "te", "upgrade"}
+)
+_MAX_HEAD_BYTES = 64 * 1024
+_COPY_CHUNK = 64 * 1024
+# A request body up to this size is kept, so the request can be resent when a
+# reused upstream connection turns out to be closed; larger bodies only stream.
+_RESENDABLE_BODY = 1024 * 1024
+_UPSTREAM_TIMEOUT_S = 120.0
+_START_TIMEOUT_S = 10.0
+_RECORDS_KEPT = 200_000
+
+# GCS JSON API: ``/storage/v1/b/<bucket>/o`` lists, ``.../o/<object>`` is one object.
+_GCS_OBJECTS = "/storage/v1/b/"
+
+
+def classify_request(method: str, target: str) -> str:
+    """The kind of a storage request, from its method and request target.
+
+    Understands the S3 REST API (path-style), the GCS JSON and XML APIs and
+    the Azure Blob REST API:
+
+    * ``batch``: S3 ``POST ?delete`` (DeleteObjects), Azure ``POST ?comp=batch``
+      (Blob Batch), GCS ``POST /batch/storage/v1``;
+    * ``list``: S3/GCS-XML ``GET ?list-type=2`` or a bucket-level ``GET``,
+      Azure ``GET ?comp=list``, GCS JSON ``GET /storage/v1/b/<bucket>/o``;
+    * ``get``: reading an object's bytes (``GET`` of an object, GCS ``alt=media``);
+    * ``head``: reading metadata only (``HEAD``, a GCS JSON object ``GET``
+      without ``alt=media``);
+    * ``put``: ``PUT`` of an object or block, GCS ``POST /upload/...``;
+    * ``delete``: ``DELETE``;
+    * ``other``: anything else (S3 ``?location``, GCS bucket metadata, bucket creation ...).
+    """
+    path, _, query = target.partition("?")
+    params = urllib.parse.parse_qs(query, keep_blank_values=True)
+    comp = params.get("comp", [""])[0]
+    if method == "POST":
+        if "delete" in params or comp == "batch" or path.startswith("/batch/"):
+            return "batch"
+        if path.startswith("/upload/"):
+            return "put"
+        return "other"
+    if method == "GET":
+        if "location" in params:
+            return "other"
+        if "list-type" in params or comp == "list":
+            return "list"
+        if _GCS_OBJECTS in path:
+            after_bucket = path.split(_GCS_OBJECTS, 1)[1].split("/", 2)
+            if len(after_bucket) == 1:
+                return "other"  # bucket metadata
+            if len(after_bucket) == 2 and after_bucket[1] == "o":
+                return "list"
+            if len(after_bucket) == 3 and params.get("alt") != ["media"]:
+                return "head"
+            return "get"
+        if len([segment for segment in path.split("/") if segment]) <= 1:
+            return "list"  # path-style bucket GET (ListObjects v1)
+        return "get"
+    if method == "HEAD":
+        return "head"
+    if method == "PUT":
+        return "put"
+    if method == "DELETE":
+        return "delete"
+    return "other"
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """A request as received: method, target (path and query), version and headers."""
+
+    method: str
+    target: str
+    version: str
+    headers: tuple[tuple[str, str], ...]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the proxy received, with the status it answered (None: no answer)."""
+
+    method: str
+    target: str
+    kind: str
+    status: int | None
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """Requests counted by kind and by method; subtract two to count what happened between."""
+
+    by_kind: dict[str, int] = field(default_factory=dict)
+    by_method: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_kind.values())
+
+    def __getitem__(self, kind: str) -> int:
+        return self.by_kind.get(kind, 0)
+
+    def __sub__(self, earlier: RequestCounts) -> RequestCounts:
+        return RequestCounts(
+            by_kind=_minus(self.by_kind, earlier.by_kind),
+            by_method=_minus(self.by_method, earlier.by_method),
+        )
+
+
+def _minus(later: dict[str, int], earlier: dict[str, int]) -> dict[str, int]:
+    difference = Counter(later)
+    difference.subtract(earlier)
+    return {key: count for key, count in sorted(difference.items()) if count}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer :meth:`CountingProxy.intercept` gives instead of forwarding."""
+
+    status: int
+    body: bytes = b""
+    headers: Iterable[tuple[str, str]] = ()
+    reason: str = ""
+
+
+class DropConnection(Exception):
+    """Raised by :meth:`CountingProxy.intercept`: close the client connection, answer nothing."""
+
+
+class _UpstreamClosed(Exception):
+    """A reused upstream connection was closed before any byte of the answer came."""
+
+
+class _Upstream:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.used = False
+
+    def usable(self) -> bool:
+        return not (self.reader.at_eof() or self.writer.is_closing())
+
+    def close(self) -> None:
+        self.writer.close()  # not awaited: a close must not wait (nor be cancelled) midway
+
+
+class CountingProxy:
+    """Forwards HTTP from 127.0.0.1 to ``upstream_url``, counting each request.
+
+    ``classify`` maps ``(method, target)`` to a kind (default
+    :func:`classify_request`). Start with :meth:`start` or ``with``; stop with
+    :meth:`close`. Counting is thread-safe: read :meth:`counts` (a snapshot),
+    :attr:`records` (the last 200,000 requests) or call :meth:`reset`.
+    """
+
+    def __init__(self, upstream_url: str, *, classify: Classifier = classify_request) -> None:
+        parts = urllib.parse.urlsplit(upstream_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"upstream must be an http:// URL, not {upstream_url!r}")
+        self.upstream_host: str = parts.hostname
+        self.upstream_port: int = parts.port or 80
+        self.upstream_base = f"http://{parts.netloc}"
+        self.classify = classify
+        self._lock = threading.Lock()
+        self._by_kind: Counter[str] = Counter()
+        self._by_method: Counter[str] = Counter()
+        self._records: deque[RequestRecord] = deque(maxlen=_RECORDS_KEPT)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+        self._port = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            raise RuntimeError("start() the proxy first")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``: give this to the client instead of the upstream."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def netloc(self) -> str:
+        """``127.0.0.1:PORT``, for clients that take a host and port (minio)."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> CountingProxy:
+        """Listen on a free port of 127.0.0.1 and serve on a thread of its own."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._serve_client, "127.0.0.1", 0, limit=_MAX_HEAD_BYTES)
+                )
+                self._port = self._server.sockets[0].getsockname()[1]
+            except BaseException as error:  # reported to start()'s caller
+                failure.append(error)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._shutdown())
+                loop.close()
+
+        self._thread = threading.Thread(target=serve, name="counting-proxy", daemon=True)
+        self._thread.start()
+        if not ready.wait(_START_TIMEOUT_S) or failure:
+            raise RuntimeError(f"the counting proxy did not start: {failure[:1]}")
+        return self
+
+    def close(self) -> None:
+        """Stop listening, close every connection and end the thread."""
+        thread, self._thread = self._thread, None
+        if thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        thread.join(timeout=_START_TIMEOUT_S)
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._clients):
+            task.cancel()
+        if self._clients:
+            await asyncio.gather(*self._clients, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def __enter__(self) -> CountingProxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- counting --------------------------------------------------------------
+
+    def counts(self) -> RequestCounts:
+        """A snapshot of the counts so far."""
+        with self._lock:
+            return RequestCounts(dict(sorted(self._by_kind.items())), dict(self._by_method))
+
+    @property
+    def records(self) -> list[RequestRecord]:
+        """The requests received (the most recent 200,000), oldest first."""
+        with self._lock:
+            return list(self._records)
+
+    def reset(self) -> RequestCounts:
+        """Zero the counts and records; return the counts as they were."""
+        with self._lock:
+            counts = RequestCounts(dict(sorted(self._by_kind.items())), dict(self._by_method))
+            self._by_kind.clear()
+            self._by_method.clear()
+            self._records.clear()
+            return counts
+
+    def _count(self, head: RequestHead) -> str:
+        kind = self.classify(head.method, head.target)
+        with self._lock:
+            self._by_kind[kind] += 1
+            self._by_method[head.method] += 1
+        return kind
+
+    def _record(self, head: RequestHead, kind: str, status: int | None) -> None:
+        with self._lock:
+            self._records.append(RequestRecord(head.method, head.target, kind, status))
+
+    # -- the extension point ---------------------------------------------------
+
+    async def intercept(self, request: RequestHead) -> Reply | None:
+        """Return a :class:`Reply` to answer ``request`` without forwarding it.
+
+        The default forwards everything (returns None). Subclasses may also
+        raise :class:`DropConnection`. The request has been counted already;
+        its body has not been read (the proxy discards it before replying).
+        """
+        return None
+
+    # -- serving ---------------------------------------------------------------
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
+        upstream: _Upstream | None = None
+        try:
+            while True:
+                head = await _read_request_head(reader)
+                if head is None:
+                    return
+                kind = self._count(head)
+                keep_client = _keeps_alive(head.version, head.header("connection"))
+                try:
+                    reply = await self.intercept(head)
+                except DropConnection:
+                    self._record(head, kind, None)
+                    return
+                if reply is not None:
+                    await _discard_body(reader, head)
+                    await _write_reply(writer, reply, keep_client)
+                    self._record(head, kind, reply.status)
+                    if not keep_client:
+                        return
+                    continue
+                if (head.header("expect") or "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    await writer.drain()
+                try:
+                    upstream, status, keep_client = await self._forward(
+                        head, reader, writer, upstream, keep_client
+                    )
+                except BaseException:
+                    self._record(head, kind, None)
+                    raise
+                self._record(head, kind, status)
+                if not keep_client:
+                    return
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            return  # a broken or malformed exchange: close both connections
+        except asyncio.CancelledError:
+            return  # close() cancels the connections; ending quietly keeps asyncio quiet
+        finally:
+            if upstream is not None:
+                upstream.close()
+            writer.close()
+            self._clients.discard(task)
+
+    async def _connect(self) -> _Upstream:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.upstream_host, self.upstream_port, limit=_MAX_HEAD_BYTES),
+            _UPSTREAM_TIMEOUT_S,
+        )
+        return _Upstream(reader, writer)
+
+    async def _forward(
+        self,
+        head: RequestHead,
+        client_reader: asyncio.StreamReader,
+        client_writer: asyncio.StreamWriter,
+        upstream: _Upstream | None,
+        keep_client: bool,
+    ) -> tuple[_Upstream | None, int, bool]:
+        """Send one request upstream and its answer back; return the connection to reuse."""
+        length = head.header("content-length")
+        chunked = "chunked" in (head.header("transfer-encoding") or "").lower()
+        body: bytes | None = None
+        if not chunked and (length is None or int(length) <= _RESENDABLE_BODY):
+            body = await client_reader.readexactly(int(length or 0))
+        request_head = self._upstream_head(head)
+        for attempt in range(2):
+            if upstream is not None and not upstream.usable():
+                upstream.close()
+                upstream = None
+            reused = upstream is not None
+            if upstream is None:
+                upstream = await self._connect()
+            upstream.writer.write(request_head)
+            if body is not None:
+                upstream.writer.write(body)
+            else:
+                await _copy_body(client_reader, upstream.writer, length, chunked)
+            try:
+                await upstream.writer.drain()
+                status_line = await asyncio.wait_for(
+                    upstream.reader.readline(), _UPSTREAM_TIMEOUT_S
+                )
+                if not status_line:
+                    raise _UpstreamClosed
+            except (_UpstreamClosed, ConnectionError):
+                upstream.close()
+                upstream = None
+                if reused and body is not None and attempt == 0:
+                    continue  # the server had closed the idle connection: resend once
+                raise ConnectionResetError("the upstream closed the connection") from None
+            break
+        assert upstream is not None
+        status, keep_upstream, keep_client = await self._relay_answer(
+            head, status_line, upstream.reader, client_writer, keep_client
+        )
+        if not keep_upstream:
+            upstream.close()
+            return None, status, keep_client
+        return upstream, status, keep_client
+
+    def _upstream_head(self, head: RequestHead) -> bytes:
+        lines = [f"{head.method} {head.target} HTTP/1.1"]
+        for name, value in head.headers:
+            lowered = name.lower()
+            if lowered in _HOP_BY_HOP or lowered == "expect":
+                continue
+            if lowered == "host":
+                value = f"{self.upstream_host}:{self.upstream_port}"
+            lines.append(f"{name}: {value}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def _relay_answer(
+        self,
+        head: RequestHead,
+        status_line: bytes,
+        upstream: asyncio.StreamReader,
+        client: asyncio.StreamWriter,
+        keep_client: bool,
+    ) -> tuple[int, bool, bool]:
+        while True:
+            version, status, reason = _parse_status_line(status_line)
+            headers = await _read_header_lines(upstream)
+            if not 100 <= status < 200 or status == 101:
+                break
+            status_line = await upstream.readline()  # an interim answer: skip it
+        values = {name.lower(): value for name, value in headers}
+        keep_upstream = _keeps_alive(version, values.get("connection"))
+        has_body = head.method != "HEAD" and status not in (204, 304)
+        chunked = has_body and "chunked" in values.get("transfer-encoding", "").lower()
+        length = values.get("content-length") if has_body and not chunked else None
+        until_eof = has_body and not chunked and length is None
+        if until_eof:
+            keep_upstream = keep_client = False  # only the end of the connection frames it
+        lines = [f"HTTP/1.1 {status} {reason}"]
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in _HOP_BY_HOP:
+                continue
+            if lowered == "location" and value.startswith(self.upstream_base):
+                value = self.url + value[len(self.upstream_base) :]
+            lines.append(f"{name}: {value}")
+        if not keep_client:
+            lines.append("Connection: close")
+        client.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if has_body:
+            await _copy_body(upstream, client, length, chunked, until_eof=until_eof)
+        await client.drain()
+        return status, keep_upstream, keep_client
+
+
+# -- HTTP/1.1 framing ---------------------------------------------------------
+
+
+async def _read_header_lines(reader: asyncio.StreamReader) -> list[tuple[str, str]]:
+    headers: list[tuple[str, str]] = []
+    total = 0
+    while True:
+        line = await reader.readline()
+        total += len(line)
+        if total > _MAX_HEAD_BYTES:
+            raise ConnectionError("header section too large")
+        if line in (b"\r\n", b"\n"):
+            return headers
+        if not line:
+            raise asyncio.IncompleteReadError(b"", None)
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name.strip(), value.strip()))
+
+
+async def _read_request_head(reader: asyncio.StreamReader) -> RequestHead | None:
+    """The next request's head, or None when the client closed between requests."""
+    line = await reader.readline()
+    while line in (b"\r\n", b"\n"):
+        line = await reader.readline()  # tolerated blank lines between requests
+    if not line:
+        return None
+    parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+    if len(parts) != 3:
+        raise ConnectionError(f"malformed request line {line[:100]!r}")
+    method, target, version = parts
+    headers = await _read_header_lines(reader)
+    return RequestHead(method, target, version, tuple(headers))
+
+
+def _parse_status_line(line: bytes) -> tuple[str, int, str]:
+    version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+    code, _, reason = rest.partition(" ")
+    return version, int(code), reason
+
+
+def _keeps_alive(version: str, connection: str | None) -> bool:
+    tokens = {token.strip().lower() for token in (connection or "").split(",")}
+    if version == "HTTP/1.0":
+        return "keep-alive" in tokens
+    return "close" not in tokens
+
+
+async def _copy_body(
+    source: asyncio.StreamReader,
+    sink: asyncio.StreamWriter,
+    length: str | None,
+    chunked: bool,
+    *,
+    until_eof: bool = False,
+) -> None:
+    """Stream one message body from ``source`` to ``sink``, framing kept as it was."""
+    if chunked:
+        while True:
+            size_line = await source.readline()
+            if not size_line:
+                raise asyncio.IncompleteReadError(b"", None)
+            sink.write(size_line)
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while True:  # trailer section, then the empty line
+                    trailer = await source.readline()
+                    sink.write(trailer)
+                    if trailer in (b"\r\n", b"\n", b""):
+                        break
+                break
+            await _copy_exactly(source, sink, size + 2)  # the data and its CRLF
+            await sink.drain()
+        return
+    if until_eof:
+        while chunk := await source.read(_COPY_CHUNK):
+            sink.write(chunk)
+            await sink.drain()
+        return
+    await _copy_exactly(source, sink, int(length or 0))
+
+
+async def _copy_exactly(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, size: int
+) -> None:
+    remaining = size
+    while remaining:
+        chunk = await source.read(min(remaining, _COPY_CHUNK))
+        if not chunk:
+            raise asyncio.IncompleteReadError(b"", remaining)
+        sink.write(chunk)
+        remaining -= len(chunk)
+        if remaining:
+            await sink.drain()
+
+
+async def _discard_body(reader: asyncio.StreamReader, head: RequestHead) -> None:
+    length = head.header("content-length")
+    if "chunked" in (head.header("transfer-encoding") or "").lower():
+        while True:
+            size = int((await reader.readline()).split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass
+                return
+            await reader.readexactly(size + 2)
+    elif length:
+        remaining = int(length)
+        while remaining:
+            chunk = await reader.read(min(remaining, _COPY_CHUNK))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+
+
+async def _write_reply(writer: asyncio.StreamWriter, reply: Reply, keep_alive: bool) -> None:
+    reason = reply.reason or _REASONS.get(reply.status, "Status")
+    lines = [f"HTTP/1.1 {reply.status} {reason}"]
+    names = set()
+    for name, value in reply.headers:
+        names.add(name.lower())
+        lines.append(f"{name}: {value}")
+    if "content-length" not in names:
+        lines.append(f"Content-Length: {len(reply.body)}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
+    await writer.drain()
+
+
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    412: "Precondition Failed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
