@@ -28,13 +28,18 @@ asynchronous clients alike, and never shares the caller's event loop.
 
 Building on it: override :meth:`CountingProxy.intercept` to answer a request
 without forwarding it (return a :class:`Reply`) or to drop the connection
-(raise :class:`DropConnection`); the request is counted either way. That is
-all a fault-injecting proxy needs.
+(raise :class:`DropConnection`, or :class:`ResetConnection` for a TCP reset);
+the request is counted either way. Override :meth:`CountingProxy.intercept_answer`
+to lose the answer of a request the server did get and apply (raise either
+exception once its status is known). :mod:`taquba_memo_conformance.fault_proxy`
+builds on both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import threading
 import urllib.parse
 from collections import Counter, deque
@@ -49,6 +54,7 @@ __all__ = [
     "RequestCounts",
     "RequestHead",
     "RequestRecord",
+    "ResetConnection",
     "classify_request",
 ]
 
@@ -190,6 +196,10 @@ class Reply:
 
 class DropConnection(Exception):
     """Raised by :meth:`CountingProxy.intercept`: close the client connection, answer nothing."""
+
+
+class ResetConnection(DropConnection):
+    """Like :class:`DropConnection`, but the client's connection is reset (TCP RST), not closed."""
 
 
 class _UpstreamClosed(Exception):
@@ -359,6 +369,16 @@ class CountingProxy:
         """
         return None
 
+    async def intercept_answer(self, request: RequestHead, status: int) -> None:
+        """Called when the server's answer to a forwarded ``request`` starts, with its status.
+
+        Nothing of the answer has reached the client yet. Raise
+        :class:`DropConnection` or :class:`ResetConnection` to lose it: the
+        server did get (and may have applied) the request, the client never
+        learns the outcome. The default does nothing.
+        """
+        return None
+
     # -- serving ---------------------------------------------------------------
 
     async def _serve_client(
@@ -377,8 +397,9 @@ class CountingProxy:
                 keep_client = _keeps_alive(head.version, head.header("connection"))
                 try:
                     reply = await self.intercept(head)
-                except DropConnection:
+                except DropConnection as drop:
                     self._record(head, kind, None)
+                    _abort_if_reset(drop, writer)
                     return
                 if reply is not None:
                     await _discard_body(reader, head)
@@ -400,6 +421,9 @@ class CountingProxy:
                 self._record(head, kind, status)
                 if not keep_client:
                     return
+        except DropConnection as drop:  # raised by intercept_answer
+            _abort_if_reset(drop, writer)
+            return
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             return  # a broken or malformed exchange: close both connections
         except asyncio.CancelledError:
@@ -459,6 +483,11 @@ class CountingProxy:
                 raise ConnectionResetError("the upstream closed the connection") from None
             break
         assert upstream is not None
+        try:
+            await self.intercept_answer(head, _parse_status_line(status_line)[1])
+        except DropConnection:
+            upstream.close()
+            raise
         status, keep_upstream, keep_client = await self._relay_answer(
             head, status_line, upstream.reader, client_writer, keep_client
         )
@@ -515,6 +544,16 @@ class CountingProxy:
             await _copy_body(upstream, client, length, chunked, until_eof=until_eof)
         await client.drain()
         return status, keep_upstream, keep_client
+
+
+def _abort_if_reset(drop: DropConnection, writer: asyncio.StreamWriter) -> None:
+    """For :class:`ResetConnection`, abort the connection with an RST instead of a FIN."""
+    if not isinstance(drop, ResetConnection):
+        return
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 # -- HTTP/1.1 framing ---------------------------------------------------------
