@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -96,6 +96,7 @@ def start_container(
     command: Callable[[str, int, int], list[str]],
     probe_path: str,
     timeout: float,
+    environment: Mapping[str, str] | None = None,
 ) -> RunningContainer:
     """Run ``image`` so that its server answers on 127.0.0.1 only, and wait for it.
 
@@ -119,6 +120,8 @@ def start_container(
         raise ServerStartError(f"the Docker engine did not list its networks: {error}") from error
     host_port = free_port()
     container = DockerContainer(image)
+    for name, value in (environment or {}).items():
+        container.with_env(name, value)
     run_options: dict[str, Any] = {}
     if entrypoint is not None:
         run_options["entrypoint"] = list(entrypoint)

@@ -86,6 +86,10 @@ AZURITE_ACCOUNT_KEY = (
 
 # Images for the container path; each can be replaced with TAQUBA_MEMO_<S3|GCS|AZURE>_IMAGE.
 MOTO_IMAGE = "motoserver/moto:5.2.5"
+MINIO_IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"
+# MinIO refuses root passwords shorter than 8 characters.
+MINIO_ACCESS_KEY = "minioadmin"
+MINIO_SECRET_KEY = "minioadmin"
 FAKE_GCS_IMAGE = "fsouza/fake-gcs-server:1.54.0"
 AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
 
@@ -436,21 +440,47 @@ def _image(variable: str, default: str) -> str:
 
 
 def start_s3_container() -> S3Server:
-    """moto's image (``TAQUBA_MEMO_S3_IMAGE``) through testcontainers."""
-    running = start_container(
-        image=_image("TAQUBA_MEMO_S3_IMAGE", MOTO_IMAGE),
-        entrypoint=["moto_server"],
-        container_port=5000,
-        command=lambda host, port, _published: ["-H", host, "-p", str(port)],
-        probe_path="/",
-        timeout=start_timeout(),
-    )
+    """An S3 server image through testcontainers: moto's, or MinIO's.
+
+    ``TAQUBA_MEMO_S3_CONTAINER=minio`` runs a real MinIO server instead of
+    moto (the image is ``TAQUBA_MEMO_S3_IMAGE`` either way when set).
+    """
+    emulator: S3Emulator
+    if (_env("TAQUBA_MEMO_S3_CONTAINER") or "moto") == "minio":
+        running = start_container(
+            image=_image("TAQUBA_MEMO_S3_IMAGE", MINIO_IMAGE),
+            entrypoint=None,
+            container_port=9000,
+            command=lambda host, port, _published: [
+                "server",
+                "/data",
+                "--address",
+                f"{host}:{port}",
+            ],
+            probe_path="/minio/health/live",
+            timeout=start_timeout(),
+            environment={
+                "MINIO_ROOT_USER": MINIO_ACCESS_KEY,
+                "MINIO_ROOT_PASSWORD": MINIO_SECRET_KEY,
+            },
+        )
+        access_key, secret_key, emulator = MINIO_ACCESS_KEY, MINIO_SECRET_KEY, "minio"
+    else:
+        running = start_container(
+            image=_image("TAQUBA_MEMO_S3_IMAGE", MOTO_IMAGE),
+            entrypoint=["moto_server"],
+            container_port=5000,
+            command=lambda host, port, _published: ["-H", host, "-p", str(port)],
+            probe_path="/",
+            timeout=start_timeout(),
+        )
+        access_key, secret_key, emulator = EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, "moto"
     return S3Server(
         endpoint_url=f"http://127.0.0.1:{running.host_port}",
-        access_key=EMULATOR_ACCESS_KEY,
-        secret_key=EMULATOR_SECRET_KEY,
+        access_key=access_key,
+        secret_key=secret_key,
         region=EMULATOR_REGION,
-        emulator="moto",
+        emulator=emulator,
         how="container",
         startup_seconds=running.startup_seconds,
         _stop=running.stop,
