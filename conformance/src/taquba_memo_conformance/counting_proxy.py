@@ -20,8 +20,11 @@ the end of the connection. ``Host`` is rewritten to the upstream's, and a
 ``Location`` header that names the upstream is rewritten to the proxy, so a
 client that follows it (a resumable upload session) keeps going through the
 proxy. ``Expect: 100-continue`` is answered by the proxy itself. A request
-whose reused upstream connection turns out to have been closed by the server
-is sent again on a fresh one when its body was small enough to keep (1 MiB).
+whose upstream connection fails before any byte of the answer (an idle
+connection the server closed, a refused or dropped connection) is sent again,
+up to three times, when its body was small enough to keep (1 MiB): the client
+never sees such a failure, so it never repeats a request of its own accord.
+What still fails is listed in :attr:`CountingProxy.failures`.
 
 It runs an asyncio loop on a thread of its own, so it serves synchronous and
 asynchronous clients alike, and never shares the caller's event loop.
@@ -70,6 +73,8 @@ _COPY_CHUNK = 64 * 1024
 # reused upstream connection turns out to be closed; larger bodies only stream.
 _RESENDABLE_BODY = 1024 * 1024
 _UPSTREAM_TIMEOUT_S = 120.0
+_UPSTREAM_ATTEMPTS = 3
+_UPSTREAM_RETRY_PAUSE_S = 0.05
 _START_TIMEOUT_S = 10.0
 _RECORDS_KEPT = 200_000
 
@@ -239,6 +244,7 @@ class CountingProxy:
         self._by_kind: Counter[str] = Counter()
         self._by_method: Counter[str] = Counter()
         self._records: deque[RequestRecord] = deque(maxlen=_RECORDS_KEPT)
+        self._failures: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -338,6 +344,13 @@ class CountingProxy:
         with self._lock:
             return list(self._records)
 
+    @property
+    def failures(self) -> list[str]:
+        """Requests the proxy could not complete (upstream unreachable, a connection
+        broken midway), as ``"METHOD target: error"``; a client may have sent them again."""
+        with self._lock:
+            return list(self._failures)
+
     def reset(self) -> RequestCounts:
         """Zero the counts and records; return the counts as they were."""
         with self._lock:
@@ -345,6 +358,7 @@ class CountingProxy:
             self._by_kind.clear()
             self._by_method.clear()
             self._records.clear()
+            self._failures.clear()
             return counts
 
     def _count(self, head: RequestHead) -> str:
@@ -388,8 +402,10 @@ class CountingProxy:
         assert task is not None
         self._clients.add(task)
         upstream: _Upstream | None = None
+        head: RequestHead | None = None
         try:
             while True:
+                head = None
                 head = await _read_request_head(reader)
                 if head is None:
                     return
@@ -424,8 +440,13 @@ class CountingProxy:
         except DropConnection as drop:  # raised by intercept_answer
             _abort_if_reset(drop, writer)
             return
-        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError):
-            return  # a broken or malformed exchange: close both connections
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as error:
+            # A broken or malformed exchange: close both connections. A failure
+            # in the middle of a request is noted (a client may send it again).
+            if head is not None:
+                with self._lock:
+                    self._failures.append(f"{head.method} {head.target}: {error!r}")
+            return
         except asyncio.CancelledError:
             return  # close() cancels the connections; ending quietly keeps asyncio quiet
         finally:
@@ -456,30 +477,34 @@ class CountingProxy:
         if not chunked and (length is None or int(length) <= _RESENDABLE_BODY):
             body = await client_reader.readexactly(int(length or 0))
         request_head = self._upstream_head(head)
-        for attempt in range(2):
+        for attempt in range(_UPSTREAM_ATTEMPTS):
             if upstream is not None and not upstream.usable():
                 upstream.close()
                 upstream = None
-            reused = upstream is not None
-            if upstream is None:
-                upstream = await self._connect()
-            upstream.writer.write(request_head)
-            if body is not None:
-                upstream.writer.write(body)
-            else:
-                await _copy_body(client_reader, upstream.writer, length, chunked)
             try:
+                if upstream is None:
+                    upstream = await self._connect()
+                upstream.writer.write(request_head)
+                if body is not None:
+                    upstream.writer.write(body)
+                else:
+                    await _copy_body(client_reader, upstream.writer, length, chunked)
                 await upstream.writer.drain()
                 status_line = await asyncio.wait_for(
                     upstream.reader.readline(), _UPSTREAM_TIMEOUT_S
                 )
                 if not status_line:
                     raise _UpstreamClosed
-            except (_UpstreamClosed, ConnectionError):
-                upstream.close()
-                upstream = None
-                if reused and body is not None and attempt == 0:
-                    continue  # the server had closed the idle connection: resend once
+            except (_UpstreamClosed, OSError):
+                # The server closed an idle connection, refused one, or dropped one
+                # before answering. The client must not see that (it would send the
+                # request again, and be counted twice): resend a body we kept.
+                if upstream is not None:
+                    upstream.close()
+                    upstream = None
+                if body is not None and attempt + 1 < _UPSTREAM_ATTEMPTS:
+                    await asyncio.sleep(_UPSTREAM_RETRY_PAUSE_S * (attempt + 1))
+                    continue
                 raise ConnectionResetError("the upstream closed the connection") from None
             break
         assert upstream is not None
