@@ -23,6 +23,9 @@ The faults (:data:`FAULTS`):
   by a reset. The client cannot tell whether its request took effect.
 * ``lost-stall`` -- forwarded and applied; the answer is held for
   ``stall_seconds``, then the connection is closed.
+* ``401``, ``403`` -- answered as a refused credential or permission (not in
+  the default menu: for error-mapping tests against emulators that accept
+  any credential).
 
 Error answers speak the dialect of the API a request belongs to, so an SDK
 reads the error code as it would from the real service: Azure Blob
@@ -60,7 +63,17 @@ from taquba_memo_conformance.counting_proxy import (
 
 __all__ = ["DEFAULT_FAULT_WEIGHTS", "FAULTS", "FaultProxy", "error_reply"]
 
-FAULTS: Final = ("500", "503", "429", "reset", "stall", "lost-reset", "lost-stall")
+FAULTS: Final = (
+    "500",
+    "503",
+    "429",
+    "reset",
+    "stall",
+    "lost-reset",
+    "lost-stall",
+    "401",
+    "403",
+)
 """Every fault :class:`FaultProxy` can inject (see the module documentation)."""
 
 DEFAULT_FAULT_WEIGHTS: Final[Mapping[str, float]] = {
@@ -72,7 +85,7 @@ DEFAULT_FAULT_WEIGHTS: Final[Mapping[str, float]] = {
     "lost-reset": 2,
     "lost-stall": 1,
 }
-"""The menu by default: every fault, stalls (which cost time) less often."""
+"""The menu by default: every transient fault, stalls (which cost time) less often."""
 
 _GCS_JSON_PATHS = ("/storage/v1/", "/upload/storage/v1/", "/download/storage/v1/", "/batch/")
 
@@ -81,6 +94,8 @@ _ERRORS: Final[dict[int, tuple[str, str, str, str]]] = {
     500: ("InternalError", "InternalError", "We encountered an internal error.", "backendError"),
     503: ("SlowDown", "ServerBusy", "Please reduce your request rate.", "backendError"),
     429: ("TooManyRequests", "TooManyRequests", "Too many requests.", "rateLimitExceeded"),
+    401: ("AccessDenied", "NoAuthenticationInformation", "Authentication required.", "required"),
+    403: ("AccessDenied", "AuthorizationFailure", "Access denied.", "forbidden"),
 }
 
 # The fault chosen for the request being served, for intercept_answer (same task).
@@ -90,7 +105,7 @@ _answer_fault: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def error_reply(request: RequestHead, status: int, request_id: str = "fault") -> Reply:
-    """The error answer a real service would give ``request`` for ``status`` (500, 503, 429)."""
+    """The error answer a real service would give ``request`` for ``status`` (see FAULTS)."""
     s3_code, azure_code, message, gcs_reason = _ERRORS[status]
     path = request.target.split("?", 1)[0]
     headers: list[tuple[str, str]] = []

@@ -1,0 +1,272 @@
+"""The fault profile: every adapter, through the fault-injecting proxy, loses nothing acknowledged.
+
+Each adapter is configured as its documentation says to: a short per-request
+timeout (1 s, below the proxy's 1.5 s stalls) and four retries with a short
+backoff. A fifth of its requests is then faulted (500, 503, 429, reset,
+stall, or applied with the answer lost) while the workload of
+:mod:`tests.faults.fault_workload` runs, then every request, operation by
+operation, until retries run out. Reads that check what was stored go
+straight to the server, never through the proxy.
+
+Adapters and servers: MinioBackend on moto, GCSBackend on fake-gcs-server,
+AzureBlobBackend on Azurite, and ObstoreBackend on all three (S3 on moto,
+Azure on Azurite, GCS on fake-gcs-server behind the kit's XML-upload proxy).
+Figures go to ``.reliability/figures.json`` under ``faults: <adapter>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.parse
+import zlib
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from obstore.store import AzureStore, GCSStore, S3Store
+from taquba_memo_azure import AzureBlobBackend
+from taquba_memo_conformance.fault_proxy import FaultProxy
+from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.servers import (
+    AzureServer,
+    GCSServer,
+    S3Server,
+    parse_connection_string,
+)
+from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
+from taquba_memo_minio import MinioBackend, default_retry
+from taquba_memo_obstore import ObstoreBackend
+
+from ..conftest import ReliabilityFigures
+from .fault_workload import CLIENT_TIMEOUT_S, STALL_S, Target, run_fault_profile
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, RetryConfig
+
+RETRIES = 4
+OBSTORE_RETRY: RetryConfig = {
+    "max_retries": RETRIES,
+    "backoff": {
+        "init_backoff": timedelta(milliseconds=50),
+        "max_backoff": timedelta(milliseconds=400),
+        "base": 2,
+    },
+    "retry_timeout": timedelta(seconds=15),
+}
+OBSTORE_CLIENT: ClientConfig = {
+    "allow_http": True,
+    "timeout": f"{CLIENT_TIMEOUT_S}s",
+    "connect_timeout": f"{CLIENT_TIMEOUT_S}s",
+}
+
+TargetFactory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[Target]]
+
+
+def fault_proxy(upstream_url: str, name: str) -> FaultProxy:
+    return FaultProxy(upstream_url, seed=zlib.crc32(name.encode()), stall_seconds=STALL_S).start()
+
+
+def host_port(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc
+
+
+# -- one factory per adapter ----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def minio_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    server: S3Server = request.getfixturevalue("s3_server")
+    bucket = server.new_bucket()
+    proxy = fault_proxy(server.endpoint_url, "minio")
+    credentials: dict[str, Any] = {
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
+        "secure": False,
+        "region": server.region,
+    }
+    retry = default_retry(total=RETRIES).new(backoff_factor=0.05)
+    faulty = MinioBackend.connect(
+        proxy.netloc,
+        bucket,
+        connect_timeout=CLIENT_TIMEOUT_S,
+        read_timeout=CLIENT_TIMEOUT_S,
+        retries=retry,
+        **credentials,
+    )
+    direct = MinioBackend.connect(host_port(server.endpoint_url), bucket, **credentials)
+    try:
+        yield Target("minio", faulty, direct, proxy, {"server": server.emulator or "env"})
+    finally:
+        await faulty.aclose()
+        await direct.aclose()
+        proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    server: GCSServer = request.getfixturevalue("gcs_server")
+    if server.emulator is None:
+        pytest.skip("the fault proxy forwards plain HTTP to a local emulator only")
+    bucket = server.new_bucket()
+    proxy = fault_proxy(server.endpoint_url, "gcs")
+
+    def client(endpoint: str) -> storage.Client:
+        return storage.Client(
+            project=server.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint},
+        )
+
+    faulty_client, direct_client = client(proxy.url), client(server.endpoint_url)
+    # google's retries are bounded by a deadline, not a count: 3 s of 0.05-0.4 s backoffs.
+    retry = DEFAULT_GCS_RETRY.with_timeout(3.0).with_delay(initial=0.05, maximum=0.4)
+    faulty = GCSBackend(faulty_client, bucket, retry=retry, timeout=CLIENT_TIMEOUT_S)
+    direct = GCSBackend(direct_client, bucket)
+    try:
+        yield Target("gcs", faulty, direct, proxy, {"server": server.emulator})
+    finally:
+        await faulty.aclose()
+        await direct.aclose()
+        faulty_client.close()
+        direct_client.close()
+        proxy.close()
+
+
+def azure_connection_string(server: AzureServer, endpoint: str) -> str:
+    parts = parse_connection_string(server.connection_string)
+    blob = urllib.parse.urlsplit(server.blob_endpoint)
+    parts["BlobEndpoint"] = f"{endpoint}{blob.path}"
+    return ";".join(f"{key}={value}" for key, value in parts.items()) + ";"
+
+
+@contextlib.asynccontextmanager
+async def azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    server: AzureServer = request.getfixturevalue("azure_server")
+    if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
+        pytest.skip("the fault proxy forwards plain HTTP only")
+    container = server.new_container()
+    proxy = fault_proxy(f"http://{host_port(server.blob_endpoint)}", "azure")
+    faulty = AzureBlobBackend.from_connection_string(
+        azure_connection_string(server, proxy.url),
+        container,
+        retry_total=RETRIES,
+        initial_backoff=0.05,
+        increment_base=0.2,
+        random_jitter_range=0.05,
+        connection_timeout=CLIENT_TIMEOUT_S,
+        read_timeout=CLIENT_TIMEOUT_S,
+    )
+    direct = AzureBlobBackend.from_connection_string(server.connection_string, container)
+    try:
+        yield Target("azure", faulty, direct, proxy, {"server": server.emulator or "env"})
+    finally:
+        await faulty.aclose()
+        await direct.aclose()
+        proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def obstore_s3_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    server: S3Server = request.getfixturevalue("s3_server")
+    bucket = server.new_bucket()
+    proxy = fault_proxy(server.endpoint_url, "obstore-s3")
+
+    def store(endpoint: str, **options: Any) -> S3Store:
+        return S3Store(
+            bucket,
+            endpoint=endpoint,
+            access_key_id=server.access_key,
+            secret_access_key=server.secret_key,
+            region=server.region,
+            virtual_hosted_style_request=False,
+            **options,
+        )
+
+    faulty = ObstoreBackend(
+        store(proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY)
+    )
+    direct = ObstoreBackend(store(server.endpoint_url, client_options={"allow_http": True}))
+    try:
+        yield Target("obstore S3", faulty, direct, proxy, {"server": server.emulator or "env"})
+    finally:
+        proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def obstore_azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    server: AzureServer = request.getfixturevalue("azure_server")
+    if server.emulator != "azurite":
+        pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    container = server.new_container()
+    azurite = f"http://{host_port(server.blob_endpoint)}"
+    proxy = fault_proxy(azurite, "obstore-azure")
+    # use_emulator reads the address when the store is built (an explicit endpoint
+    # would make obstore send list offsets Azurite ignores).
+    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", azurite)
+    direct = ObstoreBackend(AzureStore(container, use_emulator=True))
+    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", proxy.url)
+    faulty = ObstoreBackend(
+        AzureStore(
+            container,
+            use_emulator=True,
+            client_options=OBSTORE_CLIENT,
+            retry_config=OBSTORE_RETRY,
+        )
+    )
+    try:
+        yield Target("obstore Azure", faulty, direct, proxy, {"server": "azurite"})
+    finally:
+        proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def obstore_gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
+    server: GCSServer = request.getfixturevalue("gcs_server")
+    if server.emulator != "fake-gcs-server":
+        pytest.skip("obstore's GCS uploads reach fake-gcs-server through the kit's XML proxy only")
+    bucket = server.new_bucket()
+    with GcsXmlProxy(server.endpoint_url) as translator:
+        proxy = fault_proxy(translator.url, "obstore-gcs")
+
+        def store(base_url: str, **options: Any) -> GCSStore:
+            key = {
+                "gcs_base_url": base_url,
+                "disable_oauth": True,
+                "client_email": "",
+                "private_key": "",
+                "private_key_id": "",
+            }
+            return GCSStore(bucket, service_account_key=json.dumps(key), **options)
+
+        faulty = ObstoreBackend(
+            store(proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY)
+        )
+        direct = ObstoreBackend(store(translator.url, client_options={"allow_http": True}))
+        try:
+            notes = {"server": "fake-gcs-server behind the XML-upload proxy"}
+            yield Target("obstore GCS", faulty, direct, proxy, notes)
+        finally:
+            proxy.close()
+
+
+TARGETS: dict[str, TargetFactory] = {
+    "minio": minio_target,
+    "gcs": gcs_target,
+    "azure": azure_target,
+    "obstore S3": obstore_s3_target,
+    "obstore Azure": obstore_azure_target,
+    "obstore GCS": obstore_gcs_target,
+}
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+async def test_nothing_acknowledged_is_lost_and_no_answer_is_wrong_under_faults(
+    name: str, request: pytest.FixtureRequest, reliability: ReliabilityFigures
+) -> None:
+    async with TARGETS[name](request) as target:
+        await run_fault_profile(target, reliability, seed=zlib.crc32(name.encode()))
