@@ -166,12 +166,18 @@ class TaskWindow:
 
     async def submit(self, work: Coroutine[Any, Any, None]) -> None:
         """Start ``work`` once fewer than ``limit`` coroutines are running."""
-        while len(self._running) >= self._limit:
-            done, self._running = await asyncio.wait(
-                self._running, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                task.result()
+        try:
+            while len(self._running) >= self._limit:
+                done, self._running = await asyncio.wait(
+                    self._running, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    task.result()
+        except BaseException:
+            # Cancelled, or an earlier task failed: ``work`` never starts. Close
+            # it, or Python warns that it was never awaited.
+            work.close()
+            raise
         self._running.add(asyncio.ensure_future(work))
 
     async def drain(self) -> None:
