@@ -169,6 +169,8 @@ def test_only_eligible_requests_are_faulted(upstream: Upstream) -> None:
             assert request(proxy, "/bucket/key", method="PUT")[0] == 200
         assert proxy.injected == {"500": 1}
         assert proxy.decisions == 2
+        proxy.set_eligible(None)
+        assert request(proxy, "/bucket/key")[0] == 500
 
 
 def test_bad_configuration_is_refused(upstream: Upstream) -> None:

@@ -202,6 +202,11 @@ class FaultProxy(CountingProxy):
                     raise ValueError("stall_seconds must not be negative")
                 self._stall_seconds = stall_seconds
 
+    def set_eligible(self, eligible: Callable[[RequestHead], bool] | None) -> None:
+        """Which requests may be faulted from now on (None: every request)."""
+        with self._fault_lock:
+            self._eligible = eligible
+
     @property
     def rate(self) -> float:
         with self._fault_lock:
@@ -246,9 +251,9 @@ class FaultProxy(CountingProxy):
     # -- injection -----------------------------------------------------------------
 
     def _draw(self, request: RequestHead) -> str | None:
-        if self._eligible is not None and not self._eligible(request):
-            return None
         with self._fault_lock:
+            if self._eligible is not None and not self._eligible(request):
+                return None
             self._decisions += 1
             if self._forced:
                 fault: str | None = self._forced.popleft()

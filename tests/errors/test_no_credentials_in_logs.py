@@ -1,0 +1,333 @@
+"""No credential in any log line, error message or repr, while operations fail, on every adapter.
+
+Each adapter gets a credential planted where it really is used (a secret key
+and a session token that sign S3 requests, a bearer token, an account key, a
+SAS signature, a service-account private key) and then fails in every way
+the fault proxy and the emulator can make it fail: server errors, refusals,
+resets, lost answers, a missing bucket or container, and a run clear whose
+deletes fail (which the core logs). Everything is captured at DEBUG, from
+every logger (the SDKs' HTTP logging included), and searched for the
+credential; so are ``str`` and ``repr`` of every error raised, with their
+whole ``__cause__`` / ``__context__`` chain, and of the backend.
+
+The adapters' own tests already check errors and ``repr`` for one failure
+each; the log lines are what is new here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+from google.cloud import storage
+from google.oauth2.credentials import Credentials as TokenCredentials
+from obstore.store import AzureStore, GCSStore, S3Store
+from taquba_memo import BackendError, MemoBackend, MemoStore
+from taquba_memo_azure import AzureBlobBackend
+from taquba_memo_conformance.counting_proxy import classify_request
+from taquba_memo_conformance.fault_proxy import FaultProxy
+from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.servers import (
+    AzureServer,
+    GCSServer,
+    S3Server,
+    parse_connection_string,
+)
+from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
+from taquba_memo_minio import MinioBackend, default_retry
+from taquba_memo_obstore import ObstoreBackend
+
+from ..conftest import ReliabilityFigures
+
+SECTION = "secrets"
+SECRET_KEY = "s3-secret-key-never-logged-7d1e9a"
+SESSION_TOKEN = "session-token-never-logged-2b8c4f"
+BEARER_TOKEN = "ya29.bearer-token-never-logged-9a3e"
+PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----never-logged-5c7d-----END PRIVATE KEY-----"
+FAULTS = ("500", "403", "reset", "lost-reset")
+DELETES = ("delete", "batch")
+
+
+@dataclass
+class Planted:
+    """A backend through a fault proxy, one on a missing bucket, and the credentials in play."""
+
+    backend: MemoBackend
+    proxy: FaultProxy
+    missing: MemoBackend
+    secrets: list[str]
+    extra: MemoBackend | None = None  # a second credential through the same proxy
+
+
+def host_port(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc
+
+
+OBSTORE_CLIENT: Any = {"allow_http": True, "timeout": "5s", "connect_timeout": "5s"}
+OBSTORE_RETRY: Any = {"max_retries": 1, "retry_timeout": timedelta(seconds=5)}
+
+
+@contextlib.asynccontextmanager
+async def minio(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
+    server: S3Server = request.getfixturevalue("s3_server")
+    if server.emulator != "moto":
+        pytest.skip("planting a made-up secret key needs a server that checks none (moto)")
+    bucket = server.new_bucket()
+    proxy = FaultProxy(server.endpoint_url).start()
+    options: dict[str, Any] = {
+        "access_key": server.access_key,
+        "secret_key": SECRET_KEY,
+        "session_token": SESSION_TOKEN,
+        "secure": False,
+        "region": server.region,
+        "retries": default_retry(total=1).new(backoff_factor=0.01),
+    }
+    backend = MinioBackend.connect(proxy.netloc, bucket, **options)
+    missing = MinioBackend.connect(host_port(server.endpoint_url), "no-such-bucket-x", **options)
+    yield Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
+    await backend.aclose()
+    await missing.aclose()
+    proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def gcs(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
+    server: GCSServer = request.getfixturevalue("gcs_server")
+    if server.emulator is None:
+        pytest.skip("planting a made-up token needs a server that checks none (fake-gcs-server)")
+    bucket = server.new_bucket()
+    proxy = FaultProxy(server.endpoint_url).start()
+
+    def client(endpoint: str) -> storage.Client:
+        return storage.Client(
+            project=server.project,
+            credentials=TokenCredentials(token=BEARER_TOKEN),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint},
+        )
+
+    clients = [client(proxy.url), client(server.endpoint_url)]
+    retry = DEFAULT_GCS_RETRY.with_timeout(0.3).with_delay(initial=0.01, maximum=0.05)
+    backend = GCSBackend(clients[0], bucket, retry=retry)
+    missing = GCSBackend(clients[1], "no-such-bucket-x", retry=retry)
+    yield Planted(backend, proxy, missing, [BEARER_TOKEN])
+    await backend.aclose()
+    await missing.aclose()
+    for made in clients:
+        made.close()
+    proxy.close()
+
+
+def sas_connection_string(server: AzureServer, container: str, endpoint: str) -> tuple[str, str]:
+    sas = generate_container_sas(
+        server.account_name,
+        container,
+        account_key=server.account_key,
+        permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True),
+        expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1),
+    )
+    signature = dict(part.split("=", 1) for part in sas.split("&"))["sig"]
+    blob = urllib.parse.urlsplit(server.blob_endpoint)
+    connection = f"BlobEndpoint={endpoint}{blob.path};SharedAccessSignature={sas}"
+    return connection, urllib.parse.unquote(signature)
+
+
+@contextlib.asynccontextmanager
+async def azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
+    server: AzureServer = request.getfixturevalue("azure_server")
+    if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
+        pytest.skip("the fault proxy forwards plain HTTP only")
+    container = server.new_container()
+    blob = urllib.parse.urlsplit(server.blob_endpoint)
+    proxy = FaultProxy(f"http://{blob.netloc}").start()
+    # The account key signs every request of one backend, a SAS those of the other.
+    parts = parse_connection_string(server.connection_string)
+    parts["BlobEndpoint"] = f"{proxy.url}{blob.path}"
+    keyed = ";".join(f"{key}={value}" for key, value in parts.items())
+    sas_connection, signature = sas_connection_string(server, container, proxy.url)
+    quick: dict[str, Any] = {"retry_total": 1, "initial_backoff": 0.01, "increment_base": 0.01}
+    quick["random_jitter_range"] = 0
+    backend = AzureBlobBackend.from_connection_string(keyed, container, **quick)
+    with_sas = AzureBlobBackend.from_connection_string(sas_connection, container, **quick)
+    missing = AzureBlobBackend.from_connection_string(
+        server.connection_string, "no-such-container-x", **quick
+    )
+    yield Planted(backend, proxy, missing, [server.account_key, signature], extra=with_sas)
+    for made in (backend, with_sas, missing):
+        await made.aclose()
+    proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def obstore_s3(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
+    server: S3Server = request.getfixturevalue("s3_server")
+    if server.emulator != "moto":
+        pytest.skip("planting a made-up secret key needs a server that checks none (moto)")
+    bucket = server.new_bucket()
+    proxy = FaultProxy(server.endpoint_url).start()
+
+    def store(name: str, endpoint: str) -> S3Store:
+        return S3Store(
+            name,
+            endpoint=endpoint,
+            access_key_id=server.access_key,
+            secret_access_key=SECRET_KEY,
+            token=SESSION_TOKEN,
+            region=server.region,
+            virtual_hosted_style_request=False,
+            client_options=OBSTORE_CLIENT,
+            retry_config=OBSTORE_RETRY,
+        )
+
+    backend = ObstoreBackend(store(bucket, proxy.url))
+    missing = ObstoreBackend(store("no-such-bucket-x", server.endpoint_url))
+    yield Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
+    proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def obstore_azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
+    server: AzureServer = request.getfixturevalue("azure_server")
+    if server.emulator != "azurite":
+        pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    container = server.new_container()
+    proxy = FaultProxy(f"http://{host_port(server.blob_endpoint)}").start()
+    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", proxy.url)
+
+    def store(name: str) -> AzureStore:
+        return AzureStore(
+            name,
+            use_emulator=True,
+            access_key=server.account_key,
+            client_options=OBSTORE_CLIENT,
+            retry_config=OBSTORE_RETRY,
+        )
+
+    backend, missing = ObstoreBackend(store(container)), ObstoreBackend(store("no-such-x"))
+    yield Planted(backend, proxy, missing, [server.account_key])
+    proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def obstore_gcs(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
+    server: GCSServer = request.getfixturevalue("gcs_server")
+    if server.emulator != "fake-gcs-server":
+        pytest.skip("obstore's GCS uploads reach fake-gcs-server through the XML proxy only")
+    bucket = server.new_bucket()
+    with GcsXmlProxy(server.endpoint_url) as translator:
+        proxy = FaultProxy(translator.url).start()
+
+        def store(name: str, base_url: str) -> GCSStore:
+            key = {
+                "gcs_base_url": base_url,
+                "disable_oauth": True,
+                "client_email": "memo@example.invalid",
+                "private_key": PRIVATE_KEY,
+                "private_key_id": "key-id",
+            }
+            return GCSStore(
+                name,
+                service_account_key=json.dumps(key),
+                client_options=OBSTORE_CLIENT,
+                retry_config=OBSTORE_RETRY,
+            )
+
+        backend = ObstoreBackend(store(bucket, proxy.url))
+        missing = ObstoreBackend(store("no-such-bucket-x", translator.url))
+        yield Planted(backend, proxy, missing, [PRIVATE_KEY])
+        proxy.close()
+
+
+ADAPTERS = {
+    "minio": minio,
+    "gcs": gcs,
+    "azure": azure,
+    "obstore S3": obstore_s3,
+    "obstore Azure": obstore_azure,
+    "obstore GCS": obstore_gcs,
+}
+
+
+async def fail_everything(backend: MemoBackend, proxy: FaultProxy | None) -> list[BaseException]:
+    """Every operation under every fault (or, without a proxy, as it is); the errors raised."""
+    raised: list[BaseException] = []
+
+    async def run(work: Any) -> None:
+        try:
+            await work
+        except BackendError as error:
+            raised.append(error)
+
+    for fault in FAULTS if proxy is not None else ("none",):
+        if proxy is not None:
+            proxy.configure(rate=1.0, faults={fault: 1})
+        await run(backend.get("k"))
+        await run(backend.put("k", b"v"))
+        await run(backend.put("k2", b"v", if_absent=True))
+        await run(backend.delete("k"))
+        await run(backend.delete_many(["k", "k2"]))
+        await run(_drain(backend.list("")))
+        if proxy is not None:
+            # The core logs each key a run clear lists but cannot delete.
+            proxy.configure(rate=0.0)
+            store = MemoStore(backend, "secrets")
+            await store.new_memo("run", 0).put("k", b"v")
+            proxy.set_eligible(lambda r: classify_request(r.method, r.target) in DELETES)
+            proxy.configure(rate=1.0)
+            await run(store.clear_memos_for_run("run"))
+            proxy.set_eligible(None)
+    if proxy is not None:
+        proxy.configure(rate=0.0)
+    return raised
+
+
+async def _drain(listing: AsyncIterator[str]) -> list[str]:
+    return [key async for key in listing]
+
+
+def texts_of(error: BaseException) -> list[str]:
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [str(current), repr(current)]
+        current = current.__cause__ or current.__context__
+    return texts
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+async def test_no_credential_in_logs_errors_or_repr_while_everything_fails(
+    name: str,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+    reliability: ReliabilityFigures,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with ADAPTERS[name](request) as planted:
+        errors = await fail_everything(planted.backend, planted.proxy)
+        if planted.extra is not None:
+            errors += await fail_everything(planted.extra, planted.proxy)
+        errors += await fail_everything(planted.missing, None)
+        backends = [planted.backend, planted.missing, planted.extra]
+        texts = [text for error in errors for text in texts_of(error)]
+        texts += [text for b in backends if b is not None for text in (repr(b), str(b))]
+    log = caplog.text
+    assert errors, "nothing failed: the test proved nothing"
+    assert "failed to delete memo entry" in log, "the core's own warning was not provoked"
+    for secret in planted.secrets:
+        assert secret not in log, f"{name}: a log line holds a credential"
+        leaking = [text for text in texts if secret in text]
+        assert not leaking, f"{name}: an error or repr holds a credential: {leaking[0][:300]}"
+    reliability.add(SECTION, "failing_operations_checked", len(errors))
+    reliability.add(SECTION, "log_records_checked", len(caplog.records))
+    reliability.add(SECTION, "adapters_checked")
