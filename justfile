@@ -38,3 +38,9 @@ fmt: sync
 # local fake-gcs-server image, and run the GCS tests with gcs_server going through testcontainers.
 containers-gcs *ARGS: sync
     bash scripts/containers_gcs.sh {{ARGS}}
+
+# Not CI: the issue-8 benchmark (requests per operation, time against the raw SDKs and the
+# reference clear, marker-iteration memory) on local moto, fake-gcs-server and Azurite.
+# Writes benchmarks/last_run.json and the tables of BENCHMARKS.md; about 15 min on 2 cores.
+bench *ARGS: sync
+    uv run --frozen python -m benchmarks {{ARGS}}

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from taquba_memo import MemoBackend, MemoStore, layout
+from taquba_memo import MemoStore, layout
 from taquba_memo.backends.local import LocalFileBackend
 from taquba_memo.backends.memory import InMemoryBackend
 
@@ -109,55 +110,72 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-async def _close(backend: MemoBackend) -> None:
-    await backend.aclose()
-
-
-async def bench_target(
+async def count_requests(
     target: Target, args: argparse.Namespace, *, write_live_markers: bool
 ) -> dict[str, Any]:
-    """Everything measured on one adapter; ``write_live_markers`` once per server."""
+    """Requests per operation on one adapter; ``write_live_markers`` once per server."""
     slug = _slug(target.name)
     direct = target.backend(None)
+    entries = min(args.entries, target.max_clear_entries or args.entries)
     result: dict[str, Any] = {
         "server": target.server,
+        "notes": target.notes,
         "max_delete_batch": direct.capabilities.max_delete_batch,
         "ordered_listing": direct.capabilities.ordered_listing,
     }
     plan = measure.SweepLayout("sweep", args.markers, args.expired, args.entries_per_expired)
     try:
-        if target.proxy_upstream is not None:
-            with target.counting_proxy() as proxy:
-                _log(f"{target.name}: requests per get/put")
-                result["get_put_requests"] = await measure.count_get_put(
-                    proxy, target.backend(proxy.url), slug, repetitions=5
-                )
-                _log(f"{target.name}: writing {args.entries:,} entries, then clearing them")
-                await measure.fill_run(direct, slug, "clear-run", args.entries)
-                result["clear_requests"] = await measure.count_clear(
-                    proxy, target.backend(proxy.url), slug, "clear-run", args.entries
-                )
-                _log(f"{target.name}: {result['clear_requests']}")
-                _log(f"{target.name}: writing the sweep's markers (live: {write_live_markers})")
-                await measure.fill_sweep(direct, plan, live=write_live_markers)
-                result["sweep_requests"] = await measure.count_sweep(
-                    proxy, target.backend(proxy.url), plan
-                )
-                _log(f"{target.name}: {result['sweep_requests']}")
+        with target.counting_proxy() as proxy:
+            _log(f"{target.name}: requests per get/put")
+            result["get_put_requests"] = await measure.count_get_put(
+                proxy, target.backend(proxy.url), slug, repetitions=5
+            )
+            _log(f"{target.name}: writing {entries:,} entries, then clearing them")
+            await measure.fill_run(direct, slug, "clear-run", entries)
+            result["clear_requests"] = await measure.count_clear(
+                proxy, target.backend(proxy.url), slug, "clear-run", entries
+            )
+            _log(f"{target.name}: clear {result['clear_requests']}")
+            _log(f"{target.name}: writing the sweep's markers (live: {write_live_markers})")
+            await measure.fill_sweep(direct, plan, live=write_live_markers)
+            result["sweep_requests"] = await measure.count_sweep(
+                proxy, target.backend(proxy.url), plan
+            )
+            _log(f"{target.name}: sweep {result['sweep_requests']}")
+    finally:
+        await direct.aclose()
+    return result
+
+
+async def count_group(
+    targets: list[Target], args: argparse.Namespace, results: dict[str, Any]
+) -> None:
+    """The targets of one server, one after the other (the first writes the live markers)."""
+    for index, target in enumerate(targets):
+        counted = await count_requests(target, args, write_live_markers=index == 0)
+        results["targets"].setdefault(target.name, {}).update(counted)
+
+
+async def time_target(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    """Get/put against the raw SDK, and the streaming marker listing's memory."""
+    result: dict[str, Any] = {"server": target.server, "notes": target.notes}
+    direct = target.backend(None)
+    try:
         if target.raw is not None:
-            _log(f"{target.name}: timing get/put against {target.name}'s raw SDK")
+            _log(f"{target.name}: timing get/put against the raw SDK")
             result["timing"] = await measure.time_get_put(
-                direct, target.raw(direct), slug, pairs=args.pairs
+                direct, target.raw(direct), _slug(target.name), pairs=args.pairs
             )
             _log(
                 f"{target.name}: get {result['timing']['get']['ours_over_raw']:.3f}, "
                 f"put {result['timing']['put']['ours_over_raw']:.3f}"
             )
         if target.proxy_upstream is not None:
-            memory = await measure.peak_memory_iterating(MemoStore(direct, plan.prefix))
+            store = MemoStore(direct, "sweep")
+            memory = await measure.peak_memory_iterating(store)
             result["memory_iter"] = {"backend": target.name, "mode": "iter", **memory}
     finally:
-        await _close(direct)
+        await direct.aclose()
     return result
 
 
@@ -190,6 +208,8 @@ async def bench_memory(count: int, workdir: str) -> list[dict[str, Any]]:
 
 async def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     results: dict[str, Any] = {
         "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -213,13 +233,19 @@ async def main(argv: list[str] | None = None) -> int:
         _log("starting moto, fake-gcs-server and Azurite")
         srv = stack.enter_context(servers())
         targets = [t for t in make_targets(srv, workdir, stack) if not only or t.name in only]
-        servers_with_markers: set[str] = set()
+        for target in targets:  # the report lists the targets in this order
+            results["targets"][target.name] = {}
+        groups: dict[str, list[Target]] = {}
         for target in targets:
-            first_on_server = target.server not in servers_with_markers
-            servers_with_markers.add(target.server)
-            results["targets"][target.name] = await bench_target(
-                target, args, write_live_markers=first_on_server
-            )
+            if target.proxy_upstream is not None:
+                groups.setdefault(target.server_group, []).append(target)
+        # Counts do not depend on timing, so the servers are counted side by side.
+        _log(f"counting requests on {len(groups)} servers at once")
+        await asyncio.gather(*(count_group(group, args, results) for group in groups.values()))
+        # Timings run one target at a time.
+        for target in targets:
+            timed = await time_target(target, args)
+            results["targets"].setdefault(target.name, {}).update(timed)
         for target in targets:
             if target.server.startswith("moto") and target.raw is not None:
                 reps = args.clear_reps if target.name == "obstore (S3)" else 1

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from taquba_memo import MemoBackend, MemoStore, layout
-from taquba_memo_conformance.counting_proxy import CountingProxy, RequestCounts
+from taquba_memo_conformance.counting_proxy import CountingProxy, RequestCounts, RequestRecord
 
 from benchmarks.targets import RawSDK, settle
 
@@ -74,6 +74,20 @@ def _per_op(counts: RequestCounts, repetitions: int) -> dict[str, float]:
     return {kind: count / repetitions for kind, count in counts.by_kind.items()}
 
 
+def _answered(records: list[RequestRecord]) -> RequestCounts:
+    """Requests the server answered below 500 (see :func:`_server_errors`)."""
+    return RequestCounts.of(r for r in records if r.status is not None and r.status < 500)
+
+
+def _server_errors(records: list[RequestRecord]) -> dict[str, int]:
+    """Requests answered 5xx (or not at all), by kind: the client sends them again.
+
+    moto answers 500 (a KeyError inside moto) to a listing that races a delete
+    in the same bucket; these are counted apart from the adapter's requests.
+    """
+    return RequestCounts.of(r for r in records if r.status is None or r.status >= 500).by_kind
+
+
 async def count_get_put(
     proxy: CountingProxy, backend: MemoBackend, prefix: str, *, repetitions: int = 5
 ) -> dict[str, dict[str, float]]:
@@ -91,11 +105,11 @@ async def count_get_put(
         }
         result: dict[str, dict[str, float]] = {}
         for name, operation in operations.items():
-            before = proxy.counts()
+            mark = proxy.mark()
             for index in range(repetitions):
                 await operation(index)
             await settle(0.5)  # background requests an SDK sends after the call returned
-            result[name] = _per_op(proxy.counts() - before, repetitions)
+            result[name] = _per_op(RequestCounts.of(proxy.records_since(mark)), repetitions)
     return result
 
 
@@ -104,17 +118,19 @@ async def count_clear(
 ) -> dict[str, Any]:
     """Requests of one clear_memos_for_run over ``entries`` entries (already written)."""
     async with MemoStore(backend, prefix) as store:
-        before = proxy.counts()
+        mark = proxy.mark()
         started = time.perf_counter()
         deleted = await store.clear_memos_for_run(run_id)
         seconds = time.perf_counter() - started
         await settle(0.5)
-        counts = proxy.counts() - before
+        records = proxy.records_since(mark)
+    counts = _answered(records)
     return {
         "entries": entries,
         "deleted": deleted,
         "requests": counts.by_kind,
         "total": counts.total,
+        "server_errors": _server_errors(records),
         "seconds_through_proxy": seconds,
     }
 
@@ -160,13 +176,15 @@ async def count_sweep(
 ) -> dict[str, Any]:
     """Requests of one sweep whose cutoff expires ``plan.expired`` of ``plan.markers``."""
     async with MemoStore(backend, plan.prefix) as store:
-        before = proxy.counts()
+        mark = proxy.mark()
         started = time.perf_counter()
         report = await store.sweep(plan.CUTOFF)
         seconds = time.perf_counter() - started
         await settle(0.5)
-        counts = proxy.counts() - before
+        records = proxy.records_since(mark)
+    counts = _answered(records)
     return {
+        "server_errors": _server_errors(records),
         "markers": plan.markers,
         "expired": plan.expired,
         "runs_cleared": len(report.runs_cleared),

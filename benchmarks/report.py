@@ -28,6 +28,11 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
+def _errors(measured: dict[str, Any]) -> str:
+    errors: dict[str, int] = measured.get("server_errors", {})
+    return ", ".join(f"{kind} {count}" for kind, count in errors.items()) or "-"
+
+
 def _met(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
@@ -75,10 +80,12 @@ def render(results: dict[str, Any]) -> str:
     entries = params["entries"]
     out += [
         "",
-        f"### 2. clear_memos_for_run of {entries:,} entries",
+        f"### 2. clear_memos_for_run of {entries:,} entries (unless noted)",
         "",
         f"Target: ceil(N/1000) list pages + ceil(N/B) batch deletes, B the adapter's "
-        f"max_delete_batch. The reference (memo.rs) sends {math.ceil(entries / 1000)} list "
+        f"max_delete_batch. Requests the server answered 5xx (moto's listing racing a "
+        f"delete) were sent again by the client and are shown apart. "
+        f"The reference (memo.rs) sends {math.ceil(entries / 1000)} list "
         f"pages + {entries:,} DELETEs = {math.ceil(entries / 1000) + entries:,} requests.",
         "",
     ]
@@ -88,19 +95,21 @@ def render(results: dict[str, Any]) -> str:
         if clear is None:
             continue
         batch = target["max_delete_batch"]
-        expected = math.ceil(entries / 1000) + math.ceil(entries / batch)
+        n = clear["entries"]
+        expected = math.ceil(n / 1000) + math.ceil(n / batch)
         total = clear["total"]
         rows.append(
             [
                 name,
                 f"{clear['deleted']:,}",
                 _requests(clear["requests"]),
+                _errors(clear),
                 str(batch),
                 str(expected),
                 _met(total <= expected),
             ]
         )
-    out += _table(["adapter", "deleted", "requests", "B", "target", "met"], rows)
+    out += _table(["adapter", "deleted", "requests", "5xx (retried)", "B", "target", "met"], rows)
 
     out += [
         "",
@@ -128,11 +137,21 @@ def render(results: dict[str, Any]) -> str:
                 str(sweep["entries_deleted"]),
                 str(pages),
                 _requests(sweep["requests"]),
+                _errors(sweep),
                 _met(pages <= marker_target),
             ]
         )
     out += _table(
-        ["adapter", "runs cleared", "entries deleted", "marker pages", "all requests", "met"], rows
+        [
+            "adapter",
+            "runs cleared",
+            "entries deleted",
+            "marker pages",
+            "all requests",
+            "5xx (retried)",
+            "met",
+        ],
+        rows,
     )
 
     out += [
@@ -231,6 +250,13 @@ def render(results: dict[str, Any]) -> str:
             ]
         )
     out += _table(["backend", "mode", "markers", "peak MiB", "bytes/marker"], rows)
+    notes = [
+        f"- {name}: {note}"
+        for name, target in results["targets"].items()
+        for note in target.get("notes", [])
+    ]
+    if notes:
+        out += ["", "Notes on the setup:", "", *notes]
     out += ["", END]
     return "\n".join(out)
 

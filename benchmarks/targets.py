@@ -106,7 +106,13 @@ class Target:
     raw: Callable[[MemoBackend], RawSDK] | None
     proxy_upstream: str | None
     notes: list[str] = field(default_factory=list)
-    base_path: str = ""
+    max_clear_entries: int | None = None
+    """A smaller clear for a target whose emulator path is too slow for the full one."""
+
+    @property
+    def server_group(self) -> str:
+        """Targets that share a server (and its bucket) are counted one after the other."""
+        return self.server.split(" ")[0]
 
     @contextmanager
     def counting_proxy(self, classify: Classifier = classify_bench) -> Iterator[CountingProxy]:

@@ -7,9 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taquba_memo import MemoBackend
-from taquba_memo_conformance.counting_proxy import CountingProxy, classify_request
+from taquba_memo_conformance.counting_proxy import (
+    CountingProxy,
+    RequestCounts,
+    RequestRecord,
+    classify_request,
+)
 
-__all__ = ["Adapter", "classify"]
+__all__ = ["Adapter", "Seen", "classify"]
 
 
 def classify(method: str, target: str) -> str:
@@ -30,3 +35,30 @@ class Adapter:
 
     def counted(self) -> MemoBackend:
         return self.build(self.proxy.url)
+
+
+class Seen:
+    """The requests a proxy receives from now on.
+
+    ``answered()`` counts by kind those the server answered below 500.
+    moto answers 500 (a KeyError inside moto) to a listing that races a delete
+    in the same bucket, and every client sends such a request again; counting
+    answered requests keeps the count of what the adapter asked for.
+    """
+
+    def __init__(self, proxy: CountingProxy) -> None:
+        self._proxy = proxy
+        self._mark = proxy.mark()
+
+    def records(self) -> list[RequestRecord]:
+        return self._proxy.records_since(self._mark)
+
+    def answered(self) -> dict[str, int]:
+        return RequestCounts.of(
+            record for record in self.records() if record.status is not None and record.status < 500
+        ).by_kind
+
+    def server_errors(self) -> list[RequestRecord]:
+        return [
+            record for record in self.records() if record.status is None or record.status >= 500
+        ]

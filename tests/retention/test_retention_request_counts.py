@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import pytest
 from taquba_memo import MemoBackend, MemoStore, layout
 
-from .adapters import Adapter
+from .adapters import Adapter, Seen
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -67,6 +67,15 @@ SWEEP_REQUESTS: dict[str, dict[str, int]] = {
 # or the bucket is missing, so GCSBackend asks for the bucket once (on GCS the
 # message says "No such object" and no second request is sent).
 GET_MISS_REQUESTS: dict[str, dict[str, int]] = {"gcs": {"get": 1, "other": 1}}
+
+
+def assert_only_moto_races(adapter: Adapter, seen: Seen) -> None:
+    """Server errors are allowed only where moto's listing races a delete (see Seen)."""
+    errors = seen.server_errors()
+    assert adapter.proxy.failures == []  # the proxy itself never failed a request
+    if adapter.name not in ("obstore-s3", "minio"):
+        assert errors == []
+    assert all(error.kind in ("list", "list-markers") for error in errors), errors
 
 
 async def fill(backend: MemoBackend, keys: Iterable[str], value: bytes = b"v") -> None:
@@ -126,11 +135,11 @@ async def test_clear_lists_the_run_once_and_deletes_in_batches(adapter: Adapter)
     backend = adapter.counted()
     async with MemoStore(backend, "clear") as store:
         await warm_up(backend)
-        before = adapter.proxy.counts()
+        seen = Seen(adapter.proxy)
         assert await store.clear_memos_for_run("big-run") == ENTRIES
-        counts = (adapter.proxy.counts() - before).by_kind
+        counts = seen.answered()
 
-        assert adapter.proxy.failures == []  # else a client may have repeated a request
+        assert_only_moto_races(adapter, seen)
         assert counts == CLEAR_REQUESTS[adapter.name]
         batch = backend.capabilities.max_delete_batch
         if "batch" in counts:  # the issue's target, where the store takes batches
@@ -160,14 +169,14 @@ async def test_sweep_lists_markers_only_up_to_the_first_unexpired_one(adapter: A
     backend = adapter.counted()
     async with MemoStore(backend, "sweep") as store:
         await warm_up(backend)
-        before = adapter.proxy.counts()
+        seen = Seen(adapter.proxy)
         report = await store.sweep(1_500_000_000_000)
-        counts = (adapter.proxy.counts() - before).by_kind
+        counts = seen.answered()
 
         assert report.ok
         assert len(report.runs_cleared) == EXPIRED
         assert report.entries_deleted == EXPIRED * ENTRIES_PER_EXPIRED
-        assert adapter.proxy.failures == []
+        assert_only_moto_races(adapter, seen)
         assert counts == SWEEP_REQUESTS[adapter.name]
         assert counts["list-markers"] <= math.ceil(EXPIRED / PAGE) + 1
         # Without the early stop the markers alone would take ceil(MARKERS/1000) pages.

@@ -176,6 +176,16 @@ class RequestCounts:
     def __getitem__(self, kind: str) -> int:
         return self.by_kind.get(kind, 0)
 
+    @classmethod
+    def of(cls, records: Iterable[RequestRecord]) -> RequestCounts:
+        """Counts of ``records`` (for example only those answered below 500)."""
+        by_kind: Counter[str] = Counter()
+        by_method: Counter[str] = Counter()
+        for record in records:
+            by_kind[record.kind] += 1
+            by_method[record.method] += 1
+        return cls(dict(sorted(by_kind.items())), dict(by_method))
+
     def __sub__(self, earlier: RequestCounts) -> RequestCounts:
         return RequestCounts(
             by_kind=_minus(self.by_kind, earlier.by_kind),
@@ -245,6 +255,7 @@ class CountingProxy:
         self._by_method: Counter[str] = Counter()
         self._records: deque[RequestRecord] = deque(maxlen=_RECORDS_KEPT)
         self._failures: list[str] = []
+        self._recorded = 0  # records ever appended, for mark() / records_since()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -359,6 +370,7 @@ class CountingProxy:
             self._by_method.clear()
             self._records.clear()
             self._failures.clear()
+            self._recorded = 0
             return counts
 
     def _count(self, head: RequestHead) -> str:
@@ -371,6 +383,20 @@ class CountingProxy:
     def _record(self, head: RequestHead, kind: str, status: int | None) -> None:
         with self._lock:
             self._records.append(RequestRecord(head.method, head.target, kind, status))
+            self._recorded += 1
+
+    def mark(self) -> int:
+        """A position in the records, for :meth:`records_since`."""
+        with self._lock:
+            return self._recorded
+
+    def records_since(self, mark: int) -> list[RequestRecord]:
+        """The requests answered (or failed) since ``mark``, oldest first."""
+        with self._lock:
+            newer = self._recorded - mark
+            if newer > len(self._records):
+                raise RuntimeError("more requests since the mark than the records keep")
+            return list(self._records)[len(self._records) - newer :] if newer else []
 
     # -- the extension point ---------------------------------------------------
 
