@@ -49,6 +49,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 __all__ = [
     "CountingProxy",
@@ -253,7 +254,9 @@ class CountingProxy:
         self._lock = threading.Lock()
         self._by_kind: Counter[str] = Counter()
         self._by_method: Counter[str] = Counter()
-        self._records: deque[RequestRecord] = deque(maxlen=_RECORDS_KEPT)
+        # Entries [method, target, kind, status]: appended when a request arrives,
+        # the status filled in before any byte of the answer reaches the client.
+        self._records: deque[list[Any]] = deque(maxlen=_RECORDS_KEPT)
         self._failures: list[str] = []
         self._recorded = 0  # records ever appended, for mark() / records_since()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -353,7 +356,7 @@ class CountingProxy:
     def records(self) -> list[RequestRecord]:
         """The requests received (the most recent 200,000), oldest first."""
         with self._lock:
-            return list(self._records)
+            return [RequestRecord(*entry) for entry in self._records]
 
     @property
     def failures(self) -> list[str]:
@@ -373,17 +376,21 @@ class CountingProxy:
             self._recorded = 0
             return counts
 
-    def _count(self, head: RequestHead) -> str:
+    def _count(self, head: RequestHead) -> list[Any]:
+        """Count a request as it arrives; return its record entry (status to come)."""
         kind = self.classify(head.method, head.target)
+        entry: list[Any] = [head.method, head.target, kind, None]
         with self._lock:
             self._by_kind[kind] += 1
             self._by_method[head.method] += 1
-        return kind
-
-    def _record(self, head: RequestHead, kind: str, status: int | None) -> None:
-        with self._lock:
-            self._records.append(RequestRecord(head.method, head.target, kind, status))
+            self._records.append(entry)
             self._recorded += 1
+        return entry
+
+    def _answered(self, entry: list[Any], status: int) -> None:
+        """Note the status of a request, before the client can see the answer."""
+        with self._lock:
+            entry[3] = status
 
     def mark(self) -> int:
         """A position in the records, for :meth:`records_since`."""
@@ -391,12 +398,18 @@ class CountingProxy:
             return self._recorded
 
     def records_since(self, mark: int) -> list[RequestRecord]:
-        """The requests answered (or failed) since ``mark``, oldest first."""
+        """The requests received since ``mark``, oldest first.
+
+        Every request is recorded when it arrives and its status before the
+        client sees any of the answer, so once a client has its answer, the
+        request is here with its status (None: not answered).
+        """
         with self._lock:
             newer = self._recorded - mark
             if newer > len(self._records):
                 raise RuntimeError("more requests since the mark than the records keep")
-            return list(self._records)[len(self._records) - newer :] if newer else []
+            entries = list(self._records)[len(self._records) - newer :] if newer else []
+            return [RequestRecord(*entry) for entry in entries]
 
     # -- the extension point ---------------------------------------------------
 
@@ -435,32 +448,26 @@ class CountingProxy:
                 head = await _read_request_head(reader)
                 if head is None:
                     return
-                kind = self._count(head)
+                entry = self._count(head)
                 keep_client = _keeps_alive(head.version, head.header("connection"))
                 try:
                     reply = await self.intercept(head)
                 except DropConnection as drop:
-                    self._record(head, kind, None)
                     _abort_if_reset(drop, writer)
                     return
                 if reply is not None:
                     await _discard_body(reader, head)
+                    self._answered(entry, reply.status)
                     await _write_reply(writer, reply, keep_client)
-                    self._record(head, kind, reply.status)
                     if not keep_client:
                         return
                     continue
                 if (head.header("expect") or "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     await writer.drain()
-                try:
-                    upstream, status, keep_client = await self._forward(
-                        head, reader, writer, upstream, keep_client
-                    )
-                except BaseException:
-                    self._record(head, kind, None)
-                    raise
-                self._record(head, kind, status)
+                upstream, keep_client = await self._forward(
+                    head, entry, reader, writer, upstream, keep_client
+                )
                 if not keep_client:
                     return
         except DropConnection as drop:  # raised by intercept_answer
@@ -491,11 +498,12 @@ class CountingProxy:
     async def _forward(
         self,
         head: RequestHead,
+        entry: list[Any],
         client_reader: asyncio.StreamReader,
         client_writer: asyncio.StreamWriter,
         upstream: _Upstream | None,
         keep_client: bool,
-    ) -> tuple[_Upstream | None, int, bool]:
+    ) -> tuple[_Upstream | None, bool]:
         """Send one request upstream and its answer back; return the connection to reuse."""
         length = head.header("content-length")
         chunked = "chunked" in (head.header("transfer-encoding") or "").lower()
@@ -539,13 +547,13 @@ class CountingProxy:
         except DropConnection:
             upstream.close()
             raise
-        status, keep_upstream, keep_client = await self._relay_answer(
-            head, status_line, upstream.reader, client_writer, keep_client
+        keep_upstream, keep_client = await self._relay_answer(
+            head, entry, status_line, upstream.reader, client_writer, keep_client
         )
         if not keep_upstream:
             upstream.close()
-            return None, status, keep_client
-        return upstream, status, keep_client
+            return None, keep_client
+        return upstream, keep_client
 
     def _upstream_head(self, head: RequestHead) -> bytes:
         lines = [f"{head.method} {head.target} HTTP/1.1"]
@@ -561,11 +569,12 @@ class CountingProxy:
     async def _relay_answer(
         self,
         head: RequestHead,
+        entry: list[Any],
         status_line: bytes,
         upstream: asyncio.StreamReader,
         client: asyncio.StreamWriter,
         keep_client: bool,
-    ) -> tuple[int, bool, bool]:
+    ) -> tuple[bool, bool]:
         while True:
             version, status, reason = _parse_status_line(status_line)
             headers = await _read_header_lines(upstream)
@@ -580,6 +589,7 @@ class CountingProxy:
         until_eof = has_body and not chunked and length is None
         if until_eof:
             keep_upstream = keep_client = False  # only the end of the connection frames it
+        self._answered(entry, status)
         lines = [f"HTTP/1.1 {status} {reason}"]
         for name, value in headers:
             lowered = name.lower()
@@ -594,7 +604,7 @@ class CountingProxy:
         if has_body:
             await _copy_body(upstream, client, length, chunked, until_eof=until_eof)
         await client.drain()
-        return status, keep_upstream, keep_client
+        return keep_upstream, keep_client
 
 
 def _abort_if_reset(drop: DropConnection, writer: asyncio.StreamWriter) -> None:
