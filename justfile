@@ -44,3 +44,15 @@ containers-gcs *ARGS: sync
 # Writes benchmarks/last_run.json and the tables of BENCHMARKS.md; about 15 min on 2 cores.
 bench *ARGS: sync
     uv run --frozen python -m benchmarks {{ARGS}}
+
+# Not in `test`: the fault profile with 60 keys an adapter and every fault on every operation,
+# 120 rounds of killed writers, 30 scenarios of killed sweeps, five times the hostile inputs;
+# figures go to .reliability/soak/ (render them with `just reliability`).
+# Issue 9's long fault, crash and hostile-input runs (about 15 min on 2 cores).
+soak: sync
+    TAQUBA_MEMO_SOAK=1 TAQUBA_MEMO_RELIABILITY_DIR=.reliability/soak uv run --frozen pytest tests/faults tests/crash tests/hostile
+
+# Render the figures the last `just test` and `just soak` runs wrote into RELIABILITY.md.
+reliability:
+    uv run --frozen python scripts/reliability_report.py --write
+    -uv run --frozen python scripts/reliability_report.py --soak --write

@@ -53,7 +53,7 @@ class ReliabilityFigures:
         with self._lock:
             return self._counts.get(section, Counter())[name]
 
-    def write(self, directory: Path) -> None:
+    def write(self, directory: Path, *, tests_failed: int = 0) -> None:
         with self._lock:
             sections = sorted(set(self._counts) | set(self._notes))
             if not sections:
@@ -70,8 +70,10 @@ class ReliabilityFigures:
                     "host": f"{platform.node()} ({platform.system()}, {os.cpu_count()} CPUs, "
                     f"Python {platform.python_version()})",
                     "figures": dict(sorted(self._counts.get(section, Counter()).items())),
-                    "notes": self._notes.get(section, {}),
+                    "notes": dict(self._notes.get(section, {})),
                 }
+                if tests_failed:  # figures of a run with failures are not a clean result
+                    stored[section]["notes"]["tests_failed_in_that_run"] = tests_failed
             directory.mkdir(parents=True, exist_ok=True)
             temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(dict(sorted(stored.items())), indent=2) + "\n")
@@ -79,8 +81,8 @@ class ReliabilityFigures:
 
 
 @pytest.fixture(scope="session")
-def reliability() -> Iterator[ReliabilityFigures]:
+def reliability(request: pytest.FixtureRequest) -> Iterator[ReliabilityFigures]:
     """Figures for RELIABILITY.md, written to ``.reliability/figures.json`` at session end."""
     figures = ReliabilityFigures()
     yield figures
-    figures.write(figures_dir())
+    figures.write(figures_dir(), tests_failed=request.session.testsfailed)

@@ -19,6 +19,7 @@ and nothing else was touched. ``TAQUBA_MEMO_SOAK=1`` runs many more scenarios.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -34,7 +35,7 @@ from ..conftest import ReliabilityFigures
 from .crash_worker import Entry, decode_value, encode_value
 
 SOAK = os.environ.get("TAQUBA_MEMO_SOAK") == "1"
-SCENARIOS = 50 if SOAK else 4
+SCENARIOS = 30 if SOAK else 4
 MAX_KILLED_PASSES = 60  # then one pass is left to finish, so the loop is bounded
 PREFIX = "sweep/memo"
 CUTOFF_MS = 1_800_000_000_000
@@ -120,6 +121,13 @@ async def check(backend: LocalFileBackend, scenario: Scenario, context: str) -> 
     return snapshot
 
 
+def sigkill(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL our own ``process`` by its pid, unless it has already ended."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):  # it ended; not reaped yet
+            os.kill(process.pid, signal.SIGKILL)
+
+
 async def sweep_pass(root: Path, kill_after_s: float | None) -> tuple[bool, dict[str, Any]]:
     """Run one sweeper process; kill it after ``kill_after_s``. True if it finished by itself."""
     config = {"root": str(root), "prefix": PREFIX, "cutoff_ms": CUTOFF_MS, "concurrency": 4}
@@ -132,13 +140,12 @@ async def sweep_pass(root: Path, kill_after_s: float | None) -> tuple[bool, dict
         assert ready == b"ready\n", f"the sweeper did not start: {ready!r}"
         if kill_after_s is not None:
             await asyncio.sleep(kill_after_s)
-            if process.returncode is None:
-                os.kill(process.pid, signal.SIGKILL)
+            sigkill(process)
         output = await asyncio.wait_for(process.stdout.read(), PASS_TIMEOUT_S)
         code = await asyncio.wait_for(process.wait(), PASS_TIMEOUT_S)
     finally:
         if process.returncode is None:
-            os.kill(process.pid, signal.SIGKILL)
+            sigkill(process)
             await process.wait()
     if code == -signal.SIGKILL:
         return False, {}

@@ -34,7 +34,7 @@ from ..conftest import ReliabilityFigures
 from .crash_worker import Entry, TornValue, decode_value
 
 SOAK = os.environ.get("TAQUBA_MEMO_SOAK") == "1"
-ROUNDS = 250 if SOAK else 14
+ROUNDS = 120 if SOAK else 14
 WRITERS = 3
 PREFIX = "crash/memo"
 SECTION = "crash: writers killed"
@@ -151,7 +151,10 @@ async def kill(process: asyncio.subprocess.Process) -> bool:
     """SIGKILL ``process`` (by its pid) if it still runs and reap it; True if it was running."""
     running = process.returncode is None
     if running:
-        os.kill(process.pid, signal.SIGKILL)
+        try:
+            os.kill(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended by itself; not reaped yet
+            running = False
     await asyncio.wait_for(process.wait(), 60)
     return running
 

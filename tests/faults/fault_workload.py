@@ -51,7 +51,7 @@ OPERATION_BOUND_S = 90.0
 """No single backend call may take longer: beyond it the call counts as a hang."""
 
 FAULT_RATE = 0.2
-KEYS = 120 if SOAK else 20
+KEYS = 60 if SOAK else 20
 OPERATIONS_PER_KEY = 10 if SOAK else 8
 CONCURRENCY = 8
 SIZES = (0, 7, 1000, 100_000)

@@ -44,6 +44,7 @@ from ..conftest import ReliabilityFigures
 from .recorder import Recorder
 
 SECTION = "hostile input"
+SCALE = 5 if os.environ.get("TAQUBA_MEMO_SOAK") == "1" else 1  # `just soak` tries five times more
 
 # Inputs people and attackers actually send, mixed with Hypothesis' own text.
 NASTY = [
@@ -254,7 +255,7 @@ inputs = {
 
 
 def test_hostile_input_through_the_store_in_memory(reliability: ReliabilityFigures) -> None:
-    @settings(max_examples=2000, deadline=None)
+    @settings(max_examples=2000 * SCALE, deadline=None)
     @given(**inputs)
     def check(**drawn: Any) -> None:
         refused = asyncio.run(exercise(InMemoryBackend(), **drawn))
@@ -271,7 +272,9 @@ def test_hostile_input_through_the_store_on_local_files(reliability: Reliability
         root = Path(sandbox) / "store"
         examples = iter(range(10**9))
 
-        @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @settings(
+            max_examples=600 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        )
         @given(**inputs)
         def check(**drawn: Any) -> None:
             # A directory per example: markers of earlier examples must not expire here.
@@ -302,7 +305,7 @@ marker_like = st.builds(
 )
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=800 * SCALE, deadline=None)
 @given(names=st.lists(st.one_of(marker_like, hostile_text), max_size=6))
 def test_stray_marker_names_never_raise_nor_clear_a_run_no_marker_names(
     names: list[str], reliability: ReliabilityFigures

@@ -16,6 +16,7 @@ MemoryStore and LocalStore through taquba_memo_obstore.ObstoreBackend
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -47,7 +48,7 @@ STEPS = (0, 1, 2**32 - 1)
 USER_KEYS = ("", "k", "a/b", "../x", "ключ", "\x00", " ")
 TIMES = (0, 5, 10, 11, 2**64 - 1)
 CUTOFFS = (0, 6, 11, 2**64 - 1)
-EXAMPLES = 100
+EXAMPLES = 500 if os.environ.get("TAQUBA_MEMO_SOAK") == "1" else 100
 
 BackendMaker = Callable[[Path], MemoBackend]
 

@@ -1,0 +1,140 @@
+"""Render the reliability figures of the last test run (.reliability/figures.json) as Markdown.
+
+    python scripts/reliability_report.py                 # print the tables
+    python scripts/reliability_report.py --write         # also put them into RELIABILITY.md
+    python scripts/reliability_report.py --soak --write  # the figures of `just soak`
+
+The tests under tests/faults, tests/crash, tests/hostile and tests/errors
+record their figures through the ``reliability`` fixture (tests/conftest.py);
+each section keeps the figures of the last run that executed it. ``just soak``
+writes to .reliability/soak/ instead. ``--write`` replaces what lies between
+the ``figures`` (or ``soak-figures``) markers of RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def figures_path(soak: bool) -> Path:
+    configured = os.environ.get("TAQUBA_MEMO_RELIABILITY_DIR")
+    directory = Path(configured) if configured else ROOT / ".reliability"
+    return (directory / "soak" if soak and not configured else directory) / "figures.json"
+
+
+def total(sections: dict[str, Any], prefix: str, *names: str) -> int:
+    return sum(
+        section["figures"].get(name, 0)
+        for title, section in sections.items()
+        if title.startswith(prefix)
+        for name in names
+    )
+
+
+def headline(sections: dict[str, Any]) -> list[tuple[str, int]]:
+    return [
+        ("faults injected into adapter requests", total(sections, "faults:", "faults_injected")),
+        (
+            "acknowledged writes read back identical under faults",
+            total(sections, "faults:", "acknowledged_writes_read_back_identical"),
+        ),
+        (
+            "operations that ran out of retries and failed transiently (never a hang)",
+            total(
+                sections,
+                "faults:",
+                "retries_exhausted_then_transient_error",
+                "operations_failed_transient",
+                "listings_failed_transient",
+            ),
+        ),
+        (
+            "processes killed with SIGKILL (writers, readers)",
+            total(sections, "crash:", "processes_killed"),
+        ),
+        (
+            "puts, overwrites and creates acknowledged by killed writers, none lost or torn",
+            total(
+                sections,
+                "crash:",
+                "puts_acknowledged",
+                "overwrites_acknowledged",
+                "creates_acknowledged",
+            ),
+        ),
+        ("sweeps killed and finished by a later pass", total(sections, "crash:", "sweeps_killed")),
+        (
+            "hostile inputs tried (store calls, marker names)",
+            total(
+                sections,
+                "hostile",
+                "store_inputs_tried",
+                "store_inputs_tried_on_local_files",
+                "stray_marker_names_tried",
+            ),
+        ),
+        (
+            "MemoStore operations checked against the dict model",
+            total(sections, "hostile", "state_machine_store_operations"),
+        ),
+        (
+            "failing operations searched for credentials",
+            total(sections, "secrets", "failing_operations_checked"),
+        ),
+    ]
+
+
+def render(sections: dict[str, Any]) -> str:
+    times = sorted(section["recorded_at"] for section in sections.values())
+    hosts = sorted({section["host"] for section in sections.values()})
+    lines = [
+        f"Last run: {times[0]} to {times[-1]} (UTC), on {'; '.join(hosts)}.",
+        "",
+        "| What | Count |",
+        "|---|---:|",
+    ]
+    lines += [f"| {what} | {count:,} |" for what, count in headline(sections)]
+    for title, section in sections.items():
+        lines += ["", f"**{title}**", "", "| Figure | Value |", "|---|---:|"]
+        lines += [f"| {name} | {value:,} |" for name, value in section["figures"].items()]
+        for name, value in section["notes"].items():
+            shown = json.dumps(value, sort_keys=False) if not isinstance(value, str) else value
+            lines.append(f"| {name} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="update RELIABILITY.md")
+    parser.add_argument("--soak", action="store_true", help="the figures of `just soak`")
+    arguments = parser.parse_args()
+    path = figures_path(arguments.soak)
+    if not path.exists():
+        print(f"{path} does not exist: run the tests first (just test, or just soak)")
+        return 1
+    text = render(json.loads(path.read_text()))
+    print(text)
+    if arguments.write:
+        marker = "soak-figures" if arguments.soak else "figures"
+        start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+        document = ROOT / "RELIABILITY.md"
+        current = document.read_text()
+        if start not in current or end not in current:
+            print(f"RELIABILITY.md has no {start} ... {end} block")
+            return 1
+        before, _, rest = current.partition(start)
+        _, _, after = rest.partition(end)
+        document.write_text(f"{before}{start}\n{text}{end}{after}")
+        print(f"updated {document}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
