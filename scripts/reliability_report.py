@@ -91,6 +91,44 @@ def headline(sections: dict[str, Any]) -> list[tuple[str, int]]:
     ]
 
 
+FAULT_ROWS = (
+    ("requests through the proxy", "requests_through_proxy"),
+    ("faults injected", "faults_injected"),
+    ("... during the mixed workload", "faults_injected_during_workload"),
+    ("acknowledged writes read back identical", "acknowledged_writes_read_back_identical"),
+    ("gets answered correctly", "gets_answered_correctly"),
+    ("creates that found their own replayed write", "creates_that_found_their_own_replayed_write"),
+    ("workload operations failed transiently", "operations_failed_transient"),
+    ("listings answered correctly", "listings_answered_correctly"),
+    ("retries exhausted, then a transient error", "retries_exhausted_then_transient_error"),
+)
+
+
+def render_faults(faults: dict[str, Any]) -> list[str]:
+    """One table, an adapter per column: the fault sections side by side."""
+    names = [title.removeprefix("faults: ") for title in faults]
+    lines = [
+        "| Fault profile | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for label, key in FAULT_ROWS:
+        values = [f"{section['figures'].get(key, 0):,}" for section in faults.values()]
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    settings = next(iter(faults.values()))["notes"].get("settings", {})
+    shown = {k: v for k, v in settings.items() if k not in ("seed", "server")}
+    lines += ["", f"Settings: {json.dumps(shown)}; faults injected by kind per adapter:", ""]
+    for title, section in faults.items():
+        kinds = {
+            name.removeprefix("injected "): count
+            for name, count in section["figures"].items()
+            if name.startswith("injected ")
+        }
+        failed = section["notes"].get("tests_failed_in_that_run")
+        warning = f" (**{failed} test(s) failed in that run**)" if failed else ""
+        lines.append(f"* {title.removeprefix('faults: ')}: {json.dumps(kinds)}{warning}")
+    return lines
+
+
 def render(sections: dict[str, Any]) -> str:
     times = sorted(section["recorded_at"] for section in sections.values())
     hosts = sorted({section["host"] for section in sections.values()})
@@ -101,11 +139,16 @@ def render(sections: dict[str, Any]) -> str:
         "|---|---:|",
     ]
     lines += [f"| {what} | {count:,} |" for what, count in headline(sections)]
+    faults = {title: section for title, section in sections.items() if title.startswith("faults:")}
+    if faults:
+        lines += ["", *render_faults(faults)]
     for title, section in sections.items():
-        lines += ["", f"**{title}**", "", "| Figure | Value |", "|---|---:|"]
+        if title in faults:
+            continue
+        lines += ["", f"| {title} | |", "|---|---:|"]
         lines += [f"| {name} | {value:,} |" for name, value in section["figures"].items()]
         for name, value in section["notes"].items():
-            shown = json.dumps(value, sort_keys=False) if not isinstance(value, str) else value
+            shown = value if isinstance(value, str) else json.dumps(value)
             lines.append(f"| {name} | {shown} |")
     return "\n".join(lines) + "\n"
 

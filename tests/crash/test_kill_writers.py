@@ -174,7 +174,6 @@ async def test_killed_writers_leave_every_entry_absent_old_or_new(
     owned = [owned_entries(writer) for writer in range(WRITERS)]
     every_path = {entry.path(PREFIX): entry for entries in owned for entry in entries}
     state: list[list[State]] = [[None] * len(entries) for entries in owned]
-    reliability.note(SECTION, "rounds", ROUNDS)
     reliability.note(SECTION, "writers_per_round", WRITERS)
 
     for round_number in range(ROUNDS):
