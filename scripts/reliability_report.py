@@ -29,16 +29,15 @@ def figures_path(soak: bool) -> Path:
     return (directory / "soak" if soak and not configured else directory) / "figures.json"
 
 
-def total(sections: dict[str, Any], prefix: str, *names: str) -> int:
-    return sum(
-        section["figures"].get(name, 0)
-        for title, section in sections.items()
-        if title.startswith(prefix)
-        for name in names
-    )
+def total(sections: dict[str, Any], prefix: str, *names: str) -> int | None:
+    """The sum of ``names`` over the sections titled ``prefix...``; None if none ran."""
+    matching = [section for title, section in sections.items() if title.startswith(prefix)]
+    if not matching:
+        return None
+    return sum(int(section["figures"].get(name, 0)) for section in matching for name in names)
 
 
-def headline(sections: dict[str, Any]) -> list[tuple[str, int]]:
+def headline(sections: dict[str, Any]) -> list[tuple[str, int | None]]:
     return [
         ("faults injected into adapter requests", total(sections, "faults:", "faults_injected")),
         (
@@ -133,12 +132,16 @@ def render(sections: dict[str, Any]) -> str:
     times = sorted(section["recorded_at"] for section in sections.values())
     hosts = sorted({section["host"] for section in sections.values()})
     lines = [
-        f"Last run: {times[0]} to {times[-1]} (UTC), on {'; '.join(hosts)}.",
+        f"Recorded {times[0]}{'' if times[0] == times[-1] else f' to {times[-1]}'} (UTC), "
+        f"on {'; '.join(hosts)}.",
         "",
         "| What | Count |",
         "|---|---:|",
     ]
-    lines += [f"| {what} | {count:,} |" for what, count in headline(sections)]
+    lines += [
+        f"| {what} | {'not run' if count is None else f'{count:,}'} |"
+        for what, count in headline(sections)
+    ]
     faults = {title: section for title, section in sections.items() if title.startswith("faults:")}
     if faults:
         lines += ["", *render_faults(faults)]
