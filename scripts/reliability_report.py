@@ -151,6 +151,8 @@ def render(sections: dict[str, Any]) -> str:
         lines += ["", f"| {title} | |", "|---|---:|"]
         lines += [f"| {name} | {value:,} |" for name, value in section["figures"].items()]
         for name, value in section["notes"].items():
+            if name in section["figures"]:
+                continue  # older runs noted some counts twice
             shown = value if isinstance(value, str) else json.dumps(value)
             lines.append(f"| {name} | {shown} |")
     return "\n".join(lines) + "\n"
