@@ -359,3 +359,18 @@ async def test_closing_the_store_closes_the_backend() -> None:
     async with MemoStore(Tracks(), "memo") as store:
         assert repr(store) == "MemoStore(prefix='memo', backend=InMemoryBackend(keys=0))"
     assert closed
+
+
+async def test_a_run_with_two_expired_markers_is_cleared_and_counted_once() -> None:
+    store = MemoStore(InMemoryBackend(), "memo")
+    memo = store.new_memo("twice", 0)
+    for key in ("a", "b", "c"):
+        await memo.put(key, b"v")
+    await store.write_terminal_marker("twice", 1)
+    await store.write_terminal_marker("twice", 2)
+
+    report = await store.sweep(10, concurrency=4)
+
+    assert report.entries_deleted == 3
+    assert report.runs_cleared == ["twice"]
+    assert await store.list_terminal_markers() == []

@@ -13,6 +13,7 @@ a reader that finds nothing simply re-executes the step.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -283,13 +284,29 @@ class MemoStore:
             raise InvalidArgumentError("concurrency must be a positive int")
         report = SweepReport(cutoff_ms=cutoff_ms, dry_run=dry_run)
 
+        # A run with several expired markers is cleared once while in flight,
+        # so its entries are counted once.
+        clearing: dict[str, asyncio.Future[_ClearOutcome]] = {}
+        counted_runs: set[str] = set()
+
+        async def clear_once(run_id: str) -> tuple[_ClearOutcome, bool]:
+            pending = clearing.get(run_id)
+            if pending is not None:
+                return await asyncio.shield(pending), False
+            pending = clearing[run_id] = asyncio.ensure_future(self._clear_run(run_id))
+            try:
+                return await asyncio.shield(pending), True
+            finally:
+                del clearing[run_id]
+
         async def sweep_one(marker: TerminalMarker) -> None:
             deleted = 0
             if not dry_run:
                 try:
-                    outcome = await self._clear_run(marker.run_id)
-                    deleted = outcome.deleted
-                    report.entries_deleted += deleted
+                    outcome, cleared_here = await clear_once(marker.run_id)
+                    if cleared_here:
+                        deleted = outcome.deleted
+                        report.entries_deleted += deleted
                     if outcome.failures:
                         first = next(iter(outcome.failures.values()))
                         raise DeleteManyError(outcome.failures) from first
@@ -297,7 +314,9 @@ class MemoStore:
                 except BackendError as exc:
                     report.failures.append(SweepFailure(marker, exc))
                     return
-            report.runs_cleared.append(marker.run_id)
+            if marker.run_id not in counted_runs:
+                counted_runs.add(marker.run_id)
+                report.runs_cleared.append(marker.run_id)
             if on_run_done is not None:
                 result = on_run_done(marker, deleted)
                 if result is not None:
