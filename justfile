@@ -39,9 +39,10 @@ fmt: sync
 containers-gcs *ARGS: sync
     bash scripts/containers_gcs.sh {{ARGS}}
 
-# Not CI: the issue-8 benchmark (requests per operation, time against the raw SDKs and the
-# reference clear, marker-iteration memory) on local moto, fake-gcs-server and Azurite.
-# Writes benchmarks/last_run.json and the tables of BENCHMARKS.md; about 15 min on 2 cores.
+# Requests per operation, time against the raw SDKs and the reference clear, and marker
+# memory, on local moto, fake-gcs-server and Azurite; writes BENCHMARKS.md (tables) and
+# benchmarks/last_run.json. Not CI; 30-40 min on 2 shared cores (`just bench --quick`: 3).
+# Benchmark every adapter against its emulator and update BENCHMARKS.md (not CI).
 bench *ARGS: sync
     uv run --frozen python -m benchmarks {{ARGS}}
 

@@ -98,6 +98,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only", default="", help="comma-separated adapter names (default: all of them)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument(
+        "--skip-counts", action="store_true", help="only the timings and the memory"
+    )
     parser.add_argument("--out", type=Path, default=None, help="markdown file to update")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "last_run.json")
     args = parser.parse_args(argv)
@@ -240,8 +243,9 @@ async def main(argv: list[str] | None = None) -> int:
             if target.proxy_upstream is not None:
                 groups.setdefault(target.server_group, []).append(target)
         # Counts do not depend on timing, so the servers are counted side by side.
-        _log(f"counting requests on {len(groups)} servers at once")
-        await asyncio.gather(*(count_group(group, args, results) for group in groups.values()))
+        if not args.skip_counts:
+            _log(f"counting requests on {len(groups)} servers at once")
+            await asyncio.gather(*(count_group(group, args, results) for group in groups.values()))
         # Timings run one target at a time.
         for target in targets:
             timed = await time_target(target, args)
