@@ -136,10 +136,12 @@ async def test_clear_lists_the_run_once_and_deletes_in_batches(adapter: Adapter)
     async with MemoStore(backend, "clear") as store:
         await warm_up(backend)
         seen = Seen(adapter.proxy)
-        assert await store.clear_memos_for_run("big-run") == ENTRIES
+        cleared = await store.clear_memos_for_run("big-run")
         counts = seen.answered()
 
+        # First: a request the server failed or never answered explains a short count.
         assert_only_moto_races(adapter, seen)
+        assert cleared == ENTRIES
         assert counts == CLEAR_REQUESTS[adapter.name]
         batch = backend.capabilities.max_delete_batch
         if "batch" in counts:  # the target, where the store takes batches
@@ -173,10 +175,10 @@ async def test_sweep_lists_markers_only_up_to_the_first_unexpired_one(adapter: A
         report = await store.sweep(1_500_000_000_000)
         counts = seen.answered()
 
+        assert_only_moto_races(adapter, seen)
         assert report.ok
         assert len(report.runs_cleared) == EXPIRED
         assert report.entries_deleted == EXPIRED * ENTRIES_PER_EXPIRED
-        assert_only_moto_races(adapter, seen)
         assert counts == SWEEP_REQUESTS[adapter.name]
         assert counts["list-markers"] <= math.ceil(EXPIRED / PAGE) + 1
         # Without the early stop the markers alone would take ceil(MARKERS/1000) pages.

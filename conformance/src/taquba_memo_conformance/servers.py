@@ -92,6 +92,8 @@ MINIO_ACCESS_KEY = "minioadmin"
 MINIO_SECRET_KEY = "minioadmin"
 FAKE_GCS_IMAGE = "fsouza/fake-gcs-server:1.54.0"
 AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
+# A file for the debug log of an Azurite the kit starts as a process.
+AZURITE_DEBUG_LOG_ENV = "TAQUBA_MEMO_AZURITE_DEBUG_LOG"
 
 SERVERS_EXTRA_HINT = "install the kit's extra: pip install 'taquba-memo-conformance[servers]'"
 PROCESS_START_ATTEMPTS = 3  # a free port can be taken between picking and binding it
@@ -676,8 +678,22 @@ def start_azure_process() -> AzureServer:
     install = ensure_azurite()
     node, main = str(install.node.node), str(install.blob_main)
 
+    # Azurite's debug log names every request and its duration: the way to see
+    # which side a slow or unanswered request stalled on.
+    debug_log = os.environ.get(AZURITE_DEBUG_LOG_ENV)
+    debug = ["--debug", debug_log] if debug_log else []
+
     def argv(port: int) -> list[str]:
-        return [node, main, "--blobHost", "127.0.0.1", "--blobPort", str(port), *_AZURITE_FLAGS]
+        return [
+            node,
+            main,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            *_AZURITE_FLAGS,
+            *debug,
+        ]
 
     port, seconds, process = _start_process(
         "azurite",
