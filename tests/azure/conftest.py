@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -17,11 +16,8 @@ BackendFactory = Callable[..., AzureBlobBackend]
 @pytest.fixture
 def azure_container(azure_server: AzureServer) -> Iterator[str]:
     """A new, empty container for one test, deleted afterwards (unless the server fixes one)."""
-    name = azure_server.new_container()
-    yield name
-    if not azure_server.fixed_container:
-        with contextlib.suppress(Exception):
-            azure_server.blob_service_client().delete_container(name)
+    with azure_server.temporary_container() as name:
+        yield name
 
 
 @pytest.fixture

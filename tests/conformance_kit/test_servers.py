@@ -208,6 +208,16 @@ def test_azure_round_trip_with_azure_storage_blob(azure_process: AzureServer) ->
     assert list(service.get_container_client(other).list_blobs()) == []
 
 
+def test_a_temporary_azure_container_is_deleted_with_its_blobs(azure_process: AzureServer) -> None:
+    service = azure_process.blob_service_client()
+    with azure_process.temporary_container() as container:
+        service.get_blob_client(container, "k").upload_blob(b"v")
+        assert service.get_container_client(container).exists()
+    assert not service.get_container_client(container).exists()
+    with azure_process.temporary_container() as container:
+        service.delete_container(container)  # a test may delete it itself
+
+
 def test_azure_round_trip_with_a_client_built_from_account_and_key(
     azure_process: AzureServer,
 ) -> None:

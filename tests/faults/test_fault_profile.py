@@ -148,25 +148,25 @@ async def azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
     server: AzureServer = request.getfixturevalue("azure_server")
     if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
         pytest.skip("the fault proxy forwards plain HTTP only")
-    container = server.new_container()
-    proxy = fault_proxy(f"http://{host_port(server.blob_endpoint)}", "azure")
-    faulty = AzureBlobBackend.from_connection_string(
-        azure_connection_string(server, proxy.url),
-        container,
-        retry_total=RETRIES,
-        initial_backoff=0.05,
-        increment_base=0.2,
-        random_jitter_range=0.05,
-        connection_timeout=CLIENT_TIMEOUT_S,
-        read_timeout=CLIENT_TIMEOUT_S,
-    )
-    direct = AzureBlobBackend.from_connection_string(server.connection_string, container)
-    try:
-        yield Target("azure", faulty, direct, proxy, {"server": server.emulator or "env"})
-    finally:
-        await faulty.aclose()
-        await direct.aclose()
-        proxy.close()
+    with server.temporary_container() as container:
+        proxy = fault_proxy(f"http://{host_port(server.blob_endpoint)}", "azure")
+        faulty = AzureBlobBackend.from_connection_string(
+            azure_connection_string(server, proxy.url),
+            container,
+            retry_total=RETRIES,
+            initial_backoff=0.05,
+            increment_base=0.2,
+            random_jitter_range=0.05,
+            connection_timeout=CLIENT_TIMEOUT_S,
+            read_timeout=CLIENT_TIMEOUT_S,
+        )
+        direct = AzureBlobBackend.from_connection_string(server.connection_string, container)
+        try:
+            yield Target("azure", faulty, direct, proxy, {"server": server.emulator or "env"})
+        finally:
+            await faulty.aclose()
+            await direct.aclose()
+            proxy.close()
 
 
 @contextlib.asynccontextmanager
@@ -202,26 +202,26 @@ async def obstore_azure_target(request: pytest.FixtureRequest) -> AsyncIterator[
     if server.emulator != "azurite":
         pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
     monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
-    container = server.new_container()
-    azurite = f"http://{host_port(server.blob_endpoint)}"
-    proxy = fault_proxy(azurite, "obstore-azure")
-    # use_emulator reads the address when the store is built (an explicit endpoint
-    # would make obstore send list offsets Azurite ignores).
-    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", azurite)
-    direct = ObstoreBackend(AzureStore(container, use_emulator=True))
-    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", proxy.url)
-    faulty = ObstoreBackend(
-        AzureStore(
-            container,
-            use_emulator=True,
-            client_options=OBSTORE_CLIENT,
-            retry_config=OBSTORE_RETRY,
+    with server.temporary_container() as container:
+        azurite = f"http://{host_port(server.blob_endpoint)}"
+        proxy = fault_proxy(azurite, "obstore-azure")
+        # use_emulator reads the address when the store is built (an explicit endpoint
+        # would make obstore send list offsets Azurite ignores).
+        monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", azurite)
+        direct = ObstoreBackend(AzureStore(container, use_emulator=True))
+        monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", proxy.url)
+        faulty = ObstoreBackend(
+            AzureStore(
+                container,
+                use_emulator=True,
+                client_options=OBSTORE_CLIENT,
+                retry_config=OBSTORE_RETRY,
+            )
         )
-    )
-    try:
-        yield Target("obstore Azure", faulty, direct, proxy, {"server": "azurite"})
-    finally:
-        proxy.close()
+        try:
+            yield Target("obstore Azure", faulty, direct, proxy, {"server": "azurite"})
+        finally:
+            proxy.close()
 
 
 @contextlib.asynccontextmanager

@@ -94,12 +94,9 @@ class TestS3StoreConformance(MemoBackendConformance):
 class TestAzureStoreConformance(MemoBackendConformance):
     @pytest.fixture
     def container(self, azure_server: AzureServer) -> Iterator[str]:
-        name = azure_server.new_container()
-        self.container_client = azure_server.blob_service_client().get_container_client(name)
-        yield name
-        if not azure_server.fixed_container:
-            with contextlib.suppress(Exception):
-                self.container_client.delete_container()
+        with azure_server.temporary_container() as name:
+            self.container_client = azure_server.blob_service_client().get_container_client(name)
+            yield name
 
     @pytest_asyncio.fixture
     async def backend(

@@ -24,6 +24,7 @@ Only the standard library is imported here at module level; the SDKs of the
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -33,7 +34,7 @@ import urllib.parse
 import urllib.request
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -251,6 +252,27 @@ class AzureServer:
         name = _unique_name()
         self.blob_service_client().create_container(name)
         return name
+
+    @contextlib.contextmanager
+    def temporary_container(self) -> Iterator[str]:
+        """A fresh container (as :meth:`new_container`), deleted with its blobs on exit.
+
+        Prefer it to :meth:`new_container` in tests: blobs left behind slow
+        Azurite down for every later test, because its batch delete takes time
+        in proportion to all the blobs the server holds, in every container
+        (measured: 256 keys in 0.14 s on an empty Azurite, 3.7 s with 5,000
+        blobs in another container, 27.6 s with 20,000). The fixed container
+        (``TAQUBA_MEMO_AZURE_CONTAINER``) is never deleted.
+        """
+        name = self.new_container()
+        try:
+            yield name
+        finally:
+            if name != self.fixed_container:
+                from azure.core.exceptions import ResourceNotFoundError
+
+                with contextlib.suppress(ResourceNotFoundError):  # the test deleted it
+                    self.blob_service_client().delete_container(name)
 
     def close(self) -> None:
         """Stop the server if the kit started it (a server given by env is left alone)."""

@@ -16,6 +16,9 @@ Per store type (what the capabilities declare, measured with obstore 0.12):
   link; single deletes, 10 in flight.
 * ``MemoryStore``: ordered listing, conditional put, deletes in memory.
 
+A failed batch is redone key by key to learn which keys failed, except after
+a transient failure, where every key of the batch is reported with it.
+
 Listing keeps the protocol's raw-string prefixes over obstore's
 segment-wise ones: a prefix that ends in ``/`` (or is empty) is listed
 directly; otherwise its parent directory is listed and the keys filtered.
@@ -27,7 +30,7 @@ the page requests too: pages are fetched only as keys are consumed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import obstore
@@ -35,7 +38,7 @@ import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
 from taquba_memo.backend import Capabilities, MemoBackend
-from taquba_memo.errors import InvalidKeyError, NotSupported
+from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError, NotSupported
 
 from taquba_memo_obstore._errors import map_obstore_error
 
@@ -236,14 +239,38 @@ class ObstoreBackend(MemoBackend):
         if not self._batch_delete:
             await delete_each(delete_key, list(paths), concurrency=_DELETE_CONCURRENCY)
             return
+        failures: dict[str, BackendError] = {}
         for chunk in chunked(paths, self._capabilities.max_delete_batch):
             try:
                 await obstore.delete_async(self._store, [paths[key] for key in chunk])
-            except Exception:
-                # A batch reports one failure for the whole request (Azure even
-                # for a missing key). Every key was attempted; redo this chunk
-                # key by key to learn which keys really failed and why.
-                await delete_each(delete_key, chunk, concurrency=_DELETE_CONCURRENCY)
+            except Exception as exc:
+                failures.update(await self._after_failed_batch(chunk, exc, delete_key))
+        if failures:
+            raise DeleteManyError(failures)
+
+    async def _after_failed_batch(
+        self, chunk: list[str], exc: Exception, delete_key: Callable[[str], Awaitable[None]]
+    ) -> dict[str, BackendError]:
+        """The keys of a failed batch that really failed, and why.
+
+        A batch reports one failure for the whole request (Azure even for one
+        missing key), so the chunk is redone key by key to learn which keys
+        failed. Not after a transient failure (throttling, 5xx, a timeout):
+        obstore has retried already, and a request per key would only add load
+        to a store that is overloaded or unreachable. Every key of the chunk
+        is then reported with that error, for the caller to try again later.
+        """
+        error = map_obstore_error(
+            exc, store=self._kind, operation="delete", key=f"{len(chunk)} keys from {chunk[0]}"
+        )
+        if isinstance(error, BackendError) and error.transient:
+            error.__cause__ = exc
+            return dict.fromkeys(chunk, error)
+        try:
+            await delete_each(delete_key, chunk, concurrency=_DELETE_CONCURRENCY)
+        except DeleteManyError as redone:
+            return redone.failures
+        return {}
 
     # -- listing -----------------------------------------------------------------
 
