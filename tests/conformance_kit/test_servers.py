@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -216,6 +218,51 @@ def test_a_temporary_azure_container_is_deleted_with_its_blobs(azure_process: Az
     assert not service.get_container_client(container).exists()
     with azure_process.temporary_container() as container:
         service.delete_container(container)  # a test may delete it itself
+
+
+def azurite_gc_sleeps(debug_log: Path, expected: int, timeout: float = 30.0) -> list[str]:
+    """The "Sleep for <ms>ms" lines of Azurite's garbage collector, once ``expected`` are logged."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = debug_log.read_text() if debug_log.exists() else ""
+        sleeps = re.findall(r"markSweepLoop\(\) Sleep for (\d+)ms", text)
+        if len(sleeps) >= expected or time.monotonic() > deadline:
+            return sleeps
+        time.sleep(0.2)
+
+
+def test_the_kit_azurite_collects_garbage_once_a_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    debug_log = tmp_path / "azurite-debug.log"
+    monkeypatch.setenv(servers.AZURITE_DEBUG_LOG_ENV, str(debug_log))
+    server = servers.start_azure_process()
+    try:
+        assert azurite_gc_sleeps(debug_log, 1) == ["86400000"]
+    finally:
+        server.close()
+
+
+def test_the_azurite_garbage_collection_period_can_be_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    debug_log = tmp_path / "azurite-debug.log"
+    monkeypatch.setenv(servers.AZURITE_DEBUG_LOG_ENV, str(debug_log))
+    monkeypatch.setenv(servers.AZURITE_GC_INTERVAL_ENV, "0.5")
+    server = servers.start_azure_process()
+    try:
+        assert azurite_gc_sleeps(debug_log, 3)[:3] == ["500", "500", "500"]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "1e12"])
+def test_a_bad_azurite_garbage_collection_period_is_refused(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(servers.AZURITE_GC_INTERVAL_ENV, value)
+    with pytest.raises(ServerStartError, match=servers.AZURITE_GC_INTERVAL_ENV):
+        servers.start_azure_process()
 
 
 def test_azure_round_trip_with_a_client_built_from_account_and_key(

@@ -95,6 +95,15 @@ FAKE_GCS_IMAGE = "fsouza/fake-gcs-server:1.54.0"
 AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
 # A file for the debug log of an Azurite the kit starts as a process.
 AZURITE_DEBUG_LOG_ENV = "TAQUBA_MEMO_AZURITE_DEBUG_LOG"
+# Azurite collects the storage of deleted blobs every 10 minutes, with no option
+# to change it. In memory mode one pass over a test session's deleted blobs keeps
+# its single thread busy for minutes while every request waits (measured: 20,000
+# blobs written and their container deleted; a one-byte PUT sent at the 10-minute
+# mark got no answer in 300 s). The kit's Azurite process collects once a day
+# instead: a test session's garbage stays in memory until the server stops.
+AZURITE_GC_INTERVAL_ENV = "TAQUBA_MEMO_AZURITE_GC_INTERVAL_S"
+DEFAULT_AZURITE_GC_INTERVAL_S = 24 * 3600.0
+_AZURITE_LAUNCHER = Path(__file__).with_name("azurite") / "launch.js"
 
 SERVERS_EXTRA_HINT = "install the kit's extra: pip install 'taquba-memo-conformance[servers]'"
 PROCESS_START_ATTEMPTS = 3  # a free port can be taken between picking and binding it
@@ -693,12 +702,28 @@ def start_gcs_process() -> GCSServer:
     )
 
 
+def _azurite_gc_interval_s() -> float:
+    raw = os.environ.get(AZURITE_GC_INTERVAL_ENV)
+    if not raw:
+        return DEFAULT_AZURITE_GC_INTERVAL_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0.001 <= seconds <= 365 * 24 * 3600:
+        raise ServerStartError(
+            f"{AZURITE_GC_INTERVAL_ENV} must be a number of seconds (0.001 to a year), not {raw!r}"
+        )
+    return seconds
+
+
 def start_azure_process() -> AzureServer:
     """Azurite's Blob service (npm azurite 3.35.0, installed on first use) on 127.0.0.1."""
     from taquba_memo_conformance._azurite import ensure_azurite
 
     install = ensure_azurite()
     node, main = str(install.node.node), str(install.blob_main)
+    gc_interval_ms = str(round(_azurite_gc_interval_s() * 1000))
 
     # Azurite's debug log names every request and its duration: the way to see
     # which side a slow or unanswered request stalled on.
@@ -708,7 +733,9 @@ def start_azure_process() -> AzureServer:
     def argv(port: int) -> list[str]:
         return [
             node,
+            str(_AZURITE_LAUNCHER),
             main,
+            gc_interval_ms,
             "--blobHost",
             "127.0.0.1",
             "--blobPort",
