@@ -27,16 +27,24 @@ RETRY: RetryConfig = {"max_retries": 2, "retry_timeout": timedelta(seconds=20)}
 CLIENT: ClientConfig = {"allow_http": True, "timeout": "120s", "connect_timeout": "5s"}
 
 
-def s3_store(server: S3Server, bucket: str) -> S3Store:
+def s3_store(
+    server: S3Server,
+    bucket: str,
+    *,
+    endpoint: str | None = None,
+    retry_config: RetryConfig | None = RETRY,
+) -> S3Store:
+    """An S3Store on ``bucket``; ``endpoint`` puts a proxy in front of the server,
+    ``retry_config=None`` keeps obstore's default retries."""
     return S3Store(
         bucket,
-        endpoint=server.endpoint_url,
+        endpoint=endpoint or server.endpoint_url,
         access_key_id=server.access_key,
         secret_access_key=server.secret_key,
         region=server.region,
         virtual_hosted_style_request=False,
         client_options=CLIENT,
-        retry_config=RETRY,
+        retry_config=retry_config,
     )
 
 

@@ -30,7 +30,7 @@ from taquba_memo import (
     TransientBackendError,
 )
 from taquba_memo.urls import open_backend
-from taquba_memo_conformance.counting_proxy import classify_request
+from taquba_memo_conformance.counting_proxy import RequestCounts, classify_request
 from taquba_memo_conformance.fault_proxy import FaultProxy
 from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
@@ -40,7 +40,7 @@ from taquba_memo_obstore._errors import redact
 from .conftest import CLIENT, azure_store, azurite_url, gcs_store, s3_store
 
 if TYPE_CHECKING:
-    from obstore.store import ObjectStore
+    from obstore.store import ObjectStore, RetryConfig
 
 SECRET = "s3cr3t-NEVER-SHOWN-4f9a"
 
@@ -188,15 +188,7 @@ async def test_s3_lists_a_raw_prefix_from_just_before_it_and_stops_after_it(
     s3_server: S3Server, s3_recorder: GcsXmlProxy
 ) -> None:
     bucket = s3_server.new_bucket()
-    store = S3Store(
-        bucket,
-        endpoint=s3_recorder.url,
-        access_key_id=s3_server.access_key,
-        secret_access_key=s3_server.secret_key,
-        region=s3_server.region,
-        virtual_hosted_style_request=False,
-        client_options=CLIENT,
-    )
+    store = s3_store(s3_server, bucket, endpoint=s3_recorder.url, retry_config=None)
     backend = ObstoreBackend(store, "base")
     before = [f"p/aaa/{i:04d}" for i in range(1100)]
     after = [f"p/zzz/{i:04d}" for i in range(1100)]
@@ -335,27 +327,23 @@ def test_redact_removes_query_strings_and_echoed_signature_material() -> None:
 # -- errors against real servers ------------------------------------------------------
 
 
-def s3_behind_batch_faults(
-    s3_server: S3Server, bucket: str, fault: str
-) -> tuple[S3Store, FaultProxy]:
-    """An S3Store on ``bucket`` through a proxy that answers every batch delete with ``fault``."""
-    proxy = FaultProxy(
+async def delete_behind_batch_faults(
+    s3_server: S3Server, bucket: str, fault: str, keys: list[str]
+) -> tuple[DeleteManyError, RequestCounts]:
+    """``delete_many(keys)`` through a proxy that answers every batch delete with ``fault``:
+    the error it raised, and the requests it sent."""
+    with FaultProxy(
         s3_server.endpoint_url,
         rate=1.0,
         faults={fault: 1},
         eligible=lambda request: classify_request(request.method, request.target) == "batch",
-    ).start()
-    store = S3Store(
-        bucket,
-        endpoint=proxy.url,
-        access_key_id=s3_server.access_key,
-        secret_access_key=s3_server.secret_key,
-        region=s3_server.region,
-        virtual_hosted_style_request=False,
-        client_options=CLIENT,
-        retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=5)},
-    )
-    return store, proxy
+    ) as proxy:
+        no_retries: RetryConfig = {"max_retries": 0, "retry_timeout": timedelta(seconds=5)}
+        store = s3_store(s3_server, bucket, endpoint=proxy.url, retry_config=no_retries)
+        before = proxy.counts()
+        with pytest.raises(DeleteManyError) as raised:
+            await ObstoreBackend(store).delete_many(keys)
+        return raised.value, proxy.counts() - before
 
 
 async def test_a_batch_that_fails_transiently_is_reported_whole_without_a_request_per_key(
@@ -363,19 +351,12 @@ async def test_a_batch_that_fails_transiently_is_reported_whole_without_a_reques
 ) -> None:
     bucket = s3_server.new_bucket()
     keys = [f"run/{i:04d}" for i in range(1500)]  # two batches: 1000 and 500
-    store, proxy = s3_behind_batch_faults(s3_server, bucket, "503")
-    try:
-        await obstore.put_async(s3_store(s3_server, bucket), "run/0000", b"v")
-        before = proxy.counts()
-        with pytest.raises(DeleteManyError) as raised:
-            await ObstoreBackend(store).delete_many(keys)
-        sent = proxy.counts() - before
-    finally:
-        proxy.close()
+    await obstore.put_async(s3_store(s3_server, bucket), "run/0000", b"v")
+    error, sent = await delete_behind_batch_faults(s3_server, bucket, "503", keys)
     assert sent.by_kind == {"batch": 2}  # both batches tried, no single deletes
-    assert sorted(raised.value.failures) == keys
-    assert raised.value.transient
-    first = raised.value.failures["run/0000"]
+    assert sorted(error.failures) == keys
+    assert error.transient
+    first = error.failures["run/0000"]
     assert isinstance(first, TransientBackendError)
     assert isinstance(first.__cause__, Exception)
 
@@ -386,20 +367,13 @@ async def test_a_batch_that_fails_for_good_is_redone_key_by_key(s3_server: S3Ser
     keys = [f"run/{i}" for i in range(5)]
     for key in keys:
         await direct.put(key, b"v")
-    store, proxy = s3_behind_batch_faults(s3_server, bucket, "403")
-    try:
-        before = proxy.counts()
-        with pytest.raises(DeleteManyError) as raised:
-            await ObstoreBackend(store).delete_many(keys)
-        sent = proxy.counts() - before
-    finally:
-        proxy.close()
+    error, sent = await delete_behind_batch_faults(s3_server, bucket, "403", keys)
     # obstore deletes a single S3 key through a one-key batch too: each key is
     # asked for once more, and reports its own error.
     assert sent.by_kind == {"batch": 1 + len(keys)}
-    assert sorted(raised.value.failures) == keys
-    assert all(isinstance(error, AccessDeniedError) for error in raised.value.failures.values())
-    assert not raised.value.transient
+    assert sorted(error.failures) == keys
+    assert all(isinstance(failure, AccessDeniedError) for failure in error.failures.values())
+    assert not error.transient
     assert sorted(await collect(direct.list("run/"))) == keys  # nothing was deleted
 
 
