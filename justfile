@@ -25,8 +25,15 @@ lint: sync
 typecheck: sync
     uv run --frozen mypy
 
+# Debian packages of the local test servers (COMMAND=PACKAGES), installed when missing and root.
+system_packages := ""
+
+# Install the Debian packages the local test servers need (root only; otherwise says what).
+system-deps:
+    sh scripts/system_packages.sh {{system_packages}}
+
 # Everything CI runs: lint, types, and the whole test suite against local servers.
-test: lint typecheck
+test: lint typecheck system-deps
     uv run --frozen pytest
 
 # Reformat and autofix.
