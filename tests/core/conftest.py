@@ -6,10 +6,16 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from taquba_memo import Capabilities, InMemoryBackend, LocalFileBackend, MemoBackend
+from taquba_memo import (
+    Capabilities,
+    InMemoryBackend,
+    LocalFileBackend,
+    MemoBackend,
+    MemoBackendBase,
+)
 
 
-class RecordingBackend(MemoBackend):
+class RecordingBackend(MemoBackendBase):
     """Wraps a backend and records each call, to count requests per operation."""
 
     def __init__(self, inner: MemoBackend, *, capabilities: Capabilities | None = None) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from taquba_memo import Capabilities, MemoBackend
+from taquba_memo import Capabilities, MemoBackend, MemoBackendBase
 
 
-class Recorder(MemoBackend):
+class Recorder(MemoBackendBase):
     """Forwards to ``inner`` and records ``(operation, key or prefix)`` per key touched."""
 
     def __init__(self, inner: MemoBackend) -> None:

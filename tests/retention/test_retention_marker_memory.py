@@ -11,13 +11,13 @@ import tracemalloc
 from collections.abc import AsyncIterator, Sequence
 
 from taquba_memo import MemoStore, layout
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackendBase
 from taquba_memo.backends.memory import InMemoryBackend
 
 SMALL, LARGE = 2_000, 20_000
 
 
-class GeneratedMarkers(MemoBackend):
+class GeneratedMarkers(MemoBackendBase):
     """A read-only bucket of ``count`` terminal markers, listed in pages of 1000.
 
     The names are made as each page is asked for, as a cloud listing hands

@@ -34,7 +34,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackendBase
 from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError
 
 from taquba_memo_azure.batch import use_portable_boundary
@@ -126,7 +126,7 @@ def _public_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-class AzureBlobBackend(MemoBackend):
+class AzureBlobBackend(MemoBackendBase):
     """Keys are blob names under ``base_path`` in one container.
 
     The backend owns ``container_client``: :meth:`aclose` closes it, and with it

@@ -22,7 +22,7 @@ from google.cloud import storage
 from google.cloud.storage import blob as blob_module
 from google.cloud.storage.retry import DEFAULT_RETRY
 from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, delete_each, object_name
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackendBase
 from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError
 
 from taquba_memo_gcs._errors import (
@@ -66,7 +66,7 @@ class _BatchRefused(Exception):
     """The endpoint does not understand batch requests (fake-gcs-server)."""
 
 
-class GCSBackend(MemoBackend):
+class GCSBackend(MemoBackendBase):
     """Objects in one GCS bucket, optionally under a base path.
 
     Build it from a client you already have (any authentication the SDK

@@ -20,7 +20,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import MAX_PART_SIZE, MIN_PART_SIZE, check_bucket_name
 from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, chunked, object_name
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
@@ -114,7 +114,7 @@ def sdk_sends_conditional_header() -> bool:
     return list(parameters)[:5] == ["self", "bucket_name", "object_name", "data", "headers"]
 
 
-class MinioBackend(MemoBackend):
+class MinioBackend(MemoBackendBase):
     """Objects in one bucket of an S3-compatible store, optionally under a base path.
 
     Build it from a ``minio.Minio`` client you already have, or let

@@ -37,7 +37,7 @@ import obstore
 import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackendBase
 from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError, NotSupported
 
 from taquba_memo_obstore._errors import map_obstore_error
@@ -91,7 +91,7 @@ def _is_local_staging_name(name: str) -> bool:
     return bool(hash_sign) and suffix.isascii() and suffix.isdigit()
 
 
-class ObstoreBackend(MemoBackend):
+class ObstoreBackend(MemoBackendBase):
     """Keys stored through an obstore store, below an optional ``base_path``.
 
     ``store`` is any :class:`~obstore.store.S3Store`, ``GCSStore``,

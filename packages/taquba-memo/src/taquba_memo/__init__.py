@@ -6,7 +6,7 @@ to the Rust crate taquba-workflow 0.5.0, so Python and Rust workers can share
 one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
 """
 
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackend, MemoBackendBase
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
 from taquba_memo.codecs import (
     BytesCodec,
@@ -42,7 +42,7 @@ from taquba_memo.errors import (
     ValueTooLargeError,
 )
 from taquba_memo.layout import TerminalMarker
-from taquba_memo.store import Memo, MemoStore, SweepFailure, SweepReport
+from taquba_memo.store import Memo, MemoEntry, MemoStore, SweepFailure, SweepReport
 from taquba_memo.urls import open_backend, open_store
 
 __version__ = "0.1.0"
@@ -71,6 +71,8 @@ __all__ = [
     "LocalFileBackend",
     "Memo",
     "MemoBackend",
+    "MemoBackendBase",
+    "MemoEntry",
     "MemoError",
     "MemoStore",
     "MissingDependencyError",

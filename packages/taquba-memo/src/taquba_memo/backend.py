@@ -1,20 +1,35 @@
 """The MemoBackend protocol: what a storage adapter implements.
 
 A backend knows nothing about memos, runs or markers. It stores bytes under
-``/``-separated keys relative to its own root (a bucket plus an optional base
-path), and declares what it can do in :class:`Capabilities`. Everything
-memo-specific (layout, validation, clearing, sweeping) lives once, in
-:class:`taquba_memo.MemoStore`, above this interface.
+``/``-separated string keys relative to its own root (a bucket plus an
+optional base path), and declares what it can do in :class:`Capabilities`.
+Everything memo-specific (layout, validation, clearing, sweeping) lives once,
+in :class:`taquba_memo.MemoStore`, above this interface.
 
-Errors: a missing key is never an error (``get`` returns ``None``, deletes
-succeed). Storage failures are raised as :class:`~taquba_memo.BackendError`
-subclasses with the SDK's exception chained. ``put(..., if_absent=True)`` on a
-backend that does not declare ``conditional_put`` raises
-:class:`~taquba_memo.NotSupported`; it never silently overwrites.
+The protocol is structural: any object with ``capabilities`` and the six
+operations below is a backend; it need not inherit from anything.
+:class:`MemoBackendBase` is an optional base class that adds ``async with``
+(closing the backend on exit). Prove a backend with the
+``taquba-memo-conformance`` pytest plugin.
 
-To write a backend, subclass :class:`MemoBackend` (you inherit the async
-context manager methods) and prove it with the ``taquba-memo-conformance``
-pytest plugin.
+The rules every backend follows (the conformance suite checks each one):
+
+* **Keys** are ``str``; any other type (``bytes`` included) raises
+  :class:`~taquba_memo.InvalidValueType` before any I/O. Keys are opaque and
+  exact: never normalised (no case folding, no Unicode normalisation, no
+  trimming, no percent-decoding), so two keys that differ in any code point
+  are two keys.
+* **Values** are bytes-like (``bytes``, ``bytearray``, ``memoryview``); a
+  ``str`` value raises :class:`~taquba_memo.InvalidValueType` and nothing is
+  written. ``taquba_memo.adapter_kit.check_key`` and ``check_value`` do both.
+* **Missing is not an error**: ``get`` of a missing key returns ``None``;
+  ``delete`` and ``delete_many`` of missing keys succeed.
+* **Storage failures** are :class:`~taquba_memo.BackendError` subclasses with
+  the SDK's exception chained as ``__cause__`` (``TransientBackendError``,
+  ``ThrottledError``, ``AccessDeniedError``, ``ContainerNotFoundError``).
+* ``put(..., if_absent=True)`` on a backend that does not declare
+  ``conditional_put`` raises :class:`~taquba_memo.NotSupported`; it never
+  silently overwrites.
 """
 
 from __future__ import annotations
@@ -24,9 +39,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Capabilities", "MemoBackend"]
+__all__ = ["Capabilities", "MemoBackend", "MemoBackendBase"]
 
-_BackendT = TypeVar("_BackendT", bound="MemoBackend")
+_BackendT = TypeVar("_BackendT", bound="MemoBackendBase")
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,11 @@ class Capabilities:
 
 @runtime_checkable
 class MemoBackend(Protocol):
-    """Async key/bytes storage with declared capabilities."""
+    """Async key/bytes storage with declared capabilities.
+
+    ``isinstance(obj, MemoBackend)`` is true for any object that has these
+    seven members; :class:`~taquba_memo.MemoStore` accepts exactly those.
+    """
 
     @property
     def capabilities(self) -> Capabilities:
@@ -62,7 +81,10 @@ class MemoBackend(Protocol):
         ...
 
     async def get(self, key: str) -> bytes | None:
-        """Return the value stored under ``key``, or ``None`` if there is none."""
+        """Return the value stored under ``key``, or ``None`` if there is none.
+
+        Never ``b""`` for a missing key, and never ``None`` for a stored empty value.
+        """
         ...
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
@@ -82,24 +104,52 @@ class MemoBackend(Protocol):
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Delete every key, in as few requests as the store allows.
 
-        Missing keys succeed. A key that fails does not stop the others: all
-        are attempted, then ``DeleteManyError`` reports every failure.
+        Every key is checked first: when any of them is not a ``str``, the
+        whole call raises ``InvalidValueType`` and nothing is deleted. Missing
+        keys succeed. Any number of keys is accepted (chunk them to
+        ``max_delete_batch`` per request). A key that fails does not stop the
+        others: all are attempted, then ``DeleteManyError`` reports every
+        failed key with its error; a key it does not name must be gone.
         """
         ...
 
     def list(self, prefix: str) -> AsyncIterator[str]:
-        """Yield every key that starts with the raw string ``prefix``.
+        """Yield every key that starts with the raw string ``prefix``, exactly as written.
 
-        The match is on characters, not path segments: ``"a/run"`` also
-        yields ``"a/run-suffix/x"``. Keys come in ascending byte order when
+        The match is ``key.startswith(prefix)``: on characters, not path
+        segments (``"a/run"`` also yields ``"a/run-suffix/x"``), and never a
+        pattern. A store with a query language must escape or avoid it: SQL
+        ``LIKE`` treats ``_`` and ``%`` as wildcards and ``GLOB``, ``fnmatch``
+        and Redis ``MATCH`` treat ``*``, ``?``, ``[`` and ``\\`` so; a
+        case-insensitive or accent-insensitive collation, Unicode
+        normalisation or trimming returns keys that do not start with the
+        prefix, or drops keys that do. Prefer a range scan (``key >= prefix``,
+        stopping at the first key that does not start with it) under a binary
+        collation.
+
+        Keys come in ascending UTF-8 byte order when
         ``capabilities.ordered_listing`` is declared. A consumer may stop
-        early; no further pages are then requested.
+        early; no further pages are then requested. Implement it as an
+        ``async def`` generator, or as a plain ``def`` that returns an async
+        iterator; a non-``str`` prefix raises ``InvalidValueType`` (at the
+        call or at the first ``__anext__``).
         """
         ...
 
     async def aclose(self) -> None:
         """Release connections and threads. Calling it twice is harmless."""
         ...
+
+
+class MemoBackendBase:
+    """Optional base class of a backend: ``async with backend:`` closes it on exit.
+
+    The protocol does not require it; inherit from it for the context
+    manager. Every backend shipped with taquba-memo does.
+    """
+
+    async def aclose(self) -> None:
+        """Release connections and threads; override it. Calling it twice is harmless."""
 
     async def __aenter__(self: _BackendT) -> _BackendT:
         return self

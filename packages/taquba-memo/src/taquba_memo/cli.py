@@ -52,7 +52,7 @@ from typing import Any, NoReturn, TextIO
 from taquba_memo import __version__, layout
 from taquba_memo._progress import Progress
 from taquba_memo.adapter_kit import TaskWindow
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackend, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,
     AdapterNotInstalledError,
@@ -295,7 +295,7 @@ def _plural(count: int, noun: str, nouns: str | None = None) -> str:
 # -- a backend wrapper that reports deletes, for progress -------------------------
 
 
-class _ObservedBackend(MemoBackend):
+class _ObservedBackend(MemoBackendBase):
     """Passes every call through; reports keys attempted and deleted by delete_many."""
 
     def __init__(self, inner: MemoBackend) -> None:
@@ -363,30 +363,8 @@ class _RunStats:
         return sum(step.size for step in self.steps.values())
 
 
-def _parse_memo_key(relative: str) -> tuple[str, int] | None:
-    """``<run_id>/<step>/<64 hex>`` -> ``(run_id, step)``; None for anything else."""
-    parts = relative.split("/")
-    if len(parts) != 3:
-        return None
-    run_id, step, digest = parts
-    try:
-        layout.validate_run_id(run_id)
-        step_number = layout.validate_step_number(int(step)) if step.isdigit() else None
-    except MemoError:
-        return None
-    if step_number is None or str(step_number) != step:
-        return None
-    if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
-        return None
-    return run_id, step_number
-
-
 async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
     run_filter: str | None = args.run_id
-    all_memos = layout.memos_prefix(store.prefix)
-    listing = (
-        layout.memos_run_prefix(store.prefix, run_filter) if run_filter is not None else all_memos
-    )
     runs: dict[str, _RunStats] = defaultdict(_RunStats)
     unrecognized = 0
     missing_sizes = 0
@@ -403,15 +381,14 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
     label = "reading entries" if args.sizes else "listing entries"
     with out.progress(label, unit="entries") as bar:
         try:
-            async for key in store.backend.list(listing):
-                parsed = _parse_memo_key(key[len(all_memos) :])
-                if parsed is None:
+            async for entry in store.iter_entries(run_filter):
+                if entry.run_id is None or entry.step_number is None:
                     unrecognized += 1
                     continue
-                step = runs[parsed[0]].steps[parsed[1]]
+                step = runs[entry.run_id].steps[entry.step_number]
                 step.entries += 1
                 if args.sizes:
-                    await window.submit(measure(key, step))
+                    await window.submit(measure(entry.key, step))
                 bar.advance()
             await window.drain()
         finally:

@@ -44,6 +44,7 @@ __all__ = [
     "memos_prefix",
     "memos_run_prefix",
     "normalize_prefix",
+    "parse_memo_entry_name",
     "parse_terminal_marker_name",
     "terminal_marker_key",
     "terminal_marker_name",
@@ -61,6 +62,9 @@ MAX_TERMINAL_AT_MS = 2**64 - 1
 TIMESTAMP_WIDTH = 20
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# A step number as Rust's u32 Display writes it: no sign, no leading zeros.
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,9}")
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 # Characters object_store's PathPart percent-encodes (its INVALID set).
 _ESCAPED_BY_OBJECT_STORE = frozenset('/\\{^}%`]">[~<#|*?\r\n')
 
@@ -171,6 +175,26 @@ def memos_run_prefix(prefix: str, run_id: str) -> str:
     The slash is what keeps run ``run`` from matching ``run-suffix``.
     """
     return _join(normalize_prefix(prefix), "memos", validate_run_id(run_id), "")
+
+
+def parse_memo_entry_name(name: str) -> tuple[str, int] | None:
+    """Parse ``<run_id>/<step_number>/<64 hex>`` (relative to ``memos/``); None otherwise.
+
+    Returns ``(run_id, step_number)``. Never raises: a stray object below
+    ``memos/`` is reported as unrecognised, never attributed to a run.
+    """
+    if not isinstance(name, str):
+        return None
+    parts = name.split("/")
+    if len(parts) != 3:
+        return None
+    run_id, step, digest = parts
+    if _RUN_ID.fullmatch(run_id) is None or _DECIMAL.fullmatch(step) is None:
+        return None
+    step_number = int(step)
+    if step_number > MAX_STEP_NUMBER or _HEX_SHA256.fullmatch(digest) is None:
+        return None
+    return run_id, step_number
 
 
 def terminal_marker_name(run_id: str, terminal_at_ms: int) -> str:

@@ -34,7 +34,7 @@ from taquba_memo.errors import (
 )
 from taquba_memo.layout import TerminalMarker
 
-__all__ = ["Memo", "MemoStore", "SweepFailure", "SweepReport"]
+__all__ = ["Memo", "MemoEntry", "MemoStore", "SweepFailure", "SweepReport"]
 
 logger = logging.getLogger("taquba_memo")
 
@@ -71,6 +71,18 @@ class SweepReport:
     def ok(self) -> bool:
         """True when every expired run was cleared."""
         return not self.failures
+
+
+@dataclass(frozen=True)
+class MemoEntry:
+    """One object below ``<prefix>/memos/``, as :meth:`MemoStore.iter_entries` lists it."""
+
+    key: str
+    """The object's key in the backend."""
+    run_id: str | None
+    """The run it belongs to; None for an object that is not a memo entry."""
+    step_number: int | None
+    """The step it belongs to; None for an object that is not a memo entry."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,56 @@ class MemoStore:
         """Return a :class:`Memo` bound to ``(run_id, step_number)``."""
         return Memo(self, run_id, step_number)
 
+    # -- listing -----------------------------------------------------------
+
+    async def _listed(self, prefix: str) -> AsyncIterator[str]:
+        """The backend's listing of ``prefix``, without any key outside it.
+
+        The store acts only on keys it asked for: a backend whose ``list``
+        over-matches (an unescaped SQL ``LIKE``, a glob, a case-insensitive
+        collation) must not turn into deleting another run's data. Strays
+        are dropped and logged as the backend bug they are.
+        """
+        strays = 0
+        try:
+            async for key in self._backend.list(prefix):
+                if isinstance(key, str) and key.startswith(prefix):
+                    yield key
+                    continue
+                strays += 1
+                if strays == 1:
+                    logger.warning(
+                        "%r listed %r for prefix %r; ignoring keys outside the prefix "
+                        "(a backend bug: list must match a raw string prefix, not a pattern)",
+                        self._backend,
+                        key,
+                        prefix,
+                    )
+        finally:
+            if strays > 1:
+                logger.warning(
+                    "%r listed %d keys outside prefix %r; all were ignored",
+                    self._backend,
+                    strays,
+                    prefix,
+                )
+
+    async def iter_entries(self, run_id: str | None = None) -> AsyncIterator[MemoEntry]:
+        """Yield every object below ``<prefix>/memos/`` (of one run, if given), streaming.
+
+        Each memo entry comes with its run and step; an object there that is
+        not a memo entry (written by something else) comes with ``None`` for
+        both. Order is the backend's listing order.
+        """
+        memos = layout.memos_prefix(self._prefix)
+        listing = memos if run_id is None else layout.memos_run_prefix(self._prefix, run_id)
+        async for key in self._listed(listing):
+            parsed = layout.parse_memo_entry_name(key[len(memos) :])
+            if parsed is None:
+                yield MemoEntry(key, None, None)
+            else:
+                yield MemoEntry(key, *parsed)
+
     # -- entries -----------------------------------------------------------
 
     async def _get(self, run_id: str, step_number: int, key: str) -> bytes | None:
@@ -177,7 +239,7 @@ class MemoStore:
         window = TaskWindow(_DELETES_IN_FLIGHT)
         try:
             batch: list[str] = []
-            async for key in self._backend.list(run_prefix):
+            async for key in self._listed(run_prefix):
                 batch.append(key)
                 if len(batch) == batch_size:
                     await window.submit(delete_batch(batch))
@@ -215,7 +277,7 @@ class MemoStore:
 
     async def _iter_marker_names(self) -> AsyncIterator[tuple[str, TerminalMarker | None]]:
         terminals = layout.terminals_prefix(self._prefix)
-        async for key in self._backend.list(terminals):
+        async for key in self._listed(terminals):
             name = key[len(terminals) :]
             marker = None if "/" in name else layout.parse_terminal_marker_name(name)
             if marker is None:

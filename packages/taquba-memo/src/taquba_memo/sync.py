@@ -49,7 +49,7 @@ from taquba_memo.backend import MemoBackend
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.errors import StoreClosedError
 from taquba_memo.layout import TerminalMarker
-from taquba_memo.store import SweepReport
+from taquba_memo.store import MemoEntry, SweepReport
 
 __all__ = ["Memo", "MemoStore", "open_store"]
 
@@ -246,6 +246,10 @@ class MemoStore:
     def write_terminal_marker(self, run_id: str, terminal_at_ms: int) -> None:
         """Write the zero-byte terminal marker of ``run_id`` at ``terminal_at_ms``."""
         self._run(self._core.write_terminal_marker(run_id, terminal_at_ms))
+
+    def iter_entries(self, run_id: str | None = None) -> Iterator[MemoEntry]:
+        """Yield every object below ``<prefix>/memos/`` with its run and step, streaming."""
+        return self._iterate(self._core.iter_entries(run_id))
 
     def iter_terminal_markers(self) -> Iterator[TerminalMarker]:
         """Yield every terminal marker, streaming."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from taquba_memo.adapter_kit import check_key, check_value
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,
@@ -63,7 +63,7 @@ def _map_os_error(exc: OSError, key: str) -> BackendError:
     return BackendError(message)
 
 
-class LocalFileBackend(MemoBackend):
+class LocalFileBackend(MemoBackendBase):
     """Files under ``root``, written atomically and listed in byte order.
 
     ``if_absent`` is atomic across processes (a hard link never replaces an

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from taquba_memo.adapter_kit import check_key, check_value
-from taquba_memo.backend import Capabilities, MemoBackend
+from taquba_memo.backend import Capabilities, MemoBackendBase
 
 __all__ = ["InMemoryBackend"]
 
 
-class InMemoryBackend(MemoBackend):
+class InMemoryBackend(MemoBackendBase):
     """Keys and values in a dict; listing is ordered and conditional put atomic.
 
     Listing takes a snapshot of the matching keys when it starts, so
