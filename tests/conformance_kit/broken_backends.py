@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
+import re
+import sqlite3
+import unicodedata
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
@@ -190,3 +194,95 @@ class PercentEncodedListing(HoldableBackend):
     async def list(self, prefix: str) -> AsyncIterator[str]:
         async for key in super().list(prefix):
             yield urllib.parse.quote(key, safe="/")
+
+
+class _SqliteListing(HoldableBackend):
+    """Lists through a real SQLite query over the keys; subclasses write the WHERE clause."""
+
+    where = "key >= ?"
+
+    def pattern(self, prefix: str) -> str:
+        return prefix
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        check_key(prefix)
+        with contextlib.closing(sqlite3.connect(":memory:")) as db:
+            db.execute("CREATE TABLE entries (key TEXT PRIMARY KEY)")
+            db.executemany("INSERT INTO entries VALUES (?)", [(key,) for key in self._data])
+            query = f"SELECT key FROM entries WHERE {self.where} ORDER BY key"
+            found = [row[0] for row in db.execute(query, (self.pattern(prefix),))]
+        for key in found:
+            yield key
+
+
+class SqlLikeListing(_SqliteListing):
+    """``WHERE key LIKE prefix || '%'`` without escaping: '_' and '%' are wildcards."""
+
+    where = "key LIKE ?"
+
+    def pattern(self, prefix: str) -> str:
+        return prefix + "%"
+
+
+class SqlGlobListing(_SqliteListing):
+    """``WHERE key GLOB prefix || '*'`` without escaping: '*', '?' and '[' are patterns."""
+
+    where = "key GLOB ?"
+
+    def pattern(self, prefix: str) -> str:
+        return prefix + "*"
+
+
+class RedisMatchListing(HoldableBackend):
+    """Like Redis ``SCAN MATCH prefix*`` without escaping (glob syntax, fnmatch here)."""
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        pattern = check_key(prefix) + "*"
+        for key in sorted(self._data):
+            if fnmatch.fnmatchcase(key, pattern):
+                yield key
+
+
+class RegexListing(HoldableBackend):
+    """Matches ``re.match(prefix, key)``: the prefix is read as a regular expression."""
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        check_key(prefix)
+        try:
+            pattern = re.compile(prefix)
+        except re.error:
+            return
+        for key in sorted(self._data):
+            if pattern.match(key):
+                yield key
+
+
+class CaseInsensitiveListing(HoldableBackend):
+    """Compares keys under a case-insensitive collation."""
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        folded = check_key(prefix).casefold()
+        for key in sorted(self._data):
+            if key.casefold().startswith(folded):
+                yield key
+
+
+class NormalisesUnicode(HoldableBackend):
+    """Stores every key in NFC, as some file systems and libraries do."""
+
+    @staticmethod
+    def _nfc(key: str) -> str:
+        return unicodedata.normalize("NFC", check_key(key))
+
+    async def get(self, key: str) -> bytes | None:
+        return await super().get(self._nfc(key))
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        return await super().put(self._nfc(key), value, if_absent=if_absent)
+
+    async def delete(self, key: str) -> None:
+        await super().delete(self._nfc(key))
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for key in super().list(self._nfc(prefix)):
+            yield key

@@ -11,10 +11,12 @@ import pytest
 # modules are rewritten, which must be arranged before they are imported.
 pytest.register_assert_rewrite(
     "taquba_memo_conformance.suite",
+    "taquba_memo_conformance.exact_prefix",
     "taquba_memo_conformance.statemachine",
     "taquba_memo_conformance.keyspace",
 )
 
+from taquba_memo_conformance.exact_prefix import DECOY_CASES, DecoyCase  # noqa: E402
 from taquba_memo_conformance.keyspace import KeySpace  # noqa: E402
 from taquba_memo_conformance.statemachine import BackendStateMachine  # noqa: E402
 from taquba_memo_conformance.suite import (  # noqa: E402
@@ -28,6 +30,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AWKWARD_KEYS",
     "BackendStateMachine",
+    "DECOY_CASES",
+    "DecoyCase",
     "CleanupWarning",
     "KeySpace",
     "MemoBackendConformance",

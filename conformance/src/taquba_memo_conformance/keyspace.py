@@ -31,7 +31,9 @@ class KeySpace:
     def fresh(cls, namespace_root: str) -> KeySpace:
         """A new, never used key space below ``namespace_root``."""
         namespace = namespace_root.strip("/")
-        unique = uuid.uuid4().hex
+        # 48 random bits: unique enough, and short, so a failing test's diff
+        # still tells two keys apart without -v.
+        unique = uuid.uuid4().hex[:12]
         return cls(f"{namespace}/{unique}" if namespace else unique)
 
     @property
@@ -42,6 +44,28 @@ class KeySpace:
     def key(self, *parts: str) -> str:
         """``root/part/part...``: a key inside this space."""
         return "/".join((self.root, *parts))
+
+    def show(self, key: str) -> str:
+        """``key`` as a failure message shows it: ``…/`` stands for this space's prefix."""
+        return "…/" + key[len(self.prefix) :] if key.startswith(self.prefix) else key
+
+    async def listed(
+        self, backend: MemoBackend, prefix: str, *, dialect: str | None = None
+    ) -> list[str]:
+        """Every key ``backend.list(prefix)`` yields, checked to start with ``prefix``.
+
+        A key outside the prefix fails at once, naming the broken promise, so
+        an over-matching backend is told so whichever test lists first.
+        """
+        keys = await collect(backend.list(prefix))
+        for key in keys:
+            if not (isinstance(key, str) and key.startswith(prefix)):
+                because = f" ({dialect})" if dialect else ""
+                raise AssertionError(
+                    f"list({self.show(prefix)!r}) returned {self.show(key)!r}: "
+                    f"list must match a raw string prefix, not a pattern{because}"
+                )
+        return keys
 
     async def delete_everything(self, backend: MemoBackend) -> None:
         """Delete every key below :attr:`prefix`, in batches the backend accepts."""

@@ -53,6 +53,7 @@ from taquba_memo import (
     TerminalMarker,
 )
 
+from taquba_memo_conformance.exact_prefix import ExactPrefixTests
 from taquba_memo_conformance.keyspace import (
     KeySpace,
     byte_order,
@@ -104,7 +105,7 @@ class CleanupWarning(UserWarning):
     """A test could not delete what it wrote below its key space."""
 
 
-class MemoBackendConformance:
+class MemoBackendConformance(ExactPrefixTests):
     """Base class of the conformance suite; subclass it and override ``backend``.
 
     Class attributes tune the suite for one backend. Hooks (methods that
@@ -241,14 +242,20 @@ class MemoBackendConformance:
         assert capabilities.max_delete_batch >= 1
 
     @_ASYNC_TEST
-    async def test_async_with_returns_the_backend_and_closing_twice_is_harmless(
-        self, backend: MemoBackend
-    ) -> None:
+    async def test_closing_twice_is_harmless(self, backend: MemoBackend) -> None:
         # No key space: nothing is written, and nothing is cleaned up after
         # the close. The fixture's own teardown then closes it once more.
-        async with backend as entered:
-            assert entered is backend
         await backend.aclose()
+        await backend.aclose()
+
+    @_ASYNC_TEST
+    async def test_async_with_returns_the_backend(self, backend: MemoBackend) -> None:
+        # The protocol does not require a context manager (MemoBackendBase
+        # gives one); a backend that offers it must return itself.
+        if not hasattr(backend, "__aenter__"):
+            pytest.skip(f"{type(backend).__name__} is not an async context manager (optional)")
+        async with backend as entered:  # type: ignore[attr-defined]
+            assert entered is backend
 
     # -- reads and writes ----------------------------------------------------------
 
@@ -280,7 +287,7 @@ class MemoBackendConformance:
         # Terminal markers are zero-byte objects: empty must read as b"", not None.
         assert await backend.put(space.key("empty"), b"") is True
         assert await backend.get(space.key("empty")) == b""
-        assert await collect(backend.list(space.prefix)) == [space.key("empty")]
+        assert await space.listed(backend, space.prefix) == [space.key("empty")]
 
     @_ASYNC_TEST
     async def test_every_byte_value_round_trips(
@@ -312,12 +319,12 @@ class MemoBackendConformance:
         assert await backend.get(key) == name.encode()
         # The listing must give back the key exactly as written: not
         # percent-encoded, not decoded, not normalised.
-        assert await collect(backend.list(space.prefix)) == [key]
-        assert await collect(backend.list(key)) == [key]
-        assert await collect(backend.list(key[: len(key) - len(AWKWARD_KEYS[name]) // 2])) == [key]
+        assert await space.listed(backend, space.prefix) == [key]
+        assert await space.listed(backend, key) == [key]
+        assert await space.listed(backend, key[: len(key) - len(AWKWARD_KEYS[name]) // 2]) == [key]
         await backend.delete(key)
         assert await backend.get(key) is None
-        assert await collect(backend.list(space.prefix)) == []
+        assert await space.listed(backend, space.prefix) == []
 
     @_ASYNC_TEST
     async def test_a_str_value_is_refused_before_anything_is_written(
@@ -350,7 +357,7 @@ class MemoBackendConformance:
             await collect(backend.list(42))  # type: ignore[arg-type]
         # The valid key in the refused delete_many was not deleted either.
         assert await backend.get(space.key("kept")) == b"v"
-        assert await collect(backend.list(space.prefix)) == [space.key("kept")]
+        assert await space.listed(backend, space.prefix) == [space.key("kept")]
 
     # -- listing -------------------------------------------------------------------
 
@@ -377,7 +384,7 @@ class MemoBackendConformance:
         listed = {
             prefix: sorted(
                 key.removeprefix(space.prefix)
-                for key in await collect(backend.list(space.key(prefix)))
+                for key in await space.listed(backend, space.key(prefix))
             )
             for prefix in expected
         }
@@ -391,8 +398,8 @@ class MemoBackendConformance:
         keys = [space.key("o", name) for name in ORDERING_KEYS]
         # Written in reverse, so insertion order is not byte order.
         await put_all(backend, dict.fromkeys(reversed(keys), b""), concurrency=1)
-        assert await collect(backend.list(space.prefix)) == byte_order(keys)
-        assert await collect(backend.list(space.key("o", "a"))) == byte_order(
+        assert await space.listed(backend, space.prefix) == byte_order(keys)
+        assert await space.listed(backend, space.key("o", "a")) == byte_order(
             k for k in keys if k.startswith(space.key("o", "a"))
         )
 
@@ -400,22 +407,22 @@ class MemoBackendConformance:
     async def test_list_sees_writes_and_deletes(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        assert await collect(backend.list(space.prefix)) == []
+        assert await space.listed(backend, space.prefix) == []
         await backend.put(space.key("a"), b"1")
         await backend.put(space.key("b/c"), b"2")
         await backend.put(space.key("d"), b"3")
-        assert byte_order(await collect(backend.list(space.prefix))) == [
+        assert byte_order(await space.listed(backend, space.prefix)) == [
             space.key("a"),
             space.key("b/c"),
             space.key("d"),
         ]
         await backend.delete(space.key("a"))
-        assert byte_order(await collect(backend.list(space.prefix))) == [
+        assert byte_order(await space.listed(backend, space.prefix)) == [
             space.key("b/c"),
             space.key("d"),
         ]
         await backend.delete_many([space.key("b/c"), space.key("d")])
-        assert await collect(backend.list(space.prefix)) == []
+        assert await space.listed(backend, space.prefix) == []
 
     @_ASYNC_TEST
     async def test_list_returns_every_key_across_page_boundaries(
@@ -423,7 +430,7 @@ class MemoBackendConformance:
     ) -> None:
         keys = [space.key("many", f"{i:05d}") for i in range(self.page_boundary_keys)]
         await put_all(backend, dict.fromkeys(keys, b""), concurrency=self.write_concurrency)
-        listed = await collect(backend.list(space.key("many", "")))
+        listed = await space.listed(backend, space.key("many", ""))
         missing = sorted(set(keys) - set(listed))
         assert missing == [], f"{len(missing)} key(s) missing from the listing"
         assert len(listed) == len(keys), "the listing repeated keys"
@@ -437,7 +444,7 @@ class MemoBackendConformance:
         keys = [space.key("many", f"{i:05d}") for i in range(self.page_boundary_keys)]
         scrambled = random.Random(len(keys)).sample(keys, len(keys))
         await put_all(backend, dict.fromkeys(scrambled, b""), concurrency=self.write_concurrency)
-        listed = await collect(backend.list(space.key("many", "")))
+        listed = await space.listed(backend, space.key("many", ""))
         assert listed == byte_order(keys)
 
     @_ASYNC_TEST
@@ -453,7 +460,7 @@ class MemoBackendConformance:
         if backend.capabilities.ordered_listing:
             assert first_two == byte_order(keys)[:2]
         # Abandoning a listing leaves the backend fully usable.
-        assert byte_order(await collect(backend.list(space.key("early", "")))) == byte_order(keys)
+        assert byte_order(await space.listed(backend, space.key("early", ""))) == byte_order(keys)
         assert await backend.get(keys[0]) == b""
 
     # -- deletes -------------------------------------------------------------------
@@ -485,7 +492,7 @@ class MemoBackendConformance:
         await put_all(backend, dict.fromkeys(present, b"x"), concurrency=8)
         await backend.put(space.key("kept"), b"v")
         await backend.delete_many([missing[0], *present[:3], missing[1], *present[3:], missing[2]])
-        assert await collect(backend.list(space.prefix)) == [space.key("kept")]
+        assert await space.listed(backend, space.prefix) == [space.key("kept")]
         await backend.delete_many(missing)  # nothing there at all
         await backend.delete_many(present)  # deleted twice
 
@@ -511,7 +518,7 @@ class MemoBackendConformance:
         keys = [space.key("batch", f"{i:05d}") for i in range(count)]
         await put_all(backend, dict.fromkeys(keys, b""), concurrency=self.write_concurrency)
         await backend.delete_many([*keys, space.key("batch", "missing")])
-        assert await collect(backend.list(space.prefix)) == []
+        assert await space.listed(backend, space.prefix) == []
 
     @_ASYNC_TEST
     async def test_delete_many_reports_partial_failures(
@@ -534,7 +541,7 @@ class MemoBackendConformance:
             assert set(raised.value.failures) == {held}
             assert isinstance(raised.value.failures[held], BackendError)
             # Every other key was attempted, and is gone.
-            assert await collect(backend.list(space.prefix)) == [held]
+            assert await space.listed(backend, space.prefix) == [held]
 
     # -- conditional puts ----------------------------------------------------------
 
@@ -845,7 +852,7 @@ class MemoBackendConformance:
         await store.write_terminal_marker("run-1", 1_700_000_000_000)
         memo_key = f"{space.root}/memos/run-1/7/{sha256_hex(b'k')}"
         marker_key = f"{space.root}/terminals/00000001700000000000_run-1"
-        assert byte_order(await collect(backend.list(space.prefix))) == [memo_key, marker_key]
+        assert byte_order(await space.listed(backend, space.prefix)) == [memo_key, marker_key]
         assert await backend.get(memo_key) == b"value"
         assert await backend.get(marker_key) == b"", "a terminal marker has zero bytes"
 
@@ -922,12 +929,12 @@ class MemoBackendConformance:
         store = MemoStore(backend, space.root)
         await store.new_memo("run-a", 0).put("k", b"a-0")
         await store.write_terminal_marker("run-a", 1_000)
-        before = byte_order(await collect(backend.list(space.prefix)))
+        before = byte_order(await space.listed(backend, space.prefix))
 
         report = await store.sweep(2_000, dry_run=True)
 
         assert (report.runs_cleared, report.entries_deleted) == (["run-a"], 0)
-        assert byte_order(await collect(backend.list(space.prefix))) == before
+        assert byte_order(await space.listed(backend, space.prefix)) == before
 
     @_ASYNC_TEST
     async def test_store_put_if_absent_keeps_the_first_value(
