@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 import types
+from collections.abc import AsyncIterator, Sequence
 
+import pytest
 import taquba_memo
 from taquba_memo import errors
 
@@ -61,3 +63,66 @@ def test_delete_many_error_names_every_failed_key() -> None:
 def test_the_embedded_backends_implement_the_protocol() -> None:
     assert isinstance(taquba_memo.InMemoryBackend(), taquba_memo.MemoBackend)
     assert isinstance(taquba_memo.LocalFileBackend("/nonexistent"), taquba_memo.MemoBackend)
+
+
+class PlainBackend:
+    """Only what the protocol asks for: no base class, no context manager."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    @property
+    def capabilities(self) -> taquba_memo.Capabilities:
+        return taquba_memo.Capabilities(
+            ordered_listing=True, conditional_put=False, max_delete_batch=10
+        )
+
+    async def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        self.data[key] = value
+        return True
+
+    async def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.data.pop(key, None)
+
+    def list(self, prefix: str) -> AsyncIterator[str]:
+        # A plain def returning an async iterator is as good as an async generator.
+        async def matching() -> AsyncIterator[str]:
+            for key in sorted(k for k in self.data if k.startswith(prefix)):
+                yield key
+
+        return matching()
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_plain_class_with_the_six_operations_is_a_backend() -> None:
+    backend = PlainBackend()
+    assert isinstance(backend, taquba_memo.MemoBackend)
+    async with taquba_memo.MemoStore(backend, "memo") as store:
+        await store.new_memo("run-1", 0).put("k", b"v")
+        await store.write_terminal_marker("run-1", 1)
+        assert (await store.sweep(2)).entries_deleted == 1
+    assert backend.data == {}
+
+
+def test_an_object_missing_an_operation_is_refused_by_the_store() -> None:
+    class NoList:
+        capabilities = PlainBackend().capabilities
+        get = put = delete = delete_many = aclose = PlainBackend.aclose
+
+    assert not isinstance(NoList(), taquba_memo.MemoBackend)
+    with pytest.raises(taquba_memo.InvalidValueType, match="must implement MemoBackend"):
+        taquba_memo.MemoStore(NoList(), "memo")  # type: ignore[arg-type]
+
+
+def test_the_optional_base_class_adds_only_the_context_manager() -> None:
+    assert not isinstance(taquba_memo.MemoBackendBase(), taquba_memo.MemoBackend)
+    assert {"__aenter__", "__aexit__", "aclose"} <= set(vars(taquba_memo.MemoBackendBase))

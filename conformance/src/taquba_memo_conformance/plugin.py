@@ -44,10 +44,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_LOOP_SCOPE_OPTION = "asyncio_default_fixture_loop_scope"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     spec: str | None = config.getoption("memo_backend")
     if not spec:
         return
+    # Every fixture and test of the suite names its loop scope, so the default
+    # matters to no test here; setting it spares the user pytest-asyncio's
+    # "unset" warning in a run that has no configuration of its own. pytest
+    # has no public way to default another plugin's option, hence the cache.
+    if config.getini(_LOOP_SCOPE_OPTION) is None:
+        config._inicache[_LOOP_SCOPE_OPTION] = "function"
     config.stash[FACTORY_KEY] = resolve_factory(spec, config.invocation_params.dir)
     suite = str(SUITE_MODULE)
     if config.args_source is pytest.Config.ArgsSource.ARGS and config.args:
