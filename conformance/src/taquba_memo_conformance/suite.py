@@ -18,7 +18,7 @@ machine compared with a dict.
 
 How the suite treats a backend:
 
-* Every test writes below a fresh ``<namespace_root>/<uuid4>/`` prefix and
+* Every test writes below a fresh ``<namespace_root>/<12 hex>/`` prefix and
   deletes what it wrote when it ends, so a shared bucket is fine.
 * Capabilities are verified, not trusted: a declared ``ordered_listing`` is
   checked across page boundaries, a declared ``conditional_put`` against
@@ -122,7 +122,7 @@ class MemoBackendConformance(ExactPrefixTests):
     gap of a specific emulator, and say which in the reason."""
 
     namespace_root: ClassVar[str] = "taquba-memo-conformance"
-    """Every test writes below ``<namespace_root>/<uuid4>/``. Change it if
+    """Every test writes below ``<namespace_root>/<12 hex>/``. Change it if
     your credentials may only write below some other prefix."""
 
     page_boundary_keys: ClassVar[int] = 1001
