@@ -16,7 +16,9 @@ from celery import Celery
 from taquba_memo import JSONCodec
 from taquba_memo.sync import open_store
 
-app = Celery("agents", broker=os.environ["CELERY_BROKER_URL"], backend=os.environ["CELERY_RESULT_BACKEND"])
+app = Celery(
+    "agents", broker=os.environ["CELERY_BROKER_URL"], backend=os.environ["CELERY_RESULT_BACKEND"]
+)
 app.conf.update(
     task_acks_late=True,  # ack after the task returns: a killed worker's task is redelivered
     task_reject_on_worker_lost=True,  # ...also when the pool process itself dies

@@ -18,7 +18,9 @@ from taquba_memo import sync as memo_sync
 from tests.runtimes.backend_specs import build_backend, decode_spec
 from tests.runtimes.scenario import exercise_async, exercise_sync
 
-app = Celery("backends", broker=os.environ["CELERY_BROKER_URL"], backend=os.environ["CELERY_RESULT_BACKEND"])
+app = Celery(
+    "backends", broker=os.environ["CELERY_BROKER_URL"], backend=os.environ["CELERY_RESULT_BACKEND"]
+)
 app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
 
 _specs = [decode_spec(text) for text in os.environ["FORK_SPECS"].split(",")]

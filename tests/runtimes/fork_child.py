@@ -66,6 +66,7 @@ def main() -> None:
         }
         assert all("error" not in seen for seen in before.values()), before
     receiver, sender = multiprocessing.Pipe(duplex=False)
+    child_exit: int | None
     if how == "os-fork":
         pid = os.fork()
         if pid == 0:

@@ -31,7 +31,11 @@ class RedisServer:
 
 def _redis_binary() -> str | None:
     return shutil.which("redis-server") or next(
-        (path for path in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(path, os.X_OK)),
+        (
+            path
+            for path in ("/usr/bin/redis-server", "/usr/sbin/redis-server")
+            if os.access(path, os.X_OK)
+        ),
         None,
     )
 
@@ -52,8 +56,21 @@ def redis_server() -> Iterator[RedisServer]:
     # Its working directory (redis' --dir) is the process's own temporary directory.
     process = ManagedProcess(
         "redis",
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--protected-mode", "yes", "--loglevel", "warning"],
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+        ],
     )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, socket_timeout=1)

@@ -20,7 +20,6 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +70,19 @@ def start_worker(module: str, env: dict[str, str]) -> ManagedProcess:
     """``celery worker`` on ``module``: the default prefork pool, one pool process."""
     worker = ManagedProcess(
         "celery-worker",
-        [sys.executable, "-m", "celery", "-A", module, "worker", "--loglevel=INFO",
-         "--concurrency=1", "--without-mingle", "--without-gossip", "--without-heartbeat"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            module,
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ],
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
     )
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
@@ -85,12 +95,12 @@ def start_worker(module: str, env: dict[str, str]) -> ManagedProcess:
 
 
 @pytest.fixture
-def broker(redis_server: RedisServer) -> Iterator[str]:  # noqa: F811
+def broker(redis_server: RedisServer) -> str:  # noqa: F811
     """The Redis URL, emptied before each test so no earlier message is delivered."""
     client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    client.flushdb()
     client.close()
-    yield redis_server.url
+    return redis_server.url
 
 
 def test_celery_worker_killed_mid_task_pays_each_call_once(

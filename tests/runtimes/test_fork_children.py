@@ -1,4 +1,4 @@
-"""A store opened before a fork works in the child, or refuses with ForkedProcessError; it never hangs.
+"""A store opened before a fork works in the child or refuses with ForkedProcessError; never hangs.
 
 For every shipped backend, a fresh parent process opens a sync and an async
 store, optionally uses them, and forks, with ``os.fork()`` and with a

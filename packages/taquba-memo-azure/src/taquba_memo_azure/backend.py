@@ -432,7 +432,7 @@ class AzureBlobBackend(MemoBackend):
         (``session_owner=False``) cannot be replaced: that raises
         :class:`~taquba_memo.ForkedProcessError`.
         """
-        transport = getattr(self._container._pipeline, "_transport", None)
+        transport: Any = getattr(self._container._pipeline, "_transport", None)
         session = getattr(transport, "session", None)
         if session is None:
             return  # never opened, or already replaced in this process

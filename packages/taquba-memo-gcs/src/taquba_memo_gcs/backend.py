@@ -446,7 +446,10 @@ class GCSBackend(MemoBackend):
 def _http_sessions(client: storage.Client) -> list[requests.Session]:
     """The client's requests sessions: its own, and its credentials' token session."""
     sessions = []
-    for candidate in (client._http, getattr(getattr(client._http, "_auth_request", None), "session", None)):
+    for candidate in (
+        client._http,
+        getattr(getattr(client._http, "_auth_request", None), "session", None),
+    ):
         if isinstance(candidate, requests.Session):
             sessions.append(candidate)
     return sessions

@@ -50,11 +50,12 @@ def detach_inherited_loop(loop: asyncio.AbstractEventLoop) -> None:
     descriptors. Its selector gets an empty epoll instance of the child's own,
     so whatever closes later in the child (here or at exit) touches only that.
     """
-    selector = getattr(loop, "_selector", None)
-    if isinstance(selector, getattr(selectors, "EpollSelector", ())):
+    selector: Any = getattr(loop, "_selector", None)
+    epoll_selector: Any = getattr(selectors, "EpollSelector", None)
+    if epoll_selector is not None and isinstance(selector, epoll_selector):
         shared = getattr(selector, "_selector", None)
         if isinstance(shared, select.epoll):
-            selector._selector = select.epoll()  # type: ignore[attr-defined]
+            selector._selector = select.epoll()
             shared.close()  # only the child's descriptor; the parent's stays open
     keep_inherited(loop)
 

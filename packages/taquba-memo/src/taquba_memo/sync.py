@@ -43,9 +43,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from taquba_memo import _fork
+from taquba_memo import _fork, urls
 from taquba_memo import store as _core
-from taquba_memo import urls
 from taquba_memo.backend import MemoBackend
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.errors import StoreClosedError
