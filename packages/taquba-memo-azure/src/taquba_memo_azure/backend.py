@@ -18,6 +18,10 @@ Per-backend behaviour (what the conformance suite checks):
   requests no further page.
 * A missing container raises :class:`~taquba_memo.ContainerNotFoundError` from
   every operation; it is never mistaken for a missing blob.
+* After a fork, the child's first operation opens a new aiohttp session on
+  the child's loop; the parent's session and connections are left alone
+  (``after_fork``). An azure-identity token credential keeps its own HTTP
+  session: build the backend after the fork when using one.
 """
 
 from __future__ import annotations
@@ -33,9 +37,16 @@ from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
-from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
+from taquba_memo.adapter_kit import (
+    check_key,
+    check_value,
+    chunked,
+    delete_each,
+    detach_inherited_loop,
+    keep_inherited,
+)
 from taquba_memo.backend import Capabilities, MemoBackendBase
-from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError
+from taquba_memo.errors import BackendError, DeleteManyError, ForkedProcessError, InvalidKeyError
 
 from taquba_memo_azure.batch import use_portable_boundary
 from taquba_memo_azure.errors import (
@@ -118,6 +129,13 @@ def _normalize_base_path(base_path: str) -> str:
     if any(segment in (".", "..") for segment in segments):
         raise InvalidKeyError(f"base path {base_path!r} has a '.' or '..' segment")
     return "".join(f"{segment}/" for segment in segments)
+
+
+def _is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _public_url(url: str) -> str:
@@ -403,6 +421,33 @@ class AzureBlobBackend(MemoBackendBase):
         return name[len(self._base) :]
 
     # -- lifecycle -------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        """In a forked child: a new aiohttp session on this process's loop, on first use.
+
+        The inherited session belongs to the parent's event loop and holds the
+        parent's connections; it is parked untouched (see
+        :func:`~taquba_memo.adapter_kit.keep_inherited`), and the transport
+        opens a fresh one. A session the caller handed to the SDK
+        (``session_owner=False``) cannot be replaced: that raises
+        :class:`~taquba_memo.ForkedProcessError`.
+        """
+        transport: Any = getattr(self._container._pipeline, "_transport", None)
+        session = getattr(transport, "session", None)
+        if session is None:
+            return  # never opened, or already replaced in this process
+        if not getattr(transport, "_session_owner", True):
+            raise ForkedProcessError(
+                f"{self!r} was built before a fork on an aiohttp session its caller owns, "
+                "which cannot be used in the child. Build the backend in the child after "
+                "the fork, or let the SDK own its session."
+            )
+        loop = getattr(session, "_loop", None)
+        if loop is not None and not _is_running_here(loop):
+            detach_inherited_loop(loop)
+        keep_inherited(session)
+        transport.session = None
+        transport._has_been_opened = False  # lets open() build a session again
 
     async def aclose(self) -> None:
         """Close the container client (and its aiohttp session); twice is harmless."""

@@ -4,6 +4,9 @@ google-cloud-storage is synchronous. Every SDK call runs on a bounded thread
 pool (:class:`~taquba_memo.adapter_kit.BlockingRunner`) sized to the
 client's HTTP connection pool, so the event loop never blocks and no
 connection is opened beyond the pool.
+
+After a fork, the child gets a fresh thread pool and drops its copies of
+the parent's pooled connections before its first request (``after_fork``).
 """
 
 from __future__ import annotations
@@ -419,6 +422,16 @@ class GCSBackend(MemoBackendBase):
 
     # -- lifecycle -----------------------------------------------------------
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh thread pool, and no connection of the parent's.
+
+        The child's copies of the pooled sockets are closed (the parent's stay
+        open and in use), so the child opens its own connections.
+        """
+        self._runner.after_fork()
+        for session in _http_sessions(self._client):
+            session.close()  # a closed requests.Session opens new connections when used
+
     async def aclose(self) -> None:
         if self._closed:
             return
@@ -428,6 +441,18 @@ class GCSBackend(MemoBackendBase):
         await asyncio.to_thread(runner.close)
         if self._owns_client:
             self._client.close()
+
+
+def _http_sessions(client: storage.Client) -> list[requests.Session]:
+    """The client's requests sessions: its own, and its credentials' token session."""
+    sessions = []
+    for candidate in (
+        client._http,
+        getattr(getattr(client._http, "_auth_request", None), "session", None),
+    ):
+        if isinstance(candidate, requests.Session):
+            sessions.append(candidate)
+    return sessions
 
 
 def _next_page_names(pages: Iterator[Any]) -> list[str] | None:

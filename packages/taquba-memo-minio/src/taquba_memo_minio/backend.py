@@ -4,6 +4,9 @@ The SDK is synchronous. Every SDK call runs on a bounded thread pool
 (:class:`~taquba_memo.adapter_kit.BlockingRunner`) no larger than the client's
 urllib3 connection pool, so the event loop never blocks and no thread waits
 for, or opens, a connection beyond the pool.
+
+After a fork, the child gets a fresh thread pool and drops its copies of
+the parent's pooled connections before its first request (``after_fork``).
 """
 
 from __future__ import annotations
@@ -465,6 +468,15 @@ class MinioBackend(MemoBackendBase):
                 close()  # the SDK's page generator; it holds no connection between pages
 
     # -- lifecycle -----------------------------------------------------------
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh thread pool, and no connection of the parent's.
+
+        The child's copies of the pooled sockets are closed (the parent's stay
+        open and in use), so the child opens its own connections.
+        """
+        self._runner.after_fork()
+        self._client._http.clear()
 
     async def aclose(self) -> None:
         if self._closed:

@@ -16,6 +16,12 @@ Per store type (what the capabilities declare, measured with obstore 0.12):
   link; single deletes, 10 in flight.
 * ``MemoryStore``: ordered listing, conditional put, deletes in memory.
 
+After a fork (Linux's Celery prefork pool, gunicorn ``--preload``,
+multiprocessing's fork start method): a store whose parent never made an
+obstore request works in the child; one whose parent did raises
+:class:`~taquba_memo.ForkedProcessError` on first use there, since obstore's
+runtime does not survive a fork (see ``taquba_memo_obstore._fork``).
+
 A failed batch is redone key by key to learn which keys failed, except after
 a transient failure, where every key of the batch is reported with it.
 
@@ -30,6 +36,7 @@ the page requests too: pages are fetched only as keys are consumed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -38,9 +45,16 @@ import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
 from taquba_memo.backend import Capabilities, MemoBackendBase
-from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError, NotSupported
+from taquba_memo.errors import (
+    BackendError,
+    DeleteManyError,
+    ForkedProcessError,
+    InvalidKeyError,
+    NotSupported,
+)
 
 from taquba_memo_obstore._errors import map_obstore_error
+from taquba_memo_obstore._fork import runtime_inherited
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -317,3 +331,22 @@ class ObstoreBackend(MemoBackendBase):
     async def aclose(self) -> None:
         """Nothing to release: obstore stores pool connections for their own lifetime."""
         return None
+
+    # -- fork ------------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        """Refuse in a child forked after obstore's runtime started (see the module).
+
+        A store forked before any obstore request works in the child as it is
+        (it holds no connection yet), which covers a store opened at import
+        time in a Celery, gunicorn or multiprocessing parent.
+        """
+        if runtime_inherited():
+            raise ForkedProcessError(
+                f"{self!r} cannot be used in this process (pid {os.getpid()}): it was forked "
+                "after obstore had made requests in its parent, and obstore's runtime "
+                "threads do not survive a fork, so every call would wait forever. Open the "
+                "store in the child after the fork (Celery: the worker_process_init signal; "
+                "gunicorn: post_fork, or no --preload), make no obstore request before "
+                "forking, or use the 'spawn' or 'forkserver' multiprocessing start method."
+            )

@@ -3,7 +3,10 @@
 Adapters for synchronous SDKs (google-cloud-storage, minio) run SDK calls on a
 bounded thread pool with :class:`BlockingRunner`; backends without a batch
 delete API use :func:`delete_each`; every adapter maps HTTP statuses with
-:func:`error_for_status` inside its single error-mapping function.
+:func:`error_for_status` inside its single error-mapping function. An
+adapter's optional ``after_fork()`` hook (see :mod:`taquba_memo.backend`)
+hands what a forked child inherited to :func:`keep_inherited` and
+:func:`detach_inherited_loop` instead of closing it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from taquba_memo import _fork
+from taquba_memo._fork import detach_inherited_loop, keep_inherited
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,
@@ -42,7 +47,9 @@ __all__ = [
     "check_value",
     "chunked",
     "delete_each",
+    "detach_inherited_loop",
     "error_for_status",
+    "keep_inherited",
     "object_name",
 ]
 
@@ -198,16 +205,37 @@ class BlockingRunner:
     The pool size bounds how many requests are in flight at once, which also
     keeps the SDK's connection pool from being exhausted. The event loop is
     never blocked. Context variables are carried into the worker thread.
+
+    Fork-safe: a forked child inherits the pool but none of its threads (the
+    inherited pool would queue calls that no thread ever runs), so the first
+    call in a child, or :meth:`after_fork`, starts a fresh pool there.
     """
 
     def __init__(
         self, max_workers: int = DEFAULT_CONCURRENCY, *, name: str = "taquba-memo"
     ) -> None:
         self.max_workers = max_workers
+        self._name = name
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
+        self._fork_generation = _fork.generation()
+
+    def after_fork(self) -> None:
+        """In a forked child, replace the inherited pool by a fresh one (once)."""
+        if self._fork_generation == _fork.generation():
+            return
+        with _fork.child_lock:
+            if self._fork_generation != _fork.generation():
+                # Never shut the inherited pool down: its locks may be held by
+                # threads that do not exist here.
+                _fork.keep_inherited(self._executor)
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.max_workers, thread_name_prefix=self._name
+                )
+                self._fork_generation = _fork.generation()
 
     async def run(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
         """Call ``fn(*args, **kwargs)`` on the pool and await its result."""
+        self.after_fork()
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         call = functools.partial(context.run, fn, *args, **kwargs)
@@ -229,4 +257,6 @@ class BlockingRunner:
 
     def close(self) -> None:
         """Stop the pool after the calls in flight finish."""
+        if self._fork_generation != _fork.generation():
+            return  # the inherited pool has no thread here to wait for
         self._executor.shutdown(wait=True)

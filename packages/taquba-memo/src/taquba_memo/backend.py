@@ -30,6 +30,19 @@ The rules every backend follows (the conformance suite checks each one):
 * ``put(..., if_absent=True)`` on a backend that does not declare
   ``conditional_put`` raises :class:`~taquba_memo.NotSupported`; it never
   silently overwrites.
+
+After a fork (optional hook, not part of the protocol): a process made by
+``os.fork()`` inherits a backend without its threads and shares its sockets
+with the parent. A store detects the fork once and, before its first
+operation in the child, calls the backend's ``after_fork(self) -> None``
+method if it has one. The hook rebuilds what cannot cross a fork (thread
+pools, connection pools, clients bound to the parent's event loop) from the
+backend's own configuration, or raises :class:`~taquba_memo.ForkedProcessError`
+naming the fix when the SDK cannot run in the child at all. It must not
+close or send anything on the inherited objects (the parent still uses
+them; ``taquba_memo.adapter_kit.keep_inherited`` parks them), and it must be
+idempotent: every store over the backend calls it. A backend that holds no
+threads or connections needs no hook.
 """
 
 from __future__ import annotations

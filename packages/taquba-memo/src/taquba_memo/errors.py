@@ -27,6 +27,7 @@ __all__ = [
     "DecodeError",
     "DeleteManyError",
     "EncodeError",
+    "ForkedProcessError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidPrefixError",
@@ -167,3 +168,14 @@ class MissingDependencyError(MemoError, ImportError):
 
 class StoreClosedError(MemoError, RuntimeError):
     """A synchronous store was used after ``close()``."""
+
+
+class ForkedProcessError(MemoError, RuntimeError):
+    """A store opened before ``fork()`` cannot be used in the child process.
+
+    Raised on the store's first use in the child, before any I/O, by a
+    backend whose SDK does not survive a fork. The message names the fix:
+    open the store after the fork (Celery's ``worker_process_init`` signal,
+    gunicorn's ``post_fork`` hook), or use the ``spawn`` or ``forkserver``
+    start method.
+    """

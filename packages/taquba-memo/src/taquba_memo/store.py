@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from taquba_memo import compute, layout
+from taquba_memo import _fork, compute, layout
 from taquba_memo.adapter_kit import TaskWindow, check_value
 from taquba_memo.backend import MemoBackend
 from taquba_memo.codecs import BytesCodec, Codec
@@ -28,6 +28,7 @@ from taquba_memo.content import content_key
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
+    ForkedProcessError,
     InvalidArgumentError,
     InvalidValueType,
     ValueTooLargeError,
@@ -121,9 +122,19 @@ class MemoStore:
             or max_value_bytes < 0
         ):
             raise InvalidArgumentError("max_value_bytes must be a non-negative int or None")
-        self._backend = backend
+        self._backend_object = backend
+        self._fork_generation = _fork.generation()
         self._prefix = layout.normalize_prefix(prefix)
         self._max_value_bytes = max_value_bytes
+
+    @property
+    def _backend(self) -> MemoBackend:
+        # The first use in a forked child lets the backend rebuild what the
+        # fork broke (or refuse with ForkedProcessError), before any I/O.
+        if self._fork_generation != _fork.generation():
+            _fork.after_fork(self._backend_object)
+            self._fork_generation = _fork.generation()
+        return self._backend_object
 
     @property
     def backend(self) -> MemoBackend:
@@ -135,7 +146,7 @@ class MemoStore:
         return self._prefix
 
     def __repr__(self) -> str:
-        return f"MemoStore(prefix={self._prefix!r}, backend={self._backend!r})"
+        return f"MemoStore(prefix={self._prefix!r}, backend={self._backend_object!r})"
 
     def new_memo(self, run_id: str, step_number: int) -> Memo:
         """Return a :class:`Memo` bound to ``(run_id, step_number)``."""
@@ -396,7 +407,11 @@ class MemoStore:
 
     async def aclose(self) -> None:
         """Close the backend."""
-        await self._backend.aclose()
+        try:
+            backend = self._backend
+        except ForkedProcessError:
+            return  # the backend cannot run in this process, so it holds nothing here
+        await backend.aclose()
 
     async def __aenter__(self) -> MemoStore:
         return self

@@ -43,8 +43,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
+from taquba_memo import _fork, urls
 from taquba_memo import store as _core
-from taquba_memo import urls
 from taquba_memo.backend import MemoBackend
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.errors import StoreClosedError
@@ -62,48 +62,72 @@ _JOIN_TIMEOUT_S = 30.0
 
 
 class _LoopThread:
-    """An event loop running forever in a daemon thread, until stopped."""
+    """An event loop running forever in a daemon thread, until stopped.
+
+    A forked child inherits the loop but not its thread: the first use there
+    starts a fresh loop and thread, and leaves the inherited loop untouched.
+    """
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
         self._stopped = False
+        self._start()
+
+    def _start(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._fork_generation = _fork.generation()
         self._thread = threading.Thread(
-            target=self._serve, name="taquba-memo-sync-loop", daemon=True
+            target=self._serve, args=(self._loop,), name="taquba-memo-sync-loop", daemon=True
         )
         self._thread.start()
+
+    @property
+    def _inherited(self) -> bool:
+        return self._fork_generation != _fork.generation()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """This process's loop: after a fork, a fresh one started on first use."""
+        if self._inherited and not self._stopped:
+            with _fork.child_lock:
+                if self._inherited:
+                    _fork.detach_inherited_loop(self._loop)
+                    self._start()
+        return self._loop
 
     @property
     def stopped(self) -> bool:
         return self._stopped
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
+    @staticmethod
+    def _serve(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
         try:
-            self.loop.run_forever()
+            loop.run_forever()
         finally:
             try:
-                pending = asyncio.all_tasks(self.loop)
+                pending = asyncio.all_tasks(loop)
                 for task in pending:
                     task.cancel()
                 if pending:
-                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-                self.loop.run_until_complete(self.loop.shutdown_default_executor())
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
             finally:
-                self.loop.close()
+                loop.close()
 
     def run(self, coro: Coroutine[Any, Any, T], callbacks: _CallerThread | None = None) -> T:
         """Run ``coro`` on the loop and wait for it in the calling thread."""
         if self._stopped:
             coro.close()
             raise StoreClosedError("the store is closed")
+        loop = self.loop
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(
                 "a sync MemoStore was called from its own event loop (inside an async "
                 "callback); that would deadlock. Use the async API there."
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             if callbacks is not None:
                 callbacks.serve_until(future)
@@ -116,15 +140,27 @@ class _LoopThread:
         if self._stopped:
             return
         self._stopped = True
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._inherited:
+            # Never started in this process: nothing runs here to stop.
+            _fork.detach_inherited_loop(self._loop)
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
         if threading.current_thread() is not self._thread:
             self._thread.join(_JOIN_TIMEOUT_S)
+
+    def stop_soon(self) -> None:
+        """Stop without waiting: for a store garbage-collected without close()."""
+        if self._stopped:
+            return
+        if self._inherited:
+            self.stop()
+            return
+        self._loop.call_soon_threadsafe(self.stop)
 
 
 def _stop_unclosed(loop_thread: _LoopThread) -> None:
     # A store that was garbage-collected without close(): at least stop its thread.
-    if not loop_thread.stopped:
-        loop_thread.loop.call_soon_threadsafe(loop_thread.stop)
+    loop_thread.stop_soon()
 
 
 class _CallerThread:
@@ -233,7 +269,8 @@ class MemoStore:
         return self._loop_thread.stopped
 
     def __repr__(self) -> str:
-        return f"taquba_memo.sync.MemoStore(prefix={self.prefix!r}, backend={self.backend!r})"
+        backend = self._core._backend_object
+        return f"taquba_memo.sync.MemoStore(prefix={self.prefix!r}, backend={backend!r})"
 
     def new_memo(self, run_id: str, step_number: int) -> Memo:
         """Return a :class:`Memo` bound to ``(run_id, step_number)``."""

@@ -1,0 +1,43 @@
+"""Fixtures for the runtime tests: every shipped backend as a spec a fresh process can build."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.servers import AzureServer, GCSServer
+
+from .backend_specs import EMBEDDED, SERVER_BACKED, portable_server
+
+
+def backend_spec_for(
+    name: str, request: pytest.FixtureRequest, root: Path, cleanup: contextlib.ExitStack
+) -> dict[str, Any]:
+    """The spec of backend ``name``, starting the emulator it needs (the kit's fixtures)."""
+    spec: dict[str, Any] = {"name": name, "root": str(root)}
+    if name in ("obstore-s3", "minio"):
+        spec["s3"] = portable_server(request.getfixturevalue("s3_server"))
+    elif name in ("gcs", "obstore-gcs"):
+        gcs: GCSServer = request.getfixturevalue("gcs_server")
+        spec["gcs"] = portable_server(gcs)
+        if name == "obstore-gcs":
+            # obstore writes GCS objects through the XML API, which fake-gcs-server lacks.
+            spec["xml_proxy"] = gcs.endpoint_url
+            if gcs.emulator == "fake-gcs-server":
+                spec["xml_proxy"] = cleanup.enter_context(GcsXmlProxy(gcs.endpoint_url)).url
+    elif name in ("azure", "obstore-azure"):
+        azure: AzureServer = request.getfixturevalue("azure_server")
+        container = cleanup.enter_context(azure.temporary_container())
+        spec["azure"] = (portable_server(azure), container)
+    return spec
+
+
+@pytest.fixture(params=EMBEDDED + SERVER_BACKED)
+def backend_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """One shipped backend (embedded, or an adapter on its emulator), as a spec."""
+    with contextlib.ExitStack() as cleanup:
+        yield backend_spec_for(request.param, request, tmp_path, cleanup)

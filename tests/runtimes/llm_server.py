@@ -1,0 +1,88 @@
+"""A tiny HTTP "LLM" on 127.0.0.1 that counts what it is paid for: the tests' independent witness.
+
+``POST /complete`` with ``{"prompt": ...}`` answers ``{"text": "answer to <prompt>"}``
+and counts one paid call for the prompt. A prompt listed in ``kill_on_first``
+is a kill point: the first time it arrives, the server SIGKILLs the process
+that sent it (its pid is in the ``X-Worker-Pid`` header) and drops the
+request unanswered, so that call was never paid; the worker dies in the
+middle of its task, after the calls before it were answered and memoized.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+__all__ = ["CountingLLM", "answer_to"]
+
+
+def answer_to(prompt: str) -> str:
+    return f"answer to {prompt}"
+
+
+class CountingLLM:
+    def __init__(self, kill_on_first: set[str] | None = None) -> None:
+        self.paid: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.killed_pids: list[int] = []
+        self.worker_pids: set[int] = set()
+        self._kill_on_first = set(kill_on_first or ())
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/complete"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        llm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                prompt = json.loads(body)["prompt"]
+                pid = int(self.headers["X-Worker-Pid"])
+                with llm._lock:
+                    llm.received[prompt] += 1
+                    llm.worker_pids.add(pid)
+                    kill = prompt in llm._kill_on_first
+                    llm._kill_on_first.discard(prompt)
+                    if kill:
+                        llm.killed_pids.append(pid)
+                if kill:
+                    os.kill(pid, signal.SIGKILL)
+                    self.close_connection = True
+                    return
+                reply = json.dumps({"text": answer_to(prompt)}).encode()
+                with llm._lock:
+                    llm.paid[prompt] += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        return Handler
+
+    def __enter__(self) -> CountingLLM:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
