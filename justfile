@@ -56,7 +56,7 @@ bench *ARGS: sync
 # Not in `test`: the fault profile with 60 keys an adapter and every fault on every operation,
 # 120 rounds of killed writers, 30 scenarios of killed sweeps, five times the hostile inputs;
 # figures go to .reliability/soak/ (render them with `just reliability`).
-# Issue 9's long fault, crash and hostile-input runs (about 17 min on 2 cores).
+# About 17 min on 2 cores.
 soak: sync
     TAQUBA_MEMO_SOAK=1 TAQUBA_MEMO_RELIABILITY_DIR=.reliability/soak uv run --frozen pytest tests/faults tests/crash tests/hostile
 

@@ -1,4 +1,4 @@
-"""Run the issue-8 benchmark: ``python -m benchmarks`` (``just bench`` starts it).
+"""Run the benchmark: ``python -m benchmarks`` (``just bench`` starts it).
 
 Starts moto, fake-gcs-server and Azurite on 127.0.0.1 through the conformance
 kit, measures every adapter (requests per operation through a counting proxy,

@@ -1,6 +1,6 @@
 """Authentication failure, missing bucket or container, throttling: distinct, documented errors.
 
-Issue 9 asks, for every adapter, that these three map to three distinct,
+Every adapter maps these three to three distinct,
 documented errors (:class:`~taquba_memo.AccessDeniedError`,
 :class:`~taquba_memo.ContainerNotFoundError`, :class:`~taquba_memo.ThrottledError`),
 proven against the real emulator where it can produce them. Most cells are

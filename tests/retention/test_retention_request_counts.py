@@ -1,4 +1,4 @@
-"""How many HTTP requests each adapter sends for get, put, clear and sweep (issue 8).
+"""How many HTTP requests each adapter sends for get, put, clear and sweep.
 
 Counted by a proxy on 127.0.0.1 between the adapter and its emulator; no
 timing is involved, so the counts are exact. The targets: get and put send

@@ -129,7 +129,7 @@ class DeleteManyError(BackendError):
         )
 
 
-# -- values, URLs and the sync API (issue 10) ---------------------------------
+# -- values, URLs and the sync API -------------------------------------------
 
 
 class EncodeError(InvalidValueType):
