@@ -12,6 +12,9 @@ import pytest
 pytest.register_assert_rewrite(
     "taquba_memo_conformance.suite",
     "taquba_memo_conformance.exact_prefix",
+    "taquba_memo_conformance.protocol_suite",
+    "taquba_memo_conformance.store_suite",
+    "taquba_memo_conformance._base",
     "taquba_memo_conformance.statemachine",
     "taquba_memo_conformance.keyspace",
 )

@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 import pytest
 from taquba_memo import MemoBackend, MemoStore
 
+from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace, byte_order, put_all
 
 __all__ = ["AZURE_BLOB_BACKSLASH_GAP", "DECOY_CASES", "DecoyCase", "ExactPrefixTests"]
-
-_ASYNC_TEST = pytest.mark.asyncio(loop_scope="function")
 
 
 @dataclass(frozen=True)
@@ -163,14 +162,13 @@ AZURE_BLOB_BACKSLASH_GAP: dict[str, str] = {
 """``expected_failures`` of a backend on Azure Blob Storage: the store's own rewrite."""
 
 
-class ExactPrefixTests:
+class ExactPrefixTests(SuiteBase):
     """Listing is an exact raw string prefix; mixed into ``MemoBackendConformance``.
 
     The tests use the ``backend`` and ``space`` fixtures of the suite.
     """
 
     @pytest.mark.parametrize("case", list(DECOY_CASES))
-    @_ASYNC_TEST
     async def test_list_matches_an_exact_prefix_not_a_pattern(
         self, backend: MemoBackend, space: KeySpace, case: str
     ) -> None:
@@ -204,7 +202,6 @@ class ExactPrefixTests:
                 f"list({space.show(root + prefix)!r}) repeated keys: {listed}"
             )
 
-    @_ASYNC_TEST
     async def test_store_clears_only_the_named_run_when_run_ids_look_like_patterns(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
@@ -226,7 +223,6 @@ class ExactPrefixTests:
         assert await store.new_memo(target, 0).get("k") is None
         assert deleted == 1
 
-    @_ASYNC_TEST
     async def test_store_sweeps_only_the_expired_run_when_run_ids_look_like_patterns(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
@@ -246,7 +242,6 @@ class ExactPrefixTests:
             )
         assert sorted(m.run_id for m in await store.list_terminal_markers()) == sorted(others)
 
-    @_ASYNC_TEST
     async def test_store_prefixes_that_look_like_patterns_stay_apart(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:

@@ -24,12 +24,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 from taquba_memo import MemoBackend, NotSupported
 
-from taquba_memo_conformance.keyspace import byte_order, collect
+from taquba_memo_conformance._base import SuiteBase
+from taquba_memo_conformance.keyspace import KeySpace, byte_order, collect
 
 __all__ = [
     "MODEL_KEYS",
     "MODEL_PREFIXES",
     "BackendStateMachine",
+    "StateMachineTests",
     "run_backend_state_machine",
 ]
 
@@ -152,3 +154,20 @@ def run_backend_state_machine(
             super().__init__(backend, f"{root.rstrip('/')}/{next(examples)}", loop)
 
     run_state_machine_as_test(BoundBackendStateMachine, settings=machine_settings)
+
+
+class StateMachineTests(SuiteBase):
+    """A random walk of the backend, compared with a dict at every step."""
+
+    async def test_state_machine_agrees_with_a_dict(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        # The machine runs on a worker thread and sends each call back to
+        # this loop, where the backend lives (see statemachine.py).
+        await asyncio.to_thread(
+            run_backend_state_machine,
+            backend,
+            space.key("machine"),
+            asyncio.get_running_loop(),
+            self.state_machine_settings,
+        )
