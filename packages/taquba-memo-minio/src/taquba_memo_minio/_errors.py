@@ -22,6 +22,7 @@ from xml.etree.ElementTree import ParseError
 import urllib3.exceptions
 from minio.deleteobjects import DeleteError
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from taquba_memo.adapter_kit import error_for_status
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,
@@ -98,9 +99,6 @@ _TRANSIENT: Final = frozenset(
         "XMinioStorageFull",  # space may be freed; a retry may succeed
     }
 )
-# A status alone (no code, or an unknown one) decides like adapter_kit.error_for_status.
-_THROTTLED_STATUSES: Final = frozenset({429, 503})
-
 # No answer arrived, or a broken one: retrying the same call may succeed.
 _NO_ANSWER: Final[tuple[type[BaseException], ...]] = (
     urllib3.exceptions.HTTPError,  # MaxRetryError, NewConnectionError, Read/ConnectTimeoutError,
@@ -180,13 +178,8 @@ def map_minio_error(exc: BaseException, *, operation: str, target: str) -> Backe
     if code in _TRANSIENT:
         return TransientBackendError(message)
     if status is not None:
-        if status in (401, 403):
-            return AccessDeniedError(message)
-        if status in _THROTTLED_STATUSES:
-            return ThrottledError(message)
-        if status >= 500 or status == 408:
-            return TransientBackendError(message)
-        return BackendError(message)
+        # A status alone (no code, or an unknown one): the core's one table decides.
+        return error_for_status(status, message)
     if isinstance(exc, _NO_ANSWER):
         return TransientBackendError(message)
     return BackendError(message)

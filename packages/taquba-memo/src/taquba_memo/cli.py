@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO
 
 from taquba_memo import __version__, layout
+from taquba_memo._concurrency import TaskWindow
 from taquba_memo._progress import Progress
-from taquba_memo.adapter_kit import TaskWindow
 from taquba_memo.backend import Capabilities, MemoBackend, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,

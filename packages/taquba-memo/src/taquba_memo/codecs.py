@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from taquba_memo.adapter_kit import check_value
+from taquba_memo._checks import check_value
 from taquba_memo.errors import DecodeError, EncodeError, InvalidValueType, MissingDependencyError
 
 __all__ = [

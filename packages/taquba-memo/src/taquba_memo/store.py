@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from taquba_memo import _fork, compute, layout
-from taquba_memo.adapter_kit import TaskWindow, check_value
+from taquba_memo._checks import check_value
+from taquba_memo._concurrency import TaskWindow
 from taquba_memo.backend import MemoBackend
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.content import content_key

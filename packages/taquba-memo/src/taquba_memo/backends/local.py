@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from taquba_memo.adapter_kit import check_key, check_value
+from taquba_memo._checks import check_key, check_value
 from taquba_memo.backend import Capabilities, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from taquba_memo.adapter_kit import check_key, check_value
+from taquba_memo._checks import check_key, check_value
 from taquba_memo.backend import Capabilities, MemoBackendBase
 
 __all__ = ["InMemoryBackend"]
