@@ -6,20 +6,15 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from taquba_memo import (
-    Capabilities,
-    InMemoryBackend,
-    LocalFileBackend,
-    MemoBackend,
-    MemoBackendBase,
-)
+from taquba_memo import Capabilities, InMemoryBackend, LocalFileBackend, MemoBackend
+from taquba_memo.backends import ForwardingBackend
 
 
-class RecordingBackend(MemoBackendBase):
+class RecordingBackend(ForwardingBackend):
     """Wraps a backend and records each call, to count requests per operation."""
 
     def __init__(self, inner: MemoBackend, *, capabilities: Capabilities | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calls: list[tuple[str, object]] = []
         self.listed: list[str] = []
         self._capabilities = capabilities or inner.capabilities
@@ -33,28 +28,25 @@ class RecordingBackend(MemoBackendBase):
 
     async def get(self, key: str) -> bytes | None:
         self.calls.append(("get", key))
-        return await self.inner.get(key)
+        return await super().get(key)
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         self.calls.append(("put", key))
-        return await self.inner.put(key, value, if_absent=if_absent)
+        return await super().put(key, value, if_absent=if_absent)
 
     async def delete(self, key: str) -> None:
         self.calls.append(("delete", key))
-        await self.inner.delete(key)
+        await super().delete(key)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         self.calls.append(("delete_many", list(keys)))
-        await self.inner.delete_many(keys)
+        await super().delete_many(keys)
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         self.calls.append(("list", prefix))
-        async for key in self.inner.list(prefix):
+        async for key in super().list(prefix):
             self.listed.append(key)
             yield key
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @pytest.fixture(params=["memory", "local"])

@@ -4,43 +4,41 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from taquba_memo import Capabilities, MemoBackend, MemoBackendBase
+from taquba_memo import MemoBackend
+from taquba_memo.backends import ForwardingBackend
 
 
-class Recorder(MemoBackendBase):
+class Recorder(ForwardingBackend):
     """Forwards to ``inner`` and records ``(operation, key or prefix)`` per key touched."""
 
     def __init__(self, inner: MemoBackend) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calls: list[tuple[str, str]] = []
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
 
     def __repr__(self) -> str:
         return f"Recorder({self.inner!r})"
 
     async def get(self, key: str) -> bytes | None:
-        self.calls.append(("get", key))
-        return await self.inner.get(key)
+        self._record("get", key)
+        return await super().get(key)
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
-        self.calls.append(("put", key))
-        return await self.inner.put(key, value, if_absent=if_absent)
+        self._record("put", key)
+        return await super().put(key, value, if_absent=if_absent)
 
     async def delete(self, key: str) -> None:
-        self.calls.append(("delete", key))
-        await self.inner.delete(key)
+        self._record("delete", key)
+        await super().delete(key)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
-        self.calls.extend(("delete_many", key) for key in keys)
-        await self.inner.delete_many(keys)
+        for key in keys:
+            self._record("delete_many", key)
+        await super().delete_many(keys)
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
-        self.calls.append(("list", prefix))
-        async for key in self.inner.list(prefix):
+        self._record("list", prefix)
+        async for key in super().list(prefix):
             yield key
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def _record(self, operation: str, key: str) -> None:
+        self.calls.append((operation, key))

@@ -45,14 +45,15 @@ import re
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO
 
 from taquba_memo import __version__, layout
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._progress import Progress
-from taquba_memo.backend import Capabilities, MemoBackend, MemoBackendBase
+from taquba_memo.backend import MemoBackend
+from taquba_memo.backends.forwarding import ForwardingBackend
 from taquba_memo.errors import (
     AccessDeniedError,
     AdapterNotInstalledError,
@@ -295,35 +296,19 @@ def _plural(count: int, noun: str, nouns: str | None = None) -> str:
 # -- a backend wrapper that reports deletes, for progress -------------------------
 
 
-class _ObservedBackend(MemoBackendBase):
-    """Passes every call through; reports keys attempted and deleted by delete_many."""
+class _ObservedBackend(ForwardingBackend):
+    """Reports keys attempted and deleted by delete_many, for progress."""
 
     def __init__(self, inner: MemoBackend) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.attempted = 0
         self.deleted = 0
         self.on_deleted: Callable[[int], None] = lambda _count: None
 
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
-
-    def __repr__(self) -> str:
-        return repr(self.inner)
-
-    async def get(self, key: str) -> bytes | None:
-        return await self.inner.get(key)
-
-    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
-        return await self.inner.put(key, value, if_absent=if_absent)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
     async def delete_many(self, keys: Sequence[str]) -> None:
         self.attempted += len(keys)
         try:
-            await self.inner.delete_many(keys)
+            await super().delete_many(keys)
         except DeleteManyError as exc:
             self._count(len(keys) - len(exc.failures))
             raise
@@ -332,12 +317,6 @@ class _ObservedBackend(MemoBackendBase):
     def _count(self, deleted: int) -> None:
         self.deleted += deleted
         self.on_deleted(deleted)
-
-    def list(self, prefix: str) -> AsyncIterator[str]:
-        return self.inner.list(prefix)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 # -- commands ------------------------------------------------------------------------
