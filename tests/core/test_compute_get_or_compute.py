@@ -129,11 +129,34 @@ class TestFailuresAreNeverCached:
             await memo.get_or_compute("k", Calls({"a set": {1}}), codec=JSONCodec())
         assert await memo.get("k") is None
 
+    async def test_an_unencodable_result_says_it_was_paid_and_names_the_fix(self) -> None:
+        class ChatCompletion:  # what an SDK returns: not JSON as it is
+            pass
+
+        with pytest.raises(EncodeError) as caught:
+            await new_memo().get_or_compute("k", Calls(ChatCompletion()), codec=JSONCodec())
+        message = str(caught.value)
+        assert "ChatCompletion" in message
+        assert "paid" in message
+        assert "PickleCodec" in message
+        assert "pydantic" in message
+        assert isinstance(caught.value.__cause__, EncodeError)
+
     async def test_a_result_over_max_value_bytes_is_not_stored(self) -> None:
-        memo = MemoStore(InMemoryBackend(), "memo", max_value_bytes=4).new_memo("run", 1)
-        with pytest.raises(ValueTooLargeError):
+        backend = RecordingBackend(InMemoryBackend())
+        memo = MemoStore(backend, "memo", max_value_bytes=4).new_memo("run", 1)
+        with pytest.raises(ValueTooLargeError, match=r"paid.*smaller value"):
             await memo.get_or_compute("k", Calls(b"too large"))
+        assert backend.count("put") == 0
         assert await memo.get("k") is None
+
+    async def test_a_codec_without_encode_and_decode_is_refused_before_any_io(self) -> None:
+        backend = RecordingBackend(InMemoryBackend())
+        fn = Calls()
+        with pytest.raises(InvalidValueType, match="codec"):
+            await new_memo(backend).get_or_compute("k", fn, codec=object())  # type: ignore[call-overload]
+        assert fn.count == 0
+        assert backend.calls == []
 
 
 class TestUndecodableValuesAreMisses:
@@ -149,6 +172,42 @@ class TestUndecodableValuesAreMisses:
         assert fn.count == 1
         assert await memo.get("k") == b'{"fresh":true}'
         assert "does not decode" in caplog.text
+
+    @pytest.mark.parametrize("raised", [KeyError, TypeError, ValueError, AttributeError])
+    async def test_a_value_an_object_hook_refuses_is_a_miss_logged_with_its_cause(
+        self, raised: type[Exception], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def current_schema(fields: dict[str, Any]) -> Any:
+            if "model" not in fields:
+                raise raised("model")
+            return fields
+
+        memo = new_memo()
+        await memo.put("k", b'{"old_field":1}')  # written before a deploy changed the schema
+        codec = JSONCodec(object_hook=current_schema)
+        fn = Calls({"model": "m-2"})
+        with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+            assert await memo.get_or_compute("k", fn, codec=codec) == {"model": "m-2"}
+        assert fn.count == 1
+        assert await memo.get("k") == b'{"model":"m-2"}'
+        assert f"object_hook refused the stored JSON: {raised.__name__}" in caplog.text
+        assert "UTF-8" not in caplog.text
+        retry = Calls()
+        assert await memo.get_or_compute("k", retry, codec=codec) == {"model": "m-2"}
+        assert retry.count == 0
+
+    async def test_any_exception_from_a_users_codec_while_decoding_is_a_miss(self) -> None:
+        class Strict:
+            def encode(self, value: int, /) -> bytes:
+                return str(value).encode()
+
+            def decode(self, data: bytes, /) -> int:
+                return int(data)  # ValueError on anything else: a bug, but still a miss
+
+        memo = new_memo()
+        await memo.put("k", b"not a number")
+        assert await memo.get_or_compute("k", Calls(7), codec=Strict()) == 7
+        assert await memo.get("k") == b"7"
 
     async def test_with_if_absent_the_undecodable_value_is_overwritten(self) -> None:
         memo = new_memo()

@@ -4,10 +4,15 @@ This module holds the logic behind :meth:`taquba_memo.Memo.get_or_compute`
 (the sync API drives the same coroutine):
 
 1. Read the entry. A value that decodes is returned. A value that fails to
-   decode (a corrupt object, or one written with another codec) is a miss.
+   decode is a miss: a corrupt object, one written with another codec, or
+   one a codec's hook refuses (an ``object_hook`` raising ``KeyError`` after
+   a schema change). Whatever the codec raised is logged as the cause.
 2. Call ``fn`` (sync or async) and encode its result. An exception from
    ``fn`` or from encoding propagates and nothing is stored: exceptions are
-   never cached.
+   never cached. A codec without ``encode``/``decode`` is refused before any
+   I/O; a result the codec cannot encode, or one over ``max_value_bytes``,
+   can only be found after ``fn`` was paid, so that error says so and names
+   the fix.
 3. Store the bytes and return ``codec.decode(encoded)``, so the caller gets
    exactly what a later retry will read back (JSON turns tuples into lists on
    the first call too, not only on the retry).
@@ -41,8 +46,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from taquba_memo import layout
-from taquba_memo.codecs import Codec
-from taquba_memo.errors import DecodeError, InvalidValueType, NotSupported
+from taquba_memo.codecs import Codec, decode_value, encode_value
+from taquba_memo.errors import (
+    DecodeError,
+    EncodeError,
+    InvalidValueType,
+    NotSupported,
+    ValueTooLargeError,
+)
 
 if TYPE_CHECKING:
     from taquba_memo.store import Memo
@@ -111,6 +122,10 @@ async def get_or_compute(
     object_key = layout.memo_key(store.prefix, memo.run_id, memo.step_number, key)
     if not callable(fn):
         raise InvalidValueType(f"fn must be callable, not {type(fn).__name__}")
+    if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
+        raise InvalidValueType(
+            f"codec must have encode() and decode() methods, {type(codec).__name__} has not"
+        )
     if if_absent and not backend.capabilities.conditional_put:
         raise NotSupported(
             f"if_absent needs conditional_put, which {type(backend).__name__} does not declare"
@@ -137,7 +152,7 @@ async def get_or_compute(
         if outcome is _ABANDONED:
             continue
         try:
-            return codec.decode(outcome)
+            return decode_value(codec, outcome)
         except DecodeError:
             continue  # written with another codec: lead a flight of our own
 
@@ -154,7 +169,7 @@ async def _lead(
     corrupt = False
     if stored is not None:
         try:
-            return codec.decode(stored), stored
+            return decode_value(codec, stored), stored
         except DecodeError as exc:
             corrupt = True
             logger.warning(
@@ -168,8 +183,7 @@ async def _lead(
     result = fn()
     if inspect.isawaitable(result):
         result = await result
-    data = codec.encode(result)
-    value = codec.decode(data)  # what every later read will see
+    data, value = _encode_paid_result(memo, codec, result)
     written = await memo.put(key, data, if_absent=if_absent and not corrupt)
     if written:
         return value, data
@@ -177,7 +191,7 @@ async def _lead(
     if winner is None:
         return value, data  # the winner was already swept: ours is as good
     try:
-        return codec.decode(winner), winner
+        return decode_value(codec, winner), winner
     except DecodeError as exc:
         logger.warning(
             "memo entry %r of run %s step %d was written first with a value %r cannot "
@@ -189,3 +203,37 @@ async def _lead(
             exc,
         )
         return value, data
+
+
+def _encode_paid_result(memo: Memo, codec: Codec[T], result: Any) -> tuple[bytes, T]:
+    """Encode ``fn``'s result and decode it back (what every later read will see).
+
+    Runs after ``fn`` was paid, so each error says the work will be paid again
+    on every retry, and how to fix it.
+    """
+    kind = type(result).__name__
+    try:
+        data = encode_value(codec, result)
+    except EncodeError as exc:
+        raise EncodeError(
+            f"fn returned a {kind} that {codec!r} cannot encode ({exc}); the call was paid "
+            f"but nothing was stored, so every retry pays again. Fix: a codec for {kind} "
+            "(JSONCodec(default=...), or the pydantic codec recipe in the README), "
+            "PickleCodec() for Python-only values, or return plain JSON types"
+        ) from exc
+    limit = memo.store.max_value_bytes
+    if limit is not None and len(data) > limit:
+        raise ValueTooLargeError(
+            f"fn's result encodes to {len(data)} bytes, over max_value_bytes={limit}; the "
+            "call was paid but nothing was stored, so every retry pays again. Fix: return "
+            "a smaller value (store a reference to large data instead), or raise "
+            "max_value_bytes"
+        )
+    try:
+        value = decode_value(codec, data)
+    except DecodeError as exc:
+        raise EncodeError(
+            f"{codec!r} cannot decode what it just encoded from a {kind} ({exc}); the call "
+            "was paid but nothing was stored. Fix the codec so decode(encode(v)) works"
+        ) from exc
+    return data, value

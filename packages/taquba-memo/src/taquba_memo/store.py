@@ -23,7 +23,7 @@ from typing import Any, TypeVar, overload
 from taquba_memo import compute, layout
 from taquba_memo.adapter_kit import TaskWindow, check_value
 from taquba_memo.backend import MemoBackend
-from taquba_memo.codecs import BytesCodec, Codec
+from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
 from taquba_memo.content import content_key
 from taquba_memo.errors import (
     BackendError,
@@ -121,6 +121,11 @@ class MemoStore:
     def prefix(self) -> str:
         """The normalised prefix (``"/a//b/"`` becomes ``"a/b"``)."""
         return self._prefix
+
+    @property
+    def max_value_bytes(self) -> int | None:
+        """The largest value this store accepts, or None for no limit."""
+        return self._max_value_bytes
 
     def __repr__(self) -> str:
         return f"MemoStore(prefix={self._prefix!r}, backend={self._backend!r})"
@@ -459,7 +464,7 @@ class Memo:
         cannot read.
         """
         data = await self.get(content_key(content))
-        return None if data is None else codec.decode(data)
+        return None if data is None else decode_value(codec, data)
 
     @overload
     async def content_put(
@@ -484,4 +489,4 @@ class Memo:
         To compute on a miss, use ``get_or_compute(content_key(content), fn)``.
         """
         key = content_key(content)
-        return await self.put(key, codec.encode(value), if_absent=if_absent)
+        return await self.put(key, encode_value(codec, value), if_absent=if_absent)

@@ -229,6 +229,11 @@ class MemoStore:
         return self._core.prefix
 
     @property
+    def max_value_bytes(self) -> int | None:
+        """The largest value this store accepts, or None for no limit."""
+        return self._core.max_value_bytes
+
+    @property
     def closed(self) -> bool:
         return self._loop_thread.stopped
 
