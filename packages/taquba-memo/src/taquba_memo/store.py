@@ -448,32 +448,50 @@ class Memo:
         return await compute.get_or_compute(self, key, fn, codec, if_absent)
 
     @overload
-    async def content_get(self, content: object) -> bytes | None: ...
+    async def content_get(
+        self, content: object, *, namespace: str | None = None
+    ) -> bytes | None: ...
 
     @overload
-    async def content_get(self, content: object, *, codec: Codec[T]) -> T | None: ...
+    async def content_get(
+        self, content: object, *, codec: Codec[T], namespace: str | None = None
+    ) -> T | None: ...
 
-    async def content_get(self, content: object, *, codec: Codec[Any] = _BYTES) -> Any:
+    async def content_get(
+        self, content: object, *, codec: Codec[Any] = _BYTES, namespace: str | None = None
+    ) -> Any:
         """Return the value stored for the input ``content``, or None.
 
         The key is :func:`taquba_memo.content_key` of ``content`` (the hex
-        SHA-256 of its canonical JSON), so equal inputs find the same entry
-        in every process. Raises :class:`~taquba_memo.EncodeError` for an
+        SHA-256 of its RFC 8785 canonical JSON, after ``namespace`` when one
+        is given), so equal inputs find the same entry in every process and
+        language. Raises :class:`~taquba_memo.EncodeError` for an
         input without a canonical encoding, and
         :class:`~taquba_memo.DecodeError` for a stored value the codec
         cannot read.
         """
-        data = await self.get(content_key(content))
+        data = await self.get(content_key(content, namespace=namespace))
         return None if data is None else decode_value(codec, data)
 
     @overload
     async def content_put(
-        self, content: object, value: bytes, *, if_absent: bool = False
+        self,
+        content: object,
+        value: bytes,
+        *,
+        if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool: ...
 
     @overload
     async def content_put(
-        self, content: object, value: T, *, codec: Codec[T], if_absent: bool = False
+        self,
+        content: object,
+        value: T,
+        *,
+        codec: Codec[T],
+        if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool: ...
 
     async def content_put(
@@ -483,10 +501,11 @@ class Memo:
         *,
         codec: Codec[Any] = _BYTES,
         if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool:
         """Store ``value`` for the input ``content``; see :meth:`put` and :meth:`content_get`.
 
         To compute on a miss, use ``get_or_compute(content_key(content), fn)``.
         """
-        key = content_key(content)
+        key = content_key(content, namespace=namespace)
         return await self.put(key, encode_value(codec, value), if_absent=if_absent)

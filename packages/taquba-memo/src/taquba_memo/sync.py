@@ -405,21 +405,38 @@ class Memo:
         )
 
     @overload
-    def content_get(self, content: object) -> bytes | None: ...
+    def content_get(self, content: object, *, namespace: str | None = None) -> bytes | None: ...
 
     @overload
-    def content_get(self, content: object, *, codec: Codec[T]) -> T | None: ...
+    def content_get(
+        self, content: object, *, codec: Codec[T], namespace: str | None = None
+    ) -> T | None: ...
 
-    def content_get(self, content: object, *, codec: Codec[Any] = _BYTES) -> Any:
+    def content_get(
+        self, content: object, *, codec: Codec[Any] = _BYTES, namespace: str | None = None
+    ) -> Any:
         """Return the value stored for the input ``content``, or None."""
-        return self._store._run(self._core.content_get(content, codec=codec))
-
-    @overload
-    def content_put(self, content: object, value: bytes, *, if_absent: bool = False) -> bool: ...
+        return self._store._run(self._core.content_get(content, codec=codec, namespace=namespace))
 
     @overload
     def content_put(
-        self, content: object, value: T, *, codec: Codec[T], if_absent: bool = False
+        self,
+        content: object,
+        value: bytes,
+        *,
+        if_absent: bool = False,
+        namespace: str | None = None,
+    ) -> bool: ...
+
+    @overload
+    def content_put(
+        self,
+        content: object,
+        value: T,
+        *,
+        codec: Codec[T],
+        if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool: ...
 
     def content_put(
@@ -429,10 +446,13 @@ class Memo:
         *,
         codec: Codec[Any] = _BYTES,
         if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool:
         """Store ``value`` for the input ``content``."""
         return self._store._run(
-            self._core.content_put(content, value, codec=codec, if_absent=if_absent)
+            self._core.content_put(
+                content, value, codec=codec, if_absent=if_absent, namespace=namespace
+            )
         )
 
 
