@@ -410,7 +410,8 @@ class Memo:
         key: str,
         fn: Callable[[], bytes | Awaitable[bytes]],
         *,
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> bytes: ...
 
     @overload
@@ -420,7 +421,8 @@ class Memo:
         fn: Callable[[], T | Awaitable[T]],
         *,
         codec: Codec[T],
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> T: ...
 
     async def get_or_compute(
@@ -429,7 +431,8 @@ class Memo:
         fn: Callable[[], Any],
         *,
         codec: Codec[Any] = _BYTES,
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> Any:
         """Return the value stored for ``key``, or compute, store and return it.
 
@@ -439,13 +442,26 @@ class Memo:
         are). Exceptions from ``fn`` propagate and are never cached; a stored
         value that fails to decode counts as a miss and is recomputed.
         Concurrent calls in this process for the same entry compute once.
-        With ``if_absent`` the first writer wins and every caller returns
-        the winner's value (needs ``conditional_put``, else ``NotSupported``
-        before any work). The returned value is always
-        ``codec.decode(codec.encode(result))``: what a retry will read back.
-        See :mod:`taquba_memo.compute` for the details.
+
+        Duplicates agree by default: with ``if_absent=None`` the result is
+        stored first-writer-wins wherever the backend declares
+        ``conditional_put``, and every caller returns the winner's value; on
+        a backend without it the store is an overwrite (latest writer wins,
+        as ``put`` does) and a warning says so once. ``if_absent=True``
+        demands first-writer-wins (``NotSupported`` before any work
+        otherwise); ``if_absent=False`` chooses overwrite.
+
+        Paid work survives cancellation: once ``fn`` has started, a
+        cancelled or timed-out caller leaves it running, and its result is
+        stored (and handed to any concurrent caller waiting for it), as long
+        as the event loop runs. ``store_if_cancelled=False`` cancels ``fn``
+        with the caller instead.
+
+        The returned value is always ``codec.decode(codec.encode(result))``:
+        what a retry will read back. See :mod:`taquba_memo.compute` for the
+        details.
         """
-        return await compute.get_or_compute(self, key, fn, codec, if_absent)
+        return await compute.get_or_compute(self, key, fn, codec, if_absent, store_if_cancelled)
 
     @overload
     async def content_get(

@@ -139,11 +139,15 @@ class _CallerThread:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._serving = True
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         """An async stand-in for ``fn``: it asks the waiting thread to call ``fn``."""
 
         async def call_in_caller_thread(*args: Any) -> Any:
+            if not self._serving:
+                # The waiting thread was interrupted: fn never runs.
+                raise asyncio.CancelledError
             reply: asyncio.Future[Any] = self._loop.create_future()
             self._calls.put((reply, fn, args))
             result = await reply
@@ -155,14 +159,33 @@ class _CallerThread:
 
     def serve_until(self, future: Any) -> None:
         future.add_done_callback(lambda _: self._calls.put(self._DONE))
-        while (call := self._calls.get()) is not self._DONE:
-            reply, fn, args = call
+        try:
+            while (call := self._calls.get()) is not self._DONE:
+                reply, fn, args = call
+                try:
+                    result = fn(*args)
+                except Exception as exc:
+                    self._loop.call_soon_threadsafe(_settle, reply, None, exc)
+                else:
+                    self._loop.call_soon_threadsafe(_settle, reply, result, None)
+        finally:
+            self._stop_serving()
+
+    def _stop_serving(self) -> None:
+        # Calls queued after the waiting thread stopped would wait forever:
+        # cancel them (their fn never ran, so nothing was paid).
+        self._serving = False
+        while True:
             try:
-                result = fn(*args)
-            except Exception as exc:
-                self._loop.call_soon_threadsafe(_settle, reply, None, exc)
-            else:
-                self._loop.call_soon_threadsafe(_settle, reply, result, None)
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if call is not self._DONE:
+                self._loop.call_soon_threadsafe(_cancel, call[0])
+
+
+def _cancel(reply: asyncio.Future[Any]) -> None:
+    reply.cancel()
 
 
 def _settle(reply: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -367,7 +390,8 @@ class Memo:
         key: str,
         fn: Callable[[], bytes | Awaitable[bytes]],
         *,
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> bytes: ...
 
     @overload
@@ -377,7 +401,8 @@ class Memo:
         fn: Callable[[], T | Awaitable[T]],
         *,
         codec: Codec[T],
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> T: ...
 
     def get_or_compute(
@@ -386,22 +411,31 @@ class Memo:
         fn: Callable[[], Any],
         *,
         codec: Codec[Any] = _BYTES,
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> Any:
         """Return the stored value, or compute, store and return it.
 
         Same semantics as :meth:`taquba_memo.Memo.get_or_compute`. A sync
         ``fn`` runs in the calling thread; an async one on the store's loop.
+        When the waiting thread is interrupted (a task time limit raising in
+        it, ``KeyboardInterrupt``), the call is cancelled as an async caller
+        is: an async ``fn`` that has started runs on in the store's thread
+        and its result is stored, unless ``store_if_cancelled=False``. A sync
+        ``fn`` runs in the interrupted thread itself, so the interruption is
+        its own exception and nothing is stored.
         """
+        options: dict[str, Any] = {
+            "codec": codec,
+            "if_absent": if_absent,
+            "store_if_cancelled": store_if_cancelled,
+        }
         if not callable(fn):
             # Checked here too: the stand-in below is always callable.
-            return self._store._run(
-                self._core.get_or_compute(key, fn, codec=codec, if_absent=if_absent)
-            )
+            return self._store._run(self._core.get_or_compute(key, fn, **options))
         callbacks = _CallerThread(self._store._loop_thread.loop)
         return self._store._run(
-            self._core.get_or_compute(key, callbacks.wrap(fn), codec=codec, if_absent=if_absent),
-            callbacks,
+            self._core.get_or_compute(key, callbacks.wrap(fn), **options), callbacks
         )
 
     @overload
