@@ -20,6 +20,7 @@ from taquba_memo import (
     PickleCodec,
     UnsafeCodecWarning,
 )
+from taquba_memo.codecs import decode_value, encode_value
 
 
 def pickle_codec() -> PickleCodec:
@@ -98,8 +99,51 @@ class TestJSONCodec:
         assert codec.decode(codec.encode({3, 1})) == {1, 3}
 
     def test_invalid_utf8_is_a_decode_error(self) -> None:
-        with pytest.raises(DecodeError):
+        with pytest.raises(DecodeError, match="not UTF-8"):
             JSONCodec().decode(b'"\xff"')
+
+    def test_valid_utf8_that_is_not_json_says_so(self) -> None:
+        with pytest.raises(DecodeError, match="not JSON") as caught:
+            JSONCodec().decode(b"{not json")
+        assert "UTF-8" not in str(caught.value)
+
+    @pytest.mark.parametrize("raised", [KeyError("model"), TypeError("no"), ValueError("old")])
+    def test_an_object_hook_that_raises_is_a_decode_error_naming_the_hook(
+        self, raised: Exception
+    ) -> None:
+        def new_schema(fields: dict[str, Any]) -> Any:
+            raise raised
+
+        with pytest.raises(DecodeError, match="object_hook refused") as caught:
+            JSONCodec(object_hook=new_schema).decode(b'{"old": 1}')
+        assert caught.value.__cause__ is raised
+        assert type(raised).__name__ in str(caught.value)
+        assert "UTF-8" not in str(caught.value)
+
+
+class TestAnyCodecThroughTheHelpers:
+    """decode_value and encode_value hold every codec, a user's own, to the typed errors."""
+
+    class Careless:
+        def encode(self, value: Any, /) -> bytes:
+            return value["payload"]  # type: ignore[no-any-return]
+
+        def decode(self, data: bytes, /) -> Any:
+            return {"payload": data, "length": int(data)}
+
+    def test_any_exception_while_decoding_becomes_a_chained_decode_error(self) -> None:
+        with pytest.raises(DecodeError) as caught:
+            decode_value(self.Careless(), b"x")
+        assert isinstance(caught.value.__cause__, ValueError)
+
+    def test_any_exception_while_encoding_becomes_a_chained_encode_error(self) -> None:
+        with pytest.raises(EncodeError) as caught:
+            encode_value(self.Careless(), {"no payload": 1})
+        assert isinstance(caught.value.__cause__, KeyError)
+
+    def test_an_encoder_that_returns_no_bytes_is_an_encode_error(self) -> None:
+        with pytest.raises(EncodeError, match="not bytes"):
+            encode_value(self.Careless(), {"payload": "text"})
 
 
 class TestMsgpackCodec:

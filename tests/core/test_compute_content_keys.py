@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 from taquba_memo import (
     EncodeError,
     InMemoryBackend,
+    InvalidArgumentError,
     InvalidValueType,
     JSONCodec,
     MemoStore,
@@ -35,19 +37,116 @@ class TestCanonicalEncoding:
             == '{"a":[true,null,"é"],"b":1}'.encode()
         )
 
-    def test_sorts_nested_keys_by_code_point(self) -> None:
+    def test_sorts_nested_keys(self) -> None:
         assert (
             canonical_json({"é": {"z": 1, "Z": 2}, "e": 0}) == '{"e":0,"é":{"Z":2,"z":1}}'.encode()
         )
 
     def test_escapes_only_quotes_backslashes_and_control_characters(self) -> None:
-        assert canonical_json('a"b\\c\nd\x01✓') == b'"a\\"b\\\\c\\nd\\u0001\xe2\x9c\x93"'
+        assert canonical_json('a"b\\c\nd\x01✓\x7f') == b'"a\\"b\\\\c\\nd\\u0001\xe2\x9c\x93\x7f"'
 
     def test_tuples_are_arrays(self) -> None:
         assert canonical_json((1, (2, 3))) == canonical_json([1, [2, 3]]) == b"[1,[2,3]]"
 
-    def test_floats_use_the_shortest_round_trip_form(self) -> None:
-        assert canonical_json([0.1, 1e16, 2.5, -0.0]) == b"[0.1,1e+16,2.5,-0.0]"
+    def test_numbers_are_written_as_ecmascript_writes_a_double(self) -> None:
+        assert canonical_json([0.1, 1e16, 2.5, -0.0, 1.0, 1e21, 1e-7]) == (
+            b"[0.1,10000000000000000,2.5,0,1,1e+21,1e-7]"
+        )
+
+
+class TestRFC8785Vectors:
+    """The examples RFC 8785 publishes, so any JCS implementation agrees with ours."""
+
+    def test_the_canonicalization_example_of_section_3_2_2(self) -> None:
+        value = {
+            "numbers": [333333333.33333329, 1e30, 4.50, 2e-3, 0.000000000000000000000000001],
+            "string": "\u20ac$\u000f\u000aA'\u0042\u0022\u005c\\\"/",
+            "literals": [None, True, False],
+        }
+        assert (
+            canonical_json(value)
+            == (
+                '{"literals":[null,true,false],'
+                '"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],'
+                '"string":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}'
+            ).encode()
+        )
+
+    def test_the_sorting_example_of_section_3_2_3_orders_by_utf16_code_units(self) -> None:
+        value = {
+            "\u20ac": "Euro Sign",
+            "\r": "Carriage Return",
+            "\ufb33": "Hebrew Letter Dalet With Dagesh",
+            "1": "One",
+            "\U0001f600": "Emoji: Grinning Face",
+            "\u0080": "Control",
+            "\u00f6": "Latin Small Letter O With Diaeresis",
+        }
+        assert (
+            canonical_json(value)
+            == (
+                '{"\\r":"Carriage Return","1":"One","\u0080":"Control",'
+                '"ö":"Latin Small Letter O With Diaeresis","€":"Euro Sign",'
+                '"😀":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}'
+            ).encode()
+        )
+
+    @pytest.mark.parametrize(
+        ("ieee_754_hex", "expected"),
+        [  # Appendix B: IEEE 754 double, as hex, and its canonical text
+            ("0000000000000000", "0"),
+            ("8000000000000000", "0"),
+            ("0000000000000001", "5e-324"),
+            ("8000000000000001", "-5e-324"),
+            ("7fefffffffffffff", "1.7976931348623157e+308"),
+            ("ffefffffffffffff", "-1.7976931348623157e+308"),
+            ("4340000000000000", "9007199254740992"),
+            ("c340000000000000", "-9007199254740992"),
+            ("4430000000000000", "295147905179352830000"),
+            ("44b52d02c7e14af5", "9.999999999999997e+22"),
+            ("44b52d02c7e14af6", "1e+23"),
+            ("44b52d02c7e14af7", "1.0000000000000001e+23"),
+            ("444b1ae4d6e2ef4e", "999999999999999700000"),
+            ("444b1ae4d6e2ef4f", "999999999999999900000"),
+            ("444b1ae4d6e2ef50", "1e+21"),
+            ("3eb0c6f7a0b5ed8c", "9.999999999999997e-7"),
+            ("3eb0c6f7a0b5ed8d", "0.000001"),
+            ("41b3de4355555553", "333333333.3333332"),
+            ("41b3de4355555554", "333333333.33333325"),
+            ("41b3de4355555555", "333333333.3333333"),
+            ("41b3de4355555556", "333333333.3333334"),
+            ("41b3de4355555557", "333333333.33333343"),
+            ("becbf647612f3696", "-0.0000033333333333333333"),
+            ("43143ff3c1cb0959", "1424953923781206.2"),
+        ],
+    )
+    def test_the_number_examples_of_appendix_b(self, ieee_754_hex: str, expected: str) -> None:
+        (number,) = struct.unpack(">d", bytes.fromhex(ieee_754_hex))
+        assert canonical_json(number) == expected.encode()
+
+    @pytest.mark.parametrize("ieee_754_hex", ["7fffffffffffffff", "7ff0000000000000"])
+    def test_nan_and_infinity_of_appendix_b_are_errors(self, ieee_754_hex: str) -> None:
+        (number,) = struct.unpack(">d", bytes.fromhex(ieee_754_hex))
+        with pytest.raises(EncodeError):
+            canonical_json(number)
+
+
+class TestIntegers:
+    @pytest.mark.parametrize("exact", [0, -1, 2**53, -(2**53), 2**60, 10**22, 2**1023])
+    def test_ints_a_double_holds_exactly_are_written_like_that_double(self, exact: int) -> None:
+        assert canonical_json(exact) == canonical_json(float(exact))
+
+    @pytest.mark.parametrize(
+        "inexact",
+        [2**53 + 1, -(2**53) - 1, 10**23, 2**1024, 10**5000],
+        ids=["2**53+1", "-2**53-1", "10**23", "2**1024", "10**5000"],
+    )
+    def test_ints_a_double_cannot_hold_are_refused_with_the_fix(self, inexact: int) -> None:
+        with pytest.raises(EncodeError, match=r"exact double.*str\(n\)"):
+            canonical_json({"id": inexact})
+
+    def test_big_ids_as_strings_keep_their_keys_apart(self) -> None:
+        assert content_key(str(2**53 + 1)) != content_key(str(2**53))
 
 
 class TestContentKey:
@@ -70,12 +169,35 @@ class TestContentKey:
 
     @pytest.mark.parametrize(
         ("left", "right"),
-        [(True, 1), (1, 1.0), (0.0, -0.0), ("1", 1), (None, "null"), ([], {})],
+        [(True, 1), ("1", 1), (None, "null"), ([], {}), (0, False)],
     )
     def test_values_that_compare_equal_or_print_alike_get_different_keys(
         self, left: object, right: object
     ) -> None:
         assert content_key(left) != content_key(right)
+
+    @pytest.mark.parametrize(("left", "right"), [(1, 1.0), (0.0, -0.0), (100, 1e2)])
+    def test_one_json_number_is_one_key_however_python_spells_it(
+        self, left: object, right: object
+    ) -> None:
+        assert content_key(left) == content_key(right)
+
+    def test_a_namespace_separates_keys_of_one_input(self) -> None:
+        v1 = content_key(PROMPT, namespace="summarize/v1")
+        v2 = content_key(PROMPT, namespace="summarize/v2")
+        assert len({v1, v2, content_key(PROMPT)}) == 3
+        assert v1 == hashlib.sha256(b"summarize/v1\x00" + canonical_json(PROMPT)).hexdigest()
+
+    @pytest.mark.parametrize("namespace", ["", "a\x00b", "\ud800"])
+    def test_a_bad_namespace_is_refused(self, namespace: str) -> None:
+        with pytest.raises(InvalidArgumentError):
+            content_key(PROMPT, namespace=namespace)
+
+    def test_the_namespace_is_keyword_only_and_a_str(self) -> None:
+        with pytest.raises(TypeError):
+            content_key(PROMPT, "v1")  # type: ignore[call-arg]
+        with pytest.raises(InvalidValueType):
+            content_key(PROMPT, namespace=2)  # type: ignore[arg-type]
 
     def test_is_the_same_in_another_process_with_another_hash_seed(self) -> None:
         code = f"from taquba_memo import content_key;print(content_key({PROMPT!r}))"
@@ -147,6 +269,14 @@ class TestMemoContentGetPut:
         memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)
         await memo.content_put(PROMPT, b"answer")
         assert await memo.get(content_key(PROMPT)) == b"answer"
+
+    async def test_a_namespace_keeps_entries_of_one_input_apart(self) -> None:
+        memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)
+        await memo.content_put(PROMPT, b"old shape", namespace="summarize/v1")
+        assert await memo.content_get(PROMPT, namespace="summarize/v2") is None
+        assert await memo.content_get(PROMPT) is None
+        assert await memo.content_get(PROMPT, namespace="summarize/v1") == b"old shape"
+        assert await memo.get(content_key(PROMPT, namespace="summarize/v1")) == b"old shape"
 
     async def test_codecs_apply(self) -> None:
         memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -129,11 +130,34 @@ class TestFailuresAreNeverCached:
             await memo.get_or_compute("k", Calls({"a set": {1}}), codec=JSONCodec())
         assert await memo.get("k") is None
 
+    async def test_an_unencodable_result_says_it_was_paid_and_names_the_fix(self) -> None:
+        class ChatCompletion:  # what an SDK returns: not JSON as it is
+            pass
+
+        with pytest.raises(EncodeError) as caught:
+            await new_memo().get_or_compute("k", Calls(ChatCompletion()), codec=JSONCodec())
+        message = str(caught.value)
+        assert "ChatCompletion" in message
+        assert "paid" in message
+        assert "PickleCodec" in message
+        assert "pydantic" in message
+        assert isinstance(caught.value.__cause__, EncodeError)
+
     async def test_a_result_over_max_value_bytes_is_not_stored(self) -> None:
-        memo = MemoStore(InMemoryBackend(), "memo", max_value_bytes=4).new_memo("run", 1)
-        with pytest.raises(ValueTooLargeError):
+        backend = RecordingBackend(InMemoryBackend())
+        memo = MemoStore(backend, "memo", max_value_bytes=4).new_memo("run", 1)
+        with pytest.raises(ValueTooLargeError, match=r"paid.*smaller value"):
             await memo.get_or_compute("k", Calls(b"too large"))
+        assert backend.count("put") == 0
         assert await memo.get("k") is None
+
+    async def test_a_codec_without_encode_and_decode_is_refused_before_any_io(self) -> None:
+        backend = RecordingBackend(InMemoryBackend())
+        fn = Calls()
+        with pytest.raises(InvalidValueType, match="codec"):
+            await new_memo(backend).get_or_compute("k", fn, codec=object())  # type: ignore[call-overload]
+        assert fn.count == 0
+        assert backend.calls == []
 
 
 class TestUndecodableValuesAreMisses:
@@ -149,6 +173,42 @@ class TestUndecodableValuesAreMisses:
         assert fn.count == 1
         assert await memo.get("k") == b'{"fresh":true}'
         assert "does not decode" in caplog.text
+
+    @pytest.mark.parametrize("raised", [KeyError, TypeError, ValueError, AttributeError])
+    async def test_a_value_an_object_hook_refuses_is_a_miss_logged_with_its_cause(
+        self, raised: type[Exception], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def current_schema(fields: dict[str, Any]) -> Any:
+            if "model" not in fields:
+                raise raised("model")
+            return fields
+
+        memo = new_memo()
+        await memo.put("k", b'{"old_field":1}')  # written before a deploy changed the schema
+        codec = JSONCodec(object_hook=current_schema)
+        fn = Calls({"model": "m-2"})
+        with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+            assert await memo.get_or_compute("k", fn, codec=codec) == {"model": "m-2"}
+        assert fn.count == 1
+        assert await memo.get("k") == b'{"model":"m-2"}'
+        assert f"object_hook refused the stored JSON: {raised.__name__}" in caplog.text
+        assert "UTF-8" not in caplog.text
+        retry = Calls()
+        assert await memo.get_or_compute("k", retry, codec=codec) == {"model": "m-2"}
+        assert retry.count == 0
+
+    async def test_any_exception_from_a_users_codec_while_decoding_is_a_miss(self) -> None:
+        class Strict:
+            def encode(self, value: int, /) -> bytes:
+                return str(value).encode()
+
+            def decode(self, data: bytes, /) -> int:
+                return int(data)  # ValueError on anything else: a bug, but still a miss
+
+        memo = new_memo()
+        await memo.put("k", b"not a number")
+        assert await memo.get_or_compute("k", Calls(7), codec=Strict()) == 7
+        assert await memo.get("k") == b"7"
 
     async def test_with_if_absent_the_undecodable_value_is_overwritten(self) -> None:
         memo = new_memo()
@@ -171,7 +231,19 @@ class TestFirstWriterWins:
         assert await memo.get_or_compute("k", slow_step, if_absent=True) == b"winner"
         assert await memo.get("k") == b"winner"
 
-    async def test_without_if_absent_the_latest_writer_wins_as_in_the_reference(self) -> None:
+    async def test_by_default_duplicates_agree_on_the_first_writers_value(self) -> None:
+        backend = InMemoryBackend()
+        # Another worker process: the same storage through another backend object.
+        memo, other_worker = new_memo(backend), new_memo(RecordingBackend(backend))
+
+        async def slow_step() -> bytes:
+            await other_worker.get_or_compute("k", Calls(b"first"))
+            return b"second"
+
+        assert await memo.get_or_compute("k", slow_step) == b"first"
+        assert await memo.get("k") == b"first"
+
+    async def test_if_absent_false_chooses_overwrite_as_put_does_in_the_reference(self) -> None:
         backend = InMemoryBackend()
         memo, other_worker = new_memo(backend), new_memo(backend)
 
@@ -179,8 +251,44 @@ class TestFirstWriterWins:
             await other_worker.put("k", b"other")
             return b"mine"
 
-        assert await memo.get_or_compute("k", slow_step) == b"mine"
+        assert await memo.get_or_compute("k", slow_step, if_absent=False) == b"mine"
         assert await memo.get("k") == b"mine"
+
+    async def test_without_conditional_put_the_default_overwrites_and_warns_once(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        class OverwriteOnlyBackend(RecordingBackend):
+            pass
+
+        backend = OverwriteOnlyBackend(
+            InMemoryBackend(),
+            capabilities=Capabilities(
+                ordered_listing=True, conditional_put=False, max_delete_batch=1000
+            ),
+        )
+        with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+            assert await new_memo(backend).get_or_compute("a", Calls(b"1")) == b"1"
+            assert await new_memo(backend).get_or_compute("b", Calls(b"2")) == b"2"
+        warnings = [r for r in caplog.records if "does not declare conditional_put" in r.message]
+        assert len(warnings) == 1
+        assert "OverwriteOnlyBackend" in warnings[0].message
+        assert "latest writer wins" in warnings[0].message
+
+    async def test_choosing_overwrite_explicitly_does_not_warn(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        class QuietOverwriteBackend(RecordingBackend):
+            pass
+
+        backend = QuietOverwriteBackend(
+            InMemoryBackend(),
+            capabilities=Capabilities(
+                ordered_listing=True, conditional_put=False, max_delete_batch=1000
+            ),
+        )
+        with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+            await new_memo(backend).get_or_compute("a", Calls(), if_absent=False)
+        assert "conditional_put" not in caplog.text
 
     async def test_if_absent_needs_conditional_put_and_fails_before_any_work(self) -> None:
         backend = RecordingBackend(
@@ -243,7 +351,7 @@ class TestConcurrentCallersComputeOnce:
         assert compute.flights_in_progress() == 0
         assert await memo.get_or_compute("k", Calls(b"recovered")) == b"recovered"
 
-    async def test_a_cancelled_leader_hands_over_to_a_follower(self) -> None:
+    async def test_a_follower_of_a_cancelled_leader_waits_for_its_computation(self) -> None:
         memo = new_memo()
         gate = asyncio.Event()
         calls = 0
@@ -252,7 +360,7 @@ class TestConcurrentCallersComputeOnce:
             nonlocal calls
             calls += 1
             await gate.wait()
-            return b"from the follower"
+            return b"paid once"
 
         leader = asyncio.ensure_future(memo.get_or_compute("k", step))
         await settle()
@@ -261,10 +369,33 @@ class TestConcurrentCallersComputeOnce:
         leader.cancel()
         await settle()
         gate.set()
-        assert await follower == b"from the follower"
+        assert await follower == b"paid once"
         assert leader.cancelled()
-        assert calls == 2
+        assert calls == 1
         assert compute.flights_in_progress() == 0
+
+    async def test_a_leader_cancelled_before_fn_started_hands_over_to_a_follower(
+        self,
+    ) -> None:
+        backend = InMemoryBackend()
+        slow_reads = asyncio.Event()
+
+        class SlowReads(RecordingBackend):
+            async def get(self, key: str) -> bytes | None:
+                await slow_reads.wait()
+                return await super().get(key)
+
+        memo = new_memo(SlowReads(backend))
+        fn = Calls(b"computed by the follower")
+        leader = asyncio.ensure_future(memo.get_or_compute("k", fn))
+        await settle()
+        follower = asyncio.ensure_future(memo.get_or_compute("k", fn))
+        await settle()
+        leader.cancel()  # still reading: nothing was paid, so nothing runs on
+        await settle()
+        slow_reads.set()
+        assert await follower == b"computed by the follower"
+        assert fn.count == 1
 
     async def test_a_cancelled_follower_does_not_disturb_the_leader(self) -> None:
         memo = new_memo()
@@ -376,3 +507,129 @@ def wait_until(condition: Callable[[], bool]) -> None:
             pass
         event.wait(0.001)
     raise AssertionError("condition not reached")
+
+
+class TestPaidWorkSurvivesCancellation:
+    if sys.version_info >= (3, 11):  # asyncio.timeout is new in 3.11
+
+        async def test_a_timed_out_caller_still_stores_the_result_it_paid_for(self) -> None:
+            memo = new_memo()
+            release = asyncio.Event()
+            calls = 0
+
+            async def slow_model() -> bytes:
+                nonlocal calls
+                calls += 1
+                await release.wait()
+                return b"billed answer"
+
+            with pytest.raises(asyncio.TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await memo.get_or_compute("k", slow_model)
+            release.set()
+            retry = Calls()
+            assert await memo.get_or_compute("k", retry) == b"billed answer"
+            assert await memo.get("k") == b"billed answer"
+            assert (calls, retry.count) == (1, 0)
+            assert compute.flights_in_progress() == 0
+
+    async def test_a_retry_during_the_orphaned_computation_waits_for_it(self) -> None:
+        memo = new_memo()
+        release = asyncio.Event()
+        calls = 0
+
+        async def slow_model() -> bytes:
+            nonlocal calls
+            calls += 1
+            await release.wait()
+            return b"billed answer"
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(memo.get_or_compute("k", slow_model), 0.05)
+        retry = asyncio.ensure_future(memo.get_or_compute("k", slow_model))
+        await settle()
+        release.set()
+        assert await retry == b"billed answer"
+        assert calls == 1
+
+    async def test_store_if_cancelled_false_cancels_fn_with_its_caller(self) -> None:
+        memo = new_memo()
+        cancelled = asyncio.Event()
+
+        async def slow_model() -> bytes:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return b"never"
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                memo.get_or_compute("k", slow_model, store_if_cancelled=False), 0.05
+            )
+        await asyncio.wait_for(cancelled.wait(), 10)
+        assert await memo.get("k") is None
+        assert compute.flights_in_progress() == 0
+
+    async def test_a_failure_of_an_orphaned_computation_is_logged_and_not_stored(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        memo = new_memo()
+        release = asyncio.Event()
+
+        async def failing_model() -> bytes:
+            await release.wait()
+            raise RuntimeError("model overloaded")
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(memo.get_or_compute("k", failing_model), 0.05)
+        with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+            release.set()
+            for _ in range(BOUND):
+                if compute.flights_in_progress() == 0 and "model overloaded" in caplog.text:
+                    break
+                await asyncio.sleep(0.001)
+        assert "model overloaded" in caplog.text
+        assert await memo.get("k") is None
+
+    def test_a_thread_whose_leader_timed_out_hands_its_result_to_another_thread(self) -> None:
+        memo = new_memo()
+        calls = 0
+        release = threading.Event()
+        leader_timed_out = threading.Event()
+        results: dict[str, object] = {}
+
+        async def slow_model() -> bytes:
+            nonlocal calls
+            calls += 1
+            await asyncio.to_thread(release.wait, 30)
+            return b"billed once"
+
+        async def leader_worker() -> None:
+            try:
+                await asyncio.wait_for(memo.get_or_compute("k", slow_model), 0.05)
+            except asyncio.TimeoutError:
+                leader_timed_out.set()
+            # The worker's loop lives on (a long-running worker), so the computation finishes.
+            for _ in range(BOUND):
+                if compute.flights_in_progress() == 0:
+                    return
+                await asyncio.sleep(0.005)
+
+        async def follower_worker() -> None:
+            leader_timed_out.wait(30)
+            results["follower"] = await memo.get_or_compute("k", slow_model)
+
+        threads = [
+            threading.Thread(target=asyncio.run, args=(leader_worker(),)),
+            threading.Thread(target=asyncio.run, args=(follower_worker(),)),
+        ]
+        for thread in threads:
+            thread.start()
+        assert leader_timed_out.wait(30)
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        assert results == {"follower": b"billed once"}
+        assert calls == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -311,3 +312,67 @@ class TestOpenStore:
         with open_store("memory://") as store:
             assert store.new_memo("run", 0).get_or_compute("k", lambda: b"v") == b"v"
             asyncio.get_running_loop()  # still ours, untouched
+
+
+class SoftTimeLimitExceeded(Exception):
+    """What Celery's soft time limit raises in the worker thread (not an OSError,
+    which asyncio's own wake-up code would swallow)."""
+
+
+def time_limit(signum: int, frame: object) -> None:
+    raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+
+class TestInterruptedCallers:
+    """A task time limit raises in the waiting thread, as Celery's soft_time_limit does."""
+
+    def test_an_interrupted_caller_still_stores_the_async_result_it_paid_for(
+        self, store: MemoStore
+    ) -> None:
+        memo = store.new_memo("run", 1)
+        release = threading.Event()
+        calls = 0
+        main_thread = threading.main_thread().ident
+        assert main_thread is not None
+
+        async def slow_model() -> bytes:
+            nonlocal calls
+            calls += 1
+            signal.pthread_kill(main_thread, signal.SIGALRM)  # the limit hits mid-call
+            await asyncio.to_thread(release.wait, 30)
+            return b"billed"
+
+        previous = signal.signal(signal.SIGALRM, time_limit)
+        try:
+            with pytest.raises(SoftTimeLimitExceeded):
+                memo.get_or_compute("k", slow_model)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        release.set()
+        assert memo.get_or_compute("k", lambda: b"paid again") == b"billed"
+        assert memo.get("k") == b"billed"
+        assert calls == 1
+
+    def test_opting_out_cancels_the_async_fn_with_the_caller(self, store: MemoStore) -> None:
+        memo = store.new_memo("run", 1)
+        main_thread = threading.main_thread().ident
+        assert main_thread is not None
+        cancelled = threading.Event()
+
+        async def slow_model() -> bytes:
+            signal.pthread_kill(main_thread, signal.SIGALRM)
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return b"never"
+
+        previous = signal.signal(signal.SIGALRM, time_limit)
+        try:
+            with pytest.raises(SoftTimeLimitExceeded):
+                memo.get_or_compute("k", slow_model, store_if_cancelled=False)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        assert cancelled.wait(10)
+        assert memo.get("k") is None

@@ -14,7 +14,11 @@ A codec is any object with ``encode(value) -> bytes`` and
 
 Encoding failures raise :class:`~taquba_memo.EncodeError` (a ``TypeError``,
 before any I/O); decoding failures raise :class:`~taquba_memo.DecodeError`
-with the codec's own exception as ``__cause__``.
+with the codec's own exception as ``__cause__``. :func:`decode_value` holds
+any codec, a user's own included, to that rule: whatever a codec or its hooks
+raise while decoding (a ``KeyError`` from an ``object_hook`` after a schema
+change, a pydantic ``ValidationError``) comes out as ``DecodeError``, so
+``get_or_compute`` treats it as a miss instead of crashing on every retry.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = [
     "MsgpackCodec",
     "PickleCodec",
     "UnsafeCodecWarning",
+    "decode_value",
+    "encode_value",
 ]
 
 T = TypeVar("T")
@@ -44,14 +50,40 @@ T = TypeVar("T")
 class Codec(Protocol[T]):
     """Turns values of type ``T`` into bytes and back.
 
-    ``decode(encode(v))`` must give back an equivalent value, and ``decode``
-    must raise :class:`~taquba_memo.DecodeError` for bytes it cannot read
-    (any other exception is treated as a bug in the codec and propagates).
+    ``decode(encode(v))`` must give back an equivalent value. ``decode``
+    should raise :class:`~taquba_memo.DecodeError` for bytes it cannot read;
+    any other exception it raises is wrapped into one (see :func:`decode_value`).
     """
 
     def encode(self, value: T, /) -> bytes: ...
 
     def decode(self, data: bytes, /) -> T: ...
+
+
+def decode_value(codec: Codec[T], data: bytes) -> T:
+    """Return ``codec.decode(data)``; any exception the codec raises becomes a
+    :class:`~taquba_memo.DecodeError` with the original as ``__cause__``."""
+    try:
+        return codec.decode(data)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"{codec!r} failed to decode: {type(exc).__name__}: {exc}") from exc
+
+
+def encode_value(codec: Codec[T], value: T) -> bytes:
+    """Return ``codec.encode(value)`` as bytes; any exception the codec raises
+    (or a result that is not bytes-like) becomes an :class:`~taquba_memo.EncodeError`."""
+    try:
+        data = codec.encode(value)
+    except EncodeError:
+        raise
+    except Exception as exc:
+        raise EncodeError(f"{codec!r} failed to encode: {type(exc).__name__}: {exc}") from exc
+    try:
+        return check_value(data)
+    except InvalidValueType as exc:
+        raise EncodeError(f"{codec!r} returned {type(data).__name__}, not bytes") from exc
 
 
 class UnsafeCodecWarning(UserWarning):
@@ -108,10 +140,20 @@ class JSONCodec:
 
     def decode(self, data: bytes, /) -> Any:
         try:
-            return json.loads(bytes(data).decode("utf-8"), object_hook=self._object_hook)
-        except (ValueError, RecursionError) as exc:
-            # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
-            raise DecodeError(f"stored value is not UTF-8 JSON: {exc}") from exc
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"stored value is not UTF-8 text: {exc}") from exc
+        try:
+            return json.loads(text, object_hook=self._object_hook)
+        except json.JSONDecodeError as exc:
+            raise DecodeError(f"stored value is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise DecodeError("stored JSON is nested too deeply to decode") from exc
+        except Exception as exc:
+            # The JSON parsed; the object_hook refused it (often an older schema).
+            raise DecodeError(
+                f"object_hook refused the stored JSON: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def __repr__(self) -> str:
         return "JSONCodec()"
@@ -144,8 +186,9 @@ class MsgpackCodec:
     def decode(self, data: bytes, /) -> Any:
         try:
             return self._msgpack.unpackb(bytes(data), raw=False)
-        except (ValueError, TypeError, self._msgpack.UnpackException) as exc:
-            # ExtraData, FormatError and StackError are ValueErrors.
+        except Exception as exc:
+            # ExtraData, FormatError and StackError are ValueErrors; a truncated
+            # value can also fail as TypeError or UnpackException.
             raise DecodeError(f"stored value is not MessagePack: {exc}") from exc
 
     def __repr__(self) -> str:

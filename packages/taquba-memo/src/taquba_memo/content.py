@@ -2,34 +2,40 @@
 
 ``content_key(value)`` is the lowercase hex SHA-256 of ``canonical_json(value)``,
 so equal inputs give equal keys in every process, on every machine, and in any
-language that reproduces the encoding below. ``Memo.content_get`` and
-``Memo.content_put`` use it to memoize by input (for example the exact
-prompt and parameters of a model call) instead of by a hand-made key.
+language with an RFC 8785 implementation. ``Memo.content_get`` and
+``Memo.content_put`` use it to memoize by input (for example the exact prompt
+and parameters of a model call) instead of by a hand-made key.
 
-The canonical encoding is JSON with:
+``canonical_json`` is the JSON Canonicalization Scheme (RFC 8785, JCS):
 
-* object keys sorted by Unicode code point, no whitespace at all, UTF-8 text
-  with non-ASCII characters written as themselves (``"é"``, not ``"\\u00e9"``);
-  only ``"``, ``\\`` and control characters are escaped, as :func:`json.dumps` does;
-* ``None``, ``bool``, ``int``, ``str``, ``float``, lists and tuples (both
-  become JSON arrays), and dicts whose keys are ``str``.
+* object members sorted by their names as UTF-16 code units (so ``"\\U0001F600"``,
+  a surrogate pair, sorts before ``"\\uFB33"``), no whitespace at all, UTF-8;
+* strings as ECMAScript's ``JSON.stringify`` writes them: only ``"``, ``\\``
+  and control characters are escaped (``\\b \\t \\n \\f \\r``, the rest as
+  ``\\u00xx``); everything else, non-ASCII included, is written as itself;
+* numbers as ECMAScript writes a double: the shortest form that round-trips,
+  ``1e+21`` and up and below ``1e-6`` with an exponent, ``-0`` as ``0``.
+  So ``1``, ``1.0`` and ``1e0`` are one number and give one key, as in every
+  other JCS implementation;
+* ``None``, ``bool``, ``int``, ``float``, ``str``, lists and tuples (both
+  become arrays) and dicts whose keys are ``str``.
 
-Which inputs are deterministic:
+What is refused, with :class:`~taquba_memo.EncodeError` naming where:
 
-* ``None``, bools, ints (up to Python's int-to-str digit limit), strings,
-  and lists/tuples/dicts of those are exact: the key depends only on the
-  value. ``True`` and ``1`` differ. Dict insertion order does not matter;
-  list order does.
-* Finite floats are written in Python's shortest round-trip form
-  (``repr``: ``0.1``, ``1e+16``), which is the same on every platform, but
-  ``1`` and ``1.0`` give different keys, as do ``0.0`` and ``-0.0``, and
-  another language's float formatting may differ. Prefer ints or strings in
-  keys you share with non-Python workers. NaN and infinities are refused.
-* Anything else is refused with :class:`~taquba_memo.EncodeError`: sets
-  (no defined order), bytes (no JSON form), dicts with non-str keys (``1``
-  and ``"1"`` would collide), and arbitrary objects (their ``repr`` or
-  ``__dict__`` is not a stable identity). Convert such values explicitly
-  first, for example ``sorted(a_set)`` or ``data.hex()``.
+* ints a double cannot hold exactly (beyond ``2**53`` unless the double is
+  exact, such as ``2**60``): JCS numbers are doubles, so another language
+  would read such an int as a neighbouring value and two different inputs
+  would share a key. Pass big ints as strings (``str(n)``);
+* NaN and infinities (not JSON); strings with lone surrogates (not Unicode);
+* sets (no defined order), bytes (no JSON form), dicts with non-str keys
+  (``1`` and ``"1"`` would collide) and arbitrary objects (their ``repr`` or
+  ``__dict__`` is not a stable identity). Convert them explicitly first, for
+  example ``sorted(a_set)`` or ``data.hex()``.
+
+``content_key(value, namespace="summarize/v2")`` hashes the namespace's
+UTF-8 bytes, one zero byte, then the canonical JSON: bump the namespace when
+a step's post-processing changes and old entries are no longer the right
+shape. Without a namespace the key is the plain hash of the canonical JSON.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from decimal import Decimal
 
-from taquba_memo.errors import EncodeError
+from taquba_memo.errors import EncodeError, InvalidArgumentError, InvalidValueType
 
 __all__ = ["canonical_json", "content_key"]
 
@@ -47,60 +54,136 @@ MAX_DEPTH = 500
 
 
 def canonical_json(value: object) -> bytes:
-    """Return the canonical JSON encoding of ``value`` (see the module docs).
+    """Return the RFC 8785 canonical JSON encoding of ``value`` (see the module docs).
 
     Raises :class:`~taquba_memo.EncodeError` for a value without a canonical
     encoding; the message names where in the value it was found.
     """
-    _check(value, "$", 0, set())
-    try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise EncodeError(
-            f"a string holds a lone surrogate, which UTF-8 cannot encode: {exc}"
-        ) from None
-    except ValueError as exc:
-        # An int past sys.get_int_max_str_digits() cannot be written in decimal.
-        raise EncodeError(f"value has no canonical encoding: {exc}") from None
+    parts: list[str] = []
+    _write(value, parts, "$", 0, set())
+    return "".join(parts).encode("utf-8")
 
 
-def content_key(value: object) -> str:
+def content_key(value: object, *, namespace: str | None = None) -> str:
     """Return the lowercase hex SHA-256 of ``canonical_json(value)``.
+
+    With ``namespace`` (a non-empty str without NUL characters), the hash is
+    of ``namespace`` in UTF-8, a zero byte, then the canonical JSON.
 
     >>> content_key({"b": [1, 2], "a": "x"}) == content_key({"a": "x", "b": [1, 2]})
     True
     """
-    return hashlib.sha256(canonical_json(value)).hexdigest()
+    digest = hashlib.sha256()
+    if namespace is not None:
+        digest.update(_namespace_bytes(namespace) + b"\x00")
+    digest.update(canonical_json(value))
+    return digest.hexdigest()
 
 
-def _check(value: object, where: str, depth: int, containers: set[int]) -> None:
+def _namespace_bytes(namespace: object) -> bytes:
+    if not isinstance(namespace, str):
+        raise InvalidValueType(f"namespace must be str, not {type(namespace).__name__}")
+    if not namespace or "\x00" in namespace:
+        raise InvalidArgumentError("namespace must be a non-empty str without NUL characters")
+    try:
+        return namespace.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("namespace holds a lone surrogate") from None
+
+
+def ecmascript_number(number: float) -> str:
+    """Write a finite double the way ECMAScript's ``Number.prototype.toString`` does."""
+    if number == 0:
+        return "0"  # -0 too
+    sign = "-" if number < 0 else ""
+    # repr is the shortest round-trip form; Decimal splits it into digits and exponent.
+    decimal = Decimal(repr(abs(number)))
+    _, digit_tuple, exponent = decimal.normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k = len(digits)
+    n = k + int(exponent)  # the value is 0.<digits> * 10**n (a finite Decimal's exponent)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+        text = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+    return sign + text
+
+
+def _string(text: str, where: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(
+            f"{where}: a string holds a lone surrogate, which UTF-8 cannot encode: {exc}"
+        ) from None
+    # json.dumps escapes exactly what JSON.stringify does, with lowercase hex.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _utf16_order(name: str) -> bytes:
+    # Big-endian UTF-16 bytes compare like the sequence of UTF-16 code units.
+    return name.encode("utf-16-be", "surrogatepass")
+
+
+def _write(value: object, parts: list[str], where: str, depth: int, containers: set[int]) -> None:
     if depth > MAX_DEPTH:
         raise EncodeError(f"{where}: nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, (bool, int, str)):
-        return
-    if isinstance(value, float):
+    if value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, int):
+        try:
+            as_double = float(value)
+        except OverflowError:
+            as_double = math.inf
+        if as_double != value:
+            raise EncodeError(
+                f"{where}: an int of {value.bit_length()} bits has no exact double form, "
+                "which RFC 8785 numbers are; pass it as a string (str(n))"
+            )
+        parts.append(ecmascript_number(as_double))
+    elif isinstance(value, float):
         if not math.isfinite(value):
             raise EncodeError(f"{where}: {value!r} has no JSON form")
-        return
-    if isinstance(value, (list, tuple, dict)):
+        parts.append(ecmascript_number(value))
+    elif isinstance(value, str):
+        parts.append(_string(value, where))
+    elif isinstance(value, (list, tuple, dict)):
         if id(value) in containers:
             raise EncodeError(f"{where}: the value contains itself")
         containers.add(id(value))
         if isinstance(value, dict):
-            for key, item in value.items():
+            for key in value:
                 if not isinstance(key, str):
                     raise EncodeError(f"{where}: dict key {key!r} is {type(key).__name__}, not str")
-                _check(item, f"{where}[{key!r}]", depth + 1, containers)
+            parts.append("{")
+            for index, key in enumerate(sorted(value, key=_utf16_order)):
+                if index:
+                    parts.append(",")
+                parts.append(_string(key, f"{where} key {key!r}"))
+                parts.append(":")
+                _write(value[key], parts, f"{where}[{key!r}]", depth + 1, containers)
+            parts.append("}")
         else:
+            parts.append("[")
             for index, item in enumerate(value):
-                _check(item, f"{where}[{index}]", depth + 1, containers)
+                if index:
+                    parts.append(",")
+                _write(item, parts, f"{where}[{index}]", depth + 1, containers)
+            parts.append("]")
         containers.discard(id(value))
-        return
-    hint = " (sort it into a list first)" if isinstance(value, (set, frozenset)) else ""
-    raise EncodeError(
-        f"{where}: {type(value).__name__} has no canonical encoding{hint}; "
-        "use None, bool, int, float, str, list, tuple or dict with str keys"
-    )
+    else:
+        hint = " (sort it into a list first)" if isinstance(value, (set, frozenset)) else ""
+        raise EncodeError(
+            f"{where}: {type(value).__name__} has no canonical encoding{hint}; "
+            "use None, bool, int, float, str, list, tuple or dict with str keys"
+        )

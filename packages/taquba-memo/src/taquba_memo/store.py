@@ -24,7 +24,7 @@ from taquba_memo import _fork, compute, layout
 from taquba_memo._checks import check_value
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo.backend import MemoBackend
-from taquba_memo.codecs import BytesCodec, Codec
+from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
 from taquba_memo.content import content_key
 from taquba_memo.errors import (
     BackendError,
@@ -145,6 +145,11 @@ class MemoStore:
     def prefix(self) -> str:
         """The normalised prefix (``"/a//b/"`` becomes ``"a/b"``)."""
         return self._prefix
+
+    @property
+    def max_value_bytes(self) -> int | None:
+        """The largest value this store accepts, or None for no limit."""
+        return self._max_value_bytes
 
     def __repr__(self) -> str:
         return f"MemoStore(prefix={self._prefix!r}, backend={self._backend_object!r})"
@@ -483,7 +488,8 @@ class Memo:
         key: str,
         fn: Callable[[], bytes | Awaitable[bytes]],
         *,
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> bytes: ...
 
     @overload
@@ -493,7 +499,8 @@ class Memo:
         fn: Callable[[], T | Awaitable[T]],
         *,
         codec: Codec[T],
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> T: ...
 
     async def get_or_compute(
@@ -502,7 +509,8 @@ class Memo:
         fn: Callable[[], Any],
         *,
         codec: Codec[Any] = _BYTES,
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> Any:
         """Return the value stored for ``key``, or compute, store and return it.
 
@@ -512,41 +520,72 @@ class Memo:
         are). Exceptions from ``fn`` propagate and are never cached; a stored
         value that fails to decode counts as a miss and is recomputed.
         Concurrent calls in this process for the same entry compute once.
-        With ``if_absent`` the first writer wins and every caller returns
-        the winner's value (needs ``conditional_put``, else ``NotSupported``
-        before any work). The returned value is always
-        ``codec.decode(codec.encode(result))``: what a retry will read back.
-        See :mod:`taquba_memo.compute` for the details.
+
+        Duplicates agree by default: with ``if_absent=None`` the result is
+        stored first-writer-wins wherever the backend declares
+        ``conditional_put``, and every caller returns the winner's value; on
+        a backend without it the store is an overwrite (latest writer wins,
+        as ``put`` does) and a warning says so once. ``if_absent=True``
+        demands first-writer-wins (``NotSupported`` before any work
+        otherwise); ``if_absent=False`` chooses overwrite.
+
+        Paid work survives cancellation: once ``fn`` has started, a
+        cancelled or timed-out caller leaves it running, and its result is
+        stored (and handed to any concurrent caller waiting for it), as long
+        as the event loop runs. ``store_if_cancelled=False`` cancels ``fn``
+        with the caller instead.
+
+        The returned value is always ``codec.decode(codec.encode(result))``:
+        what a retry will read back. See :mod:`taquba_memo.compute` for the
+        details.
         """
-        return await compute.get_or_compute(self, key, fn, codec, if_absent)
+        return await compute.get_or_compute(self, key, fn, codec, if_absent, store_if_cancelled)
 
     @overload
-    async def content_get(self, content: object) -> bytes | None: ...
+    async def content_get(
+        self, content: object, *, namespace: str | None = None
+    ) -> bytes | None: ...
 
     @overload
-    async def content_get(self, content: object, *, codec: Codec[T]) -> T | None: ...
+    async def content_get(
+        self, content: object, *, codec: Codec[T], namespace: str | None = None
+    ) -> T | None: ...
 
-    async def content_get(self, content: object, *, codec: Codec[Any] = _BYTES) -> Any:
+    async def content_get(
+        self, content: object, *, codec: Codec[Any] = _BYTES, namespace: str | None = None
+    ) -> Any:
         """Return the value stored for the input ``content``, or None.
 
         The key is :func:`taquba_memo.content_key` of ``content`` (the hex
-        SHA-256 of its canonical JSON), so equal inputs find the same entry
-        in every process. Raises :class:`~taquba_memo.EncodeError` for an
+        SHA-256 of its RFC 8785 canonical JSON, after ``namespace`` when one
+        is given), so equal inputs find the same entry in every process and
+        language. Raises :class:`~taquba_memo.EncodeError` for an
         input without a canonical encoding, and
         :class:`~taquba_memo.DecodeError` for a stored value the codec
         cannot read.
         """
-        data = await self.get(content_key(content))
-        return None if data is None else codec.decode(data)
+        data = await self.get(content_key(content, namespace=namespace))
+        return None if data is None else decode_value(codec, data)
 
     @overload
     async def content_put(
-        self, content: object, value: bytes, *, if_absent: bool = False
+        self,
+        content: object,
+        value: bytes,
+        *,
+        if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool: ...
 
     @overload
     async def content_put(
-        self, content: object, value: T, *, codec: Codec[T], if_absent: bool = False
+        self,
+        content: object,
+        value: T,
+        *,
+        codec: Codec[T],
+        if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool: ...
 
     async def content_put(
@@ -556,10 +595,11 @@ class Memo:
         *,
         codec: Codec[Any] = _BYTES,
         if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool:
         """Store ``value`` for the input ``content``; see :meth:`put` and :meth:`content_get`.
 
         To compute on a miss, use ``get_or_compute(content_key(content), fn)``.
         """
-        key = content_key(content)
-        return await self.put(key, codec.encode(value), if_absent=if_absent)
+        key = content_key(content, namespace=namespace)
+        return await self.put(key, encode_value(codec, value), if_absent=if_absent)

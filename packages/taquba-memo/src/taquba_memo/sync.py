@@ -175,11 +175,15 @@ class _CallerThread:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._serving = True
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         """An async stand-in for ``fn``: it asks the waiting thread to call ``fn``."""
 
         async def call_in_caller_thread(*args: Any) -> Any:
+            if not self._serving:
+                # The waiting thread was interrupted: fn never runs.
+                raise asyncio.CancelledError
             reply: asyncio.Future[Any] = self._loop.create_future()
             self._calls.put((reply, fn, args))
             result = await reply
@@ -191,14 +195,33 @@ class _CallerThread:
 
     def serve_until(self, future: Any) -> None:
         future.add_done_callback(lambda _: self._calls.put(self._DONE))
-        while (call := self._calls.get()) is not self._DONE:
-            reply, fn, args = call
+        try:
+            while (call := self._calls.get()) is not self._DONE:
+                reply, fn, args = call
+                try:
+                    result = fn(*args)
+                except Exception as exc:
+                    self._loop.call_soon_threadsafe(_settle, reply, None, exc)
+                else:
+                    self._loop.call_soon_threadsafe(_settle, reply, result, None)
+        finally:
+            self._stop_serving()
+
+    def _stop_serving(self) -> None:
+        # Calls queued after the waiting thread stopped would wait forever:
+        # cancel them (their fn never ran, so nothing was paid).
+        self._serving = False
+        while True:
             try:
-                result = fn(*args)
-            except Exception as exc:
-                self._loop.call_soon_threadsafe(_settle, reply, None, exc)
-            else:
-                self._loop.call_soon_threadsafe(_settle, reply, result, None)
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if call is not self._DONE:
+                self._loop.call_soon_threadsafe(_cancel, call[0])
+
+
+def _cancel(reply: asyncio.Future[Any]) -> None:
+    reply.cancel()
 
 
 def _settle(reply: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -263,6 +286,11 @@ class MemoStore:
     def prefix(self) -> str:
         """The normalised prefix (``"/a//b/"`` becomes ``"a/b"``)."""
         return self._core.prefix
+
+    @property
+    def max_value_bytes(self) -> int | None:
+        """The largest value this store accepts, or None for no limit."""
+        return self._core.max_value_bytes
 
     @property
     def closed(self) -> bool:
@@ -403,7 +431,8 @@ class Memo:
         key: str,
         fn: Callable[[], bytes | Awaitable[bytes]],
         *,
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> bytes: ...
 
     @overload
@@ -413,7 +442,8 @@ class Memo:
         fn: Callable[[], T | Awaitable[T]],
         *,
         codec: Codec[T],
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> T: ...
 
     def get_or_compute(
@@ -422,40 +452,66 @@ class Memo:
         fn: Callable[[], Any],
         *,
         codec: Codec[Any] = _BYTES,
-        if_absent: bool = False,
+        if_absent: bool | None = None,
+        store_if_cancelled: bool = True,
     ) -> Any:
         """Return the stored value, or compute, store and return it.
 
         Same semantics as :meth:`taquba_memo.Memo.get_or_compute`. A sync
         ``fn`` runs in the calling thread; an async one on the store's loop.
+        When the waiting thread is interrupted (a task time limit raising in
+        it, ``KeyboardInterrupt``), the call is cancelled as an async caller
+        is: an async ``fn`` that has started runs on in the store's thread
+        and its result is stored, unless ``store_if_cancelled=False``. A sync
+        ``fn`` runs in the interrupted thread itself, so the interruption is
+        its own exception and nothing is stored.
         """
+        options: dict[str, Any] = {
+            "codec": codec,
+            "if_absent": if_absent,
+            "store_if_cancelled": store_if_cancelled,
+        }
         if not callable(fn):
             # Checked here too: the stand-in below is always callable.
-            return self._store._run(
-                self._core.get_or_compute(key, fn, codec=codec, if_absent=if_absent)
-            )
+            return self._store._run(self._core.get_or_compute(key, fn, **options))
         callbacks = _CallerThread(self._store._loop_thread.loop)
         return self._store._run(
-            self._core.get_or_compute(key, callbacks.wrap(fn), codec=codec, if_absent=if_absent),
-            callbacks,
+            self._core.get_or_compute(key, callbacks.wrap(fn), **options), callbacks
         )
 
     @overload
-    def content_get(self, content: object) -> bytes | None: ...
+    def content_get(self, content: object, *, namespace: str | None = None) -> bytes | None: ...
 
     @overload
-    def content_get(self, content: object, *, codec: Codec[T]) -> T | None: ...
+    def content_get(
+        self, content: object, *, codec: Codec[T], namespace: str | None = None
+    ) -> T | None: ...
 
-    def content_get(self, content: object, *, codec: Codec[Any] = _BYTES) -> Any:
+    def content_get(
+        self, content: object, *, codec: Codec[Any] = _BYTES, namespace: str | None = None
+    ) -> Any:
         """Return the value stored for the input ``content``, or None."""
-        return self._store._run(self._core.content_get(content, codec=codec))
-
-    @overload
-    def content_put(self, content: object, value: bytes, *, if_absent: bool = False) -> bool: ...
+        return self._store._run(self._core.content_get(content, codec=codec, namespace=namespace))
 
     @overload
     def content_put(
-        self, content: object, value: T, *, codec: Codec[T], if_absent: bool = False
+        self,
+        content: object,
+        value: bytes,
+        *,
+        if_absent: bool = False,
+        namespace: str | None = None,
+    ) -> bool: ...
+
+    @overload
+    def content_put(
+        self,
+        content: object,
+        value: T,
+        *,
+        codec: Codec[T],
+        if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool: ...
 
     def content_put(
@@ -465,10 +521,13 @@ class Memo:
         *,
         codec: Codec[Any] = _BYTES,
         if_absent: bool = False,
+        namespace: str | None = None,
     ) -> bool:
         """Store ``value`` for the input ``content``."""
         return self._store._run(
-            self._core.content_put(content, value, codec=codec, if_absent=if_absent)
+            self._core.content_put(
+                content, value, codec=codec, if_absent=if_absent, namespace=namespace
+            )
         )
 
 
