@@ -9,6 +9,9 @@ import subprocess
 import sys
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from taquba_memo import (
     EncodeError,
     InMemoryBackend,
@@ -295,3 +298,28 @@ class TestMemoContentGetPut:
         with pytest.raises(EncodeError):
             await memo.content_put({"a": {1}}, b"x")
         assert [key async for key in backend.list("")] == []
+
+
+# JSON values both implementations accept: safe integers (rfc8785 refuses 2**53), finite floats,
+# any text without lone surrogates, and nesting of both container kinds.
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=["Cs"])),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"])), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+class TestAgainstAnIndependentImplementation:
+    """canonical_json agrees byte for byte with the rfc8785 package on any JSON value."""
+
+    @settings(max_examples=400, deadline=None)
+    @given(_JSON_VALUES)
+    def test_agrees_with_rfc8785(self, value: object) -> None:
+        assert canonical_json(value) == rfc8785.dumps(value)
