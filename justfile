@@ -12,9 +12,10 @@ default:
 sync:
     uv sync --all-packages --frozen
 
-# The demo: an at-least-once agent step that crashes and retries, on local files.
-demo: sync
-    uv run --frozen python -m taquba_memo.demo
+# The demo: an at-least-once agent step that crashes and retries, on local files. Runs in
+# .venv-demo, which holds the core alone (no dev tools, no adapter SDKs; the core has no deps).
+demo:
+    UV_PROJECT_ENVIRONMENT=.venv-demo uv run --frozen --exact --package taquba-memo --no-dev python -m taquba_memo.demo
 
 # Lint and format check.
 lint: sync
