@@ -33,9 +33,11 @@ system_packages := "redis-server=redis-server"
 system-deps:
     sh scripts/system_packages.sh {{system_packages}}
 
-# Everything CI runs: lint, types, and the whole test suite against local servers.
+# Everything CI runs: lint, types, the whole test suite against local servers, then the core's
+# and the packages' server-free tests on every other Python they claim that the machine has.
 test: lint typecheck system-deps
     uv run --frozen pytest
+    uv run --frozen python scripts/other_pythons.py
 
 # Reformat and autofix.
 fmt: sync

@@ -79,9 +79,7 @@ def run_demo(stdout: str, root: Path, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("stdout", ["pipe", "file", "terminal"])
-def test_the_demo_pays_each_call_once_and_prints_in_order(
-    stdout: str, tmp_path: Path
-) -> None:
+def test_the_demo_pays_each_call_once_and_prints_in_order(stdout: str, tmp_path: Path) -> None:
     root = tmp_path / "demo"
     shown = run_demo(stdout, root, tmp_path).replace(str(root), "<root>")
     lines = [re.sub(rf"at {ISO_UTC}\.$", "at <time>.", line) for line in shown.splitlines()]
