@@ -168,7 +168,7 @@ def run_on(interpreter: Interpreter, version: str) -> bool:
 def main() -> int:
     own = f"{sys.version_info.major}.{sys.version_info.minor}"
     versions = claimed_versions(CORE)
-    say(f"the core claims Python {', '.join(versions)}; the workspace runs {own} (tested above)")
+    say(f"the core claims Python {', '.join(versions)}; {own} is the workspace's (the main suite)")
     ran: list[str] = []
     skipped: list[str] = []
     failed: list[str] = []
@@ -179,11 +179,12 @@ def main() -> int:
         if interpreter is None:
             why = f"no interpreter: not python{version} on PATH, not in pyenv, not found by uv"
             say(f"{version}: skipped, {why}")
-            skipped.append(f"{version} ({why})")
+            skipped.append(version)
             continue
         (ran if run_on(interpreter, version) else failed).append(interpreter.version)
     summary = [f"ran {', '.join(ran) or 'none'}", f"failed {', '.join(failed) or 'none'}"]
-    say("; ".join([*summary, f"skipped {'; '.join(skipped) or 'none'}"]))
+    missing = f"{', '.join(skipped)} (no interpreter)" if skipped else "none"
+    say("; ".join([*summary, f"skipped {missing}"]))
     return 1 if failed else 0
 
 
