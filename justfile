@@ -12,9 +12,10 @@ default:
 sync:
     uv sync --all-packages --frozen
 
-# The demo: an at-least-once agent step that crashes and retries, on local files.
-demo: sync
-    uv run --frozen python -m taquba_memo.demo
+# The demo: an at-least-once agent step that crashes and retries, on local files. Runs in
+# .venv-demo, which holds the core alone (no dev tools, no adapter SDKs; the core has no deps).
+demo:
+    UV_PROJECT_ENVIRONMENT=.venv-demo uv run --frozen --exact --package taquba-memo --no-dev python -m taquba_memo.demo
 
 # Lint and format check.
 lint: sync
@@ -32,9 +33,11 @@ system_packages := "redis-server=redis-server"
 system-deps:
     sh scripts/system_packages.sh {{system_packages}}
 
-# Everything CI runs: lint, types, and the whole test suite against local servers.
+# Everything CI runs: lint, types, the whole test suite against local servers, then the core's
+# and the packages' server-free tests on every other Python they claim that the machine has.
 test: lint typecheck system-deps
     uv run --frozen pytest
+    uv run --frozen python scripts/other_pythons.py
 
 # Reformat and autofix.
 fmt: sync

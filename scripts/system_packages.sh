@@ -11,6 +11,7 @@ for spec in "$@"; do
     cmd=${spec%%=*}
     pkgs=$(printf '%s' "${spec#*=}" | tr ',' ' ')
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/bin/$cmd" ] && [ ! -x "/usr/sbin/$cmd" ]; then
+        echo "system_packages: $cmd (a local test server) is not installed: Debian package(s) $pkgs"
         missing="$missing $pkgs"
     fi
 done
@@ -19,8 +20,20 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "system_packages: not root or no apt-get; install these Debian packages for the full suite:$missing" >&2
     exit 0
 fi
-echo "system_packages: installing Debian packages for the local test servers:$missing"
+echo "system_packages: installing with apt-get (once; later runs find them):$missing"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! apt-get update -qq >"$log" 2>&1; then
+    echo "system_packages: apt-get update failed:" >&2
+    cat "$log" >&2
+    exit 1
+fi
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if ! apt-get install -y -q --no-install-recommends $missing >"$log" 2>&1; then
+    echo "system_packages: apt-get install failed:" >&2
+    cat "$log" >&2
+    exit 1
+fi
+# apt-get's own size summary: download and disk space.
+grep -E '^(Need to get|After this operation)' "$log" | sed 's/^/system_packages: /' || true

@@ -19,6 +19,12 @@ from ._cli_support import (
     EXIT_OK,
     run_cli,
 )
+from ._installed import requires
+
+# s3:// URLs need the obstore adapter (Python 3.11+); the emulator is moto, from the kit's
+# servers extra.
+pytestmark = requires("taquba-memo-obstore")
+needs_moto = requires("moto", "boto3", "flask", server=True)
 
 
 def s3_url(endpoint: str, bucket: str, region: str, *extra: str) -> str:
@@ -75,6 +81,7 @@ def clean_process_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TAQUBA_MEMO_"))}
 
 
+@needs_moto
 class TestAgainstAnS3Emulator:
     def test_runs_with_sizes(self, s3_server: S3Server, populated: str) -> None:
         result = run_cli(
@@ -122,12 +129,14 @@ class TestAgainstAnS3Emulator:
 
 
 class TestStorageErrorsHaveTheirOwnExitCodes:
+    @needs_moto
     def test_a_bucket_that_does_not_exist(self, s3_server: S3Server) -> None:
         url = s3_url(s3_server.endpoint_url, "no-such-bucket-for-cli", s3_server.region)
         result = run_cli("--url", url, "markers", env=credentials(s3_server))
         assert result.code == EXIT_CONTAINER_NOT_FOUND, result.stderr
         assert "hint: check the bucket" in result.stderr
 
+    @needs_moto
     def test_wrong_credentials(self, moto_checking_credentials: str) -> None:
         url = s3_url(moto_checking_credentials, "bucket", "us-east-1")
         result = run_cli(

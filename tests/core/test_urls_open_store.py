@@ -21,6 +21,8 @@ from taquba_memo import (
 )
 from taquba_memo.urls import ENTRY_POINT_GROUP, resolve_scheme
 
+from ._installed import requires
+
 
 def install_fake_adapter(
     site: Path, distribution: str, names: list[str], body: str | None = None
@@ -132,19 +134,23 @@ class TestInstalledAdapters:
     @pytest.mark.parametrize(
         ("scheme", "distribution"),
         [
-            ("s3", "taquba-memo-obstore"),
-            ("s3+obstore", "taquba-memo-obstore"),
-            ("s3+minio", "taquba-memo-minio"),
-            ("minio", "taquba-memo-minio"),
-            ("gs", "taquba-memo-obstore"),  # also provided by taquba-memo-gcs
-            ("gs+gcs", "taquba-memo-gcs"),
-            ("az", "taquba-memo-obstore"),  # also provided by taquba-memo-azure
-            ("az+azure", "taquba-memo-azure"),
+            pytest.param(scheme, distribution, marks=requires(distribution))
+            for scheme, distribution in [
+                ("s3", "taquba-memo-obstore"),
+                ("s3+obstore", "taquba-memo-obstore"),
+                ("s3+minio", "taquba-memo-minio"),
+                ("minio", "taquba-memo-minio"),
+                ("gs", "taquba-memo-obstore"),  # also provided by taquba-memo-gcs
+                ("gs+gcs", "taquba-memo-gcs"),
+                ("az", "taquba-memo-obstore"),  # also provided by taquba-memo-azure
+                ("az+azure", "taquba-memo-azure"),
+            ]
         ],
     )
     def test_scheme_resolution(self, scheme: str, distribution: str) -> None:
         assert resolve_scheme(scheme).distribution == distribution
 
+    @requires("taquba-memo-obstore")
     async def test_an_s3_url_opens_the_obstore_backend_without_any_request(self) -> None:
         backend = open_backend(
             "s3://bucket/base?endpoint=http://127.0.0.1:9&region=us-east-1&allow_http=true"
@@ -152,6 +158,7 @@ class TestInstalledAdapters:
         assert type(backend).__module__.startswith("taquba_memo_obstore")
         await backend.aclose()
 
+    @requires("taquba-memo-obstore")
     def test_an_adapter_refusing_the_url_is_a_bad_url(self) -> None:
         with pytest.raises(InvalidURLError, match="taquba-memo-obstore refused") as caught:
             open_backend("s3:///no-bucket")

@@ -8,6 +8,7 @@ and the standard library, so the plugin can load it on every run.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,17 @@ from taquba_memo_conformance.servers import (
 )
 
 __all__ = ["azure_server", "gcs_server", "s3_server"]
+
+
+@contextlib.contextmanager
+def _uncaptured(config: pytest.Config) -> Iterator[None]:
+    """Lets what runs inside write to the real stdout and stderr, past pytest's capture."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is None:  # run with -p no:capture
+        yield
+        return
+    with capture.global_and_fixture_disabled():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +57,10 @@ def gcs_server() -> Iterator[GCSServer]:
 
 
 @pytest.fixture(scope="session")
-def azure_server() -> Iterator[AzureServer]:
+def azure_server(pytestconfig: pytest.Config) -> Iterator[AzureServer]:
     """An Azure Blob server; call ``azure_server.new_container()`` for a container of your own."""
-    server = resolve_azure_server()
+    with _uncaptured(pytestconfig):  # a first run's Azurite install says so on the terminal
+        server = resolve_azure_server()
     try:
         yield server
     finally:

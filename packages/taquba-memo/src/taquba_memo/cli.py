@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import os
 import re
@@ -51,6 +50,7 @@ from typing import Any, NoReturn, TextIO
 
 from taquba_memo import __version__, layout
 from taquba_memo._concurrency import TaskWindow
+from taquba_memo._iso_time import iso_utc as _iso
 from taquba_memo._progress import Progress
 from taquba_memo.backend import MemoBackend
 from taquba_memo.backends.forwarding import ForwardingBackend
@@ -270,14 +270,6 @@ class Output:
             json.dump(document, self.stdout)
             self.stdout.write("\n")
             self.stdout.flush()
-
-
-def _iso(ms: int) -> str | None:
-    try:
-        moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
-    except (OverflowError, ValueError, OSError):
-        return None  # past year 9999: show the raw milliseconds only
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _human_bytes(size: int) -> str:

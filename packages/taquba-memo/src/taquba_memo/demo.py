@@ -7,6 +7,9 @@ worker whose lease expired), and the third finishes. Every call result is
 memoized, so each call is paid for once however many attempts there are.
 Then the run ends, its terminal marker is written, and a retention sweep
 clears its memos.
+
+Parent and children share one stdout, so every line is flushed as it is
+printed: the output reads in order on a terminal, a pipe or a file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 from taquba_memo import LocalFileBackend, MemoStore
+from taquba_memo._iso_time import iso_utc
 
 RUN_ID = "agent-run-42"
 STEP = 3
@@ -28,6 +32,11 @@ PROMPTS = ["plan the trip", "find three hotels", "write the itinerary"]
 # Attempt n is killed right after its call number CRASH_AFTER[n] (0-based).
 CRASH_AFTER = {1: 0, 2: 1}
 CRASH_EXIT_CODE = 137
+
+
+def say(line: str = "") -> None:
+    """One line on stdout, flushed before any other process writes there."""
+    print(line, flush=True)
 
 
 def fake_llm(prompt: str, ledger: Path) -> bytes:
@@ -45,32 +54,31 @@ async def run_attempt(root: Path, attempt: int) -> None:
     for index, prompt in enumerate(PROMPTS):
         cached = await memo.get(prompt)
         if cached is not None:
-            print(f"    call {index + 1}: memo hit, skipped   ({prompt})")
+            say(f"    call {index + 1}: memo hit, skipped   ({prompt})")
         else:
             await memo.put(prompt, fake_llm(prompt, root / "ledger.txt"))
-            print(f"    call {index + 1}: LLM called, stored ({prompt})")
+            say(f"    call {index + 1}: LLM called, stored ({prompt})")
         if CRASH_AFTER.get(attempt) == index:
-            print("    worker killed: lease expired before ack")
-            sys.stdout.flush()
+            say("    worker killed: lease expired before ack")
             os._exit(CRASH_EXIT_CODE)
-    print("    step finished and acknowledged")
+    say("    step finished and acknowledged")
 
 
 async def retire_run(root: Path) -> None:
     store = MemoStore(LocalFileBackend(root / "bucket"), "demo")
     finished_at = int(time.time() * 1000)
     await store.write_terminal_marker(RUN_ID, finished_at)
-    print(f"\nRun {RUN_ID} finished; terminal marker written at {finished_at} ms.")
+    say(f"\nRun {RUN_ID} finished; terminal marker written at {iso_utc(finished_at)}.")
     entries = [key async for key in store.backend.list("demo/memos/")]
-    print(f"Memo entries on disk: {len(entries)}")
+    say(f"Memo entries on disk: {len(entries)}")
     # A retention window of zero for the demo; a real sweeper keeps days.
     report = await store.sweep(cutoff_ms=finished_at + 1)
-    print(
+    say(
         f"Retention sweep: cleared {len(report.runs_cleared)} run, "
         f"deleted {report.entries_deleted} entries and the marker."
     )
     left = [key async for key in store.backend.list("demo/")]
-    print(f"Objects left under the prefix: {len(left)}")
+    say(f"Objects left under the prefix: {len(left)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="taquba-memo-demo-") as scratch:
         root = args.root or Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
-        print(f"Memo store: {root / 'bucket'} (LocalFileBackend)\n")
+        say(f"Memo store: {root / 'bucket'} (LocalFileBackend)\n")
         attempt = 0
         while True:
             attempt += 1
-            print(f"Attempt {attempt} of step {STEP} in run {RUN_ID}:")
+            say(f"Attempt {attempt} of step {STEP} in run {RUN_ID}:")
             worker = [sys.executable, "-m", "taquba_memo.demo", "--root", str(root)]
             child = subprocess.run([*worker, "--attempt", str(attempt)], check=False)
             if child.returncode == 0:
@@ -98,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             if child.returncode != CRASH_EXIT_CODE or attempt >= 5:
                 print(f"unexpected exit {child.returncode}", file=sys.stderr)
                 return 1
-            print("  -> redelivered (at-least-once)\n")
+            say("  -> redelivered (at-least-once)\n")
 
         ledger = (root / "ledger.txt").read_text().splitlines()
         # Without a memo every attempt repeats each call it reaches.
         without_memo = sum(CRASH_AFTER.get(n, len(PROMPTS) - 1) + 1 for n in range(1, attempt + 1))
-        print(
+        say(
             f"\n{attempt} attempts, {len(ledger)} paid LLM calls "
             f"(without the memo: {without_memo})."
         )
