@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
+from taquba_memo._redact import redact_url, scrub_exception
 from taquba_memo.backend import MemoBackend
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
 from taquba_memo.errors import (
@@ -100,18 +101,30 @@ def open_store(url: str, prefix: str = "", *, max_value_bytes: int | None = None
 
 
 def open_backend(url: str) -> MemoBackend:
-    """Return the :class:`~taquba_memo.MemoBackend` that ``url`` names (see the module docs)."""
+    """Return the :class:`~taquba_memo.MemoBackend` that ``url`` names (see the module docs).
+
+    No error raised here repeats a credential the URL carries (user info, or
+    a query parameter that holds a secret), whoever wrote the message.
+    """
     if not isinstance(url, str):
         raise InvalidValueType(f"url must be str, not {type(url).__name__}")
+    try:
+        return _open_backend(url)
+    except Exception as exc:
+        scrub_exception(exc, url)
+        raise
+
+
+def _open_backend(url: str) -> MemoBackend:
     parts = urllib.parse.urlsplit(url)
     if not parts.scheme:
         raise InvalidURLError(
-            f"{url!r} has no scheme; use for example file:///path, memory:// or s3://bucket/base"
+            f"{redact_url(url)!r} has no scheme; use for example file:///path, memory:// or s3://bucket/base"
         )
     scheme = parts.scheme.lower()
     if scheme == "memory":
         if parts.netloc or parts.path or parts.query or parts.fragment:
-            raise InvalidURLError(f"a memory URL takes no name, path or query: {url!r}")
+            raise InvalidURLError(f"a memory URL takes no name, path or query: {redact_url(url)!r}")
         return InMemoryBackend()
     if scheme == "file":
         return LocalFileBackend(_file_path(url, parts))
@@ -130,7 +143,9 @@ def open_backend(url: str) -> MemoBackend:
         raise
     except ValueError as exc:
         # Adapters refuse a bad bucket, path or parameter with a ValueError.
-        raise InvalidURLError(f"{resolution.distribution} refused {url!r}: {exc}") from exc
+        raise InvalidURLError(
+            f"{resolution.distribution} refused {redact_url(url)!r}: {exc}"
+        ) from exc
     if not isinstance(backend, MemoBackend):
         raise InvalidValueType(
             f"entry point {resolution.entry_point.name!r} of {resolution.distribution} "
@@ -200,11 +215,11 @@ def _not_installed(scheme: str) -> MemoError:
 def _file_path(url: str, parts: urllib.parse.SplitResult) -> str:
     if parts.netloc not in ("", "localhost"):
         raise InvalidURLError(
-            f"a file URL names a local path: file:///absolute/path, not {url!r} "
+            f"a file URL names a local path: file:///absolute/path, not {redact_url(url)!r} "
             "(a host after file:// would be a network share)"
         )
     if parts.query or parts.fragment:
-        raise InvalidURLError(f"a file URL takes no query or fragment: {url!r}")
+        raise InvalidURLError(f"a file URL takes no query or fragment: {redact_url(url)!r}")
     if not parts.path.startswith("/"):
-        raise InvalidURLError(f"a file URL needs an absolute directory path: {url!r}")
+        raise InvalidURLError(f"a file URL needs an absolute directory path: {redact_url(url)!r}")
     return urllib.request.url2pathname(parts.path)
