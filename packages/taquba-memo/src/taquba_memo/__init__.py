@@ -43,7 +43,14 @@ from taquba_memo.errors import (
     ValueTooLargeError,
 )
 from taquba_memo.layout import TerminalMarker
-from taquba_memo.store import Memo, MemoEntry, MemoStore, SweepFailure, SweepReport
+from taquba_memo.store import (
+    Memo,
+    MemoEntry,
+    MemoStore,
+    SweepFailure,
+    SweepReport,
+    SweepStrategy,
+)
 from taquba_memo.urls import open_backend, open_store
 
 __version__ = "0.1.0"
@@ -84,6 +91,7 @@ __all__ = [
     "StoreClosedError",
     "SweepFailure",
     "SweepReport",
+    "SweepStrategy",
     "TerminalMarker",
     "ThrottledError",
     "TransientBackendError",
