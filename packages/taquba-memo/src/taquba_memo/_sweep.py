@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -155,7 +155,7 @@ class _Sweep:
 
     # -- finding expired runs ------------------------------------------------
 
-    async def _chunks(self) -> AsyncIterator[_Chunk]:
+    async def _chunks(self) -> AsyncGenerator[_Chunk, None]:
         """Expired runs, ``max_runs_in_memory`` at a time, each with its expired markers.
 
         On an ordered listing ``auto`` reads on past the cutoff, up to 99
