@@ -243,6 +243,29 @@ async def test_sweeps_delete_across_runs_in_shared_batches_with_either_strategy(
         assert len([k async for k in backend.list("sweep/memos/")]) == LIVE_ENTRIES
 
 
+async def test_entries_with_sizes_and_times_come_from_the_listing_alone(
+    adapter: Adapter,
+) -> None:
+    direct = adapter.direct()
+    try:
+        await fill(direct, [layout.memo_key("sizes", "run-1", step, "k") for step in range(3)])
+        await direct.put(layout.memo_key("sizes", "run-1", 3, "big"), b"x" * 5000)
+    finally:
+        await direct.aclose()
+
+    backend = adapter.counted()
+    async with MemoStore(backend, "sizes") as store:
+        await warm_up(backend)
+        assert store.lists_metadata
+        seen = Seen(adapter.proxy)
+        entries = [entry async for entry in store.iter_entries(with_metadata=True)]
+        counts = seen.answered()
+
+    assert [entry.size for entry in entries] == [1, 1, 1, 5000]
+    assert all(entry.last_modified is not None for entry in entries)
+    assert counts == {"list": 1}  # no GET, no HEAD: the listing page carries it all
+
+
 @pytest.mark.parametrize("adapter", ["gcs"], indirect=True)
 async def test_gcs_tries_one_batch_then_deletes_singly_where_batches_are_refused(
     adapter: Adapter,

@@ -25,7 +25,7 @@ from google.cloud import storage
 from google.cloud.storage import blob as blob_module
 from google.cloud.storage.retry import DEFAULT_RETRY
 from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, delete_each, object_name
-from taquba_memo.backend import Capabilities, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError
 
 from taquba_memo_gcs._errors import (
@@ -402,23 +402,32 @@ class GCSBackend(MemoBackendBase):
     # -- listing -------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for item in self._listing(prefix, "items(name),nextPageToken"):
+            yield item.key
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`list` with each object's size and update time, from the same pages."""
+        async for item in self._listing(prefix, "items(name,size,updated),nextPageToken"):
+            yield item
+
+    async def _listing(self, prefix: str, fields: str) -> AsyncIterator[ListedObject]:
         prefix = check_key(prefix)
         full_prefix = self._name_prefix + prefix
         pages = self._client.list_blobs(
             self._bucket,
             prefix=full_prefix or None,
             page_size=self._list_page_size,
-            fields="items(name),nextPageToken",
+            fields=fields,
             timeout=self._timeout,
             retry=self._retry,
         ).pages
         strip = len(self._name_prefix)
         while True:
-            names = await self._call("list", prefix, _next_page_names, pages)
-            if names is None:
+            page = await self._call("list", prefix, _next_page, pages)
+            if page is None:
                 return
-            for name in names:
-                yield name[strip:]
+            for item in page:
+                yield ListedObject(item.key[strip:], item.size, item.last_modified)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -455,12 +464,15 @@ def _http_sessions(client: storage.Client) -> list[requests.Session]:
     return sessions
 
 
-def _next_page_names(pages: Iterator[Any]) -> list[str] | None:
-    """Fetch one listing page (one request); None when there are no more."""
+def _next_page(pages: Iterator[Any]) -> list[ListedObject] | None:
+    """Fetch one listing page (one request); None when there are no more.
+
+    Sizes are 0 where the page was asked for names only.
+    """
     page = next(pages, None)
     if page is None:
         return None
-    return [str(item.name) for item in page]
+    return [ListedObject(str(blob.name), int(blob.size or 0), blob.updated) for blob in page]
 
 
 def _upload_in_one_request(

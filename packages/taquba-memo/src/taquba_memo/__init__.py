@@ -6,7 +6,7 @@ to the Rust crate taquba-workflow 0.5.0, so Python and Rust workers can share
 one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
 """
 
-from taquba_memo.backend import Capabilities, MemoBackend, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackend, MemoBackendBase
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
 from taquba_memo.codecs import (
     BytesCodec,
@@ -77,6 +77,7 @@ __all__ = [
     "InvalidURLError",
     "InvalidValueType",
     "JSONCodec",
+    "ListedObject",
     "LocalFileBackend",
     "Memo",
     "MemoBackend",

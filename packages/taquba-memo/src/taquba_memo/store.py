@@ -13,6 +13,7 @@ a reader that finds nothing simply re-executes the step.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any, TypeVar, overload
 from taquba_memo import _fork, compute, layout
 from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy, run_sweep
 from taquba_memo.adapter_kit import TaskWindow, check_value
-from taquba_memo.backend import MemoBackend
+from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.content import content_key
 from taquba_memo.errors import (
@@ -58,6 +59,29 @@ class MemoEntry:
     """The run it belongs to; None for an object that is not a memo entry."""
     step_number: int | None
     """The step it belongs to; None for an object that is not a memo entry."""
+    size: int | None = None
+    """Its size in bytes, from the listing (``iter_entries(with_metadata=True)``); else None."""
+    last_modified: datetime.datetime | None = None
+    """When it was last written, from the listing where the store says; else None."""
+
+
+def _entry(
+    key: str, memos: str, size: int | None, last_modified: datetime.datetime | None
+) -> MemoEntry:
+    parsed = layout.parse_memo_entry_name(key[len(memos) :])
+    run_id, step_number = (None, None) if parsed is None else parsed
+    return MemoEntry(key, run_id, step_number, size, last_modified)
+
+
+def _itself(key: str) -> str:
+    return key
+
+
+def _key_of(item: ListedObject) -> object:
+    return getattr(item, "key", item)
+
+
+_Listed = TypeVar("_Listed")
 
 
 @dataclass(frozen=True)
@@ -136,11 +160,28 @@ class MemoStore:
         collation) must not turn into deleting another run's data. Strays
         are dropped and logged as the backend bug they are.
         """
+        async for key in self._within(prefix, self._backend.list(prefix), _itself):
+            yield key
+
+    async def _listed_objects(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`_listed` with sizes: the backend's ``list_with_metadata``, strays dropped.
+
+        Only for a backend that :func:`~taquba_memo.backend.lists_metadata`.
+        """
+        backend = self._backend
+        assert isinstance(backend, ListsMetadata)
+        async for item in self._within(prefix, backend.list_with_metadata(prefix), _key_of):
+            yield item
+
+    async def _within(
+        self, prefix: str, listing: AsyncIterator[_Listed], key_of: Callable[[_Listed], object]
+    ) -> AsyncIterator[_Listed]:
         strays = 0
         try:
-            async for key in self._backend.list(prefix):
+            async for item in listing:
+                key = key_of(item)
                 if isinstance(key, str) and key.startswith(prefix):
-                    yield key
+                    yield item
                     continue
                 strays += 1
                 if strays == 1:
@@ -160,21 +201,32 @@ class MemoStore:
                     prefix,
                 )
 
-    async def iter_entries(self, run_id: str | None = None) -> AsyncIterator[MemoEntry]:
+    @property
+    def lists_metadata(self) -> bool:
+        """True when the backend's listing carries sizes (``iter_entries(with_metadata=True)``
+        then reads nothing)."""
+        return lists_metadata(self._backend_object)
+
+    async def iter_entries(
+        self, run_id: str | None = None, *, with_metadata: bool = False
+    ) -> AsyncIterator[MemoEntry]:
         """Yield every object below ``<prefix>/memos/`` (of one run, if given), streaming.
 
         Each memo entry comes with its run and step; an object there that is
         not a memo entry (written by something else) comes with ``None`` for
-        both. Order is the backend's listing order.
+        both. Order is the backend's listing order. With ``with_metadata``, on
+        a backend whose listing carries them (:attr:`lists_metadata`), each
+        entry also has its ``size`` and ``last_modified`` from the same
+        listing pages; elsewhere they stay None.
         """
         memos = layout.memos_prefix(self._prefix)
         listing = memos if run_id is None else layout.memos_run_prefix(self._prefix, run_id)
-        async for key in self._listed(listing):
-            parsed = layout.parse_memo_entry_name(key[len(memos) :])
-            if parsed is None:
-                yield MemoEntry(key, None, None)
-            else:
-                yield MemoEntry(key, *parsed)
+        if with_metadata and self.lists_metadata:
+            async for item in self._listed_objects(listing):
+                yield _entry(item.key, memos, item.size, item.last_modified)
+        else:
+            async for key in self._listed(listing):
+                yield _entry(key, memos, None, None)
 
     # -- entries -----------------------------------------------------------
 

@@ -10,7 +10,9 @@ so Python and Rust workers on one machine can share it.
   No reader and no crash ever sees a torn value. Staging files are the ones
   ``object_store`` itself uses and skips when listing, so neither side ever
   lists one as a key.
-* Listing walks the tree in ascending byte order of the keys.
+* Listing walks the tree in ascending byte order of the keys;
+  ``list_with_metadata`` adds each file's size and modification time (a
+  ``stat`` per file, no read).
 * Deleting a key removes directories it leaves empty, so cleared runs leave
   no debris behind.
 """
@@ -18,6 +20,7 @@ so Python and Rust workers on one machine can share it.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import os
 import secrets
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from taquba_memo.adapter_kit import check_key, check_value
-from taquba_memo.backend import Capabilities, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,
@@ -210,6 +213,20 @@ class LocalFileBackend(MemoBackendBase):
     # -- listing -------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for key, _stat in self._walk(prefix, with_stat=False):
+            yield key
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`list` with each file's size and modification time (one ``stat`` each)."""
+        async for key, stat in self._walk(prefix, with_stat=True):
+            assert stat is not None
+            size, mtime_ns = stat
+            modified = datetime.datetime.fromtimestamp(mtime_ns / 1e9, tz=datetime.timezone.utc)
+            yield ListedObject(key, size, modified)
+
+    async def _walk(
+        self, prefix: str, *, with_stat: bool
+    ) -> AsyncIterator[tuple[str, tuple[int, int] | None]]:
         check_key(prefix)
         directory, _, name_start = prefix.rpartition("/")
         if directory and not all(_segment_is_valid(s) for s in directory.split("/")):
@@ -218,9 +235,9 @@ class LocalFileBackend(MemoBackendBase):
         key_prefix = f"{directory}/" if directory else ""
         # Depth-first, each directory sorted with "/" appended to directory
         # names: that visits keys in ascending byte order, one level in memory.
-        stack: list[Iterator[tuple[str, bool]]] = []
+        stack: list[Iterator[_Scanned]] = []
         stack_prefixes: list[str] = []
-        top = await self._run(prefix, _scan, base, name_start)
+        top = await self._run(prefix, _scan, base, name_start, with_stat)
         stack.append(iter(top))
         stack_prefixes.append(key_prefix)
         while stack:
@@ -229,29 +246,44 @@ class LocalFileBackend(MemoBackendBase):
                 stack.pop()
                 stack_prefixes.pop()
                 continue
-            name, is_dir = entry
+            name, is_dir, stat = entry
             key = stack_prefixes[-1] + name
             if is_dir:
                 subdirectory = self._root.joinpath(*key.split("/"))
-                children = await self._run(key, _scan, subdirectory, "")
+                children = await self._run(key, _scan, subdirectory, "", with_stat)
                 stack.append(iter(children))
                 stack_prefixes.append(key + "/")
             else:
-                yield key
+                yield key, stat
 
     async def aclose(self) -> None:
         return None
 
 
-def _scan(directory: Path, name_start: str) -> list[tuple[str, bool]]:
-    """Sorted ``(name, is_dir)`` entries of ``directory`` that start with ``name_start``."""
+# A directory entry: name, is a directory, and (size, mtime in ns) of a file when asked.
+_Scanned = tuple[str, bool, "tuple[int, int] | None"]
+
+
+def _scan(directory: Path, name_start: str, with_stat: bool) -> list[_Scanned]:
+    """Sorted entries of ``directory`` whose names start with ``name_start``.
+
+    A file deleted between the directory read and its ``stat`` is left out.
+    """
+    found: list[_Scanned] = []
     try:
         with os.scandir(directory) as entries:
-            found = [
-                (entry.name, entry.is_dir(follow_symlinks=False))
-                for entry in entries
-                if entry.name.startswith(name_start) and not _is_staging_name(entry.name)
-            ]
+            for entry in entries:
+                if not entry.name.startswith(name_start) or _is_staging_name(entry.name):
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+                stat: tuple[int, int] | None = None
+                if with_stat and not is_dir:
+                    try:
+                        result = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    stat = (result.st_size, result.st_mtime_ns)
+                found.append((entry.name, is_dir, stat))
     except (FileNotFoundError, NotADirectoryError):
         return []
     found.sort(key=lambda item: item[0] + "/" if item[1] else item[0])
