@@ -139,6 +139,7 @@ class GCSBackend(MemoBackendBase):
         else:
             kind = type(client_or_bucket).__name__
             raise TypeError(f"expected a storage.Client or storage.Bucket, not {kind}")
+        _stop_bucket_metadata_lookups(client)
         self._client: storage.Client = client
         self._bucket: storage.Bucket = bucket
         self._base_path = _normalize_base_path(base_path)
@@ -462,6 +463,24 @@ def _http_sessions(client: storage.Client) -> list[requests.Session]:
         if isinstance(candidate, requests.Session):
             sessions.append(candidate)
     return sessions
+
+
+def _stop_bucket_metadata_lookups(client: storage.Client) -> None:
+    """Turn off this client's bucket-metadata cache, so a miss stays one request.
+
+    google-cloud-storage >= 3.17 keeps, per client, a cache of each bucket's
+    project number and location, used only to label OpenTelemetry spans. It
+    fills it with a background bucket GET on a client's first use, and sends
+    another after every 404 (``check_and_evict``): on GCS a memo miss, the
+    common case, would cost two requests. The SDK skips the cache wherever it
+    is falsy, so this client's is set to None; the process environment (the
+    SDK's own ``DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA`` switch, which
+    applies to every client) is left alone. Spans then lack those two labels.
+    """
+    if getattr(client, "_bucket_metadata_cache", None) is not None:
+        cache = client._bucket_metadata_cache
+        cache.clear()
+        client._bucket_metadata_cache = None
 
 
 def _next_page(pages: Iterator[Any]) -> list[ListedObject] | None:
