@@ -15,6 +15,12 @@ so Python and Rust workers on one machine can share it.
   ``stat`` per file, no read).
 * Deleting a key removes directories it leaves empty, so cleared runs leave
   no debris behind.
+* Small values stay near the file system: ``get`` of a file up to
+  ``INLINE_READ_BYTES`` (64 KiB) is one open, fstat and read on the event
+  loop (a page-cache read of that size takes microseconds, less than handing
+  it to a thread); larger files are read in a thread. ``put`` fsyncs, which
+  waits for the disk, so it runs in a thread, except with ``durable=False``
+  for values up to 64 KiB, which are written inline.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import datetime
 import errno
 import os
 import secrets
+import stat
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -112,6 +119,16 @@ class LocalFileBackend(MemoBackendBase):
 
     async def get(self, key: str) -> bytes | None:
         path = self._path(key)
+        # A small file is read on the event loop: one open, fstat and read of
+        # at most INLINE_READ_BYTES from the page cache costs less than the
+        # thread hand-off would (measured in BENCHMARKS.md). Larger files, and
+        # everything else, go to a thread.
+        try:
+            small = _read_if_small(path)
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+        if not isinstance(small, _Large):
+            return small
 
         def read() -> bytes | None:
             try:
@@ -125,6 +142,13 @@ class LocalFileBackend(MemoBackendBase):
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         path, data = self._path(key), check_value(value)
+        if not self._durable and len(data) <= INLINE_READ_BYTES:
+            # Without fsync a small write is page-cache work, cheaper than a thread hop.
+            try:
+                return self._write(path, data, if_absent)
+            except OSError as exc:
+                raise _map_os_error(exc, key) from exc
+        # fsync waits for the disk: never on the event loop.
         return await self._run(key, self._write, path, data, if_absent)
 
     def _write(self, path: Path, data: bytes, if_absent: bool) -> bool:
@@ -218,9 +242,9 @@ class LocalFileBackend(MemoBackendBase):
 
     async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         """:meth:`list` with each file's size and modification time (one ``stat`` each)."""
-        async for key, stat in self._walk(prefix, with_stat=True):
-            assert stat is not None
-            size, mtime_ns = stat
+        async for key, file_stat in self._walk(prefix, with_stat=True):
+            assert file_stat is not None
+            size, mtime_ns = file_stat
             modified = datetime.datetime.fromtimestamp(mtime_ns / 1e9, tz=datetime.timezone.utc)
             yield ListedObject(key, size, modified)
 
@@ -276,18 +300,53 @@ def _scan(directory: Path, name_start: str, with_stat: bool) -> list[_Scanned]:
                 if not entry.name.startswith(name_start) or _is_staging_name(entry.name):
                     continue
                 is_dir = entry.is_dir(follow_symlinks=False)
-                stat: tuple[int, int] | None = None
+                file_stat: tuple[int, int] | None = None
                 if with_stat and not is_dir:
                     try:
                         result = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
-                    stat = (result.st_size, result.st_mtime_ns)
-                found.append((entry.name, is_dir, stat))
+                    file_stat = (result.st_size, result.st_mtime_ns)
+                found.append((entry.name, is_dir, file_stat))
     except (FileNotFoundError, NotADirectoryError):
         return []
     found.sort(key=lambda item: item[0] + "/" if item[1] else item[0])
     return found
+
+
+INLINE_READ_BYTES = 64 * 1024
+"""Files up to this size are read on the event loop by ``get``."""
+
+
+class _Large:
+    """What ``_read_if_small`` returns for a file too large to read on the event loop."""
+
+
+_LARGE = _Large()
+
+
+def _read_if_small(path: Path) -> bytes | _Large | None:
+    """The bytes of a file of at most INLINE_READ_BYTES; None if there is none; else _LARGE."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    try:
+        status = os.fstat(fd)
+        if stat.S_ISDIR(status.st_mode):
+            return None  # a directory is not a key
+        if status.st_size > INLINE_READ_BYTES:
+            return _LARGE
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(fd, INLINE_READ_BYTES + 1)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > INLINE_READ_BYTES:
+                return _LARGE  # it grew since fstat: read it in a thread
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:
