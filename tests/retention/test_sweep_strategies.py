@@ -56,7 +56,7 @@ class Recording(InMemoryBackend):
             raise BackendError("this batch failed as a whole")
         await super().delete_many(keys)
 
-    def memo_listings(self) -> list[str]:
+    def memo_listings(self) -> Sequence[str]:
         return [prefix for prefix in self.listed if "/memos/" in prefix]
 
 
@@ -98,7 +98,7 @@ async def test_deletes_are_shared_batches_at_the_floor(
     if strategy == "per-run":
         assert len(backend.memo_listings()) == report.run_listings == expired
     else:
-        assert backend.memo_listings() == ["p/memos/"]
+        assert list(backend.memo_listings()) == ["p/memos/"]
         assert report.scans == 1
 
 
@@ -188,7 +188,7 @@ async def test_auto_stops_a_scan_at_its_budget_and_lists_the_runs_it_had_not_rea
 
     # Four expired runs: a budget of 4 pages (4,000 keys), spent before "zz-late".
     assert report.strategy == "scan, then per-run"
-    assert backend.memo_listings() == ["p/memos/", "p/memos/zz-late/"]
+    assert list(backend.memo_listings()) == ["p/memos/", "p/memos/zz-late/"]
     assert report.runs_cleared_count == 4
     assert await memo_runs(backend) == {"pending"}
 

@@ -479,7 +479,7 @@ class MemoBackendConformance(ExactPrefixTests):
         values[space.key("p/one")] = b"now five"
         finished = datetime.datetime.now(datetime.timezone.utc)
 
-        objects = await collect(listing.list_with_metadata(space.key("p", "")))
+        objects = [item async for item in listing.list_with_metadata(space.key("p", ""))]
 
         # The same keys as list(), in the same order, with the sizes written.
         assert [item.key for item in objects] == await space.listed(backend, space.key("p", ""))
@@ -501,7 +501,7 @@ class MemoBackendConformance(ExactPrefixTests):
         listing = self.require_metadata_listing(backend)
         keys = ["p/run/a", "p/run-suffix/b", "p/runner", "p/rum"]
         await put_all(backend, {space.key(k): k.encode() for k in keys}, concurrency=8)
-        objects = await collect(listing.list_with_metadata(space.key("p/run")))
+        objects = [item async for item in listing.list_with_metadata(space.key("p/run"))]
         assert sorted(item.key.removeprefix(space.prefix) for item in objects) == [
             "p/run-suffix/b",
             "p/run/a",
