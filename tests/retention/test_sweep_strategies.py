@@ -226,6 +226,23 @@ async def test_a_scan_deletes_everything_under_an_expired_run_as_clear_does() ->
     ]
 
 
+@pytest.mark.parametrize("strategy", ["scan", "auto"])
+async def test_a_scan_finds_a_run_whose_keys_sort_after_a_longer_ids_keys(
+    strategy: SweepStrategy,
+) -> None:
+    # "a/..." sorts after "a-b/..." ("/" > "-"): the scan must not stop at "a-b".
+    backend = Recording()
+    store = MemoStore(backend, "p")
+    for run_id in ("a", "a-b"):
+        await store.new_memo(run_id, 0).put("k", b"v")
+        await store.write_terminal_marker(run_id, 1)
+
+    report = await store.sweep(10, strategy=strategy)
+
+    assert report.entries_deleted == 2
+    assert await memo_runs(backend) == set()
+
+
 async def test_a_run_with_several_expired_markers_is_cleared_once() -> None:
     backend = Recording()
     store = MemoStore(backend, "p")

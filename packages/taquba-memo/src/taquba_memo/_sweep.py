@@ -316,8 +316,9 @@ class _Sweep:
         """
         self._report.scans += 1
         memos = layout.memos_prefix(self._store.prefix)
-        # A run's keys lie in [run + "/", run + "0"): past the last run's, none is ours.
-        end = max(runs) + "0" if self._ordered else None
+        # A run's keys lie in [run + "/", run + "0"): past the last such end, none
+        # is ours. ("a/" sorts after "a-b/", so the end is not the largest id's.)
+        end = max(run_id + "0" for run_id in runs) if self._ordered else None
         listed = 0
         position: str | None = None
         complete = False
