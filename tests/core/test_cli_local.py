@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import pty
 import subprocess
@@ -49,6 +50,13 @@ def url(tmp_path: Path) -> str:
     return store_url
 
 
+def assert_recent(iso: str) -> None:
+    """``iso`` is a UTC time of this test's writes (allowing for the file system's clock)."""
+    moment = datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert now - datetime.timedelta(minutes=10) <= moment <= now + datetime.timedelta(minutes=1)
+
+
 def markers_in(url: str) -> list[TerminalMarker]:
     with open_store(url, prefix="agents") as store:
         return sorted(store.list_terminal_markers())
@@ -64,10 +72,14 @@ class TestRuns:
         result = run_cli("--url", url, "--prefix", "agents", "runs")
         assert result.code == EXIT_OK, result.stderr
         lines = result.stdout.splitlines()
-        assert lines[0].split() == ["RUN", "STEP", "ENTRIES", "TERMINAL"]
-        assert lines[1].split() == ["alpha", "3", "1970-01-01T00:00:01.000Z"]
+        # Local files list with their times, so each run shows its last write.
+        assert lines[0].split() == ["RUN", "STEP", "ENTRIES", "LAST", "WRITE", "TERMINAL"]
+        run, entries, last_write, terminal = lines[1].split()
+        assert (run, entries, terminal) == ("alpha", "3", "1970-01-01T00:00:01.000Z")
+        assert_recent(last_write)
         assert lines[2].split() == ["0", "1"]
         assert lines[3].split() == ["1", "2"]
+        assert lines[-2].split() == ["gone", "0", "-", "1970-01-01T00:00:02.000Z"]
         assert lines[-1] == "3 runs, 3 steps, 4 entries"
         assert result.stderr == ""  # not a terminal: no progress
 
@@ -83,6 +95,7 @@ class TestRuns:
         ]
         assert (alpha["entries"], alpha["terminal_at_ms"]) == (3, 1_000)
         assert alpha["terminal_at"] == "1970-01-01T00:00:01.000Z"
+        assert_recent(alpha["last_write_at"])
         assert document["runs"][2] == {
             "run_id": "gone",
             "steps": [],
@@ -90,6 +103,7 @@ class TestRuns:
             "bytes": None,
             "terminal_at_ms": 2_000,
             "terminal_at": "1970-01-01T00:00:02.000Z",
+            "last_write_at": None,
         }
         assert document["totals"] == {
             "runs": 3,
@@ -97,13 +111,15 @@ class TestRuns:
             "entries": 4,
             "bytes": None,
             "unrecognized_keys": 0,
+            "sizes_from": None,
         }
 
-    def test_sizes_are_measured_on_request(self, url: str) -> None:
+    def test_sizes_come_from_the_listing_on_request(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "agents", "--json", "runs", "--sizes")
         document = result.json()
         assert [step["bytes"] for step in document["runs"][0]["steps"]] == [3, 30]
         assert document["totals"]["bytes"] == 34
+        assert document["totals"]["sizes_from"] == "listing"  # a stat per file, no read
 
     def test_sizes_in_text_output(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "agents", "runs", "--sizes", "alpha")
@@ -347,7 +363,7 @@ class TestProgress:
             "--url", url, "--prefix", "agents", "runs", "--sizes"
         )
         assert code == EXIT_OK
-        assert "\rreading entries 4 entries" in terminal
+        assert "\rlisting entries 4 entries" in terminal
         assert "\r" not in stdout  # results stay clean
 
     def test_a_sweep_draws_a_bar_with_the_number_of_expired_runs(self, url: str) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from taquba_memo.sync import open_store
 from taquba_memo_conformance._processes import ManagedProcess, free_port, start_timeout
+from taquba_memo_conformance.counting_proxy import CountingProxy
 from taquba_memo_conformance.servers import S3Server
 
 from ._cli_support import (
@@ -95,6 +96,27 @@ class TestAgainstAnS3Emulator:
             ("live", 1, 1),
         ]
         assert document["runs"][0]["terminal_at_ms"] == 1_000
+
+    def test_runs_with_sizes_reads_no_entry(self, s3_server: S3Server, populated: str) -> None:
+        # S3's listing carries sizes and times: the command sends listings only.
+        with CountingProxy(s3_server.endpoint_url) as proxy:
+            counted = populated.replace(
+                urllib.parse.quote(s3_server.endpoint_url, safe=""),
+                urllib.parse.quote(proxy.url, safe=""),
+            )
+            assert counted != populated
+            result = run_cli(
+                "--url", counted, "--prefix", "agents", "--json", "runs", "--sizes",
+                env=credentials(s3_server),
+            )  # fmt: skip
+            kinds = proxy.counts().by_kind
+        assert result.code == EXIT_OK, result.stderr
+        document = result.json()
+        assert [run["bytes"] for run in document["runs"]] == [8, 1]
+        assert document["totals"]["sizes_from"] == "listing"
+        assert all(run["last_write_at"] for run in document["runs"])
+        assert "get" not in kinds
+        assert set(kinds) == {"list"}
 
     def test_markers(self, s3_server: S3Server, populated: str) -> None:
         result = run_cli(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from taquba_memo import BackendError, InvalidKeyError, LocalFileBackend, MemoStore
+from taquba_memo.backends.local import INLINE_READ_BYTES
 
 
 async def keys_of(backend: LocalFileBackend, prefix: str = "") -> list[str]:
@@ -136,3 +137,26 @@ def test_if_absent_has_exactly_one_winner_across_processes(tmp_path: Path) -> No
     winner = results.index("won")
     assert (root / "race" / "key").read_bytes() == f"writer-{winner}".encode()
     assert os.listdir(root / "race") == ["key"]
+
+
+@pytest.mark.parametrize("size", [0, 1, INLINE_READ_BYTES, INLINE_READ_BYTES + 1, 3 * 2**20])
+@pytest.mark.parametrize("durable", [True, False])
+async def test_values_on_both_sides_of_the_inline_size_round_trip(
+    tmp_path: Path, size: int, durable: bool
+) -> None:
+    # Up to INLINE_READ_BYTES a get reads on the event loop (and a non-durable
+    # put writes there); larger values go through a thread. Both are exact.
+    backend = LocalFileBackend(tmp_path, durable=durable)
+    value = os.urandom(size)
+    assert await backend.put("run/0/k", value)
+    assert await backend.get("run/0/k") == value
+    assert (tmp_path / "run" / "0" / "k").read_bytes() == value
+    assert not await backend.put("run/0/k", b"other", if_absent=True)
+    assert await keys_of(backend) == ["run/0/k"]  # no staging file left behind
+
+
+async def test_a_get_of_a_directory_or_under_a_file_finds_nothing(tmp_path: Path) -> None:
+    backend = LocalFileBackend(tmp_path)
+    await backend.put("a/b/c", b"v")
+    assert await backend.get("a/b") is None  # a directory is not a key
+    assert await backend.get("a/b/c/d") is None  # below a file: no such key

@@ -281,7 +281,7 @@ class TestRetention:
         assert report.runs_cleared == ["old"]
         assert await all_keys(backend) == []
 
-    async def test_sweep_runs_at_most_concurrency_runs_at_once(self) -> None:
+    async def test_sweep_lists_at_most_concurrency_runs_at_once(self) -> None:
         running = 0
         peak = 0
 
@@ -299,7 +299,7 @@ class TestRetention:
         store = MemoStore(SlowLists(), "memo")
         for i in range(12):
             await store.write_terminal_marker(f"run-{i}", i)
-        report = await store.sweep(100, concurrency=3)
+        report = await store.sweep(100, concurrency=3, strategy="per-run")
         assert len(report.runs_cleared) == 12
         assert peak == 3
 

@@ -15,7 +15,8 @@ workflow worker would.
   newline and is ignored).
 * **reader**: reads random entries and checks each value it finds is whole
   and belongs to its key; logs ``R <count>`` batches and ``TORN ...`` lines.
-* **sweeper**: one :meth:`MemoStore.sweep` pass; prints its report as JSON.
+* **sweeper**: one :meth:`MemoStore.sweep` pass with the configured strategy;
+  prints its report as JSON.
 
 Values are self-checking (:func:`encode_value`): a header naming the key and
 the write's sequence number, a payload, and the SHA-256 of both.
@@ -167,7 +168,9 @@ async def reader(config: dict[str, Any]) -> None:
 async def sweeper(config: dict[str, Any]) -> None:
     store = MemoStore(LocalFileBackend(config["root"]), config["prefix"])
     announce_ready()
-    report = await store.sweep(config["cutoff_ms"], concurrency=config["concurrency"])
+    report = await store.sweep(
+        config["cutoff_ms"], concurrency=config["concurrency"], strategy=config["strategy"]
+    )
     print(
         json.dumps(
             {

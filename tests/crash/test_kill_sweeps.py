@@ -13,7 +13,10 @@ own. After every kill:
 * a listing yields only entries and markers, never a staging file.
 
 When the last pass has finished, every expired run is gone, marker and all,
-and nothing else was touched. ``TAQUBA_MEMO_SOAK=1`` runs many more scenarios.
+and nothing else was touched. Both strategies are killed: one listing per
+expired run, and one scan of every run's memos (which also passes over the
+unexpired and live runs it must spare). ``TAQUBA_MEMO_SOAK=1`` runs many more
+scenarios.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from taquba_memo import LocalFileBackend, MemoStore, layout
 
 from ..conftest import ReliabilityFigures
@@ -128,9 +132,17 @@ def sigkill(process: asyncio.subprocess.Process) -> None:
             os.kill(process.pid, signal.SIGKILL)
 
 
-async def sweep_pass(root: Path, kill_after_s: float | None) -> tuple[bool, dict[str, Any]]:
+async def sweep_pass(
+    root: Path, strategy: str, kill_after_s: float | None
+) -> tuple[bool, dict[str, Any]]:
     """Run one sweeper process; kill it after ``kill_after_s``. True if it finished by itself."""
-    config = {"root": str(root), "prefix": PREFIX, "cutoff_ms": CUTOFF_MS, "concurrency": 4}
+    config = {
+        "root": str(root),
+        "prefix": PREFIX,
+        "cutoff_ms": CUTOFF_MS,
+        "concurrency": 4,
+        "strategy": strategy,
+    }
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(WORKER), "sweeper", json.dumps(config), stdout=asyncio.subprocess.PIPE
     )
@@ -153,11 +165,13 @@ async def sweep_pass(root: Path, kill_after_s: float | None) -> tuple[bool, dict
     return True, json.loads(output)
 
 
+@pytest.mark.parametrize("strategy", ["per-run", "scan"])
 async def test_a_killed_sweep_run_again_finishes_and_spares_unexpired_runs(
-    tmp_path: Path, reliability: ReliabilityFigures
+    strategy: str, tmp_path: Path, reliability: ReliabilityFigures
 ) -> None:
-    rng = random.Random(112526)
-    reliability.note(SECTION, "scenarios", SCENARIOS)
+    rng = random.Random(f"112526-{strategy}")
+    section = f"{SECTION} ({strategy})"
+    reliability.note(section, "scenarios", SCENARIOS)
     for number in range(SCENARIOS):
         root = tmp_path / f"scenario-{number}"
         backend = LocalFileBackend(root, durable=False)
@@ -169,22 +183,22 @@ async def test_a_killed_sweep_run_again_finishes_and_spares_unexpired_runs(
         while not finished:
             passes += 1
             kill_after = None if passes > MAX_KILLED_PASSES else rng.uniform(0.0, 0.12)
-            finished, report = await sweep_pass(root, kill_after)
+            finished, report = await sweep_pass(root, strategy, kill_after)
             after = await check(backend, scenario, f"scenario {number}, pass {passes}")
             if not finished:
-                reliability.add(SECTION, "sweeps_killed")
+                reliability.add(section, "sweeps_killed")
                 if after != before and after.markers & set(scenario.expired):
-                    reliability.add(SECTION, "sweeps_killed_mid_work")
+                    reliability.add(section, "sweeps_killed_mid_work")
             before = after
-        reliability.add(SECTION, "scenarios_finished")
-        reliability.add(SECTION, "sweep_passes", passes)
+        reliability.add(section, "scenarios_finished")
+        reliability.add(section, "sweep_passes", passes)
         assert report["failures"] == []
         assert set(report["runs_cleared"]) <= set(scenario.expired)
         assert not before.markers & set(scenario.expired), "expired markers left after finishing"
         assert all(before.entries[run] == 0 for run in scenario.expired)
-        reliability.add(SECTION, "expired_runs_cleared", len(scenario.expired))
+        reliability.add(section, "expired_runs_cleared", len(scenario.expired))
         reliability.add(
-            SECTION,
+            section,
             "unexpired_entries_verified_after_every_kill",
             passes * sum(len(scenario.entries(r)) for r in [*scenario.unexpired, *scenario.live]),
         )

@@ -38,11 +38,6 @@ from .adapters import Adapter, classify
 ADAPTERS = ["obstore-s3", "minio", "gcs", "obstore-gcs", "azure", "obstore-azure"]
 
 _OBSTORE_CLIENT = {"allow_http": True, "timeout": "60s", "connect_timeout": "5s"}
-# google-cloud-storage >= 3.17 fetches bucket metadata in background threads
-# (once per client, and after every 404); those requests land at unpredictable
-# times. The benchmark counts them; these tests switch them off to count
-# exactly what the adapter itself sends.
-_GCS_BACKGROUND_METADATA = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
 def _azurite_root(server: AzureServer) -> str:
@@ -167,10 +162,9 @@ def gcs_xml_proxy_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture(params=ADAPTERS)
-def adapter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Adapter]:
+def adapter(request: pytest.FixtureRequest) -> Iterator[Adapter]:
     """One adapter on a fresh bucket of its emulator, with a counting proxy in front."""
     name: str = request.param
-    monkeypatch.setenv(_GCS_BACKGROUND_METADATA, "true")
     with contextlib.ExitStack() as cleanup:
 
         def azure() -> tuple[AzureServer, str]:

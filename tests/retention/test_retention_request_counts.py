@@ -5,7 +5,10 @@ timing is involved, so the counts are exact. The targets: get and put send
 one request; clearing N entries lists ceil(N/1000) pages and deletes in
 ceil(N/B) batches (B the adapter's ``max_delete_batch``); a sweep on an
 ordered listing reads the markers' pages only up to the first unexpired
-marker, at most ceil(expired/1000)+1 pages. Where an emulator forces an
+marker, at most ceil(expired/1000)+1 pages; a sweep deletes the entries of R
+expired runs of E entries in ceil(R*E/B) + ceil(R/B) requests (shared batches,
+markers in batches too) and lists them in R listings (per-run) or
+ceil(N/1000) pages (one scan of N entries). Where an emulator forces an
 adapter off that path, the expected count says so and why.
 """
 
@@ -13,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 import pytest
-from taquba_memo import MemoBackend, MemoStore, layout
+from taquba_memo import MemoBackend, MemoStore, SweepStrategy, layout
 
 from .adapters import Adapter, Seen
 
@@ -27,6 +30,7 @@ MARKERS = 2_500
 EXPIRED = 30
 ENTRIES_PER_EXPIRED = 2
 PAGE = 1000
+SETTLE_S = 0.5
 
 # clear_memos_for_run of ENTRIES entries.
 CLEAR_REQUESTS: dict[str, dict[str, int]] = {
@@ -42,30 +46,27 @@ CLEAR_REQUESTS: dict[str, dict[str, int]] = {
     "obstore-gcs": {"list": 1, "delete": ENTRIES},
 }
 
-# A sweep over MARKERS markers, EXPIRED of them expired with ENTRIES_PER_EXPIRED
-# entries each: one page of markers (the first unexpired marker is on it), then
-# per expired run one listing of its entries, their deletes and the marker's.
-SWEEP_REQUESTS: dict[str, dict[str, int]] = {
-    # obstore sends even a single delete as a one-key DeleteObjects / Blob Batch.
-    "obstore-s3": {"list-markers": 1, "list": EXPIRED, "batch": 2 * EXPIRED},
-    "obstore-azure": {"list-markers": 1, "list": EXPIRED, "batch": 2 * EXPIRED},
-    "minio": {"list-markers": 1, "list": EXPIRED, "batch": EXPIRED, "delete": EXPIRED},
-    "azure": {"list-markers": 1, "list": EXPIRED, "batch": EXPIRED, "delete": EXPIRED},
-    "gcs": {
-        "list-markers": 1,
-        "list": EXPIRED,
-        "delete": EXPIRED * (ENTRIES_PER_EXPIRED + 1),
-    },
-    "obstore-gcs": {
-        "list-markers": 1,
-        "list": EXPIRED,
-        "delete": EXPIRED * (ENTRIES_PER_EXPIRED + 1),
-    },
-}
+# Sweeps over MARKERS markers: three cohorts of EXPIRED runs with
+# ENTRIES_PER_EXPIRED entries each, swept one cohort at a time (per-run, then
+# scan, then auto), and LIVE_ENTRIES entries of unexpired runs that a scan
+# passes over ("live-" sorts before "old").
+LIVE_RUNS = 10
+LIVE_ENTRIES = 1_000
+COHORTS: tuple[SweepStrategy, ...] = ("per-run", "scan", "auto")
+
+# Keys per listing page: obstore asks Azure for no page size (Azurite answers
+# 5000), and fake-gcs-server's XML listing for obstore is one page.
+LIST_PAGE: dict[str, int] = {"obstore-azure": 5000, "obstore-gcs": 10**9}
+
+# Adapters whose emulator takes no batch delete: every key is one DELETE
+# (fake-gcs-server has no batch endpoint; obstore has no GCS batch delete).
+SINGLE_DELETES = ("gcs", "obstore-gcs")
 
 # A get of a missing entry. fake-gcs-server's 404 does not say whether the object
 # or the bucket is missing, so GCSBackend asks for the bucket once (on GCS the
-# message says "No such object" and no second request is sent).
+# message says "No such object" and no second request is sent). The SDK's own
+# background bucket lookups are off on the adapter's client (no environment
+# variable is set here), or they would add one more after every 404.
 GET_MISS_REQUESTS: dict[str, dict[str, int]] = {"gcs": {"get": 1, "other": 1}}
 
 
@@ -98,26 +99,23 @@ async def warm_up(backend: MemoBackend) -> None:
 async def test_get_and_put_send_one_request_each(adapter: Adapter) -> None:
     backend = adapter.counted()
     async with MemoStore(backend, "counts") as store:
-        await warm_up(backend)
         memo = store.new_memo("run-1", 0)
         proxy = adapter.proxy
 
-        before = proxy.counts()
-        assert await memo.put("answer", b"42")
-        assert (proxy.counts() - before).by_kind == {"put": 1}
+        async def requests_of(operation: Awaitable[object]) -> dict[str, int]:
+            before = proxy.counts()
+            await operation
+            # An SDK's background requests land after the call returns: wait for them.
+            await asyncio.sleep(SETTLE_S)
+            return (proxy.counts() - before).by_kind
 
-        before = proxy.counts()
-        assert await memo.put("answer", b"43")
-        assert (proxy.counts() - before).by_kind == {"put": 1}
-
-        before = proxy.counts()
-        assert await memo.get("answer") == b"43"
-        assert (proxy.counts() - before).by_kind == {"get": 1}
-
-        before = proxy.counts()
-        assert await memo.get("never-written") is None
+        # The first call of a fresh client too: no metadata lookup of its own.
+        assert await requests_of(memo.put("answer", b"42")) == {"put": 1}
+        assert await requests_of(memo.put("answer", b"43")) == {"put": 1}
+        assert await requests_of(memo.get("answer")) == {"get": 1}
         expected = GET_MISS_REQUESTS.get(adapter.name, {"get": 1})
-        assert (proxy.counts() - before).by_kind == expected
+        assert await requests_of(memo.get("never-written")) == expected
+        assert await requests_of(memo.get("never-written-2")) == expected
         assert proxy.failures == []
 
 
@@ -151,40 +149,121 @@ async def test_clear_lists_the_run_once_and_deletes_in_batches(adapter: Adapter)
         assert await store.new_memo("big-run-2", 0).get("neighbour") == b"v"
 
 
-async def test_sweep_lists_markers_only_up_to_the_first_unexpired_one(adapter: Adapter) -> None:
+def cohort_run(cohort: int, index: int) -> str:
+    return f"old{cohort}-{index:03d}"
+
+
+def sweep_objects() -> list[str]:
     keys = [
         layout.terminal_marker_key("sweep", f"live-{i:05d}", 2_000_000_000_000 + i)
-        for i in range(MARKERS - EXPIRED)
+        for i in range(MARKERS - len(COHORTS) * EXPIRED)
     ]
-    for i in range(EXPIRED):
-        keys.append(layout.terminal_marker_key("sweep", f"old-{i:03d}", 1_000_000_000_000 + i))
-        keys += [
-            layout.memo_key("sweep", f"old-{i:03d}", step, "answer")
-            for step in range(ENTRIES_PER_EXPIRED)
-        ]
+    keys += [
+        layout.memo_key("sweep", f"live-{i % LIVE_RUNS:05d}", 0, f"k{i}")
+        for i in range(LIVE_ENTRIES)
+    ]
+    for cohort in range(len(COHORTS)):
+        for i in range(EXPIRED):
+            run_id = cohort_run(cohort, i)
+            keys.append(layout.terminal_marker_key("sweep", run_id, cohort_cutoff(cohort) - 1))
+            keys += [
+                layout.memo_key("sweep", run_id, step, "answer")
+                for step in range(ENTRIES_PER_EXPIRED)
+            ]
+    return keys
+
+
+def cohort_cutoff(cohort: int) -> int:
+    return 1_000_000_000_000 + 1000 * (cohort + 1)
+
+
+def pages(adapter: Adapter, keys: int) -> int:
+    return math.ceil(keys / LIST_PAGE.get(adapter.name, PAGE))
+
+
+async def test_sweeps_delete_across_runs_in_shared_batches_with_either_strategy(
+    adapter: Adapter,
+) -> None:
     direct = adapter.direct()
     try:
-        await fill(direct, keys)
+        await fill(direct, sweep_objects())
     finally:
         await direct.aclose()
 
     backend = adapter.counted()
+    batch = backend.capabilities.max_delete_batch
     async with MemoStore(backend, "sweep") as store:
         await warm_up(backend)
+        for cohort, strategy in enumerate(COHORTS):
+            markers_left = MARKERS - cohort * EXPIRED
+            entries_left = LIVE_ENTRIES + (len(COHORTS) - cohort) * EXPIRED * ENTRIES_PER_EXPIRED
+            seen = Seen(adapter.proxy)
+            report = await store.sweep(cohort_cutoff(cohort), strategy=strategy)
+            counts = seen.answered()
+
+            assert_only_moto_races(adapter, seen)
+            assert report.ok
+            assert sorted(report.runs_cleared) == [cohort_run(cohort, i) for i in range(EXPIRED)]
+            assert report.entries_deleted == EXPIRED * ENTRIES_PER_EXPIRED
+
+            # The floor: ceil(R*E/B) + ceil(R/B) deletes, in shared batches.
+            deletes = math.ceil(EXPIRED * ENTRIES_PER_EXPIRED / batch) + math.ceil(EXPIRED / batch)
+            if adapter.name in SINGLE_DELETES:
+                assert counts.get("delete") == EXPIRED * (ENTRIES_PER_EXPIRED + 1)
+                assert "batch" not in counts
+            else:
+                assert counts.get("batch") == deletes == 2
+                assert "delete" not in counts
+            assert report.delete_requests == deletes
+
+            # The listings: R of one run each, or one scan of ceil(N/1000) pages,
+            # and auto picks the scan here, as min(R, ceil(N/1000)) wants.
+            scan_pages = pages(adapter, entries_left)
+            if strategy == "per-run":
+                assert report.strategy == "per-run"
+                assert counts["list"] == report.run_listings == EXPIRED
+            else:
+                assert report.strategy == "scan"
+                assert report.scans == 1
+                assert report.run_listings == 0
+                assert counts["list"] == scan_pages == min(EXPIRED, scan_pages)
+
+            # Markers: read up to the first unexpired one (one page), except that
+            # auto reads on (up to 99 unexpired per expired marker) to learn
+            # that at least 1% of all markers expired.
+            if strategy == "auto":
+                assert counts["list-markers"] == pages(adapter, markers_left)
+                assert report.markers_listed == markers_left
+            else:
+                assert counts["list-markers"] == 1 <= math.ceil(EXPIRED / PAGE) + 1
+            assert math.ceil(MARKERS / PAGE) > 1
+            assert set(counts) <= {"list", "list-markers", "batch", "delete"}
+
+        assert len(await store.list_terminal_markers()) == MARKERS - len(COHORTS) * EXPIRED
+        assert len([k async for k in backend.list("sweep/memos/")]) == LIVE_ENTRIES
+
+
+async def test_entries_with_sizes_and_times_come_from_the_listing_alone(
+    adapter: Adapter,
+) -> None:
+    direct = adapter.direct()
+    try:
+        await fill(direct, [layout.memo_key("sizes", "run-1", step, "k") for step in range(3)])
+        await direct.put(layout.memo_key("sizes", "run-1", 3, "big"), b"x" * 5000)
+    finally:
+        await direct.aclose()
+
+    backend = adapter.counted()
+    async with MemoStore(backend, "sizes") as store:
+        await warm_up(backend)
+        assert store.lists_metadata
         seen = Seen(adapter.proxy)
-        report = await store.sweep(1_500_000_000_000)
+        entries = [entry async for entry in store.iter_entries(with_metadata=True)]
         counts = seen.answered()
 
-        assert_only_moto_races(adapter, seen)
-        assert report.ok
-        assert len(report.runs_cleared) == EXPIRED
-        assert report.entries_deleted == EXPIRED * ENTRIES_PER_EXPIRED
-        assert counts == SWEEP_REQUESTS[adapter.name]
-        assert counts["list-markers"] <= math.ceil(EXPIRED / PAGE) + 1
-        # Without the early stop the markers alone would take ceil(MARKERS/1000) pages.
-        assert math.ceil(MARKERS / PAGE) > counts["list-markers"]
-        remaining = await store.list_terminal_markers()
-        assert len(remaining) == MARKERS - EXPIRED
+    assert [entry.size for entry in entries] == [1, 1, 1, 5000]
+    assert all(entry.last_modified is not None for entry in entries)
+    assert counts == {"list": 1}  # no GET, no HEAD: the listing page carries it all
 
 
 @pytest.mark.parametrize("adapter", ["gcs"], indirect=True)

@@ -55,6 +55,10 @@ class SuiteBase:
     """Most puts in flight when a test writes many keys. Bounded so that
     remote emulators are not flooded."""
 
+    metadata_clock_slack_s: ClassVar[float] = 120.0
+    """How far a ``list_with_metadata`` time may be from this machine's clock
+    around the write (the store's clock, and times kept to the second)."""
+
     large_value_bytes: ClassVar[int] = 20 * 1024 * 1024 + 7
     """Size of the large-value test: above the multipart thresholds of the
     S3, GCS and Azure SDKs (8-16 MiB), and not a multiple of any part size."""

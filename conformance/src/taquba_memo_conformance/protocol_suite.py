@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
 import random
 
@@ -20,9 +21,11 @@ from taquba_memo import (
     Capabilities,
     DeleteManyError,
     InvalidValueType,
+    ListedObject,
     MemoBackend,
     NotSupported,
 )
+from taquba_memo.backend import ListsMetadata, lists_metadata
 
 from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace, byte_order, collect, put_all, sha256_hex
@@ -265,6 +268,65 @@ class BackendProtocolTests(SuiteBase):
         await put_all(backend, dict.fromkeys(scrambled, b""), concurrency=self.write_concurrency)
         listed = await space.listed(backend, space.key("many", ""))
         assert listed == byte_order(keys)
+
+    # -- the optional list_with_metadata ------------------------------------------
+
+    @staticmethod
+    def require_metadata_listing(backend: MemoBackend) -> ListsMetadata:
+        """Skip the test unless the backend offers the optional ``list_with_metadata``."""
+        if not lists_metadata(backend):
+            pytest.skip(
+                f"{type(backend).__name__} has no list_with_metadata (optional: "
+                "its listing does not carry sizes)"
+            )
+        assert isinstance(backend, ListsMetadata)
+        return backend
+
+    async def test_list_with_metadata_reports_the_true_size_and_time_of_each_key(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        listing = self.require_metadata_listing(backend)
+        sizes = {"p/empty": 0, "p/one": 1, "p/kib": 1024, "p/big/70k": 70_000, "q/other": 3}
+        values = {space.key(name): os.urandom(size) for name, size in sizes.items()}
+        started = datetime.datetime.now(datetime.timezone.utc)
+        await put_all(backend, values, concurrency=8)
+        await backend.put(space.key("p/one"), b"now five")  # an overwrite changes the size
+        values[space.key("p/one")] = b"now five"
+        finished = datetime.datetime.now(datetime.timezone.utc)
+
+        objects = [item async for item in listing.list_with_metadata(space.key("p", ""))]
+
+        # The same keys as list(), in the same order, with the sizes written.
+        assert [item.key for item in objects] == await space.listed(backend, space.key("p", ""))
+        assert {item.key: item.size for item in objects} == {
+            key: len(value) for key, value in values.items() if key.startswith(space.key("p", ""))
+        }
+        # Times are the store's, whose clock and second-granularity may differ.
+        slack = datetime.timedelta(seconds=self.metadata_clock_slack_s)
+        for item in objects:
+            assert isinstance(item, ListedObject)
+            if item.last_modified is not None:
+                assert item.last_modified.tzinfo is not None, "last_modified must be aware"
+                assert started - slack <= item.last_modified <= finished + slack, item
+
+    async def test_list_with_metadata_matches_the_raw_prefix_and_can_stop_early(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        listing = self.require_metadata_listing(backend)
+        keys = ["p/run/a", "p/run-suffix/b", "p/runner", "p/rum"]
+        await put_all(backend, {space.key(k): k.encode() for k in keys}, concurrency=8)
+        objects = [item async for item in listing.list_with_metadata(space.key("p/run"))]
+        assert sorted(item.key.removeprefix(space.prefix) for item in objects) == [
+            "p/run-suffix/b",
+            "p/run/a",
+            "p/runner",
+        ]
+        stream = listing.list_with_metadata(space.key("p", ""))
+        first = await anext(stream)
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        assert first.key in {space.key(k) for k in keys}
 
     async def test_list_can_stop_early(self, backend: MemoBackend, space: KeySpace) -> None:
         keys = [space.key("early", str(i)) for i in range(5)]

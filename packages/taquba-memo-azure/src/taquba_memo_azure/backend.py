@@ -45,7 +45,7 @@ from taquba_memo.adapter_kit import (
     detach_inherited_loop,
     keep_inherited,
 )
-from taquba_memo.backend import Capabilities, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import BackendError, DeleteManyError, ForkedProcessError, InvalidKeyError
 
 from taquba_memo_azure.batch import use_portable_boundary
@@ -318,11 +318,26 @@ class AzureBlobBackend(MemoBackendBase):
         pages = self._container.list_blob_names(
             name_starts_with=(self._base + prefix) or None, results_per_page=self._page_size
         ).by_page()
+        async for name in self._paged(pages, prefix):
+            yield name[base_length:]
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`list` with each blob's size and last-modified time, from the same pages."""
+        check_key(prefix)
+        base_length = len(self._base)
+        pages = self._container.list_blobs(
+            name_starts_with=(self._base + prefix) or None, results_per_page=self._page_size
+        ).by_page()
+        async for blob in self._paged(pages, prefix):
+            yield ListedObject(blob.name[base_length:], int(blob.size), blob.last_modified)
+
+    async def _paged(self, pages: Any, prefix: str) -> AsyncIterator[Any]:
+        """The items of the SDK's listing pages, counted; errors mapped."""
         try:
             async for page in pages:
                 self.request_counts.list_pages += 1
-                async for name in page:
-                    yield name[base_length:]
+                async for item in page:
+                    yield item
         except SDK_ERRORS as exc:
             raise map_azure_error(exc, action="list", target=prefix) from exc
 

@@ -25,7 +25,7 @@ from google.cloud import storage
 from google.cloud.storage import blob as blob_module
 from google.cloud.storage.retry import DEFAULT_RETRY
 from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, delete_each, object_name
-from taquba_memo.backend import Capabilities, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError
 
 from taquba_memo_gcs._errors import (
@@ -139,6 +139,7 @@ class GCSBackend(MemoBackendBase):
         else:
             kind = type(client_or_bucket).__name__
             raise TypeError(f"expected a storage.Client or storage.Bucket, not {kind}")
+        _stop_bucket_metadata_lookups(client)
         self._client: storage.Client = client
         self._bucket: storage.Bucket = bucket
         self._base_path = _normalize_base_path(base_path)
@@ -402,23 +403,32 @@ class GCSBackend(MemoBackendBase):
     # -- listing -------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for item in self._listing(prefix, "items(name),nextPageToken"):
+            yield item.key
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`list` with each object's size and update time, from the same pages."""
+        async for item in self._listing(prefix, "items(name,size,updated),nextPageToken"):
+            yield item
+
+    async def _listing(self, prefix: str, fields: str) -> AsyncIterator[ListedObject]:
         prefix = check_key(prefix)
         full_prefix = self._name_prefix + prefix
         pages = self._client.list_blobs(
             self._bucket,
             prefix=full_prefix or None,
             page_size=self._list_page_size,
-            fields="items(name),nextPageToken",
+            fields=fields,
             timeout=self._timeout,
             retry=self._retry,
         ).pages
         strip = len(self._name_prefix)
         while True:
-            names = await self._call("list", prefix, _next_page_names, pages)
-            if names is None:
+            page = await self._call("list", prefix, _next_page, pages)
+            if page is None:
                 return
-            for name in names:
-                yield name[strip:]
+            for item in page:
+                yield ListedObject(item.key[strip:], item.size, item.last_modified)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -455,12 +465,33 @@ def _http_sessions(client: storage.Client) -> list[requests.Session]:
     return sessions
 
 
-def _next_page_names(pages: Iterator[Any]) -> list[str] | None:
-    """Fetch one listing page (one request); None when there are no more."""
+def _stop_bucket_metadata_lookups(client: storage.Client) -> None:
+    """Turn off this client's bucket-metadata cache, so a miss stays one request.
+
+    google-cloud-storage >= 3.17 keeps, per client, a cache of each bucket's
+    project number and location, used only to label OpenTelemetry spans. It
+    fills it with a background bucket GET on a client's first use, and sends
+    another after every 404 (``check_and_evict``): on GCS a memo miss, the
+    common case, would cost two requests. The SDK skips the cache wherever it
+    is falsy, so this client's is set to None; the process environment (the
+    SDK's own ``DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA`` switch, which
+    applies to every client) is left alone. Spans then lack those two labels.
+    """
+    if getattr(client, "_bucket_metadata_cache", None) is not None:
+        cache = client._bucket_metadata_cache
+        cache.clear()
+        client._bucket_metadata_cache = None
+
+
+def _next_page(pages: Iterator[Any]) -> list[ListedObject] | None:
+    """Fetch one listing page (one request); None when there are no more.
+
+    Sizes are 0 where the page was asked for names only.
+    """
     page = next(pages, None)
     if page is None:
         return None
-    return [str(item.name) for item in page]
+    return [ListedObject(str(blob.name), int(blob.size or 0), blob.updated) for blob in page]
 
 
 def _upload_in_one_request(

@@ -23,7 +23,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import MAX_PART_SIZE, MIN_PART_SIZE, check_bucket_name
 from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, chunked, object_name
-from taquba_memo.backend import Capabilities, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
@@ -448,6 +448,15 @@ class MinioBackend(MemoBackendBase):
     # -- listing -------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for item in self._listing(prefix):
+            yield item.key
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`list` with each object's size and last-modified time, from the same pages."""
+        async for item in self._listing(prefix):
+            yield item
+
+    async def _listing(self, prefix: str) -> AsyncIterator[ListedObject]:
         prefix = check_key(prefix)
         full_prefix = self._name_prefix + prefix
         names: Iterator[Any] = iter(
@@ -456,12 +465,12 @@ class MinioBackend(MemoBackendBase):
         strip = len(self._name_prefix)
         try:
             while True:
-                page = await self._call("list", prefix, _next_names, names, LIST_PAGE_SIZE)
+                page = await self._call("list", prefix, _next_objects, names, LIST_PAGE_SIZE)
                 if not page:
                     return
-                for name in page:
-                    if name.startswith(full_prefix):  # S3 promises it; a proxy might not
-                        yield name[strip:]
+                for item in page:
+                    if item.key.startswith(full_prefix):  # S3 promises it; a proxy might not
+                        yield ListedObject(item.key[strip:], item.size, item.last_modified)
         finally:
             close = getattr(names, "close", None)
             if close is not None:
@@ -489,19 +498,19 @@ class MinioBackend(MemoBackendBase):
             self._client._http.clear()
 
 
-def _next_names(objects: Iterator[Any], count: int) -> list[str]:
-    """Up to ``count`` object names from the SDK's listing; empty when it is exhausted.
+def _next_objects(objects: Iterator[Any], count: int) -> list[ListedObject]:
+    """Up to ``count`` objects from the SDK's listing; empty when it is exhausted.
 
     With ``count`` equal to the page size, a call stops right after the last
     name of a page, leaving the SDK's generator suspended before it requests
     the next one; a consumer that stops early so never causes another request.
     """
-    names: list[str] = []
+    found: list[ListedObject] = []
     for item in objects:
-        names.append(str(item.object_name))
-        if len(names) == count:
+        found.append(ListedObject(str(item.object_name), int(item.size or 0), item.last_modified))
+        if len(found) == count:
             break
-    return names
+    return found
 
 
 def _chained(error: BackendError, cause: BaseException) -> BackendError:

@@ -44,7 +44,7 @@ import obstore
 import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
-from taquba_memo.backend import Capabilities, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
@@ -57,6 +57,7 @@ from taquba_memo_obstore._errors import map_obstore_error
 from taquba_memo_obstore._fork import runtime_inherited
 
 if TYPE_CHECKING:
+    from obstore import ObjectMeta
     from obstore.store import ObjectStore
 
 __all__ = ["ObstoreBackend", "capabilities_for"]
@@ -289,6 +290,15 @@ class ObstoreBackend(MemoBackendBase):
     # -- listing -----------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for key, _meta in self._listing(prefix):
+            yield key
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`list` with the size and last-modified time each listing page carries."""
+        async for key, meta in self._listing(prefix):
+            yield ListedObject(key, int(meta["size"]), meta.get("last_modified"))
+
+    async def _listing(self, prefix: str) -> AsyncIterator[tuple[str, ObjectMeta]]:
         check_key(prefix)
         full = self._root + prefix
         directory, slash, name_start = full.rpartition("/")
@@ -324,7 +334,7 @@ class ObstoreBackend(MemoBackendBase):
             for meta in chunk:
                 path = meta["path"]
                 if path.startswith(full):
-                    yield path[strip:]
+                    yield path[strip:], meta
                 elif ordered and path > full:
                     return  # sorted: nothing after this key starts with `full`
 

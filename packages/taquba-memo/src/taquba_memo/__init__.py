@@ -6,7 +6,7 @@ to the Rust crate taquba-workflow 0.5.0, so Python and Rust workers can share
 one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
 """
 
-from taquba_memo.backend import Capabilities, MemoBackend, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackend, MemoBackendBase
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
 from taquba_memo.codecs import (
     BytesCodec,
@@ -43,7 +43,14 @@ from taquba_memo.errors import (
     ValueTooLargeError,
 )
 from taquba_memo.layout import TerminalMarker
-from taquba_memo.store import Memo, MemoEntry, MemoStore, SweepFailure, SweepReport
+from taquba_memo.store import (
+    Memo,
+    MemoEntry,
+    MemoStore,
+    SweepFailure,
+    SweepReport,
+    SweepStrategy,
+)
 from taquba_memo.urls import open_backend, open_store
 
 __version__ = "0.1.0"
@@ -70,6 +77,7 @@ __all__ = [
     "InvalidURLError",
     "InvalidValueType",
     "JSONCodec",
+    "ListedObject",
     "LocalFileBackend",
     "Memo",
     "MemoBackend",
@@ -84,6 +92,7 @@ __all__ = [
     "StoreClosedError",
     "SweepFailure",
     "SweepReport",
+    "SweepStrategy",
     "TerminalMarker",
     "ThrottledError",
     "TransientBackendError",

@@ -102,6 +102,14 @@ class TaskWindow:
         for task in self._running:
             task.cancel()
 
+    async def cancel_and_wait(self) -> None:
+        """Cancel everything still running and wait until it has stopped; raise nothing."""
+        running, self._running = self._running, set()
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
 
 class BlockingRunner:
     """Runs a synchronous SDK's calls on a bounded thread pool.

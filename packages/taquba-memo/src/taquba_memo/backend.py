@@ -31,6 +31,19 @@ The rules every backend follows (the conformance suite checks each one):
   ``conditional_put`` raises :class:`~taquba_memo.NotSupported`; it never
   silently overwrites.
 
+Listing with sizes (optional method, not part of the protocol): a backend
+whose store's listing already carries each object's size (S3, GCS, Azure, a
+file system's ``stat``) may also offer ``list_with_metadata(prefix)``, with
+the matching rules of ``list`` (same keys, same order, same early stop), that
+yields a :class:`ListedObject` per key: its ``size`` in bytes and its
+``last_modified`` time (timezone-aware, or ``None`` where the store keeps
+none). It must cost no request beyond the listing's own pages; a backend that
+would need a request per key should not offer it. The store uses it where it
+exists (``taquba-memo runs --sizes`` then reads no value) and falls back to
+``list`` and reads elsewhere; :func:`lists_metadata` tells which. The
+conformance suite checks the sizes and times it reports against what was
+written, and skips those tests for a backend without it.
+
 After a fork (optional hook, not part of the protocol): a process made by
 ``os.fork()`` inherits a backend without its threads and shares its sockets
 with the parent. A store detects the fork once and, before its first
@@ -47,12 +60,20 @@ threads or connections needs no hook.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Capabilities", "MemoBackend", "MemoBackendBase"]
+__all__ = [
+    "Capabilities",
+    "ListedObject",
+    "ListsMetadata",
+    "MemoBackend",
+    "MemoBackendBase",
+    "lists_metadata",
+]
 
 _BackendT = TypeVar("_BackendT", bound="MemoBackendBase")
 
@@ -78,6 +99,31 @@ class Capabilities:
     def __post_init__(self) -> None:
         if self.max_delete_batch < 1:
             raise ValueError("max_delete_batch must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    """One key of a listing, with what the store's listing said about it."""
+
+    key: str
+    size: int
+    """The object's size in bytes."""
+    last_modified: datetime.datetime | None = None
+    """When it was last written (timezone-aware), or None where the store does not say."""
+
+
+@runtime_checkable
+class ListsMetadata(Protocol):
+    """A backend that also offers the optional ``list_with_metadata``."""
+
+    def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """Yield a :class:`ListedObject` for every key ``list(prefix)`` yields, in its order."""
+        ...
+
+
+def lists_metadata(backend: object) -> bool:
+    """True when ``backend`` offers ``list_with_metadata`` (sizes without reads)."""
+    return isinstance(backend, ListsMetadata)
 
 
 @runtime_checkable

@@ -14,9 +14,11 @@ stdout instead of text. Long operations draw a progress line on stderr when
 stderr is a terminal (never with ``--json`` or ``--no-progress``), and every
 command ends with a summary. Also runnable as ``python -m taquba_memo``.
 
-Sizes: the storage protocol lists keys only, so ``runs --sizes`` reads every
-entry (``--concurrency`` at a time, 16 by default) to measure it. That
-downloads the whole store; without ``--sizes`` only keys are listed.
+Sizes: where the backend's listing carries sizes (S3, GCS and Azure through
+every shipped adapter, and local files), ``runs --sizes`` takes them from the
+listing and reads nothing, and ``runs`` shows each run's last write time.
+Elsewhere ``runs --sizes`` reads every entry (``--concurrency`` at a time, 16
+by default) to measure it, which downloads the whole store.
 
 Exit codes:
 
@@ -38,21 +40,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import re
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO
 
 from taquba_memo import __version__, layout
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._iso_time import iso_utc as _iso
+from taquba_memo._iso_time import iso_utc_moment
 from taquba_memo._progress import Progress
-from taquba_memo.backend import MemoBackend
+from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.backends.forwarding import ForwardingBackend
 from taquba_memo.errors import (
     AccessDeniedError,
@@ -192,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument(
         "--sizes",
         action="store_true",
-        help="also measure sizes: reads every entry, since listing gives keys only",
+        help="also show sizes: from the listing where it carries them, else by reading every entry",
     )
     runs.add_argument(
         "--concurrency",
@@ -272,6 +276,10 @@ class Output:
             self.stdout.flush()
 
 
+def _iso_time(moment: datetime.datetime | None) -> str | None:
+    return None if moment is None else iso_utc_moment(moment)
+
+
 def _human_bytes(size: int) -> str:
     amount = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -314,16 +322,31 @@ class _ObservedBackend(ForwardingBackend):
 # -- commands ------------------------------------------------------------------------
 
 
+class _ObservedListing(_ObservedBackend):
+    """:class:`_ObservedBackend` over a backend that also lists with sizes."""
+
+    def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        inner = self.inner
+        assert isinstance(inner, ListsMetadata)
+        return inner.list_with_metadata(prefix)
+
+
 @dataclass
 class _StepStats:
     entries: int = 0
     size: int = 0
+    last_write: datetime.datetime | None = None
 
 
 @dataclass
 class _RunStats:
     steps: dict[int, _StepStats] = field(default_factory=lambda: defaultdict(_StepStats))
     terminal_at_ms: int | None = None
+
+    @property
+    def last_write(self) -> datetime.datetime | None:
+        times = [step.last_write for step in self.steps.values() if step.last_write is not None]
+        return max(times, default=None)
 
     @property
     def entries(self) -> int:
@@ -348,17 +371,25 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         else:
             step.size += len(value)
 
+    # Sizes and times come with the listing where it carries them; else sizes are read.
+    listed_sizes = store.lists_metadata
     window = TaskWindow(args.concurrency)
-    label = "reading entries" if args.sizes else "listing entries"
+    label = "reading entries" if args.sizes and not listed_sizes else "listing entries"
     with out.progress(label, unit="entries") as bar:
         try:
-            async for entry in store.iter_entries(run_filter):
+            async for entry in store.iter_entries(run_filter, with_metadata=listed_sizes):
                 if entry.run_id is None or entry.step_number is None:
                     unrecognized += 1
                     continue
                 step = runs[entry.run_id].steps[entry.step_number]
                 step.entries += 1
-                if args.sizes:
+                if entry.last_modified is not None and (
+                    step.last_write is None or entry.last_modified > step.last_write
+                ):
+                    step.last_write = entry.last_modified
+                if args.sizes and entry.size is not None:
+                    step.size += entry.size
+                elif args.sizes:
                     await window.submit(measure(entry.key, step))
                 bar.advance()
             await window.drain()
@@ -388,6 +419,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             "bytes": stats.size if sizes else None,
             "terminal_at_ms": stats.terminal_at_ms,
             "terminal_at": None if stats.terminal_at_ms is None else _iso(stats.terminal_at_ms),
+            "last_write_at": _iso_time(stats.last_write),
         }
         for run_id, stats in sorted(runs.items())
     ]
@@ -397,6 +429,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         "entries": total_entries,
         "bytes": total_bytes if sizes else None,
         "unrecognized_keys": unrecognized,
+        "sizes_from": ("listing" if listed_sizes else "reads") if sizes else None,
     }
 
     width = max([3, *(len(run_id) for run_id in runs)])
@@ -405,11 +438,13 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         text = f"{run:<{width}} {step:>6} {entries:>9,}"
         return text + (f" {_human_bytes(size):>10}" if sizes else "")
 
+    times = listed_sizes and any(stats.last_write is not None for stats in runs.values())
     lines = []
     if runs:
         lines.append(
             f"{'RUN':<{width}} {'STEP':>6} {'ENTRIES':>9}"
             + (f" {'SIZE':>10}" if sizes else "")
+            + (f"  {'LAST WRITE':<24}" if times else "")
             + "  TERMINAL"
         )
     for run_id, stats in sorted(runs.items()):
@@ -417,7 +452,8 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             terminal = "-"
         else:
             terminal = _iso(stats.terminal_at_ms) or str(stats.terminal_at_ms)
-        lines.append(f"{row(run_id, '', stats.entries, stats.size)}  {terminal}")
+        last_write = f"  {_iso_time(stats.last_write) or '-':<24}" if times else ""
+        lines.append(f"{row(run_id, '', stats.entries, stats.size)}{last_write}  {terminal}")
         lines += [
             row("", str(number), step.entries, step.size)
             for number, step in sorted(stats.steps.items())
@@ -542,7 +578,8 @@ _COMMANDS = {
 
 async def _run_command(args: argparse.Namespace, out: Output) -> int:
     layout.normalize_prefix(args.prefix)  # a bad prefix fails before the adapter opens
-    backend = _ObservedBackend(open_backend(args.url))
+    inner = open_backend(args.url)
+    backend = _ObservedListing(inner) if lists_metadata(inner) else _ObservedBackend(inner)
     async with MemoStore(backend, args.prefix) as store:
         return await _COMMANDS[args.command](store, args, out)
 

@@ -13,17 +13,18 @@ a reader that finds nothing simply re-executes the step.
 
 from __future__ import annotations
 
-import asyncio
+import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from taquba_memo import _fork, compute, layout
 from taquba_memo._checks import check_value
 from taquba_memo._concurrency import TaskWindow
-from taquba_memo.backend import MemoBackend
+from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy, run_sweep
+from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
 from taquba_memo.content import content_key
 from taquba_memo.errors import (
@@ -36,7 +37,7 @@ from taquba_memo.errors import (
 )
 from taquba_memo.layout import TerminalMarker
 
-__all__ = ["Memo", "MemoEntry", "MemoStore", "SweepFailure", "SweepReport"]
+__all__ = ["Memo", "MemoEntry", "MemoStore", "SweepFailure", "SweepReport", "SweepStrategy"]
 
 logger = logging.getLogger("taquba_memo")
 
@@ -50,32 +51,6 @@ _BYTES = BytesCodec()
 
 
 @dataclass(frozen=True)
-class SweepFailure:
-    """A run the sweep could not finish; its marker was kept for the next pass."""
-
-    marker: TerminalMarker
-    error: BackendError
-
-
-@dataclass
-class SweepReport:
-    """What one :meth:`MemoStore.sweep` pass did."""
-
-    cutoff_ms: int
-    dry_run: bool = False
-    runs_cleared: list[str] = field(default_factory=list)
-    """Runs whose memos were cleared and whose marker was deleted (or, in a
-    dry run, would have been)."""
-    entries_deleted: int = 0
-    failures: list[SweepFailure] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every expired run was cleared."""
-        return not self.failures
-
-
-@dataclass(frozen=True)
 class MemoEntry:
     """One object below ``<prefix>/memos/``, as :meth:`MemoStore.iter_entries` lists it."""
 
@@ -85,6 +60,29 @@ class MemoEntry:
     """The run it belongs to; None for an object that is not a memo entry."""
     step_number: int | None
     """The step it belongs to; None for an object that is not a memo entry."""
+    size: int | None = None
+    """Its size in bytes, from the listing (``iter_entries(with_metadata=True)``); else None."""
+    last_modified: datetime.datetime | None = None
+    """When it was last written, from the listing where the store says; else None."""
+
+
+def _entry(
+    key: str, memos: str, size: int | None, last_modified: datetime.datetime | None
+) -> MemoEntry:
+    parsed = layout.parse_memo_entry_name(key[len(memos) :])
+    run_id, step_number = (None, None) if parsed is None else parsed
+    return MemoEntry(key, run_id, step_number, size, last_modified)
+
+
+def _itself(key: str) -> str:
+    return key
+
+
+def _key_of(item: ListedObject) -> object:
+    return getattr(item, "key", item)
+
+
+_Listed = TypeVar("_Listed")
 
 
 @dataclass(frozen=True)
@@ -168,11 +166,28 @@ class MemoStore:
         collation) must not turn into deleting another run's data. Strays
         are dropped and logged as the backend bug they are.
         """
+        async for key in self._within(prefix, self._backend.list(prefix), _itself):
+            yield key
+
+    async def _listed_objects(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`_listed` with sizes: the backend's ``list_with_metadata``, strays dropped.
+
+        Only for a backend that :func:`~taquba_memo.backend.lists_metadata`.
+        """
+        backend = self._backend
+        assert isinstance(backend, ListsMetadata)
+        async for item in self._within(prefix, backend.list_with_metadata(prefix), _key_of):
+            yield item
+
+    async def _within(
+        self, prefix: str, listing: AsyncIterator[_Listed], key_of: Callable[[_Listed], object]
+    ) -> AsyncIterator[_Listed]:
         strays = 0
         try:
-            async for key in self._backend.list(prefix):
+            async for item in listing:
+                key = key_of(item)
                 if isinstance(key, str) and key.startswith(prefix):
-                    yield key
+                    yield item
                     continue
                 strays += 1
                 if strays == 1:
@@ -192,21 +207,32 @@ class MemoStore:
                     prefix,
                 )
 
-    async def iter_entries(self, run_id: str | None = None) -> AsyncIterator[MemoEntry]:
+    @property
+    def lists_metadata(self) -> bool:
+        """True when the backend's listing carries sizes (``iter_entries(with_metadata=True)``
+        then reads nothing)."""
+        return lists_metadata(self._backend_object)
+
+    async def iter_entries(
+        self, run_id: str | None = None, *, with_metadata: bool = False
+    ) -> AsyncIterator[MemoEntry]:
         """Yield every object below ``<prefix>/memos/`` (of one run, if given), streaming.
 
         Each memo entry comes with its run and step; an object there that is
         not a memo entry (written by something else) comes with ``None`` for
-        both. Order is the backend's listing order.
+        both. Order is the backend's listing order. With ``with_metadata``, on
+        a backend whose listing carries them (:attr:`lists_metadata`), each
+        entry also has its ``size`` and ``last_modified`` from the same
+        listing pages; elsewhere they stay None.
         """
         memos = layout.memos_prefix(self._prefix)
         listing = memos if run_id is None else layout.memos_run_prefix(self._prefix, run_id)
-        async for key in self._listed(listing):
-            parsed = layout.parse_memo_entry_name(key[len(memos) :])
-            if parsed is None:
-                yield MemoEntry(key, None, None)
-            else:
-                yield MemoEntry(key, *parsed)
+        if with_metadata and self.lists_metadata:
+            async for item in self._listed_objects(listing):
+                yield _entry(item.key, memos, item.size, item.last_modified)
+        else:
+            async for key in self._listed(listing):
+                yield _entry(key, memos, None, None)
 
     # -- entries -----------------------------------------------------------
 
@@ -346,67 +372,77 @@ class MemoStore:
         concurrency: int = 8,
         dry_run: bool = False,
         on_run_done: Callable[[TerminalMarker, int], Awaitable[None] | None] | None = None,
+        strategy: SweepStrategy = "auto",
+        max_runs_in_memory: int = 100_000,
+        record_run_ids: bool = True,
     ) -> SweepReport:
         """Clear the memos of every run whose marker is older than ``cutoff_ms``.
 
-        For each expired marker the run's memos are cleared first and the
-        marker deleted second, so a crash at any point leaves work that the
-        next sweep finishes, never memos without a marker. A run that fails
-        to clear keeps its marker and is reported in ``failures``. Up to
-        ``concurrency`` runs are processed at once. With ``dry_run`` nothing
-        is deleted; the report lists the runs that would be cleared.
-        ``on_run_done(marker, entries_deleted)`` is called after each run
-        (for progress reporting).
+        The entries of many expired runs share ``delete_many`` batches of the
+        backend's ``max_delete_batch`` keys, and markers are deleted in
+        batches too: R expired runs of E entries cost ceil(R*E/B) + ceil(R/B)
+        delete requests. A marker is deleted only after its run's listing is
+        complete and every batch holding one of its entries succeeded, so a
+        crash at any point leaves work that the next sweep finishes, never
+        memos without a marker. A run that fails to clear keeps its marker
+        and is reported in ``failures``; a failed batch fails only the runs
+        whose keys it held.
+
+        ``strategy`` says how the entries are found: ``"per-run"`` lists each
+        expired run's prefix (R listings); ``"scan"`` lists ``<prefix>/memos/``
+        once per ``max_runs_in_memory`` expired runs and keeps their keys
+        (ceil(N/1000) pages for N entries; on an ordered listing it stops past
+        the last expired run). ``"auto"`` (the default) scans on an ordered
+        backend when at least 1% of the markers expired, for at most as many
+        pages as the per-run listings would take, then lists the runs the
+        scan had not reached one by one; otherwise it lists per run. The
+        report says which ran and what it listed. Up to ``concurrency``
+        listings and ``concurrency`` delete batches are in flight at once;
+        memory is bounded by ``max_runs_in_memory`` runs plus the batches,
+        and by nothing else with ``record_run_ids=False`` (the report then
+        counts cleared runs in ``runs_cleared_count`` without their ids).
+        With ``dry_run`` nothing is listed or deleted; the report lists the
+        runs that would be cleared. ``on_run_done(marker, entries_deleted)``
+        is called after each marker is deleted (for progress reporting).
         """
         cutoff_ms = layout.validate_terminal_at_ms(cutoff_ms)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError("concurrency must be a positive int")
+        if strategy not in ("auto", "per-run", "scan"):
+            raise InvalidArgumentError(
+                f"strategy must be 'auto', 'per-run' or 'scan', not {strategy!r}"
+            )
+        if (
+            isinstance(max_runs_in_memory, bool)
+            or not isinstance(max_runs_in_memory, int)
+            or max_runs_in_memory < 1
+        ):
+            raise InvalidArgumentError("max_runs_in_memory must be a positive int")
         report = SweepReport(cutoff_ms=cutoff_ms, dry_run=dry_run)
-
-        # A run with several expired markers is cleared once while in flight,
-        # so its entries are counted once.
-        clearing: dict[str, asyncio.Future[_ClearOutcome]] = {}
-        counted_runs: set[str] = set()
-
-        async def clear_once(run_id: str) -> tuple[_ClearOutcome, bool]:
-            pending = clearing.get(run_id)
-            if pending is not None:
-                return await asyncio.shield(pending), False
-            pending = clearing[run_id] = asyncio.ensure_future(self._clear_run(run_id))
-            try:
-                return await asyncio.shield(pending), True
-            finally:
-                del clearing[run_id]
-
-        async def sweep_one(marker: TerminalMarker) -> None:
-            deleted = 0
-            if not dry_run:
-                try:
-                    outcome, cleared_here = await clear_once(marker.run_id)
-                    if cleared_here:
-                        deleted = outcome.deleted
-                        report.entries_deleted += deleted
-                    if outcome.failures:
-                        first = next(iter(outcome.failures.values()))
-                        raise DeleteManyError(outcome.failures) from first
-                    await self.delete_terminal_marker(marker)
-                except BackendError as exc:
-                    report.failures.append(SweepFailure(marker, exc))
-                    return
-            if marker.run_id not in counted_runs:
-                counted_runs.add(marker.run_id)
-                report.runs_cleared.append(marker.run_id)
-            if on_run_done is not None:
-                result = on_run_done(marker, deleted)
-                if result is not None:
-                    await result
-
-        window = TaskWindow(concurrency)
-        try:
+        if dry_run:
+            report.strategy = "dry-run"
+            seen: set[str] = set()
             async for marker in self.iter_expired_terminal_markers(cutoff_ms):
-                await window.submit(sweep_one(marker))
-        finally:
-            await window.drain()
+                report.markers_listed += 1
+                if marker.run_id not in seen:
+                    seen.add(marker.run_id)
+                    report.runs_cleared_count += 1
+                    if record_run_ids:
+                        report.runs_cleared.append(marker.run_id)
+                if on_run_done is not None:
+                    result = on_run_done(marker, 0)
+                    if result is not None:
+                        await result
+            return report
+        await run_sweep(
+            self,
+            report,
+            concurrency=concurrency,
+            strategy=strategy,
+            max_runs_in_memory=max_runs_in_memory,
+            record_run_ids=record_run_ids,
+            on_run_done=on_run_done,
+        )
         return report
 
     # -- lifecycle ----------------------------------------------------------

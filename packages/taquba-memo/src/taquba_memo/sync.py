@@ -49,7 +49,7 @@ from taquba_memo.backend import MemoBackend
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.errors import StoreClosedError
 from taquba_memo.layout import TerminalMarker
-from taquba_memo.store import MemoEntry, SweepReport
+from taquba_memo.store import MemoEntry, SweepReport, SweepStrategy
 
 __all__ = ["Memo", "MemoStore", "open_store"]
 
@@ -293,6 +293,11 @@ class MemoStore:
         return self._core.max_value_bytes
 
     @property
+    def lists_metadata(self) -> bool:
+        """True when the backend's listing carries sizes (see the async store)."""
+        return self._core.lists_metadata
+
+    @property
     def closed(self) -> bool:
         return self._loop_thread.stopped
 
@@ -312,9 +317,11 @@ class MemoStore:
         """Write the zero-byte terminal marker of ``run_id`` at ``terminal_at_ms``."""
         self._run(self._core.write_terminal_marker(run_id, terminal_at_ms))
 
-    def iter_entries(self, run_id: str | None = None) -> Iterator[MemoEntry]:
+    def iter_entries(
+        self, run_id: str | None = None, *, with_metadata: bool = False
+    ) -> Iterator[MemoEntry]:
         """Yield every object below ``<prefix>/memos/`` with its run and step, streaming."""
-        return self._iterate(self._core.iter_entries(run_id))
+        return self._iterate(self._core.iter_entries(run_id, with_metadata=with_metadata))
 
     def iter_terminal_markers(self) -> Iterator[TerminalMarker]:
         """Yield every terminal marker, streaming."""
@@ -343,24 +350,26 @@ class MemoStore:
         concurrency: int = 8,
         dry_run: bool = False,
         on_run_done: Callable[[TerminalMarker, int], object] | None = None,
+        strategy: SweepStrategy = "auto",
+        max_runs_in_memory: int = 100_000,
+        record_run_ids: bool = True,
     ) -> SweepReport:
         """Clear the memos of every run whose marker is older than ``cutoff_ms``.
 
-        ``on_run_done(marker, entries_deleted)`` is called in the calling
-        thread after each run.
+        See :meth:`taquba_memo.MemoStore.sweep`. ``on_run_done(marker,
+        entries_deleted)`` is called in the calling thread after each run.
         """
-        if on_run_done is None:
-            return self._run(self._core.sweep(cutoff_ms, concurrency=concurrency, dry_run=dry_run))
-        callbacks = _CallerThread(self._loop_thread.loop)
-        return self._run(
-            self._core.sweep(
-                cutoff_ms,
-                concurrency=concurrency,
-                dry_run=dry_run,
-                on_run_done=callbacks.wrap(on_run_done),
-            ),
-            callbacks,
+        callbacks = None if on_run_done is None else _CallerThread(self._loop_thread.loop)
+        work = self._core.sweep(
+            cutoff_ms,
+            concurrency=concurrency,
+            dry_run=dry_run,
+            on_run_done=None if callbacks is None else callbacks.wrap(on_run_done),  # type: ignore[arg-type]
+            strategy=strategy,
+            max_runs_in_memory=max_runs_in_memory,
+            record_run_ids=record_run_ids,
         )
+        return self._run(work) if callbacks is None else self._run(work, callbacks)
 
     def close(self) -> None:
         """Close the backend and stop the store's thread. Calling it twice is harmless."""

@@ -10,23 +10,33 @@ so Python and Rust workers on one machine can share it.
   No reader and no crash ever sees a torn value. Staging files are the ones
   ``object_store`` itself uses and skips when listing, so neither side ever
   lists one as a key.
-* Listing walks the tree in ascending byte order of the keys.
+* Listing walks the tree in ascending byte order of the keys;
+  ``list_with_metadata`` adds each file's size and modification time (a
+  ``stat`` per file, no read).
 * Deleting a key removes directories it leaves empty, so cleared runs leave
   no debris behind.
+* Small values stay near the file system: ``get`` of a file up to
+  ``INLINE_READ_BYTES`` (64 KiB) is one open, fstat and read on the event
+  loop (a page-cache read of that size takes microseconds, less than handing
+  it to a thread); larger files are read in a thread. ``put`` fsyncs, which
+  waits for the disk, so it runs in a thread, except with ``durable=False``
+  for values up to 64 KiB, which are written inline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import os
 import secrets
+import stat
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from taquba_memo._checks import check_key, check_value
-from taquba_memo.backend import Capabilities, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,
@@ -109,6 +119,16 @@ class LocalFileBackend(MemoBackendBase):
 
     async def get(self, key: str) -> bytes | None:
         path = self._path(key)
+        # A small file is read on the event loop: one open, fstat and read of
+        # at most INLINE_READ_BYTES from the page cache costs less than the
+        # thread hand-off would (measured in BENCHMARKS.md). Larger files, and
+        # everything else, go to a thread.
+        try:
+            small = _read_if_small(path)
+        except OSError as exc:
+            raise _map_os_error(exc, key) from exc
+        if not isinstance(small, _Large):
+            return small
 
         def read() -> bytes | None:
             try:
@@ -122,6 +142,13 @@ class LocalFileBackend(MemoBackendBase):
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         path, data = self._path(key), check_value(value)
+        if not self._durable and len(data) <= INLINE_READ_BYTES:
+            # Without fsync a small write is page-cache work, cheaper than a thread hop.
+            try:
+                return self._write(path, data, if_absent)
+            except OSError as exc:
+                raise _map_os_error(exc, key) from exc
+        # fsync waits for the disk: never on the event loop.
         return await self._run(key, self._write, path, data, if_absent)
 
     def _write(self, path: Path, data: bytes, if_absent: bool) -> bool:
@@ -210,6 +237,20 @@ class LocalFileBackend(MemoBackendBase):
     # -- listing -------------------------------------------------------------
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
+        async for key, _stat in self._walk(prefix, with_stat=False):
+            yield key
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`list` with each file's size and modification time (one ``stat`` each)."""
+        async for key, file_stat in self._walk(prefix, with_stat=True):
+            assert file_stat is not None
+            size, mtime_ns = file_stat
+            modified = datetime.datetime.fromtimestamp(mtime_ns / 1e9, tz=datetime.timezone.utc)
+            yield ListedObject(key, size, modified)
+
+    async def _walk(
+        self, prefix: str, *, with_stat: bool
+    ) -> AsyncIterator[tuple[str, tuple[int, int] | None]]:
         check_key(prefix)
         directory, _, name_start = prefix.rpartition("/")
         if directory and not all(_segment_is_valid(s) for s in directory.split("/")):
@@ -218,9 +259,9 @@ class LocalFileBackend(MemoBackendBase):
         key_prefix = f"{directory}/" if directory else ""
         # Depth-first, each directory sorted with "/" appended to directory
         # names: that visits keys in ascending byte order, one level in memory.
-        stack: list[Iterator[tuple[str, bool]]] = []
+        stack: list[Iterator[_Scanned]] = []
         stack_prefixes: list[str] = []
-        top = await self._run(prefix, _scan, base, name_start)
+        top = await self._run(prefix, _scan, base, name_start, with_stat)
         stack.append(iter(top))
         stack_prefixes.append(key_prefix)
         while stack:
@@ -229,33 +270,83 @@ class LocalFileBackend(MemoBackendBase):
                 stack.pop()
                 stack_prefixes.pop()
                 continue
-            name, is_dir = entry
+            name, is_dir, stat = entry
             key = stack_prefixes[-1] + name
             if is_dir:
                 subdirectory = self._root.joinpath(*key.split("/"))
-                children = await self._run(key, _scan, subdirectory, "")
+                children = await self._run(key, _scan, subdirectory, "", with_stat)
                 stack.append(iter(children))
                 stack_prefixes.append(key + "/")
             else:
-                yield key
+                yield key, stat
 
     async def aclose(self) -> None:
         return None
 
 
-def _scan(directory: Path, name_start: str) -> list[tuple[str, bool]]:
-    """Sorted ``(name, is_dir)`` entries of ``directory`` that start with ``name_start``."""
+# A directory entry: name, is a directory, and (size, mtime in ns) of a file when asked.
+_Scanned = tuple[str, bool, "tuple[int, int] | None"]
+
+
+def _scan(directory: Path, name_start: str, with_stat: bool) -> list[_Scanned]:
+    """Sorted entries of ``directory`` whose names start with ``name_start``.
+
+    A file deleted between the directory read and its ``stat`` is left out.
+    """
+    found: list[_Scanned] = []
     try:
         with os.scandir(directory) as entries:
-            found = [
-                (entry.name, entry.is_dir(follow_symlinks=False))
-                for entry in entries
-                if entry.name.startswith(name_start) and not _is_staging_name(entry.name)
-            ]
+            for entry in entries:
+                if not entry.name.startswith(name_start) or _is_staging_name(entry.name):
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+                file_stat: tuple[int, int] | None = None
+                if with_stat and not is_dir:
+                    try:
+                        result = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    file_stat = (result.st_size, result.st_mtime_ns)
+                found.append((entry.name, is_dir, file_stat))
     except (FileNotFoundError, NotADirectoryError):
         return []
     found.sort(key=lambda item: item[0] + "/" if item[1] else item[0])
     return found
+
+
+INLINE_READ_BYTES = 64 * 1024
+"""Files up to this size are read on the event loop by ``get``."""
+
+
+class _Large:
+    """What ``_read_if_small`` returns for a file too large to read on the event loop."""
+
+
+_LARGE = _Large()
+
+
+def _read_if_small(path: Path) -> bytes | _Large | None:
+    """The bytes of a file of at most INLINE_READ_BYTES; None if there is none; else _LARGE."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    try:
+        status = os.fstat(fd)
+        if stat.S_ISDIR(status.st_mode):
+            return None  # a directory is not a key
+        if status.st_size > INLINE_READ_BYTES:
+            return _LARGE
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(fd, INLINE_READ_BYTES + 1)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > INLINE_READ_BYTES:
+                return _LARGE  # it grew since fstat: read it in a thread
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from taquba_memo._checks import check_key, check_value
-from taquba_memo.backend import Capabilities, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 
 __all__ = ["InMemoryBackend"]
 
@@ -57,6 +57,13 @@ class InMemoryBackend(MemoBackendBase):
         ordered = sorted(key for key in self._data if key.startswith(prefix))
         for key in ordered:
             yield key
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        """:meth:`list` with each value's size; no write times are kept."""
+        async for key in self.list(prefix):
+            value = self._data.get(key)
+            if value is not None:
+                yield ListedObject(key, len(value))
 
     async def aclose(self) -> None:
         return None
