@@ -539,7 +539,20 @@ class Memo:
         what a retry will read back. See :mod:`taquba_memo.compute` for the
         details.
         """
-        return await compute.get_or_compute(self, key, fn, codec, if_absent, store_if_cancelled)
+        return await compute.get_or_compute(
+            self._entry_slot(key), fn, codec, if_absent, store_if_cancelled
+        )
+
+    def _entry_slot(self, key: str) -> compute.EntrySlot:
+        """The entry of ``key`` as get_or_compute sees it (validates ``key``, before any I/O)."""
+        store = self._store
+        object_key = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
+        return compute.EntrySlot(
+            backend=store.backend,
+            object_key=object_key,
+            max_value_bytes=store.max_value_bytes,
+            label=f"memo entry {key!r} of run {self._run_id} step {self._step_number}",
+        )
 
     @overload
     async def content_get(
