@@ -62,6 +62,7 @@ from typing import Any, TypeVar
 
 from taquba_memo import _single_flight
 from taquba_memo.backend import MemoBackend
+from taquba_memo.claims import ClaimPolicy, EntryClaims
 from taquba_memo.codecs import Codec, decode_value, encode_value
 from taquba_memo.errors import (
     DecodeError,
@@ -141,6 +142,7 @@ async def get_or_compute(
     codec: Codec[T],
     if_absent: bool | None,
     store_if_cancelled: bool = True,
+    claim: ClaimPolicy | None = None,
 ) -> T:
     """See the module documentation; ``Memo.get_or_compute`` is the public face."""
     if not callable(fn):
@@ -151,11 +153,17 @@ async def get_or_compute(
         )
     if not isinstance(store_if_cancelled, bool):
         raise InvalidValueType("store_if_cancelled must be a bool")
+    if claim is not None and not isinstance(claim, ClaimPolicy):
+        raise InvalidValueType(f"claim must be a ClaimPolicy or None, not {type(claim).__name__}")
+    if claim is not None and not slot.backend.capabilities.conditional_put:
+        raise NotSupported(
+            f"claims need conditional_put, which {type(slot.backend).__name__} does not declare"
+        )
     agree = first_writer_wins(slot.backend, if_absent)
     while True:
         flight, leading = _single_flight.join(slot.flight_key)
         if leading:
-            computation = asyncio.ensure_future(_compute(slot, flight, fn, codec, agree))
+            computation = asyncio.ensure_future(_compute(slot, flight, fn, codec, agree, claim))
             try:
                 value, _ = await asyncio.shield(computation)
             except asyncio.CancelledError:
@@ -204,10 +212,11 @@ async def _compute(
     fn: Callable[[], Any],
     codec: Codec[T],
     agree: bool,
+    claim: ClaimPolicy | None,
 ) -> tuple[T, bytes]:
     """Run one flight's work and publish its outcome to the followers."""
     try:
-        value, data = await _lead(slot, fn, codec, agree, flight)
+        value, data = await _lead(slot, fn, codec, agree, flight, claim)
     except Exception as exc:
         _single_flight.land(slot.flight_key, flight)
         flight.outcome.set_exception(exc)
@@ -228,22 +237,65 @@ async def _lead(
     codec: Codec[T],
     agree: bool,
     flight: _single_flight.Flight,
+    claim: ClaimPolicy | None,
 ) -> tuple[T, bytes]:
-    backend = slot.backend
-    stored = await backend.get(slot.object_key)
-    corrupt = False
-    if stored is not None:
-        try:
-            return decode_value(codec, stored), stored
-        except DecodeError as exc:
-            corrupt = True
+    stored = await slot.backend.get(slot.object_key)
+    if stored is not None and _decodes(slot, codec, stored, log=True):
+        return decode_value(codec, stored), stored
+    if claim is None:
+        return await _pay(slot, fn, codec, agree and stored is None, flight)
+    claims = EntryClaims(slot.backend, slot.object_key, claim, slot.label)
+    outcome = await claims.acquire(lambda data: _decodes(slot, codec, data, log=False))
+    if isinstance(outcome, bytes):
+        return decode_value(codec, outcome), outcome  # the claimant stored it: paid once
+    held = outcome
+    try:
+        # The entry may have landed between the first read and the claim.
+        stored = await slot.backend.get(slot.object_key)
+        if stored is not None and _decodes(slot, codec, stored, log=False):
+            value, data = decode_value(codec, stored), stored
+        else:
+            value, data = await _pay(slot, fn, codec, agree and stored is None, flight)
+    except Exception:
+        await held.release()
+        raise
+    except BaseException:
+        held.release_soon()
+        raise
+    await held.finish()
+    return value, data
+
+
+def _decodes(slot: EntrySlot, codec: Codec[T], data: bytes, *, log: bool) -> bool:
+    """Whether stored bytes decode; a value that does not is a miss (logged if asked)."""
+    try:
+        decode_value(codec, data)
+    except DecodeError as exc:
+        if log:
             logger.warning("%s does not decode with %r (%s); recomputing", slot.label, codec, exc)
+        return False
+    return True
+
+
+async def _pay(
+    slot: EntrySlot,
+    fn: Callable[[], Any],
+    codec: Codec[T],
+    if_absent: bool,
+    flight: _single_flight.Flight,
+) -> tuple[T, bytes]:
+    """Call ``fn``, store its encoded result, and return what the entry now holds.
+
+    ``if_absent`` is False to replace an undecodable entry (a create would
+    fail forever) and where the caller chose overwrite.
+    """
+    backend = slot.backend
     flight.fn_started = True  # from here on the work is paid for
     result = fn()
     if inspect.isawaitable(result):
         result = await result
     data, value = _encode_paid_result(slot, codec, result)
-    written = await backend.put(slot.object_key, data, if_absent=agree and not corrupt)
+    written = await backend.put(slot.object_key, data, if_absent=if_absent)
     if written:
         return value, data
     winner = await backend.get(slot.object_key)

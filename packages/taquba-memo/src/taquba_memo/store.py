@@ -18,12 +18,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from taquba_memo import _fork, compute, layout
 from taquba_memo._checks import check_value
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo.backend import MemoBackend
+from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
 from taquba_memo.content import content_key
 from taquba_memo.errors import (
@@ -85,6 +86,10 @@ class MemoEntry:
     """The run it belongs to; None for an object that is not a memo entry."""
     step_number: int | None
     """The step it belongs to; None for an object that is not a memo entry."""
+    kind: Literal["entry", "claim", "unrecognized"] = "entry"
+    """``"entry"``, a memo entry; ``"claim"``, a claim of ``get_or_compute``
+    next to an entry (:mod:`taquba_memo.claims`), with its run and step;
+    ``"unrecognized"``, anything else (run and step are None)."""
 
 
 @dataclass(frozen=True)
@@ -195,18 +200,22 @@ class MemoStore:
     async def iter_entries(self, run_id: str | None = None) -> AsyncIterator[MemoEntry]:
         """Yield every object below ``<prefix>/memos/`` (of one run, if given), streaming.
 
-        Each memo entry comes with its run and step; an object there that is
-        not a memo entry (written by something else) comes with ``None`` for
-        both. Order is the backend's listing order.
+        Each memo entry comes with its run and step; so does a claim of
+        ``get_or_compute`` (``kind="claim"``); an object there that is
+        neither (written by something else) comes with ``None`` for both and
+        ``kind="unrecognized"``. Order is the backend's listing order.
         """
         memos = layout.memos_prefix(self._prefix)
         listing = memos if run_id is None else layout.memos_run_prefix(self._prefix, run_id)
         async for key in self._listed(listing):
-            parsed = layout.parse_memo_entry_name(key[len(memos) :])
-            if parsed is None:
-                yield MemoEntry(key, None, None)
-            else:
+            name = key[len(memos) :]
+            parsed = layout.parse_memo_entry_name(name)
+            if parsed is not None:
                 yield MemoEntry(key, *parsed)
+            elif (claim := layout.parse_memo_claim_name(name)) is not None:
+                yield MemoEntry(key, claim[0], claim[1], "claim")
+            else:
+                yield MemoEntry(key, None, None, "unrecognized")
 
     # -- entries -----------------------------------------------------------
 
@@ -490,6 +499,7 @@ class Memo:
         *,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> bytes: ...
 
     @overload
@@ -501,6 +511,7 @@ class Memo:
         codec: Codec[T],
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> T: ...
 
     async def get_or_compute(
@@ -511,6 +522,7 @@ class Memo:
         codec: Codec[Any] = _BYTES,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> Any:
         """Return the value stored for ``key``, or compute, store and return it.
 
@@ -535,12 +547,21 @@ class Memo:
         as the event loop runs. ``store_if_cancelled=False`` cancels ``fn``
         with the caller instead.
 
+        Duplicates in other processes pay once with ``claim=ClaimPolicy(lease_s=...)``
+        (needs ``conditional_put``; ``NotSupported`` before any work
+        otherwise): the first caller records a claim with a lease and renews
+        it while ``fn`` runs; a duplicate that finds a live claim waits for
+        the entry instead of paying, and takes over (one waiter only) when
+        the claim was released or not renewed for a lease. Recommended
+        where a runtime's lease can expire under a live worker; see
+        :mod:`taquba_memo.claims`.
+
         The returned value is always ``codec.decode(codec.encode(result))``:
         what a retry will read back. See :mod:`taquba_memo.compute` for the
         details.
         """
         return await compute.get_or_compute(
-            self._entry_slot(key), fn, codec, if_absent, store_if_cancelled
+            self._entry_slot(key), fn, codec, if_absent, store_if_cancelled, claim
         )
 
     def _entry_slot(self, key: str) -> compute.EntrySlot:
