@@ -1,5 +1,8 @@
 """Each adapter on its emulator, reachable directly and through a counting proxy.
 
+The SDKs are imported by the builder that needs them: worker processes
+(:mod:`tests.runtimes.backend_specs`) build one adapter and start faster.
+
 An :class:`Adapter` builds backends on one bucket (or container) of its own:
 ``direct()`` talks to the emulator (to write test data quickly), and
 ``counted()`` talks through a :class:`CountingProxy` whose counts the tests
@@ -16,11 +19,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import MemoBackend
-from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.counting_proxy import CountingProxy
 from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
 from taquba_memo_conformance.servers import (
@@ -29,8 +29,6 @@ from taquba_memo_conformance.servers import (
     S3Server,
     azurite_connection_string,
 )
-from taquba_memo_gcs import GCSBackend
-from taquba_memo_minio import MinioBackend
 from taquba_memo_obstore import ObstoreBackend
 
 from .adapters import Adapter, classify
@@ -70,17 +68,20 @@ def _builder(
     gcs: Callable[[], GCSServer],
     azure: Callable[[], tuple[AzureServer, str]],
     xml_proxy: Callable[[], str],
+    bucket: str | None = None,
 ) -> tuple[Callable[[str | None], MemoBackend], str]:
-    """``(build(endpoint), upstream)`` for adapter ``name``, on a fresh bucket.
+    """``(build(endpoint), upstream)`` for adapter ``name``, on ``bucket`` or a fresh one.
 
     ``azure()`` gives the server and a container of this test's own.
     """
     if name in ("obstore-s3", "minio"):
         server = s3()
-        bucket = server.new_bucket()
+        bucket = bucket or server.new_bucket()
         if name == "minio":
 
             def build_minio(endpoint: str | None) -> MemoBackend:
+                from taquba_memo_minio import MinioBackend
+
                 return MinioBackend.connect(
                     urllib.parse.urlsplit(endpoint or server.endpoint_url).netloc,
                     bucket,
@@ -107,10 +108,14 @@ def _builder(
         return build_s3, server.endpoint_url
     if name in ("gcs", "obstore-gcs"):
         gcs_server = gcs()
-        bucket = gcs_server.new_bucket()
+        bucket = bucket or gcs_server.new_bucket()
         if name == "gcs":
 
             def build_gcs(endpoint: str | None) -> MemoBackend:
+                from google.auth.credentials import AnonymousCredentials
+                from google.cloud import storage
+                from taquba_memo_gcs import GCSBackend
+
                 client = storage.Client(
                     project=gcs_server.project,
                     credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
@@ -142,6 +147,8 @@ def _builder(
     if name == "azure":
 
         def build_azure(endpoint: str | None) -> MemoBackend:
+            from taquba_memo_azure import AzureBlobBackend
+
             blob_endpoint = f"{endpoint or root}/{azure_server.account_name}"
             return AzureBlobBackend.from_connection_string(
                 azurite_connection_string(blob_endpoint), container
