@@ -97,9 +97,14 @@ class TestArguments:
     async def test_claims_need_conditional_put_and_say_so_before_any_work(self) -> None:
         backend = no_conditional_put(InMemoryBackend())
         paid = []
+
+        def pay() -> bytes:
+            paid.append(1)
+            return b"x"
+
         memo = MemoStore(backend, "memo").new_memo("run", 1)
         with pytest.raises(NotSupported, match="conditional_put"):
-            await memo.get_or_compute("k", lambda: paid.append(1) or b"x", claim=LONG_LEASE)
+            await memo.get_or_compute("k", pay, claim=LONG_LEASE)
         assert paid == []
         assert backend.calls == []
 

@@ -76,7 +76,7 @@ def _builder(
     """
     if name in ("obstore-s3", "minio"):
         server = s3()
-        bucket = bucket or server.new_bucket()
+        s3_bucket = bucket or server.new_bucket()
         if name == "minio":
 
             def build_minio(endpoint: str | None) -> MemoBackend:
@@ -84,7 +84,7 @@ def _builder(
 
                 return MinioBackend.connect(
                     urllib.parse.urlsplit(endpoint or server.endpoint_url).netloc,
-                    bucket,
+                    s3_bucket,
                     access_key=server.access_key,
                     secret_key=server.secret_key,
                     secure=False,
@@ -95,7 +95,7 @@ def _builder(
 
         def build_s3(endpoint: str | None) -> MemoBackend:
             store = S3Store(
-                bucket,
+                s3_bucket,
                 endpoint=endpoint or server.endpoint_url,
                 access_key_id=server.access_key,
                 secret_access_key=server.secret_key,
@@ -108,7 +108,7 @@ def _builder(
         return build_s3, server.endpoint_url
     if name in ("gcs", "obstore-gcs"):
         gcs_server = gcs()
-        bucket = bucket or gcs_server.new_bucket()
+        gcs_bucket = bucket or gcs_server.new_bucket()
         if name == "gcs":
 
             def build_gcs(endpoint: str | None) -> MemoBackend:
@@ -121,7 +121,7 @@ def _builder(
                     credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                     client_options={"api_endpoint": endpoint or gcs_server.endpoint_url},
                 )
-                return GCSBackend(client, bucket)
+                return GCSBackend(client, gcs_bucket)
 
             return build_gcs, gcs_server.endpoint_url
         upstream = xml_proxy()
@@ -135,7 +135,7 @@ def _builder(
                 "private_key_id": "",
             }
             store = GCSStore(
-                bucket,
+                gcs_bucket,
                 service_account_key=json.dumps(key),
                 client_options=_OBSTORE_CLIENT,  # type: ignore[arg-type]
             )
