@@ -49,6 +49,14 @@ bookkeeping entry is removed as soon as the flight lands. Across
 processes, the first-writer-wins store makes duplicates agree, and claims
 (below) make them pay once. ``fn`` must not itself call ``get_or_compute``
 for the same entry: it would wait for itself.
+
+Claims (``claim=ClaimPolicy(...)``, opt-in, needs ``conditional_put``): on a
+miss the flight's leader claims the entry before paying (or waits for the
+process that holds the claim, and returns what it stores), reads the entry
+once more, pays, stores, and deletes the claim; a failure or a cancellation
+before ``fn`` started releases it. :mod:`taquba_memo.claims` has the protocol.
+This module sees entries only through an :class:`EntrySlot`, which ``Memo``
+builds; it knows nothing of stores, runs or steps.
 """
 
 from __future__ import annotations
