@@ -11,7 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from taquba_memo import TerminalMarker
+from taquba_memo import LocalFileBackend, TerminalMarker
+from taquba_memo.layout import claim_key, memo_key
 from taquba_memo.sync import open_store
 
 from ._cli_support import (
@@ -101,6 +102,7 @@ class TestRuns:
             "steps": [],
             "entries": 0,
             "bytes": None,
+            "claims": 0,
             "terminal_at_ms": 2_000,
             "terminal_at": "1970-01-01T00:00:02.000Z",
             "last_write_at": None,
@@ -110,6 +112,7 @@ class TestRuns:
             "steps": 3,
             "entries": 4,
             "bytes": None,
+            "claims": 0,
             "unrecognized_keys": 0,
             "sizes_from": None,
         }
@@ -139,6 +142,23 @@ class TestRuns:
             "--json", "runs", env={"TAQUBA_MEMO_URL": url, "TAQUBA_MEMO_PREFIX": "agents"}
         )
         assert result.json()["totals"]["entries"] == 4
+
+    def test_claims_are_counted_apart_from_entries(self, url: str) -> None:
+        # A claim of get_or_compute (here: left by a worker that died mid-call)
+        # is neither an entry nor an unrecognized key.
+        entry = memo_key("agents", "alpha", 1, "a")
+        LocalFileBackend(Path(url.removeprefix("file://"))).root.joinpath(
+            *claim_key(entry, 1).split("/")
+        ).write_bytes(b"{}")
+        document = run_cli("--url", url, "--prefix", "agents", "--json", "runs").json()
+        alpha = document["runs"][0]
+        assert (alpha["entries"], alpha["claims"]) == (3, 1)
+        assert document["totals"]["claims"] == 1
+        assert document["totals"]["unrecognized_keys"] == 0
+        text = run_cli("--url", url, "--prefix", "agents", "runs").stdout.splitlines()[-1]
+        assert (
+            text == "3 runs, 3 steps, 4 entries (1 claim of computations in progress or abandoned)"
+        )
 
     def test_another_prefix_is_another_store(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "elsewhere", "runs")

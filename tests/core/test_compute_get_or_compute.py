@@ -22,7 +22,7 @@ from taquba_memo import (
     MemoStore,
     NotSupported,
     ValueTooLargeError,
-    compute,
+    _single_flight,
 )
 from taquba_memo.layout import memo_key
 
@@ -333,7 +333,7 @@ class TestConcurrentCallersComputeOnce:
         gate.set()
         assert await asyncio.gather(*tasks) == [b"shared"] * 8
         assert calls == 1
-        assert compute.flights_in_progress() == 0
+        assert _single_flight.in_progress() == 0
 
     async def test_followers_receive_the_leaders_exception_and_nothing_is_kept(self) -> None:
         memo = new_memo()
@@ -348,7 +348,7 @@ class TestConcurrentCallersComputeOnce:
         gate.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, RuntimeError) for r in results)
-        assert compute.flights_in_progress() == 0
+        assert _single_flight.in_progress() == 0
         assert await memo.get_or_compute("k", Calls(b"recovered")) == b"recovered"
 
     async def test_a_follower_of_a_cancelled_leader_waits_for_its_computation(self) -> None:
@@ -372,7 +372,7 @@ class TestConcurrentCallersComputeOnce:
         assert await follower == b"paid once"
         assert leader.cancelled()
         assert calls == 1
-        assert compute.flights_in_progress() == 0
+        assert _single_flight.in_progress() == 0
 
     async def test_a_leader_cancelled_before_fn_started_hands_over_to_a_follower(
         self,
@@ -474,13 +474,13 @@ class TestConcurrentCallersComputeOnce:
         assert leader_started.wait(60)
         follower = threading.Thread(target=worker, args=("follower",))
         follower.start()
-        wait_until(lambda: compute._flights[flight_key].followers == 1)
+        wait_until(lambda: _single_flight.followers(flight_key) == 1)
         release.set()
         leader.join(60)
         follower.join(60)
         assert results == {"leader": b"once", "follower": b"once"}
         assert calls == 1
-        assert compute.flights_in_progress() == 0
+        assert _single_flight.in_progress() == 0
 
 
 class TestStorageFailures:
@@ -493,7 +493,7 @@ class TestStorageFailures:
         with pytest.raises(BackendError):
             await new_memo(Unreadable()).get_or_compute("k", fn)
         assert fn.count == 0
-        assert compute.flights_in_progress() == 0
+        assert _single_flight.in_progress() == 0
 
 
 def wait_until(condition: Callable[[], bool]) -> None:
@@ -531,7 +531,7 @@ class TestPaidWorkSurvivesCancellation:
             assert await memo.get_or_compute("k", retry) == b"billed answer"
             assert await memo.get("k") == b"billed answer"
             assert (calls, retry.count) == (1, 0)
-            assert compute.flights_in_progress() == 0
+            assert _single_flight.in_progress() == 0
 
     async def test_a_retry_during_the_orphaned_computation_waits_for_it(self) -> None:
         memo = new_memo()
@@ -570,7 +570,7 @@ class TestPaidWorkSurvivesCancellation:
             )
         await asyncio.wait_for(cancelled.wait(), 10)
         assert await memo.get("k") is None
-        assert compute.flights_in_progress() == 0
+        assert _single_flight.in_progress() == 0
 
     async def test_a_failure_of_an_orphaned_computation_is_logged_and_not_stored(
         self, caplog: pytest.LogCaptureFixture
@@ -587,7 +587,7 @@ class TestPaidWorkSurvivesCancellation:
         with caplog.at_level(logging.WARNING, logger="taquba_memo"):
             release.set()
             for _ in range(BOUND):
-                if compute.flights_in_progress() == 0 and "model overloaded" in caplog.text:
+                if _single_flight.in_progress() == 0 and "model overloaded" in caplog.text:
                     break
                 await asyncio.sleep(0.001)
         assert "model overloaded" in caplog.text
@@ -613,7 +613,7 @@ class TestPaidWorkSurvivesCancellation:
                 leader_timed_out.set()
             # The worker's loop lives on (a long-running worker), so the computation finishes.
             for _ in range(BOUND):
-                if compute.flights_in_progress() == 0:
+                if _single_flight.in_progress() == 0:
                     return
                 await asyncio.sleep(0.005)
 

@@ -175,12 +175,7 @@ class TestGetOrCompute:
         for thread in threads[1:]:
             thread.start()
         flight_key = (id(store.backend), taquba_memo.layout.memo_key("memo", "run", 0, "k"))
-        wait_until(
-            lambda: (
-                flight_key in taquba_memo.compute._flights
-                and taquba_memo.compute._flights[flight_key].followers == 3
-            )
-        )
+        wait_until(lambda: taquba_memo._single_flight.followers(flight_key) == 3)
         release.set()
         for thread in threads:
             thread.join(60)

@@ -1,5 +1,8 @@
 """Each adapter on its emulator, reachable directly and through a counting proxy.
 
+The SDKs are imported by the builder that needs them: worker processes
+(:mod:`tests.runtimes.backend_specs`) build one adapter and start faster.
+
 An :class:`Adapter` builds backends on one bucket (or container) of its own:
 ``direct()`` talks to the emulator (to write test data quickly), and
 ``counted()`` talks through a :class:`CountingProxy` whose counts the tests
@@ -16,11 +19,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import MemoBackend
-from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.counting_proxy import CountingProxy
 from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
 from taquba_memo_conformance.servers import (
@@ -29,8 +29,6 @@ from taquba_memo_conformance.servers import (
     S3Server,
     azurite_connection_string,
 )
-from taquba_memo_gcs import GCSBackend
-from taquba_memo_minio import MinioBackend
 from taquba_memo_obstore import ObstoreBackend
 
 from .adapters import Adapter, classify
@@ -65,20 +63,23 @@ def _builder(
     gcs: Callable[[], GCSServer],
     azure: Callable[[], tuple[AzureServer, str]],
     xml_proxy: Callable[[], str],
+    bucket: str | None = None,
 ) -> tuple[Callable[[str | None], MemoBackend], str]:
-    """``(build(endpoint), upstream)`` for adapter ``name``, on a fresh bucket.
+    """``(build(endpoint), upstream)`` for adapter ``name``, on ``bucket`` or a fresh one.
 
     ``azure()`` gives the server and a container of this test's own.
     """
     if name in ("obstore-s3", "minio"):
         server = s3()
-        bucket = server.new_bucket()
+        s3_bucket = bucket or server.new_bucket()
         if name == "minio":
 
             def build_minio(endpoint: str | None) -> MemoBackend:
+                from taquba_memo_minio import MinioBackend
+
                 return MinioBackend.connect(
                     urllib.parse.urlsplit(endpoint or server.endpoint_url).netloc,
-                    bucket,
+                    s3_bucket,
                     access_key=server.access_key,
                     secret_key=server.secret_key,
                     secure=False,
@@ -89,7 +90,7 @@ def _builder(
 
         def build_s3(endpoint: str | None) -> MemoBackend:
             store = S3Store(
-                bucket,
+                s3_bucket,
                 endpoint=endpoint or server.endpoint_url,
                 access_key_id=server.access_key,
                 secret_access_key=server.secret_key,
@@ -102,16 +103,20 @@ def _builder(
         return build_s3, server.endpoint_url
     if name in ("gcs", "obstore-gcs"):
         gcs_server = gcs()
-        bucket = gcs_server.new_bucket()
+        gcs_bucket = bucket or gcs_server.new_bucket()
         if name == "gcs":
 
             def build_gcs(endpoint: str | None) -> MemoBackend:
+                from google.auth.credentials import AnonymousCredentials
+                from google.cloud import storage
+                from taquba_memo_gcs import GCSBackend
+
                 client = storage.Client(
                     project=gcs_server.project,
                     credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                     client_options={"api_endpoint": endpoint or gcs_server.endpoint_url},
                 )
-                return GCSBackend(client, bucket)
+                return GCSBackend(client, gcs_bucket)
 
             return build_gcs, gcs_server.endpoint_url
         upstream = xml_proxy()
@@ -125,7 +130,7 @@ def _builder(
                 "private_key_id": "",
             }
             store = GCSStore(
-                bucket,
+                gcs_bucket,
                 service_account_key=json.dumps(key),
                 client_options=_OBSTORE_CLIENT,  # type: ignore[arg-type]
             )
@@ -137,6 +142,8 @@ def _builder(
     if name == "azure":
 
         def build_azure(endpoint: str | None) -> MemoBackend:
+            from taquba_memo_azure import AzureBlobBackend
+
             blob_endpoint = f"{endpoint or root}/{azure_server.account_name}"
             return AzureBlobBackend.from_connection_string(
                 azurite_connection_string(blob_endpoint), container

@@ -1,7 +1,8 @@
 """Every shipped backend, described so that a fresh process can build it: for the fork tests.
 
 A spec is a plain dict (pickled into the worker's argv or environment): the
-backend's name, and for the adapters on emulators the kit's server objects.
+backend's name, and for the adapters on emulators the kit's server objects
+and, when processes must share one, the bucket (a fresh one otherwise).
 The adapters are built by the retention tests' builder, so each adapter is
 configured for its emulator in one place only.
 """
@@ -70,5 +71,6 @@ def build_backend(spec: dict[str, Any]) -> MemoBackend:
         lambda: spec["gcs"],
         lambda: spec["azure"],
         lambda: spec["xml_proxy"],
+        spec.get("bucket"),
     )
     return build(None)

@@ -8,13 +8,13 @@ fork of it. Settings come from the environment the test gives the worker.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import urllib.request
 
 from celery import Celery
 from taquba_memo import JSONCodec
 from taquba_memo.sync import open_store
+
+from tests.runtimes.llm_server import complete
 
 app = Celery(
     "agents", broker=os.environ["CELERY_BROKER_URL"], backend=os.environ["CELERY_RESULT_BACKEND"]
@@ -31,14 +31,7 @@ store = open_store(os.environ["TAQUBA_MEMO_URL"], prefix="agents")  # once per w
 
 def call_llm(prompt: str) -> str:
     """The slow, billed call: one request to the test's counting LLM server."""
-    request = urllib.request.Request(
-        os.environ["LLM_URL"],
-        data=json.dumps({"prompt": prompt}).encode(),
-        headers={"Content-Type": "application/json", "X-Worker-Pid": str(os.getpid())},
-    )
-    with urllib.request.urlopen(request, timeout=30) as reply:
-        text: str = json.loads(reply.read())["text"]
-        return text
+    return complete(os.environ["LLM_URL"], prompt)
 
 
 @app.task

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
-from taquba_memo_conformance.servers import AzureServer, GCSServer
+from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 
 from .backend_specs import EMBEDDED, SERVER_BACKED, portable_server
 
@@ -19,11 +19,15 @@ def backend_spec_for(
 ) -> dict[str, Any]:
     """The spec of backend ``name``, starting the emulator it needs (the kit's fixtures)."""
     spec: dict[str, Any] = {"name": name, "root": str(root)}
+    # One bucket per spec, so that every process built from it shares the data.
     if name in ("obstore-s3", "minio"):
-        spec["s3"] = portable_server(request.getfixturevalue("s3_server"))
+        s3: S3Server = request.getfixturevalue("s3_server")
+        spec["s3"] = portable_server(s3)
+        spec["bucket"] = s3.new_bucket()
     elif name in ("gcs", "obstore-gcs"):
         gcs: GCSServer = request.getfixturevalue("gcs_server")
         spec["gcs"] = portable_server(gcs)
+        spec["bucket"] = gcs.new_bucket()
         if name == "obstore-gcs":
             # obstore writes GCS objects through the XML API, which fake-gcs-server lacks.
             spec["xml_proxy"] = gcs.endpoint_url

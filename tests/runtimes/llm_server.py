@@ -6,6 +6,10 @@ is a kill point: the first time it arrives, the server SIGKILLs the process
 that sent it (its pid is in the ``X-Worker-Pid`` header) and drops the
 request unanswered, so that call was never paid; the worker dies in the
 middle of its task, after the calls before it were answered and memoized.
+``answer_delay_s`` makes every answered call take that long (a slow model),
+so that duplicate workers overlap. ``arrivals`` and ``kills`` keep the
+server's monotonic times of each request and each kill, per prompt.
+:func:`complete` is the workers' client.
 """
 
 from __future__ import annotations
@@ -14,20 +18,39 @@ import json
 import os
 import signal
 import threading
-from collections import Counter
+import time
+import urllib.request
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-__all__ = ["CountingLLM", "answer_to"]
+__all__ = ["CountingLLM", "answer_to", "complete"]
 
 
 def answer_to(prompt: str) -> str:
     return f"answer to {prompt}"
 
 
+def complete(url: str, prompt: str) -> str:
+    """The slow, billed call: one request to the counting LLM server at ``url``."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"prompt": prompt}).encode(),
+        headers={"Content-Type": "application/json", "X-Worker-Pid": str(os.getpid())},
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        text: str = json.loads(reply.read())["text"]
+        return text
+
+
 class CountingLLM:
-    def __init__(self, kill_on_first: set[str] | None = None) -> None:
+    def __init__(
+        self, kill_on_first: set[str] | None = None, *, answer_delay_s: float = 0.0
+    ) -> None:
         self.paid: Counter[str] = Counter()
+        self.arrivals: defaultdict[str, list[float]] = defaultdict(list)
+        self.kills: dict[str, float] = {}
+        self._answer_delay_s = answer_delay_s
         self.received: Counter[str] = Counter()
         self.killed_pids: list[int] = []
         self.worker_pids: set[int] = set()
@@ -50,16 +73,19 @@ class CountingLLM:
                 prompt = json.loads(body)["prompt"]
                 pid = int(self.headers["X-Worker-Pid"])
                 with llm._lock:
+                    llm.arrivals[prompt].append(time.monotonic())
                     llm.received[prompt] += 1
                     llm.worker_pids.add(pid)
                     kill = prompt in llm._kill_on_first
                     llm._kill_on_first.discard(prompt)
                     if kill:
                         llm.killed_pids.append(pid)
+                        llm.kills[prompt] = time.monotonic()
                 if kill:
                     os.kill(pid, signal.SIGKILL)
                     self.close_connection = True
                     return
+                time.sleep(llm._answer_delay_s)
                 reply = json.dumps({"text": answer_to(prompt)}).encode()
                 with llm._lock:
                     llm.paid[prompt] += 1

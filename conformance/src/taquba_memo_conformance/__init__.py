@@ -17,6 +17,7 @@ pytest.register_assert_rewrite(
     "taquba_memo_conformance._base",
     "taquba_memo_conformance.statemachine",
     "taquba_memo_conformance.keyspace",
+    "taquba_memo_conformance.claims_suite",
 )
 
 from taquba_memo_conformance.exact_prefix import DECOY_CASES, DecoyCase  # noqa: E402

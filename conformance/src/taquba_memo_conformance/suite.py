@@ -13,8 +13,9 @@ Subclass it in a test module and override the ``backend`` fixture::
 
 Every test then runs against that backend: the MemoBackend contract (reads,
 writes, listing, deletes, conditional puts, input checks), the MemoStore
-behaviour of the reference implementation over it, and a Hypothesis state
-machine compared with a dict.
+behaviour of the reference implementation over it, a Hypothesis state
+machine compared with a dict, and the guarantees of get_or_compute's claims
+(where ``conditional_put`` is declared).
 
 How the suite treats a backend:
 
@@ -22,8 +23,9 @@ How the suite treats a backend:
   deletes what it wrote when it ends, so a shared bucket is fine.
 * Capabilities are verified, not trusted: a declared ``ordered_listing`` is
   checked across page boundaries, a declared ``conditional_put`` against
-  concurrent creators. A test that needs a capability the backend does not
-  declare is *skipped*, and the reason names the capability.
+  concurrent creators and by the claims of ``get_or_compute`` built on it.
+  A test that needs a capability the backend does not declare is
+  *skipped*, and the reason names the capability.
 * ``expected_failures`` turns named tests into strict xfails for one
   subclass: the documented gap of one emulator, never a general excuse.
 """
@@ -31,6 +33,7 @@ How the suite treats a backend:
 from __future__ import annotations
 
 from taquba_memo_conformance._base import CleanupWarning, SuiteBase
+from taquba_memo_conformance.claims_suite import ClaimTests
 from taquba_memo_conformance.exact_prefix import ExactPrefixTests
 from taquba_memo_conformance.protocol_suite import AWKWARD_KEYS, BackendProtocolTests
 from taquba_memo_conformance.statemachine import StateMachineTests
@@ -40,7 +43,7 @@ __all__ = ["AWKWARD_KEYS", "CleanupWarning", "MemoBackendConformance", "SuiteBas
 
 
 class MemoBackendConformance(
-    BackendProtocolTests, ExactPrefixTests, MemoStoreTests, StateMachineTests
+    BackendProtocolTests, ExactPrefixTests, MemoStoreTests, StateMachineTests, ClaimTests
 ):
     """Base class of the conformance suite; subclass it and override ``backend``.
 

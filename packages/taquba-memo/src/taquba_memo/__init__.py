@@ -8,6 +8,7 @@ one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
 
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackend, MemoBackendBase
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
+from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import (
     BytesCodec,
     Codec,
@@ -61,6 +62,7 @@ __all__ = [
     "BackendError",
     "BytesCodec",
     "Capabilities",
+    "ClaimPolicy",
     "Codec",
     "ContainerNotFoundError",
     "DecodeError",

@@ -2,7 +2,7 @@
 
     taquba-memo --url URL [--prefix P] [--json] COMMAND ...
 
-    runs [RUN_ID] [--sizes]    runs and steps with entry counts (and sizes)
+    runs [RUN_ID] [--sizes]    runs and steps with entry counts (and sizes, claims)
     markers [RUN_ID]           terminal markers, oldest first
     clear RUN_ID               delete every memo entry of one run
     sweep --older-than 7d      clear runs whose marker is older than that
@@ -336,6 +336,7 @@ class _StepStats:
     entries: int = 0
     size: int = 0
     last_write: datetime.datetime | None = None
+    claims: int = 0
 
 
 @dataclass
@@ -355,6 +356,10 @@ class _RunStats:
     @property
     def size(self) -> int:
         return sum(step.size for step in self.steps.values())
+
+    @property
+    def claims(self) -> int:
+        return sum(step.claims for step in self.steps.values())
 
 
 async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
@@ -382,6 +387,9 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
                     unrecognized += 1
                     continue
                 step = runs[entry.run_id].steps[entry.step_number]
+                if entry.kind == "claim":
+                    step.claims += 1  # of a computation in progress, or abandoned
+                    continue
                 step.entries += 1
                 if entry.last_modified is not None and (
                     step.last_write is None or entry.last_modified > step.last_write
@@ -404,6 +412,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
     total_steps = sum(len(stats.steps) for stats in runs.values())
     total_entries = sum(stats.entries for stats in runs.values())
     total_bytes = sum(stats.size for stats in runs.values())
+    total_claims = sum(stats.claims for stats in runs.values())
     documents: list[dict[str, Any]] = [
         {
             "run_id": run_id,
@@ -417,6 +426,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             ],
             "entries": stats.entries,
             "bytes": stats.size if sizes else None,
+            "claims": stats.claims,
             "terminal_at_ms": stats.terminal_at_ms,
             "terminal_at": None if stats.terminal_at_ms is None else _iso(stats.terminal_at_ms),
             "last_write_at": _iso_time(stats.last_write),
@@ -428,6 +438,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         "steps": total_steps,
         "entries": total_entries,
         "bytes": total_bytes if sizes else None,
+        "claims": total_claims,
         "unrecognized_keys": unrecognized,
         "sizes_from": ("listing" if listed_sizes else "reads") if sizes else None,
     }
@@ -464,6 +475,8 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
     )
     if sizes:
         summary += f", {_human_bytes(total_bytes)}"
+    if total_claims:
+        summary += f" ({_plural(total_claims, 'claim')} of computations in progress or abandoned)"
     if unrecognized:
         summary += f" ({_plural(unrecognized, 'unrecognized key')} skipped)"
     if missing_sizes:

@@ -44,23 +44,33 @@ Single flight: within one process, concurrent calls for the same entry (same
 backend object, prefix, run, step and key) share one computation, across
 tasks, threads and event loops. The followers decode the leader's stored
 bytes with their own codec, and receive the leader's exception if it
-failed. The bookkeeping entry is removed as soon as the flight lands. Across
+failed (:mod:`taquba_memo._single_flight` keeps the table). The
+bookkeeping entry is removed as soon as the flight lands. Across
 processes, the first-writer-wins store makes duplicates agree, and claims
 (below) make them pay once. ``fn`` must not itself call ``get_or_compute``
 for the same entry: it would wait for itself.
+
+Claims (``claim=ClaimPolicy(...)``, opt-in, needs ``conditional_put``): on a
+miss the flight's leader claims the entry before paying (or waits for the
+process that holds the claim, and returns what it stores), reads the entry
+once more, pays, stores, and deletes the claim; a failure or a cancellation
+before ``fn`` started releases it. :mod:`taquba_memo.claims` has the protocol.
+This module sees entries only through an :class:`EntrySlot`, which ``Memo``
+builds; it knows nothing of stores, runs or steps.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import logging
-import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from taquba_memo import layout
+from taquba_memo import _single_flight
+from taquba_memo.backend import MemoBackend
+from taquba_memo.claims import ClaimPolicy, EntryClaims
 from taquba_memo.codecs import Codec, decode_value, encode_value
 from taquba_memo.errors import (
     DecodeError,
@@ -70,63 +80,39 @@ from taquba_memo.errors import (
     ValueTooLargeError,
 )
 
-if TYPE_CHECKING:
-    from taquba_memo.backend import MemoBackend
-    from taquba_memo.store import Memo
-
-__all__ = ["get_or_compute"]
+__all__ = ["EntrySlot", "get_or_compute"]
 
 logger = logging.getLogger("taquba_memo")
 
 T = TypeVar("T")
 
-# The outcome a computation publishes when it was cancelled before it finished.
-_ABANDONED = None
-
-_FlightKey = tuple[int, str]
-
-
-class _Flight:
-    """One computation in progress. Its future carries the stored bytes, the
-    computation's exception, or ``_ABANDONED``; any thread or loop may wait on it."""
-
-    __slots__ = ("fn_started", "followers", "outcome")
-
-    def __init__(self) -> None:
-        self.outcome: concurrent.futures.Future[bytes | None] = concurrent.futures.Future()
-        self.followers = 0
-        self.fn_started = False
-
-
-_flights: dict[_FlightKey, _Flight] = {}
-_flights_lock = threading.Lock()
 # Computations whose caller was cancelled run on; strong references keep them alive.
 _detached: set[asyncio.Future[Any]] = set()
 # Backend classes already warned about falling back to overwrite.
 _warned_overwrite: set[str] = set()
 
 
-def _join(key: _FlightKey) -> tuple[_Flight, bool]:
-    """Return the flight for ``key`` and whether the caller leads it."""
-    with _flights_lock:
-        flight = _flights.get(key)
-        if flight is not None:
-            flight.followers += 1
-            return flight, False
-        flight = _flights[key] = _Flight()
-        return flight, True
+@dataclass(frozen=True)
+class EntrySlot:
+    """Everything get_or_compute needs to know of one memo entry, and nothing more.
 
+    ``Memo`` builds it (the layout names ``object_key``); this module reads
+    and writes the entry through ``backend`` and knows nothing of stores,
+    runs or steps.
+    """
 
-def _land(key: _FlightKey, flight: _Flight) -> None:
-    with _flights_lock:
-        if _flights.get(key) is flight:
-            del _flights[key]
+    backend: MemoBackend
+    object_key: str
+    """The entry's full key in ``backend``."""
+    max_value_bytes: int | None
+    """The store's limit on a value's size, or None."""
+    label: str
+    """How log messages name the entry, for example ``memo entry 'k' of run r step 3``."""
 
-
-def flights_in_progress() -> int:
-    """How many single-flight entries exist right now (for tests and debugging)."""
-    with _flights_lock:
-        return len(_flights)
+    @property
+    def flight_key(self) -> tuple[int, str]:
+        """The entry's identity for single flight: the same backend object and object key."""
+        return id(self.backend), self.object_key
 
 
 def first_writer_wins(backend: MemoBackend, if_absent: bool | None) -> bool:
@@ -159,18 +145,14 @@ def first_writer_wins(backend: MemoBackend, if_absent: bool | None) -> bool:
 
 
 async def get_or_compute(
-    memo: Memo,
-    key: str,
+    slot: EntrySlot,
     fn: Callable[[], Any],
     codec: Codec[T],
     if_absent: bool | None,
     store_if_cancelled: bool = True,
+    claim: ClaimPolicy | None = None,
 ) -> T:
     """See the module documentation; ``Memo.get_or_compute`` is the public face."""
-    store = memo.store
-    backend = store.backend
-    # Builds (and so validates) the object key before any I/O.
-    object_key = layout.memo_key(store.prefix, memo.run_id, memo.step_number, key)
     if not callable(fn):
         raise InvalidValueType(f"fn must be callable, not {type(fn).__name__}")
     if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
@@ -179,22 +161,25 @@ async def get_or_compute(
         )
     if not isinstance(store_if_cancelled, bool):
         raise InvalidValueType("store_if_cancelled must be a bool")
-    agree = first_writer_wins(backend, if_absent)
-    flight_key = (id(backend), object_key)
+    if claim is not None and not isinstance(claim, ClaimPolicy):
+        raise InvalidValueType(f"claim must be a ClaimPolicy or None, not {type(claim).__name__}")
+    if claim is not None and not slot.backend.capabilities.conditional_put:
+        raise NotSupported(
+            f"claims need conditional_put, which {type(slot.backend).__name__} does not declare"
+        )
+    agree = first_writer_wins(slot.backend, if_absent)
     while True:
-        flight, leading = _join(flight_key)
+        flight, leading = _single_flight.join(slot.flight_key)
         if leading:
-            computation = asyncio.ensure_future(
-                _compute(flight_key, flight, memo, key, fn, codec, agree)
-            )
+            computation = asyncio.ensure_future(_compute(slot, flight, fn, codec, agree, claim))
             try:
                 value, _ = await asyncio.shield(computation)
             except asyncio.CancelledError:
                 _leave(flight, computation, store_if_cancelled)
                 raise
             return value
-        outcome = await _follow(flight)
-        if outcome is _ABANDONED:
+        outcome = await flight.follow()
+        if outcome is _single_flight.ABANDONED:
             continue
         try:
             return decode_value(codec, outcome)
@@ -202,7 +187,9 @@ async def get_or_compute(
             continue  # written with another codec: lead a flight of our own
 
 
-def _leave(flight: _Flight, computation: asyncio.Future[Any], store_if_cancelled: bool) -> None:
+def _leave(
+    flight: _single_flight.Flight, computation: asyncio.Future[Any], store_if_cancelled: bool
+) -> None:
     """The leader was cancelled. Work not yet paid for stops; paid work is finished
     and stored (followers keep waiting for it) unless the caller opted out."""
     if computation.done():
@@ -228,81 +215,114 @@ def _finish_detached(computation: asyncio.Future[Any]) -> None:
 
 
 async def _compute(
-    flight_key: _FlightKey,
-    flight: _Flight,
-    memo: Memo,
-    key: str,
+    slot: EntrySlot,
+    flight: _single_flight.Flight,
     fn: Callable[[], Any],
     codec: Codec[T],
     agree: bool,
+    claim: ClaimPolicy | None,
 ) -> tuple[T, bytes]:
     """Run one flight's work and publish its outcome to the followers."""
     try:
-        value, data = await _lead(memo, key, fn, codec, agree, flight)
+        value, data = await _lead(slot, fn, codec, agree, flight, claim)
     except Exception as exc:
-        _land(flight_key, flight)
+        _single_flight.land(slot.flight_key, flight)
         flight.outcome.set_exception(exc)
         raise
     except BaseException:
         # Cancelled or interrupted: a follower takes over.
-        _land(flight_key, flight)
-        flight.outcome.set_result(_ABANDONED)
+        _single_flight.land(slot.flight_key, flight)
+        flight.outcome.set_result(_single_flight.ABANDONED)
         raise
-    _land(flight_key, flight)
+    _single_flight.land(slot.flight_key, flight)
     flight.outcome.set_result(data)
     return value, data
 
 
-async def _follow(flight: _Flight) -> bytes | None:
-    # shield: a cancelled follower must not cancel the shared future.
-    return await asyncio.shield(asyncio.wrap_future(flight.outcome))
-
-
 async def _lead(
-    memo: Memo, key: str, fn: Callable[[], Any], codec: Codec[T], agree: bool, flight: _Flight
+    slot: EntrySlot,
+    fn: Callable[[], Any],
+    codec: Codec[T],
+    agree: bool,
+    flight: _single_flight.Flight,
+    claim: ClaimPolicy | None,
 ) -> tuple[T, bytes]:
-    stored = await memo.get(key)
-    corrupt = False
-    if stored is not None:
-        try:
-            return decode_value(codec, stored), stored
-        except DecodeError as exc:
-            corrupt = True
-            logger.warning(
-                "memo entry %r of run %s step %d does not decode with %r (%s); recomputing",
-                key,
-                memo.run_id,
-                memo.step_number,
-                codec,
-                exc,
-            )
+    stored = await slot.backend.get(slot.object_key)
+    if stored is not None and _decodes(slot, codec, stored, log=True):
+        return decode_value(codec, stored), stored
+    if claim is None:
+        return await _pay(slot, fn, codec, agree and stored is None, flight)
+    claims = EntryClaims(slot.backend, slot.object_key, claim, slot.label)
+    outcome = await claims.acquire(lambda data: _decodes(slot, codec, data, log=False))
+    if isinstance(outcome, bytes):
+        return decode_value(codec, outcome), outcome  # the claimant stored it: paid once
+    held = outcome
+    try:
+        # The entry may have landed between the first read and the claim.
+        stored = await slot.backend.get(slot.object_key)
+        if stored is not None and _decodes(slot, codec, stored, log=False):
+            value, data = decode_value(codec, stored), stored
+        else:
+            value, data = await _pay(slot, fn, codec, agree and stored is None, flight)
+    except Exception:
+        await held.release()
+        raise
+    except BaseException:
+        held.release_soon()
+        raise
+    await held.finish()
+    return value, data
+
+
+def _decodes(slot: EntrySlot, codec: Codec[T], data: bytes, *, log: bool) -> bool:
+    """Whether stored bytes decode; a value that does not is a miss (logged if asked)."""
+    try:
+        decode_value(codec, data)
+    except DecodeError as exc:
+        if log:
+            logger.warning("%s does not decode with %r (%s); recomputing", slot.label, codec, exc)
+        return False
+    return True
+
+
+async def _pay(
+    slot: EntrySlot,
+    fn: Callable[[], Any],
+    codec: Codec[T],
+    if_absent: bool,
+    flight: _single_flight.Flight,
+) -> tuple[T, bytes]:
+    """Call ``fn``, store its encoded result, and return what the entry now holds.
+
+    ``if_absent`` is False to replace an undecodable entry (a create would
+    fail forever) and where the caller chose overwrite.
+    """
+    backend = slot.backend
     flight.fn_started = True  # from here on the work is paid for
     result = fn()
     if inspect.isawaitable(result):
         result = await result
-    data, value = _encode_paid_result(memo, codec, result)
-    written = await memo.put(key, data, if_absent=agree and not corrupt)
+    data, value = _encode_paid_result(slot, codec, result)
+    written = await backend.put(slot.object_key, data, if_absent=if_absent)
     if written:
         return value, data
-    winner = await memo.get(key)
+    winner = await backend.get(slot.object_key)
     if winner is None:
         return value, data  # the winner was already swept: ours is as good
     try:
         return decode_value(codec, winner), winner
     except DecodeError as exc:
         logger.warning(
-            "memo entry %r of run %s step %d was written first with a value %r cannot "
-            "decode (%s); returning this caller's value",
-            key,
-            memo.run_id,
-            memo.step_number,
+            "%s was written first with a value %r cannot decode (%s); returning this "
+            "caller's value",
+            slot.label,
             codec,
             exc,
         )
         return value, data
 
 
-def _encode_paid_result(memo: Memo, codec: Codec[T], result: Any) -> tuple[bytes, T]:
+def _encode_paid_result(slot: EntrySlot, codec: Codec[T], result: Any) -> tuple[bytes, T]:
     """Encode ``fn``'s result and decode it back (what every later read will see).
 
     Runs after ``fn`` was paid, so each error says the work will be paid again
@@ -318,7 +338,7 @@ def _encode_paid_result(memo: Memo, codec: Codec[T], result: Any) -> tuple[bytes
             "(JSONCodec(default=...), or the pydantic codec recipe in the README), "
             "PickleCodec() for Python-only values, or return plain JSON types"
         ) from exc
-    limit = memo.store.max_value_bytes
+    limit = slot.max_value_bytes
     if limit is not None and len(data) > limit:
         raise ValueTooLargeError(
             f"fn's result encodes to {len(data)} bytes, over max_value_bytes={limit}; the "

@@ -6,6 +6,10 @@ markers are named, so Python and Rust workers can share one bucket:
 * memo entry: ``<prefix>/memos/<run_id>/<step_number>/<hex sha256(user_key)>``
 * terminal marker: ``<prefix>/terminals/<terminal_at_ms:020>_<run_id>``,
   a zero-byte object
+* claim (Python only, see :mod:`taquba_memo.claims`):
+  ``<memo entry key>.claim.<generation:010>``, next to its entry and so
+  below the run's prefix: a run clear (Rust's included) and a sweep delete
+  it with the run's entries. Rust workers never read or write claims.
 
 The prefix is normalised the way Rust ``object_store``'s ``Path`` does it:
 split on ``/`` with empty segments dropped, so ``""``, ``"a/"`` and
@@ -26,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from taquba_memo.errors import (
+    InvalidArgumentError,
     InvalidKeyError,
     InvalidPrefixError,
     InvalidRunId,
@@ -38,12 +43,18 @@ __all__ = [
     "MAX_RUN_ID_BYTES",
     "MAX_STEP_NUMBER",
     "MAX_TERMINAL_AT_MS",
+    "CLAIM_GENERATION_WIDTH",
+    "MAX_CLAIM_GENERATION",
     "TerminalMarker",
+    "claim_key",
+    "claims_prefix",
     "hex_sha256",
     "memo_key",
     "memos_prefix",
     "memos_run_prefix",
     "normalize_prefix",
+    "parse_claim_generation",
+    "parse_memo_claim_name",
     "parse_memo_entry_name",
     "parse_terminal_marker_name",
     "terminal_marker_key",
@@ -60,11 +71,15 @@ MAX_RUN_ID_BYTES = 128
 MAX_STEP_NUMBER = 2**32 - 1
 MAX_TERMINAL_AT_MS = 2**64 - 1
 TIMESTAMP_WIDTH = 20
+CLAIM_GENERATION_WIDTH = 10
+MAX_CLAIM_GENERATION = 10**CLAIM_GENERATION_WIDTH - 1
+_CLAIM_INFIX = ".claim."
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # A step number as Rust's u32 Display writes it: no sign, no leading zeros.
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,9}")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CLAIM_GENERATION = re.compile(rf"[0-9]{{{CLAIM_GENERATION_WIDTH}}}")
 # Characters object_store's PathPart percent-encodes (its INVALID set).
 _ESCAPED_BY_OBJECT_STORE = frozenset('/\\{^}%`]">[~<#|*?\r\n')
 
@@ -177,24 +192,85 @@ def memos_run_prefix(prefix: str, run_id: str) -> str:
     return _join(normalize_prefix(prefix), "memos", validate_run_id(run_id), "")
 
 
+def _parse_run_and_step(name: object) -> tuple[str, int, str] | None:
+    """Split ``<run_id>/<step_number>/<last>``; None unless run and step are valid."""
+    if not isinstance(name, str):
+        return None
+    parts = name.split("/")
+    if len(parts) != 3:
+        return None
+    run_id, step, last = parts
+    if _RUN_ID.fullmatch(run_id) is None or _DECIMAL.fullmatch(step) is None:
+        return None
+    step_number = int(step)
+    if step_number > MAX_STEP_NUMBER:
+        return None
+    return run_id, step_number, last
+
+
 def parse_memo_entry_name(name: str) -> tuple[str, int] | None:
     """Parse ``<run_id>/<step_number>/<64 hex>`` (relative to ``memos/``); None otherwise.
 
     Returns ``(run_id, step_number)``. Never raises: a stray object below
     ``memos/`` is reported as unrecognised, never attributed to a run.
     """
-    if not isinstance(name, str):
+    parsed = _parse_run_and_step(name)
+    if parsed is None or _HEX_SHA256.fullmatch(parsed[2]) is None:
         return None
-    parts = name.split("/")
-    if len(parts) != 3:
+    return parsed[0], parsed[1]
+
+
+def claim_key(entry_key: str, generation: int) -> str:
+    """``<entry key>.claim.<generation:010>``: generation ``generation`` of the entry's claim.
+
+    ``entry_key`` is a key :func:`memo_key` built. Generations start at 1; a
+    takeover creates the next one.
+    """
+    generation = _validate_int(generation, "generation", MAX_CLAIM_GENERATION, InvalidArgumentError)
+    if generation < 1:
+        raise InvalidArgumentError("a claim generation starts at 1")
+    return f"{claims_prefix(entry_key)}{generation:0{CLAIM_GENERATION_WIDTH}d}"
+
+
+def claims_prefix(entry_key: str) -> str:
+    """``<entry key>.claim.``: the raw listing prefix of every generation of the entry's claim.
+
+    No entry key starts with it (an entry's last segment is exactly 64 hex
+    digits), so listing it finds claims only.
+    """
+    if not isinstance(entry_key, str):
+        raise InvalidValueType(f"entry key must be str, not {type(entry_key).__name__}")
+    if _HEX_SHA256.fullmatch(entry_key.rsplit("/", 1)[-1]) is None:
+        raise InvalidKeyError(f"{entry_key!r:.200} is not a memo entry key")
+    return entry_key + _CLAIM_INFIX
+
+
+def parse_claim_generation(entry_key: str, key: str) -> int | None:
+    """The generation of ``key`` if it is a claim of ``entry_key``; None otherwise. Never raises."""
+    prefix = entry_key + _CLAIM_INFIX
+    if not isinstance(key, str) or not key.startswith(prefix):
         return None
-    run_id, step, digest = parts
-    if _RUN_ID.fullmatch(run_id) is None or _DECIMAL.fullmatch(step) is None:
+    digits = key[len(prefix) :]
+    if _CLAIM_GENERATION.fullmatch(digits) is None or int(digits) < 1:
         return None
-    step_number = int(step)
-    if step_number > MAX_STEP_NUMBER or _HEX_SHA256.fullmatch(digest) is None:
+    return int(digits)
+
+
+def parse_memo_claim_name(name: str) -> tuple[str, int, int] | None:
+    """Parse ``<run_id>/<step_number>/<64 hex>.claim.<10 digits>`` (relative to ``memos/``).
+
+    Returns ``(run_id, step_number, generation)``, or None for anything
+    else. Never raises.
+    """
+    parsed = _parse_run_and_step(name)
+    if parsed is None:
         return None
-    return run_id, step_number
+    digest, infix, digits = parsed[2].partition(_CLAIM_INFIX)
+    if not infix or _HEX_SHA256.fullmatch(digest) is None:
+        return None
+    if _CLAIM_GENERATION.fullmatch(digits) is None or int(digits) < 1:
+        return None
+    return parsed[0], parsed[1], int(digits)
 
 
 def terminal_marker_name(run_id: str, terminal_at_ms: int) -> str:

@@ -18,13 +18,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from taquba_memo import _fork, compute, layout
 from taquba_memo._checks import check_value
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy, run_sweep
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
+from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
 from taquba_memo.content import content_key
 from taquba_memo.errors import (
@@ -60,6 +61,10 @@ class MemoEntry:
     """The run it belongs to; None for an object that is not a memo entry."""
     step_number: int | None
     """The step it belongs to; None for an object that is not a memo entry."""
+    kind: Literal["entry", "claim", "unrecognized"] = "entry"
+    """``"entry"``, a memo entry; ``"claim"``, a claim of ``get_or_compute``
+    next to an entry (:mod:`taquba_memo.claims`), with its run and step;
+    ``"unrecognized"``, anything else (run and step are None)."""
     size: int | None = None
     """Its size in bytes, from the listing (``iter_entries(with_metadata=True)``); else None."""
     last_modified: datetime.datetime | None = None
@@ -69,9 +74,14 @@ class MemoEntry:
 def _entry(
     key: str, memos: str, size: int | None, last_modified: datetime.datetime | None
 ) -> MemoEntry:
-    parsed = layout.parse_memo_entry_name(key[len(memos) :])
-    run_id, step_number = (None, None) if parsed is None else parsed
-    return MemoEntry(key, run_id, step_number, size, last_modified)
+    name = key[len(memos) :]
+    parsed = layout.parse_memo_entry_name(name)
+    if parsed is not None:
+        return MemoEntry(key, *parsed, "entry", size, last_modified)
+    claim = layout.parse_memo_claim_name(name)
+    if claim is not None:
+        return MemoEntry(key, claim[0], claim[1], "claim", size, last_modified)
+    return MemoEntry(key, None, None, "unrecognized", size, last_modified)
 
 
 def _itself(key: str) -> str:
@@ -218,9 +228,10 @@ class MemoStore:
     ) -> AsyncIterator[MemoEntry]:
         """Yield every object below ``<prefix>/memos/`` (of one run, if given), streaming.
 
-        Each memo entry comes with its run and step; an object there that is
-        not a memo entry (written by something else) comes with ``None`` for
-        both. Order is the backend's listing order. With ``with_metadata``, on
+        Each memo entry comes with its run and step; so does a claim of
+        ``get_or_compute`` (``kind="claim"``); an object there that is
+        neither (written by something else) comes with ``None`` for both and
+        ``kind="unrecognized"``. Order is the backend's listing order. With ``with_metadata``, on
         a backend whose listing carries them (:attr:`lists_metadata`), each
         entry also has its ``size`` and ``last_modified`` from the same
         listing pages; elsewhere they stay None.
@@ -526,6 +537,7 @@ class Memo:
         *,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> bytes: ...
 
     @overload
@@ -537,6 +549,7 @@ class Memo:
         codec: Codec[T],
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> T: ...
 
     async def get_or_compute(
@@ -547,6 +560,7 @@ class Memo:
         codec: Codec[Any] = _BYTES,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> Any:
         """Return the value stored for ``key``, or compute, store and return it.
 
@@ -571,11 +585,33 @@ class Memo:
         as the event loop runs. ``store_if_cancelled=False`` cancels ``fn``
         with the caller instead.
 
+        Duplicates in other processes pay once with ``claim=ClaimPolicy(lease_s=...)``
+        (needs ``conditional_put``; ``NotSupported`` before any work
+        otherwise): the first caller records a claim with a lease and renews
+        it while ``fn`` runs; a duplicate that finds a live claim waits for
+        the entry instead of paying, and takes over (one waiter only) when
+        the claim was released or not renewed for a lease. Recommended
+        where a runtime's lease can expire under a live worker; see
+        :mod:`taquba_memo.claims`.
+
         The returned value is always ``codec.decode(codec.encode(result))``:
         what a retry will read back. See :mod:`taquba_memo.compute` for the
         details.
         """
-        return await compute.get_or_compute(self, key, fn, codec, if_absent, store_if_cancelled)
+        return await compute.get_or_compute(
+            self._entry_slot(key), fn, codec, if_absent, store_if_cancelled, claim
+        )
+
+    def _entry_slot(self, key: str) -> compute.EntrySlot:
+        """The entry of ``key`` as get_or_compute sees it (validates ``key``, before any I/O)."""
+        store = self._store
+        object_key = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
+        return compute.EntrySlot(
+            backend=store.backend,
+            object_key=object_key,
+            max_value_bytes=store.max_value_bytes,
+            label=f"memo entry {key!r} of run {self._run_id} step {self._step_number}",
+        )
 
     @overload
     async def content_get(

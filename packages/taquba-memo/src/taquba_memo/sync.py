@@ -46,6 +46,7 @@ from typing import Any, TypeVar, overload
 from taquba_memo import _fork, urls
 from taquba_memo import store as _core
 from taquba_memo.backend import MemoBackend
+from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.errors import StoreClosedError
 from taquba_memo.layout import TerminalMarker
@@ -442,6 +443,7 @@ class Memo:
         *,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> bytes: ...
 
     @overload
@@ -453,6 +455,7 @@ class Memo:
         codec: Codec[T],
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> T: ...
 
     def get_or_compute(
@@ -463,6 +466,7 @@ class Memo:
         codec: Codec[Any] = _BYTES,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
+        claim: ClaimPolicy | None = None,
     ) -> Any:
         """Return the stored value, or compute, store and return it.
 
@@ -474,11 +478,15 @@ class Memo:
         and its result is stored, unless ``store_if_cancelled=False``. A sync
         ``fn`` runs in the interrupted thread itself, so the interruption is
         its own exception and nothing is stored.
+
+        With ``claim``, the claim's heartbeat runs on the store's loop, so it
+        goes on renewing while a sync ``fn`` blocks the calling thread.
         """
         options: dict[str, Any] = {
             "codec": codec,
             "if_absent": if_absent,
             "store_if_cancelled": store_if_cancelled,
+            "claim": claim,
         }
         if not callable(fn):
             # Checked here too: the stand-in below is always callable.
