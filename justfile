@@ -26,7 +26,7 @@ typecheck: sync
     uv run --frozen mypy
 
 # Debian packages of the local test servers (COMMAND=PACKAGES), installed when missing and root.
-system_packages := ""
+system_packages := "radosgw=ceph-mon,ceph-osd,radosgw,ceph-common"
 
 # Install the Debian packages the local test servers need (root only; otherwise says what).
 system-deps:
