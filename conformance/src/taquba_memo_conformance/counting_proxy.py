@@ -16,7 +16,10 @@ How it forwards: each client connection gets its own upstream connection,
 opened on the first request and kept alive as long as both sides allow
 (HTTP/1.1 keep-alive). Bodies stream through in both directions, whether
 framed by ``Content-Length``, ``chunked`` transfer coding, or (for answers)
-the end of the connection. ``Host`` is rewritten to the upstream's, and a
+the end of the connection. Every request header a client may have signed
+(``Host`` above all: SigV4 and Azure Shared Key signatures cover it) goes
+upstream unchanged, so the proxy works in front of servers that check
+signatures; only hop-by-hop headers and ``Expect`` stop here. A
 ``Location`` header that names the upstream is rewritten to the proxy, so a
 client that follows it (a resumable upload session) keeps going through the
 proxy. ``Expect: 100-continue`` is answered by the proxy itself. A request
@@ -561,8 +564,6 @@ class CountingProxy:
             lowered = name.lower()
             if lowered in _HOP_BY_HOP or lowered == "expect":
                 continue
-            if lowered == "host":
-                value = f"{self.upstream_host}:{self.upstream_port}"
             lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

@@ -609,7 +609,9 @@ def _rgw_arguments(
     return [state_dir, mon_port, rgw_host, str(rgw_port), access_key, secret_key, memstore]
 
 
-def _rgw_server(port: int, keys: tuple[str, str], how: How, seconds: float, stop: _Stop) -> S3Server:
+def _rgw_server(
+    port: int, keys: tuple[str, str], how: How, seconds: float, stop: _Stop
+) -> S3Server:
     return S3Server(
         endpoint_url=f"http://127.0.0.1:{port}",
         access_key=keys[0],
@@ -638,6 +640,8 @@ def start_rgw_container() -> S3Server:
 
 def _fake_gcs_arguments(host: str, port: int, published: int) -> list[str]:
     # -public-host: without it fake-gcs-server takes the Host header for a bucket name.
+    # Given without a port it matches 127.0.0.1 on any port, so the XML API also
+    # answers through a proxy that forwards the client's Host unchanged.
     return [
         "-scheme",
         "http",
@@ -650,7 +654,7 @@ def _fake_gcs_arguments(host: str, port: int, published: int) -> list[str]:
         "-external-url",
         f"http://127.0.0.1:{published}",
         "-public-host",
-        f"127.0.0.1:{published}",
+        "127.0.0.1",
         "-log-level",
         "warn",
     ]
@@ -782,11 +786,12 @@ def start_s3_process() -> S3Server:
     )
 
 
-# The inline policy of the authenticating moto's one user: everything on S3.
-_MOTO_S3_POLICY = json.dumps(
+# The inline policy of the authenticating moto's user: all of S3, and IAM, so
+# that tests can add users of their own (with fewer permissions).
+_MOTO_AUTH_POLICY = json.dumps(
     {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}],
     }
 )
 
@@ -795,8 +800,8 @@ def start_moto_with_auth() -> S3Server:
     """A moto process that checks signatures: its IAM authentication switched on.
 
     moto accepts anything until ``/moto-api/reset-auth`` sets the number of
-    requests it lets through unchecked; the kit first creates an IAM user with
-    an S3 policy and an access key, then sets that number to 0. From then on
+    requests it lets through unchecked; the kit first creates an IAM user whose
+    policy allows S3 and IAM, and its access key, then sets that number to 0. From then on
     every request must be signed with that key and is checked like S3 checks it.
     """
     port, seconds, process = _start_moto()
@@ -811,7 +816,7 @@ def start_moto_with_auth() -> S3Server:
         ).client("iam", endpoint_url=endpoint)
         user = f"taquba-memo-{uuid.uuid4().hex[:8]}"
         iam.create_user(UserName=user)
-        iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=_MOTO_S3_POLICY)
+        iam.put_user_policy(UserName=user, PolicyName="memo", PolicyDocument=_MOTO_AUTH_POLICY)
         key = iam.create_access_key(UserName=user)["AccessKey"]
         request = urllib.request.Request(
             f"{endpoint}/moto-api/reset-auth",
