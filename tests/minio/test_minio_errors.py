@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import http.client
 import inspect
-import json
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
