@@ -57,9 +57,11 @@ rgw data = $dir/rgw
 CONF
 
 step() { echo "start_rgw: $*"; }
-# The caller signals the whole group; waiting here reaps the daemons, which
-# would otherwise be left to an init that may never reap them.
-trap 'trap - TERM INT; kill $(jobs -p) 2>/dev/null; wait; exit 143' TERM INT
+# The caller signals the whole group. The daemons are killed outright: their
+# state is thrown away, and memstore would first write all of it to disk.
+# Waiting reaps them, which an init that never reaps would not.
+stop_daemons() { kill -KILL $(jobs -p) 2>/dev/null || true; wait; }
+trap 'trap - TERM INT; stop_daemons; exit 143' TERM INT
 
 step "mon"
 ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
@@ -85,6 +87,5 @@ radosgw -c "$conf" -n client.rgw -f &
 status=0
 wait -n || status=$?
 step "a daemon exited with status $status; stopping the cluster"
-kill $(jobs -p) 2>/dev/null || true
-wait
+stop_daemons
 exit 1
