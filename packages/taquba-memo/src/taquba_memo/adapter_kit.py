@@ -3,7 +3,8 @@
 Adapters for synchronous SDKs (google-cloud-storage, minio) run SDK calls on a
 bounded thread pool with :class:`BlockingRunner`; backends without a batch
 delete API use :func:`delete_each`; every adapter maps HTTP statuses with
-:func:`error_for_status` inside its single error-mapping function.
+:func:`error_for_status` inside its single error-mapping function, and checks
+a configured endpoint with :func:`check_endpoint_url` when it is opened.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import contextvars
 import functools
 import itertools
+import re
+import urllib.parse
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -29,6 +32,7 @@ from taquba_memo.errors import (
     BackendError,
     ContainerNotFoundError,
     DeleteManyError,
+    InvalidConfigurationError,
     InvalidKeyError,
     InvalidValueType,
     ThrottledError,
@@ -37,6 +41,7 @@ from taquba_memo.errors import (
 
 __all__ = [
     "BlockingRunner",
+    "check_endpoint_url",
     "TaskWindow",
     "check_key",
     "check_value",
@@ -89,6 +94,41 @@ def object_name(name_prefix: str, key: object, *, max_bytes: int = 1024) -> str:
     if size > max_bytes:
         raise InvalidKeyError(f"key {key!r} makes an object name over {max_bytes} bytes")
     return name
+
+
+# A DNS name or IPv4 address, or an IPv6 address (urlsplit drops its brackets).
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+
+
+def check_endpoint_url(
+    endpoint: object, *, what: str, http_allowed: bool = True, http_fix: str = ""
+) -> urllib.parse.SplitResult:
+    """``endpoint`` split, if it is an ``http(s)://`` URL with a host and a valid port.
+
+    Otherwise raises :class:`~taquba_memo.InvalidConfigurationError` naming the
+    fix, before any I/O. ``what`` names the setting in the message;
+    ``http_allowed=False`` also refuses a plain ``http://`` endpoint, with
+    ``http_fix`` saying how to allow it.
+    """
+    if not isinstance(endpoint, str):
+        raise InvalidConfigurationError(f"{what} must be str, not {type(endpoint).__name__}")
+    parts = urllib.parse.urlsplit(endpoint)
+    shown = parts._replace(query="", fragment="", netloc=parts.netloc.rpartition("@")[2]).geturl()
+    try:
+        port_ok = parts.port != 0
+    except ValueError:  # not a number, or out of range
+        port_ok = False
+    host_ok = bool(parts.hostname) and _HOST.fullmatch(parts.hostname or "") is not None
+    if parts.scheme not in ("http", "https") or not host_ok or not port_ok:
+        raise InvalidConfigurationError(
+            f"{what} {shown!r} is not an http:// or https:// URL with a host; "
+            "write it as https://HOST[:PORT] (or http://127.0.0.1:PORT for a local server)"
+        )
+    if parts.scheme == "http" and not http_allowed:
+        raise InvalidConfigurationError(
+            f"{what} {shown!r} is plain http://: {http_fix or 'use https://'}"
+        )
+    return parts
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
