@@ -79,7 +79,7 @@ async def test_concurrent_creators_of_a_large_value_have_one_winner_in_single_pu
             won = await asyncio.gather(
                 *(
                     backend.put("memos/run/0/key", value, if_absent=True)
-                    for backend, value in zip(backends, values)
+                    for backend, value in zip(backends, values, strict=True)
                 )
             )
             sent = proxy.records_since(mark)
