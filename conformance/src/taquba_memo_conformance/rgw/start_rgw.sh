@@ -52,7 +52,9 @@ osd data = $dir/osd/\$cluster-\$id
 osd objectstore = memstore
 memstore device bytes = $memstore_bytes
 [client.rgw]
-rgw frontends = beast endpoint=$rgw_host:$rgw_port
+# tcp_nodelay: without it every GET answer waits for the client's delayed ACK
+# (measured: 44 ms a 1 KiB GET, 2.6 ms with it).
+rgw frontends = beast endpoint=$rgw_host:$rgw_port tcp_nodelay=1
 rgw data = $dir/rgw
 CONF
 
