@@ -70,7 +70,10 @@ CONSTRUCTORS: list[tuple[str, Callable[[], object], str]] = [
     (
         "gcs endpoint without a scheme",
         lambda: GCSBackend.connect(
-            "bucket", endpoint="127.0.0.1:4443", credentials=AnonymousCredentials(), project="p"
+            "bucket",
+            endpoint="127.0.0.1:4443",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            project="p",
         ),
         "write it as https://HOST[:PORT]",
     ),

@@ -421,7 +421,8 @@ def s3_server_from_env() -> S3Server | None:
         return None
     endpoint = endpoint.rstrip("/")
     because = "TAQUBA_MEMO_S3_ENDPOINT is"
-    emulator = _emulator_env("TAQUBA_MEMO_S3_EMULATOR", ("moto", "minio", "rgw"))
+    known: tuple[S3Emulator, ...] = ("moto", "minio", "rgw")
+    emulator = _emulator_env("TAQUBA_MEMO_S3_EMULATOR", known)
     server = S3Server(
         endpoint_url=endpoint,
         access_key=_required_env("TAQUBA_MEMO_S3_ACCESS_KEY", because),
