@@ -27,7 +27,7 @@ typecheck: sync
     uv run --frozen mypy
 
 # Debian packages of the local test servers (COMMAND=PACKAGES), installed when missing and root.
-system_packages := "redis-server=redis-server"
+system_packages := "redis-server=redis-server radosgw=ceph-mon,ceph-osd,radosgw,ceph-common"
 
 # Install the Debian packages the local test servers need (root only; otherwise says what).
 system-deps:
@@ -52,6 +52,7 @@ containers-gcs *ARGS: sync
 # Requests per operation, time against the raw SDKs and the reference clear, and marker
 # memory, on local moto, fake-gcs-server and Azurite; writes BENCHMARKS.md (tables) and
 # benchmarks/last_run.json. Not CI; 30-40 min on 2 shared cores (`just bench --quick`: 3).
+# `just bench --only rgw`: both S3 adapters on Ceph RGW, merged into the last run (1-2 min).
 # Benchmark every adapter against its emulator and update BENCHMARKS.md (not CI).
 bench *ARGS: sync
     uv run --frozen python -m benchmarks {{ARGS}}

@@ -32,7 +32,7 @@ from taquba_memo.backends.local import LocalFileBackend
 from taquba_memo.backends.memory import InMemoryBackend
 
 from benchmarks import measure, report
-from benchmarks.targets import Target, make_targets, servers
+from benchmarks.targets import RGW_TARGETS, Target, make_targets, servers
 
 ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("obstore", "google-cloud-storage", "azure-storage-blob", "minio", "moto")
@@ -95,7 +95,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=300, help="timed rounds for get/put")
     parser.add_argument("--clear-reps", type=int, default=3, help="repetitions of the clear timing")
     parser.add_argument(
-        "--only", default="", help="comma-separated adapter names (default: all of them)"
+        "--only",
+        default="",
+        help=(
+            "comma-separated target names (default: all but the RGW ones; RGW's are "
+            f"{', '.join(repr(name) for name in RGW_TARGETS)}, or 'rgw' for both). The "
+            "results are merged into the last run's, whose other targets are kept"
+        ),
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
@@ -209,6 +215,32 @@ async def bench_memory(count: int, workdir: str) -> list[dict[str, Any]]:
     return rows
 
 
+def merge_into_last_run(partial: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The last full run's results with ``partial``'s targets added or replaced.
+
+    Each target measured now says so in its notes (when, and with which sizes),
+    so the tables never pass a partial run off as the full one.
+    """
+    try:
+        merged: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return partial
+    params = partial["params"]
+    when = (
+        f"measured in a separate run of {partial['started']} ({partial['seconds'] / 60:.1f} min; "
+        f"clear of {params['entries']:,} entries, sweep over {params['markers']:,} markers with "
+        f"{params['expired']} expired, {params['pairs']} timed rounds; load average "
+        f"{partial['machine']['load_before']} before, {partial['machine']['load_after']} after)"
+    )
+    for name, target in partial["targets"].items():
+        target["notes"] = [*target.get("notes", []), when]
+        merged["targets"][name] = target
+    names = {row["backend"] for row in partial["memory"]}
+    merged["memory"] = [row for row in merged["memory"] if row["backend"] not in names]
+    merged["memory"] += partial["memory"]
+    return merged
+
+
 async def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers are stopped.
@@ -232,10 +264,17 @@ async def main(argv: list[str] | None = None) -> int:
         "memory": [],
     }
     only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if "rgw" in only:
+        only = (only - {"rgw"}) | set(RGW_TARGETS)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="taquba-bench-") as workdir:
-        _log("starting moto, fake-gcs-server and Azurite")
-        srv = stack.enter_context(servers())
-        targets = [t for t in make_targets(srv, workdir, stack) if not only or t.name in only]
+        want_rgw = bool(only & set(RGW_TARGETS))
+        _log("starting moto, fake-gcs-server and Azurite" + (" and Ceph RGW" if want_rgw else ""))
+        srv = stack.enter_context(servers(rgw=want_rgw))
+        targets = [
+            t
+            for t in make_targets(srv, workdir, stack)
+            if (t.name in only if only else t.name not in RGW_TARGETS)
+        ]
         for target in targets:  # the report lists the targets in this order
             results["targets"][target.name] = {}
         groups: dict[str, list[Target]] = {}
@@ -263,7 +302,8 @@ async def main(argv: list[str] | None = None) -> int:
                     await backend.aclose()
                 results["targets"][target.name]["clear_timing"] = timing
                 _log(f"{target.name}: speedup {timing['speedup']:.1f}x")
-        results["memory"] = await bench_memory(args.memory_markers, workdir)
+        if not only:  # the marker-memory rows of the embedded backends belong to full runs
+            results["memory"] = await bench_memory(args.memory_markers, workdir)
         results["memory"] += [
             {**result["memory_iter"], "backend": f"{name} ({result['server']})"}
             for name, result in results["targets"].items()
@@ -271,6 +311,8 @@ async def main(argv: list[str] | None = None) -> int:
         ]
     results["seconds"] = time.monotonic() - started
     results["machine"]["load_after"] = _load()
+    if only:
+        results = merge_into_last_run(results, args.json)
     args.json.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     _log(f"raw results in {args.json}")
     if args.out is not None:

@@ -36,6 +36,7 @@ from taquba_memo_conformance.servers import (
     azurite_connection_string,
     resolve_azure_server,
     resolve_gcs_server,
+    resolve_rgw_server,
     resolve_s3_server,
 )
 from taquba_memo_gcs import GCSBackend
@@ -73,11 +74,17 @@ class Servers:
     s3: S3Server
     gcs: GCSServer
     azure: AzureServer
+    #: Ceph RGW, when an RGW target is wanted.
+    rgw: S3Server | None = None
+
+
+#: The targets on Ceph RGW; the server is started only when one of them is wanted.
+RGW_TARGETS = ("obstore (S3, RGW)", "minio (RGW)")
 
 
 @contextmanager
-def servers() -> Iterator[Servers]:
-    """moto, fake-gcs-server and Azurite on 127.0.0.1, as the conformance kit starts them."""
+def servers(*, rgw: bool) -> Iterator[Servers]:
+    """moto, fake-gcs-server and Azurite (and Ceph RGW if ``rgw``) as the kit starts them."""
     with ExitStack() as stack:
         s3 = resolve_s3_server()
         stack.callback(s3.close)
@@ -85,7 +92,10 @@ def servers() -> Iterator[Servers]:
         stack.callback(gcs.close)
         azure = resolve_azure_server()
         stack.callback(azure.close)
-        yield Servers(s3, gcs, azure)
+        rgw_server = resolve_rgw_server() if rgw else None
+        if rgw_server is not None:
+            stack.callback(rgw_server.close)
+        yield Servers(s3, gcs, azure, rgw_server)
 
 
 @dataclass
@@ -270,18 +280,25 @@ def make_targets(srv: Servers, workdir: str, stack: ExitStack) -> list[Target]:
     xml_proxy = stack.enter_context(GcsXmlProxy(gcs.endpoint_url))
     local_root = tempfile.mkdtemp(prefix="local-", dir=workdir)
 
-    def obstore_s3(endpoint: str | None) -> MemoBackend:
-        return ObstoreBackend(_s3_store(endpoint or s3.endpoint_url, s3_bucket, s3))
+    def s3_adapters(
+        server: S3Server, bucket: str
+    ) -> tuple[Callable[[str | None], MemoBackend], Callable[[str | None], MemoBackend]]:
+        def obstore_s3(endpoint: str | None) -> MemoBackend:
+            return ObstoreBackend(_s3_store(endpoint or server.endpoint_url, bucket, server))
 
-    def minio(endpoint: str | None) -> MemoBackend:
-        return MinioBackend.connect(
-            _netloc(endpoint or s3.endpoint_url),
-            s3_bucket,
-            access_key=s3.access_key,
-            secret_key=s3.secret_key,
-            secure=False,
-            region=s3.region,
-        )
+        def minio(endpoint: str | None) -> MemoBackend:
+            return MinioBackend.connect(
+                _netloc(endpoint or server.endpoint_url),
+                bucket,
+                access_key=server.access_key,
+                secret_key=server.secret_key,
+                secure=False,
+                region=server.region,
+            )
+
+        return obstore_s3, minio
+
+    obstore_s3, minio = s3_adapters(s3, s3_bucket)
 
     def gcs_sdk(endpoint: str | None) -> MemoBackend:
         client = storage.Client(
@@ -344,6 +361,25 @@ def make_targets(srv: Servers, workdir: str, stack: ExitStack) -> list[Target]:
             max_clear_entries=2_500,
         ),
         Target("LocalFileBackend", "local disk", local, _local_raw, None),
+        *_rgw_targets(srv.rgw, s3_adapters),
+    ]
+
+
+def _rgw_targets(
+    rgw: S3Server | None,
+    s3_adapters: Callable[
+        [S3Server, str],
+        tuple[Callable[[str | None], MemoBackend], Callable[[str | None], MemoBackend]],
+    ],
+) -> list[Target]:
+    """Both S3 adapters on Ceph RGW (a bucket of their own), when the server was started."""
+    if rgw is None:
+        return []
+    obstore_s3, minio = s3_adapters(rgw, rgw.new_bucket())
+    server = "Ceph RGW 16 (memstore)"
+    return [
+        Target(RGW_TARGETS[0], server, obstore_s3, _obstore_raw, rgw.endpoint_url),
+        Target(RGW_TARGETS[1], server, minio, _minio_raw, rgw.endpoint_url),
     ]
 
 

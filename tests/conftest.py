@@ -1,4 +1,8 @@
-"""The suite-wide ``reliability`` fixture: tests record the figures RELIABILITY.md reports.
+"""Suite-wide: the ``reliability`` figures RELIABILITY.md reports, and the S3 server matrix.
+
+Tests of the S3 adapters that use ``s3_server`` run once per S3 server in
+:data:`S3_SERVERS` (moto and Ceph RGW) where their directory's conftest calls
+:func:`parametrize_s3_servers`; their ids end in ``[moto]`` or ``[rgw]``.
 
 A fault, crash or hostile-input test adds to named counters of its section::
 
@@ -26,6 +30,19 @@ from typing import Any
 import pytest
 
 FIGURES_FILE = "figures.json"
+
+#: The S3 servers every S3 adapter test runs on (parameters of the kit's ``s3_server``).
+S3_SERVERS = ("moto", "rgw")
+
+
+def parametrize_s3_servers(metafunc: pytest.Metafunc) -> None:
+    """Run a test that uses ``s3_server`` once on each of :data:`S3_SERVERS`."""
+    if "s3_server" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        if "s3_server" in str(marker.args[0] if marker.args else marker.kwargs.get("argnames")):
+            return  # the test chooses its servers itself
+    metafunc.parametrize("s3_server", S3_SERVERS, indirect=True, scope="session")
 
 
 def figures_dir() -> Path:

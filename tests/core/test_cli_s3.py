@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import urllib.parse
-from collections.abc import Iterator
 
 import pytest
 from taquba_memo.sync import open_store
-from taquba_memo_conformance._processes import ManagedProcess, free_port, start_timeout
+from taquba_memo_conformance._processes import free_port
 from taquba_memo_conformance.counting_proxy import CountingProxy
 from taquba_memo_conformance.servers import S3Server
 
 from ._cli_support import (
     EXIT_ACCESS_DENIED,
     EXIT_BACKEND_ERROR,
+    EXIT_BAD_URL,
     EXIT_CONTAINER_NOT_FOUND,
     EXIT_OK,
     run_cli,
@@ -56,30 +54,6 @@ def populated(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
         store.new_memo("live", 0).put("a", b"9")
         store.write_terminal_marker("done", 1_000)
     return url
-
-
-@pytest.fixture(scope="module")
-def moto_checking_credentials() -> Iterator[str]:
-    """A moto S3 server of our own that checks signatures (the shared one accepts any).
-
-    ``INITIAL_NO_AUTH_ACTION_COUNT=0`` makes moto authenticate every request, so
-    unknown keys get 403 InvalidAccessKeyId, as a real bucket would answer.
-    """
-    port = free_port()
-    process = ManagedProcess(
-        "moto-auth",
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={**clean_process_env(), "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-    )
-    try:
-        process.wait_until_http(f"http://127.0.0.1:{port}/", start_timeout())
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
-
-
-def clean_process_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TAQUBA_MEMO_"))}
 
 
 @needs_moto
@@ -159,8 +133,8 @@ class TestStorageErrorsHaveTheirOwnExitCodes:
         assert "hint: check the bucket" in result.stderr
 
     @needs_moto
-    def test_wrong_credentials(self, moto_checking_credentials: str) -> None:
-        url = s3_url(moto_checking_credentials, "bucket", "us-east-1")
+    def test_wrong_credentials(self, moto_auth_server: S3Server) -> None:
+        url = s3_url(moto_auth_server.endpoint_url, "bucket", moto_auth_server.region)
         result = run_cli(
             "--url", url, "runs",
             env={"AWS_ACCESS_KEY_ID": "not-a-key", "AWS_SECRET_ACCESS_KEY": "not-a-secret"},
@@ -176,3 +150,31 @@ class TestStorageErrorsHaveTheirOwnExitCodes:
             env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
         )  # fmt: skip
         assert result.code == EXIT_BACKEND_ERROR, result.stderr
+
+
+class TestAClientThatCannotBeBuiltIsABadURL:
+    """Configuration mistakes exit with the bad-URL code and say how to fix them."""
+
+    def test_a_plain_http_endpoint_without_allow_http(self) -> None:
+        endpoint = f"http://127.0.0.1:{free_port()}"
+        url = f"s3://bucket/base?endpoint={endpoint}&region=us-east-1"
+        result = run_cli("--url", url, "markers", env=CONFIGURED_KEYS)
+        assert result.code == EXIT_BAD_URL, result.stderr
+        assert "add allow_http=true" in result.stderr
+
+    def test_an_endpoint_that_is_not_a_url(self) -> None:
+        url = "s3://bucket/base?endpoint=127.0.0.1:9000&region=us-east-1&allow_http=true"
+        result = run_cli("--url", url, "markers", env=CONFIGURED_KEYS)
+        assert result.code == EXIT_BAD_URL, result.stderr
+        assert "write it as https://HOST[:PORT]" in result.stderr
+
+    def test_an_unknown_option(self) -> None:
+        url = "s3://bucket/base?endpoint=https://s3.example&no_such_option=1"
+        result = run_cli("--url", url, "markers", env=CONFIGURED_KEYS)
+        assert result.code == EXIT_BAD_URL, result.stderr
+        assert "no_such_option" in result.stderr
+        assert "remove or correct that query parameter" in result.stderr
+
+
+# Made-up keys: these commands stop before any request is signed.
+CONFIGURED_KEYS = {"AWS_ACCESS_KEY_ID": "made-up", "AWS_SECRET_ACCESS_KEY": "made-up"}

@@ -8,15 +8,18 @@ stall, or applied with the answer lost) while the workload of
 operation, until retries run out. Reads that check what was stored go
 straight to the server, never through the proxy.
 
-Adapters and servers: MinioBackend on moto, GCSBackend on fake-gcs-server,
-AzureBlobBackend on Azurite, and ObstoreBackend on all three (S3 on moto,
-Azure on Azurite, GCS on fake-gcs-server behind the kit's XML-upload proxy).
+Adapters and servers: MinioBackend on moto and on Ceph RGW, GCSBackend on
+fake-gcs-server, AzureBlobBackend on Azurite, and ObstoreBackend on all of them
+(S3 on moto and RGW, Azure on Azurite, GCS on fake-gcs-server behind the kit's
+XML-upload proxy). RGW checks every signature, so there the proxy's forwarding
+is proved transparent as well.
 Figures go to ``.reliability/figures.json`` under ``faults: <adapter>``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import urllib.parse
 import zlib
@@ -78,10 +81,12 @@ def host_port(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def minio_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: S3Server = request.getfixturevalue("s3_server")
+async def minio_target(
+    request: pytest.FixtureRequest, server_fixture: str = "s3_server", name: str = "minio"
+) -> AsyncIterator[Target]:
+    server: S3Server = request.getfixturevalue(server_fixture)
     bucket = server.new_bucket()
-    proxy = fault_proxy(server.endpoint_url, "minio")
+    proxy = fault_proxy(server.endpoint_url, name)
     credentials: dict[str, Any] = {
         "access_key": server.access_key,
         "secret_key": server.secret_key,
@@ -99,7 +104,7 @@ async def minio_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
     )
     direct = MinioBackend.connect(host_port(server.endpoint_url), bucket, **credentials)
     try:
-        yield Target("minio", faulty, direct, proxy, {"server": server.emulator or "env"})
+        yield Target(name, faulty, direct, proxy, {"server": server.emulator or "env"})
     finally:
         await faulty.aclose()
         await direct.aclose()
@@ -170,10 +175,13 @@ async def azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
 
 
 @contextlib.asynccontextmanager
-async def obstore_s3_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: S3Server = request.getfixturevalue("s3_server")
+async def obstore_s3_target(
+    request: pytest.FixtureRequest, server_fixture: str = "s3_server", name: str = "obstore S3"
+) -> AsyncIterator[Target]:
+    server: S3Server = request.getfixturevalue(server_fixture)
     bucket = server.new_bucket()
-    proxy = fault_proxy(server.endpoint_url, "obstore-s3")
+    # The moto target's seed is named as it was before RGW joined.
+    proxy = fault_proxy(server.endpoint_url, "obstore-s3" if name == "obstore S3" else name)
 
     def store(endpoint: str, **options: Any) -> S3Store:
         return S3Store(
@@ -191,7 +199,7 @@ async def obstore_s3_target(request: pytest.FixtureRequest) -> AsyncIterator[Tar
     )
     direct = ObstoreBackend(store(server.endpoint_url, client_options={"allow_http": True}))
     try:
-        yield Target("obstore S3", faulty, direct, proxy, {"server": server.emulator or "env"})
+        yield Target(name, faulty, direct, proxy, {"server": server.emulator or "env"})
     finally:
         proxy.close()
 
@@ -259,12 +267,20 @@ TARGETS: dict[str, TargetFactory] = {
     "gcs": gcs_target,
     "azure": azure_target,
     "obstore S3": obstore_s3_target,
+    "minio on RGW": functools.partial(
+        minio_target, server_fixture="rgw_server", name="minio on RGW"
+    ),
+    "obstore S3 on RGW": functools.partial(
+        obstore_s3_target, server_fixture="rgw_server", name="obstore S3 on RGW"
+    ),
     "obstore Azure": obstore_azure_target,
     "obstore GCS": obstore_gcs_target,
 }
 
 
-@pytest.mark.parametrize("name", list(TARGETS))
+@pytest.mark.parametrize(
+    "name", list(TARGETS), ids=[name.replace("RGW", "rgw") for name in TARGETS]
+)
 async def test_nothing_acknowledged_is_lost_and_no_answer_is_wrong_under_faults(
     name: str, request: pytest.FixtureRequest, reliability: ReliabilityFigures
 ) -> None:

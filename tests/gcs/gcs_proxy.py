@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 __all__ = ["Fault", "GCSProxy", "SeenRequest"]
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
+# Host is forwarded as the client sent it: a signature covers it.
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,6 @@ class GCSProxy:
     ) -> tuple[int, dict[str, str], bytes]:
         netloc = urlsplit(self.upstream).netloc
         sent = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
-        sent["Host"] = netloc  # fake-gcs-server reads other hosts as bucket names
         sent["Content-Length"] = str(len(body))
         # One kept-alive upstream connection per handler thread; a fresh one if it broke.
         for attempt in range(2):

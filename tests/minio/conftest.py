@@ -19,11 +19,16 @@ from minio import Minio
 from taquba_memo_conformance.servers import S3Server
 from taquba_memo_minio import MinioBackend, make_http_client
 
+from ..conftest import parametrize_s3_servers
 from .s3_proxy import S3Proxy
 
 BackendFactory = Callable[..., MinioBackend]
 
 CLIENT_CONNECTIONS = 16
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_s3_servers(metafunc)
 
 
 def endpoint_of(server: S3Server) -> tuple[str, bool]:

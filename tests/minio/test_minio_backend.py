@@ -30,6 +30,7 @@ from taquba_memo import (
     TransientBackendError,
     ValueTooLargeError,
 )
+from taquba_memo_conformance.servers import S3Server
 from taquba_memo_minio import MinioBackend, sdk_sends_conditional_header
 from taquba_memo_minio._errors import KeyNotDeleted
 
@@ -350,16 +351,16 @@ async def test_max_concurrency_defaults_to_the_clients_connection_pool(
 
 
 async def test_connect_sizes_the_pool_to_the_concurrency_and_aclose_is_idempotent(
-    minio_bucket: str, minio_client: Minio
+    s3_server: S3Server, minio_bucket: str, minio_client: Minio
 ) -> None:
     host, secure = minio_client._base_url.host, minio_client._base_url.is_https
     backend = MinioBackend.connect(
         host,
         minio_bucket,
-        access_key="testing",
-        secret_key="testing",
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
         secure=secure,
-        region="us-east-1",
+        region=s3_server.region,
         max_concurrency=5,
     )
     assert backend.client._http.connection_pool_kw["maxsize"] == 5

@@ -3,8 +3,8 @@
 First a table over every exception class the adapter's SDK calls can raise
 (the MinIO SDK's own, urllib3's, http.client's, socket errors, broken XML,
 per-key delete errors). Then the real thing: a missing bucket, bucket policies
-that deny, a moto server with authentication switched on (unknown access key,
-wrong secret, no permission), and throttling, server errors, dropped
+that deny, servers that check signatures (moto with authentication on, and
+Ceph RGW: unknown access key, wrong secret, no permission), and throttling, server errors, dropped
 connections and timeouts injected by the recording proxy. Secrets never show.
 """
 
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import http.client
 import inspect
-import json
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
@@ -31,7 +29,8 @@ from taquba_memo import (
     ThrottledError,
     TransientBackendError,
 )
-from taquba_memo_conformance.servers import S3Server, start_s3_process
+from taquba_memo_conformance.fixtures import S3_SERVER_FIXTURES
+from taquba_memo_conformance.servers import S3Server
 from taquba_memo_minio import MinioBackend, default_retry, make_http_client
 from taquba_memo_minio._errors import SDK_ERRORS, KeyNotDeleted, map_minio_error
 from urllib3.response import HTTPResponse
@@ -265,26 +264,15 @@ async def test_a_bucket_policy_denial_is_access_denied(
 # -- a server that checks credentials --------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def auth_server() -> Iterator[tuple[S3Server, str, dict[str, str]]]:
-    """A moto server of its own, with one bucket and one IAM user, then authentication on."""
-    server = start_s3_process()
-    try:
-        bucket = server.new_bucket()
-        iam = _boto3_iam(server)
-        iam.create_user(UserName="memo-user")
-        key = iam.create_access_key(UserName="memo-user")["AccessKey"]
-        request = urllib.request.Request(
-            f"{server.endpoint_url}/moto-api/reset-auth",
-            data=b"0",  # actions allowed without authentication from now on
-            headers={"Content-Type": "text/plain"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            assert json.load(answer)["status"] == "ok"
-        yield server, bucket, {"access": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
-    finally:
-        server.close()
+# The servers that check signatures, and what each refuses: RGW's users own their
+# buckets, and the kit makes one user on it, so "no permission" is tried on moto.
+REFUSALS = [
+    ("moto-auth", "unknown access key", "InvalidAccessKeyId"),
+    ("moto-auth", "wrong secret", "SignatureDoesNotMatch"),
+    ("moto-auth", "user without permission", "AccessDenied"),
+    ("rgw", "unknown access key", "InvalidAccessKeyId"),
+    ("rgw", "wrong secret", "SignatureDoesNotMatch"),
+]
 
 
 def _boto3_iam(server: S3Server) -> Any:
@@ -298,20 +286,28 @@ def _boto3_iam(server: S3Server) -> Any:
     return session.client("iam", endpoint_url=server.endpoint_url)
 
 
-@pytest.mark.parametrize(
-    ("who", "code"),
-    [
-        ("unknown access key", "InvalidAccessKeyId"),
-        ("wrong secret", "SignatureDoesNotMatch"),
-        ("user without permission", "AccessDenied"),
-    ],
-)
+def _user_without_permission(server: S3Server) -> dict[str, str]:
+    """A new IAM user of moto's, with a key and no policy at all."""
+    iam = _boto3_iam(server)
+    name = f"memo-user-{len(iam.list_users()['Users'])}"
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"access": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+
+
+@pytest.mark.parametrize(("kind", "who", "code"), REFUSALS)
 async def test_refused_credentials_are_access_denied_and_never_shown(
-    auth_server: tuple[S3Server, str, dict[str, str]], who: str, code: str
+    request: pytest.FixtureRequest, kind: str, who: str, code: str
 ) -> None:
-    server, bucket, user = auth_server
-    access_key = {"unknown access key": "AKIAUNKNOWNUNKNOWN00"}.get(who, user["access"])
-    secret_key = SECRET if who != "user without permission" else user["secret"]
+    server: S3Server = request.getfixturevalue(S3_SERVER_FIXTURES[kind])
+    assert server.checks_signatures
+    bucket = server.new_bucket()
+    if who == "user without permission":
+        user = _user_without_permission(server)
+        access_key, secret_key = user["access"], user["secret"]
+    else:
+        access_key = "AKIAUNKNOWNUNKNOWN00" if who == "unknown access key" else server.access_key
+        secret_key = SECRET
     host = server.endpoint_url.removeprefix("http://")
     async with MinioBackend.connect(
         host,
@@ -421,8 +417,9 @@ async def test_a_refused_connection_is_transient(make_backend: BackendFactory) -
 async def test_no_error_or_repr_shows_the_secret_key(
     make_backend: BackendFactory, s3_server: S3Server, s3_proxy: S3Proxy
 ) -> None:
-    # moto without authentication accepts any secret, so requests still reach it.
-    client = client_for(s3_server, s3_proxy.host_port, secret_key=SECRET, retries=default_retry(0))
+    # moto without authentication accepts any secret; a server that checks gets its own.
+    secret = s3_server.secret_key if s3_server.checks_signatures else SECRET
+    client = client_for(s3_server, s3_proxy.host_port, secret_key=secret, retries=default_retry(0))
     try:
         backend = make_backend(client=client)
         await backend.put("k", b"v")
@@ -438,7 +435,7 @@ async def test_no_error_or_repr_shows_the_secret_key(
             await missing.get("k")
         errors.append(raised_missing.value)
         for error in errors:
-            assert_no_secret(error, backend, secret=SECRET)
+            assert_no_secret(error, backend, secret=secret)
     finally:
         client._http.clear()
 

@@ -20,11 +20,17 @@ from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 
+from ..conftest import parametrize_s3_servers
+
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, GCSCredential, RetryConfig
 
 RETRY: RetryConfig = {"max_retries": 2, "retry_timeout": timedelta(seconds=20)}
 CLIENT: ClientConfig = {"allow_http": True, "timeout": "120s", "connect_timeout": "5s"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_s3_servers(metafunc)
 
 
 def s3_store(

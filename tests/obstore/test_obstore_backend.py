@@ -459,6 +459,7 @@ def test_repr_never_shows_credentials(tmp_path: Path) -> None:
             secret_access_key=SECRET,
             session_token=SECRET,
             region="eu-west-1",
+            client_options={"allow_http": True},
         ),
         offline_gcs_store(private_key=SECRET),
         AzureStore("container", account_name="acct", sas_key=f"sv=1&sig={SECRET}"),

@@ -29,6 +29,8 @@ class Adapter:
     name: str
     build: Callable[[str | None], MemoBackend]
     proxy: CountingProxy
+    #: For the S3 adapters: "moto" or "rgw".
+    s3_server: str = "moto"
 
     def direct(self) -> MemoBackend:
         return self.build(None)

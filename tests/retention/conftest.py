@@ -1,4 +1,7 @@
-"""Each adapter on its emulator, reachable directly and through a counting proxy.
+"""Each adapter on its server, reachable directly and through a counting proxy.
+
+The S3 adapters run twice: on moto, and on Ceph RGW (``minio-rgw``,
+``obstore-s3-rgw``), a server that checks the signatures the proxy forwards.
 
 The SDKs are imported by the builder that needs them: worker processes
 (:mod:`tests.runtimes.backend_specs`) build one adapter and start faster.
@@ -33,7 +36,18 @@ from taquba_memo_obstore import ObstoreBackend
 
 from .adapters import Adapter, classify
 
-ADAPTERS = ["obstore-s3", "minio", "gcs", "obstore-gcs", "azure", "obstore-azure"]
+ADAPTERS = [
+    "obstore-s3",
+    "minio",
+    "obstore-s3-rgw",
+    "minio-rgw",
+    "gcs",
+    "obstore-gcs",
+    "azure",
+    "obstore-azure",
+]
+# The parameter's suffix that puts an S3 adapter on RGW instead of moto.
+_ON_RGW = "-rgw"
 
 _OBSTORE_CLIENT = {"allow_http": True, "timeout": "60s", "connect_timeout": "5s"}
 
@@ -170,8 +184,11 @@ def gcs_xml_proxy_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture(params=ADAPTERS)
 def adapter(request: pytest.FixtureRequest) -> Iterator[Adapter]:
-    """One adapter on a fresh bucket of its emulator, with a counting proxy in front."""
+    """One adapter on a fresh bucket of its server, with a counting proxy in front."""
     name: str = request.param
+    on_rgw = name.endswith(_ON_RGW)
+    name = name.removesuffix(_ON_RGW)
+    s3_fixture = "rgw_server" if on_rgw else "s3_server"
     with contextlib.ExitStack() as cleanup:
 
         def azure() -> tuple[AzureServer, str]:
@@ -182,10 +199,10 @@ def adapter(request: pytest.FixtureRequest) -> Iterator[Adapter]:
 
         build, upstream = _builder(
             name,
-            lambda: request.getfixturevalue("s3_server"),
+            lambda: request.getfixturevalue(s3_fixture),
             lambda: request.getfixturevalue("gcs_server"),
             azure,
             lambda: request.getfixturevalue("gcs_xml_proxy_url"),
         )
         with CountingProxy(upstream, classify=classify) as proxy:
-            yield Adapter(name, build, proxy)
+            yield Adapter(name, build, proxy, "rgw" if on_rgw else "moto")

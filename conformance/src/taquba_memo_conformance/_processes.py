@@ -24,6 +24,7 @@ from pathlib import Path
 __all__ = [
     "ManagedProcess",
     "ServerStartError",
+    "ServerUnavailableError",
     "free_port",
     "http_answers",
     "register_cleanup",
@@ -39,6 +40,13 @@ STOP_GRACE_SECONDS = 5.0
 
 class ServerStartError(RuntimeError):
     """A storage server could not be provided; the message carries its output's tail."""
+
+
+class ServerUnavailableError(ServerStartError):
+    """The server's software is not on this machine; the message says how to get it.
+
+    Its fixture skips the tests that need it, unless ``TAQUBA_MEMO_REQUIRE_SERVERS=1``.
+    """
 
 
 def start_timeout() -> float:

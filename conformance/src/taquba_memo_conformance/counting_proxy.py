@@ -16,7 +16,10 @@ How it forwards: each client connection gets its own upstream connection,
 opened on the first request and kept alive as long as both sides allow
 (HTTP/1.1 keep-alive). Bodies stream through in both directions, whether
 framed by ``Content-Length``, ``chunked`` transfer coding, or (for answers)
-the end of the connection. ``Host`` is rewritten to the upstream's, and a
+the end of the connection. Every request header a client may have signed
+(``Host`` above all: SigV4 and Azure Shared Key signatures cover it) goes
+upstream unchanged, so the proxy works in front of servers that check
+signatures; only hop-by-hop headers and ``Expect`` stop here. A
 ``Location`` header that names the upstream is rewritten to the proxy, so a
 client that follows it (a resumable upload session) keeps going through the
 proxy. ``Expect: 100-continue`` is answered by the proxy itself. A request
@@ -41,6 +44,7 @@ builds on both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -49,7 +53,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "CountingProxy",
@@ -545,6 +549,13 @@ class CountingProxy:
         try:
             await self.intercept_answer(head, _parse_status_line(status_line)[1])
         except DropConnection:
+            # The server's whole answer is read first: a server may send its status
+            # before it has done the work (RGW's DeleteObjects streams its results),
+            # and the client must not learn of the failure before the work is done.
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self._drain_answer(head, status_line, upstream.reader), _UPSTREAM_TIMEOUT_S
+                )
             upstream.close()
             raise
         keep_upstream, keep_client = await self._relay_answer(
@@ -561,8 +572,6 @@ class CountingProxy:
             lowered = name.lower()
             if lowered in _HOP_BY_HOP or lowered == "expect":
                 continue
-            if lowered == "host":
-                value = f"{self.upstream_host}:{self.upstream_port}"
             lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -575,22 +584,18 @@ class CountingProxy:
         client: asyncio.StreamWriter,
         keep_client: bool,
     ) -> tuple[bool, bool]:
-        while True:
-            version, status, reason = _parse_status_line(status_line)
-            headers = await _read_header_lines(upstream)
-            if not 100 <= status < 200 or status == 101:
-                break
-            status_line = await upstream.readline()  # an interim answer: skip it
-        values = {name.lower(): value for name, value in headers}
-        keep_upstream = _keeps_alive(version, values.get("connection"))
-        has_body = head.method != "HEAD" and status not in (204, 304)
-        chunked = has_body and "chunked" in values.get("transfer-encoding", "").lower()
-        length = values.get("content-length") if has_body and not chunked else None
-        until_eof = has_body and not chunked and length is None
+        answer = await _read_answer_head(head, status_line, upstream)
+        status, headers, length, chunked = (
+            answer.status,
+            answer.headers,
+            answer.length,
+            answer.chunked,
+        )
+        keep_upstream, until_eof = answer.keep_alive, answer.until_eof
         if until_eof:
             keep_upstream = keep_client = False  # only the end of the connection frames it
         self._answered(entry, status)
-        lines = [f"HTTP/1.1 {status} {reason}"]
+        lines = [f"HTTP/1.1 {status} {answer.reason}"]
         for name, value in headers:
             lowered = name.lower()
             if lowered in _HOP_BY_HOP:
@@ -601,10 +606,75 @@ class CountingProxy:
         if not keep_client:
             lines.append("Connection: close")
         client.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        if has_body:
+        if answer.has_body:
             await _copy_body(upstream, client, length, chunked, until_eof=until_eof)
         await client.drain()
         return keep_upstream, keep_client
+
+    async def _drain_answer(
+        self, head: RequestHead, status_line: bytes, upstream: asyncio.StreamReader
+    ) -> None:
+        """Read an answer to its end and throw it away."""
+        answer = await _read_answer_head(head, status_line, upstream)
+        if answer.has_body:
+            await _copy_body(
+                upstream, _Discard(), answer.length, answer.chunked, until_eof=answer.until_eof
+            )
+
+
+@dataclass(frozen=True)
+class _AnswerHead:
+    """An answer's status and headers (interim answers skipped), and how its body is framed."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    keep_alive: bool
+    has_body: bool
+    chunked: bool
+    length: str | None
+    until_eof: bool
+
+
+async def _read_answer_head(
+    head: RequestHead, status_line: bytes, upstream: asyncio.StreamReader
+) -> _AnswerHead:
+    while True:
+        version, status, reason = _parse_status_line(status_line)
+        headers = await _read_header_lines(upstream)
+        if not 100 <= status < 200 or status == 101:
+            break
+        status_line = await upstream.readline()  # an interim answer: skip it
+    values = {name.lower(): value for name, value in headers}
+    has_body = head.method != "HEAD" and status not in (204, 304)
+    chunked = has_body and "chunked" in values.get("transfer-encoding", "").lower()
+    length = values.get("content-length") if has_body and not chunked else None
+    return _AnswerHead(
+        status=status,
+        reason=reason,
+        headers=headers,
+        keep_alive=_keeps_alive(version, values.get("connection")),
+        has_body=has_body,
+        chunked=chunked,
+        length=length,
+        until_eof=has_body and not chunked and length is None,
+    )
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes) -> object: ...
+
+    async def drain(self) -> None: ...
+
+
+class _Discard:
+    """A sink that drops what it is given."""
+
+    def write(self, data: bytes) -> None:
+        return None
+
+    async def drain(self) -> None:
+        return None
 
 
 def _abort_if_reset(drop: DropConnection, writer: asyncio.StreamWriter) -> None:
@@ -666,7 +736,7 @@ def _keeps_alive(version: str, connection: str | None) -> bool:
 
 async def _copy_body(
     source: asyncio.StreamReader,
-    sink: asyncio.StreamWriter,
+    sink: _Sink,
     length: str | None,
     chunked: bool,
     *,
@@ -698,9 +768,7 @@ async def _copy_body(
     await _copy_exactly(source, sink, int(length or 0))
 
 
-async def _copy_exactly(
-    source: asyncio.StreamReader, sink: asyncio.StreamWriter, size: int
-) -> None:
+async def _copy_exactly(source: asyncio.StreamReader, sink: _Sink, size: int) -> None:
     remaining = size
     while remaining:
         chunk = await source.read(min(remaining, _COPY_CHUNK))

@@ -23,6 +23,11 @@ The faults (:data:`FAULTS`):
   by a reset. The client cannot tell whether its request took effect.
 * ``lost-stall`` -- forwarded and applied; the answer is held for
   ``stall_seconds``, then the connection is closed.
+
+For both, the proxy reads the server's whole answer before failing the
+client: a server may send its status before it has done the work (Ceph RGW's
+DeleteObjects streams its per-key results), and a request must not take effect
+after its caller was told it failed.
 * ``401``, ``403`` -- answered as a refused credential or permission (not in
   the default menu: for error-mapping tests against emulators that accept
   any credential).

@@ -3,7 +3,8 @@
 obstore (Rust ``object_store``) uploads GCS objects through the XML API
 (``PUT /<bucket>/<object>``), which fake-gcs-server refuses with "invalid
 uploadType". Its reads, XML listings and deletes are understood as they are.
-This proxy forwards every request unchanged, except that an XML upload
+This proxy forwards every request unchanged (its ``Host`` header included,
+as a signature covers it), except that an XML upload
 becomes a JSON-API ``multipart`` upload (measured: fake-gcs-server v1.54
 enforces ``ifGenerationMatch`` on multipart uploads, not on ``media`` ones):
 
@@ -35,9 +36,10 @@ from types import TracebackType
 
 __all__ = ["GcsXmlProxy"]
 
-# Headers that describe one hop's connection; never forwarded.
+# Headers that describe one hop's connection; never forwarded. ``Host`` is not
+# one: it goes upstream as the client sent it, since signatures cover it.
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 )
 _UPSTREAM_TIMEOUT_S = 30.0
 
@@ -175,7 +177,10 @@ class _Handler(BaseHTTPRequestHandler):
             "POST",
             f"/upload/storage/v1/b/{bucket}/o?{urllib.parse.urlencode(query)}",
             body,
-            {"Content-Type": f"multipart/related; boundary={boundary}"},
+            {
+                "Host": self.headers.get("Host", ""),
+                "Content-Type": f"multipart/related; boundary={boundary}",
+            },
         )
         if status != 200:
             self._reply(status, headers, payload)

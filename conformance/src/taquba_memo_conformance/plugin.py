@@ -21,9 +21,24 @@ from pathlib import Path
 import pytest
 
 from taquba_memo_conformance.backend_factory import BackendFactory, resolve_factory
-from taquba_memo_conformance.fixtures import azure_server, gcs_server, s3_server
+from taquba_memo_conformance.fixtures import (
+    azure_server,
+    default_s3_server,
+    gcs_server,
+    moto_auth_server,
+    rgw_server,
+    s3_server,
+)
 
-__all__ = ["FACTORY_KEY", "azure_server", "gcs_server", "s3_server"]
+__all__ = [
+    "FACTORY_KEY",
+    "azure_server",
+    "default_s3_server",
+    "gcs_server",
+    "moto_auth_server",
+    "rgw_server",
+    "s3_server",
+]
 
 FACTORY_KEY = pytest.StashKey[BackendFactory]()
 """Where the resolved ``--memo-backend`` factory is kept on ``config.stash``."""

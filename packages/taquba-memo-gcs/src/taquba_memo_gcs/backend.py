@@ -24,7 +24,14 @@ from google.auth.credentials import Credentials
 from google.cloud import storage
 from google.cloud.storage import blob as blob_module
 from google.cloud.storage.retry import DEFAULT_RETRY
-from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, delete_each, object_name
+from taquba_memo.adapter_kit import (
+    BlockingRunner,
+    check_endpoint_url,
+    check_key,
+    check_value,
+    delete_each,
+    object_name,
+)
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError
 
@@ -182,6 +189,8 @@ class GCSBackend(MemoBackendBase):
         connection pool gets ``max_concurrency`` connections.
         """
         base_path = _normalize_base_path(base_path)  # refuse bad input before building anything
+        if endpoint:
+            check_endpoint_url(endpoint, what="GCS endpoint")
         client_options = {"api_endpoint": endpoint} if endpoint else None
         client = storage.Client(
             project=project, credentials=credentials, client_options=client_options

@@ -15,8 +15,10 @@ import asyncio
 import inspect
 import io
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import minio
 from minio import Minio
@@ -28,6 +30,7 @@ from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
     InvalidArgumentError,
+    InvalidConfigurationError,
     InvalidKeyError,
     NotSupported,
     ValueTooLargeError,
@@ -115,6 +118,29 @@ def sdk_sends_conditional_header() -> bool:
     except (TypeError, ValueError):
         return False
     return list(parameters)[:5] == ["self", "bucket_name", "object_name", "data", "headers"]
+
+
+_ENDPOINT_FIX = (
+    "give HOST[:PORT] with no scheme or path (for example 127.0.0.1:9000), "
+    "and secure=False for plain HTTP"
+)
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+
+
+def _check_endpoint(endpoint: object) -> None:
+    """Refuse an endpoint the SDK would accept but could never connect to (no host, a path)."""
+    if not isinstance(endpoint, str):
+        raise InvalidConfigurationError(f"endpoint must be str, not {type(endpoint).__name__}")
+    parts = urlsplit(f"//{endpoint}")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    host = (
+        parts.netloc.rsplit(":", 1)[0] if ":" in parts.netloc.rsplit("]", 1)[-1] else parts.netloc
+    )
+    if parts.path or parts.query or parts.fragment or port == 0 or not _HOST_NAME.fullmatch(host):
+        raise InvalidConfigurationError(f"invalid S3 endpoint {endpoint!r}; {_ENDPOINT_FIX}")
 
 
 class MinioBackend(MemoBackendBase):
@@ -241,6 +267,7 @@ class MinioBackend(MemoBackendBase):
         """
         if not access_key or not secret_key:
             raise InvalidArgumentError("connect() needs an access key and a secret key")
+        _check_endpoint(endpoint)
         http_client = make_http_client(
             max_concurrency,
             connect_timeout=connect_timeout,
@@ -260,7 +287,9 @@ class MinioBackend(MemoBackendBase):
             )
         except ValueError as exc:
             http_client.clear()
-            raise InvalidArgumentError(f"invalid S3 endpoint {endpoint!r}: {exc}") from None
+            raise InvalidConfigurationError(
+                f"invalid S3 endpoint {endpoint!r}: {exc}; {_ENDPOINT_FIX}"
+            ) from None
         return cls(
             client,
             bucket,

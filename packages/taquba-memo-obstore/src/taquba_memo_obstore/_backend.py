@@ -53,6 +53,7 @@ from taquba_memo.errors import (
     NotSupported,
 )
 
+from taquba_memo_obstore._config import check_client_config
 from taquba_memo_obstore._errors import map_obstore_error
 from taquba_memo_obstore._fork import runtime_inherited
 
@@ -122,6 +123,11 @@ class ObstoreBackend(MemoBackendBase):
     atomic on every store, and the same request for plain and create-only
     writes. ``capabilities`` overrides what is declared for the store type,
     for S3-compatible services that lack a feature.
+
+    A store whose client cannot work raises
+    :class:`~taquba_memo.InvalidConfigurationError` here, naming the fix: an
+    S3 or Azure endpoint that is not an ``http(s)://`` URL with a host, or a
+    plain ``http://`` one without ``allow_http``.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class ObstoreBackend(MemoBackendBase):
         segments = [segment for segment in base_path.split("/") if segment]
         if not _segments_are_valid(segments):
             raise InvalidKeyError(f"base_path {base_path!r} has a '.', '..' or control character")
+        check_client_config(store)
         self._store = store
         self._kind = type(store).__name__
         self._base = "/".join(segments)

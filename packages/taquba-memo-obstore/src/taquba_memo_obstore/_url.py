@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
-from taquba_memo.errors import InvalidArgumentError
+from taquba_memo.errors import InvalidArgumentError, InvalidConfigurationError
 
 from taquba_memo_obstore._backend import ObstoreBackend
 from taquba_memo_obstore._errors import redact
@@ -124,8 +124,12 @@ def open_url(url: str) -> ObstoreBackend:
             raise InvalidArgumentError(f"the URL names no bucket or container: {redact(url)}")
         store = _cloud_store(scheme, parts.netloc, settings)
     except obstore_errors.BaseError as exc:
-        # UnknownConfigurationKeyError, unparseable values, ...: bad input.
-        raise InvalidArgumentError(f"cannot open {redact(url)}: {redact(str(exc))}") from exc
+        # UnknownConfigurationKeyError, unparseable values, ...: a store obstore cannot build.
+        raise InvalidConfigurationError(
+            f"cannot open {redact(url)}: {redact(str(exc))}; remove or correct that query "
+            "parameter (obstore's store settings and client options, such as region, "
+            "endpoint, allow_http, timeout)"
+        ) from exc
     return ObstoreBackend(store, base_path)
 
 

@@ -1,10 +1,13 @@
-"""Input checks a backend makes before any I/O: str keys, bytes-like values, object names."""
+"""Input checks a backend makes before any I/O: str keys, bytes-like values, names, endpoints."""
 
 from __future__ import annotations
 
-from taquba_memo.errors import InvalidKeyError, InvalidValueType
+import re
+import urllib.parse
 
-__all__ = ["check_key", "check_value", "object_name"]
+from taquba_memo.errors import InvalidConfigurationError, InvalidKeyError, InvalidValueType
+
+__all__ = ["check_endpoint_url", "check_key", "check_value", "object_name"]
 
 
 def check_key(key: object) -> str:
@@ -45,3 +48,38 @@ def object_name(name_prefix: str, key: object, *, max_bytes: int = 1024) -> str:
     if size > max_bytes:
         raise InvalidKeyError(f"key {key!r} makes an object name over {max_bytes} bytes")
     return name
+
+
+# A DNS name or IPv4 address, or an IPv6 address (urlsplit drops its brackets).
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+
+
+def check_endpoint_url(
+    endpoint: object, *, what: str, http_allowed: bool = True, http_fix: str = ""
+) -> urllib.parse.SplitResult:
+    """``endpoint`` split, if it is an ``http(s)://`` URL with a host and a valid port.
+
+    Otherwise raises :class:`~taquba_memo.InvalidConfigurationError` naming the
+    fix, before any I/O. ``what`` names the setting in the message;
+    ``http_allowed=False`` also refuses a plain ``http://`` endpoint, with
+    ``http_fix`` saying how to allow it.
+    """
+    if not isinstance(endpoint, str):
+        raise InvalidConfigurationError(f"{what} must be str, not {type(endpoint).__name__}")
+    parts = urllib.parse.urlsplit(endpoint)
+    shown = parts._replace(query="", fragment="", netloc=parts.netloc.rpartition("@")[2]).geturl()
+    try:
+        port_ok = parts.port != 0
+    except ValueError:  # not a number, or out of range
+        port_ok = False
+    host_ok = bool(parts.hostname) and _HOST.fullmatch(parts.hostname or "") is not None
+    if parts.scheme not in ("http", "https") or not host_ok or not port_ok:
+        raise InvalidConfigurationError(
+            f"{what} {shown!r} is not an http:// or https:// URL with a host; "
+            "write it as https://HOST[:PORT] (or http://127.0.0.1:PORT for a local server)"
+        )
+    if parts.scheme == "http" and not http_allowed:
+        raise InvalidConfigurationError(
+            f"{what} {shown!r} is plain http://: {http_fix or 'use https://'}"
+        )
+    return parts

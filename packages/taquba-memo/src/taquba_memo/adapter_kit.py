@@ -1,7 +1,7 @@
 """Building blocks for adapter packages, so each adapter stays thin: one import, four concerns.
 
 Input checks before any I/O (:func:`check_key`, :func:`check_value`,
-:func:`object_name`); bounded concurrency (:func:`chunked`,
+:func:`object_name`, :func:`check_endpoint_url`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
 HTTP status table (:func:`error_for_status`); and fork helpers. Each concern
 lives in a private module of its own; this module is the public face.
@@ -17,7 +17,7 @@ hands what a forked child inherited to :func:`keep_inherited` and
 
 from __future__ import annotations
 
-from taquba_memo._checks import check_key, check_value, object_name
+from taquba_memo._checks import check_endpoint_url, check_key, check_value, object_name
 from taquba_memo._concurrency import (
     DEFAULT_CONCURRENCY,
     BlockingRunner,
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "BlockingRunner",
     "TaskWindow",
+    "check_endpoint_url",
     "check_key",
     "check_value",
     "chunked",

@@ -64,6 +64,7 @@ from taquba_memo.errors import (
     BackendError,
     ContainerNotFoundError,
     DeleteManyError,
+    InvalidConfigurationError,
     InvalidURLError,
     MemoError,
 )
@@ -97,8 +98,8 @@ def exit_code_for(error: BaseException) -> int:
     """The exit code for an error that ended a command."""
     if isinstance(error, AdapterNotInstalledError):
         return EXIT_ADAPTER_MISSING
-    if isinstance(error, InvalidURLError):
-        return EXIT_BAD_URL
+    if isinstance(error, (InvalidURLError, InvalidConfigurationError)):
+        return EXIT_BAD_URL  # a client that cannot be built: what the URL or options say
     if isinstance(error, AccessDeniedError):
         return EXIT_ACCESS_DENIED
     if isinstance(error, ContainerNotFoundError):

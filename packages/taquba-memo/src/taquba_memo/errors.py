@@ -29,6 +29,7 @@ __all__ = [
     "EncodeError",
     "ForkedProcessError",
     "InvalidArgumentError",
+    "InvalidConfigurationError",
     "InvalidKeyError",
     "InvalidPrefixError",
     "InvalidRunId",
@@ -149,6 +150,19 @@ class DecodeError(MemoError):
 
 class InvalidURLError(InvalidArgumentError):
     """A store URL is malformed, has an unknown scheme, or is ambiguous."""
+
+
+class InvalidConfigurationError(InvalidArgumentError):
+    """An adapter was given a client it cannot build: the message names the fix.
+
+    For example an ``http://`` endpoint without ``allow_http``, an endpoint
+    that is not a URL, or an unknown option. Raised when the backend is
+    opened, before any I/O; retrying cannot help, so it is never transient.
+    The command line exits with the bad-URL code (3).
+    """
+
+    transient: bool = False
+    """Always False: retrying cannot fix a configuration (the same attribute as BackendError's)."""
 
 
 class AdapterNotInstalledError(InvalidURLError):
