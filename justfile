@@ -56,6 +56,11 @@ containers-gcs *ARGS: sync
 # Benchmark every adapter against its emulator and update BENCHMARKS.md (not CI).
 bench *ARGS: sync
     uv run --frozen python -m benchmarks {{ARGS}}
+    uv run --frozen python -m benchmarks.cost_model
+
+# Requests and dollars a month at 10^4, 10^6 and 10^8 runs a day (BENCHMARKS.md, cost_model.png).
+cost-model: sync
+    uv run --frozen python -m benchmarks.cost_model
 
 # Not in `test`: the fault profile with 60 keys an adapter and every fault on every operation,
 # 120 rounds of killed writers, 30 scenarios of killed sweeps, five times the hostile inputs;
