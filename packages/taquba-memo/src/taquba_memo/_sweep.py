@@ -25,26 +25,40 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from taquba_memo import layout
 from taquba_memo._concurrency import TaskWindow
+from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import BackendError, DeleteManyError
 from taquba_memo.layout import TerminalMarker
-
-if TYPE_CHECKING:
-    from taquba_memo.store import MemoStore
 
 __all__ = [
     "PAGE_KEYS",
     "SCAN_MIN_EXPIRED_FRACTION",
     "SweepFailure",
     "SweepReport",
+    "SweepSource",
     "SweepStrategy",
     "run_sweep",
 ]
+
+
+class SweepSource(Protocol):
+    """What a sweep needs of the store it clears (MemoStore is one)."""
+
+    @property
+    def backend(self) -> MemoBackend: ...
+
+    @property
+    def prefix(self) -> str: ...
+
+    def _listed(self, prefix: str) -> AsyncIterator[str]: ...
+
+    def _iter_marker_names(self) -> AsyncIterator[tuple[str, TerminalMarker | None]]: ...
+
 
 logger = logging.getLogger("taquba_memo")
 
@@ -128,7 +142,7 @@ class _Chunk:
 class _Sweep:
     def __init__(
         self,
-        store: MemoStore,
+        store: SweepSource,
         report: SweepReport,
         *,
         concurrency: int,
@@ -396,7 +410,7 @@ class _Sweep:
 
 
 async def run_sweep(
-    store: MemoStore,
+    store: SweepSource,
     report: SweepReport,
     *,
     concurrency: int,
