@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from taquba_memo.errors import (
     AccessDeniedError,
@@ -29,9 +29,6 @@ from taquba_memo.errors import (
     DeleteManyError,
     ThrottledError,
 )
-
-if TYPE_CHECKING:
-    from taquba_memo._sweep import SweepReport
 
 __all__ = ["MemoStats", "MemoStatsSnapshot", "Operation", "StoreTelemetry", "set_otel_enabled"]
 
@@ -296,6 +293,16 @@ class StoreTelemetry:
             span.end()
 
 
+class _SweepOutcome(Protocol):
+    """What a span reads of a :class:`~taquba_memo.SweepReport`."""
+
+    strategy: str
+    dry_run: bool
+    runs_cleared_count: int
+    entries_deleted: int
+    failures: list[Any]
+
+
 class Operation:
     """One memo operation in progress; records what it found as it goes.
 
@@ -424,7 +431,7 @@ class Operation:
         self.attributes["taquba_memo.delete_failures"] = failures
         self.store.run_cleared(run_id, entries_deleted, "clear_run")
 
-    def swept(self, report: SweepReport) -> None:
+    def swept(self, report: _SweepOutcome) -> None:
         """A sweep ended with ``report`` (its runs were counted as each was cleared)."""
         self.attributes.update(
             {
