@@ -49,7 +49,8 @@ async def test_get_or_compute_records_a_miss_then_a_hit(store: MemoStore, otel: 
     assert await memo.get_or_compute("k", lambda: b"paid again") == b"paid"
 
     miss, hit = otel.spans("taquba_memo.get_or_compute")
-    assert miss.attributes is not None and hit.attributes is not None
+    assert miss.attributes is not None
+    assert hit.attributes is not None
     assert miss.attributes["taquba_memo.outcome"] == "miss"
     assert miss.attributes["taquba_memo.computed"] is True
     assert miss.attributes["taquba_memo.value_size"] == 4
@@ -186,7 +187,8 @@ async def test_a_sweep_has_one_span_with_a_span_per_run_inside(
     ]
     assert sweep.context is not None
     for run in runs:
-        assert run.parent is not None and run.parent.span_id == sweep.context.span_id
+        assert run.parent is not None
+        assert run.parent.span_id == sweep.context.span_id
         assert (run.attributes or {})["taquba_memo.entries_deleted"] == 2
     points = otel.points()
     assert total(points, "taquba_memo.runs_cleared", taquba_memo__operation="sweep") == 2
