@@ -131,6 +131,11 @@ class _Otel:
 
         self.trace = trace
         self.metrics = metrics
+        try:
+            from opentelemetry.metrics import _internal as metrics_state
+        except ImportError:  # pragma: no cover - another API version
+            metrics_state = None
+        self._metrics_state: Any = metrics_state
         self.idle_tracers: tuple[type, ...] = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
         idle_meters: list[type] = [metrics.NoOpMeterProvider]
         try:
@@ -171,11 +176,26 @@ class _Otel:
             description="Memo entries deleted by run clears and sweeps",
         )
 
+    # The public getters cost microseconds (each reads os.environ); a provider
+    # never set is seen from the API's own global, which stays None until then.
     def tracing(self) -> bool:
+        if getattr(self.trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _PROVIDER_ENV[0]:
+            return False
         return not isinstance(self.trace.get_tracer_provider(), self.idle_tracers)
 
     def metering(self) -> bool:
+        state = self._metrics_state
+        if getattr(state, "_METER_PROVIDER", _UNKNOWN) is None and not _PROVIDER_ENV[1]:
+            return False
         return not isinstance(self.metrics.get_meter_provider(), self.idle_meters)
+
+
+_UNKNOWN = object()
+# OTEL_PYTHON_{TRACER,METER}_PROVIDER name a provider the getters load on first use.
+_PROVIDER_ENV = (
+    "OTEL_PYTHON_TRACER_PROVIDER" in os.environ,
+    "OTEL_PYTHON_METER_PROVIDER" in os.environ,
+)
 
 
 _otel: _Otel | None = None
@@ -312,6 +332,7 @@ class Operation:
     """
 
     __slots__ = (
+        "_metering_otel",
         "_otel",
         "_span",
         "_token",
@@ -332,12 +353,15 @@ class Operation:
         if step is not None:
             self.attributes["taquba_memo.step"] = step
         self._otel: _Otel | None = None
+        self._metering_otel: _Otel | None = None
         self._tracing = False
         self._span: Any = None
         self._token: Any = None
 
     def __enter__(self) -> Operation:
         otel = self._otel = _active_otel()
+        if otel is not None and otel.metering():
+            self._metering_otel = otel
         if otel is not None and otel.tracing():
             self._tracing = True
             self._span = otel.tracer.start_span(
@@ -373,8 +397,7 @@ class Operation:
     # -- what the operation found ------------------------------------------------
 
     def _metering(self) -> _Otel | None:
-        otel = self._otel if self._otel is not None else _active_otel()
-        return otel if otel is not None and otel.metering() else None
+        return self._metering_otel
 
     def _lookup(self, outcome: str) -> None:
         self.attributes["taquba_memo.outcome"] = outcome
