@@ -277,3 +277,16 @@ def test_importing_the_library_does_not_import_opentelemetry() -> None:
         timeout=60,
     )
     assert shown.stdout.strip() == "False", shown.stderr
+
+
+def test_the_readme_console_example_prints_memo_spans_and_metrics() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "otel_console.py"
+    shown = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count('"name": "taquba_memo.get_or_compute"') == 2
+    assert '"taquba_memo.outcome": "miss"' in shown.stdout
+    assert '"taquba_memo.outcome": "hit"' in shown.stdout
+    assert '"name": "taquba_memo.lookups"' in shown.stdout
+    assert "hits=1, misses=1" in shown.stdout
