@@ -24,6 +24,7 @@ from taquba_memo import (
     MemoStore,
     set_otel_enabled,
 )
+from taquba_memo import sync as memo_sync
 
 from ..otel_support import Telemetry, captured_telemetry, total
 
@@ -290,3 +291,17 @@ def test_the_readme_console_example_prints_memo_spans_and_metrics() -> None:
     assert '"taquba_memo.outcome": "hit"' in shown.stdout
     assert '"name": "taquba_memo.lookups"' in shown.stdout
     assert "hits=1, misses=1" in shown.stdout
+
+
+def test_sync_store_spans_nest_under_the_calling_threads_span(
+    tmp_path: Path, otel: Telemetry
+) -> None:
+    tracer = trace.get_tracer("the-application")
+    with (
+        memo_sync.MemoStore(LocalFileBackend(tmp_path)) as store,
+        tracer.start_as_current_span("celery task") as task,
+    ):
+        store.new_memo(RUN, STEP).get_or_compute("k", lambda: b"v")
+    (memo_span,) = otel.spans("taquba_memo.get_or_compute")
+    assert memo_span.parent is not None
+    assert memo_span.parent.span_id == task.get_span_context().span_id

@@ -15,12 +15,15 @@ prefix, URL or credential is ever an attribute.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import os
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from taquba_memo.errors import (
     AccessDeniedError,
@@ -36,6 +39,8 @@ OTEL_SWITCH = "TAQUBA_MEMO_OTEL"
 """The environment variable that turns OpenTelemetry off: ``off``, ``0``, ``false`` or ``no``."""
 
 INSTRUMENTATION_NAME = "taquba_memo"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,21 @@ def _active_otel() -> _Otel | None:
                     _otel_state = "off"
                     return None
     return _otel
+
+
+def in_callers_context(coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    """``coro``, run (on another thread's loop) in the calling thread's context while
+    tracing, so its spans are children of the caller's span; else ``coro`` as it is."""
+    otel = _active_otel()
+    if otel is None or not otel.tracing():
+        return coro
+    return _run_in(contextvars.copy_context(), coro)
+
+
+async def _run_in(context: contextvars.Context, coro: Coroutine[Any, Any, T]) -> T:
+    # A task copies the context current when it is created: here, the caller's.
+    task: asyncio.Future[T] = context.run(asyncio.ensure_future, coro)
+    return await task
 
 
 def error_kind(error: BaseException) -> str:
