@@ -71,10 +71,12 @@ def test_the_sync_store_shares_its_async_stores_stats(tmp_path: Path) -> None:
 
 def test_threads_counting_at_once_lose_no_update() -> None:
     stats = MemoStats()
-    threads = [
-        threading.Thread(target=lambda: [stats.add(lookups=1, hits=1) for _ in range(2_000)])
-        for _ in range(8)
-    ]
+
+    def count() -> None:
+        for _ in range(2_000):
+            stats.add(lookups=1, hits=1)
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -57,10 +57,10 @@ async def test_get_or_compute_records_a_miss_then_a_hit(store: MemoStore, otel: 
     assert miss.attributes["taquba_memo.value_size"] == 4
     assert hit.attributes["taquba_memo.outcome"] == "hit"
     assert "taquba_memo.computed" not in hit.attributes
-    for span in (miss, hit):
-        assert span.attributes["taquba_memo.backend"] == kind
-        assert span.attributes["taquba_memo.run_id"] == RUN
-        assert span.attributes["taquba_memo.step"] == STEP
+    for attributes in (miss.attributes, hit.attributes):
+        assert attributes["taquba_memo.backend"] == kind
+        assert attributes["taquba_memo.run_id"] == RUN
+        assert attributes["taquba_memo.step"] == STEP
 
     points = otel.points()
     assert total(points, "taquba_memo.lookups", taquba_memo__outcome="miss") == 1
@@ -104,7 +104,7 @@ async def test_a_single_flight_follower_is_recorded_as_shared(
     follower = asyncio.ensure_future(memo.get_or_compute("k", slow))
     await asyncio.sleep(0)
     release.set()
-    assert await asyncio.wait_for(asyncio.gather(leader, follower), 10) == [b"once", b"once"]
+    assert list(await asyncio.wait_for(asyncio.gather(leader, follower), 10)) == [b"once"] * 2
 
     outcomes = sorted(
         str((span.attributes or {})["taquba_memo.outcome"])
@@ -168,26 +168,26 @@ async def test_a_run_clear_has_a_span_and_counts_its_deletes(
 async def test_a_sweep_has_one_span_with_a_span_per_run_inside(
     store: MemoStore, otel: Telemetry
 ) -> None:
-    for run in ("old-a", "old-b"):
-        await store.new_memo(run, 0).put("k", b"v")
-        await store.new_memo(run, 1).put("k", b"v")
-        await store.write_terminal_marker(run, 1_000)
+    for run_id in ("old-a", "old-b"):
+        await store.new_memo(run_id, 0).put("k", b"v")
+        await store.new_memo(run_id, 1).put("k", b"v")
+        await store.write_terminal_marker(run_id, 1_000)
     await store.write_terminal_marker("young", 9_000)
     report = await store.sweep(cutoff_ms=5_000)
     assert report.runs_cleared_count == 2
 
     (sweep,) = otel.spans("taquba_memo.sweep")
-    runs = otel.spans("taquba_memo.sweep.run")
+    per_run = otel.spans("taquba_memo.sweep.run")
     assert sweep.attributes is not None
     assert sweep.attributes["taquba_memo.runs_cleared"] == 2
     assert sweep.attributes["taquba_memo.entries_deleted"] == 4
     assert sweep.attributes["taquba_memo.sweep.failures"] == 0
-    assert sorted(str((run.attributes or {})["taquba_memo.run_id"]) for run in runs) == [
+    assert sorted(str((run.attributes or {})["taquba_memo.run_id"]) for run in per_run) == [
         "old-a",
         "old-b",
     ]
     assert sweep.context is not None
-    for run in runs:
+    for run in per_run:
         assert run.parent is not None
         assert run.parent.span_id == sweep.context.span_id
         assert (run.attributes or {})["taquba_memo.entries_deleted"] == 2

@@ -136,11 +136,13 @@ class _Otel:
 
         self.trace = trace
         self.metrics = metrics
+        self._metrics_state: Any = None
         try:
-            from opentelemetry.metrics import _internal as metrics_state
-        except ImportError:  # pragma: no cover - another API version
-            metrics_state = None
-        self._metrics_state: Any = metrics_state
+            from opentelemetry.metrics import _internal
+
+            self._metrics_state = _internal
+        except ImportError:  # pragma: no cover - another API version: the getter decides
+            pass
         self.idle_tracers: tuple[type, ...] = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
         idle_meters: list[type] = [metrics.NoOpMeterProvider]
         try:
