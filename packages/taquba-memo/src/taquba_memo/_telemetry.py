@@ -185,6 +185,15 @@ class _Otel:
 
     # The public getters cost microseconds (each reads os.environ); a provider
     # never set is seen from the API's own global, which stays None until then.
+    def idle(self) -> bool:
+        """No provider was ever set: the one check an operation pays then."""
+        return (
+            getattr(self.trace, "_TRACER_PROVIDER", _UNKNOWN) is None
+            and getattr(self._metrics_state, "_METER_PROVIDER", _UNKNOWN) is None
+            and not _PROVIDER_ENV[0]
+            and not _PROVIDER_ENV[1]
+        )
+
     def tracing(self) -> bool:
         if getattr(self.trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _PROVIDER_ENV[0]:
             return False
@@ -382,9 +391,11 @@ class Operation:
 
     def __enter__(self) -> Operation:
         otel = self._otel = _active_otel()
-        if otel is not None and otel.metering():
+        if otel is None or otel.idle():
+            return self
+        if otel.metering():
             self._metering_otel = otel
-        if otel is not None and otel.tracing():
+        if otel.tracing():
             self._tracing = True
             self._span = otel.tracer.start_span(
                 f"taquba_memo.{self.name}", attributes=self.store.span_attributes
