@@ -2,10 +2,9 @@
 
 The global tracer and meter providers can be set once per process, so they
 are set on first use and kept; each test clears what was recorded before it,
-and turns the library's OpenTelemetry on for its duration only (other tests
-run with it off). A module uses the fixture by importing it:
-``from ..otel_support import captured_telemetry  # noqa: F401`` and asking
-for ``otel``.
+and turns the library's OpenTelemetry on for its duration only (it is off
+after, so later tests in the process record nothing). A module uses the
+fixture by importing ``captured_telemetry`` and asking for ``otel``.
 """
 
 from __future__ import annotations
@@ -94,9 +93,8 @@ def captured_telemetry() -> Iterator[Telemetry]:
     install_global_providers()
     _EXPORTER.clear()
     _READER.get_metrics_data()  # what earlier tests recorded
-    state = _telemetry._otel_state
     set_otel_enabled(True)
     try:
         yield Telemetry(_EXPORTER, _READER)
     finally:
-        _telemetry._otel_state = state
+        set_otel_enabled(False)  # the providers stay set: later tests in this process record nothing

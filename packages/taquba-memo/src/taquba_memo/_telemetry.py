@@ -15,8 +15,6 @@ prefix, URL or credential is ever an attribute.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import os
 import threading
 import time
@@ -39,8 +37,6 @@ OTEL_SWITCH = "TAQUBA_MEMO_OTEL"
 """The environment variable that turns OpenTelemetry off: ``off``, ``0``, ``false`` or ``no``."""
 
 INSTRUMENTATION_NAME = "taquba_memo"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -254,21 +250,6 @@ def _active_otel() -> _Otel | None:
                     _otel_state = "off"
                     return None
     return _otel
-
-
-def in_callers_context(coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
-    """``coro``, run (on another thread's loop) in the calling thread's context while
-    tracing, so its spans are children of the caller's span; else ``coro`` as it is."""
-    otel = _active_otel()
-    if otel is None or not otel.tracing():
-        return coro
-    return _run_in(contextvars.copy_context(), coro)
-
-
-async def _run_in(context: contextvars.Context, coro: Coroutine[Any, Any, T]) -> T:
-    # A task copies the context current when it is created: here, the caller's.
-    task: asyncio.Future[T] = context.run(asyncio.ensure_future, coro)
-    return await task
 
 
 def error_kind(error: BaseException) -> str:

@@ -45,7 +45,7 @@ from typing import Any, TypeVar, overload
 
 from taquba_memo import _fork, urls
 from taquba_memo import store as _core
-from taquba_memo._telemetry import MemoStats, in_callers_context
+from taquba_memo._telemetry import MemoStats
 from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec
@@ -265,7 +265,7 @@ class MemoStore:
         self._finalizer = weakref.finalize(self, _stop_unclosed, loop_thread)
 
     def _run(self, coro: Coroutine[Any, Any, T], callbacks: _CallerThread | None = None) -> T:
-        return self._loop_thread.run(in_callers_context(coro), callbacks)
+        return self._loop_thread.run(coro, callbacks)
 
     def _iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
         """Stream an async iterator of the core, one item per hop to the loop."""
