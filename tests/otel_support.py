@@ -97,4 +97,4 @@ def captured_telemetry() -> Iterator[Telemetry]:
     try:
         yield Telemetry(_EXPORTER, _READER)
     finally:
-        set_otel_enabled(False)  # the providers stay set: later tests in this process record nothing
+        set_otel_enabled(False)  # the providers stay set: later tests record nothing

@@ -18,10 +18,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from taquba_memo.errors import (
     AccessDeniedError,
