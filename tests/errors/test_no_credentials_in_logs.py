@@ -8,7 +8,8 @@ resets, lost answers, a missing bucket or container, and a run clear whose
 deletes fail (which the core logs). Everything is captured at DEBUG, from
 every logger (the SDKs' HTTP logging included), and searched for the
 credential; so are ``str`` and ``repr`` of every error raised, with their
-whole ``__cause__`` / ``__context__`` chain, and of the backend.
+whole ``__cause__`` / ``__context__`` chain, and of the backend, and every
+attribute and event of the OpenTelemetry spans and metric points recorded.
 
 The adapters' own tests already check errors and ``repr`` for one failure
 each; the log lines are what is new here.
@@ -47,6 +48,9 @@ from taquba_memo_minio import MinioBackend, default_retry
 from taquba_memo_obstore import ObstoreBackend
 
 from ..conftest import ReliabilityFigures
+from ..otel_support import Telemetry, captured_telemetry
+
+assert captured_telemetry  # the fixture, found by pytest under the name "otel"
 
 SECTION = "secrets"
 SECRET_KEY = "s3-secret-key-never-logged-7d1e9a"
@@ -311,6 +315,7 @@ async def test_no_credential_in_logs_errors_or_repr_while_everything_fails(
     request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
     reliability: ReliabilityFigures,
+    otel: Telemetry,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with ADAPTERS[name](request) as planted:
@@ -322,12 +327,19 @@ async def test_no_credential_in_logs_errors_or_repr_while_everything_fails(
         texts = [text for error in errors for text in texts_of(error)]
         texts += [text for b in backends if b is not None for text in (repr(b), str(b))]
     log = caplog.text
+    spans = otel.spans()
+    telemetry = [repr(dict(span.attributes or {})) for span in spans]
+    telemetry += [repr(dict(event.attributes or {})) for span in spans for event in span.events]
+    telemetry += [repr(attributes) for _name, attributes, _point in otel.points()]
     assert errors, "nothing failed: the test proved nothing"
+    assert spans, "no span was recorded: the telemetry check proved nothing"
     assert "failed to delete memo entry" in log, "the core's own warning was not provoked"
     for secret in planted.secrets:
         assert secret not in log, f"{name}: a log line holds a credential"
         leaking = [text for text in texts if secret in text]
         assert not leaking, f"{name}: an error or repr holds a credential: {leaking[0][:300]}"
+        leaking = [text for text in telemetry if secret in text]
+        assert not leaking, f"{name}: a span or metric holds a credential: {leaking[0][:300]}"
     reliability.add(SECTION, "failing_operations_checked", len(errors))
     reliability.add(SECTION, "log_records_checked", len(caplog.records))
     reliability.add(SECTION, "adapters_checked")

@@ -6,6 +6,7 @@ to the Rust crate taquba-workflow 0.5.0, so Python and Rust workers can share
 one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
 """
 
+from taquba_memo._telemetry import MemoStats, MemoStatsSnapshot, set_otel_enabled
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackend, MemoBackendBase
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
 from taquba_memo.claims import ClaimPolicy
@@ -88,6 +89,8 @@ __all__ = [
     "MemoBackendBase",
     "MemoEntry",
     "MemoError",
+    "MemoStats",
+    "MemoStatsSnapshot",
     "MemoStore",
     "MissingDependencyError",
     "MsgpackCodec",
@@ -107,4 +110,5 @@ __all__ = [
     "content_key",
     "open_backend",
     "open_store",
+    "set_otel_enabled",
 ]

@@ -298,6 +298,7 @@ class _Sweep:
         if first:
             run.reported = True
             self._report.runs_cleared_count += 1
+            self._store._telemetry.run_cleared(run.run_id, run.deleted, "sweep")
             if self._record_run_ids:
                 self._report.runs_cleared.append(run.run_id)
         if self._on_run_done is not None:

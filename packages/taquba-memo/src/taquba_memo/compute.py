@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from taquba_memo import _single_flight
+from taquba_memo._telemetry import Operation, monotonic
 from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy, EntryClaims
 from taquba_memo.codecs import Codec, decode_value, encode_value
@@ -108,6 +109,8 @@ class EntrySlot:
     """The store's limit on a value's size, or None."""
     label: str
     """How log messages name the entry, for example ``memo entry 'k' of run r step 3``."""
+    operation: Operation
+    """This call's span, metrics and stats: what it found, paid and stored."""
 
     @property
     def flight_key(self) -> tuple[int, str]:
@@ -168,23 +171,26 @@ async def get_or_compute(
             f"claims need conditional_put, which {type(slot.backend).__name__} does not declare"
         )
     agree = first_writer_wins(slot.backend, if_absent)
-    while True:
-        flight, leading = _single_flight.join(slot.flight_key)
-        if leading:
-            computation = asyncio.ensure_future(_compute(slot, flight, fn, codec, agree, claim))
+    with slot.operation:
+        while True:
+            flight, leading = _single_flight.join(slot.flight_key)
+            if leading:
+                computation = asyncio.ensure_future(_compute(slot, flight, fn, codec, agree, claim))
+                try:
+                    value, _ = await asyncio.shield(computation)
+                except asyncio.CancelledError:
+                    _leave(flight, computation, store_if_cancelled)
+                    raise
+                return value
+            outcome = await flight.follow()
+            if outcome is _single_flight.ABANDONED:
+                continue
             try:
-                value, _ = await asyncio.shield(computation)
-            except asyncio.CancelledError:
-                _leave(flight, computation, store_if_cancelled)
-                raise
+                value = decode_value(codec, outcome)
+            except DecodeError:
+                continue  # written with another codec: lead a flight of our own
+            slot.operation.shared()
             return value
-        outcome = await flight.follow()
-        if outcome is _single_flight.ABANDONED:
-            continue
-        try:
-            return decode_value(codec, outcome)
-        except DecodeError:
-            continue  # written with another codec: lead a flight of our own
 
 
 def _leave(
@@ -249,7 +255,12 @@ async def _lead(
 ) -> tuple[T, bytes]:
     stored = await slot.backend.get(slot.object_key)
     if stored is not None and _decodes(slot, codec, stored, log=True):
+        slot.operation.read(stored)
         return decode_value(codec, stored), stored
+    if stored is None:
+        slot.operation.read(None)
+    else:
+        slot.operation.undecodable(stored)
     if claim is None:
         return await _pay(slot, fn, codec, agree and stored is None, flight)
     claims = EntryClaims(slot.backend, slot.object_key, claim, slot.label)
@@ -299,11 +310,16 @@ async def _pay(
     """
     backend = slot.backend
     flight.fn_started = True  # from here on the work is paid for
-    result = fn()
-    if inspect.isawaitable(result):
-        result = await result
-    data, value = _encode_paid_result(slot, codec, result)
+    started = monotonic()
+    try:
+        result = fn()
+        if inspect.isawaitable(result):
+            result = await result
+        data, value = _encode_paid_result(slot, codec, result)
+    finally:
+        slot.operation.computed(monotonic() - started)
     written = await backend.put(slot.object_key, data, if_absent=if_absent)
+    slot.operation.wrote(data, written)
     if written:
         return value, data
     winner = await backend.get(slot.object_key)

@@ -4,7 +4,10 @@ Run it with ``python -m taquba_memo.demo``. Each attempt of the step runs in a
 child process on a LocalFileBackend, the way a workflow worker would. The step
 makes three "LLM calls"; the first two attempts are killed part-way (as a
 worker whose lease expired), and the third finishes. Every call result is
-memoized, so each call is paid for once however many attempts there are.
+memoized with ``get_or_compute``, so each call is paid for once however many
+attempts there are. Each worker hands its store's stats (``store.stats``)
+to the parent, which adds them up: lookups are the calls the step made,
+computes the calls that were paid.
 Then the run ends, its terminal marker is written, and a retention sweep
 clears its memos.
 
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from taquba_memo import LocalFileBackend, MemoStore
+from taquba_memo import LocalFileBackend, MemoStatsSnapshot, MemoStore
 from taquba_memo._iso_time import iso_utc
 
 RUN_ID = "agent-run-42"
@@ -51,17 +56,36 @@ async def run_attempt(root: Path, attempt: int) -> None:
     """One delivery of the step, as a worker process runs it."""
     store = MemoStore(LocalFileBackend(root / "bucket"), "demo")
     memo = store.new_memo(RUN_ID, STEP)
+    ledger = root / "ledger.txt"
     for index, prompt in enumerate(PROMPTS):
-        cached = await memo.get(prompt)
-        if cached is not None:
+        computes = store.stats.computes
+        await memo.get_or_compute(prompt, functools.partial(fake_llm, prompt, ledger))
+        if store.stats.computes == computes:
             say(f"    call {index + 1}: memo hit, skipped   ({prompt})")
         else:
-            await memo.put(prompt, fake_llm(prompt, root / "ledger.txt"))
             say(f"    call {index + 1}: LLM called, stored ({prompt})")
         if CRASH_AFTER.get(attempt) == index:
             say("    worker killed: lease expired before ack")
+            report_stats(store, root, attempt)
             os._exit(CRASH_EXIT_CODE)
     say("    step finished and acknowledged")
+    report_stats(store, root, attempt)
+
+
+def report_stats(store: MemoStore, root: Path, attempt: int) -> None:
+    """Leave the worker's stats for the parent (a real worker exports them as metrics)."""
+    stats = store.stats.snapshot()
+    counts = {"lookups": stats.lookups, "computes": stats.computes}
+    (root / f"stats-{attempt}.json").write_text(json.dumps(counts))
+
+
+def attempt_stats(root: Path, attempts: int) -> MemoStatsSnapshot:
+    """Every worker's stats, added up."""
+    reported = [json.loads((root / f"stats-{n}.json").read_text()) for n in range(1, attempts + 1)]
+    return MemoStatsSnapshot(
+        lookups=sum(counts["lookups"] for counts in reported),
+        computes=sum(counts["computes"] for counts in reported),
+    )
 
 
 async def retire_run(root: Path) -> None:
@@ -109,12 +133,15 @@ def main(argv: list[str] | None = None) -> int:
             say("  -> redelivered (at-least-once)\n")
 
         ledger = (root / "ledger.txt").read_text().splitlines()
-        # Without a memo every attempt repeats each call it reaches.
-        without_memo = sum(CRASH_AFTER.get(n, len(PROMPTS) - 1) + 1 for n in range(1, attempt + 1))
+        stats = attempt_stats(root, attempt)
+        # Without a memo every lookup of every attempt would have been a paid call.
         say(
-            f"\n{attempt} attempts, {len(ledger)} paid LLM calls "
-            f"(without the memo: {without_memo})."
+            f"\n{attempt} attempts, {stats.computes} paid LLM calls "
+            f"(without the memo: {stats.lookups})."
         )
+        if stats.computes != len(ledger):
+            print("the stats should count every paid call", file=sys.stderr)
+            return 1
         if sorted(ledger) != sorted(PROMPTS):
             print("every call should have been paid exactly once", file=sys.stderr)
             return 1

@@ -24,6 +24,7 @@ from taquba_memo import _fork, compute, layout
 from taquba_memo._checks import check_value
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy, run_sweep
+from taquba_memo._telemetry import MemoStats, StoreTelemetry
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
@@ -135,6 +136,7 @@ class MemoStore:
         self._fork_generation = _fork.generation()
         self._prefix = layout.normalize_prefix(prefix)
         self._max_value_bytes = max_value_bytes
+        self._telemetry = StoreTelemetry(backend)
 
     @property
     def _backend(self) -> MemoBackend:
@@ -158,6 +160,11 @@ class MemoStore:
     def max_value_bytes(self) -> int | None:
         """The largest value this store accepts, or None for no limit."""
         return self._max_value_bytes
+
+    @property
+    def stats(self) -> MemoStats:
+        """What this store did: hits, misses, computes, bytes, failures (:class:`MemoStats`)."""
+        return self._telemetry.stats
 
     def __repr__(self) -> str:
         return f"MemoStore(prefix={self._prefix!r}, backend={self._backend_object!r})"
@@ -248,7 +255,11 @@ class MemoStore:
     # -- entries -----------------------------------------------------------
 
     async def _get(self, run_id: str, step_number: int, key: str) -> bytes | None:
-        return await self._backend.get(layout.memo_key(self._prefix, run_id, step_number, key))
+        path = layout.memo_key(self._prefix, run_id, step_number, key)
+        with self._telemetry.operation("get", run_id, step_number) as operation:
+            data = await self._backend.get(path)
+            operation.read(data)
+        return data
 
     async def _put(
         self, run_id: str, step_number: int, key: str, value: object, if_absent: bool
@@ -259,7 +270,10 @@ class MemoStore:
             raise ValueTooLargeError(
                 f"value of {len(data)} bytes exceeds max_value_bytes={self._max_value_bytes}"
             )
-        return await self._backend.put(path, data, if_absent=if_absent)
+        with self._telemetry.operation("put", run_id, step_number) as operation:
+            stored = await self._backend.put(path, data, if_absent=if_absent)
+            operation.wrote(data, stored)
+        return stored
 
     async def clear_memos_for_run(self, run_id: str) -> int:
         """Delete every memo entry of ``run_id`` and return how many were deleted.
@@ -270,7 +284,10 @@ class MemoStore:
         is logged and does not stop the sweep; the count excludes it. A
         failure to list raises :class:`BackendError`.
         """
-        return (await self._clear_run(run_id)).deleted
+        with self._telemetry.operation("clear_run", run_id) as operation:
+            outcome = await self._clear_run(run_id)
+            operation.cleared(run_id, outcome.deleted, len(outcome.failures))
+        return outcome.deleted
 
     async def _clear_run(self, run_id: str) -> _ClearOutcome:
         run_prefix = layout.memos_run_prefix(self._prefix, run_id)
@@ -313,9 +330,9 @@ class MemoStore:
 
         Idempotent: writing the same marker twice leaves one marker.
         """
-        await self._backend.put(
-            layout.terminal_marker_key(self._prefix, run_id, terminal_at_ms), b""
-        )
+        key = layout.terminal_marker_key(self._prefix, run_id, terminal_at_ms)
+        with self._telemetry.operation("write_terminal_marker", run_id):
+            await self._backend.put(key, b"")
 
     async def iter_terminal_markers(self) -> AsyncIterator[TerminalMarker]:
         """Yield every terminal marker, streaming: memory stays flat.
@@ -372,9 +389,9 @@ class MemoStore:
         """Delete ``marker``; a marker that is already gone is success."""
         if not isinstance(marker, TerminalMarker):
             raise InvalidValueType(f"marker must be a TerminalMarker, not {type(marker).__name__}")
-        await self._backend.delete(
-            layout.terminal_marker_key(self._prefix, marker.run_id, marker.terminal_at_ms)
-        )
+        key = layout.terminal_marker_key(self._prefix, marker.run_id, marker.terminal_at_ms)
+        with self._telemetry.operation("delete_terminal_marker", marker.run_id):
+            await self._backend.delete(key)
 
     async def sweep(
         self,
@@ -429,6 +446,29 @@ class MemoStore:
             or max_runs_in_memory < 1
         ):
             raise InvalidArgumentError("max_runs_in_memory must be a positive int")
+        with self._telemetry.operation("sweep") as operation:
+            report = await self._sweep(
+                cutoff_ms,
+                concurrency,
+                dry_run,
+                on_run_done,
+                strategy,
+                max_runs_in_memory,
+                record_run_ids,
+            )
+            operation.swept(report)
+        return report
+
+    async def _sweep(
+        self,
+        cutoff_ms: int,
+        concurrency: int,
+        dry_run: bool,
+        on_run_done: Callable[[TerminalMarker, int], Awaitable[None] | None] | None,
+        strategy: SweepStrategy,
+        max_runs_in_memory: int,
+        record_run_ids: bool,
+    ) -> SweepReport:
         report = SweepReport(cutoff_ms=cutoff_ms, dry_run=dry_run)
         if dry_run:
             report.strategy = "dry-run"
@@ -611,6 +651,7 @@ class Memo:
             object_key=object_key,
             max_value_bytes=store.max_value_bytes,
             label=f"memo entry {key!r} of run {self._run_id} step {self._step_number}",
+            operation=store._telemetry.operation("get_or_compute", self._run_id, self._step_number),
         )
 
     @overload

@@ -45,6 +45,7 @@ from typing import Any, TypeVar, overload
 
 from taquba_memo import _fork, urls
 from taquba_memo import store as _core
+from taquba_memo._telemetry import MemoStats
 from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec
@@ -297,6 +298,11 @@ class MemoStore:
     def lists_metadata(self) -> bool:
         """True when the backend's listing carries sizes (see the async store)."""
         return self._core.lists_metadata
+
+    @property
+    def stats(self) -> MemoStats:
+        """What this store did (the async store's :class:`~taquba_memo.MemoStats`)."""
+        return self._core.stats
 
     @property
     def closed(self) -> bool:
