@@ -31,6 +31,7 @@ from typing import Literal, Protocol
 
 from taquba_memo import layout
 from taquba_memo._concurrency import TaskWindow
+from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import BackendError, DeleteManyError
 from taquba_memo.layout import TerminalMarker
@@ -58,6 +59,9 @@ class SweepSource(Protocol):
     def _listed(self, prefix: str) -> AsyncIterator[str]: ...
 
     def _iter_marker_names(self) -> AsyncIterator[tuple[str, TerminalMarker | None]]: ...
+
+    @property
+    def _telemetry(self) -> StoreTelemetry: ...
 
 
 logger = logging.getLogger("taquba_memo")
