@@ -226,9 +226,16 @@ class _Sweep:
                 self._report.entries_deleted += 1
             else:
                 run.failures[key] = error
-                logger.warning(
-                    "failed to delete memo entry %s of run %s: %s", key, run.run_id, error
-                )
+        if failures:
+            # One line per batch, not per key: a denial fails every key alike.
+            first_key, first_error = next(iter(failures.items()))
+            logger.warning(
+                "failed to delete %d of %d memo entries in one batch (%s: %s)",
+                len(failures),
+                len(batch),
+                first_key,
+                first_error,
+            )
         for run in runs:
             run.in_flight -= 1
             self._settle(run)
