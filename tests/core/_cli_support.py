@@ -60,3 +60,22 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> Result:
         check=False,
     )
     return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def install_adapter(site: Path, scheme: str, source: str) -> Path:
+    """Install, under ``site``, an adapter package for ``scheme://`` whose module is ``source``.
+
+    ``source`` defines ``open_url(url)``. Put ``site`` on ``PYTHONPATH`` for the script.
+    """
+    site.mkdir(parents=True)
+    module = f"taquba_memo_{scheme}"
+    (site / f"{module}.py").write_text(source)
+    dist_info = site / f"taquba_memo_{scheme}-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: taquba-memo-{scheme}\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        f"[taquba_memo.backends]\n{scheme} = {module}:open_url\n"
+    )
+    return site

@@ -183,7 +183,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _join_dash_values(argv: Sequence[str]) -> list[str]:
-    """``--older-than -1d`` -> ``--older-than=-1d``, so the value is judged, not taken for an option."""
+    """``--older-than -1d`` -> ``--older-than=-1d``: a value, not an unknown option."""
     joined: list[str] = []
     index = 0
     while index < len(argv):
@@ -750,7 +750,7 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
 
 
 async def _warn_if_empty(store: MemoStore, args: argparse.Namespace, out: Output) -> None:
-    """Warn when the prefix holds no memo and no marker at all: likely a typo in the URL or prefix."""
+    """Warn when the prefix holds no memo and no marker at all: a typo in --url or --prefix?"""
     for prefix in (layout.memos_prefix(store.prefix), layout.terminals_prefix(store.prefix)):
         async for _key in store.backend.list(prefix):
             return
