@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 import signal
 import subprocess
 import textwrap
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
+from taquba_memo import LocalFileBackend
+from taquba_memo.layout import sweep_lease_key, sweep_leases_prefix
 from taquba_memo.sync import open_store
 
 from ._cli_support import (
@@ -319,3 +322,95 @@ class TestSummaryOnly:
         document = result.json()
         assert document["runs_cleared_count"] == RUNS
         assert "runs_cleared" not in document
+
+
+def local_root(url: str) -> LocalFileBackend:
+    return LocalFileBackend(Path(urllib.parse.urlparse(url).path))
+
+
+def write_lease(url: str, generation: int, *, renewed_at_ms: int, released: bool = False) -> None:
+    """Another sweeper's lease document, as it would have written it."""
+    document = {
+        "owner": "elsewhere:1",
+        "renewed_at_ms": renewed_at_ms,
+        "lease_s": 60.0,
+        "released": released,
+    }
+    key = sweep_lease_key("agents", generation)
+    asyncio.run(local_root(url).put(key, json.dumps(document).encode()))
+
+
+def leases_in(url: str) -> list[str]:
+    async def listed() -> list[str]:
+        return [key async for key in local_root(url).list(sweep_leases_prefix("agents"))]
+
+    return asyncio.run(listed())
+
+
+class TestOneSweeperAtATime:
+    def test_two_sweeps_at_once_do_not_both_claim_the_work(self, url: str, tmp_path: Path) -> None:
+        site = install_adapter(tmp_path / "site", "slow", SLOW_ADAPTER)
+        started = tmp_path / "started"
+        first = subprocess.Popen(
+            [
+                str(SCRIPT),
+                "--json",
+                "--url",
+                url.replace("file://", "slow://", 1),
+                "--prefix",
+                "agents",
+                "sweep",
+                "--older-than",
+                "7d",
+                "--concurrency",
+                "1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env({"PYTHONPATH": str(site), "SWEEP_STARTED": str(started)}),
+        )
+        deadline = time.monotonic() + TIMEOUT_S
+        while not started.exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first sweep never started deleting"
+            time.sleep(0.01)
+        second = run_cli(
+            "--json", "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d"
+        )
+        stdout, stderr = first.communicate(timeout=TIMEOUT_S)
+        assert first.returncode == EXIT_OK, stderr
+        assert second.code == EXIT_OK, second.stderr
+        assert second.json()["runs_cleared_count"] == 0
+        assert second.json()["entries_deleted"] == 0
+        assert "another sweep holds the lease" in second.json()["skipped"]
+        report = json.loads(stdout)
+        assert report["runs_cleared_count"] == RUNS
+        assert report["entries_deleted"] == RUNS * ENTRIES_PER_RUN
+        assert runs_left(url) == (set(), set())
+        assert leases_in(url) == []  # released at the end
+
+    def test_a_held_lease_makes_a_sweep_do_nothing(self, url: str) -> None:
+        write_lease(url, 1, renewed_at_ms=time.time_ns() // 1_000_000)
+        result = run_cli("--url", url, "--prefix", "agents", "sweep", "--older-than", "7d")
+        assert result.code == EXIT_OK
+        assert "skipped, another sweep holds the lease (elsewhere:1" in result.stdout
+        assert len(runs_left(url)[1]) == RUNS
+
+    @pytest.mark.parametrize("released", [False, True])
+    def test_a_stale_or_released_lease_is_taken_over(self, url: str, released: bool) -> None:
+        renewed = time.time_ns() // 1_000_000 - (0 if released else 3_600_000)
+        write_lease(url, 1, renewed_at_ms=renewed, released=released)
+        result = run_cli("--url", url, "--prefix", "agents", "sweep", "--older-than", "7d")
+        assert result.code == EXIT_OK, result.stderr
+        assert runs_left(url) == (set(), set())
+        assert leases_in(url) == []
+
+    def test_no_lease_sweeps_anyway(self, url: str) -> None:
+        write_lease(url, 1, renewed_at_ms=time.time_ns() // 1_000_000)
+        result = run_cli(
+            "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d", "--no-lease"
+        )
+        assert result.code == EXIT_OK
+        assert runs_left(url) == (set(), set())

@@ -79,6 +79,7 @@ from taquba_memo.errors import (
 )
 from taquba_memo.layout import TerminalMarker
 from taquba_memo.store import MemoStore
+from taquba_memo.sweep_lease import SweepLease, SweepLeaseHeld
 from taquba_memo.urls import open_backend
 
 __all__ = ["entry_point", "main"]
@@ -278,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="for example 7d, 12h, 1d12h, 30m",
     )
     sweep.add_argument("--dry-run", action="store_true", help="list the runs that would be cleared")
+    sweep.add_argument(
+        "--no-lease",
+        action="store_true",
+        help="sweep without taking the store's sweep lease (taken by default where the "
+        "backend has conditional writes, so that a second sweeper does nothing)",
+    )
     sweep.add_argument(
         "--all-ended",
         action="store_true",
@@ -699,9 +706,27 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
             )
 
         out.partial = partial
-        report = await store.sweep(
-            cutoff_ms, concurrency=args.concurrency, dry_run=args.dry_run, on_run_done=run_done
-        )
+        leased = not (args.dry_run or args.no_lease) and backend.capabilities.conditional_put
+        lease = SweepLease(store) if leased else None
+        try:
+            if lease is not None:
+                await lease.acquire()
+            report = await store.sweep(
+                cutoff_ms, concurrency=args.concurrency, dry_run=args.dry_run, on_run_done=run_done
+            )
+        except SweepLeaseHeld as held:
+            document, summary = partial()
+            holder = held.holder
+            document["skipped"] = str(held)
+            document["lease_holder"] = {
+                "owner": holder.owner,
+                "renewed_at_ms": holder.renewed_at_ms,
+            }
+            out.result(document, [f"{summary}: skipped, {held}"])
+            return EXIT_OK
+        finally:
+            if lease is not None:
+                await asyncio.shield(lease.release())
     if report.markers_listed == 0:
         await _warn_if_empty(store, args, out)
     failures = [
