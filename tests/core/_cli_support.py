@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,3 +80,27 @@ def install_adapter(site: Path, scheme: str, source: str) -> Path:
         f"[taquba_memo.backends]\n{scheme} = {module}:open_url\n"
     )
     return site
+
+
+def install_stuck_adapter(site: Path, stuck_run: str = "alpha") -> Path:
+    """An installed adapter (``stuck://``) over local files that cannot delete one run's entries."""
+    return install_adapter(
+        site,
+        "stuck",
+        textwrap.dedent(
+            f"""
+            from taquba_memo import BackendError, DeleteManyError, LocalFileBackend
+            from taquba_memo.urls import open_backend
+
+            class StuckBackend(LocalFileBackend):
+                async def delete_many(self, keys):
+                    stuck = {{k: BackendError("stuck") for k in keys if "/memos/{stuck_run}/" in k}}
+                    await super().delete_many([k for k in keys if k not in stuck])
+                    if stuck:
+                        raise DeleteManyError(stuck)
+
+            def open_url(url):
+                return StuckBackend(open_backend(url.replace("stuck://", "file://", 1)).root)
+            """
+        ),
+    )

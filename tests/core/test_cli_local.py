@@ -8,7 +8,6 @@ import pty
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from ._cli_support import (
     SCRIPT,
     TIMEOUT_S,
     clean_env,
-    install_adapter,
+    install_stuck_adapter,
     run_cli,
 )
 
@@ -259,30 +258,6 @@ class TestSweep:
         assert document["runs_cleared"] == ["gone"]
         assert [f["run_id"] for f in document["failures"]] == ["alpha"]
         assert TerminalMarker("alpha", 1_000) in markers_in(url)
-
-
-def install_stuck_adapter(site: Path) -> Path:
-    """An installed adapter (``stuck://``) over local files that cannot delete run alpha."""
-    return install_adapter(
-        site,
-        "stuck",
-        textwrap.dedent(
-            """
-            from taquba_memo import BackendError, DeleteManyError, LocalFileBackend
-            from taquba_memo.urls import open_backend
-
-            class StuckBackend(LocalFileBackend):
-                async def delete_many(self, keys):
-                    stuck = {k: BackendError("stuck") for k in keys if "/memos/alpha/" in k}
-                    await super().delete_many([k for k in keys if k not in stuck])
-                    if stuck:
-                        raise DeleteManyError(stuck)
-
-            def open_url(url):
-                return StuckBackend(open_backend(url.replace("stuck://", "file://", 1)).root)
-            """
-        ),
-    )
 
 
 class TestErrors:
