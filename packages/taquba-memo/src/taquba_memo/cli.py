@@ -715,14 +715,14 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
                 cutoff_ms, concurrency=args.concurrency, dry_run=args.dry_run, on_run_done=run_done
             )
         except SweepLeaseHeld as held:
-            document, summary = partial()
+            skipped, summary = partial()
             holder = held.holder
-            document["skipped"] = str(held)
-            document["lease_holder"] = {
+            skipped["skipped"] = str(held)
+            skipped["lease_holder"] = {
                 "owner": holder.owner,
                 "renewed_at_ms": holder.renewed_at_ms,
             }
-            out.result(document, [f"{summary}: skipped, {held}"])
+            out.result(skipped, [f"{summary}: skipped, {held}"])
             return EXIT_OK
         finally:
             if lease is not None:
