@@ -230,12 +230,9 @@ class _Sweep:
             # One line per batch, not per key: a denial fails every key alike.
             first_key, first_error = next(iter(failures.items()))
             logger.warning(
-                "failed to delete %d of %d memo entries in one batch (%s: %s)",
-                len(failures),
-                len(batch),
-                first_key,
-                first_error,
-            )
+                "failed to delete memo entry %s (and %d more of a batch of %d): %s",
+                first_key, len(failures) - 1, len(batch), first_error,
+            )  # fmt: skip
         for run in runs:
             run.in_flight -= 1
             self._settle(run)
