@@ -196,6 +196,39 @@ class TestMistakesAreLoud:
                 assert result.stdout.splitlines()[-1].startswith("swept 0 runs ")
         assert runs_left(url)[1] == {f"run-{n:02}" for n in range(RUNS)}
 
+    def test_a_sweeper_that_may_only_list_is_told_what_the_lease_needs(
+        self, url: str, tmp_path: Path
+    ) -> None:
+        site = install_adapter(
+            tmp_path / "site",
+            "listonly",
+            textwrap.dedent(
+                """
+                from taquba_memo import AccessDeniedError, LocalFileBackend
+                from taquba_memo.urls import open_backend
+
+                class ListOnlyBackend(LocalFileBackend):
+                    async def put(self, key, value, *, if_absent=False):
+                        raise AccessDeniedError(f"403 AccessDenied on {key}")
+
+                def open_url(url):
+                    return ListOnlyBackend(
+                        open_backend(url.replace("listonly://", "file://", 1)).root
+                    )
+                """
+            ),
+        )
+        result = run_cli(
+            "--url", url.replace("file://", "listonly://", 1), "--prefix", "agents",
+            "sweep", "--older-than", "7d", env={"PYTHONPATH": str(site)},
+        )  # fmt: skip
+        assert result.code == EXIT_ACCESS_DENIED
+        assert (
+            "permission to create, overwrite and delete objects under 'agents/sweeps/lease.', "
+            "or run with --no-lease"
+        ) in result.stderr
+        assert len(runs_left(url)[1]) == RUNS
+
 
 SLOW_ADAPTER = textwrap.dedent(
     """

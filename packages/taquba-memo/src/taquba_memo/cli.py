@@ -6,7 +6,7 @@
     markers [RUN_ID]           terminal markers, oldest first
     clear RUN_ID               delete every memo entry of one run
     sweep --older-than 7d      clear runs whose marker is older than that
-          [--dry-run]
+          [--dry-run] [--no-lease] [--all-ended]
 
 ``--url`` defaults to ``$TAQUBA_MEMO_URL`` and ``--prefix`` to
 ``$TAQUBA_MEMO_PREFIX`` (else ``""``). ``--json`` prints one JSON document on
@@ -710,7 +710,7 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
         lease = SweepLease(store) if leased else None
         try:
             if lease is not None:
-                await lease.acquire()
+                await _take_lease(lease, store)
             report = await store.sweep(
                 cutoff_ms, concurrency=args.concurrency, dry_run=args.dry_run, on_run_done=run_done
             )
@@ -726,7 +726,10 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
             return EXIT_OK
         finally:
             if lease is not None:
-                await asyncio.shield(lease.release())
+                try:
+                    await asyncio.shield(lease.release())
+                except BackendError as exc:  # it goes stale by itself
+                    out.warn(f"could not release the sweep lease ({exc}); it expires in 90 s")
     if report.markers_listed == 0:
         await _warn_if_empty(store, args, out)
     failures = [
@@ -772,6 +775,17 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
         )
     out.result(document, lines)
     return EXIT_INCOMPLETE if failures else EXIT_OK
+
+
+async def _take_lease(lease: SweepLease, store: MemoStore) -> None:
+    try:
+        await lease.acquire()
+    except AccessDeniedError as exc:
+        raise AccessDeniedError(
+            f"access denied while taking the sweep lease ({exc}); the sweeper needs "
+            f"permission to create, overwrite and delete objects under "
+            f"{layout.sweep_leases_prefix(store.prefix)!r}, or run with --no-lease"
+        ) from exc
 
 
 async def _warn_if_empty(store: MemoStore, args: argparse.Namespace, out: Output) -> None:
