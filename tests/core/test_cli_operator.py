@@ -328,6 +328,53 @@ class TestSignalsEndInASummary:
         )
 
 
+SLOW_LISTING_ADAPTER = textwrap.dedent(
+    """
+    import asyncio
+    import os
+
+    from taquba_memo import LocalFileBackend
+    from taquba_memo.urls import open_backend
+
+    class SlowListing(LocalFileBackend):
+        async def list_with_metadata(self, prefix):
+            async for item in super().list_with_metadata(prefix):
+                yield item
+                open(os.environ["LISTING_STARTED"], "a").close()
+                await asyncio.sleep(0.2)
+
+    def open_url(url):
+        return SlowListing(open_backend(url.replace("slowlist://", "file://", 1)).root)
+    """
+)
+
+
+class TestEveryCommandEndsWithASummary:
+    def test_runs_stopped_by_sigterm_says_how_far_it_got(self, url: str, tmp_path: Path) -> None:
+        site = install_adapter(tmp_path / "site", "slowlist", SLOW_LISTING_ADAPTER)
+        started = tmp_path / "started"
+        process = subprocess.Popen(
+            [str(SCRIPT), "--json", "--url", url.replace("file://", "slowlist://", 1),
+             "--prefix", "agents", "runs"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env({"PYTHONPATH": str(site), "LISTING_STARTED": str(started)}),
+        )  # fmt: skip
+        deadline = time.monotonic() + TIMEOUT_S
+        while not started.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the listing never started"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+        assert process.returncode == 143, stderr
+        document = json.loads(stdout)
+        assert document["interrupted"] == "SIGTERM"
+        assert 1 <= document["entries_listed"] < RUNS * ENTRIES_PER_RUN
+
+
 class TestSummaryOnly:
     def test_a_sweep_prints_its_summary_without_a_line_per_run(self, url: str) -> None:
         result = run_cli(

@@ -317,6 +317,8 @@ class Output:
     warnings: list[str] = field(default_factory=list)
     partial: Callable[[], tuple[dict[str, Any], str]] = lambda: ({}, "nothing done yet")
     """What the command has done so far: a document and a summary line, for an interruption."""
+    resumable: bool = False
+    """An interrupted run of the command leaves work that the next one finishes."""
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
@@ -347,7 +349,8 @@ class Output:
         if error is not None:
             document["error"] = {"type": type(error).__name__, "message": str(error)}
         else:
-            summary = f"{summary} (interrupted by {reason}; the next pass finishes the rest)"
+            rest = "; the next pass finishes the rest" if self.resumable else ""
+            summary = f"{summary} (interrupted by {reason}{rest})"
         self.result(document, [summary])
         if error is not None:
             self._error_lines(error)
@@ -658,6 +661,7 @@ async def cmd_clear(store: MemoStore, args: argparse.Namespace, out: Output) -> 
             {"run_id": run_id, "entries_deleted": backend.deleted},
             f"run {run_id}: {_plural(backend.deleted, 'entry', 'entries')} deleted",
         )
+        out.resumable = True
         deleted = await store.clear_memos_for_run(run_id)
     failed = backend.attempted - deleted
     if not deleted and not failed:
@@ -706,6 +710,7 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
             )
 
         out.partial = partial
+        out.resumable = True
         leased = not (args.dry_run or args.no_lease) and backend.capabilities.conditional_put
         lease = SweepLease(store) if leased else None
         try:
