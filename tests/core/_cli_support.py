@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,3 +61,46 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> Result:
         check=False,
     )
     return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def install_adapter(site: Path, scheme: str, source: str) -> Path:
+    """Install, under ``site``, an adapter package for ``scheme://`` whose module is ``source``.
+
+    ``source`` defines ``open_url(url)``. Put ``site`` on ``PYTHONPATH`` for the script.
+    """
+    site.mkdir(parents=True)
+    module = f"taquba_memo_{scheme}"
+    (site / f"{module}.py").write_text(source)
+    dist_info = site / f"taquba_memo_{scheme}-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: taquba-memo-{scheme}\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        f"[taquba_memo.backends]\n{scheme} = {module}:open_url\n"
+    )
+    return site
+
+
+def install_stuck_adapter(site: Path, stuck_run: str = "alpha") -> Path:
+    """An installed adapter (``stuck://``) over local files that cannot delete one run's entries."""
+    return install_adapter(
+        site,
+        "stuck",
+        textwrap.dedent(
+            f"""
+            from taquba_memo import BackendError, DeleteManyError, LocalFileBackend
+            from taquba_memo.urls import open_backend
+
+            class StuckBackend(LocalFileBackend):
+                async def delete_many(self, keys):
+                    stuck = {{k: BackendError("stuck") for k in keys if "/memos/{stuck_run}/" in k}}
+                    await super().delete_many([k for k in keys if k not in stuck])
+                    if stuck:
+                        raise DeleteManyError(stuck)
+
+            def open_url(url):
+                return StuckBackend(open_backend(url.replace("stuck://", "file://", 1)).root)
+            """
+        ),
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 import os
 import pty
+import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from ._cli_support import (
     SCRIPT,
     TIMEOUT_S,
     clean_env,
+    install_stuck_adapter,
     run_cli,
 )
 
@@ -259,38 +260,6 @@ class TestSweep:
         assert TerminalMarker("alpha", 1_000) in markers_in(url)
 
 
-def install_stuck_adapter(site: Path) -> Path:
-    """An installed adapter (``stuck://``) over local files that cannot delete run alpha."""
-    site.mkdir()
-    (site / "taquba_memo_stuck.py").write_text(
-        textwrap.dedent(
-            """
-            from taquba_memo import BackendError, DeleteManyError, LocalFileBackend
-            from taquba_memo.urls import open_backend
-
-            class StuckBackend(LocalFileBackend):
-                async def delete_many(self, keys):
-                    stuck = {k: BackendError("stuck") for k in keys if "/memos/alpha/" in k}
-                    await super().delete_many([k for k in keys if k not in stuck])
-                    if stuck:
-                        raise DeleteManyError(stuck)
-
-            def open_url(url):
-                return StuckBackend(open_backend(url.replace("stuck://", "file://", 1)).root)
-            """
-        )
-    )
-    dist_info = site / "taquba_memo_stuck-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: taquba-memo-stuck\nVersion: 1.0\n"
-    )
-    (dist_info / "entry_points.txt").write_text(
-        "[taquba_memo.backends]\nstuck = taquba_memo_stuck:open_url\n"
-    )
-    return site
-
-
 class TestErrors:
     def test_a_missing_url_is_a_usage_error(self) -> None:
         result = run_cli("runs")
@@ -386,12 +355,19 @@ class TestProgress:
         assert "\rlisting entries 4 entries" in terminal
         assert "\r" not in stdout  # results stay clean
 
-    def test_a_sweep_draws_a_bar_with_the_number_of_expired_runs(self, url: str) -> None:
+    def test_a_sweep_counts_runs_with_a_rate_while_it_lists_its_markers_once(
+        self, url: str
+    ) -> None:
         code, _stdout, terminal = run_on_a_terminal(
             "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d"
         )
         assert code == EXIT_OK
-        assert "sweeping [########################] 2/2 runs" in terminal
+        final = [line for line in terminal.split("\r") if line.startswith("sweeping")][-1]
+        assert re.match(
+            r"sweeping 2 runs cleared, [\d.,]+/s, 0:\d\d elapsed, "
+            r"3 markers listed, 5 keys deleted",
+            final,
+        ), final
 
     def test_json_and_no_progress_turn_it_off_even_on_a_terminal(self, url: str) -> None:
         for flag in ("--json", "--no-progress"):

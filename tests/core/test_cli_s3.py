@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import urllib.parse
 
 import pytest
+from taquba_memo.layout import sweep_lease_key, sweep_leases_prefix
 from taquba_memo.sync import open_store
+from taquba_memo.urls import open_backend
 from taquba_memo_conformance._processes import free_port
 from taquba_memo_conformance.counting_proxy import CountingProxy
 from taquba_memo_conformance.servers import S3Server
@@ -122,6 +127,35 @@ class TestAgainstAnS3Emulator:
         with open_store(populated, prefix="agents") as store:
             assert store.list_terminal_markers() == []
             assert store.new_memo("live", 0).get("a") is None
+
+    def test_the_sweep_lease_on_s3(self, s3_server: S3Server, populated: str) -> None:
+        async def lease_keys(document: bytes | None = None) -> list[str]:
+            backend = open_backend(populated)
+            try:
+                if document is not None:
+                    await backend.put(sweep_lease_key("agents", 1), document)
+                return [key async for key in backend.list(sweep_leases_prefix("agents"))]
+            finally:
+                await backend.aclose()
+
+        def lease(*, released: bool) -> bytes:
+            now_ms = time.time_ns() // 1_000_000
+            return json.dumps(
+                {"owner": "other:1", "renewed_at_ms": now_ms, "lease_s": 60, "released": released}
+            ).encode()
+
+        env = credentials(s3_server)
+        sweep = ("--url", populated, "--prefix", "agents", "--json", "sweep", "--older-than", "7d")
+        asyncio.run(lease_keys(lease(released=False)))
+        held = run_cli(*sweep, env=env)
+        assert held.code == EXIT_OK, held.stderr
+        assert held.json()["lease_holder"]["owner"] == "other:1"
+        assert held.json()["runs_cleared_count"] == 0
+        asyncio.run(lease_keys(lease(released=True)))
+        swept = run_cli(*sweep, env=env)
+        assert swept.code == EXIT_OK, swept.stderr
+        assert swept.json()["runs_cleared"] == ["done"]
+        assert asyncio.run(lease_keys()) == []
 
 
 class TestStorageErrorsHaveTheirOwnExitCodes:

@@ -2,8 +2,10 @@
 
 The core has no runtime dependencies, so no progress library: one line on
 stderr, redrawn in place with a carriage return at most ten times a second.
-With a known total it is a bar (``[#####-----] 12/40 runs``); without one, a
-running count (``1,234 entries``). Disabled, every method is a no-op.
+With a known total it is a bar with the elapsed time, the rate and an ETA
+(``[#####-----] 12/40 runs, 3.1/s, 0:04 elapsed, ETA 0:09``); without one, a
+running count with the rate and elapsed time (``1,234 entries, 410/s, 0:03
+elapsed``). Disabled, every method is a no-op.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Progress:
         self._note = ""
         self._last_draw = float("-inf")
         self._drawn = False
+        self._started = time.monotonic()
 
     @property
     def count(self) -> int:
@@ -47,6 +50,11 @@ class Progress:
 
     def advance(self, amount: int = 1) -> None:
         self._count += amount
+        self._maybe_draw()
+
+    def set(self, count: int) -> None:
+        """Move the count to ``count`` (a tally kept elsewhere)."""
+        self._count = count
         self._maybe_draw()
 
     def note(self, text: str) -> None:
@@ -83,13 +91,18 @@ class Progress:
 
     def _draw(self) -> None:
         unit = f" {self._unit}" if self._unit else ""
+        elapsed = time.monotonic() - self._started
+        rate = self._count / elapsed if elapsed > 0 else 0.0
+        timing = f"{_rate_text(rate)}, {_clock(elapsed)} elapsed"
         if self._total:
             done = min(self._count, self._total)
             filled = _BAR_WIDTH * done // self._total
             bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-            line = f"{self._label} [{bar}] {self._count:,}/{self._total:,}{unit}"
+            line = f"{self._label} [{bar}] {self._count:,}/{self._total:,}{unit}, {timing}"
+            if rate > 0 and done < self._total:
+                line += f", ETA {_clock((self._total - done) / rate)}"
         else:
-            line = f"{self._label} {self._count:,}{unit}"
+            line = f"{self._label} {self._count:,}{unit}, {timing}"
         if self._note:
             line += f", {self._note}"
         columns = shutil.get_terminal_size(fallback=(80, 24)).columns
@@ -97,3 +110,15 @@ class Progress:
         self._stream.write("\r" + line[: max(columns - 1, 10)] + "\x1b[K")
         self._stream.flush()
         self._drawn = True
+
+
+def _rate_text(rate: float) -> str:
+    return f"{rate:,.0f}/s" if rate >= 10 else f"{rate:.1f}/s"
+
+
+def _clock(seconds: float) -> str:
+    """``0:07``, ``12:30``, ``1:02:03``."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"

@@ -244,9 +244,13 @@ class _Sweep:
                 self._report.entries_deleted += 1
             else:
                 run.failures[key] = error
-                logger.warning(
-                    "failed to delete memo entry %s of run %s: %s", key, run.run_id, error
-                )
+        if failures:
+            # One line per batch, not per key: a denial fails every key alike.
+            first_key, first_error = next(iter(failures.items()))
+            logger.warning(
+                "failed to delete memo entry %s (and %d more of a batch of %d): %s",
+                first_key, len(failures) - 1, len(batch), first_error,
+            )  # fmt: skip
         for run in runs:
             run.in_flight -= 1
             self._settle(run)

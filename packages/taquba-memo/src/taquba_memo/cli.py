@@ -6,13 +6,18 @@
     markers [RUN_ID]           terminal markers, oldest first
     clear RUN_ID               delete every memo entry of one run
     sweep --older-than 7d      clear runs whose marker is older than that
-          [--dry-run]
+          [--dry-run] [--no-lease] [--all-ended]
 
 ``--url`` defaults to ``$TAQUBA_MEMO_URL`` and ``--prefix`` to
 ``$TAQUBA_MEMO_PREFIX`` (else ``""``). ``--json`` prints one JSON document on
-stdout instead of text. Long operations draw a progress line on stderr when
-stderr is a terminal (never with ``--json`` or ``--no-progress``), and every
-command ends with a summary. Also runnable as ``python -m taquba_memo``.
+stdout instead of text, errors included. ``--summary-only`` prints the
+summary without the per-run lines (for cron mail and CI logs). Long
+operations draw a progress line on stderr when stderr is a terminal (never
+with ``--json`` or ``--no-progress``), and every command ends with a
+summary, also when SIGINT or SIGTERM stops it: it stops at a safe point
+(delete batches already sent finish, markers not yet sent stay for the next
+pass), prints what it did and exits 130 or 143. A second signal stops it at
+once. Also runnable as ``python -m taquba_memo``.
 
 Sizes: where the backend's listing carries sizes (S3, GCS and Azure through
 every shipped adapter, and local files), ``runs --sizes`` takes them from the
@@ -28,10 +33,12 @@ Exit codes:
 2    bad usage or argument (also a missing ``--url``)
 3    bad URL: malformed, unknown scheme, or refused by the adapter
 4    the adapter package for the URL's scheme is not installed
-5    access denied: missing, wrong or insufficient credentials
-6    the bucket or container does not exist
+5    access denied: missing, wrong or insufficient credentials,
+     also a denied delete (the sweep stops; the permission is named)
+6    the bucket or container (or ``file://`` directory) does not exist
 7    any other storage error
-130  interrupted
+130  interrupted by SIGINT (Ctrl-C), after printing the summary
+143  stopped by SIGTERM, after printing the summary
 ===  ===========================================================
 """
 
@@ -44,6 +51,7 @@ import datetime
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -58,6 +66,7 @@ from taquba_memo._iso_time import iso_utc_moment
 from taquba_memo._progress import Progress
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.backends.forwarding import ForwardingBackend
+from taquba_memo.backends.local import LocalFileBackend
 from taquba_memo.errors import (
     AccessDeniedError,
     AdapterNotInstalledError,
@@ -70,6 +79,7 @@ from taquba_memo.errors import (
 )
 from taquba_memo.layout import TerminalMarker
 from taquba_memo.store import MemoStore
+from taquba_memo.sweep_lease import SweepLease, SweepLeaseHeld
 from taquba_memo.urls import open_backend
 
 __all__ = ["entry_point", "main"]
@@ -83,11 +93,20 @@ EXIT_ACCESS_DENIED = 5
 EXIT_CONTAINER_NOT_FOUND = 6
 EXIT_BACKEND_ERROR = 7
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+_EXIT_FOR_SIGNAL = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
 
 URL_VARIABLE = "TAQUBA_MEMO_URL"
 PREFIX_VARIABLE = "TAQUBA_MEMO_PREFIX"
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_DURATION_OPTIONS = ("--older-than",)
+_DELETE_PERMISSIONS = (
+    "permission to delete objects under the prefix (S3: s3:DeleteObject; "
+    "GCS: storage.objects.delete; Azure: a Storage Blob Data Contributor role "
+    "or a SAS with the d permission)"
+)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -116,8 +135,12 @@ def _hint_for(error: BaseException) -> str | None:
             "AZURE_STORAGE_*) and their permissions on this bucket"
         )
     if isinstance(error, ContainerNotFoundError):
-        return "check the bucket or container name in --url"
+        return "check the bucket, container or directory in --url"
     return None
+
+
+class UsageError(MemoError, ValueError):
+    """A command line that argparse refused (exit 2)."""
 
 
 # -- arguments -------------------------------------------------------------------
@@ -125,6 +148,10 @@ def _hint_for(error: BaseException) -> str | None:
 
 def parse_duration_ms(text: str) -> int:
     """``7d``, ``12h``, ``1d12h``, ``90m``, ``30s``, ``500ms``, ``2w`` -> milliseconds."""
+    if text.startswith("-"):
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: a duration cannot be negative (for example 7d)"
+        )
     position, total = 0, 0
     for match in _DURATION_PART.finditer(text):
         if match.start() != position:
@@ -147,6 +174,29 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error raises :class:`UsageError` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _join_dash_values(argv: Sequence[str]) -> list[str]:
+    """``--older-than -1d`` -> ``--older-than=-1d``: a value, not an unknown option."""
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        item = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if item in _DURATION_OPTIONS and following is not None and following.startswith("-"):
+            joined.append(f"{item}={following}")
+            index += 2
+            continue
+        joined.append(item)
+        index += 1
+    return joined
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,14 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
             default=default(False),
             help="never draw progress (it is drawn only when stderr is a terminal)",
         )
+        parser.add_argument(
+            "--summary-only",
+            action="store_true",
+            default=default(False),
+            help="print only the summary, not one line per run or marker (for cron and CI)",
+        )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="taquba-memo",
         description="Inspect and clean a taquba-memo store.",
         epilog=(
             "exit codes: 0 ok, 1 some deletes failed, 2 usage, 3 bad URL, "
             "4 adapter package not installed, 5 access denied, 6 bucket not found, "
-            "7 other storage error, 130 interrupted"
+            "7 other storage error, 130 interrupted (SIGINT), 143 stopped (SIGTERM)"
         ),
     )
     parser.add_argument("--version", action="version", version=f"taquba-memo {__version__}")
@@ -224,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--dry-run", action="store_true", help="list the runs that would be cleared")
     sweep.add_argument(
+        "--no-lease",
+        action="store_true",
+        help="sweep without taking the store's sweep lease (taken by default where the "
+        "backend has conditional writes, so that a second sweeper does nothing)",
+    )
+    sweep.add_argument(
+        "--all-ended",
+        action="store_true",
+        help="confirm a zero --older-than (0s), which clears every run that has a marker",
+    )
+    sweep.add_argument(
         "--concurrency",
         type=_positive_int,
         default=8,
@@ -246,6 +313,17 @@ class Output:
     progress_enabled: bool
     stdout: TextIO
     stderr: TextIO
+    summary_only: bool = False
+    warnings: list[str] = field(default_factory=list)
+    partial: Callable[[], tuple[dict[str, Any], str]] = lambda: ({}, "nothing done yet")
+    """What the command has done so far: a document and a summary line, for an interruption."""
+    resumable: bool = False
+    """An interrupted run of the command leaves work that the next one finishes."""
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+        self.stderr.write(f"taquba-memo: warning: {text}\n")
+        self.stderr.flush()
 
     def progress(self, label: str, *, total: int | None = None, unit: str = "") -> Progress:
         return Progress(
@@ -253,28 +331,51 @@ class Output:
         )
 
     def result(self, document: dict[str, Any], lines: Sequence[str]) -> None:
+        """Print the command's document (``--json``) or its lines, the summary last."""
         if self.json_mode:
+            if self.warnings:
+                document = {**document, "warnings": self.warnings}
             json.dump(document, self.stdout, indent=2)
             self.stdout.write("\n")
         else:
-            for line in lines:
+            for line in lines[-1:] if self.summary_only else lines:
                 self.stdout.write(line + "\n")
         self.stdout.flush()
 
+    def stopped(self, reason: str, code: int, error: BaseException | None = None) -> None:
+        """The summary of an interrupted command (and the error that stopped it, if any)."""
+        document, summary = self.partial()
+        document = {**document, "interrupted": reason, "exit_code": code}
+        if error is not None:
+            document["error"] = {"type": type(error).__name__, "message": str(error)}
+        else:
+            rest = "; the next pass finishes the rest" if self.resumable else ""
+            summary = f"{summary} (interrupted by {reason}{rest})"
+        self.result(document, [summary])
+        if error is not None:
+            self._error_lines(error)
+
     def error(self, error: BaseException, code: int) -> None:
+        self._error_lines(error)
+        if self.json_mode:
+            message = str(error) or type(error).__name__
+            document: dict[str, Any] = {
+                "error": {"type": type(error).__name__, "message": message},
+                "exit_code": code,
+            }
+            if self.warnings:
+                document["warnings"] = self.warnings
+            json.dump(document, self.stdout)
+            self.stdout.write("\n")
+            self.stdout.flush()
+
+    def _error_lines(self, error: BaseException) -> None:
         message = str(error) or type(error).__name__
         self.stderr.write(f"taquba-memo: error: {message}\n")
         hint = _hint_for(error)
         if hint:
             self.stderr.write(f"taquba-memo: hint: {hint}\n")
-        if self.json_mode:
-            document = {
-                "error": {"type": type(error).__name__, "message": message},
-                "exit_code": code,
-            }
-            json.dump(document, self.stdout)
-            self.stdout.write("\n")
-            self.stdout.flush()
+        self.stderr.flush()
 
 
 def _iso_time(moment: datetime.datetime | None) -> str | None:
@@ -298,13 +399,27 @@ def _plural(count: int, noun: str, nouns: str | None = None) -> str:
 
 
 class _ObservedBackend(ForwardingBackend):
-    """Reports keys attempted and deleted by delete_many, for progress."""
+    """Counts what is listed and deleted, for progress, and stops at the first denied delete."""
 
-    def __init__(self, inner: MemoBackend) -> None:
+    def __init__(self, inner: MemoBackend, prefix: str) -> None:
         super().__init__(inner)
+        self._terminals = layout.terminals_prefix(prefix)
         self.attempted = 0
         self.deleted = 0
-        self.on_deleted: Callable[[int], None] = lambda _count: None
+        self.markers_listed = 0
+        self.denied: AccessDeniedError | None = None
+        self.on_change: Callable[[], None] = lambda: None
+        self.on_denied: Callable[[AccessDeniedError], None] = lambda _error: None
+
+    def list(self, prefix: str) -> AsyncIterator[str]:
+        listing = super().list(prefix)
+        return self._counted(listing) if prefix.startswith(self._terminals) else listing
+
+    async def _counted(self, listing: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for key in listing:
+            self.markers_listed += 1
+            self.on_change()
+            yield key
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         self.attempted += len(keys)
@@ -312,12 +427,24 @@ class _ObservedBackend(ForwardingBackend):
             await super().delete_many(keys)
         except DeleteManyError as exc:
             self._count(len(keys) - len(exc.failures))
+            denied = [e for e in exc.failures.values() if isinstance(e, AccessDeniedError)]
+            if denied:
+                self._deny(denied[0])
+            raise
+        except AccessDeniedError as exc:
+            self._deny(exc)
             raise
         self._count(len(keys))
 
+    def _deny(self, error: AccessDeniedError) -> None:
+        # A denial fails every later delete alike: stop once, instead of once per key.
+        if self.denied is None:
+            self.denied = error
+            self.on_denied(error)
+
     def _count(self, deleted: int) -> None:
         self.deleted += deleted
-        self.on_deleted(deleted)
+        self.on_change()
 
 
 # -- commands ------------------------------------------------------------------------
@@ -382,6 +509,10 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
     window = TaskWindow(args.concurrency)
     label = "reading entries" if args.sizes and not listed_sizes else "listing entries"
     with out.progress(label, unit="entries") as bar:
+        out.partial = lambda: (
+            {"entries_listed": bar.count, "runs_seen": len(runs)},
+            f"listed {_plural(bar.count, 'entry', 'entries')} of {_plural(len(runs), 'run')}",
+        )
         try:
             async for entry in store.iter_entries(run_filter, with_metadata=listed_sizes):
                 if entry.run_id is None or entry.step_number is None:
@@ -408,6 +539,8 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         if run_filter is None or marker.run_id == run_filter:
             stats = runs[marker.run_id]
             stats.terminal_at_ms = max(stats.terminal_at_ms or 0, marker.terminal_at_ms)
+    if not runs and not unrecognized:
+        await _warn_if_empty(store, args, out)
 
     sizes: bool = args.sizes
     total_steps = sum(len(stats.steps) for stats in runs.values())
@@ -490,11 +623,17 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
 async def cmd_markers(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
     found: list[TerminalMarker] = []
     with out.progress("listing markers", unit="markers") as bar:
+        out.partial = lambda: (
+            {"markers_listed": bar.count},
+            _plural(bar.count, "marker") + " listed",
+        )
         async for marker in store.iter_terminal_markers():
             if args.run_id is None or marker.run_id == args.run_id:
                 found.append(marker)
             bar.advance()
     found.sort()
+    if not found:
+        await _warn_if_empty(store, args, out)
     documents = [
         {
             "run_id": marker.run_id,
@@ -517,9 +656,16 @@ async def cmd_clear(store: MemoStore, args: argparse.Namespace, out: Output) -> 
     backend = store.backend
     assert isinstance(backend, _ObservedBackend)
     with out.progress(f"clearing {run_id}", unit="entries deleted") as bar:
-        backend.on_deleted = bar.advance
+        backend.on_change = lambda: bar.set(backend.deleted)
+        out.partial = lambda: (
+            {"run_id": run_id, "entries_deleted": backend.deleted},
+            f"run {run_id}: {_plural(backend.deleted, 'entry', 'entries')} deleted",
+        )
+        out.resumable = True
         deleted = await store.clear_memos_for_run(run_id)
     failed = backend.attempted - deleted
+    if not deleted and not failed:
+        await _warn_if_empty(store, args, out)
     lines = [f"run {run_id}: {_plural(deleted, 'entry', 'entries')} deleted"]
     if failed:
         lines.append(f"{failed:,} entries could not be deleted; run the command again")
@@ -530,22 +676,67 @@ async def cmd_clear(store: MemoStore, args: argparse.Namespace, out: Output) -> 
 async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
     now_ms = time.time_ns() // 1_000_000
     cutoff_ms = max(0, now_ms - args.older_than)
+    cutoff_text = _iso(cutoff_ms) or str(cutoff_ms)
     backend = store.backend
     assert isinstance(backend, _ObservedBackend)
-    total = None
-    if out.progress_enabled:
-        # A second, cheap listing of the expired markers gives the bar its total.
-        total = len(await store.list_expired_terminal_markers(cutoff_ms))
+    cleared: dict[str, None] = {}  # in the order this pass deleted their markers
+    markers_deleted = 0
+    # No total: counting the expired markers first would list them twice.
     label = "dry run" if args.dry_run else "sweeping"
-    with out.progress(label, total=total, unit="runs") as bar:
-        backend.on_deleted = lambda _count: bar.note(f"{backend.deleted:,} entries deleted")
-
-        def run_done(_marker: TerminalMarker, _deleted: int) -> None:
-            bar.advance()
-
-        report = await store.sweep(
-            cutoff_ms, concurrency=args.concurrency, dry_run=args.dry_run, on_run_done=run_done
+    with out.progress(label, unit="runs cleared") as bar:
+        backend.on_change = lambda: bar.note(
+            f"{backend.markers_listed:,} markers listed, {backend.deleted:,} keys deleted"
         )
+
+        def run_done(marker: TerminalMarker, _deleted: int) -> None:
+            nonlocal markers_deleted
+            markers_deleted += 1
+            if marker.run_id not in cleared:
+                cleared[marker.run_id] = None
+                bar.advance()
+
+        def partial() -> tuple[dict[str, Any], str]:
+            document = {
+                "cutoff_ms": cutoff_ms,
+                "cutoff": _iso(cutoff_ms),
+                "dry_run": args.dry_run,
+                "runs_cleared_count": len(cleared),
+                "entries_deleted": backend.deleted - markers_deleted,
+            }
+            if not out.summary_only:
+                document["runs_cleared"] = sorted(cleared)
+            return document, (
+                f"swept {_plural(len(cleared), 'run')} with markers older than {cutoff_text}"
+            )
+
+        out.partial = partial
+        out.resumable = True
+        leased = not (args.dry_run or args.no_lease) and backend.capabilities.conditional_put
+        lease = SweepLease(store) if leased else None
+        try:
+            if lease is not None:
+                await _take_lease(lease, store)
+            report = await store.sweep(
+                cutoff_ms, concurrency=args.concurrency, dry_run=args.dry_run, on_run_done=run_done
+            )
+        except SweepLeaseHeld as held:
+            skipped, summary = partial()
+            holder = held.holder
+            skipped["skipped"] = str(held)
+            skipped["lease_holder"] = {
+                "owner": holder.owner,
+                "renewed_at_ms": holder.renewed_at_ms,
+            }
+            out.result(skipped, [f"{summary}: skipped, {held}"])
+            return EXIT_OK
+        finally:
+            if lease is not None:
+                try:
+                    await asyncio.shield(lease.release())
+                except BackendError as exc:  # it goes stale by itself
+                    out.warn(f"could not release the sweep lease ({exc}); it expires in 90 s")
+    if report.markers_listed == 0:
+        await _warn_if_empty(store, args, out)
     failures = [
         {
             "run_id": failure.marker.run_id,
@@ -555,31 +746,62 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
         }
         for failure in report.failures
     ]
-    document = {
+    runs = sorted(report.runs_cleared)
+    document: dict[str, Any] = {
         "cutoff_ms": report.cutoff_ms,
         "cutoff": _iso(report.cutoff_ms),
         "dry_run": report.dry_run,
-        "runs_cleared": sorted(report.runs_cleared),
+        "runs_cleared_count": report.runs_cleared_count or len(runs),
         "entries_deleted": report.entries_deleted,
         "failures": failures,
+        "strategy": report.strategy,
+        "requests": {
+            "markers_listed": report.markers_listed,
+            "scans": report.scans,
+            "run_listings": report.run_listings,
+            "delete_requests": report.delete_requests,
+        },
     }
-    cutoff_text = _iso(report.cutoff_ms) or str(report.cutoff_ms)
+    if not out.summary_only:
+        document["runs_cleared"] = runs
     if args.dry_run:
-        lines = [f"would clear {run_id}" for run_id in sorted(report.runs_cleared)]
+        lines = [f"would clear {run_id}" for run_id in runs]
         lines.append(
-            f"dry run: {_plural(len(report.runs_cleared), 'run')} with markers older than "
+            f"dry run: {_plural(len(runs), 'run')} with markers older than "
             f"{cutoff_text} would be cleared"
         )
     else:
-        lines = [f"cleared {run_id}" for run_id in sorted(report.runs_cleared)]
+        lines = [f"cleared {run_id}" for run_id in runs]
         lines += [f"FAILED {f['run_id']}: {f['error']}" for f in failures]
         lines.append(
-            f"swept {_plural(len(report.runs_cleared), 'run')} with markers older than "
+            f"swept {_plural(len(runs), 'run')} with markers older than "
             f"{cutoff_text}: {report.entries_deleted:,} entries deleted, "
             f"{len(failures)} failed"
         )
     out.result(document, lines)
     return EXIT_INCOMPLETE if failures else EXIT_OK
+
+
+async def _take_lease(lease: SweepLease, store: MemoStore) -> None:
+    try:
+        await lease.acquire()
+    except AccessDeniedError as exc:
+        raise AccessDeniedError(
+            f"access denied while taking the sweep lease ({exc}); the sweeper needs "
+            f"permission to create, overwrite and delete objects under "
+            f"{layout.sweep_leases_prefix(store.prefix)!r}, or run with --no-lease"
+        ) from exc
+
+
+async def _warn_if_empty(store: MemoStore, args: argparse.Namespace, out: Output) -> None:
+    """Warn when the prefix holds no memo and no marker at all: a typo in --url or --prefix?"""
+    for prefix in (layout.memos_prefix(store.prefix), layout.terminals_prefix(store.prefix)):
+        async for _key in store.backend.list(prefix):
+            return
+    out.warn(
+        f"{args.url} holds no memo entry and no terminal marker under prefix "
+        f"{store.prefix!r}: check --url and --prefix"
+    )
 
 
 _COMMANDS = {
@@ -590,30 +812,99 @@ _COMMANDS = {
 }
 
 
+class _Stop:
+    """SIGINT and SIGTERM (or a denied delete) cancel the command once; a second signal kills."""
+
+    def __init__(self, command: asyncio.Future[int]) -> None:
+        self._command = command
+        self._loop = asyncio.get_running_loop()
+        self.signal: signal.Signals | None = None
+        self.denied: AccessDeniedError | None = None
+        self._installed: list[signal.Signals] = []
+        for signum in _EXIT_FOR_SIGNAL:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform
+                self._loop.add_signal_handler(signum, self._on_signal, signum)
+                self._installed.append(signum)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self.signal is None:
+            self.signal = signum
+        self.uninstall()  # the next signal has its default effect: stop at once
+        self._command.cancel()
+
+    def deny(self, error: AccessDeniedError) -> None:
+        if self.denied is None:
+            self.denied = error
+            self._command.cancel()
+
+    def uninstall(self) -> None:
+        for signum in self._installed:
+            self._loop.remove_signal_handler(signum)
+        self._installed.clear()
+
+
 async def _run_command(args: argparse.Namespace, out: Output) -> int:
     layout.normalize_prefix(args.prefix)  # a bad prefix fails before the adapter opens
     inner = open_backend(args.url)
-    backend = _ObservedListing(inner) if lists_metadata(inner) else _ObservedBackend(inner)
+    if isinstance(inner, LocalFileBackend) and not inner.root.is_dir():
+        # The local twin of a missing bucket; reading never creates the directory.
+        raise ContainerNotFoundError(f"the directory {inner.root} does not exist")
+    wrap = _ObservedListing if lists_metadata(inner) else _ObservedBackend
+    backend = wrap(inner, args.prefix)
     async with MemoStore(backend, args.prefix) as store:
-        return await _COMMANDS[args.command](store, args, out)
+        command = asyncio.ensure_future(_COMMANDS[args.command](store, args, out))
+        stop = _Stop(command)
+        backend.on_denied = stop.deny
+        try:
+            return await command
+        except asyncio.CancelledError:
+            if stop.denied is not None:
+                error = AccessDeniedError(
+                    f"access denied while deleting ({stop.denied}); the sweeper needs "
+                    + _DELETE_PERMISSIONS
+                )
+                out.stopped("access denied", EXIT_ACCESS_DENIED, error)
+                return EXIT_ACCESS_DENIED
+            if stop.signal is None:
+                raise
+            code = _EXIT_FOR_SIGNAL[stop.signal]
+            out.stopped(stop.signal.name, code)
+            return code
+        finally:
+            stop.uninstall()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.url:
-        parser.error(f"--url is required (or set {URL_VARIABLE})")
+    raw = list(sys.argv[1:] if argv is None else argv)
+    # Known before parsing, so that a usage error is JSON too.
     out = Output(
-        json_mode=args.json,
-        progress_enabled=not args.json and not args.no_progress and sys.stderr.isatty(),
-        stdout=sys.stdout,
-        stderr=sys.stderr,
+        json_mode="--json" in raw, progress_enabled=False, stdout=sys.stdout, stderr=sys.stderr
     )
+    parser = build_parser()
+    try:
+        args = parser.parse_args(_join_dash_values(raw))
+        if not args.url:
+            raise UsageError(f"--url is required (or set {URL_VARIABLE})")
+        if (
+            args.command == "sweep"
+            and args.older_than == 0
+            and not (args.all_ended or args.dry_run)
+        ):
+            raise UsageError(
+                "--older-than 0 clears every run that has a terminal marker; "
+                "add --all-ended to confirm (or --dry-run to look first)"
+            )
+    except UsageError as exc:
+        out.stderr.write(parser.format_usage())
+        out.error(exc, EXIT_USAGE)
+        return EXIT_USAGE
+    out.summary_only = args.summary_only
+    out.progress_enabled = not args.json and not args.no_progress and sys.stderr.isatty()
     try:
         return asyncio.run(_run_command(args, out))
-    except KeyboardInterrupt:
-        sys.stderr.write("\ntaquba-memo: interrupted\n")
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the command started
+        out.stopped(signal.SIGINT.name, EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except MemoError as exc:
         code = exit_code_for(exc)

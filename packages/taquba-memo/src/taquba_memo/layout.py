@@ -57,6 +57,8 @@ __all__ = [
     "parse_memo_claim_name",
     "parse_memo_entry_name",
     "parse_terminal_marker_name",
+    "sweep_lease_key",
+    "sweep_leases_prefix",
     "terminal_marker_key",
     "terminal_marker_name",
     "terminals_prefix",
@@ -290,6 +292,19 @@ def terminal_marker_key(prefix: str, run_id: str, terminal_at_ms: int) -> str:
 def terminals_prefix(prefix: str) -> str:
     """``<prefix>/terminals/``: the raw listing prefix of every marker."""
     return _join(normalize_prefix(prefix), "terminals", "")
+
+
+def sweep_leases_prefix(prefix: str) -> str:
+    """``<prefix>/sweeps/lease.``: the listing prefix of every generation of the sweep lease.
+
+    Outside ``memos/`` and ``terminals/``: no sweep, clear or Rust worker touches it.
+    """
+    return _join(normalize_prefix(prefix), "sweeps", "lease.")
+
+
+def sweep_lease_key(prefix: str, generation: int) -> str:
+    """``<prefix>/sweeps/lease.<generation:010>``."""
+    return f"{sweep_leases_prefix(prefix)}{generation:0{CLAIM_GENERATION_WIDTH}d}"
 
 
 def parse_terminal_marker_name(name: str) -> TerminalMarker | None:

@@ -319,8 +319,12 @@ class MemoStore:
                 await window.submit(delete_batch(batch))
         finally:
             await window.drain()
-        for key, error in failures.items():
-            logger.warning("failed to delete memo entry %s of run %s: %s", key, run_id, error)
+        if failures:  # one line, not one per key: a denial fails every key alike
+            key, error = next(iter(failures.items()))
+            logger.warning(
+                "failed to delete memo entry %s of run %s (and %d more): %s",
+                key, run_id, len(failures) - 1, error,
+            )  # fmt: skip
         return _ClearOutcome(deleted, failures)
 
     # -- terminal markers --------------------------------------------------
