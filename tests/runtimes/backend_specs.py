@@ -66,7 +66,7 @@ def build_backend(spec: dict[str, Any]) -> MemoBackend:
     from tests.retention.conftest import _builder
 
     build, _ = _builder(
-        name,
+        name.removesuffix("-rgw"),
         lambda: spec["s3"],
         lambda: spec["gcs"],
         lambda: spec["azure"],

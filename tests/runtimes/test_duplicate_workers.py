@@ -13,7 +13,7 @@ renewed, exactly one waiter takes over, and the takeover reaches the LLM
 within a few leases of the kill. Each call is paid at most twice (here:
 once, as the killed call was never answered).
 
-On local files and on S3 (the kit's ``s3_server``, moto).
+On local files, on S3 (the kit's ``s3_server``, moto) and on Ceph RGW (``rgw_server``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PROCESS_TIMEOUT_S = 90
 TAKEOVER_BOUND_LEASES = 3.0
 
 
-@pytest.fixture(params=["local", "obstore-s3"])
+@pytest.fixture(params=["local", "obstore-s3", "minio-rgw"])
 def shared_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A backend every worker process builds over the same data: a directory, or a bucket."""
     with contextlib.ExitStack() as cleanup:
