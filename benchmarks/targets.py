@@ -27,8 +27,7 @@ from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import MemoBackend
 from taquba_memo.backends.local import LocalFileBackend
 from taquba_memo_azure import AzureBlobBackend
-from taquba_memo_conformance.counting_proxy import Classifier, CountingProxy, classify_request
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import Classifier, CountingProxy, GcsXmlProxy, classify_request
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,

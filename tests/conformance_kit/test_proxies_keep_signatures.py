@@ -23,10 +23,8 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from taquba_memo_conformance.counting_proxy import CountingProxy
-from taquba_memo_conformance.fault_proxy import FaultProxy
 from taquba_memo_conformance.fixtures import S3_SERVER_FIXTURES
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import CountingProxy, FaultProxy, GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, S3Server, parse_connection_string
 
 from ..gcs.gcs_proxy import GCSProxy

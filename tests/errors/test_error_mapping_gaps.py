@@ -47,8 +47,7 @@ from taquba_memo import (
     ThrottledError,
 )
 from taquba_memo_azure import AzureBlobBackend
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,

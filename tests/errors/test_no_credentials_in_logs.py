@@ -33,9 +33,7 @@ from google.oauth2.credentials import Credentials as TokenCredentials
 from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import BackendError, MemoBackend, MemoStore
 from taquba_memo_azure import AzureBlobBackend
-from taquba_memo_conformance.counting_proxy import classify_request
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy, classify_request
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,

@@ -32,8 +32,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo_azure import AzureBlobBackend
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,

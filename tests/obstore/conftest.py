@@ -3,7 +3,7 @@
 Every store gets explicit credentials and a short retry budget, so a test
 against a broken server fails in seconds rather than after obstore's default
 three minutes of retries. GCS goes through the conformance kit's
-:class:`~taquba_memo_conformance.gcs_xml_proxy.GcsXmlProxy` when the server is
+:class:`~taquba_memo_conformance.proxies.GcsXmlProxy` when the server is
 fake-gcs-server, which refuses obstore's XML-API uploads.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from obstore.store import AzureStore, GCSStore, S3Store
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 
 from ..conftest import parametrize_s3_servers

@@ -30,9 +30,7 @@ from taquba_memo import (
     TransientBackendError,
 )
 from taquba_memo.urls import open_backend
-from taquba_memo_conformance.counting_proxy import RequestCounts, classify_request
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy, RequestCounts, classify_request
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 from taquba_memo_obstore import ObstoreBackend, capabilities_for, map_obstore_error, open_url
 from taquba_memo_obstore._errors import redact

@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import MemoBackend
-from taquba_memo_conformance.counting_proxy import CountingProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import CountingProxy, GcsXmlProxy
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,

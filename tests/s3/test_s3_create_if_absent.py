@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 from obstore.store import S3Store
 from taquba_memo import MemoBackend
-from taquba_memo_conformance.counting_proxy import CountingProxy
+from taquba_memo_conformance.proxies import CountingProxy
 from taquba_memo_conformance.servers import S3Server
 from taquba_memo_minio import MinioBackend
 from taquba_memo_obstore import ObstoreBackend

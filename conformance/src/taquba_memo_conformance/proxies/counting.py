@@ -37,7 +37,7 @@ without forwarding it (return a :class:`Reply`) or to drop the connection
 (raise :class:`DropConnection`, or :class:`ResetConnection` for a TCP reset);
 the request is counted either way. Override :meth:`CountingProxy.intercept_answer`
 to lose the answer of a request the server did get and apply (raise either
-exception once its status is known). :mod:`taquba_memo_conformance.fault_proxy`
+exception once its status is known). :mod:`taquba_memo_conformance.proxies.faults`
 builds on both.
 """
 

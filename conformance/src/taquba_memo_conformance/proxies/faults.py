@@ -1,6 +1,6 @@
 """A fault-injecting HTTP proxy on 127.0.0.1: server errors, throttling, resets and stalls.
 
-:class:`FaultProxy` is a :class:`~taquba_memo_conformance.counting_proxy.CountingProxy`
+:class:`FaultProxy` is a :class:`~taquba_memo_conformance.proxies.CountingProxy`
 that, for a configured share of the requests passing through it, injects one
 fault drawn from a weighted menu. The draws come from a seeded RNG: the same
 seed gives the same sequence of decisions (and, one request at a time, the
@@ -56,7 +56,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
-from taquba_memo_conformance.counting_proxy import (
+from taquba_memo_conformance.proxies.counting import (
     Classifier,
     CountingProxy,
     DropConnection,
