@@ -3,7 +3,7 @@
 Each starts its server on first use and stops it when the session ends; how the
 server is found (env, container, process) is described in
 :mod:`taquba_memo_conformance.servers`. Importing this module needs only pytest
-and the standard library, so the plugin can load it on every run.
+and the standard library; :mod:`taquba_memo_conformance.servers_plugin` registers them.
 
 ``s3_server`` can be parametrized indirectly over S3 servers, so that one test
 runs on each::
