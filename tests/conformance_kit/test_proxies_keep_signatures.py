@@ -55,9 +55,9 @@ def recording(upstream: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def s3_proxy(upstream: str) -> Iterator[str]:
-    proxy = S3Proxy(upstream=upstream).start()
+    proxy = S3Proxy(upstream).start()
     try:
-        yield f"http://{proxy.host_port}"
+        yield proxy.url
     finally:
         proxy.close()
 

@@ -387,7 +387,7 @@ async def test_a_dropped_connection_is_retried_then_transient(
 async def test_a_read_timeout_is_transient(
     make_backend: BackendFactory, s3_server: S3Server, s3_proxy: S3Proxy
 ) -> None:
-    impatient = client_for(s3_server, s3_proxy.host_port, read_timeout=0.2, retries=Retry(0))
+    impatient = client_for(s3_server, s3_proxy.netloc, read_timeout=0.2, retries=Retry(0))
     try:
         backend = make_backend(client=impatient)
         s3_proxy.stall_next(2.0)
@@ -419,7 +419,7 @@ async def test_no_error_or_repr_shows_the_secret_key(
 ) -> None:
     # moto without authentication accepts any secret; a server that checks gets its own.
     secret = s3_server.secret_key if s3_server.checks_signatures else SECRET
-    client = client_for(s3_server, s3_proxy.host_port, secret_key=secret, retries=default_retry(0))
+    client = client_for(s3_server, s3_proxy.netloc, secret_key=secret, retries=default_retry(0))
     try:
         backend = make_backend(client=client)
         await backend.put("k", b"v")

@@ -30,7 +30,12 @@ from taquba_memo import (
     TransientBackendError,
 )
 from taquba_memo.urls import open_backend
-from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy, RequestCounts, classify_request
+from taquba_memo_conformance.proxies import (
+    CountingProxy,
+    FaultProxy,
+    RequestCounts,
+    classify_request,
+)
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 from taquba_memo_obstore import ObstoreBackend, capabilities_for, map_obstore_error, open_url
 from taquba_memo_obstore._errors import redact
@@ -173,17 +178,17 @@ async def test_a_prefix_no_valid_key_can_have_lists_nothing() -> None:
 
 
 @pytest.fixture
-def s3_recorder(s3_server: S3Server) -> Iterator[GcsXmlProxy]:
-    with GcsXmlProxy(s3_server.endpoint_url, translate_uploads=False) as proxy:
+def s3_recorder(s3_server: S3Server) -> Iterator[CountingProxy]:
+    with CountingProxy(s3_server.endpoint_url) as proxy:
         yield proxy
 
 
-def list_requests(proxy: GcsXmlProxy) -> list[str]:
-    return [path for method, path in proxy.requests if method == "GET" and "list-type=2" in path]
+def list_requests(proxy: CountingProxy) -> list[str]:
+    return [r.target for r in proxy.records if r.method == "GET" and "list-type=2" in r.target]
 
 
 async def test_s3_lists_a_raw_prefix_from_just_before_it_and_stops_after_it(
-    s3_server: S3Server, s3_recorder: GcsXmlProxy
+    s3_server: S3Server, s3_recorder: CountingProxy
 ) -> None:
     bucket = s3_server.new_bucket()
     store = s3_store(s3_server, bucket, endpoint=s3_recorder.url, retry_config=None)
@@ -198,17 +203,17 @@ async def test_s3_lists_a_raw_prefix_from_just_before_it_and_stops_after_it(
             await backend.put(key, b"")
 
     await asyncio.gather(*(put(key) for key in [*before, *wanted, *after]))
-    s3_recorder.requests.clear()
+    s3_recorder.reset()
     assert await collect(backend.list("p/run")) == sorted(wanted)
     # One page: the offset skipped p/aaa/*, and the first p/zzz key ended it.
     [request] = list_requests(s3_recorder)
     assert "start-after=base%2Fp%2Fru" in request
-    s3_recorder.requests.clear()
+    s3_recorder.reset()
     listing = cast("AsyncGenerator[str, None]", backend.list("p/"))
     assert await anext(listing) == "p/aaa/0000"
     await listing.aclose()
     assert len(list_requests(s3_recorder)) == 1, "stopping early fetches no further page"
-    s3_recorder.requests.clear()
+    s3_recorder.reset()
     assert len(await collect(backend.list("p/"))) == 2203
     assert len(list_requests(s3_recorder)) == 3
 

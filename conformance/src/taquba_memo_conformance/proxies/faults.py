@@ -173,14 +173,6 @@ class FaultProxy(CountingProxy):
         self._stall_seconds = 0.0
         self.configure(rate=rate, faults=faults, stall_seconds=stall_seconds)
 
-    def start(self) -> FaultProxy:
-        """Listen on a free port of 127.0.0.1 and serve on a thread of its own."""
-        super().start()
-        return self
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
     # -- configuration -------------------------------------------------------------
 
     def configure(
