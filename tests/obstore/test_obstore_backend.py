@@ -393,10 +393,8 @@ async def test_a_missing_s3_bucket_is_not_a_missing_key(s3_server: S3Server) -> 
         await collect(backend.list(""))
 
 
-async def test_a_missing_azure_container_is_not_a_missing_key(
-    azure_server: AzureServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    backend = ObstoreBackend(azure_store(azure_server, "never-created", monkeypatch))
+async def test_a_missing_azure_container_is_not_a_missing_key(azure_server: AzureServer) -> None:
+    backend = ObstoreBackend(azure_store(azure_server, "never-created"))
     with pytest.raises(ContainerNotFoundError):
         await backend.get("k")
     with pytest.raises(ContainerNotFoundError):
