@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import inspect
 import json
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -30,6 +29,12 @@ from taquba_memo import (
     TransientBackendError,
 )
 from taquba_memo.urls import open_backend
+from taquba_memo_conformance.adapter_checks import (
+    check_every_exception_mapped,
+    check_key_refused,
+    check_missing_container,
+    exception_classes,
+)
 from taquba_memo_conformance.proxies import (
     CountingProxy,
     FaultProxy,
@@ -129,13 +134,7 @@ INVALID_KEYS = ["", "/a", "a/", "a//b", ".", "a/./b", "a/../b", "..", "ctl\x01",
 @pytest.mark.parametrize("key", INVALID_KEYS)
 async def test_a_key_obstore_would_change_is_refused_before_any_io(key: str) -> None:
     store = MemoryStore()
-    backend = ObstoreBackend(store)
-    with pytest.raises(InvalidKeyError):
-        await backend.put(key, b"v")
-    with pytest.raises(InvalidKeyError):
-        await backend.get(key)
-    with pytest.raises(InvalidKeyError):
-        await backend.delete_many(["fine", key])
+    await check_key_refused(ObstoreBackend(store), key)
     assert await obstore.list(store).collect_async() == []
 
 
@@ -238,24 +237,12 @@ EXPECTED_MAPPING: dict[str, type[Exception] | None] = {
 }
 
 
-def obstore_exception_classes() -> dict[str, type[BaseException]]:
-    return {
-        name: cls
-        for name, cls in inspect.getmembers(obstore_errors, inspect.isclass)
-        if issubclass(cls, BaseException)
-    }
-
-
 def test_every_obstore_exception_class_is_mapped() -> None:
-    classes = obstore_exception_classes()
-    assert set(classes) == set(EXPECTED_MAPPING), "obstore changed its exception classes"
-    for name, cls in classes.items():
-        error = map_obstore_error(cls("boom"), store="S3Store", operation="get", key="k")
-        expected = EXPECTED_MAPPING[name]
-        if expected is None:
-            assert error is None, name
-        else:
-            assert type(error) is expected, name
+    check_every_exception_mapped(
+        exception_classes(obstore_errors, defined_there=False),
+        EXPECTED_MAPPING,
+        lambda exc: map_obstore_error(exc, store="S3Store", operation="get", key="k"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -382,27 +369,12 @@ async def test_a_batch_that_fails_for_good_is_redone_key_by_key(s3_server: S3Ser
 
 async def test_a_missing_s3_bucket_is_not_a_missing_key(s3_server: S3Server) -> None:
     backend = ObstoreBackend(s3_store(s3_server, "taquba-memo-never-created"))
-    with pytest.raises(ContainerNotFoundError) as raised:
-        await backend.get("k")
-    assert isinstance(raised.value.__cause__, FileNotFoundError)
-    with pytest.raises(ContainerNotFoundError):
-        await backend.put("k", b"v")
-    with pytest.raises(ContainerNotFoundError):
-        await backend.delete("k")
-    with pytest.raises(ContainerNotFoundError):
-        await collect(backend.list(""))
+    errors = await check_missing_container(backend)
+    assert isinstance(errors["get"].__cause__, FileNotFoundError)
 
 
 async def test_a_missing_azure_container_is_not_a_missing_key(azure_server: AzureServer) -> None:
-    backend = ObstoreBackend(azure_store(azure_server, "never-created"))
-    with pytest.raises(ContainerNotFoundError):
-        await backend.get("k")
-    with pytest.raises(ContainerNotFoundError):
-        await backend.put("k", b"v")
-    with pytest.raises(ContainerNotFoundError):
-        await backend.delete("k")
-    with pytest.raises(ContainerNotFoundError):
-        await collect(backend.list(""))
+    await check_missing_container(ObstoreBackend(azure_store(azure_server, "never-created")))
 
 
 async def test_a_write_to_a_missing_gcs_bucket_is_container_not_found(
