@@ -89,7 +89,8 @@ def check_every_exception_mapped(
                 f"{name} maps to {getattr(got, '__name__', got)}, "
                 f"not {getattr(want, '__name__', want)}"
             )
-    assert not problems, "; ".join(problems)
+    if problems:
+        raise AssertionError("; ".join(problems))
     return mapped
 
 
@@ -120,7 +121,8 @@ async def check_key_refused(
             problems.append(f"{operation}({key!r}) raised {error!r}, not InvalidKeyError")
         else:
             problems.append(f"{operation}({key!r}) was accepted")
-    assert not problems, "; ".join(problems)
+    if problems:
+        raise AssertionError("; ".join(problems))
     return refused
 
 
@@ -171,5 +173,6 @@ async def check_missing_container(
             problems.append(f"{operation} raised {error!r}, not ContainerNotFoundError")
         else:
             problems.append(f"{operation} succeeded on a container that does not exist")
-    assert not problems, "; ".join(problems)
+    if problems:
+        raise AssertionError("; ".join(problems))
     return errors
