@@ -23,9 +23,9 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from taquba_memo_conformance.fixtures import S3_SERVER_FIXTURES
 from taquba_memo_conformance.proxies import CountingProxy, FaultProxy, GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, S3Server, parse_connection_string
+from taquba_memo_conformance.servers_plugin import S3_SERVER_FIXTURES
 
 from ..gcs.gcs_proxy import GCSProxy
 from ..minio.s3_proxy import S3Proxy

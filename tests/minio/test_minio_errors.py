@@ -34,8 +34,8 @@ from taquba_memo_conformance.adapter_checks import (
     check_missing_container,
     exception_classes,
 )
-from taquba_memo_conformance.fixtures import S3_SERVER_FIXTURES
 from taquba_memo_conformance.servers import S3Server
+from taquba_memo_conformance.servers_plugin import S3_SERVER_FIXTURES
 from taquba_memo_minio import MinioBackend, default_retry, make_http_client
 from taquba_memo_minio._errors import SDK_ERRORS, KeyNotDeleted, map_minio_error
 from urllib3.response import HTTPResponse

@@ -22,7 +22,7 @@ it saw, so a test can assert more (the chained SDK error, a message).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from types import ModuleType
 
 from taquba_memo import ContainerNotFoundError, DeleteManyError, InvalidKeyError, MemoBackend
@@ -94,6 +94,40 @@ def check_every_exception_mapped(
     return mapped
 
 
+def _operations(
+    backend: MemoBackend, key: str, batch: list[str]
+) -> dict[str, Callable[[], Awaitable[object]]]:
+    """Each operation that takes a key, called with ``key`` (``delete_many`` with ``batch``)."""
+
+    async def list_all() -> None:
+        async for _ in backend.list(key):
+            pass
+
+    return {
+        "get": lambda: backend.get(key),
+        "put": lambda: backend.put(key, b"v"),
+        "put_if_absent": lambda: backend.put(key, b"v", if_absent=True),
+        "delete": lambda: backend.delete(key),
+        "list": list_all,
+        "delete_many": lambda: backend.delete_many(batch),
+    }
+
+
+async def _outcomes(
+    calls: Mapping[str, Callable[[], Awaitable[object]]], operations: Iterable[str]
+) -> dict[str, Exception | None]:
+    """What each of ``operations`` raised (None: it succeeded)."""
+    outcomes: dict[str, Exception | None] = {}
+    for operation in operations:
+        try:
+            await calls[operation]()
+        except Exception as error:
+            outcomes[operation] = error
+        else:
+            outcomes[operation] = None
+    return outcomes
+
+
 async def check_key_refused(
     backend: MemoBackend, key: str, *, operations: Iterable[str] = ("put", "get", "delete_many")
 ) -> dict[str, InvalidKeyError]:
@@ -103,24 +137,16 @@ async def check_key_refused(
     batch, so the good key is not deleted either. Operations: ``put``,
     ``put_if_absent``, ``get``, ``delete``, ``delete_many``.
     """
-    calls = {
-        "put": lambda: backend.put(key, b"v"),
-        "put_if_absent": lambda: backend.put(key, b"v", if_absent=True),
-        "get": lambda: backend.get(key),
-        "delete": lambda: backend.delete(key),
-        "delete_many": lambda: backend.delete_many(["fine", key]),
-    }
+    outcomes = await _outcomes(_operations(backend, key, ["fine", key]), operations)
     refused: dict[str, InvalidKeyError] = {}
     problems: list[str] = []
-    for operation in operations:
-        try:
-            await calls[operation]()
-        except InvalidKeyError as error:
+    for operation, error in outcomes.items():
+        if isinstance(error, InvalidKeyError):
             refused[operation] = error
-        except Exception as error:
-            problems.append(f"{operation}({key!r}) raised {error!r}, not InvalidKeyError")
-        else:
+        elif error is None:
             problems.append(f"{operation}({key!r}) was accepted")
+        else:
+            problems.append(f"{operation}({key!r}) raised {error!r}, not InvalidKeyError")
     if problems:
         raise AssertionError("; ".join(problems))
     return refused
@@ -130,7 +156,7 @@ async def check_missing_container(
     backend: MemoBackend,
     *,
     operations: Iterable[str] = ("get", "put", "put_if_absent", "delete", "list", "delete_many"),
-) -> dict[str, BaseException]:
+) -> dict[str, Exception]:
     """Each of ``operations`` on ``backend`` (whose container does not exist) says so.
 
     ``get``, ``put``, ``put_if_absent`` (where the backend declares
@@ -139,40 +165,28 @@ async def check_missing_container(
     one. Returns the error of each operation (for ``delete_many``, the
     DeleteManyError).
     """
-
-    async def list_all() -> None:
-        async for _ in backend.list(""):
-            pass
-
-    calls = {
-        "get": lambda: backend.get("k"),
-        "put": lambda: backend.put("k", b"v"),
-        "put_if_absent": lambda: backend.put("k", b"v", if_absent=True),
-        "delete": lambda: backend.delete("k"),
-        "list": list_all,
-        "delete_many": lambda: backend.delete_many(["k", "j"]),
-    }
-    errors: dict[str, BaseException] = {}
+    wanted = [
+        operation
+        for operation in operations
+        if operation != "put_if_absent" or backend.capabilities.conditional_put
+    ]
+    outcomes = await _outcomes(_operations(backend, "k", ["k", "j"]), wanted)
+    errors: dict[str, Exception] = {}
     problems: list[str] = []
-    for operation in operations:
-        if operation == "put_if_absent" and not backend.capabilities.conditional_put:
-            continue
-        try:
-            await calls[operation]()
-        except (ContainerNotFoundError, DeleteManyError) as error:
-            errors[operation] = error
-            if operation == "delete_many" and not isinstance(error, DeleteManyError):
-                problems.append(f"delete_many raised {error!r}, not DeleteManyError")
-            elif isinstance(error, DeleteManyError):
-                kinds = {key: type(failure) for key, failure in error.failures.items()}
-                if operation != "delete_many" or kinds != dict.fromkeys(
-                    ("k", "j"), ContainerNotFoundError
-                ):
-                    problems.append(f"{operation} raised {error!r} with failures {kinds}")
-        except Exception as error:
-            problems.append(f"{operation} raised {error!r}, not ContainerNotFoundError")
-        else:
+    for operation, error in outcomes.items():
+        if error is None:
             problems.append(f"{operation} succeeded on a container that does not exist")
+            continue
+        errors[operation] = error
+        if operation != "delete_many":
+            if not isinstance(error, ContainerNotFoundError):
+                problems.append(f"{operation} raised {error!r}, not ContainerNotFoundError")
+        elif not isinstance(error, DeleteManyError):
+            problems.append(f"delete_many raised {error!r}, not DeleteManyError")
+        else:
+            kinds = {key: type(failure) for key, failure in error.failures.items()}
+            if kinds != dict.fromkeys(("k", "j"), ContainerNotFoundError):
+                problems.append(f"delete_many raised {error!r} with failures {kinds}")
     if problems:
         raise AssertionError("; ".join(problems))
     return errors
