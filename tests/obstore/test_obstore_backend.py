@@ -45,7 +45,8 @@ from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 from taquba_memo_obstore import ObstoreBackend, capabilities_for, map_obstore_error, open_url
 from taquba_memo_obstore._errors import redact
 
-from .conftest import CLIENT, azure_store, azurite_url, gcs_store, s3_store
+from ..builders import azurite_url
+from .conftest import CLIENT, azure_store, gcs_store, s3_store
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore, RetryConfig
