@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from taquba_memo import MemoBackend, MemoStore, layout
-from taquba_memo_conformance.counting_proxy import CountingProxy, RequestCounts, RequestRecord
+from taquba_memo_conformance.proxies import CountingProxy, RequestCounts, RequestRecord
 
 from benchmarks.targets import RawSDK, settle
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import tempfile
 import time
@@ -21,19 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import obstore
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
-from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import MemoBackend
 from taquba_memo.backends.local import LocalFileBackend
 from taquba_memo_azure import AzureBlobBackend
-from taquba_memo_conformance.counting_proxy import Classifier, CountingProxy, classify_request
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import Classifier, CountingProxy, GcsXmlProxy, classify_request
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,
     S3Server,
-    azurite_connection_string,
     resolve_azure_server,
     resolve_gcs_server,
     resolve_rgw_server,
@@ -43,13 +37,13 @@ from taquba_memo_gcs import GCSBackend
 from taquba_memo_minio import MinioBackend
 from taquba_memo_obstore import ObstoreBackend
 
+from tests.builders import BackendBuilder, azurite_url, builder_for
+
 __all__ = ["RawSDK", "Servers", "Target", "classify_bench", "make_targets", "servers"]
 
 # A raw SDK call: ``get(object_name)`` and ``put(object_name, data)``; sync or async.
 RawGet = Callable[[str], Any]
 RawPut = Callable[[str, bytes], Any]
-
-_OBSTORE_CLIENT = {"allow_http": True, "timeout": "120s", "connect_timeout": "5s"}
 
 
 def classify_bench(method: str, target: str) -> str:
@@ -140,40 +134,6 @@ class Target:
             yield proxy
 
 
-def _s3_store(endpoint: str, bucket: str, server: S3Server) -> S3Store:
-    return S3Store(
-        bucket,
-        endpoint=endpoint,
-        access_key_id=server.access_key,
-        secret_access_key=server.secret_key,
-        region=server.region,
-        virtual_hosted_style_request=False,
-        client_options=_OBSTORE_CLIENT,  # type: ignore[arg-type]
-    )
-
-
-def _gcs_store(endpoint: str, bucket: str) -> GCSStore:
-    key = {
-        "gcs_base_url": endpoint,
-        "disable_oauth": True,
-        "client_email": "",
-        "private_key": "",
-        "private_key_id": "",
-    }
-    return GCSStore(
-        bucket,
-        service_account_key=json.dumps(key),
-        client_options=_OBSTORE_CLIENT,  # type: ignore[arg-type]
-    )
-
-
-def _azure_store(endpoint: str, container: str) -> AzureStore:
-    # use_emulator reads this variable when the store is built (an explicit
-    # endpoint would make obstore send list offsets that Azurite ignores).
-    os.environ["AZURITE_BLOB_STORAGE_URL"] = endpoint
-    return AzureStore(container, use_emulator=True, client_options=_OBSTORE_CLIENT)  # type: ignore[arg-type]
-
-
 def _obstore_raw(backend: MemoBackend) -> RawSDK:
     store = cast(ObstoreBackend, backend).store
 
@@ -257,15 +217,6 @@ def _local_raw(backend: MemoBackend) -> RawSDK:
     return RawSDK(get, put, blocking=True, describe="Path.read_bytes / staging write+fsync+rename")
 
 
-def _netloc(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc
-
-
-def _azurite_root(server: AzureServer) -> str:
-    parts = urllib.parse.urlsplit(server.blob_endpoint)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def make_targets(srv: Servers, workdir: str, stack: ExitStack) -> list[Target]:
     """Every adapter on its local server; helpers they need are closed by ``stack``.
 
@@ -274,55 +225,33 @@ def make_targets(srv: Servers, workdir: str, stack: ExitStack) -> list[Target]:
     """
     s3, gcs, azure = srv.s3, srv.gcs, srv.azure
     s3_bucket, gcs_bucket = s3.new_bucket(), gcs.new_bucket()
-    container, azurite = azure.new_container(), _azurite_root(azure)
+    container = azure.new_container()
     # obstore writes GCS objects through the XML API, which fake-gcs-server
     # refuses; the kit's XML-to-JSON upload proxy sits in front of it.
     xml_proxy = stack.enter_context(GcsXmlProxy(gcs.endpoint_url))
     local_root = tempfile.mkdtemp(prefix="local-", dir=workdir)
 
-    def s3_adapters(
-        server: S3Server, bucket: str
-    ) -> tuple[Callable[[str | None], MemoBackend], Callable[[str | None], MemoBackend]]:
-        def obstore_s3(endpoint: str | None) -> MemoBackend:
-            return ObstoreBackend(_s3_store(endpoint or server.endpoint_url, bucket, server))
-
-        def minio(endpoint: str | None) -> MemoBackend:
-            return MinioBackend.connect(
-                _netloc(endpoint or server.endpoint_url),
-                bucket,
-                access_key=server.access_key,
-                secret_key=server.secret_key,
-                secure=False,
-                region=server.region,
-            )
-
-        return obstore_s3, minio
-
-    obstore_s3, minio = s3_adapters(s3, s3_bucket)
-
-    def gcs_sdk(endpoint: str | None) -> MemoBackend:
-        client = storage.Client(
-            project=gcs.project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": endpoint or gcs.endpoint_url},
+    def adapter(name: str, s3_server: S3Server = s3, bucket: str | None = None) -> BackendBuilder:
+        build, _ = builder_for(
+            name,
+            lambda: s3_server,
+            lambda: gcs,
+            lambda: (azure, container),
+            lambda: xml_proxy.url,
+            bucket,
         )
-        return GCSBackend(client, gcs_bucket)
-
-    def obstore_gcs(endpoint: str | None) -> MemoBackend:
-        return ObstoreBackend(_gcs_store(endpoint or xml_proxy.url, gcs_bucket))
-
-    def azure_sdk(endpoint: str | None) -> MemoBackend:
-        blob_endpoint = f"{endpoint or azurite}/{azure.account_name}"
-        return AzureBlobBackend.from_connection_string(
-            azurite_connection_string(blob_endpoint), container
-        )
-
-    def obstore_azure(endpoint: str | None) -> MemoBackend:
-        return ObstoreBackend(_azure_store(endpoint or azurite, container))
+        return build
 
     def local(_endpoint: str | None) -> MemoBackend:
         return LocalFileBackend(local_root)
 
+    obstore_s3, minio = adapter("obstore-s3", bucket=s3_bucket), adapter("minio", bucket=s3_bucket)
+    gcs_sdk, obstore_gcs = (
+        adapter("gcs", bucket=gcs_bucket),
+        adapter("obstore-gcs", bucket=gcs_bucket),
+    )
+    azure_sdk, obstore_azure = adapter("azure"), adapter("obstore-azure")
+    azurite = azurite_url(azure)
     moto = f"{s3.emulator} S3"
     return [
         Target("obstore (S3)", moto, obstore_s3, _obstore_raw, s3.endpoint_url),
@@ -361,21 +290,17 @@ def make_targets(srv: Servers, workdir: str, stack: ExitStack) -> list[Target]:
             max_clear_entries=2_500,
         ),
         Target("LocalFileBackend", "local disk", local, _local_raw, None),
-        *_rgw_targets(srv.rgw, s3_adapters),
+        *_rgw_targets(srv.rgw, adapter),
     ]
 
 
-def _rgw_targets(
-    rgw: S3Server | None,
-    s3_adapters: Callable[
-        [S3Server, str],
-        tuple[Callable[[str | None], MemoBackend], Callable[[str | None], MemoBackend]],
-    ],
-) -> list[Target]:
+def _rgw_targets(rgw: S3Server | None, adapter: Callable[..., BackendBuilder]) -> list[Target]:
     """Both S3 adapters on Ceph RGW (a bucket of their own), when the server was started."""
     if rgw is None:
         return []
-    obstore_s3, minio = s3_adapters(rgw, rgw.new_bucket())
+    bucket = rgw.new_bucket()
+    obstore_s3 = adapter("obstore-s3", s3_server=rgw, bucket=bucket)
+    minio = adapter("minio", s3_server=rgw, bucket=bucket)
     server = "Ceph RGW 16 (memstore)"
     return [
         Target(RGW_TARGETS[0], server, obstore_s3, _obstore_raw, rgw.endpoint_url),

@@ -29,6 +29,9 @@ from typing import Any
 
 import pytest
 
+# The kit's server fixtures (s3_server, gcs_server, azure_server, ...) are opt-in.
+pytest_plugins = ["taquba_memo_conformance.servers_plugin"]
+
 FIGURES_FILE = "figures.json"
 
 #: The S3 servers every S3 adapter test runs on (parameters of the kit's ``s3_server``).

@@ -23,11 +23,9 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from taquba_memo_conformance.counting_proxy import CountingProxy
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.fixtures import S3_SERVER_FIXTURES
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import CountingProxy, FaultProxy, GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, S3Server, parse_connection_string
+from taquba_memo_conformance.servers_plugin import S3_SERVER_FIXTURES
 
 from ..gcs.gcs_proxy import GCSProxy
 from ..minio.s3_proxy import S3Proxy
@@ -57,9 +55,9 @@ def recording(upstream: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def s3_proxy(upstream: str) -> Iterator[str]:
-    proxy = S3Proxy(upstream=upstream).start()
+    proxy = S3Proxy(upstream).start()
     try:
-        yield f"http://{proxy.host_port}"
+        yield proxy.url
     finally:
         proxy.close()
 

@@ -12,7 +12,7 @@ from taquba_memo.layout import sweep_lease_key, sweep_leases_prefix
 from taquba_memo.sync import open_store
 from taquba_memo.urls import open_backend
 from taquba_memo_conformance._processes import free_port
-from taquba_memo_conformance.counting_proxy import CountingProxy
+from taquba_memo_conformance.proxies import CountingProxy
 from taquba_memo_conformance.servers import S3Server
 
 from ._cli_support import (

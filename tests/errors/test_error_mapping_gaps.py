@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from obstore.store import AzureStore, GCSStore, S3Store
+from obstore.store import S3Store
 from taquba_memo import (
     AccessDeniedError,
     BackendError,
@@ -46,18 +46,22 @@ from taquba_memo import (
     MemoBackend,
     ThrottledError,
 )
-from taquba_memo_azure import AzureBlobBackend
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,
     S3Server,
-    parse_connection_string,
     start_s3_process,
 )
 from taquba_memo_obstore import ObstoreBackend
 
+from ..builders import (
+    azure_backend,
+    azurite_url,
+    obstore_azurite_store,
+    obstore_fake_gcs_store,
+    obstore_s3_store,
+)
 from ..conftest import ReliabilityFigures
 
 if TYPE_CHECKING:
@@ -107,10 +111,6 @@ async def expect(error: type[BackendError], backend: MemoBackend, operation: str
     return raised.value
 
 
-def host_port(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc
-
-
 # -- throttling: AzureBlobBackend ------------------------------------------------------
 
 
@@ -121,13 +121,15 @@ async def test_azure_throttling_is_throttled_error(
     if urllib.parse.urlsplit(azure_server.blob_endpoint).scheme != "http":
         pytest.skip("the fault proxy forwards plain HTTP only")
     container = azure_server.new_container()
-    blob = urllib.parse.urlsplit(azure_server.blob_endpoint)
-    with FaultProxy(f"http://{blob.netloc}", rate=1.0, faults={str(status): 1}) as proxy:
-        parts = parse_connection_string(azure_server.connection_string)
-        parts["BlobEndpoint"] = f"{proxy.url}{blob.path}"
-        connection_string = ";".join(f"{key}={value}" for key, value in parts.items())
-        async with AzureBlobBackend.from_connection_string(
-            connection_string, container, retry_total=2, initial_backoff=0.02, increment_base=0.05
+    faults = {str(status): 1}
+    with FaultProxy(azurite_url(azure_server), rate=1.0, faults=faults) as proxy:
+        async with azure_backend(
+            azure_server,
+            container,
+            endpoint=proxy.url,
+            retry_total=2,
+            initial_backoff=0.02,
+            increment_base=0.05,
         ) as backend:
             for operation in ("get", "put", "create", "list"):
                 error = await expect(ThrottledError, backend, operation)
@@ -161,15 +163,8 @@ def signing_s3_server() -> Iterator[tuple[S3Server, str]]:
 
 
 def s3_store(server: S3Server, bucket: str, endpoint: str | None = None, **keys: str) -> S3Store:
-    return S3Store(
-        bucket,
-        endpoint=endpoint or server.endpoint_url,
-        access_key_id=keys.get("access_key", server.access_key),
-        secret_access_key=keys.get("secret_key", server.secret_key),
-        region=server.region,
-        virtual_hosted_style_request=False,
-        client_options=CLIENT,
-        retry_config=RETRY_ONCE,
+    return obstore_s3_store(
+        server, bucket, endpoint=endpoint, client_options=CLIENT, retry_config=RETRY_ONCE, **keys
     )
 
 
@@ -189,7 +184,7 @@ async def test_obstore_s3_refused_credentials_are_access_denied(
 ) -> None:
     server, bucket = signing_s3_server
     backend = ObstoreBackend(
-        s3_store(server, bucket, access_key=access_key, secret_key=WRONG_SECRET)
+        s3_store(server, bucket, access_key_id=access_key, secret_access_key=WRONG_SECRET)
     )
     for operation in ("get", "put", "create", "list"):
         error = await expect(AccessDeniedError, backend, operation)
@@ -214,25 +209,13 @@ def obstore_backend(
         return ObstoreBackend(s3_store(server, server.new_bucket(), endpoint=endpoint)), "S3"
     if kind == "Azure":
         azure: AzureServer = request.getfixturevalue("azure_server")
-        monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
-        monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", endpoint)
-        store = AzureStore(
-            azure.new_container(), use_emulator=True, client_options=CLIENT, retry_config=RETRY_ONCE
+        store = obstore_azurite_store(
+            azure.new_container(), endpoint, client_options=CLIENT, retry_config=RETRY_ONCE
         )
         return ObstoreBackend(store), "Azure"
     gcs: GCSServer = request.getfixturevalue("gcs_server")
-    key = {
-        "gcs_base_url": endpoint,
-        "disable_oauth": True,
-        "client_email": "",
-        "private_key": "",
-        "private_key_id": "",
-    }
-    store_gcs = GCSStore(
-        gcs.new_bucket(),
-        service_account_key=json.dumps(key),
-        client_options=CLIENT,
-        retry_config=RETRY_ONCE,
+    store_gcs = obstore_fake_gcs_store(
+        gcs.new_bucket(), endpoint, client_options=CLIENT, retry_config=RETRY_ONCE
     )
     return ObstoreBackend(store_gcs), "GCS"
 
@@ -245,7 +228,7 @@ def upstream_of(kind: str, request: pytest.FixtureRequest, stack: list[Any]) -> 
         azure: AzureServer = request.getfixturevalue("azure_server")
         if azure.emulator != "azurite":
             pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
-        return f"http://{host_port(azure.blob_endpoint)}"
+        return azurite_url(azure)
     gcs: GCSServer = request.getfixturevalue("gcs_server")
     if gcs.emulator != "fake-gcs-server":
         pytest.skip("obstore's GCS uploads reach fake-gcs-server through the XML proxy only")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -29,24 +28,29 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-from google.cloud import storage
 from google.oauth2.credentials import Credentials as TokenCredentials
 from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import BackendError, MemoBackend, MemoStore
 from taquba_memo_azure import AzureBlobBackend
-from taquba_memo_conformance.counting_proxy import classify_request
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy, classify_request
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,
     S3Server,
-    parse_connection_string,
 )
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
-from taquba_memo_minio import MinioBackend, default_retry
+from taquba_memo_minio import default_retry
 from taquba_memo_obstore import ObstoreBackend
 
+from ..builders import (
+    azure_backend,
+    azurite_url,
+    gcs_client,
+    minio_backend,
+    obstore_azurite_store,
+    obstore_fake_gcs_store,
+    obstore_s3_store,
+)
 from ..conftest import ReliabilityFigures
 from ..otel_support import Telemetry, captured_telemetry
 
@@ -72,10 +76,6 @@ class Planted:
     extra: MemoBackend | None = None  # a second credential through the same proxy
 
 
-def host_port(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc
-
-
 OBSTORE_CLIENT: Any = {"allow_http": True, "timeout": "5s", "connect_timeout": "5s"}
 OBSTORE_RETRY: Any = {"max_retries": 1, "retry_timeout": timedelta(seconds=5)}
 
@@ -88,15 +88,12 @@ async def minio(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
     bucket = server.new_bucket()
     proxy = FaultProxy(server.endpoint_url).start()
     options: dict[str, Any] = {
-        "access_key": server.access_key,
         "secret_key": SECRET_KEY,
         "session_token": SESSION_TOKEN,
-        "secure": False,
-        "region": server.region,
         "retries": default_retry(total=1).new(backoff_factor=0.01),
     }
-    backend = MinioBackend.connect(proxy.netloc, bucket, **options)
-    missing = MinioBackend.connect(host_port(server.endpoint_url), "no-such-bucket-x", **options)
+    backend = minio_backend(server, bucket, endpoint=proxy.url, **options)
+    missing = minio_backend(server, "no-such-bucket-x", **options)
     yield Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
     await backend.aclose()
     await missing.aclose()
@@ -111,14 +108,11 @@ async def gcs(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
     bucket = server.new_bucket()
     proxy = FaultProxy(server.endpoint_url).start()
 
-    def client(endpoint: str) -> storage.Client:
-        return storage.Client(
-            project=server.project,
-            credentials=TokenCredentials(token=BEARER_TOKEN),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": endpoint},
-        )
-
-    clients = [client(proxy.url), client(server.endpoint_url)]
+    token = TokenCredentials(token=BEARER_TOKEN)  # type: ignore[no-untyped-call]
+    clients = [
+        gcs_client(server, endpoint=proxy.url, credentials=token),
+        gcs_client(server, credentials=token),
+    ]
     retry = DEFAULT_GCS_RETRY.with_timeout(0.3).with_delay(initial=0.01, maximum=0.05)
     backend = GCSBackend(clients[0], bucket, retry=retry)
     missing = GCSBackend(clients[1], "no-such-bucket-x", retry=retry)
@@ -150,20 +144,14 @@ async def azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
     if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
         pytest.skip("the fault proxy forwards plain HTTP only")
     container = server.new_container()
-    blob = urllib.parse.urlsplit(server.blob_endpoint)
-    proxy = FaultProxy(f"http://{blob.netloc}").start()
+    proxy = FaultProxy(azurite_url(server)).start()
     # The account key signs every request of one backend, a SAS those of the other.
-    parts = parse_connection_string(server.connection_string)
-    parts["BlobEndpoint"] = f"{proxy.url}{blob.path}"
-    keyed = ";".join(f"{key}={value}" for key, value in parts.items())
     sas_connection, signature = sas_connection_string(server, container, proxy.url)
     quick: dict[str, Any] = {"retry_total": 1, "initial_backoff": 0.01, "increment_base": 0.01}
     quick["random_jitter_range"] = 0
-    backend = AzureBlobBackend.from_connection_string(keyed, container, **quick)
+    backend = azure_backend(server, container, endpoint=proxy.url, **quick)
     with_sas = AzureBlobBackend.from_connection_string(sas_connection, container, **quick)
-    missing = AzureBlobBackend.from_connection_string(
-        server.connection_string, "no-such-container-x", **quick
-    )
+    missing = azure_backend(server, "no-such-container-x", **quick)
     yield Planted(backend, proxy, missing, [server.account_key, signature], extra=with_sas)
     for made in (backend, with_sas, missing):
         await made.aclose()
@@ -178,21 +166,19 @@ async def obstore_s3(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
     bucket = server.new_bucket()
     proxy = FaultProxy(server.endpoint_url).start()
 
-    def store(name: str, endpoint: str) -> S3Store:
-        return S3Store(
+    def store(name: str, endpoint: str | None = None) -> S3Store:
+        return obstore_s3_store(
+            server,
             name,
             endpoint=endpoint,
-            access_key_id=server.access_key,
             secret_access_key=SECRET_KEY,
             token=SESSION_TOKEN,
-            region=server.region,
-            virtual_hosted_style_request=False,
             client_options=OBSTORE_CLIENT,
             retry_config=OBSTORE_RETRY,
         )
 
     backend = ObstoreBackend(store(bucket, proxy.url))
-    missing = ObstoreBackend(store("no-such-bucket-x", server.endpoint_url))
+    missing = ObstoreBackend(store("no-such-bucket-x"))
     yield Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
     proxy.close()
 
@@ -202,15 +188,13 @@ async def obstore_azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted
     server: AzureServer = request.getfixturevalue("azure_server")
     if server.emulator != "azurite":
         pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
-    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     container = server.new_container()
-    proxy = FaultProxy(f"http://{host_port(server.blob_endpoint)}").start()
-    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", proxy.url)
+    proxy = FaultProxy(azurite_url(server)).start()
 
     def store(name: str) -> AzureStore:
-        return AzureStore(
+        return obstore_azurite_store(
             name,
-            use_emulator=True,
+            proxy.url,
             access_key=server.account_key,
             client_options=OBSTORE_CLIENT,
             retry_config=OBSTORE_RETRY,
@@ -231,16 +215,14 @@ async def obstore_gcs(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
         proxy = FaultProxy(translator.url).start()
 
         def store(name: str, base_url: str) -> GCSStore:
-            key = {
-                "gcs_base_url": base_url,
-                "disable_oauth": True,
-                "client_email": "memo@example.invalid",
-                "private_key": PRIVATE_KEY,
-                "private_key_id": "key-id",
-            }
-            return GCSStore(
+            return obstore_fake_gcs_store(
                 name,
-                service_account_key=json.dumps(key),
+                base_url,
+                key={
+                    "client_email": "memo@example.invalid",
+                    "private_key": PRIVATE_KEY,
+                    "private_key_id": "key-id",
+                },
                 client_options=OBSTORE_CLIENT,
                 retry_config=OBSTORE_RETRY,
             )

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from taquba_memo import BackendError, MemoBackend
-from taquba_memo_conformance.fault_proxy import FaultProxy
+from taquba_memo_conformance.proxies import FaultProxy
 
 from ..conftest import ReliabilityFigures
 

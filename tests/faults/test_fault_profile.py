@@ -20,30 +20,32 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
-from obstore.store import AzureStore, GCSStore, S3Store
-from taquba_memo_azure import AzureBlobBackend
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy
 from taquba_memo_conformance.servers import (
     AzureServer,
     GCSServer,
     S3Server,
-    parse_connection_string,
 )
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
-from taquba_memo_minio import MinioBackend, default_retry
+from taquba_memo_minio import default_retry
 from taquba_memo_obstore import ObstoreBackend
 
+from ..builders import (
+    azure_backend,
+    azurite_url,
+    gcs_client,
+    minio_backend,
+    obstore_azurite_store,
+    obstore_fake_gcs_store,
+    obstore_s3_store,
+)
 from ..conftest import ReliabilityFigures
 from .fault_workload import CLIENT_TIMEOUT_S, STALL_S, Target, run_fault_profile
 
@@ -73,10 +75,6 @@ def fault_proxy(upstream_url: str, name: str) -> FaultProxy:
     return FaultProxy(upstream_url, seed=zlib.crc32(name.encode()), stall_seconds=STALL_S).start()
 
 
-def host_port(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc
-
-
 # -- one factory per adapter ----------------------------------------------------------
 
 
@@ -87,22 +85,16 @@ async def minio_target(
     server: S3Server = request.getfixturevalue(server_fixture)
     bucket = server.new_bucket()
     proxy = fault_proxy(server.endpoint_url, name)
-    credentials: dict[str, Any] = {
-        "access_key": server.access_key,
-        "secret_key": server.secret_key,
-        "secure": False,
-        "region": server.region,
-    }
     retry = default_retry(total=RETRIES).new(backoff_factor=0.05)
-    faulty = MinioBackend.connect(
-        proxy.netloc,
+    faulty = minio_backend(
+        server,
         bucket,
+        endpoint=proxy.url,
         connect_timeout=CLIENT_TIMEOUT_S,
         read_timeout=CLIENT_TIMEOUT_S,
         retries=retry,
-        **credentials,
     )
-    direct = MinioBackend.connect(host_port(server.endpoint_url), bucket, **credentials)
+    direct = minio_backend(server, bucket)
     try:
         yield Target(name, faulty, direct, proxy, {"server": server.emulator or "env"})
     finally:
@@ -118,15 +110,7 @@ async def gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
         pytest.skip("the fault proxy forwards plain HTTP to a local emulator only")
     bucket = server.new_bucket()
     proxy = fault_proxy(server.endpoint_url, "gcs")
-
-    def client(endpoint: str) -> storage.Client:
-        return storage.Client(
-            project=server.project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": endpoint},
-        )
-
-    faulty_client, direct_client = client(proxy.url), client(server.endpoint_url)
+    faulty_client, direct_client = gcs_client(server, endpoint=proxy.url), gcs_client(server)
     # google's retries are bounded by a deadline, not a count: 3 s of 0.05-0.4 s backoffs.
     retry = DEFAULT_GCS_RETRY.with_timeout(3.0).with_delay(initial=0.05, maximum=0.4)
     faulty = GCSBackend(faulty_client, bucket, retry=retry, timeout=CLIENT_TIMEOUT_S)
@@ -141,23 +125,17 @@ async def gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
         proxy.close()
 
 
-def azure_connection_string(server: AzureServer, endpoint: str) -> str:
-    parts = parse_connection_string(server.connection_string)
-    blob = urllib.parse.urlsplit(server.blob_endpoint)
-    parts["BlobEndpoint"] = f"{endpoint}{blob.path}"
-    return ";".join(f"{key}={value}" for key, value in parts.items()) + ";"
-
-
 @contextlib.asynccontextmanager
 async def azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
     server: AzureServer = request.getfixturevalue("azure_server")
     if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
         pytest.skip("the fault proxy forwards plain HTTP only")
     with server.temporary_container() as container:
-        proxy = fault_proxy(f"http://{host_port(server.blob_endpoint)}", "azure")
-        faulty = AzureBlobBackend.from_connection_string(
-            azure_connection_string(server, proxy.url),
+        proxy = fault_proxy(azurite_url(server), "azure")
+        faulty = azure_backend(
+            server,
             container,
+            endpoint=proxy.url,
             retry_total=RETRIES,
             initial_backoff=0.05,
             increment_base=0.2,
@@ -165,7 +143,7 @@ async def azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
             connection_timeout=CLIENT_TIMEOUT_S,
             read_timeout=CLIENT_TIMEOUT_S,
         )
-        direct = AzureBlobBackend.from_connection_string(server.connection_string, container)
+        direct = azure_backend(server, container)
         try:
             yield Target("azure", faulty, direct, proxy, {"server": server.emulator or "env"})
         finally:
@@ -182,22 +160,16 @@ async def obstore_s3_target(
     bucket = server.new_bucket()
     # The moto target's seed is named as it was before RGW joined.
     proxy = fault_proxy(server.endpoint_url, "obstore-s3" if name == "obstore S3" else name)
-
-    def store(endpoint: str, **options: Any) -> S3Store:
-        return S3Store(
-            bucket,
-            endpoint=endpoint,
-            access_key_id=server.access_key,
-            secret_access_key=server.secret_key,
-            region=server.region,
-            virtual_hosted_style_request=False,
-            **options,
-        )
-
     faulty = ObstoreBackend(
-        store(proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY)
+        obstore_s3_store(
+            server,
+            bucket,
+            endpoint=proxy.url,
+            client_options=OBSTORE_CLIENT,
+            retry_config=OBSTORE_RETRY,
+        )
     )
-    direct = ObstoreBackend(store(server.endpoint_url, client_options={"allow_http": True}))
+    direct = ObstoreBackend(obstore_s3_store(server, bucket))
     try:
         yield Target(name, faulty, direct, proxy, {"server": server.emulator or "env"})
     finally:
@@ -209,21 +181,13 @@ async def obstore_azure_target(request: pytest.FixtureRequest) -> AsyncIterator[
     server: AzureServer = request.getfixturevalue("azure_server")
     if server.emulator != "azurite":
         pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
-    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     with server.temporary_container() as container:
-        azurite = f"http://{host_port(server.blob_endpoint)}"
+        azurite = azurite_url(server)
         proxy = fault_proxy(azurite, "obstore-azure")
-        # use_emulator reads the address when the store is built (an explicit endpoint
-        # would make obstore send list offsets Azurite ignores).
-        monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", azurite)
-        direct = ObstoreBackend(AzureStore(container, use_emulator=True))
-        monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", proxy.url)
+        direct = ObstoreBackend(obstore_azurite_store(container, azurite))
         faulty = ObstoreBackend(
-            AzureStore(
-                container,
-                use_emulator=True,
-                client_options=OBSTORE_CLIENT,
-                retry_config=OBSTORE_RETRY,
+            obstore_azurite_store(
+                container, proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY
             )
         )
         try:
@@ -240,21 +204,12 @@ async def obstore_gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Ta
     bucket = server.new_bucket()
     with GcsXmlProxy(server.endpoint_url) as translator:
         proxy = fault_proxy(translator.url, "obstore-gcs")
-
-        def store(base_url: str, **options: Any) -> GCSStore:
-            key = {
-                "gcs_base_url": base_url,
-                "disable_oauth": True,
-                "client_email": "",
-                "private_key": "",
-                "private_key_id": "",
-            }
-            return GCSStore(bucket, service_account_key=json.dumps(key), **options)
-
         faulty = ObstoreBackend(
-            store(proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY)
+            obstore_fake_gcs_store(
+                bucket, proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY
+            )
         )
-        direct = ObstoreBackend(store(translator.url, client_options={"allow_http": True}))
+        direct = ObstoreBackend(obstore_fake_gcs_store(bucket, translator.url))
         try:
             notes = {"server": "fake-gcs-server behind the XML-upload proxy"}
             yield Target("obstore GCS", faulty, direct, proxy, notes)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from taquba_memo_conformance.fault_proxy import FAULTS, FaultProxy
+from taquba_memo_conformance.proxies import FAULTS, FaultProxy
 
 
 class Upstream:

@@ -76,7 +76,7 @@ def gcs_proxy(gcs_server: GCSServer) -> Iterator[GCSProxy]:
     """A batch-capable, fault-injecting proxy in front of the emulator."""
     if gcs_server.emulator is None:
         pytest.skip("the loopback proxy forwards plain HTTP to a local emulator only")
-    proxy = GCSProxy(upstream=gcs_server.endpoint_url).start()
+    proxy = GCSProxy(gcs_server.endpoint_url).start()
     yield proxy
     proxy.close()
 

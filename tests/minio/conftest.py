@@ -128,7 +128,7 @@ def s3_proxy(s3_server: S3Server) -> Iterator[S3Proxy]:
     """A recording, fault-injecting proxy in front of the server."""
     if urlsplit(s3_server.endpoint_url).scheme != "http":
         pytest.skip("the loopback proxy forwards plain HTTP only")
-    proxy = S3Proxy(upstream=s3_server.endpoint_url).start()
+    proxy = S3Proxy(s3_server.endpoint_url).start()
     yield proxy
     proxy.close()
 
@@ -140,6 +140,6 @@ def proxied_client(s3_server: S3Server, s3_proxy: S3Proxy) -> Iterator[Minio]:
 
     retry = default_retry(total=3)
     retry.backoff_factor = 0.01
-    client = client_for(s3_server, s3_proxy.host_port, retries=retry)
+    client = client_for(s3_server, s3_proxy.netloc, retries=retry)
     yield client
     client._http.clear()

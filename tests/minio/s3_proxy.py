@@ -1,8 +1,8 @@
 """A loopback proxy in front of the S3 server (moto): records requests, injects faults.
 
-Every request is forwarded to the real server unchanged, unless a rule says
-otherwise. The rules provoke, end to end over HTTP, what moto cannot be asked
-to do:
+It is the kit's :class:`~taquba_memo_conformance.proxies.CountingProxy` (the
+``Host`` header and every signed header go upstream unchanged) with rules
+that provoke, end to end over HTTP, what moto cannot be asked to do:
 
 * :meth:`S3Proxy.fail_next` answers the next matching requests with an S3
   error (``503 SlowDown``, ``409 ConditionalRequestConflict`` ...);
@@ -13,25 +13,23 @@ to do:
 policies, so the tests use those.)
 
 It records each request (method, decoded path, query, headers, and the body
-of POSTs), and the most requests it ever had in flight at once, so tests can
-count pages, batches and retries, see the headers the SDK really sent, and
-check the adapter's concurrency bound.
+of POSTs), and the most requests it ever had waiting for an answer at once,
+so tests can count pages, batches and retries, see the headers the SDK really
+sent, and check the adapter's concurrency bound.
 """
 
 from __future__ import annotations
 
-import http.client
+import asyncio
 import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
-__all__ = ["Fault", "S3Proxy", "SeenRequest"]
+from taquba_memo_conformance.proxies import CountingProxy, DropConnection, Reply, RequestHead
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+__all__ = ["Fault", "S3Proxy", "SeenRequest"]
 
 
 @dataclass(frozen=True)
@@ -67,23 +65,16 @@ class Fault:
     seconds: float = 0.0
 
 
-@dataclass
-class S3Proxy:
+class S3Proxy(CountingProxy):
     """Forwards to ``upstream`` (``http://127.0.0.1:PORT``); start with :meth:`start`."""
 
-    upstream: str
-    seen: list[SeenRequest] = field(default_factory=list)
-    peak_in_flight: int = 0
-    _in_flight: int = 0
-    _faults: list[Fault] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-
-    @property
-    def host_port(self) -> str:
-        assert self._server is not None, "start() the proxy first"
-        host, port = self._server.server_address[:2]
-        return f"{host!s}:{port}"
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.seen: list[SeenRequest] = []
+        self.peak_in_flight = 0
+        self._in_flight = 0
+        self._faults: list[Fault] = []
+        self._rules_lock = threading.Lock()
 
     # -- rules ---------------------------------------------------------------
 
@@ -113,17 +104,17 @@ class S3Proxy:
         return self._add(Fault("stall", times, method, path_contains, None, seconds=seconds))
 
     def clear_faults(self) -> None:
-        with self._lock:
+        with self._rules_lock:
             self._faults.clear()
 
     def forget(self) -> None:
         """Drop the record of requests seen so far."""
-        with self._lock:
+        with self._rules_lock:
             self.seen.clear()
             self.peak_in_flight = self._in_flight
 
     def requests(self, method: str | None = None) -> list[SeenRequest]:
-        with self._lock:
+        with self._rules_lock:
             return [r for r in self.seen if method is None or r.method == method]
 
     def listings(self) -> list[SeenRequest]:
@@ -132,123 +123,59 @@ class S3Proxy:
     def batch_deletes(self) -> list[SeenRequest]:
         return [r for r in self.requests("POST") if r.is_batch_delete]
 
-    # -- serving -------------------------------------------------------------
+    # -- the proxy's hooks ---------------------------------------------------
 
-    def start(self) -> S3Proxy:
-        proxy = self
+    def reads_body(self, request: RequestHead) -> bool:
+        return request.method == "POST"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's pool expects
+    async def intercept(self, request: RequestHead) -> Reply | None:
+        parts = urlsplit(request.target)
+        seen = SeenRequest(
+            request.method,
+            unquote(parts.path),
+            parse_qs(parts.query, keep_blank_values=True),
+            {name.lower(): value for name, value in request.headers},
+            request.body or b"",
+        )
+        with self._rules_lock:
+            self.seen.append(seen)
+            fault = self._take_fault(seen)
+            if fault is None or fault.kind == "stall":
+                self._in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        if fault is not None and fault.kind == "drop":
+            raise DropConnection
+        if fault is not None and fault.kind == "answer":
+            body = b"" if request.method == "HEAD" else _error_xml(fault.code, seen.path)
+            return Reply(fault.status, body, [("Content-Type", "application/xml")])
+        if fault is not None:
+            await asyncio.sleep(fault.seconds)
+        return None
 
-            def log_message(self, format: str, *args: object) -> None:
-                return None
-
-            def _handle(self) -> None:
-                body = self._read_body()
-                with proxy._lock:
-                    proxy._in_flight += 1
-                    proxy.peak_in_flight = max(proxy.peak_in_flight, proxy._in_flight)
-                try:
-                    self._serve(body)
-                finally:
-                    with proxy._lock:
-                        proxy._in_flight -= 1
-
-            def _serve(self, body: bytes) -> None:
-                parts = urlsplit(self.path)
-                seen = SeenRequest(
-                    self.command,
-                    unquote(parts.path),
-                    parse_qs(parts.query, keep_blank_values=True),
-                    {name.lower(): value for name, value in self.headers.items()},
-                    body if self.command == "POST" else b"",
-                )
-                with proxy._lock:
-                    proxy.seen.append(seen)
-                fault = proxy._take_fault(seen)
-                if fault is not None and fault.kind == "drop":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if fault is not None and fault.kind == "answer":
-                    self._reply(fault.status, _error_xml(fault.code, seen.path), _XML)
-                    return
-                if fault is not None and fault.kind == "stall":
-                    time.sleep(fault.seconds)
-                status, reply_headers, reply = proxy._forward(
-                    self.command, self.path, dict(self.headers.items()), body
-                )
-                self._reply(status, reply, reply_headers)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-            def _read_body(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                try:
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        if name.lower() not in _HOP_BY_HOP and name.lower() != "host":
-                            self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True  # the client gave up (a read timeout)
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    async def intercept_answer(self, request: RequestHead, status: int) -> None:
+        with self._rules_lock:
+            self._in_flight -= 1
 
     # -- internals -----------------------------------------------------------
 
     def _add(self, fault: Fault) -> Fault:
-        with self._lock:
+        with self._rules_lock:
             self._faults.append(fault)
         return fault
 
     def _take_fault(self, seen: SeenRequest) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.method is not None and fault.method != seen.method:
-                    continue
-                if fault.path_contains not in seen.path:
-                    continue
-                if fault.query_has is not None and fault.query_has not in seen.query:
-                    continue
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
-                return fault
+        for fault in self._faults:
+            if fault.method is not None and fault.method != seen.method:
+                continue
+            if fault.path_contains not in seen.path:
+                continue
+            if fault.query_has is not None and fault.query_has not in seen.query:
+                continue
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._faults.remove(fault)
+            return fault
         return None
-
-    def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        upstream = urlsplit(self.upstream)
-        connection = http.client.HTTPConnection(upstream.netloc, timeout=120)
-        try:
-            # The Host header stays the proxy's: it is part of what the SDK signed.
-            forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
-            connection.request(method, path, body=body if body else None, headers=forwarded)
-            response = connection.getresponse()
-            reply = response.read()
-            return response.status, dict(response.getheaders()), reply
-        finally:
-            connection.close()
-
-
-_XML = {"Content-Type": "application/xml"}
 
 
 def _error_xml(code: str, resource: str) -> bytes:
@@ -257,10 +184,3 @@ def _error_xml(code: str, resource: str) -> bytes:
         f"<Error><Code>{escape(code)}</Code><Message>injected by the test proxy</Message>"
         f"<Resource>{escape(quote(resource))}</Resource><RequestId>proxy</RequestId></Error>"
     ).encode()
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """No tracebacks on stderr for connections the SDK or a fault closes."""
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        return None

@@ -29,8 +29,13 @@ from taquba_memo import (
     ThrottledError,
     TransientBackendError,
 )
-from taquba_memo_conformance.fixtures import S3_SERVER_FIXTURES
+from taquba_memo_conformance.adapter_checks import (
+    check_every_exception_mapped,
+    check_missing_container,
+    exception_classes,
+)
 from taquba_memo_conformance.servers import S3Server
+from taquba_memo_conformance.servers_plugin import S3_SERVER_FIXTURES
 from taquba_memo_minio import MinioBackend, default_retry, make_http_client
 from taquba_memo_minio._errors import SDK_ERRORS, KeyNotDeleted, map_minio_error
 from urllib3.response import HTTPResponse
@@ -177,21 +182,14 @@ def test_no_answer_or_a_broken_one_is_transient(cls: type[BaseException]) -> Non
 
 
 def test_every_exception_class_of_the_sdk_is_caught_and_mapped() -> None:
-    sdk_classes = [
-        cls
-        for _, cls in inspect.getmembers(minio.error, inspect.isclass)
-        if issubclass(cls, Exception) and cls.__module__ == minio.error.__name__
-    ]
     # The admin client's exception is not raised by the S3 client this adapter uses.
-    used = [cls for cls in sdk_classes if cls is not minio.error.MinioAdminException]
-    assert {cls.__name__ for cls in used} == {
-        "MinioException",
-        "InvalidResponseError",
-        "ServerError",
-        "S3Error",
-    }
-    for cls in used:
-        assert issubclass(cls, SDK_ERRORS), cls
+    used = exception_classes(minio.error)
+    del used["MinioAdminException"]
+    check_every_exception_mapped(
+        used,
+        {"MinioException", "InvalidResponseError", "ServerError", "S3Error"},
+        caught=SDK_ERRORS,
+    )
 
 
 @pytest.mark.parametrize(
@@ -224,19 +222,11 @@ async def test_a_missing_bucket_is_container_not_found_for_every_operation(
     make_backend: BackendFactory,
 ) -> None:
     backend = make_backend(bucket="taquba-memo-no-such-bucket")
-    calls: list[Any] = [
-        backend.get("k"),
-        backend.put("k", b"v"),
-        backend.put("k", b"v", if_absent=True),
-        backend.delete("k"),
-    ]
-    for call in calls:
-        with pytest.raises(ContainerNotFoundError) as raised:
-            await call
-        assert isinstance(raised.value.__cause__, S3Error)
-        assert raised.value.__cause__.code == "NoSuchBucket"
-    with pytest.raises(ContainerNotFoundError):
-        [key async for key in backend.list("")]
+    errors = await check_missing_container(backend)
+    for operation in ("get", "put", "put_if_absent", "delete"):
+        cause = errors[operation].__cause__
+        assert isinstance(cause, S3Error), operation
+        assert cause.code == "NoSuchBucket"
 
 
 @pytest.mark.parametrize("action", ["s3:GetObject", "s3:PutObject"])
@@ -387,7 +377,7 @@ async def test_a_dropped_connection_is_retried_then_transient(
 async def test_a_read_timeout_is_transient(
     make_backend: BackendFactory, s3_server: S3Server, s3_proxy: S3Proxy
 ) -> None:
-    impatient = client_for(s3_server, s3_proxy.host_port, read_timeout=0.2, retries=Retry(0))
+    impatient = client_for(s3_server, s3_proxy.netloc, read_timeout=0.2, retries=Retry(0))
     try:
         backend = make_backend(client=impatient)
         s3_proxy.stall_next(2.0)
@@ -419,7 +409,7 @@ async def test_no_error_or_repr_shows_the_secret_key(
 ) -> None:
     # moto without authentication accepts any secret; a server that checks gets its own.
     secret = s3_server.secret_key if s3_server.checks_signatures else SECRET
-    client = client_for(s3_server, s3_proxy.host_port, secret_key=secret, retries=default_retry(0))
+    client = client_for(s3_server, s3_proxy.netloc, secret_key=secret, retries=default_retry(0))
     try:
         backend = make_backend(client=client)
         await backend.put("k", b"v")

@@ -3,30 +3,35 @@
 Every store gets explicit credentials and a short retry budget, so a test
 against a broken server fails in seconds rather than after obstore's default
 three minutes of retries. GCS goes through the conformance kit's
-:class:`~taquba_memo_conformance.gcs_xml_proxy.GcsXmlProxy` when the server is
+:class:`~taquba_memo_conformance.proxies.GcsXmlProxy` when the server is
 fake-gcs-server, which refuses obstore's XML-API uploads.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.parse
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from obstore.store import AzureStore, GCSStore, S3Store
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 
+from ..builders import (
+    OBSTORE_CLIENT,
+    azurite_url,
+    obstore_azurite_store,
+    obstore_fake_gcs_store,
+    obstore_s3_store,
+)
 from ..conftest import parametrize_s3_servers
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, GCSCredential, RetryConfig
 
 RETRY: RetryConfig = {"max_retries": 2, "retry_timeout": timedelta(seconds=20)}
-CLIENT: ClientConfig = {"allow_http": True, "timeout": "120s", "connect_timeout": "5s"}
+CLIENT: ClientConfig = cast("ClientConfig", OBSTORE_CLIENT)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -42,16 +47,7 @@ def s3_store(
 ) -> S3Store:
     """An S3Store on ``bucket``; ``endpoint`` puts a proxy in front of the server,
     ``retry_config=None`` keeps obstore's default retries."""
-    return S3Store(
-        bucket,
-        endpoint=endpoint or server.endpoint_url,
-        access_key_id=server.access_key,
-        secret_access_key=server.secret_key,
-        region=server.region,
-        virtual_hosted_style_request=False,
-        client_options=CLIENT,
-        retry_config=retry_config,
-    )
+    return obstore_s3_store(server, bucket, endpoint=endpoint, retry_config=retry_config)
 
 
 def gcs_store(base_url: str, bucket: str, server: GCSServer) -> GCSStore:
@@ -67,35 +63,12 @@ def gcs_store(base_url: str, bucket: str, server: GCSServer) -> GCSStore:
             client_options=CLIENT,
             retry_config=RETRY,
         )
-    # The emulator wants no token; obstore needs some key, so an empty one with OAuth off.
-    key = {
-        "gcs_base_url": base_url,
-        "disable_oauth": True,
-        "client_email": "",
-        "private_key": "",
-        "private_key_id": "",
-    }
-    return GCSStore(
-        bucket,
-        service_account_key=json.dumps(key),
-        client_options=CLIENT,
-        retry_config=RETRY,
-    )
+    return obstore_fake_gcs_store(bucket, base_url, retry_config=RETRY)
 
 
-def azurite_url(server: AzureServer) -> str:
-    """``http://host:port`` of an Azurite blob endpoint (obstore appends the account itself)."""
-    parts = urllib.parse.urlsplit(server.blob_endpoint)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def azure_store(server: AzureServer, container: str, monkeypatch: pytest.MonkeyPatch) -> AzureStore:
+def azure_store(server: AzureServer, container: str) -> AzureStore:
     if server.emulator == "azurite":
-        # With an explicit endpoint obstore sends a list offset (startFrom) that
-        # Azurite ignores; use_emulator makes obstore filter instead. The store
-        # reads the variable when it is built.
-        monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", azurite_url(server))
-        return AzureStore(container, use_emulator=True, client_options=CLIENT, retry_config=RETRY)
+        return obstore_azurite_store(container, azurite_url(server), retry_config=RETRY)
     return AzureStore(
         container,
         account_name=server.account_name,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import inspect
 import json
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -30,14 +29,24 @@ from taquba_memo import (
     TransientBackendError,
 )
 from taquba_memo.urls import open_backend
-from taquba_memo_conformance.counting_proxy import RequestCounts, classify_request
-from taquba_memo_conformance.fault_proxy import FaultProxy
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.adapter_checks import (
+    check_every_exception_mapped,
+    check_key_refused,
+    check_missing_container,
+    exception_classes,
+)
+from taquba_memo_conformance.proxies import (
+    CountingProxy,
+    FaultProxy,
+    RequestCounts,
+    classify_request,
+)
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 from taquba_memo_obstore import ObstoreBackend, capabilities_for, map_obstore_error, open_url
 from taquba_memo_obstore._errors import redact
 
-from .conftest import CLIENT, azure_store, azurite_url, gcs_store, s3_store
+from ..builders import azurite_url
+from .conftest import CLIENT, azure_store, gcs_store, s3_store
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore, RetryConfig
@@ -126,13 +135,7 @@ INVALID_KEYS = ["", "/a", "a/", "a//b", ".", "a/./b", "a/../b", "..", "ctl\x01",
 @pytest.mark.parametrize("key", INVALID_KEYS)
 async def test_a_key_obstore_would_change_is_refused_before_any_io(key: str) -> None:
     store = MemoryStore()
-    backend = ObstoreBackend(store)
-    with pytest.raises(InvalidKeyError):
-        await backend.put(key, b"v")
-    with pytest.raises(InvalidKeyError):
-        await backend.get(key)
-    with pytest.raises(InvalidKeyError):
-        await backend.delete_many(["fine", key])
+    await check_key_refused(ObstoreBackend(store), key)
     assert await obstore.list(store).collect_async() == []
 
 
@@ -175,17 +178,17 @@ async def test_a_prefix_no_valid_key_can_have_lists_nothing() -> None:
 
 
 @pytest.fixture
-def s3_recorder(s3_server: S3Server) -> Iterator[GcsXmlProxy]:
-    with GcsXmlProxy(s3_server.endpoint_url, translate_uploads=False) as proxy:
+def s3_recorder(s3_server: S3Server) -> Iterator[CountingProxy]:
+    with CountingProxy(s3_server.endpoint_url) as proxy:
         yield proxy
 
 
-def list_requests(proxy: GcsXmlProxy) -> list[str]:
-    return [path for method, path in proxy.requests if method == "GET" and "list-type=2" in path]
+def list_requests(proxy: CountingProxy) -> list[str]:
+    return [r.target for r in proxy.records if r.method == "GET" and "list-type=2" in r.target]
 
 
 async def test_s3_lists_a_raw_prefix_from_just_before_it_and_stops_after_it(
-    s3_server: S3Server, s3_recorder: GcsXmlProxy
+    s3_server: S3Server, s3_recorder: CountingProxy
 ) -> None:
     bucket = s3_server.new_bucket()
     store = s3_store(s3_server, bucket, endpoint=s3_recorder.url, retry_config=None)
@@ -200,17 +203,17 @@ async def test_s3_lists_a_raw_prefix_from_just_before_it_and_stops_after_it(
             await backend.put(key, b"")
 
     await asyncio.gather(*(put(key) for key in [*before, *wanted, *after]))
-    s3_recorder.requests.clear()
+    s3_recorder.reset()
     assert await collect(backend.list("p/run")) == sorted(wanted)
     # One page: the offset skipped p/aaa/*, and the first p/zzz key ended it.
     [request] = list_requests(s3_recorder)
     assert "start-after=base%2Fp%2Fru" in request
-    s3_recorder.requests.clear()
+    s3_recorder.reset()
     listing = cast("AsyncGenerator[str, None]", backend.list("p/"))
     assert await anext(listing) == "p/aaa/0000"
     await listing.aclose()
     assert len(list_requests(s3_recorder)) == 1, "stopping early fetches no further page"
-    s3_recorder.requests.clear()
+    s3_recorder.reset()
     assert len(await collect(backend.list("p/"))) == 2203
     assert len(list_requests(s3_recorder)) == 3
 
@@ -235,24 +238,12 @@ EXPECTED_MAPPING: dict[str, type[Exception] | None] = {
 }
 
 
-def obstore_exception_classes() -> dict[str, type[BaseException]]:
-    return {
-        name: cls
-        for name, cls in inspect.getmembers(obstore_errors, inspect.isclass)
-        if issubclass(cls, BaseException)
-    }
-
-
 def test_every_obstore_exception_class_is_mapped() -> None:
-    classes = obstore_exception_classes()
-    assert set(classes) == set(EXPECTED_MAPPING), "obstore changed its exception classes"
-    for name, cls in classes.items():
-        error = map_obstore_error(cls("boom"), store="S3Store", operation="get", key="k")
-        expected = EXPECTED_MAPPING[name]
-        if expected is None:
-            assert error is None, name
-        else:
-            assert type(error) is expected, name
+    check_every_exception_mapped(
+        exception_classes(obstore_errors, defined_there=False),
+        EXPECTED_MAPPING,
+        lambda exc: map_obstore_error(exc, store="S3Store", operation="get", key="k"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -379,29 +370,12 @@ async def test_a_batch_that_fails_for_good_is_redone_key_by_key(s3_server: S3Ser
 
 async def test_a_missing_s3_bucket_is_not_a_missing_key(s3_server: S3Server) -> None:
     backend = ObstoreBackend(s3_store(s3_server, "taquba-memo-never-created"))
-    with pytest.raises(ContainerNotFoundError) as raised:
-        await backend.get("k")
-    assert isinstance(raised.value.__cause__, FileNotFoundError)
-    with pytest.raises(ContainerNotFoundError):
-        await backend.put("k", b"v")
-    with pytest.raises(ContainerNotFoundError):
-        await backend.delete("k")
-    with pytest.raises(ContainerNotFoundError):
-        await collect(backend.list(""))
+    errors = await check_missing_container(backend)
+    assert isinstance(errors["get"].__cause__, FileNotFoundError)
 
 
-async def test_a_missing_azure_container_is_not_a_missing_key(
-    azure_server: AzureServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    backend = ObstoreBackend(azure_store(azure_server, "never-created", monkeypatch))
-    with pytest.raises(ContainerNotFoundError):
-        await backend.get("k")
-    with pytest.raises(ContainerNotFoundError):
-        await backend.put("k", b"v")
-    with pytest.raises(ContainerNotFoundError):
-        await backend.delete("k")
-    with pytest.raises(ContainerNotFoundError):
-        await collect(backend.list(""))
+async def test_a_missing_azure_container_is_not_a_missing_key(azure_server: AzureServer) -> None:
+    await check_missing_container(ObstoreBackend(azure_store(azure_server, "never-created")))
 
 
 async def test_a_write_to_a_missing_gcs_bucket_is_container_not_found(

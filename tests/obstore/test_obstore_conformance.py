@@ -104,9 +104,9 @@ class TestAzureStoreConformance(MemoBackendConformance):
 
     @pytest_asyncio.fixture
     async def backend(
-        self, azure_server: AzureServer, container: str, monkeypatch: pytest.MonkeyPatch
+        self, azure_server: AzureServer, container: str
     ) -> AsyncIterator[ObstoreBackend]:
-        store = azure_store(azure_server, container, monkeypatch)
+        store = azure_store(azure_server, container)
         async with ObstoreBackend(store, "memo-base") as backend:
             yield backend
 

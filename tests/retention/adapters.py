@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taquba_memo import MemoBackend
-from taquba_memo_conformance.counting_proxy import (
+from taquba_memo_conformance.proxies import (
     CountingProxy,
     RequestCounts,
     RequestRecord,

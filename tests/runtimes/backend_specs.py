@@ -3,8 +3,8 @@
 A spec is a plain dict (pickled into the worker's argv or environment): the
 backend's name, and for the adapters on emulators the kit's server objects
 and, when processes must share one, the bucket (a fresh one otherwise).
-The adapters are built by the retention tests' builder, so each adapter is
-configured for its emulator in one place only.
+The adapters are built by :func:`tests.builders.builder_for`, so each adapter
+is configured for its emulator in one place only.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import pickle
 from typing import Any
 
 from taquba_memo import InMemoryBackend, LocalFileBackend, MemoBackend
+
+from tests.builders import SERVER_ADAPTERS
 
 __all__ = [
     "EMBEDDED",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 EMBEDDED = ["memory", "local", "obstore-memory", "obstore-local"]
-SERVER_BACKED = ["obstore-s3", "minio", "gcs", "obstore-gcs", "azure", "obstore-azure"]
+SERVER_BACKED = list(SERVER_ADAPTERS)
 OBSTORE = {name for name in EMBEDDED + SERVER_BACKED if name.startswith("obstore-")}
 
 
@@ -63,9 +65,9 @@ def build_backend(spec: dict[str, Any]) -> MemoBackend:
         return ObstoreBackend(MemoryStore())
     if name == "obstore-local":
         return ObstoreBackend(LocalStore(spec["root"]))
-    from tests.retention.conftest import _builder
+    from tests.builders import builder_for
 
-    build, _ = _builder(
+    build, _ = builder_for(
         name.removesuffix("-rgw"),
         lambda: spec["s3"],
         lambda: spec["gcs"],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
+from taquba_memo_conformance.proxies import GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 
 from .backend_specs import EMBEDDED, SERVER_BACKED, portable_server

@@ -15,12 +15,12 @@ import urllib.parse
 from collections.abc import Callable
 
 import pytest
-from obstore.store import S3Store
 from taquba_memo import MemoBackend
-from taquba_memo_conformance.counting_proxy import CountingProxy
+from taquba_memo_conformance.proxies import CountingProxy
 from taquba_memo_conformance.servers import S3Server
-from taquba_memo_minio import MinioBackend
 from taquba_memo_obstore import ObstoreBackend
+
+from ..builders import minio_backend, obstore_s3_store
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -31,33 +31,11 @@ CREATORS = 4
 SIZES = [1, 6 * MIB, 20 * MIB]
 
 
-def minio_backend(server: S3Server, bucket: str, endpoint: str) -> MemoBackend:
-    return MinioBackend.connect(
-        urllib.parse.urlsplit(endpoint).netloc,
-        bucket,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-        secure=False,
-        region=server.region,
-    )
-
-
-def obstore_backend(server: S3Server, bucket: str, endpoint: str) -> MemoBackend:
-    store = S3Store(
-        bucket,
-        endpoint=endpoint,
-        access_key_id=server.access_key,
-        secret_access_key=server.secret_key,
-        region=server.region,
-        virtual_hosted_style_request=False,
-        client_options={"allow_http": True, "timeout": "120s"},
-    )
-    return ObstoreBackend(store)
-
-
 ADAPTERS: dict[str, Callable[[S3Server, str, str], MemoBackend]] = {
-    "minio": minio_backend,
-    "obstore-s3": obstore_backend,
+    "minio": lambda server, bucket, endpoint: minio_backend(server, bucket, endpoint=endpoint),
+    "obstore-s3": lambda server, bucket, endpoint: ObstoreBackend(
+        obstore_s3_store(server, bucket, endpoint=endpoint)
+    ),
 }
 
 

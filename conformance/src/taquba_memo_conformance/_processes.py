@@ -1,6 +1,6 @@
 """Starting, probing and always stopping the emulator processes and containers the kit runs.
 
-Stdlib only: the pytest plugin imports this module on every run.
+Stdlib only: the servers plugin imports it at start-up, before any server is wanted.
 """
 
 from __future__ import annotations

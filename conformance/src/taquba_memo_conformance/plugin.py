@@ -1,7 +1,7 @@
 """The pytest plugin of taquba-memo-conformance (registered under ``pytest11``).
 
 It is loaded automatically wherever the distribution is installed, and does
-three things:
+two things:
 
 * ``--memo-backend=MODULE:FACTORY`` runs the whole conformance suite against
   the backend that factory returns, with no test file to write: the plugin
@@ -10,7 +10,9 @@ three things:
   runs; paths given on the command line are collected as well.
 * ``expected_failures`` of a :class:`MemoBackendConformance` subclass become
   strict xfail marks on that subclass's tests, at collection time.
-* It provides the session fixtures of the local storage servers.
+
+The session fixtures of the local storage servers are a plugin of their own,
+:mod:`taquba_memo_conformance.servers_plugin`, registered only when asked for.
 """
 
 from __future__ import annotations
@@ -21,24 +23,8 @@ from pathlib import Path
 import pytest
 
 from taquba_memo_conformance.backend_factory import BackendFactory, resolve_factory
-from taquba_memo_conformance.fixtures import (
-    azure_server,
-    default_s3_server,
-    gcs_server,
-    moto_auth_server,
-    rgw_server,
-    s3_server,
-)
 
-__all__ = [
-    "FACTORY_KEY",
-    "azure_server",
-    "default_s3_server",
-    "gcs_server",
-    "moto_auth_server",
-    "rgw_server",
-    "s3_server",
-]
+__all__ = ["FACTORY_KEY"]
 
 FACTORY_KEY = pytest.StashKey[BackendFactory]()
 """Where the resolved ``--memo-backend`` factory is kept on ``config.stash``."""

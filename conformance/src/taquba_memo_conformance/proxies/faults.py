@@ -1,6 +1,6 @@
 """A fault-injecting HTTP proxy on 127.0.0.1: server errors, throttling, resets and stalls.
 
-:class:`FaultProxy` is a :class:`~taquba_memo_conformance.counting_proxy.CountingProxy`
+:class:`FaultProxy` is a :class:`~taquba_memo_conformance.proxies.CountingProxy`
 that, for a configured share of the requests passing through it, injects one
 fault drawn from a weighted menu. The draws come from a seeded RNG: the same
 seed gives the same sequence of decisions (and, one request at a time, the
@@ -56,7 +56,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
-from taquba_memo_conformance.counting_proxy import (
+from taquba_memo_conformance.proxies.counting import (
     Classifier,
     CountingProxy,
     DropConnection,
@@ -172,14 +172,6 @@ class FaultProxy(CountingProxy):
         self._menu: tuple[tuple[str, ...], tuple[float, ...]] = ((), ())
         self._stall_seconds = 0.0
         self.configure(rate=rate, faults=faults, stall_seconds=stall_seconds)
-
-    def start(self) -> FaultProxy:
-        """Listen on a free port of 127.0.0.1 and serve on a thread of its own."""
-        super().start()
-        return self
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
 
     # -- configuration -------------------------------------------------------------
 

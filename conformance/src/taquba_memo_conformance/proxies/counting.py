@@ -35,9 +35,12 @@ asynchronous clients alike, and never shares the caller's event loop.
 Building on it: override :meth:`CountingProxy.intercept` to answer a request
 without forwarding it (return a :class:`Reply`) or to drop the connection
 (raise :class:`DropConnection`, or :class:`ResetConnection` for a TCP reset);
-the request is counted either way. Override :meth:`CountingProxy.intercept_answer`
+the request is counted either way. Override :meth:`CountingProxy.reads_body`
+to have a request's body read before ``intercept`` sees it (as
+:attr:`RequestHead.body`); it is then forwarded from memory, its headers as
+the client sent them. Override :meth:`CountingProxy.intercept_answer`
 to lose the answer of a request the server did get and apply (raise either
-exception once its status is known). :mod:`taquba_memo_conformance.fault_proxy`
+exception once its status is known). :mod:`taquba_memo_conformance.proxies.faults`
 builds on both.
 """
 
@@ -51,9 +54,9 @@ import threading
 import urllib.parse
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "CountingProxy",
@@ -67,6 +70,7 @@ __all__ = [
 ]
 
 Classifier = Callable[[str, str], str]
+_Proxy = TypeVar("_Proxy", bound="CountingProxy")
 
 # Headers about one hop's connection: the proxy manages its own on each side.
 _HOP_BY_HOP = frozenset(
@@ -141,12 +145,17 @@ def classify_request(method: str, target: str) -> str:
 
 @dataclass(frozen=True)
 class RequestHead:
-    """A request as received: method, target (path and query), version and headers."""
+    """A request as received: method, target (path and query), version and headers.
+
+    ``body`` is the request's whole body where :meth:`CountingProxy.reads_body`
+    asked for it, else None (the body then streams upstream unread).
+    """
 
     method: str
     target: str
     version: str
     headers: tuple[tuple[str, str], ...]
+    body: bytes | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -287,7 +296,7 @@ class CountingProxy:
         """``127.0.0.1:PORT``, for clients that take a host and port (minio)."""
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> CountingProxy:
+    def start(self: _Proxy) -> _Proxy:
         """Listen on a free port of 127.0.0.1 and serve on a thread of its own."""
         if self._thread is not None:
             return self
@@ -338,7 +347,7 @@ class CountingProxy:
         if self._server is not None:
             await self._server.wait_closed()
 
-    def __enter__(self) -> CountingProxy:
+    def __enter__(self: _Proxy) -> _Proxy:
         return self.start()
 
     def __exit__(
@@ -417,6 +426,13 @@ class CountingProxy:
 
     # -- the extension point ---------------------------------------------------
 
+    def reads_body(self, request: RequestHead) -> bool:
+        """Whether to read ``request``'s body before :meth:`intercept` (default: never).
+
+        A body read is held in memory and given as :attr:`RequestHead.body`.
+        """
+        return False
+
     async def intercept(self, request: RequestHead) -> Reply | None:
         """Return a :class:`Reply` to answer ``request`` without forwarding it.
 
@@ -454,21 +470,25 @@ class CountingProxy:
                     return
                 entry = self._count(head)
                 keep_client = _keeps_alive(head.version, head.header("connection"))
+                continue_sent = False
+                if self.reads_body(head):
+                    continue_sent = await _send_continue(head, writer)
+                    head = replace(head, body=await _read_body(reader, head))
                 try:
                     reply = await self.intercept(head)
                 except DropConnection as drop:
                     _abort_if_reset(drop, writer)
                     return
                 if reply is not None:
-                    await _discard_body(reader, head)
+                    if head.body is None:
+                        await _discard_body(reader, head)
                     self._answered(entry, reply.status)
                     await _write_reply(writer, reply, keep_client)
                     if not keep_client:
                         return
                     continue
-                if (head.header("expect") or "").lower() == "100-continue":
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    await writer.drain()
+                if not continue_sent:
+                    await _send_continue(head, writer)
                 upstream, keep_client = await self._forward(
                     head, entry, reader, writer, upstream, keep_client
                 )
@@ -511,8 +531,10 @@ class CountingProxy:
         """Send one request upstream and its answer back; return the connection to reuse."""
         length = head.header("content-length")
         chunked = "chunked" in (head.header("transfer-encoding") or "").lower()
-        body: bytes | None = None
-        if not chunked and (length is None or int(length) <= _RESENDABLE_BODY):
+        body: bytes | None = head.body
+        if body is not None and chunked:
+            body = _chunked(body)  # framed as the client framed it
+        elif body is None and not chunked and (length is None or int(length) <= _RESENDABLE_BODY):
             body = await client_reader.readexactly(int(length or 0))
         request_head = self._upstream_head(head)
         for attempt in range(_UPSTREAM_ATTEMPTS):
@@ -778,6 +800,34 @@ async def _copy_exactly(source: asyncio.StreamReader, sink: _Sink, size: int) ->
         remaining -= len(chunk)
         if remaining:
             await sink.drain()
+
+
+async def _send_continue(head: RequestHead, writer: asyncio.StreamWriter) -> bool:
+    """Answer ``Expect: 100-continue`` (the proxy reads the body); whether it was asked."""
+    if (head.header("expect") or "").lower() != "100-continue":
+        return False
+    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await writer.drain()
+    return True
+
+
+async def _read_body(reader: asyncio.StreamReader, head: RequestHead) -> bytes:
+    """The whole body of a request, however it is framed."""
+    if "chunked" not in (head.header("transfer-encoding") or "").lower():
+        return await reader.readexactly(int(head.header("content-length") or 0))
+    chunks: list[bytes] = []
+    while True:
+        size = int((await reader.readline()).split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(chunks)
+        chunks.append((await reader.readexactly(size + 2))[:-2])
+
+
+def _chunked(body: bytes) -> bytes:
+    """``body`` as one chunk and the last, for a request the client sent chunked."""
+    return (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
 
 
 async def _discard_body(reader: asyncio.StreamReader, head: RequestHead) -> None:

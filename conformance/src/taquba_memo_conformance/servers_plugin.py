@@ -1,9 +1,17 @@
-"""Session-scoped pytest fixtures for real storage servers: s3_server, rgw_server, gcs_server, ...
+"""The opt-in pytest plugin of session-scoped real-server fixtures: s3_server, gcs_server, ...
+
+Installing the kit does not register these fixtures (the always-on plugin,
+:mod:`taquba_memo_conformance.plugin`, only adds ``--memo-backend`` and
+``expected_failures``). Ask for them in your top-level ``conftest.py``::
+
+    pytest_plugins = ["taquba_memo_conformance.servers_plugin"]
+
+or on the command line, ``pytest -p taquba_memo_conformance.servers_plugin``.
 
 Each starts its server on first use and stops it when the session ends; how the
 server is found (env, container, process) is described in
 :mod:`taquba_memo_conformance.servers`. Importing this module needs only pytest
-and the standard library, so the plugin can load it on every run.
+and the standard library; starting a server needs the ``servers`` extra.
 
 ``s3_server`` can be parametrized indirectly over S3 servers, so that one test
 runs on each::

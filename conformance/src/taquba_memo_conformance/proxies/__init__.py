@@ -1,0 +1,50 @@
+"""Loopback HTTP proxies for storage tests: counting, faults, protocol translation (opt-in).
+
+Nothing in the suite or the pytest plugin imports this package; import it
+where a test needs to see or disturb the requests an adapter sends. Every
+proxy here is a :class:`CountingProxy`, one forwarding core that passes the
+``Host`` header and every signed header upstream unchanged, with hooks
+(:meth:`CountingProxy.intercept`, :meth:`CountingProxy.intercept_answer`,
+:meth:`CountingProxy.reads_body`) that the others build on:
+
+* :class:`CountingProxy` counts requests by kind and method;
+* :class:`FaultProxy` faults a seeded share of them in the API's own dialect;
+* :class:`GcsXmlProxy` turns obstore's GCS XML uploads into JSON-API uploads
+  that fake-gcs-server understands.
+"""
+
+from taquba_memo_conformance.proxies.counting import (
+    Classifier,
+    CountingProxy,
+    DropConnection,
+    Reply,
+    RequestCounts,
+    RequestHead,
+    RequestRecord,
+    ResetConnection,
+    classify_request,
+)
+from taquba_memo_conformance.proxies.faults import (
+    DEFAULT_FAULT_WEIGHTS,
+    FAULTS,
+    FaultProxy,
+    error_reply,
+)
+from taquba_memo_conformance.proxies.gcs_xml import GcsXmlProxy
+
+__all__ = [
+    "DEFAULT_FAULT_WEIGHTS",
+    "FAULTS",
+    "Classifier",
+    "CountingProxy",
+    "DropConnection",
+    "FaultProxy",
+    "GcsXmlProxy",
+    "Reply",
+    "RequestCounts",
+    "RequestHead",
+    "RequestRecord",
+    "ResetConnection",
+    "classify_request",
+    "error_reply",
+]
