@@ -25,7 +25,7 @@ from taquba_memo import (
     ThrottledError,
     TransientBackendError,
 )
-from taquba_memo_azure.errors import SDK_ERRORS, map_azure_error, redact
+from taquba_memo_azure._errors import SDK_ERRORS, map_azure_error, redact
 
 # Every exception class azure.core.exceptions defines, and what it maps to when
 # it carries no status and no error code.

@@ -4,14 +4,14 @@
 >>> store = MemoStore(backend)  # doctest: +SKIP
 """
 
-from taquba_memo_azure.backend import (
+from taquba_memo_azure._backend import (
     AzureBlobBackend,
     AzureCredential,
     RequestCounts,
     default_client_options,
 )
-from taquba_memo_azure.errors import map_azure_error
-from taquba_memo_azure.url import open_url
+from taquba_memo_azure._errors import map_azure_error
+from taquba_memo_azure._url import open_url
 
 __version__ = "0.1.0"
 

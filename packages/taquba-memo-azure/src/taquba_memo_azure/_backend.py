@@ -9,7 +9,7 @@ Per-backend behaviour (what the conformance suite checks):
   *Put Block List*, so of N concurrent creators exactly one commits and the
   others get ``BlobAlreadyExists`` (returned as ``False``).
 * ``delete`` of a missing blob succeeds. ``delete_many`` sends Blob Batch
-  requests of at most 256 deletes (see :mod:`taquba_memo_azure.batch` for the
+  requests of at most 256 deletes (see :mod:`taquba_memo_azure._batch` for the
   boundary detail that makes them work on Azurite too); a sub-request that
   answers ``BlobNotFound`` is a success, every other failed sub-request is
   reported in :class:`~taquba_memo.DeleteManyError`.
@@ -57,8 +57,8 @@ from taquba_memo.errors import (
     InvalidKeyError,
 )
 
-from taquba_memo_azure.batch import use_portable_boundary
-from taquba_memo_azure.errors import (
+from taquba_memo_azure._batch import use_portable_boundary
+from taquba_memo_azure._errors import (
     BLOB_ALREADY_EXISTS,
     BLOB_NOT_FOUND,
     SDK_ERRORS,

@@ -20,7 +20,7 @@ import os
 import urllib.parse
 from typing import Any
 
-from taquba_memo_azure.backend import AzureBlobBackend
+from taquba_memo_azure._backend import AzureBlobBackend
 
 __all__ = ["CONNECTION_STRING_VARIABLE", "SCHEMES", "open_url"]
 

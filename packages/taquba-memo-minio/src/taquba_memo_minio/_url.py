@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from taquba_memo.errors import InvalidArgumentError, InvalidURLError
 
-from taquba_memo_minio.backend import MinioBackend
+from taquba_memo_minio._backend import MinioBackend
 
 __all__ = ["SCHEMES", "open_url"]
 

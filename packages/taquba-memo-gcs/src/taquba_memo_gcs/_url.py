@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 from google.auth.credentials import AnonymousCredentials, Credentials
 from taquba_memo.errors import InvalidArgumentError
 
-from taquba_memo_gcs.backend import GCSBackend
+from taquba_memo_gcs._backend import GCSBackend
 
 __all__ = ["SCHEMES", "open_url"]
 
