@@ -34,8 +34,8 @@ from taquba_memo_conformance.counting_proxy import RequestCounts, classify_reque
 from taquba_memo_conformance.fault_proxy import FaultProxy
 from taquba_memo_conformance.gcs_xml_proxy import GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
-from taquba_memo_obstore import ObstoreBackend, capabilities_for, map_obstore_error, open_url
-from taquba_memo_obstore._errors import redact
+from taquba_memo_obstore import ObstoreBackend, capabilities_for, open_url
+from taquba_memo_obstore._errors import is_missing_object, map_obstore_error, redact
 
 from .conftest import CLIENT, azure_store, azurite_url, gcs_store, s3_store
 
@@ -247,12 +247,13 @@ def test_every_obstore_exception_class_is_mapped() -> None:
     classes = obstore_exception_classes()
     assert set(classes) == set(EXPECTED_MAPPING), "obstore changed its exception classes"
     for name, cls in classes.items():
-        error = map_obstore_error(cls("boom"), store="S3Store", operation="get", key="k")
+        exception = cls("boom")
         expected = EXPECTED_MAPPING[name]
         if expected is None:
-            assert error is None, name
+            assert is_missing_object(exception), name
         else:
-            assert type(error) is expected, name
+            assert not is_missing_object(exception), name
+            assert type(map_obstore_error(exception, operation="get", target="k")) is expected, name
 
 
 @pytest.mark.parametrize(
@@ -275,8 +276,11 @@ def test_every_obstore_exception_class_is_mapped() -> None:
 def test_builtin_exceptions_are_mapped(
     exception: BaseException, operation: str, expected: type[Exception] | None
 ) -> None:
-    error = map_obstore_error(exception, store="S", operation=operation, key="k")
-    assert (None if error is None else type(error)) is expected
+    if expected is None:
+        assert is_missing_object(exception)
+    else:
+        error = map_obstore_error(exception, operation=operation, target="k")
+        assert type(error) is expected
 
 
 def status_error(status: str, body: str = "") -> obstore_errors.GenericError:
@@ -307,7 +311,7 @@ def status_error(status: str, body: str = "") -> obstore_errors.GenericError:
 def test_generic_errors_are_mapped_by_the_status_in_their_message(
     exception: BaseException, expected: type[Exception]
 ) -> None:
-    error = map_obstore_error(exception, store="S3Store", operation="get", key="k")
+    error = map_obstore_error(exception, operation="get", target="k")
     assert type(error) is expected
     if isinstance(error, BackendError):
         assert error.transient is issubclass(expected, TransientBackendError)

@@ -66,7 +66,7 @@ from taquba_memo_azure._errors import (
     map_azure_error,
 )
 
-__all__ = ["AzureBlobBackend", "AzureCredential", "RequestCounts", "default_client_options"]
+__all__ = ["AzureBlobBackend", "AzureCredential", "AzureRequestCounts", "default_client_options"]
 
 MAX_DELETE_BATCH = 256
 """Sub-requests one Blob Batch request may carry (a service limit)."""
@@ -117,7 +117,7 @@ def default_client_options(**overrides: Any) -> dict[str, Any]:
 
 
 @dataclass
-class RequestCounts:
+class AzureRequestCounts:
     """How many requests of each kind this backend sent (observability and tests)."""
 
     batch_delete_requests: int = 0
@@ -211,7 +211,7 @@ class AzureBlobBackend(MemoBackendBase):
         self._capabilities = Capabilities(
             ordered_listing=True, conditional_put=True, max_delete_batch=MAX_DELETE_BATCH
         )
-        self.request_counts = RequestCounts()
+        self.request_counts = AzureRequestCounts()
 
     # -- construction ----------------------------------------------------------
 
@@ -342,9 +342,9 @@ class AzureBlobBackend(MemoBackendBase):
         except ResourceNotFoundError as exc:
             if error_code(exc) == BLOB_NOT_FOUND:
                 return None
-            raise map_azure_error(exc, action="get", target=key) from exc
+            raise map_azure_error(exc, operation="get", target=key) from exc
         except SDK_ERRORS as exc:
-            raise map_azure_error(exc, action="get", target=key) from exc
+            raise map_azure_error(exc, operation="get", target=key) from exc
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         check_key(prefix)
@@ -373,7 +373,7 @@ class AzureBlobBackend(MemoBackendBase):
                 async for item in page:
                     yield item
         except SDK_ERRORS as exc:
-            raise map_azure_error(exc, action="list", target=prefix) from exc
+            raise map_azure_error(exc, operation="list", target=prefix) from exc
 
     # -- writes ----------------------------------------------------------------
 
@@ -390,9 +390,9 @@ class AzureBlobBackend(MemoBackendBase):
         except ResourceExistsError as exc:
             if if_absent and error_code(exc) == BLOB_ALREADY_EXISTS:
                 return False
-            raise map_azure_error(exc, action="put", target=key) from exc
+            raise map_azure_error(exc, operation="put", target=key) from exc
         except SDK_ERRORS as exc:
-            raise map_azure_error(exc, action="put", target=key) from exc
+            raise map_azure_error(exc, operation="put", target=key) from exc
         return True
 
     # -- deletes ---------------------------------------------------------------
@@ -405,9 +405,9 @@ class AzureBlobBackend(MemoBackendBase):
         except ResourceNotFoundError as exc:
             if error_code(exc) == BLOB_NOT_FOUND:
                 return
-            raise map_azure_error(exc, action="delete", target=key) from exc
+            raise map_azure_error(exc, operation="delete", target=key) from exc
         except SDK_ERRORS as exc:
-            raise map_azure_error(exc, action="delete", target=key) from exc
+            raise map_azure_error(exc, operation="delete", target=key) from exc
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         # Validate every key before the first request; duplicates are sent once.
@@ -442,7 +442,7 @@ class AzureBlobBackend(MemoBackendBase):
             )
             responses = [part async for part in parts]
         except SDK_ERRORS as exc:
-            error = map_azure_error(exc, action="batch delete", target=target)
+            error = map_azure_error(exc, operation="batch delete", target=target)
             error.__cause__ = exc
             return dict.fromkeys(names, error)
         if len(responses) != len(names):
@@ -461,7 +461,7 @@ class AzureBlobBackend(MemoBackendBase):
             )
             if error_code(sub_error) == BLOB_NOT_FOUND:
                 continue
-            error = map_azure_error(sub_error, action="delete", target=self._key_of(name))
+            error = map_azure_error(sub_error, operation="delete", target=self._key_of(name))
             error.__cause__ = sub_error
             failures[name] = error
         return failures

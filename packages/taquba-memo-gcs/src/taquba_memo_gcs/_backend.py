@@ -39,6 +39,7 @@ from taquba_memo_gcs._errors import (
     SDK_ERRORS,
     api_error_from_response,
     as_api_error,
+    bucket_missing_error,
     is_not_found,
     is_precondition_failed,
     map_gcs_error,
@@ -247,9 +248,7 @@ class GCSBackend(MemoBackendBase):
         try:
             return await self._runner.run(fn, *args)
         except SDK_ERRORS as exc:
-            raise map_gcs_error(
-                exc, operation=operation, target=target, bucket_missing=is_not_found(exc)
-            ) from exc
+            raise _failure(exc, operation=operation, target=target) from exc
 
     async def _call_on_object(
         self, operation: str, key: str, fn: Callable[..., T], *args: Any
@@ -260,9 +259,7 @@ class GCSBackend(MemoBackendBase):
         except SDK_ERRORS as exc:
             if is_not_found(exc) and not await self._bucket_is_missing(exc):
                 return None
-            raise map_gcs_error(
-                exc, operation=operation, target=key, bucket_missing=is_not_found(exc)
-            ) from exc
+            raise _failure(exc, operation=operation, target=key) from exc
 
     async def _bucket_is_missing(self, not_found: BaseException) -> bool:
         kind = not_found_kind(not_found)
@@ -293,9 +290,7 @@ class GCSBackend(MemoBackendBase):
         except SDK_ERRORS as exc:
             if if_absent and is_precondition_failed(exc):
                 return False
-            raise map_gcs_error(
-                exc, operation="put", target=key, bucket_missing=is_not_found(exc)
-            ) from exc
+            raise _failure(exc, operation="put", target=key) from exc
         return True
 
     def _upload(self, name: str, data: bytes, if_absent: bool) -> None:
@@ -385,7 +380,7 @@ class GCSBackend(MemoBackendBase):
         # Missing objects are success; a missing bucket fails every key it held.
         if not_found and await self._bucket_is_missing(not_found[0][1]):
             for key, missing in not_found:
-                mapped = map_gcs_error(missing, operation="delete", target=key, bucket_missing=True)
+                mapped = bucket_missing_error(missing, operation="delete", target=key)
                 mapped.__cause__ = missing
                 failures[key] = mapped
         return retry_singly, failures
@@ -460,6 +455,16 @@ class GCSBackend(MemoBackendBase):
         await asyncio.to_thread(runner.close)
         if self._owns_client:
             self._client.close()
+
+
+def _failure(exc: BaseException, *, operation: str, target: str) -> BackendError:
+    """The error for a failed call whose missing object, if any, was already settled.
+
+    A 404 that gets here means the bucket is missing.
+    """
+    if is_not_found(exc):
+        return bucket_missing_error(exc, operation=operation, target=target)
+    return map_gcs_error(exc, operation=operation, target=target)
 
 
 def _http_sessions(client: storage.Client) -> list[requests.Session]:

@@ -54,7 +54,7 @@ from taquba_memo.errors import (
 )
 
 from taquba_memo_obstore._config import check_client_config
-from taquba_memo_obstore._errors import map_obstore_error
+from taquba_memo_obstore._errors import is_missing_object, map_obstore_error
 from taquba_memo_obstore._fork import runtime_inherited
 
 if TYPE_CHECKING:
@@ -199,9 +199,7 @@ class ObstoreBackend(MemoBackendBase):
         return self._root + key
 
     def _error(self, exc: BaseException, operation: str, key: str) -> Exception:
-        error = map_obstore_error(exc, store=self._kind, operation=operation, key=key)
-        assert error is not None, "only get and delete meet a missing object"
-        return error
+        return map_obstore_error(exc, operation=operation, target=key)
 
     # -- reads -----------------------------------------------------------------
 
@@ -211,10 +209,9 @@ class ObstoreBackend(MemoBackendBase):
             result = await obstore.get_async(self._store, path)
             return bytes(await result.bytes_async())
         except Exception as exc:
-            error = map_obstore_error(exc, store=self._kind, operation="get", key=key)
-            if error is None:
+            if is_missing_object(exc):
                 return None
-            raise error from exc
+            raise self._error(exc, "get", key) from exc
 
     # -- writes ----------------------------------------------------------------
 
@@ -247,10 +244,9 @@ class ObstoreBackend(MemoBackendBase):
         try:
             await obstore.delete_async(self._store, path)
         except Exception as exc:
-            error = map_obstore_error(exc, store=self._kind, operation="delete", key=key)
-            if error is None:
+            if is_missing_object(exc):
                 return  # GCS, Azure and LocalStore report a missing object: success
-            raise error from exc
+            raise self._error(exc, "delete", key) from exc
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         paths = {key: self._path(key) for key in keys}  # validates every key before any I/O
@@ -282,9 +278,7 @@ class ObstoreBackend(MemoBackendBase):
         to a store that is overloaded or unreachable. Every key of the chunk
         is then reported with that error, for the caller to try again later.
         """
-        error = map_obstore_error(
-            exc, store=self._kind, operation="delete", key=f"{len(chunk)} keys from {chunk[0]}"
-        )
+        error = self._error(exc, "delete", f"{len(chunk)} keys from {chunk[0]}")
         if isinstance(error, BackendError) and error.transient:
             error.__cause__ = exc
             return dict.fromkeys(chunk, error)
