@@ -47,12 +47,14 @@ from taquba_memo.adapter_kit import (
     delete_each,
     detach_inherited_loop,
     keep_inherited,
+    normalize_base_path,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
     ForkedProcessError,
+    InvalidArgumentError,
     InvalidConfigurationError,
     InvalidKeyError,
 )
@@ -130,16 +132,6 @@ class AzureRequestCounts:
     """*List Blobs* pages received."""
 
 
-def _normalize_base_path(base_path: str) -> str:
-    """``"/a//b/"`` -> ``"a/b/"``; ``""`` stays ``""``."""
-    if not isinstance(base_path, str):
-        raise TypeError(f"base_path must be str, not {type(base_path).__name__}")
-    segments = [segment for segment in base_path.split("/") if segment]
-    if any(segment in (".", "..") for segment in segments):
-        raise InvalidKeyError(f"base path {base_path!r} has a '.' or '..' segment")
-    return "".join(f"{segment}/" for segment in segments)
-
-
 def _is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return asyncio.get_running_loop() is loop
@@ -197,12 +189,13 @@ class AzureBlobBackend(MemoBackendBase):
         max_concurrency: int = 4,
     ) -> None:
         if not 1 <= list_page_size <= 5000:
-            raise ValueError("list_page_size must be between 1 and 5000")
+            raise InvalidArgumentError("list_page_size must be between 1 and 5000")
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+            raise InvalidArgumentError("max_concurrency must be at least 1")
         check_endpoint_url(container_client.url, what="Azure blob endpoint")
         self._container = container_client
-        self._base = _normalize_base_path(base_path)
+        base = normalize_base_path(base_path)
+        self._base = f"{base}/" if base else ""
         self._batch_delete = batch_delete
         self._page_size = list_page_size
         self._concurrency = max_concurrency
@@ -277,7 +270,7 @@ class AzureBlobBackend(MemoBackendBase):
         in clear text), so an ``http`` URL is refused here, not at the first call.
         """
         if hasattr(credential, "get_token") and not account_url.lower().startswith("https://"):
-            raise ValueError("a token credential needs an https:// account URL")
+            raise InvalidConfigurationError("a token credential needs an https:// account URL")
         options = default_client_options(**client_options)
         client = ContainerClient(account_url, container, credential=credential, **options)
         backend = cls(
