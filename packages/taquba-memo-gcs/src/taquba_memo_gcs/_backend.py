@@ -135,12 +135,12 @@ class GCSBackend(BlockingBackendBase):
     ) -> None:
         if isinstance(client_or_bucket, storage.Bucket):
             if bucket_name is not None:
-                raise InvalidArgumentError("pass a Bucket alone, or a Client and a bucket name")
+                raise InvalidValueType("pass a Bucket alone, or a Client and a bucket name")
             bucket = client_or_bucket
             client = bucket.client
         elif isinstance(client_or_bucket, storage.Client):
             if not bucket_name:
-                raise InvalidArgumentError("a Client needs a bucket name")
+                raise InvalidValueType("a Client needs a bucket name")
             client = client_or_bucket
             bucket = client.bucket(bucket_name)
         else:
