@@ -35,7 +35,7 @@ def minio_client() -> Minio:
 
 # (what is wrong, how the backend is built, the error it must raise)
 BAD_OPTIONS: list[tuple[str, Callable[[], object], type[MemoError]]] = [
-    ("gcs: not a client", lambda: GCSBackend(object()), InvalidValueType),  # type: ignore[arg-type]
+    ("gcs: not a client", lambda: GCSBackend(object()), InvalidValueType),
     ("gcs: a client without a bucket", lambda: GCSBackend(gcs_client()), InvalidValueType),
     (
         "gcs: page size 0",
