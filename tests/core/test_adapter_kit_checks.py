@@ -15,14 +15,14 @@ from taquba_memo.adapter_kit import (
 
 @pytest.mark.parametrize(
     ("given", "normalized"),
-    [("", ""), ("/", ""), ("memos", "memos"), ("/a/b/", "a/b"), ("a/b c/d", "a/b c/d")],
+    [("", ""), ("/", ""), ("memos", "memos"), ("/a//b/", "a/b"), ("a/b c/d", "a/b c/d")],
 )
-def test_a_base_path_loses_its_outer_slashes(given: str, normalized: str) -> None:
+def test_a_base_path_loses_its_empty_segments(given: str, normalized: str) -> None:
     assert normalize_base_path(given) == normalized
 
 
-@pytest.mark.parametrize("given", ["a//b", "a/../b", ".", "..", "a/./b", "a/\x01", "a\x7f"])
-def test_a_base_path_with_an_empty_or_dot_segment_or_a_control_character_is_refused(
+@pytest.mark.parametrize("given", ["a/../b", ".", "..", "a/./b", "a/\x01", "a\x7f"])
+def test_a_base_path_with_a_dot_segment_or_a_control_character_is_refused(
     given: str,
 ) -> None:
     with pytest.raises(InvalidKeyError, match="base path"):

@@ -46,7 +46,7 @@ def _default_azure_credential() -> Any:
 def open_url(url: str) -> AzureBlobBackend:
     """Open ``az://<container>[/<base path>][?account_url=https://...]``.
 
-    The base path is percent-decoded; an empty segment (``a//b``) is refused. Unknown query
+    The base path is percent-decoded; empty segments are dropped. Unknown query
     parameters are refused rather than ignored.
     """
     if not isinstance(url, str):

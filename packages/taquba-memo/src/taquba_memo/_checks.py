@@ -76,20 +76,20 @@ def _has_control_character(text: str) -> bool:
 
 
 def normalize_base_path(base_path: object) -> str:
-    """``base_path`` without its leading and trailing ``/`` (``"/a/b/"`` is ``"a/b"``).
+    """``base_path`` with empty segments dropped, as a store prefix is: ``"/a//b/"`` is ``"a/b"``.
 
-    Refused with :class:`InvalidKeyError`, as in a key: an empty (``a//b``),
-    ``.`` or ``..`` segment, or a control character; with
-    :class:`InvalidValueType`: anything but a str.
+    Refused with :class:`InvalidKeyError`, as in a key: a ``.`` or ``..``
+    segment, or a control character; with :class:`InvalidValueType`:
+    anything but a str.
     """
     if not isinstance(base_path, str):
         raise InvalidValueType(f"base_path must be str, not {type(base_path).__name__}")
-    stripped = base_path.strip("/")
-    if stripped and any(segment in ("", ".", "..") for segment in stripped.split("/")):
-        raise InvalidKeyError(f"base path {base_path!r} has an empty, '.' or '..' segment")
-    if _has_control_character(stripped):
+    segments = [segment for segment in base_path.split("/") if segment]
+    if any(segment in (".", "..") for segment in segments):
+        raise InvalidKeyError(f"base path {base_path!r} has a '.' or '..' segment")
+    if _has_control_character(base_path):
         raise InvalidKeyError(f"base path {base_path!r} contains a control character")
-    return stripped
+    return "/".join(segments)
 
 
 def is_staging_name(name: str) -> bool:
