@@ -33,7 +33,7 @@ from taquba_memo import (
     TransientBackendError,
 )
 from taquba_memo_azure import AzureBlobBackend, open_url
-from taquba_memo_azure.batch import PORTABLE_BOUNDARY_PREFIX, use_portable_boundary
+from taquba_memo_azure._batch import PORTABLE_BOUNDARY_PREFIX, use_portable_boundary
 from taquba_memo_conformance.adapter_checks import check_key_refused, check_missing_container
 from taquba_memo_conformance.servers import AzureServer
 

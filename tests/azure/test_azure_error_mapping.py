@@ -24,7 +24,7 @@ from taquba_memo import (
     ThrottledError,
     TransientBackendError,
 )
-from taquba_memo_azure.errors import SDK_ERRORS, map_azure_error, redact
+from taquba_memo_azure._errors import SDK_ERRORS, map_azure_error, redact
 from taquba_memo_conformance.adapter_checks import (
     check_every_exception_mapped,
     exception_classes,
@@ -76,7 +76,7 @@ def test_every_exception_class_of_azure_core_is_named_caught_and_mapped() -> Non
     mapped = check_every_exception_mapped(
         exception_classes(azure_exceptions),
         EXPECTED_BY_CLASS,
-        lambda exc: map_azure_error(exc, action="get", target="k"),
+        lambda exc: map_azure_error(exc, operation="get", target="k"),
         caught=SDK_ERRORS,
         make=bare,
     )
@@ -111,7 +111,7 @@ def test_every_exception_class_of_azure_core_is_named_caught_and_mapped() -> Non
 def test_statuses_and_service_error_codes(
     status: int, code: str | None, expected: type[BackendError]
 ) -> None:
-    error = map_azure_error(http_error(status, code), action="put", target="k")
+    error = map_azure_error(http_error(status, code), operation="put", target="k")
     assert type(error) is expected
     if code:
         assert code in str(error)
@@ -120,7 +120,7 @@ def test_statuses_and_service_error_codes(
 def test_a_missing_container_wins_over_the_exception_class() -> None:
     exc = azure_exceptions.ResourceNotFoundError(message="The specified container does not exist.")
     exc.error_code = "ContainerNotFound"  # type: ignore[attr-defined]
-    assert type(map_azure_error(exc, action="get", target="k")) is ContainerNotFoundError
+    assert type(map_azure_error(exc, operation="get", target="k")) is ContainerNotFoundError
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_storage_sdk_and_transport_exceptions(
     exc: BaseException, expected: type[BackendError]
 ) -> None:
     assert isinstance(exc, SDK_ERRORS)
-    assert type(map_azure_error(exc, action="list", target="p")) is expected
+    assert type(map_azure_error(exc, operation="list", target="p")) is expected
 
 
 def test_azure_identity_credential_errors_are_access_denied() -> None:
@@ -148,7 +148,7 @@ def test_azure_identity_credential_errors_are_access_denied() -> None:
         "azure.identity", reason="azure-identity (the [identity] extra) is not installed"
     )
     exc = identity.CredentialUnavailableError(message="no credential in this environment")
-    assert type(map_azure_error(exc, action="get", target="k")) is AccessDeniedError
+    assert type(map_azure_error(exc, operation="get", target="k")) is AccessDeniedError
 
 
 SECRET_SIG = "sig=abc%2Bdef%3D"
@@ -160,7 +160,7 @@ def test_messages_never_carry_credentials() -> None:
         f"GET https://a.blob.core.windows.net/c/k?sv=2024&{SECRET_SIG}&se=x failed; "
         f"{SECRET_KEY};Authorization: SharedKey acct:c2lnbmF0dXJl Bearer eyJ0eXAi.x.y"
     )
-    text = str(map_azure_error(exc, action="get", target="k"))
+    text = str(map_azure_error(exc, operation="get", target="k"))
     for secret in ("abc%2Bdef", "Eby8vdM02", "c2lnbmF0dXJl", "eyJ0eXAi"):
         assert secret not in text
     assert "sig=REDACTED" in text
@@ -169,7 +169,7 @@ def test_messages_never_carry_credentials() -> None:
 def test_only_the_first_line_of_a_service_message_is_kept() -> None:
     exc = http_error(403, "AuthenticationFailed")
     exc.message = "Server failed to authenticate the request.\nRequestId:1\nTime:2\nContent: <xml>"
-    text = str(map_azure_error(exc, action="get", target="k"))
+    text = str(map_azure_error(exc, operation="get", target="k"))
     assert "Server failed to authenticate the request." in text
     assert "Content:" not in text
     assert "AuthenticationFailed" in text

@@ -29,6 +29,7 @@ from taquba_memo import (
 from taquba_memo_conformance.adapter_checks import check_every_exception_mapped
 from taquba_memo_gcs._errors import (
     SDK_ERRORS,
+    bucket_missing_error,
     is_not_found,
     is_precondition_failed,
     map_gcs_error,
@@ -55,8 +56,8 @@ def expected_for(status: int) -> type[BackendError]:
     return BackendError
 
 
-def mapped(exc: BaseException, **kwargs: bool) -> BackendError:
-    return map_gcs_error(exc, operation="get", target="runs/a/1", **kwargs)
+def mapped(exc: BaseException) -> BackendError:
+    return map_gcs_error(exc, operation="get", target="runs/a/1")
 
 
 def response_with(status: int, body: bytes = b"{}") -> requests.Response:
@@ -92,9 +93,8 @@ def test_raw_media_responses_are_mapped_like_api_errors(status: int) -> None:
 
 
 def test_a_missing_bucket_is_its_own_error() -> None:
-    assert type(mapped(api_exceptions.NotFound("gone"), bucket_missing=True)) is (
-        ContainerNotFoundError
-    )
+    missing = bucket_missing_error(api_exceptions.NotFound("gone"), operation="get", target="k")
+    assert type(missing) is ContainerNotFoundError
     assert type(mapped(api_exceptions.NotFound("gone"))) is BackendError
 
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 import minio
 import pytest
-import taquba_memo_minio.backend as backend_module
+import taquba_memo_minio._backend as backend_module
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from taquba_memo import (

@@ -42,8 +42,8 @@ from taquba_memo_conformance.proxies import (
     classify_request,
 )
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
-from taquba_memo_obstore import ObstoreBackend, capabilities_for, map_obstore_error, open_url
-from taquba_memo_obstore._errors import redact
+from taquba_memo_obstore import ObstoreBackend, capabilities_for, open_url
+from taquba_memo_obstore._errors import is_missing_object, map_obstore_error, redact
 
 from ..builders import azurite_url
 from .conftest import CLIENT, azure_store, gcs_store, s3_store
@@ -242,7 +242,9 @@ def test_every_obstore_exception_class_is_mapped() -> None:
     check_every_exception_mapped(
         exception_classes(obstore_errors, defined_there=False),
         EXPECTED_MAPPING,
-        lambda exc: map_obstore_error(exc, store="S3Store", operation="get", key="k"),
+        lambda exc: (
+            None if is_missing_object(exc) else map_obstore_error(exc, operation="get", target="k")
+        ),
     )
 
 
@@ -266,8 +268,11 @@ def test_every_obstore_exception_class_is_mapped() -> None:
 def test_builtin_exceptions_are_mapped(
     exception: BaseException, operation: str, expected: type[Exception] | None
 ) -> None:
-    error = map_obstore_error(exception, store="S", operation=operation, key="k")
-    assert (None if error is None else type(error)) is expected
+    if expected is None:
+        assert is_missing_object(exception)
+    else:
+        error = map_obstore_error(exception, operation=operation, target="k")
+        assert type(error) is expected
 
 
 def status_error(status: str, body: str = "") -> obstore_errors.GenericError:
@@ -298,7 +303,7 @@ def status_error(status: str, body: str = "") -> obstore_errors.GenericError:
 def test_generic_errors_are_mapped_by_the_status_in_their_message(
     exception: BaseException, expected: type[Exception]
 ) -> None:
-    error = map_obstore_error(exception, store="S3Store", operation="get", key="k")
+    error = map_obstore_error(exception, operation="get", target="k")
     assert type(error) is expected
     if isinstance(error, BackendError):
         assert error.transient is issubclass(expected, TransientBackendError)

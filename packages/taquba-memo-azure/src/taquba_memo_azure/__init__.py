@@ -4,22 +4,21 @@
 >>> store = MemoStore(backend)  # doctest: +SKIP
 """
 
-from taquba_memo_azure.backend import (
+from taquba_memo_azure._backend import (
     AzureBlobBackend,
     AzureCredential,
-    RequestCounts,
+    AzureRequestCounts,
     default_client_options,
 )
-from taquba_memo_azure.errors import map_azure_error
-from taquba_memo_azure.url import open_url
+from taquba_memo_azure._url import open_url
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AzureBlobBackend",
     "AzureCredential",
-    "RequestCounts",
+    "AzureRequestCounts",
+    "__version__",
     "default_client_options",
-    "map_azure_error",
     "open_url",
 ]

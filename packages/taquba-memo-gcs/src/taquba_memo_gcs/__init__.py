@@ -4,8 +4,8 @@
 base path); :func:`open_url` opens ``gs://bucket/base/path`` URLs.
 """
 
-from taquba_memo_gcs.backend import DEFAULT_GCS_RETRY, GCSBackend
-from taquba_memo_gcs.url import open_url
+from taquba_memo_gcs._backend import DEFAULT_GCS_RETRY, GCSBackend
+from taquba_memo_gcs._url import open_url
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,7 @@
 """How google-cloud-storage failures become taquba-memo errors: the one mapping.
 
-:func:`map_gcs_error` picks the error class. :func:`not_found_kind` reads a
+:func:`map_gcs_error` picks the error class (:func:`bucket_missing_error` for a
+404 the caller settled as a missing bucket). :func:`not_found_kind` reads a
 404 to tell a missing object from a missing bucket, and
 :func:`is_precondition_failed` spots the 412 of a lost ``if_absent`` race
 (which is a result, not an error).
@@ -17,12 +18,18 @@ from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from taquba_memo.adapter_kit import error_for_status
-from taquba_memo.errors import AccessDeniedError, BackendError, TransientBackendError
+from taquba_memo.errors import (
+    AccessDeniedError,
+    BackendError,
+    ContainerNotFoundError,
+    TransientBackendError,
+)
 
 __all__ = [
     "SDK_ERRORS",
     "api_error_from_response",
     "as_api_error",
+    "bucket_missing_error",
     "is_not_found",
     "is_precondition_failed",
     "map_gcs_error",
@@ -100,22 +107,21 @@ def not_found_kind(exc: BaseException) -> Literal["object", "bucket", "unclear"]
     return "unclear"
 
 
-def map_gcs_error(
-    exc: BaseException,
-    *,
-    operation: str,
-    target: str,
-    bucket_missing: bool = False,
-) -> BackendError:
+def bucket_missing_error(exc: BaseException, *, operation: str, target: str) -> BackendError:
+    """The error for a 404 the caller established as a missing bucket (not a missing object)."""
+    return ContainerNotFoundError(f"GCS {operation} of {target!r} failed: {_describe(exc)}")
+
+
+def map_gcs_error(exc: BaseException, *, operation: str, target: str) -> BackendError:
     """Return the taquba-memo error for an SDK failure; the caller raises it ``from exc``.
 
-    * ``bucket_missing`` (the caller established it) -> ContainerNotFoundError
     * 401, 403, failed credential refresh -> AccessDeniedError
     * 429 (and 503) -> ThrottledError; other 5xx, 408 -> TransientBackendError
     * no answer (connection reset, timeout, transport error), a retry
       deadline that ran out, a corrupted download -> TransientBackendError
     * other credential problems (none found, refresh refused) -> AccessDeniedError
-    * anything else (400, 404, 409, 412, a bad URL ...) -> BackendError
+    * anything else (400, 404, 409, 412, a bad URL ...) -> BackendError; a 404
+      the caller knows to mean the bucket is :func:`bucket_missing_error`
 
     Messages name the operation, the key and the HTTP status, never a
     credential (request headers are not part of SDK messages).
@@ -131,9 +137,8 @@ def map_gcs_error(
 
     message = f"GCS {operation} of {target!r} failed: {_describe(exc)}"
     api_error = as_api_error(exc)
-    if bucket_missing or api_error is not None:
-        status = api_error.code if api_error is not None else None
-        return error_for_status(status, message, container_missing=bucket_missing)
+    if api_error is not None:
+        return error_for_status(api_error.code, message)
     if isinstance(exc, _NO_ANSWER):
         return TransientBackendError(message)
     if isinstance(exc, auth_exceptions.GoogleAuthError):

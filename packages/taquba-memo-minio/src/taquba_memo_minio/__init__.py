@@ -6,15 +6,15 @@ sized, retrying connection pool; :func:`open_url` opens
 ``s3+minio://bucket/base/path?endpoint=host:port`` URLs.
 """
 
-from taquba_memo_minio._http import default_retry, make_http_client
-from taquba_memo_minio.backend import (
+from taquba_memo_minio._backend import (
     CONDITIONAL_PUT_MAX_BYTES,
     DEFAULT_PART_SIZE,
     MAX_DELETE_BATCH,
     MinioBackend,
     sdk_sends_conditional_header,
 )
-from taquba_memo_minio.url import open_url
+from taquba_memo_minio._http import default_retry, make_http_client
+from taquba_memo_minio._url import open_url
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,8 @@ entry points of the ``taquba_memo.backends`` group).
 
 from taquba_memo_obstore import _shutdown  # noqa: F401  (registers the exit guard)
 from taquba_memo_obstore._backend import ObstoreBackend, capabilities_for
-from taquba_memo_obstore._errors import map_obstore_error
 from taquba_memo_obstore._url import open_url
 
-__all__ = ["ObstoreBackend", "capabilities_for", "map_obstore_error", "open_url"]
+__version__ = "0.1.0"
+
+__all__ = ["ObstoreBackend", "__version__", "capabilities_for", "open_url"]

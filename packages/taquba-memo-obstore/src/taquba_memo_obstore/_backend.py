@@ -43,18 +43,26 @@ from typing import TYPE_CHECKING
 import obstore
 import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
-from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
+from taquba_memo.adapter_kit import (
+    check_key,
+    check_value,
+    chunked,
+    delete_each,
+    is_staging_name,
+    normalize_base_path,
+)
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
     ForkedProcessError,
     InvalidKeyError,
+    InvalidValueType,
     NotSupported,
 )
 
 from taquba_memo_obstore._config import check_client_config
-from taquba_memo_obstore._errors import map_obstore_error
+from taquba_memo_obstore._errors import is_missing_object, map_obstore_error
 from taquba_memo_obstore._fork import runtime_inherited
 
 if TYPE_CHECKING:
@@ -87,7 +95,7 @@ def capabilities_for(store: ObjectStore) -> Capabilities:
         return Capabilities(ordered_listing=False, conditional_put=True, max_delete_batch=1000)
     if isinstance(store, MemoryStore):
         return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=1000)
-    raise TypeError(
+    raise InvalidValueType(
         "ObstoreBackend supports S3Store, GCSStore, AzureStore, LocalStore and MemoryStore, "
         f"not {type(store).__name__}"
     )
@@ -99,12 +107,6 @@ def _segments_are_valid(segments: Sequence[str]) -> bool:
         segment not in ("", ".", "..") and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in segment)
         for segment in segments
     )
-
-
-def _is_local_staging_name(name: str) -> bool:
-    """LocalStore refuses names ending in ``#<digits>``: it writes its staging files so."""
-    _, hash_sign, suffix = name.rpartition("#")
-    return bool(hash_sign) and suffix.isascii() and suffix.isdigit()
 
 
 class ObstoreBackend(MemoBackendBase):
@@ -138,16 +140,12 @@ class ObstoreBackend(MemoBackendBase):
         capabilities: Capabilities | None = None,
     ) -> None:
         if not isinstance(store, _SUPPORTED):
-            capabilities_for(store)  # raises the TypeError that names what is supported
-        if not isinstance(base_path, str):
-            raise TypeError(f"base_path must be str, not {type(base_path).__name__}")
-        segments = [segment for segment in base_path.split("/") if segment]
-        if not _segments_are_valid(segments):
-            raise InvalidKeyError(f"base_path {base_path!r} has a '.', '..' or control character")
+            capabilities_for(store)  # raises the InvalidValueType that names what is supported
+        base = normalize_base_path(base_path)
         check_client_config(store)
         self._store = store
         self._kind = type(store).__name__
-        self._base = "/".join(segments)
+        self._base = base
         self._root = f"{self._base}/" if self._base else ""
         self._capabilities = capabilities or capabilities_for(store)
         self._is_local = isinstance(store, LocalStore)
@@ -194,14 +192,12 @@ class ObstoreBackend(MemoBackendBase):
                 f"key {key!r} is not a valid object path (empty, '.' or '..' segment, "
                 "leading or trailing '/', or a control character)"
             )
-        if self._is_local and _is_local_staging_name(segments[-1]):
+        if self._is_local and is_staging_name(segments[-1]):
             raise InvalidKeyError(f"key {key!r} ends in '#<digits>', which LocalStore refuses")
         return self._root + key
 
     def _error(self, exc: BaseException, operation: str, key: str) -> Exception:
-        error = map_obstore_error(exc, store=self._kind, operation=operation, key=key)
-        assert error is not None, "only get and delete meet a missing object"
-        return error
+        return map_obstore_error(exc, operation=operation, target=key)
 
     # -- reads -----------------------------------------------------------------
 
@@ -211,10 +207,9 @@ class ObstoreBackend(MemoBackendBase):
             result = await obstore.get_async(self._store, path)
             return bytes(await result.bytes_async())
         except Exception as exc:
-            error = map_obstore_error(exc, store=self._kind, operation="get", key=key)
-            if error is None:
+            if is_missing_object(exc):
                 return None
-            raise error from exc
+            raise self._error(exc, "get", key) from exc
 
     # -- writes ----------------------------------------------------------------
 
@@ -247,10 +242,9 @@ class ObstoreBackend(MemoBackendBase):
         try:
             await obstore.delete_async(self._store, path)
         except Exception as exc:
-            error = map_obstore_error(exc, store=self._kind, operation="delete", key=key)
-            if error is None:
+            if is_missing_object(exc):
                 return  # GCS, Azure and LocalStore report a missing object: success
-            raise error from exc
+            raise self._error(exc, "delete", key) from exc
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         paths = {key: self._path(key) for key in keys}  # validates every key before any I/O
@@ -282,9 +276,7 @@ class ObstoreBackend(MemoBackendBase):
         to a store that is overloaded or unreachable. Every key of the chunk
         is then reported with that error, for the caller to try again later.
         """
-        error = map_obstore_error(
-            exc, store=self._kind, operation="delete", key=f"{len(chunk)} keys from {chunk[0]}"
-        )
+        error = self._error(exc, "delete", f"{len(chunk)} keys from {chunk[0]}")
         if isinstance(error, BackendError) and error.transient:
             error.__cause__ = exc
             return dict.fromkeys(chunk, error)

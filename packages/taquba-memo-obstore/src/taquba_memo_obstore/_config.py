@@ -13,18 +13,17 @@ from __future__ import annotations
 from typing import Any
 
 from obstore.store import AzureStore, S3Store
-from taquba_memo.adapter_kit import check_endpoint_url
+from taquba_memo.adapter_kit import TRUE_WORDS, check_endpoint_url
 
 __all__ = ["check_client_config"]
 
 # Where each store's configuration keeps its endpoint (obstore normalises the
 # aliases it accepts to these names).
 _ENDPOINT_KEYS = ("endpoint", "aws_endpoint", "azure_storage_endpoint", "azure_endpoint")
-_TRUE = ("1", "true", "yes", "on")
 
 
 def _is_true(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in _TRUE)
+    return value is True or (isinstance(value, str) and value.strip().lower() in TRUE_WORDS)
 
 
 def check_client_config(store: object) -> None:

@@ -24,7 +24,7 @@ from taquba_memo.errors import (
     TransientBackendError,
 )
 
-__all__ = ["map_obstore_error", "redact"]
+__all__ = ["is_missing_object", "map_obstore_error", "redact"]
 
 _STATUS = re.compile(r"status code: (\d{3})|status: (\d{3})")
 # How S3 (and GCS's XML API) and Azure report that the bucket or container
@@ -69,28 +69,35 @@ def _status(text: str) -> int | None:
     return int(match.group(1) or match.group(2)) if match else None
 
 
-def map_obstore_error(
-    exc: BaseException, *, store: str, operation: str, key: str
-) -> BackendError | NotSupported | InvalidKeyError | None:
-    """Translate ``exc``, raised by obstore during ``operation`` on ``key``.
+def is_missing_object(exc: BaseException) -> bool:
+    """Whether ``exc`` says the *object* is missing (not its bucket or container).
 
-    Returns ``None`` when obstore reported the *object* missing during a
-    ``get`` or ``delete``: the caller then does what the protocol says
-    (``get`` returns None, a delete succeeds). A missing bucket or container
-    is never ``None``: it is :class:`ContainerNotFoundError`, recognised by
-    the store's error code, or, for a write, by any "not found" (a write
-    finds no object only when the bucket is missing). The caller raises the
-    result ``from exc``.
+    ``get`` then returns None and a delete succeeds; every other failure goes
+    to :func:`map_obstore_error`.
+    """
+    return isinstance(exc, (FileNotFoundError, obstore_errors.NotFoundError)) and not (
+        _CONTAINER_MISSING.search(str(exc))
+    )
+
+
+def map_obstore_error(
+    exc: BaseException, *, operation: str, target: str
+) -> BackendError | NotSupported | InvalidKeyError:
+    """Translate ``exc``, raised by obstore during ``operation`` on ``target``.
+
+    A missing bucket or container is :class:`ContainerNotFoundError`,
+    recognised by the store's error code, or, for a ``put``, by any "not
+    found" (a write finds no object only when the bucket is missing). A
+    missing object during ``get`` or ``delete`` is the caller's to settle
+    first (:func:`is_missing_object`). The caller raises the result ``from exc``.
     """
     text = str(exc)
-    message = f"{store} {operation} {key!r} failed: {redact(text)}"
+    message = f"obstore {operation} of {target!r} failed: {redact(text)}"
     container_missing = bool(_CONTAINER_MISSING.search(text))
 
     if isinstance(exc, (FileNotFoundError, obstore_errors.NotFoundError)):
         if container_missing or operation == "put":
             return ContainerNotFoundError(message)
-        if operation in ("get", "delete"):
-            return None
         return BackendError(message)  # e.g. a directory removed while a listing walked it
     if isinstance(exc, (obstore_errors.PermissionDeniedError, obstore_errors.UnauthenticatedError)):
         return AccessDeniedError(message)

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
-from taquba_memo.errors import InvalidArgumentError, InvalidConfigurationError
+from taquba_memo.adapter_kit import parse_flag
+from taquba_memo.errors import InvalidArgumentError, InvalidConfigurationError, InvalidValueType
 
 from taquba_memo_obstore._backend import ObstoreBackend
 from taquba_memo_obstore._errors import redact
@@ -96,7 +97,7 @@ def _is_secret(name: str) -> bool:
 def open_url(url: str) -> ObstoreBackend:
     """Open the store that ``url`` names; see the module documentation for the forms."""
     if not isinstance(url, str):
-        raise TypeError(f"url must be str, not {type(url).__name__}")
+        raise InvalidValueType(f"url must be str, not {type(url).__name__}")
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower().removesuffix("+obstore")
     if scheme not in _SCHEMES:
@@ -135,13 +136,7 @@ def open_url(url: str) -> ObstoreBackend:
 
 def _flag(settings: dict[str, str], name: str, default: bool) -> bool:
     value = settings.pop(name, None)
-    if value is None:
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise InvalidArgumentError(f"{name} must be true or false, not {value!r}")
+    return default if value is None else parse_flag(value, name=name)
 
 
 def _local_store(path: str, settings: dict[str, str]) -> LocalStore:

@@ -1,13 +1,34 @@
-"""Input checks a backend makes before any I/O: str keys, bytes-like values, names, endpoints."""
+"""Input checks a backend makes before any I/O: keys, values, names, paths, flags, endpoints."""
 
 from __future__ import annotations
 
 import re
 import urllib.parse
 
-from taquba_memo.errors import InvalidConfigurationError, InvalidKeyError, InvalidValueType
+from taquba_memo.errors import (
+    InvalidConfigurationError,
+    InvalidKeyError,
+    InvalidURLError,
+    InvalidValueType,
+)
 
-__all__ = ["check_endpoint_url", "check_key", "check_value", "object_name"]
+__all__ = [
+    "FALSE_WORDS",
+    "TRUE_WORDS",
+    "check_endpoint_url",
+    "check_key",
+    "check_value",
+    "is_staging_name",
+    "normalize_base_path",
+    "object_name",
+    "parse_flag",
+]
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+"""What :func:`parse_flag` reads as true, in any case."""
+
+FALSE_WORDS = ("0", "false", "no", "off")
+"""What :func:`parse_flag` reads as false, in any case."""
 
 
 def check_key(key: object) -> str:
@@ -38,7 +59,7 @@ def object_name(name_prefix: str, key: object, *, max_bytes: int = 1024) -> str:
     key = check_key(key)
     if any(segment in ("", ".", "..") for segment in key.split("/")):
         raise InvalidKeyError(f"key {key!r} has an empty, '.' or '..' segment")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
+    if _has_control_character(key):
         raise InvalidKeyError(f"key {key!r} contains a control character")
     name = name_prefix + key
     try:
@@ -48,6 +69,50 @@ def object_name(name_prefix: str, key: object, *, max_bytes: int = 1024) -> str:
     if size > max_bytes:
         raise InvalidKeyError(f"key {key!r} makes an object name over {max_bytes} bytes")
     return name
+
+
+def _has_control_character(text: str) -> bool:
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
+
+
+def normalize_base_path(base_path: object) -> str:
+    """``base_path`` with empty segments dropped, as a store prefix is: ``"/a//b/"`` is ``"a/b"``.
+
+    Refused with :class:`InvalidKeyError`, as in a key: a ``.`` or ``..``
+    segment, or a control character; with :class:`InvalidValueType`:
+    anything but a str.
+    """
+    if not isinstance(base_path, str):
+        raise InvalidValueType(f"base_path must be str, not {type(base_path).__name__}")
+    segments = [segment for segment in base_path.split("/") if segment]
+    if any(segment in (".", "..") for segment in segments):
+        raise InvalidKeyError(f"base path {base_path!r} has a '.' or '..' segment")
+    if _has_control_character(base_path):
+        raise InvalidKeyError(f"base path {base_path!r} contains a control character")
+    return "/".join(segments)
+
+
+def is_staging_name(name: str) -> bool:
+    """Whether ``name`` ends in ``#<digits>``, as the staging files of object_store's
+    LocalStore and of :class:`~taquba_memo.LocalFileBackend` do (``<name>#<digits>``)."""
+    _, hash_sign, suffix = name.rpartition("#")
+    return bool(hash_sign) and suffix.isascii() and suffix.isdigit()
+
+
+def parse_flag(value: str, *, name: str) -> bool:
+    """A URL's true/false parameter: :data:`TRUE_WORDS` or :data:`FALSE_WORDS`, in any case.
+
+    Anything else raises :class:`~taquba_memo.InvalidURLError` naming ``name``.
+    """
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidURLError(
+        f"{name} must be true or false ({'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}), "
+        f"not {value!r}"
+    )
 
 
 # A DNS name or IPv4 address, or an IPv6 address (urlsplit drops its brackets).

@@ -1,13 +1,17 @@
-"""Building blocks for adapter packages, so each adapter stays thin: one import, four concerns.
+"""Building blocks for adapter packages, so each adapter stays thin: one import, five concerns.
 
 Input checks before any I/O (:func:`check_key`, :func:`check_value`,
-:func:`object_name`, :func:`check_endpoint_url`); bounded concurrency (:func:`chunked`,
+:func:`object_name`, :func:`normalize_base_path`, :func:`is_staging_name`,
+:func:`check_endpoint_url`, and :func:`parse_flag` for a URL's true/false
+parameters); a base class for adapters on blocking SDKs
+(:class:`BlockingBackendBase`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
 HTTP status table (:func:`error_for_status`); and fork helpers. Each concern
 lives in a private module of its own; this module is the public face.
 
-Adapters for synchronous SDKs (google-cloud-storage, minio) run SDK calls on a
-bounded thread pool with :class:`BlockingRunner`; backends without a batch
+Adapters for synchronous SDKs (google-cloud-storage, minio) derive from
+:class:`BlockingBackendBase`, which runs SDK calls on a bounded thread pool
+with :class:`BlockingRunner`; backends without a batch
 delete API use :func:`delete_each`; every adapter maps HTTP statuses with
 :func:`error_for_status` inside its single error-mapping function. An
 adapter's optional ``after_fork()`` hook (see :mod:`taquba_memo.backend`)
@@ -17,7 +21,18 @@ hands what a forked child inherited to :func:`keep_inherited` and
 
 from __future__ import annotations
 
-from taquba_memo._checks import check_endpoint_url, check_key, check_value, object_name
+from taquba_memo._blocking import BlockingBackendBase
+from taquba_memo._checks import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    check_endpoint_url,
+    check_key,
+    check_value,
+    is_staging_name,
+    normalize_base_path,
+    object_name,
+    parse_flag,
+)
 from taquba_memo._concurrency import (
     DEFAULT_CONCURRENCY,
     BlockingRunner,
@@ -30,6 +45,9 @@ from taquba_memo._http_status import error_for_status
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "FALSE_WORDS",
+    "TRUE_WORDS",
+    "BlockingBackendBase",
     "BlockingRunner",
     "TaskWindow",
     "check_endpoint_url",
@@ -39,6 +57,9 @@ __all__ = [
     "delete_each",
     "detach_inherited_loop",
     "error_for_status",
+    "is_staging_name",
     "keep_inherited",
+    "normalize_base_path",
     "object_name",
+    "parse_flag",
 ]

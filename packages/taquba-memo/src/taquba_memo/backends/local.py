@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from taquba_memo._checks import check_key, check_value
+from taquba_memo._checks import check_key, check_value, is_staging_name
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,
@@ -51,12 +51,6 @@ T = TypeVar("T")
 
 # Attempts when a concurrent delete removes a directory we are writing into.
 _MKDIR_ATTEMPTS = 8
-
-
-def _is_staging_name(name: str) -> bool:
-    """object_store's rule: a name with ``#`` followed only by digits is a staging file."""
-    _, hash_sign, suffix = name.partition("#")
-    return bool(hash_sign) and suffix.isascii() and suffix.isdigit()
 
 
 def _segment_is_valid(segment: str) -> bool:
@@ -105,7 +99,7 @@ class LocalFileBackend(MemoBackendBase):
         segments = check_key(key).split("/")
         if not all(_segment_is_valid(segment) for segment in segments):
             raise InvalidKeyError(f"key {key!r} has an empty, '.', '..' or NUL segment")
-        if _is_staging_name(segments[-1]):
+        if is_staging_name(segments[-1]):
             raise InvalidKeyError(f"key {key!r} ends in a staging name (<name>#<digits>)")
         return self._root.joinpath(*segments)
 
@@ -297,7 +291,7 @@ def _scan(directory: Path, name_start: str, with_stat: bool) -> list[_Scanned]:
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                if not entry.name.startswith(name_start) or _is_staging_name(entry.name):
+                if not entry.name.startswith(name_start) or is_staging_name(entry.name):
                     continue
                 is_dir = entry.is_dir(follow_symlinks=False)
                 file_stat: tuple[int, int] | None = None

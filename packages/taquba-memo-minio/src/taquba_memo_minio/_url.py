@@ -11,17 +11,16 @@ import os
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from taquba_memo.adapter_kit import parse_flag
 from taquba_memo.errors import InvalidArgumentError, InvalidURLError
 
-from taquba_memo_minio.backend import MinioBackend
+from taquba_memo_minio._backend import MinioBackend
 
 __all__ = ["SCHEMES", "open_url"]
 
 SCHEMES = ("s3+minio", "minio")
 
 _PARAMETERS = frozenset({"endpoint", "secure", "region", "max_concurrency"})
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 # Credential pairs, in the order they are looked for.
 _CREDENTIAL_VARIABLES = (
@@ -86,7 +85,8 @@ def open_url(url: str, *, environ: Mapping[str, str] | None = None) -> MinioBack
             f"{url!r} names no endpoint: add ?endpoint=HOST:PORT or set AWS_ENDPOINT_URL"
         )
     host, secure_from_scheme = _split_endpoint(endpoint)
-    secure = _flag(params.get("secure"), name="secure")
+    given = params.get("secure")
+    secure = None if given is None else parse_flag(given, name="secure")
     if secure is None:
         secure = True if secure_from_scheme is None else secure_from_scheme
     elif secure_from_scheme is not None and secure != secure_from_scheme:
@@ -139,16 +139,6 @@ def _split_endpoint(endpoint: str) -> tuple[str, bool | None]:
     if not host or "/" in host or "@" in host:
         raise InvalidURLError(f"endpoint {endpoint!r} is not HOST[:PORT]")
     return host, secure
-
-
-def _flag(value: str | None, *, name: str) -> bool | None:
-    if value is None:
-        return None
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise InvalidURLError(f"{name} must be true or false, not {value!r}")
 
 
 def _positive_int(value: str | None, *, default: int) -> int:

@@ -9,7 +9,7 @@ Per-backend behaviour (what the conformance suite checks):
   *Put Block List*, so of N concurrent creators exactly one commits and the
   others get ``BlobAlreadyExists`` (returned as ``False``).
 * ``delete`` of a missing blob succeeds. ``delete_many`` sends Blob Batch
-  requests of at most 256 deletes (see :mod:`taquba_memo_azure.batch` for the
+  requests of at most 256 deletes (see :mod:`taquba_memo_azure._batch` for the
   boundary detail that makes them work on Azurite too); a sub-request that
   answers ``BlobNotFound`` is a success, every other failed sub-request is
   reported in :class:`~taquba_memo.DeleteManyError`.
@@ -47,18 +47,20 @@ from taquba_memo.adapter_kit import (
     delete_each,
     detach_inherited_loop,
     keep_inherited,
+    normalize_base_path,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
     ForkedProcessError,
+    InvalidArgumentError,
     InvalidConfigurationError,
     InvalidKeyError,
 )
 
-from taquba_memo_azure.batch import use_portable_boundary
-from taquba_memo_azure.errors import (
+from taquba_memo_azure._batch import use_portable_boundary
+from taquba_memo_azure._errors import (
     BLOB_ALREADY_EXISTS,
     BLOB_NOT_FOUND,
     SDK_ERRORS,
@@ -66,7 +68,7 @@ from taquba_memo_azure.errors import (
     map_azure_error,
 )
 
-__all__ = ["AzureBlobBackend", "AzureCredential", "RequestCounts", "default_client_options"]
+__all__ = ["AzureBlobBackend", "AzureCredential", "AzureRequestCounts", "default_client_options"]
 
 MAX_DELETE_BATCH = 256
 """Sub-requests one Blob Batch request may carry (a service limit)."""
@@ -117,7 +119,7 @@ def default_client_options(**overrides: Any) -> dict[str, Any]:
 
 
 @dataclass
-class RequestCounts:
+class AzureRequestCounts:
     """How many requests of each kind this backend sent (observability and tests)."""
 
     batch_delete_requests: int = 0
@@ -128,16 +130,6 @@ class RequestCounts:
 
     list_pages: int = 0
     """*List Blobs* pages received."""
-
-
-def _normalize_base_path(base_path: str) -> str:
-    """``"/a//b/"`` -> ``"a/b/"``; ``""`` stays ``""``."""
-    if not isinstance(base_path, str):
-        raise TypeError(f"base_path must be str, not {type(base_path).__name__}")
-    segments = [segment for segment in base_path.split("/") if segment]
-    if any(segment in (".", "..") for segment in segments):
-        raise InvalidKeyError(f"base path {base_path!r} has a '.' or '..' segment")
-    return "".join(f"{segment}/" for segment in segments)
 
 
 def _is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
@@ -197,12 +189,13 @@ class AzureBlobBackend(MemoBackendBase):
         max_concurrency: int = 4,
     ) -> None:
         if not 1 <= list_page_size <= 5000:
-            raise ValueError("list_page_size must be between 1 and 5000")
+            raise InvalidArgumentError("list_page_size must be between 1 and 5000")
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+            raise InvalidArgumentError("max_concurrency must be at least 1")
         check_endpoint_url(container_client.url, what="Azure blob endpoint")
         self._container = container_client
-        self._base = _normalize_base_path(base_path)
+        base = normalize_base_path(base_path)
+        self._base = f"{base}/" if base else ""
         self._batch_delete = batch_delete
         self._page_size = list_page_size
         self._concurrency = max_concurrency
@@ -211,7 +204,7 @@ class AzureBlobBackend(MemoBackendBase):
         self._capabilities = Capabilities(
             ordered_listing=True, conditional_put=True, max_delete_batch=MAX_DELETE_BATCH
         )
-        self.request_counts = RequestCounts()
+        self.request_counts = AzureRequestCounts()
 
     # -- construction ----------------------------------------------------------
 
@@ -277,7 +270,7 @@ class AzureBlobBackend(MemoBackendBase):
         in clear text), so an ``http`` URL is refused here, not at the first call.
         """
         if hasattr(credential, "get_token") and not account_url.lower().startswith("https://"):
-            raise ValueError("a token credential needs an https:// account URL")
+            raise InvalidConfigurationError("a token credential needs an https:// account URL")
         options = default_client_options(**client_options)
         client = ContainerClient(account_url, container, credential=credential, **options)
         backend = cls(
@@ -342,9 +335,9 @@ class AzureBlobBackend(MemoBackendBase):
         except ResourceNotFoundError as exc:
             if error_code(exc) == BLOB_NOT_FOUND:
                 return None
-            raise map_azure_error(exc, action="get", target=key) from exc
+            raise map_azure_error(exc, operation="get", target=key) from exc
         except SDK_ERRORS as exc:
-            raise map_azure_error(exc, action="get", target=key) from exc
+            raise map_azure_error(exc, operation="get", target=key) from exc
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         check_key(prefix)
@@ -373,7 +366,7 @@ class AzureBlobBackend(MemoBackendBase):
                 async for item in page:
                     yield item
         except SDK_ERRORS as exc:
-            raise map_azure_error(exc, action="list", target=prefix) from exc
+            raise map_azure_error(exc, operation="list", target=prefix) from exc
 
     # -- writes ----------------------------------------------------------------
 
@@ -390,9 +383,9 @@ class AzureBlobBackend(MemoBackendBase):
         except ResourceExistsError as exc:
             if if_absent and error_code(exc) == BLOB_ALREADY_EXISTS:
                 return False
-            raise map_azure_error(exc, action="put", target=key) from exc
+            raise map_azure_error(exc, operation="put", target=key) from exc
         except SDK_ERRORS as exc:
-            raise map_azure_error(exc, action="put", target=key) from exc
+            raise map_azure_error(exc, operation="put", target=key) from exc
         return True
 
     # -- deletes ---------------------------------------------------------------
@@ -405,9 +398,9 @@ class AzureBlobBackend(MemoBackendBase):
         except ResourceNotFoundError as exc:
             if error_code(exc) == BLOB_NOT_FOUND:
                 return
-            raise map_azure_error(exc, action="delete", target=key) from exc
+            raise map_azure_error(exc, operation="delete", target=key) from exc
         except SDK_ERRORS as exc:
-            raise map_azure_error(exc, action="delete", target=key) from exc
+            raise map_azure_error(exc, operation="delete", target=key) from exc
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         # Validate every key before the first request; duplicates are sent once.
@@ -442,7 +435,7 @@ class AzureBlobBackend(MemoBackendBase):
             )
             responses = [part async for part in parts]
         except SDK_ERRORS as exc:
-            error = map_azure_error(exc, action="batch delete", target=target)
+            error = map_azure_error(exc, operation="batch delete", target=target)
             error.__cause__ = exc
             return dict.fromkeys(names, error)
         if len(responses) != len(names):
@@ -461,7 +454,7 @@ class AzureBlobBackend(MemoBackendBase):
             )
             if error_code(sub_error) == BLOB_NOT_FOUND:
                 continue
-            error = map_azure_error(sub_error, action="delete", target=self._key_of(name))
+            error = map_azure_error(sub_error, operation="delete", target=self._key_of(name))
             error.__cause__ = sub_error
             failures[name] = error
         return failures

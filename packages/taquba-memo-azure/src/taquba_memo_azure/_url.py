@@ -10,7 +10,8 @@ Credentials, in this order:
    (install ``taquba-memo-azure[identity]``); the backend closes it on ``aclose``.
 2. Otherwise the ``AZURE_STORAGE_CONNECTION_STRING`` environment variable.
 
-Nothing else is guessed: with neither, :func:`open_url` raises ``ValueError``.
+Nothing else is guessed: with neither, :func:`open_url` raises
+:class:`~taquba_memo.InvalidURLError` (a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import os
 import urllib.parse
 from typing import Any
 
-from taquba_memo_azure.backend import AzureBlobBackend
+from taquba_memo.errors import InvalidURLError
+
+from taquba_memo_azure._backend import AzureBlobBackend
 
 __all__ = ["CONNECTION_STRING_VARIABLE", "SCHEMES", "open_url"]
 
@@ -46,28 +49,32 @@ def open_url(url: str) -> AzureBlobBackend:
     The base path is percent-decoded; empty segments are dropped. Unknown query
     parameters are refused rather than ignored.
     """
+    if not isinstance(url, str):
+        raise InvalidURLError(f"url must be str, not {type(url).__name__}")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise ValueError(f"not an Azure Blob URL (expected az:// or az+azure://): {url!r}")
+        raise InvalidURLError(f"not an Azure Blob URL (expected az:// or az+azure://): {url!r}")
     container = parts.netloc
     if not container:
-        raise ValueError(f"the URL names no container: {url!r}")
+        raise InvalidURLError(f"the URL names no container: {url!r}")
     base_path = urllib.parse.unquote(parts.path)
     query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - _QUERY_PARAMETERS)
     if unknown:
-        raise ValueError(f"unknown query parameter(s) in az:// URL: {', '.join(unknown)}")
+        raise InvalidURLError(f"unknown query parameter(s) in az:// URL: {', '.join(unknown)}")
     if "account_url" in query:
         account_url = query["account_url"][-1]
         if not account_url.lower().startswith("https://"):
-            raise ValueError("account_url must be an https:// URL (a token is never sent in clear)")
+            raise InvalidURLError(
+                "account_url must be an https:// URL (a token is never sent in clear)"
+            )
         return AzureBlobBackend.from_account_url(
             account_url, _default_azure_credential(), container, base_path, close_credential=True
         )
     connection_string = os.environ.get(CONNECTION_STRING_VARIABLE)
     if connection_string:
         return AzureBlobBackend.from_connection_string(connection_string, container, base_path)
-    raise ValueError(
+    raise InvalidURLError(
         f"no credentials for {parts.scheme}://{container}: set {CONNECTION_STRING_VARIABLE} "
         "or add ?account_url=https://<account>.blob.core.windows.net (DefaultAzureCredential)"
     )

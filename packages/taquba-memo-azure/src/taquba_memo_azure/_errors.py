@@ -120,7 +120,7 @@ def _describe(exc: BaseException) -> str:
     return redact(f"{first_line} ({details})")
 
 
-def map_azure_error(exc: BaseException, *, action: str, target: str) -> BackendError:
+def map_azure_error(exc: BaseException, *, operation: str, target: str) -> BackendError:
     """Return the taquba-memo error for an SDK exception; the caller raises it ``from exc``.
 
     * ``ContainerNotFound`` -> :class:`ContainerNotFoundError` (a missing blob is
@@ -135,7 +135,7 @@ def map_azure_error(exc: BaseException, *, action: str, target: str) -> BackendE
       :class:`TransientBackendError`.
     * Anything else -> :class:`BackendError`.
     """
-    message = f"Azure Blob {action} of {target!r} failed: {_describe(exc)}"
+    message = f"Azure Blob {operation} of {target!r} failed: {_describe(exc)}"
     code = error_code(exc)
     if code == CONTAINER_NOT_FOUND:
         return ContainerNotFoundError(message)

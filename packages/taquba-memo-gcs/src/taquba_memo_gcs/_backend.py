@@ -11,7 +11,6 @@ the parent's pooled connections before its first request (``after_fork``).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -25,20 +24,21 @@ from google.cloud import storage
 from google.cloud.storage import blob as blob_module
 from google.cloud.storage.retry import DEFAULT_RETRY
 from taquba_memo.adapter_kit import (
-    BlockingRunner,
+    BlockingBackendBase,
     check_endpoint_url,
     check_key,
     check_value,
     delete_each,
-    object_name,
+    normalize_base_path,
 )
-from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
-from taquba_memo.errors import BackendError, DeleteManyError, InvalidKeyError
+from taquba_memo.backend import Capabilities, ListedObject
+from taquba_memo.errors import BackendError, DeleteManyError, InvalidArgumentError, InvalidValueType
 
 from taquba_memo_gcs._errors import (
     SDK_ERRORS,
     api_error_from_response,
     as_api_error,
+    bucket_missing_error,
     is_not_found,
     is_precondition_failed,
     map_gcs_error,
@@ -76,7 +76,7 @@ class _BatchRefused(Exception):
     """The endpoint does not understand batch requests (fake-gcs-server)."""
 
 
-class GCSBackend(MemoBackendBase):
+class GCSBackend(BlockingBackendBase):
     """Objects in one GCS bucket, optionally under a base path.
 
     Build it from a client you already have (any authentication the SDK
@@ -135,34 +135,33 @@ class GCSBackend(MemoBackendBase):
     ) -> None:
         if isinstance(client_or_bucket, storage.Bucket):
             if bucket_name is not None:
-                raise TypeError("pass a Bucket alone, or a Client and a bucket name")
+                raise InvalidValueType("pass a Bucket alone, or a Client and a bucket name")
             bucket = client_or_bucket
             client = bucket.client
         elif isinstance(client_or_bucket, storage.Client):
             if not bucket_name:
-                raise TypeError("a Client needs a bucket name")
+                raise InvalidValueType("a Client needs a bucket name")
             client = client_or_bucket
             bucket = client.bucket(bucket_name)
         else:
             kind = type(client_or_bucket).__name__
-            raise TypeError(f"expected a storage.Client or storage.Bucket, not {kind}")
+            raise InvalidValueType(f"expected a storage.Client or storage.Bucket, not {kind}")
+        if not 1 <= list_page_size <= LIST_PAGE_SIZE:
+            raise InvalidArgumentError(f"list_page_size must be 1..{LIST_PAGE_SIZE}")
+        workers = max_concurrency if max_concurrency is not None else _http_pool_size(client)
+        super().__init__(
+            base_path=base_path,
+            max_concurrency=workers,
+            thread_name="taquba-memo-gcs",
+            owns_client=_owns_client,
+        )
         _stop_bucket_metadata_lookups(client)
         self._client: storage.Client = client
         self._bucket: storage.Bucket = bucket
-        self._base_path = _normalize_base_path(base_path)
-        self._name_prefix = f"{self._base_path}/" if self._base_path else ""
-        if not 1 <= list_page_size <= LIST_PAGE_SIZE:
-            raise ValueError(f"list_page_size must be 1..{LIST_PAGE_SIZE}")
         self._retry = retry
         self._timeout = timeout
         self._list_page_size = list_page_size
-        self._owns_client = _owns_client
         self._batch_supported: bool | None = None
-        workers = max_concurrency if max_concurrency is not None else _http_pool_size(client)
-        if workers < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        self._runner = BlockingRunner(workers, name="taquba-memo-gcs")
-        self._closed = False
         self._capabilities = Capabilities(
             ordered_listing=True, conditional_put=True, max_delete_batch=MAX_DELETE_BATCH
         )
@@ -188,7 +187,7 @@ class GCSBackend(MemoBackendBase):
         for example an emulator's ``http://127.0.0.1:4443``. The client's
         connection pool gets ``max_concurrency`` connections.
         """
-        base_path = _normalize_base_path(base_path)  # refuse bad input before building anything
+        base_path = normalize_base_path(base_path)  # refuse bad input before building anything
         if endpoint:
             check_endpoint_url(endpoint, what="GCS endpoint")
         client_options = {"api_endpoint": endpoint} if endpoint else None
@@ -215,14 +214,6 @@ class GCSBackend(MemoBackendBase):
         return str(self._bucket.name)
 
     @property
-    def base_path(self) -> str:
-        return self._base_path
-
-    @property
-    def max_concurrency(self) -> int:
-        return self._runner.max_workers
-
-    @property
     def batch_delete_supported(self) -> bool | None:
         """Which path ``delete_many`` takes: True batch requests, False one
         request per key (the endpoint refused a batch), None not known yet."""
@@ -235,21 +226,16 @@ class GCSBackend(MemoBackendBase):
             f"endpoint={endpoint!r})"
         )
 
-    # -- names ---------------------------------------------------------------
-
-    def _object_name(self, key: object) -> str:
-        return object_name(self._name_prefix, key, max_bytes=_MAX_NAME_BYTES)
-
     # -- calls ---------------------------------------------------------------
 
-    async def _call(self, operation: str, target: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run one SDK call on the pool; map its failure (a 404 means the bucket)."""
-        try:
-            return await self._runner.run(fn, *args)
-        except SDK_ERRORS as exc:
-            raise map_gcs_error(
-                exc, operation=operation, target=target, bucket_missing=is_not_found(exc)
-            ) from exc
+    _sdk_errors = SDK_ERRORS
+    _max_name_bytes = _MAX_NAME_BYTES
+
+    def _map_error(self, exc: BaseException, *, operation: str, target: str) -> BackendError:
+        """A 404 that gets here means the bucket: a missing object was settled before."""
+        if is_not_found(exc):
+            return bucket_missing_error(exc, operation=operation, target=target)
+        return map_gcs_error(exc, operation=operation, target=target)
 
     async def _call_on_object(
         self, operation: str, key: str, fn: Callable[..., T], *args: Any
@@ -260,9 +246,7 @@ class GCSBackend(MemoBackendBase):
         except SDK_ERRORS as exc:
             if is_not_found(exc) and not await self._bucket_is_missing(exc):
                 return None
-            raise map_gcs_error(
-                exc, operation=operation, target=key, bucket_missing=is_not_found(exc)
-            ) from exc
+            raise self._map_error(exc, operation=operation, target=key) from exc
 
     async def _bucket_is_missing(self, not_found: BaseException) -> bool:
         kind = not_found_kind(not_found)
@@ -293,9 +277,7 @@ class GCSBackend(MemoBackendBase):
         except SDK_ERRORS as exc:
             if if_absent and is_precondition_failed(exc):
                 return False
-            raise map_gcs_error(
-                exc, operation="put", target=key, bucket_missing=is_not_found(exc)
-            ) from exc
+            raise self._map_error(exc, operation="put", target=key) from exc
         return True
 
     def _upload(self, name: str, data: bytes, if_absent: bool) -> None:
@@ -385,7 +367,7 @@ class GCSBackend(MemoBackendBase):
         # Missing objects are success; a missing bucket fails every key it held.
         if not_found and await self._bucket_is_missing(not_found[0][1]):
             for key, missing in not_found:
-                mapped = map_gcs_error(missing, operation="delete", target=key, bucket_missing=True)
+                mapped = bucket_missing_error(missing, operation="delete", target=key)
                 mapped.__cause__ = missing
                 failures[key] = mapped
         return retry_singly, failures
@@ -441,25 +423,12 @@ class GCSBackend(MemoBackendBase):
 
     # -- lifecycle -----------------------------------------------------------
 
-    def after_fork(self) -> None:
-        """In a forked child: a fresh thread pool, and no connection of the parent's.
-
-        The child's copies of the pooled sockets are closed (the parent's stay
-        open and in use), so the child opens its own connections.
-        """
-        self._runner.after_fork()
+    def _drop_inherited_connections(self) -> None:
         for session in _http_sessions(self._client):
             session.close()  # a closed requests.Session opens new connections when used
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        runner = self._runner
-        # Waiting for calls in flight must not block the event loop.
-        await asyncio.to_thread(runner.close)
-        if self._owns_client:
-            self._client.close()
+    def _close_client(self) -> None:
+        self._client.close()
 
 
 def _http_sessions(client: storage.Client) -> list[requests.Session]:
@@ -528,15 +497,6 @@ def _upload_in_one_request(
         timeout=timeout,
         retry=retry,
     )
-
-
-def _normalize_base_path(base_path: str) -> str:
-    if not isinstance(base_path, str):
-        raise TypeError(f"base_path must be str, not {type(base_path).__name__}")
-    stripped = base_path.strip("/")
-    if stripped and any(segment in ("", ".", "..") for segment in stripped.split("/")):
-        raise InvalidKeyError(f"base path {base_path!r} has an empty, '.' or '..' segment")
-    return stripped
 
 
 def _http_pool_size(client: storage.Client) -> int:

@@ -16,22 +16,22 @@ import inspect
 import io
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import minio
 from minio import Minio
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import MAX_PART_SIZE, MIN_PART_SIZE, check_bucket_name
-from taquba_memo.adapter_kit import BlockingRunner, check_key, check_value, chunked, object_name
-from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
+from taquba_memo.adapter_kit import BlockingBackendBase, check_key, check_value, chunked
+from taquba_memo.backend import Capabilities, ListedObject
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
     InvalidArgumentError,
     InvalidConfigurationError,
-    InvalidKeyError,
+    InvalidValueType,
     NotSupported,
     ValueTooLargeError,
 )
@@ -62,7 +62,6 @@ __all__ = [
 
 logger = logging.getLogger("taquba_memo_minio")
 
-T = TypeVar("T")
 
 MAX_DELETE_BATCH: Final = 1000
 """Most keys S3's DeleteObjects takes in one request."""
@@ -143,7 +142,7 @@ def _check_endpoint(endpoint: object) -> None:
         raise InvalidConfigurationError(f"invalid S3 endpoint {endpoint!r}; {_ENDPOINT_FIX}")
 
 
-class MinioBackend(MemoBackendBase):
+class MinioBackend(BlockingBackendBase):
     """Objects in one bucket of an S3-compatible store, optionally under a base path.
 
     Build it from a ``minio.Minio`` client you already have, or let
@@ -204,25 +203,26 @@ class MinioBackend(MemoBackendBase):
         _owns_client: bool = False,
     ) -> None:
         if not isinstance(client, Minio):
-            raise TypeError(f"expected a minio.Minio client, not {type(client).__name__}")
+            raise InvalidValueType(f"expected a minio.Minio client, not {type(client).__name__}")
         if not isinstance(bucket, str):
-            raise TypeError(f"bucket must be str, not {type(bucket).__name__}")
+            raise InvalidValueType(f"bucket must be str, not {type(bucket).__name__}")
         try:
             check_bucket_name(bucket)
         except ValueError as exc:
             raise InvalidArgumentError(f"invalid bucket name {bucket!r}: {exc}") from None
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
-            raise ValueError(f"part_size must be {MIN_PART_SIZE}..{MAX_PART_SIZE} bytes")
-        self._client = client
-        self._bucket = bucket
-        self._base_path = _normalize_base_path(base_path)
-        self._name_prefix = f"{self._base_path}/" if self._base_path else ""
-        self._part_size = part_size
-        self._owns_client = _owns_client
+            raise InvalidArgumentError(f"part_size must be {MIN_PART_SIZE}..{MAX_PART_SIZE} bytes")
         connections = pool_size(client._http, _DEFAULT_SDK_POOL)
         workers = max_concurrency if max_concurrency is not None else connections
-        if workers < 1:
-            raise ValueError("max_concurrency must be at least 1")
+        super().__init__(
+            base_path=base_path,
+            max_concurrency=workers,
+            thread_name="taquba-memo-minio",
+            owns_client=_owns_client,
+        )
+        self._client = client
+        self._bucket = bucket
+        self._part_size = part_size
         if workers > connections:
             logger.warning(
                 "max_concurrency=%d exceeds the client's connection pool (%d per host); "
@@ -230,8 +230,6 @@ class MinioBackend(MemoBackendBase):
                 workers,
                 connections,
             )
-        self._runner = BlockingRunner(workers, name="taquba-memo-minio")
-        self._closed = False
         self._capabilities = Capabilities(
             ordered_listing=True,
             conditional_put=sdk_sends_conditional_header(),
@@ -313,14 +311,6 @@ class MinioBackend(MemoBackendBase):
     def bucket(self) -> str:
         return self._bucket
 
-    @property
-    def base_path(self) -> str:
-        return self._base_path
-
-    @property
-    def max_concurrency(self) -> int:
-        return self._runner.max_workers
-
     def __repr__(self) -> str:
         base_url = getattr(self._client, "_base_url", None)
         host = getattr(base_url, "host", "?")
@@ -330,19 +320,13 @@ class MinioBackend(MemoBackendBase):
             f"base_path={self._base_path!r})"
         )
 
-    # -- names ---------------------------------------------------------------
-
-    def _object_name(self, key: object) -> str:
-        return object_name(self._name_prefix, key, max_bytes=_MAX_NAME_BYTES)
-
     # -- calls ---------------------------------------------------------------
 
-    async def _call(self, operation: str, target: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run one SDK call on the pool; raise its failure as a BackendError."""
-        try:
-            return await self._runner.run(fn, *args)
-        except SDK_ERRORS as exc:
-            raise map_minio_error(exc, operation=operation, target=target) from exc
+    _sdk_errors = SDK_ERRORS
+    _max_name_bytes = _MAX_NAME_BYTES
+
+    def _map_error(self, exc: BaseException, *, operation: str, target: str) -> BackendError:
+        return map_minio_error(exc, operation=operation, target=target)
 
     # -- reads ---------------------------------------------------------------
 
@@ -507,24 +491,11 @@ class MinioBackend(MemoBackendBase):
 
     # -- lifecycle -----------------------------------------------------------
 
-    def after_fork(self) -> None:
-        """In a forked child: a fresh thread pool, and no connection of the parent's.
-
-        The child's copies of the pooled sockets are closed (the parent's stay
-        open and in use), so the child opens its own connections.
-        """
-        self._runner.after_fork()
+    def _drop_inherited_connections(self) -> None:
         self._client._http.clear()
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        runner = self._runner
-        # Waiting for calls in flight must not block the event loop.
-        await asyncio.to_thread(runner.close)
-        if self._owns_client:
-            self._client._http.clear()
+    def _close_client(self) -> None:
+        self._client._http.clear()
 
 
 def _next_objects(objects: Iterator[Any], count: int) -> list[ListedObject]:
@@ -545,12 +516,3 @@ def _next_objects(objects: Iterator[Any], count: int) -> list[ListedObject]:
 def _chained(error: BackendError, cause: BaseException) -> BackendError:
     error.__cause__ = cause
     return error
-
-
-def _normalize_base_path(base_path: str) -> str:
-    if not isinstance(base_path, str):
-        raise TypeError(f"base_path must be str, not {type(base_path).__name__}")
-    stripped = base_path.strip("/")
-    if stripped and any(segment in ("", ".", "..") for segment in stripped.split("/")):
-        raise InvalidKeyError(f"base path {base_path!r} has an empty, '.' or '..' segment")
-    return stripped

@@ -9,16 +9,14 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 from google.auth.credentials import AnonymousCredentials, Credentials
+from taquba_memo.adapter_kit import parse_flag
 from taquba_memo.errors import InvalidArgumentError
 
-from taquba_memo_gcs.backend import GCSBackend
+from taquba_memo_gcs._backend import GCSBackend
 
 __all__ = ["SCHEMES", "open_url"]
 
 SCHEMES = ("gs", "gs+gcs")
-
-_TRUE = ("1", "true", "yes")
-_FALSE = ("0", "false", "no")
 
 
 def open_url(url: str) -> GCSBackend:
@@ -47,7 +45,8 @@ def open_url(url: str) -> GCSBackend:
     if unknown:
         raise InvalidArgumentError(f"unknown GCS URL parameter(s) {unknown} in {url!r}")
     endpoint = params.get("endpoint") or None
-    anonymous = _flag(params.get("anonymous"), default=endpoint is not None, url=url)
+    given = params.get("anonymous")
+    anonymous = endpoint is not None if given is None else parse_flag(given, name="anonymous")
     credentials: Credentials | None = None
     if anonymous:
         credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
@@ -58,13 +57,3 @@ def open_url(url: str) -> GCSBackend:
         credentials=credentials,
         endpoint=endpoint,
     )
-
-
-def _flag(value: str | None, *, default: bool, url: str) -> bool:
-    if value is None:
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise InvalidArgumentError(f"anonymous must be true or false in {url!r}")
