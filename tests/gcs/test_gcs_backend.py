@@ -133,7 +133,7 @@ async def test_fake_gcs_server_refuses_batches_and_deletes_one_by_one(
     keys = [f"run/{i:03}" for i in range(150)]
     for key in keys:
         await gcs_backend.put(key, b"v")
-    with caplog.at_level(logging.INFO, logger="taquba_memo_gcs"):
+    with caplog.at_level(logging.INFO, logger="taquba_memo.gcs"):
         await gcs_backend.delete_many([*keys, "run/missing"])
     assert gcs_backend.batch_delete_supported is False  # path: one request per key
     assert "refused a batch request" in caplog.text
@@ -186,7 +186,7 @@ async def test_a_refused_batch_is_detected_once(
             for i in range(5):
                 await backend.put(f"a/{i}", b"v")
                 await backend.put(f"b/{i}", b"v")
-            with caplog.at_level(logging.INFO, logger="taquba_memo_gcs"):
+            with caplog.at_level(logging.INFO, logger="taquba_memo.gcs"):
                 await backend.delete_many([f"a/{i}" for i in range(5)])
                 await backend.delete_many([f"b/{i}" for i in range(5)])
             assert backend.batch_delete_supported is False  # path: one request per key

@@ -340,7 +340,7 @@ async def test_max_concurrency_defaults_to_the_clients_connection_pool(
     assert make_backend().max_concurrency == 16  # conftest's make_http_client(16)
     sdk_default = Minio("127.0.0.1:1", access_key="a", secret_key="b", secure=False)
     assert make_backend(client=sdk_default).max_concurrency == 10
-    with caplog.at_level(logging.WARNING, logger="taquba_memo_minio"):
+    with caplog.at_level(logging.WARNING, logger="taquba_memo.minio"):
         make_backend(max_concurrency=32)
     assert "exceeds the client's connection pool" in caplog.text
 

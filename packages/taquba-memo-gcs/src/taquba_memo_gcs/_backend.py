@@ -47,7 +47,7 @@ from taquba_memo_gcs._errors import (
 
 __all__ = ["DEFAULT_GCS_RETRY", "GCSBackend"]
 
-logger = logging.getLogger("taquba_memo_gcs")
+logger = logging.getLogger("taquba_memo.gcs")
 
 T = TypeVar("T")
 

@@ -60,7 +60,7 @@ __all__ = [
     "sdk_sends_conditional_header",
 ]
 
-logger = logging.getLogger("taquba_memo_minio")
+logger = logging.getLogger("taquba_memo.minio")
 
 
 MAX_DELETE_BATCH: Final = 1000
