@@ -113,22 +113,24 @@ class TestCron:
 
 
 class TestSyncScript:
-    def test_the_script_logs_its_summary_and_exits_0(self, url: str, tmp_path: Path) -> None:
+    SECTION = "A script with the sync API (cron, systemd, Celery beat, RQ scheduler)"
+
+    def run_script(self, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """The page's script, saved as a user would, run with ``env`` and nothing else."""
         script = tmp_path / "sweep_memos.py"
-        script.write_text(
-            recipe(
-                "A script with the sync API (cron, systemd, Celery beat, RQ scheduler)", "python"
-            )
-        )
-        result = subprocess.run(
+        script.write_text(recipe(self.SECTION, "python"))
+        return subprocess.run(
             [sys.executable, str(script)],
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
-            env=clean_env({"TAQUBA_MEMO_URL": url}),
+            env=clean_env(env),
             timeout=TIMEOUT_S,
             check=False,
         )
+
+    def test_the_script_logs_its_summary_and_exits_0(self, url: str, tmp_path: Path) -> None:
+        result = self.run_script(tmp_path, {"TAQUBA_MEMO_URL": url})
         assert result.returncode == 0, result.stderr
         assert f"INFO memo-sweep: swept {RUNS} runs, {RUNS * 2} entries" in result.stderr
         assert runs_with_markers(url) == 0
@@ -137,23 +139,8 @@ class TestSyncScript:
         self, url: str, tmp_path: Path
     ) -> None:
         site = install_stuck_adapter(tmp_path / "site", "run-07")
-        script = tmp_path / "sweep_memos.py"
-        script.write_text(
-            recipe(
-                "A script with the sync API (cron, systemd, Celery beat, RQ scheduler)", "python"
-            )
-        )
-        result = subprocess.run(
-            [sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            env=clean_env(
-                {"TAQUBA_MEMO_URL": url.replace("file://", "stuck://", 1), "PYTHONPATH": str(site)}
-            ),
-            timeout=TIMEOUT_S,
-            check=False,
-        )
+        stuck_url = url.replace("file://", "stuck://", 1)
+        result = self.run_script(tmp_path, {"TAQUBA_MEMO_URL": stuck_url, "PYTHONPATH": str(site)})
         assert result.returncode == 1, result.stderr
         assert f"INFO memo-sweep: swept {RUNS - 1} runs, {RUNS * 2 - 2} entries" in result.stderr
         assert "WARNING memo-sweep: run run-07 not cleared: " in result.stderr
