@@ -257,10 +257,8 @@ SLOW_ADAPTER = textwrap.dedent(
 )
 
 
-def sweep_and_signal(
-    url: str, tmp_path: Path, signum: signal.Signals, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    """Start a slow sweep through the installed script, send ``signum`` once it deletes."""
+def start_slow_sweep(url: str, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    """Start a slow sweep through the installed script; return once it is deleting."""
     site = install_adapter(tmp_path / "site", "slow", SLOW_ADAPTER)
     started = tmp_path / "started"
     process = subprocess.Popen(
@@ -288,6 +286,14 @@ def sweep_and_signal(
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the sweep never started deleting"
         time.sleep(0.01)
+    return process
+
+
+def sweep_and_signal(
+    url: str, tmp_path: Path, signum: signal.Signals, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Start a slow sweep through the installed script, send ``signum`` once it deletes."""
+    process = start_slow_sweep(url, tmp_path, *extra)
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=TIMEOUT_S)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
@@ -429,33 +435,7 @@ def leases_in(url: str) -> list[str]:
 
 class TestOneSweeperAtATime:
     def test_two_sweeps_at_once_do_not_both_claim_the_work(self, url: str, tmp_path: Path) -> None:
-        site = install_adapter(tmp_path / "site", "slow", SLOW_ADAPTER)
-        started = tmp_path / "started"
-        first = subprocess.Popen(
-            [
-                str(SCRIPT),
-                "--json",
-                "--url",
-                url.replace("file://", "slow://", 1),
-                "--prefix",
-                "agents",
-                "sweep",
-                "--older-than",
-                "7d",
-                "--concurrency",
-                "1",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean_env({"PYTHONPATH": str(site), "SWEEP_STARTED": str(started)}),
-        )
-        deadline = time.monotonic() + TIMEOUT_S
-        while not started.exists():
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline, "the first sweep never started deleting"
-            time.sleep(0.01)
+        first = start_slow_sweep(url, tmp_path, "--json")
         second = run_cli(
             "--json", "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d"
         )
