@@ -56,6 +56,7 @@ containers-gcs *ARGS: sync
 # Benchmark every adapter against its emulator and update BENCHMARKS.md (not CI).
 bench *ARGS: sync
     uv run --frozen python -m benchmarks {{ARGS}}
+    uv run --frozen python -m benchmarks.sweep_compare
     uv run --frozen python -m benchmarks.cost_model
 
 # Requests and dollars a month at 10^4, 10^6 and 10^8 runs a day (BENCHMARKS.md, cost_model.png).

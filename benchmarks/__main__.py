@@ -107,6 +107,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-counts", action="store_true", help="only the timings and the memory"
     )
+    parser.add_argument(
+        "--skip-timings",
+        action="store_true",
+        help="only the request counts; the last run's timings and memory are kept",
+    )
     parser.add_argument("--out", type=Path, default=None, help="markdown file to update")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "last_run.json")
     args = parser.parse_args(argv)
@@ -241,6 +246,24 @@ def merge_into_last_run(partial: dict[str, Any], path: Path) -> dict[str, Any]:
     return merged
 
 
+def merge_counts_into_last_run(counted: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The last run's timings and memory, with ``counted``'s request counts in place of its own.
+
+    The result says which run each part comes from, so the tables never pass
+    counts and timings of different runs off as one.
+    """
+    merged: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    for name, target in counted["targets"].items():
+        merged["targets"].setdefault(name, {}).update(target)
+    merged["counts_run"] = {
+        "started": counted["started"],
+        "seconds": counted["seconds"],
+        "params": counted["params"],
+        "machine": counted["machine"],
+    }
+    return merged
+
+
 async def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers are stopped.
@@ -286,10 +309,10 @@ async def main(argv: list[str] | None = None) -> int:
             _log(f"counting requests on {len(groups)} servers at once")
             await asyncio.gather(*(count_group(group, args, results) for group in groups.values()))
         # Timings run one target at a time.
-        for target in targets:
+        for target in [] if args.skip_timings else targets:
             timed = await time_target(target, args)
             results["targets"].setdefault(target.name, {}).update(timed)
-        for target in targets:
+        for target in [] if args.skip_timings else targets:
             if target.server.startswith("moto") and target.raw is not None:
                 reps = args.clear_reps if target.name == "obstore (S3)" else 1
                 _log(f"{target.name}: clear of {args.entries:,} entries vs reference, {reps} reps")
@@ -302,7 +325,8 @@ async def main(argv: list[str] | None = None) -> int:
                     await backend.aclose()
                 results["targets"][target.name]["clear_timing"] = timing
                 _log(f"{target.name}: speedup {timing['speedup']:.1f}x")
-        if not only:  # the marker-memory rows of the embedded backends belong to full runs
+        # The marker-memory rows of the embedded backends belong to full runs.
+        if not only and not args.skip_timings:
             results["memory"] = await bench_memory(args.memory_markers, workdir)
         results["memory"] += [
             {**result["memory_iter"], "backend": f"{name} ({result['server']})"}
@@ -311,7 +335,9 @@ async def main(argv: list[str] | None = None) -> int:
         ]
     results["seconds"] = time.monotonic() - started
     results["machine"]["load_after"] = _load()
-    if only:
+    if args.skip_timings:
+        results = merge_counts_into_last_run(results, args.json)
+    elif only:
         results = merge_into_last_run(results, args.json)
     args.json.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     _log(f"raw results in {args.json}")

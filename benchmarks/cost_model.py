@@ -87,8 +87,13 @@ class PagedCounter(ForwardingBackend):
             yield key
 
 
-async def _reference(store: MemoStore, backend: PagedCounter, cutoff_ms: int) -> None:
-    """taquba-workflow 0.5.0's sweep: read every marker; per expired run, list, delete each key."""
+async def reference_sweep(store: MemoStore, cutoff_ms: int) -> int:
+    """taquba-workflow 0.5.0's sweep: read every marker; per expired run, list, delete each key.
+
+    One request at a time, as memo.rs sends them; returns the entries deleted.
+    """
+    backend = store.backend
+    deleted = 0
     terminals = layout.terminals_prefix(store.prefix)
     expired = []
     async for key in backend.list(terminals):  # the reference reads every marker page
@@ -98,7 +103,9 @@ async def _reference(store: MemoStore, backend: PagedCounter, cutoff_ms: int) ->
     for marker in expired:
         async for key in backend.list(layout.memos_run_prefix(store.prefix, marker.run_id)):
             await backend.delete(key)
+            deleted += 1
         await store.delete_terminal_marker(marker)
+    return deleted
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ async def count_day(runs_per_day: int) -> Day:
         backend.requests.clear()
         cutoff = DAY_MS  # only day 0 expired
         if method == "reference":
-            await _reference(store, backend, cutoff)
+            await reference_sweep(store, cutoff)
         else:
             report = await store.sweep(cutoff, strategy=method)  # type: ignore[arg-type]
             assert report.ok, report

@@ -22,6 +22,7 @@ from benchmarks.targets import RawSDK, settle
 
 __all__ = [
     "SweepLayout",
+    "answered",
     "count_clear",
     "count_get_put",
     "count_sweep",
@@ -74,7 +75,7 @@ def _per_op(counts: RequestCounts, repetitions: int) -> dict[str, float]:
     return {kind: count / repetitions for kind, count in counts.by_kind.items()}
 
 
-def _answered(records: list[RequestRecord]) -> RequestCounts:
+def answered(records: list[RequestRecord]) -> RequestCounts:
     """Requests the server answered below 500 (see :func:`_server_errors`)."""
     return RequestCounts.of(r for r in records if r.status is not None and r.status < 500)
 
@@ -124,7 +125,7 @@ async def count_clear(
         seconds = time.perf_counter() - started
         await settle(0.5)
         records = proxy.records_since(mark)
-    counts = _answered(records)
+    counts = answered(records)
     return {
         "entries": entries,
         "deleted": deleted,
@@ -182,13 +183,14 @@ async def count_sweep(
         seconds = time.perf_counter() - started
         await settle(0.5)
         records = proxy.records_since(mark)
-    counts = _answered(records)
+    counts = answered(records)
     return {
         "server_errors": _server_errors(records),
         "markers": plan.markers,
         "expired": plan.expired,
         "runs_cleared": len(report.runs_cleared),
         "entries_deleted": report.entries_deleted,
+        "strategy": report.strategy,
         "failures": len(report.failures),
         "requests": counts.by_kind,
         "total": counts.total,
