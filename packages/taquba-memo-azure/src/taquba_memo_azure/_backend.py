@@ -194,8 +194,8 @@ class AzureBlobBackend(MemoBackendBase):
             raise InvalidArgumentError("max_concurrency must be at least 1")
         check_endpoint_url(container_client.url, what="Azure blob endpoint")
         self._container = container_client
-        base = normalize_base_path(base_path)
-        self._base = f"{base}/" if base else ""
+        self._base = normalize_base_path(base_path)
+        self._root = f"{self._base}/" if self._base else ""
         self._batch_delete = batch_delete
         self._page_size = list_page_size
         self._concurrency = max_concurrency
@@ -297,7 +297,7 @@ class AzureBlobBackend(MemoBackendBase):
 
     @property
     def base_path(self) -> str:
-        """The normalized base path: ``""`` or segments each followed by ``/``."""
+        """The normalised base path, as every adapter gives it: ``"/a//b/"`` is ``"a/b"``."""
         return self._base
 
     @property
@@ -308,7 +308,7 @@ class AzureBlobBackend(MemoBackendBase):
     def __repr__(self) -> str:
         return (
             f"AzureBlobBackend(url={_public_url(self._container.url)!r}, "
-            f"base_path={self._base!r}, delete_path={self.delete_path!r})"
+            f"base_path={self._root!r}, delete_path={self.delete_path!r})"
         )
 
     # -- keys ------------------------------------------------------------------
@@ -318,7 +318,7 @@ class AzureBlobBackend(MemoBackendBase):
         segments = key.split("/")
         if not key or any(segment in ("", ".", "..") for segment in segments):
             raise InvalidKeyError(f"key {key!r} is empty or has an empty, '.' or '..' segment")
-        name = self._base + key
+        name = self._root + key
         if len(name) > MAX_BLOB_NAME_LENGTH:
             raise InvalidKeyError(f"blob name for key {key[:40]!r}... exceeds 1024 characters")
         return name
@@ -341,9 +341,9 @@ class AzureBlobBackend(MemoBackendBase):
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         check_key(prefix)
-        base_length = len(self._base)
+        base_length = len(self._root)
         pages = self._container.list_blob_names(
-            name_starts_with=(self._base + prefix) or None, results_per_page=self._page_size
+            name_starts_with=(self._root + prefix) or None, results_per_page=self._page_size
         ).by_page()
         async for name in self._paged(pages, prefix):
             yield name[base_length:]
@@ -351,9 +351,9 @@ class AzureBlobBackend(MemoBackendBase):
     async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         """:meth:`list` with each blob's size and last-modified time, from the same pages."""
         check_key(prefix)
-        base_length = len(self._base)
+        base_length = len(self._root)
         pages = self._container.list_blobs(
-            name_starts_with=(self._base + prefix) or None, results_per_page=self._page_size
+            name_starts_with=(self._root + prefix) or None, results_per_page=self._page_size
         ).by_page()
         async for blob in self._paged(pages, prefix):
             yield ListedObject(blob.name[base_length:], int(blob.size), blob.last_modified)
@@ -460,7 +460,7 @@ class AzureBlobBackend(MemoBackendBase):
         return failures
 
     def _key_of(self, name: str) -> str:
-        return name[len(self._base) :]
+        return name[len(self._root) :]
 
     # -- lifecycle -------------------------------------------------------------
 
