@@ -40,11 +40,11 @@ import queue
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from taquba_memo import _fork, urls
 from taquba_memo import store as _core
+from taquba_memo._closing import Closing
 from taquba_memo._telemetry import MemoStats
 from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy
@@ -235,7 +235,7 @@ def _settle(reply: asyncio.Future[Any], result: Any, error: BaseException | None
         reply.set_result(result)
 
 
-class MemoStore:
+class MemoStore(Closing):
     """Synchronous :class:`taquba_memo.MemoStore`: same constructor, same methods.
 
     See the async class for what each method does. Each instance runs one
@@ -387,17 +387,6 @@ class MemoStore:
         finally:
             self._finalizer.detach()
             self._loop_thread.stop()
-
-    def __enter__(self) -> MemoStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 async def _next_item(items: AsyncIterator[T]) -> tuple[bool, Any]:
