@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar, overload
 from taquba_memo import _fork, compute, layout
 from taquba_memo._checks import check_value
 from taquba_memo._concurrency import TaskWindow
-from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy, run_sweep
+from taquba_memo._sweep import Sweep, SweepFailure, SweepReport, SweepStrategy
 from taquba_memo._telemetry import MemoStats, StoreTelemetry
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.claims import ClaimPolicy
@@ -489,7 +489,7 @@ class MemoStore:
                     if result is not None:
                         await result
             return report
-        await run_sweep(
+        await Sweep(
             self,
             report,
             concurrency=concurrency,
@@ -497,7 +497,7 @@ class MemoStore:
             max_runs_in_memory=max_runs_in_memory,
             record_run_ids=record_run_ids,
             on_run_done=on_run_done,
-        )
+        ).run()
         return report
 
     # -- lifecycle ----------------------------------------------------------
