@@ -396,31 +396,16 @@ async def _next_item(items: AsyncIterator[T]) -> tuple[bool, Any]:
         return False, None
 
 
-class Memo:
+class Memo(_core.BoundMemo[MemoStore]):
     """Synchronous :class:`taquba_memo.Memo`, scoped to one ``(run_id, step_number)``."""
 
-    __slots__ = ("_core", "_store")
+    __slots__ = ("_core",)
+
+    _repr_name = "taquba_memo.sync.Memo"
 
     def __init__(self, store: MemoStore, run_id: str, step_number: int) -> None:
-        self._store = store
         self._core = store._core.new_memo(run_id, step_number)
-
-    @property
-    def run_id(self) -> str:
-        """The run this memo is bound to."""
-        return self._core.run_id
-
-    @property
-    def step_number(self) -> int:
-        """The step this memo is bound to."""
-        return self._core.step_number
-
-    @property
-    def store(self) -> MemoStore:
-        return self._store
-
-    def __repr__(self) -> str:
-        return f"taquba_memo.sync.Memo(run_id={self.run_id!r}, step_number={self.step_number})"
+        super().__init__(store, self._core.run_id, self._core.step_number)
 
     def get(self, key: str) -> bytes | None:
         """Return the value an earlier attempt stored for ``key``, or None."""
