@@ -218,7 +218,7 @@ async def test_an_ordinary_put_overwrites_a_large_value(make_backend: BackendFac
 
 async def test_keys_live_under_the_base_path(make_backend: BackendFactory) -> None:
     backend = make_backend("/tenant//memos/")
-    assert backend.base_path == "tenant/memos/"
+    assert backend.base_path == "tenant/memos"
     await backend.put("run/1", b"v")
     assert await collect(blob_names(backend)) == ["tenant/memos/run/1"]
     assert await collect(backend.list("run")) == ["run/1"]
@@ -481,6 +481,17 @@ async def test_open_url_uses_the_connection_string_variable(
         await backend.put("k", b"v")
         assert await collect(blob_names(backend)) == ["tenant/memos/k"]
         assert await backend.get("k") == b"v"
+
+
+async def test_a_base_path_is_normalised_as_every_adapter_does(
+    azure_server: AzureServer, own_azure_container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure_server.connection_string)
+    async with open_url(f"az://{own_azure_container}//tenant%20a/memos/") as backend:
+        assert backend.base_path == "tenant a/memos"
+        await backend.put("k", b"v")
+        assert await collect(blob_names(backend)) == ["tenant a/memos/k"]
+        assert await collect(backend.list("")) == ["k"]
 
 
 def test_open_url_is_registered_for_both_schemes() -> None:

@@ -6,6 +6,7 @@ from importlib.metadata import entry_points
 from urllib.parse import quote
 
 import pytest
+from google.cloud import storage
 from taquba_memo import InvalidArgumentError
 from taquba_memo_conformance.servers import GCSServer
 from taquba_memo_gcs import GCSBackend, open_url
@@ -34,6 +35,20 @@ async def test_a_url_opens_a_working_backend(
         assert (backend.bucket_name, backend.base_path) == (gcs_bucket, "team/memos")
         assert await backend.put("k", b"v", if_absent=True) is True
         assert [key async for key in backend.list("")] == ["k"]
+
+
+async def test_the_base_path_is_percent_decoded(
+    gcs_server: GCSServer, gcs_client: storage.Client, gcs_bucket: str
+) -> None:
+    if gcs_server.access_token:
+        pytest.skip("URLs carry no token; a real endpoint is covered by the client constructor")
+    endpoint = quote(gcs_server.endpoint_url, safe="")
+    url = f"gs://{gcs_bucket}/team%20a/memos%2Fdaily?endpoint={endpoint}"
+    async with open_url(url) as backend:
+        assert backend.base_path == "team a/memos/daily"
+        await backend.put("k", b"v")
+    names = [blob.name for blob in gcs_client.list_blobs(gcs_bucket)]
+    assert names == ["team a/memos/daily/k"]
 
 
 @pytest.mark.parametrize(

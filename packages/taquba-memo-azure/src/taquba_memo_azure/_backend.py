@@ -40,6 +40,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 from taquba_memo.adapter_kit import (
+    UnderBasePath,
     check_endpoint_url,
     check_key,
     check_value,
@@ -47,7 +48,6 @@ from taquba_memo.adapter_kit import (
     delete_each,
     detach_inherited_loop,
     keep_inherited,
-    normalize_base_path,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
@@ -159,7 +159,7 @@ def _check_account_key(credential: object) -> None:
         ) from None
 
 
-class AzureBlobBackend(MemoBackendBase):
+class AzureBlobBackend(MemoBackendBase, UnderBasePath):
     """Keys are blob names under ``base_path`` in one container.
 
     The backend owns ``container_client``: :meth:`aclose` closes it, and with it
@@ -194,8 +194,7 @@ class AzureBlobBackend(MemoBackendBase):
             raise InvalidArgumentError("max_concurrency must be at least 1")
         check_endpoint_url(container_client.url, what="Azure blob endpoint")
         self._container = container_client
-        base = normalize_base_path(base_path)
-        self._base = f"{base}/" if base else ""
+        self._use_base_path(base_path)
         self._batch_delete = batch_delete
         self._page_size = list_page_size
         self._concurrency = max_concurrency
@@ -296,11 +295,6 @@ class AzureBlobBackend(MemoBackendBase):
         return self._container
 
     @property
-    def base_path(self) -> str:
-        """The normalized base path: ``""`` or segments each followed by ``/``."""
-        return self._base
-
-    @property
     def delete_path(self) -> Literal["batch", "single"]:
         """How ``delete_many`` deletes: Blob Batch requests or concurrent single deletes."""
         return "batch" if self._batch_delete else "single"
@@ -308,7 +302,7 @@ class AzureBlobBackend(MemoBackendBase):
     def __repr__(self) -> str:
         return (
             f"AzureBlobBackend(url={_public_url(self._container.url)!r}, "
-            f"base_path={self._base!r}, delete_path={self.delete_path!r})"
+            f"base_path={self._name_prefix!r}, delete_path={self.delete_path!r})"
         )
 
     # -- keys ------------------------------------------------------------------
@@ -318,7 +312,7 @@ class AzureBlobBackend(MemoBackendBase):
         segments = key.split("/")
         if not key or any(segment in ("", ".", "..") for segment in segments):
             raise InvalidKeyError(f"key {key!r} is empty or has an empty, '.' or '..' segment")
-        name = self._base + key
+        name = self._name_prefix + key
         if len(name) > MAX_BLOB_NAME_LENGTH:
             raise InvalidKeyError(f"blob name for key {key[:40]!r}... exceeds 1024 characters")
         return name
@@ -341,9 +335,9 @@ class AzureBlobBackend(MemoBackendBase):
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
         check_key(prefix)
-        base_length = len(self._base)
+        base_length = len(self._name_prefix)
         pages = self._container.list_blob_names(
-            name_starts_with=(self._base + prefix) or None, results_per_page=self._page_size
+            name_starts_with=(self._name_prefix + prefix) or None, results_per_page=self._page_size
         ).by_page()
         async for name in self._paged(pages, prefix):
             yield name[base_length:]
@@ -351,9 +345,9 @@ class AzureBlobBackend(MemoBackendBase):
     async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         """:meth:`list` with each blob's size and last-modified time, from the same pages."""
         check_key(prefix)
-        base_length = len(self._base)
+        base_length = len(self._name_prefix)
         pages = self._container.list_blobs(
-            name_starts_with=(self._base + prefix) or None, results_per_page=self._page_size
+            name_starts_with=(self._name_prefix + prefix) or None, results_per_page=self._page_size
         ).by_page()
         async for blob in self._paged(pages, prefix):
             yield ListedObject(blob.name[base_length:], int(blob.size), blob.last_modified)
@@ -460,7 +454,7 @@ class AzureBlobBackend(MemoBackendBase):
         return failures
 
     def _key_of(self, name: str) -> str:
-        return name[len(self._base) :]
+        return name[len(self._name_prefix) :]
 
     # -- lifecycle -------------------------------------------------------------
 

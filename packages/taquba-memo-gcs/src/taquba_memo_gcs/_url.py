@@ -6,7 +6,7 @@ Registered as the ``gs`` and ``gs+gcs`` entry points of the
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from google.auth.credentials import AnonymousCredentials, Credentials
 from taquba_memo.adapter_kit import parse_flag
@@ -29,7 +29,9 @@ def open_url(url: str) -> GCSBackend:
       given (as for an emulator), false otherwise. Without it the SDK uses
       ``google.auth.default()``.
 
-    The backend builds and owns its client; ``aclose()`` closes it. For any
+    The base path is percent-decoded (``gs://b/team%20a`` is ``team a``), as
+    the other adapters' URLs are. The backend builds and owns its client;
+    ``aclose()`` closes it. For any
     other authentication, build a ``storage.Client`` and pass it to
     :class:`GCSBackend`.
     """
@@ -52,7 +54,7 @@ def open_url(url: str) -> GCSBackend:
         credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
     return GCSBackend.connect(
         parts.netloc,
-        base_path=parts.path,
+        base_path=unquote(parts.path),
         project=params.get("project") or None,
         credentials=credentials,
         endpoint=endpoint,

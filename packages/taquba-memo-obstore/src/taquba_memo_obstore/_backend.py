@@ -44,12 +44,12 @@ import obstore
 import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 from taquba_memo.adapter_kit import (
+    UnderBasePath,
     check_key,
     check_value,
     chunked,
     delete_each,
     is_staging_name,
-    normalize_base_path,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
@@ -109,7 +109,7 @@ def _segments_are_valid(segments: Sequence[str]) -> bool:
     )
 
 
-class ObstoreBackend(MemoBackendBase):
+class ObstoreBackend(MemoBackendBase, UnderBasePath):
     """Keys stored through an obstore store, below an optional ``base_path``.
 
     ``store`` is any :class:`~obstore.store.S3Store`, ``GCSStore``,
@@ -141,12 +141,10 @@ class ObstoreBackend(MemoBackendBase):
     ) -> None:
         if not isinstance(store, _SUPPORTED):
             capabilities_for(store)  # raises the InvalidValueType that names what is supported
-        base = normalize_base_path(base_path)
+        self._use_base_path(base_path)
         check_client_config(store)
         self._store = store
         self._kind = type(store).__name__
-        self._base = base
-        self._root = f"{self._base}/" if self._base else ""
         self._capabilities = capabilities or capabilities_for(store)
         self._is_local = isinstance(store, LocalStore)
         # Offsets only where the server applies them (LocalStore filters client-side).
@@ -162,11 +160,6 @@ class ObstoreBackend(MemoBackendBase):
         """The wrapped obstore store."""
         return self._store
 
-    @property
-    def base_path(self) -> str:
-        """The normalised base path ('' for the store's root)."""
-        return self._base
-
     def __repr__(self) -> str:
         # Never repr() the store itself: some stores panic there, and the
         # config holds credentials. Only whitelisted, non-secret fields.
@@ -180,7 +173,7 @@ class ObstoreBackend(MemoBackendBase):
                 for name in _DESCRIBED_CONFIG
                 if name in config
             )
-        return f"ObstoreBackend({self._kind}({', '.join(details)}), base_path={self._base!r})"
+        return f"ObstoreBackend({self._kind}({', '.join(details)}), base_path={self._base_path!r})"
 
     # -- keys ----------------------------------------------------------------
 
@@ -194,7 +187,7 @@ class ObstoreBackend(MemoBackendBase):
             )
         if self._is_local and is_staging_name(segments[-1]):
             raise InvalidKeyError(f"key {key!r} ends in '#<digits>', which LocalStore refuses")
-        return self._root + key
+        return self._name_prefix + key
 
     def _error(self, exc: BaseException, operation: str, key: str) -> Exception:
         return map_obstore_error(exc, operation=operation, target=key)
@@ -299,7 +292,7 @@ class ObstoreBackend(MemoBackendBase):
 
     async def _listing(self, prefix: str) -> AsyncIterator[tuple[str, ObjectMeta]]:
         check_key(prefix)
-        full = self._root + prefix
+        full = self._name_prefix + prefix
         directory, slash, name_start = full.rpartition("/")
         if directory and not _segments_are_valid(directory.split("/")):
             return  # no valid key lies under this prefix
@@ -317,7 +310,7 @@ class ObstoreBackend(MemoBackendBase):
             ):
                 offset = candidate
         ordered = self._capabilities.ordered_listing
-        strip = len(self._root)
+        strip = len(self._name_prefix)
         try:
             stream = obstore.list(self._store, list_prefix, offset=offset, chunk_size=_LIST_CHUNK)
         except Exception as exc:

@@ -6,6 +6,7 @@ to the Rust crate taquba-workflow 0.5.0, so Python and Rust workers can share
 one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
 """
 
+from taquba_memo import errors
 from taquba_memo._telemetry import MemoStats, MemoStatsSnapshot, set_otel_enabled
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackend, MemoBackendBase
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
@@ -19,32 +20,7 @@ from taquba_memo.codecs import (
     UnsafeCodecWarning,
 )
 from taquba_memo.content import canonical_json, content_key
-from taquba_memo.errors import (
-    AccessDeniedError,
-    AdapterNotInstalledError,
-    BackendError,
-    ContainerNotFoundError,
-    DecodeError,
-    DeleteManyError,
-    EncodeError,
-    ForkedProcessError,
-    InvalidArgumentError,
-    InvalidConfigurationError,
-    InvalidKeyError,
-    InvalidPrefixError,
-    InvalidRunId,
-    InvalidStepNumber,
-    InvalidTerminalTime,
-    InvalidURLError,
-    InvalidValueType,
-    MemoError,
-    MissingDependencyError,
-    NotSupported,
-    StoreClosedError,
-    ThrottledError,
-    TransientBackendError,
-    ValueTooLargeError,
-)
+from taquba_memo.errors import *  # noqa: F403 - exactly the names of errors.__all__
 from taquba_memo.layout import TerminalMarker
 from taquba_memo.store import (
     Memo,
@@ -58,29 +34,13 @@ from taquba_memo.urls import open_backend, open_store
 
 __version__ = "0.1.0"
 
+# The error classes are listed once, in taquba_memo.errors.__all__.
 __all__ = [
-    "AccessDeniedError",
-    "AdapterNotInstalledError",
-    "BackendError",
     "BytesCodec",
     "Capabilities",
     "ClaimPolicy",
     "Codec",
-    "ContainerNotFoundError",
-    "DecodeError",
-    "DeleteManyError",
-    "EncodeError",
-    "ForkedProcessError",
     "InMemoryBackend",
-    "InvalidArgumentError",
-    "InvalidConfigurationError",
-    "InvalidKeyError",
-    "InvalidPrefixError",
-    "InvalidRunId",
-    "InvalidStepNumber",
-    "InvalidTerminalTime",
-    "InvalidURLError",
-    "InvalidValueType",
     "JSONCodec",
     "ListedObject",
     "LocalFileBackend",
@@ -88,23 +48,16 @@ __all__ = [
     "MemoBackend",
     "MemoBackendBase",
     "MemoEntry",
-    "MemoError",
     "MemoStats",
     "MemoStatsSnapshot",
     "MemoStore",
-    "MissingDependencyError",
     "MsgpackCodec",
-    "NotSupported",
     "PickleCodec",
-    "StoreClosedError",
     "SweepFailure",
     "SweepReport",
     "SweepStrategy",
     "TerminalMarker",
-    "ThrottledError",
-    "TransientBackendError",
     "UnsafeCodecWarning",
-    "ValueTooLargeError",
     "__version__",
     "canonical_json",
     "content_key",
@@ -112,3 +65,4 @@ __all__ = [
     "open_store",
     "set_otel_enabled",
 ]
+__all__ += errors.__all__

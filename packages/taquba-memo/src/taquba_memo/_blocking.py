@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from taquba_memo._checks import normalize_base_path, object_name
+from taquba_memo._checks import UnderBasePath, object_name
 from taquba_memo._concurrency import BlockingRunner
 from taquba_memo.backend import MemoBackendBase
 from taquba_memo.errors import BackendError, InvalidArgumentError
@@ -24,7 +24,7 @@ __all__ = ["BlockingBackendBase"]
 T = TypeVar("T")
 
 
-class BlockingBackendBase(MemoBackendBase):
+class BlockingBackendBase(MemoBackendBase, UnderBasePath):
     """Base class of a backend whose SDK blocks: a thread pool, names, one error path.
 
     Subclasses set :attr:`_sdk_errors` (the exceptions a storage call can raise)
@@ -42,17 +42,12 @@ class BlockingBackendBase(MemoBackendBase):
     def __init__(
         self, *, base_path: str, max_concurrency: int, thread_name: str, owns_client: bool
     ) -> None:
-        self._base_path = normalize_base_path(base_path)
-        self._name_prefix = f"{self._base_path}/" if self._base_path else ""
+        self._use_base_path(base_path)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidArgumentError("max_concurrency must be at least 1")
         self._runner = BlockingRunner(max_concurrency, name=thread_name)
         self._owns_client = owns_client
         self._closed = False
-
-    @property
-    def base_path(self) -> str:
-        return self._base_path
 
     @property
     def max_concurrency(self) -> int:

@@ -92,6 +92,28 @@ def normalize_base_path(base_path: object) -> str:
     return "/".join(segments)
 
 
+class UnderBasePath:
+    """Base class of an adapter whose object names live below a base path.
+
+    ``_use_base_path(base_path)`` normalises it once (see
+    :func:`normalize_base_path`); then :attr:`base_path` gives it back and
+    ``_name_prefix`` is what every object name starts with (``"a/b/"``, or
+    ``""`` for the root).
+    """
+
+    _base_path: str
+    _name_prefix: str
+
+    def _use_base_path(self, base_path: object) -> None:
+        self._base_path = normalize_base_path(base_path)
+        self._name_prefix = f"{self._base_path}/" if self._base_path else ""
+
+    @property
+    def base_path(self) -> str:
+        """The normalised base path: ``"/a//b/"`` is ``"a/b"``, and ``""`` is the root."""
+        return self._base_path
+
+
 def is_staging_name(name: str) -> bool:
     """Whether ``name`` ends in ``#<digits>``, as the staging files of object_store's
     LocalStore and of :class:`~taquba_memo.LocalFileBackend` do (``<name>#<digits>``)."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import shutil
 import time
-from types import TracebackType
 from typing import TextIO
+
+from taquba_memo._closing import Closing
 
 __all__ = ["Progress"]
 
@@ -21,7 +22,7 @@ _REDRAW_INTERVAL_S = 0.1
 _BAR_WIDTH = 24
 
 
-class Progress:
+class Progress(Closing):
     """One progress line; ``advance`` it, then ``close`` it (or use ``with``)."""
 
     def __init__(
@@ -69,17 +70,6 @@ class Progress:
             self._stream.write("\n")
             self._stream.flush()
         self._enabled = False
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _maybe_draw(self) -> None:
         if not self._enabled:

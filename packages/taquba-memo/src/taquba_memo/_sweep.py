@@ -42,8 +42,8 @@ __all__ = [
     "SweepFailure",
     "SweepReport",
     "SweepSource",
+    "Sweep",
     "SweepStrategy",
-    "run_sweep",
 ]
 
 
@@ -143,7 +143,12 @@ class _Chunk:
     """Under ``SCAN_MIN_EXPIRED_FRACTION`` of all markers expired (as ``auto`` counted them)."""
 
 
-class _Sweep:
+class Sweep:
+    """One sweep pass over ``store`` that fills ``report``; :meth:`run` runs it.
+
+    The arguments are validated by the caller (:meth:`taquba_memo.MemoStore.sweep`).
+    """
+
     def __init__(
         self,
         store: SweepSource,
@@ -416,26 +421,3 @@ class _Sweep:
             await listings.cancel_and_wait()
             await self._deletes.drain()
             self._report.strategy = " + ".join(self._strategies_used) or "none"
-
-
-async def run_sweep(
-    store: SweepSource,
-    report: SweepReport,
-    *,
-    concurrency: int,
-    strategy: SweepStrategy,
-    max_runs_in_memory: int,
-    record_run_ids: bool,
-    on_run_done: RunDone | None,
-) -> None:
-    """Fill ``report`` with one sweep pass over ``store`` (arguments already validated)."""
-    sweep = _Sweep(
-        store,
-        report,
-        concurrency=concurrency,
-        strategy=strategy,
-        max_runs_in_memory=max_runs_in_memory,
-        record_run_ids=record_run_ids,
-        on_run_done=on_run_done,
-    )
-    await sweep.run()

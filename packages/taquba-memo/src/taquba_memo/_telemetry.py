@@ -150,32 +150,22 @@ class _Otel:
         # Proxies: they follow a provider set later.
         self.tracer = trace.get_tracer(INSTRUMENTATION_NAME)
         meter = metrics.get_meter(INSTRUMENTATION_NAME)
-        self.lookups = meter.create_counter(
-            "taquba_memo.lookups", unit="{lookup}", description="Memo entry reads by outcome"
-        )
+
+        def counter(name: str, unit: str, description: str) -> metrics.Counter:
+            return meter.create_counter(f"taquba_memo.{name}", unit=unit, description=description)
+
+        self.lookups = counter("lookups", "{lookup}", "Memo entry reads by outcome")
         self.compute_duration = meter.create_histogram(
             "taquba_memo.compute.duration",
             unit="s",
             description="Time get_or_compute spent paying for a miss (fn and encoding)",
         )
-        self.bytes_read = meter.create_counter(
-            "taquba_memo.bytes_read", unit="By", description="Bytes of memo values read"
-        )
-        self.bytes_written = meter.create_counter(
-            "taquba_memo.bytes_written", unit="By", description="Bytes of memo values written"
-        )
-        self.backend_errors = meter.create_counter(
-            "taquba_memo.backend.errors",
-            unit="{error}",
-            description="Storage failures by kind",
-        )
-        self.runs_cleared = meter.create_counter(
-            "taquba_memo.runs_cleared", unit="{run}", description="Runs whose memos were cleared"
-        )
-        self.entries_deleted = meter.create_counter(
-            "taquba_memo.entries_deleted",
-            unit="{entry}",
-            description="Memo entries deleted by run clears and sweeps",
+        self.bytes_read = counter("bytes_read", "By", "Bytes of memo values read")
+        self.bytes_written = counter("bytes_written", "By", "Bytes of memo values written")
+        self.backend_errors = counter("backend.errors", "{error}", "Storage failures by kind")
+        self.runs_cleared = counter("runs_cleared", "{run}", "Runs whose memos were cleared")
+        self.entries_deleted = counter(
+            "entries_deleted", "{entry}", "Memo entries deleted by run clears and sweeps"
         )
 
     # The public getters cost microseconds (each reads os.environ); a provider

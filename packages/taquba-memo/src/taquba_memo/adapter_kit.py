@@ -3,7 +3,8 @@
 Input checks before any I/O (:func:`check_key`, :func:`check_value`,
 :func:`object_name`, :func:`normalize_base_path`, :func:`is_staging_name`,
 :func:`check_endpoint_url`, and :func:`parse_flag` for a URL's true/false
-parameters); a base class for adapters on blocking SDKs
+parameters); base classes for object names below a base path
+(:class:`UnderBasePath`) and for adapters on blocking SDKs
 (:class:`BlockingBackendBase`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
 HTTP status table (:func:`error_for_status`); and fork helpers. Each concern
@@ -25,6 +26,7 @@ from taquba_memo._blocking import BlockingBackendBase
 from taquba_memo._checks import (
     FALSE_WORDS,
     TRUE_WORDS,
+    UnderBasePath,
     check_endpoint_url,
     check_key,
     check_value,
@@ -50,6 +52,7 @@ __all__ = [
     "BlockingBackendBase",
     "BlockingRunner",
     "TaskWindow",
+    "UnderBasePath",
     "check_endpoint_url",
     "check_key",
     "check_value",

@@ -18,12 +18,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from taquba_memo import _fork, compute, layout
 from taquba_memo._checks import check_value
 from taquba_memo._concurrency import TaskWindow
-from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy, run_sweep
+from taquba_memo._sweep import Sweep, SweepFailure, SweepReport, SweepStrategy
 from taquba_memo._telemetry import MemoStats, StoreTelemetry
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.claims import ClaimPolicy
@@ -489,7 +489,7 @@ class MemoStore:
                     if result is not None:
                         await result
             return report
-        await run_sweep(
+        await Sweep(
             self,
             report,
             concurrency=concurrency,
@@ -497,7 +497,7 @@ class MemoStore:
             max_runs_in_memory=max_runs_in_memory,
             record_run_ids=record_run_ids,
             on_run_done=on_run_done,
-        )
+        ).run()
         return report
 
     # -- lifecycle ----------------------------------------------------------
@@ -522,19 +522,24 @@ class MemoStore:
         await self.aclose()
 
 
-class Memo:
-    """A :class:`MemoStore` view scoped to one ``(run_id, step_number)``.
+StoreT = TypeVar("StoreT")
 
-    Arguments are validated when the memo is built, so a bad run id fails
-    before the step does any work.
+
+class BoundMemo(Generic[StoreT]):
+    """What a memo is bound to: one ``(run_id, step_number)`` of one store.
+
+    The base of :class:`Memo` and of the sync API's ``Memo``; the run id and
+    step number it is given are already validated.
     """
 
     __slots__ = ("_run_id", "_step_number", "_store")
 
-    def __init__(self, store: MemoStore, run_id: str, step_number: int) -> None:
+    _repr_name: ClassVar[str]
+
+    def __init__(self, store: StoreT, run_id: str, step_number: int) -> None:
         self._store = store
-        self._run_id = layout.validate_run_id(run_id)
-        self._step_number = layout.validate_step_number(step_number)
+        self._run_id = run_id
+        self._step_number = step_number
 
     @property
     def run_id(self) -> str:
@@ -547,11 +552,28 @@ class Memo:
         return self._step_number
 
     @property
-    def store(self) -> MemoStore:
+    def store(self) -> StoreT:
         return self._store
 
     def __repr__(self) -> str:
-        return f"Memo(run_id={self._run_id!r}, step_number={self._step_number})"
+        return f"{self._repr_name}(run_id={self._run_id!r}, step_number={self._step_number})"
+
+
+class Memo(BoundMemo[MemoStore]):
+    """A :class:`MemoStore` view scoped to one ``(run_id, step_number)``.
+
+    Arguments are validated when the memo is built, so a bad run id fails
+    before the step does any work.
+    """
+
+    __slots__ = ()
+
+    _repr_name = "Memo"
+
+    def __init__(self, store: MemoStore, run_id: str, step_number: int) -> None:
+        super().__init__(
+            store, layout.validate_run_id(run_id), layout.validate_step_number(step_number)
+        )
 
     async def get(self, key: str) -> bytes | None:
         """Return the value an earlier attempt stored for ``key``, or None."""

@@ -40,11 +40,11 @@ import queue
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from taquba_memo import _fork, urls
 from taquba_memo import store as _core
+from taquba_memo._closing import Closing
 from taquba_memo._telemetry import MemoStats
 from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy
@@ -235,7 +235,7 @@ def _settle(reply: asyncio.Future[Any], result: Any, error: BaseException | None
         reply.set_result(result)
 
 
-class MemoStore:
+class MemoStore(Closing):
     """Synchronous :class:`taquba_memo.MemoStore`: same constructor, same methods.
 
     See the async class for what each method does. Each instance runs one
@@ -388,17 +388,6 @@ class MemoStore:
             self._finalizer.detach()
             self._loop_thread.stop()
 
-    def __enter__(self) -> MemoStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 async def _next_item(items: AsyncIterator[T]) -> tuple[bool, Any]:
     try:
@@ -407,31 +396,16 @@ async def _next_item(items: AsyncIterator[T]) -> tuple[bool, Any]:
         return False, None
 
 
-class Memo:
+class Memo(_core.BoundMemo[MemoStore]):
     """Synchronous :class:`taquba_memo.Memo`, scoped to one ``(run_id, step_number)``."""
 
-    __slots__ = ("_core", "_store")
+    __slots__ = ("_core",)
+
+    _repr_name = "taquba_memo.sync.Memo"
 
     def __init__(self, store: MemoStore, run_id: str, step_number: int) -> None:
-        self._store = store
         self._core = store._core.new_memo(run_id, step_number)
-
-    @property
-    def run_id(self) -> str:
-        """The run this memo is bound to."""
-        return self._core.run_id
-
-    @property
-    def step_number(self) -> int:
-        """The step this memo is bound to."""
-        return self._core.step_number
-
-    @property
-    def store(self) -> MemoStore:
-        return self._store
-
-    def __repr__(self) -> str:
-        return f"taquba_memo.sync.Memo(run_id={self.run_id!r}, step_number={self.step_number})"
+        super().__init__(store, self._core.run_id, self._core.step_number)
 
     def get(self, key: str) -> bytes | None:
         """Return the value an earlier attempt stored for ``key``, or None."""
