@@ -125,4 +125,4 @@ def test_an_object_missing_an_operation_is_refused_by_the_store() -> None:
 
 def test_the_optional_base_class_adds_only_the_context_manager() -> None:
     assert not isinstance(taquba_memo.MemoBackendBase(), taquba_memo.MemoBackend)
-    assert {"__aenter__", "__aexit__", "aclose"} <= set(vars(taquba_memo.MemoBackendBase))
+    assert {"__aenter__", "__aexit__", "aclose"} <= set(dir(taquba_memo.MemoBackendBase))

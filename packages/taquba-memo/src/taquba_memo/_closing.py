@@ -1,13 +1,14 @@
-"""Closing: the base class of objects a ``with`` block closes, by calling their ``close()``."""
+"""Closing and AsyncClosing: bases of objects a ``with`` / ``async with`` block closes."""
 
 from __future__ import annotations
 
 from types import TracebackType
 from typing import TypeVar
 
-__all__ = ["Closing"]
+__all__ = ["AsyncClosing", "Closing"]
 
 _ClosingT = TypeVar("_ClosingT", bound="Closing")
+_AsyncClosingT = TypeVar("_AsyncClosingT", bound="AsyncClosing")
 
 
 class Closing:
@@ -28,3 +29,23 @@ class Closing:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class AsyncClosing:
+    """``async with obj:`` returns ``obj`` and awaits ``obj.aclose()`` on the way out."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:
+        """Release what the object holds; subclasses override it."""
+
+    async def __aenter__(self: _AsyncClosingT) -> _AsyncClosingT:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

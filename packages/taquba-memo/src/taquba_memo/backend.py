@@ -63,8 +63,9 @@ from __future__ import annotations
 import datetime
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from taquba_memo._closing import AsyncClosing
 
 __all__ = [
     "Capabilities",
@@ -74,8 +75,6 @@ __all__ = [
     "MemoBackendBase",
     "lists_metadata",
 ]
-
-_BackendT = TypeVar("_BackendT", bound="MemoBackendBase")
 
 
 @dataclass(frozen=True)
@@ -200,23 +199,14 @@ class MemoBackend(Protocol):
         ...
 
 
-class MemoBackendBase:
+class MemoBackendBase(AsyncClosing):
     """Optional base class of a backend: ``async with backend:`` closes it on exit.
 
     The protocol does not require it; inherit from it for the context
     manager. Every backend shipped with taquba-memo does.
     """
 
+    __slots__ = ()
+
     async def aclose(self) -> None:
         """Release connections and threads; override it. Calling it twice is harmless."""
-
-    async def __aenter__(self: _BackendT) -> _BackendT:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

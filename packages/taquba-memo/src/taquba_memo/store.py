@@ -17,11 +17,11 @@ import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from taquba_memo import _fork, compute, layout
 from taquba_memo._checks import check_value
+from taquba_memo._closing import AsyncClosing
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._sweep import Sweep, SweepFailure, SweepReport, SweepStrategy
 from taquba_memo._telemetry import MemoStats, StoreTelemetry
@@ -102,7 +102,7 @@ class _ClearOutcome:
     failures: dict[str, BackendError]
 
 
-class MemoStore:
+class MemoStore(AsyncClosing):
     """Memo entries and terminal markers under one prefix of a backend.
 
     Memo entries live under ``<prefix>/memos/`` and terminal markers under
@@ -509,17 +509,6 @@ class MemoStore:
         except ForkedProcessError:
             return  # the backend cannot run in this process, so it holds nothing here
         await backend.aclose()
-
-    async def __aenter__(self) -> MemoStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 StoreT = TypeVar("StoreT")
