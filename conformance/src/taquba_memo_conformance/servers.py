@@ -52,6 +52,7 @@ from taquba_memo_conformance._processes import (
     ManagedProcess,
     ServerStartError,
     ServerUnavailableError,
+    StartedServer,
     free_port,
     http_answers,
     start_timeout,
@@ -545,13 +546,7 @@ def start_s3_container() -> S3Server:
         )
         keys, emulator = (EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY), "moto"
     return _loopback_s3_server(
-        running.host_port,
-        keys,
-        emulator,
-        "container",
-        running.startup_seconds,
-        running.stop,
-        checks_signatures=emulator != "moto",
+        running, keys, emulator, "container", checks_signatures=emulator != "moto"
     )
 
 
@@ -584,26 +579,24 @@ def _rgw_arguments(
 
 
 def _loopback_s3_server(
-    port: int,
+    started: StartedServer,
     keys: tuple[str, str],
     emulator: S3Emulator,
     how: How,
-    seconds: float,
-    stop: _Stop,
     *,
     checks_signatures: bool,
 ) -> S3Server:
     """An S3 server the kit started on 127.0.0.1, signed for with ``keys``."""
     return S3Server(
-        endpoint_url=f"http://127.0.0.1:{port}",
+        endpoint_url=f"http://127.0.0.1:{started.host_port}",
         access_key=keys[0],
         secret_key=keys[1],
         region=EMULATOR_REGION,
         emulator=emulator,
         how=how,
-        startup_seconds=seconds,
+        startup_seconds=started.startup_seconds,
         checks_signatures=checks_signatures,
-        _stop=stop,
+        _stop=started.stop,
     )
 
 
@@ -618,15 +611,7 @@ def start_rgw_container() -> S3Server:
         probe_path="/",
         timeout=start_timeout(),
     )
-    return _loopback_s3_server(
-        running.host_port,
-        keys,
-        "rgw",
-        "container",
-        running.startup_seconds,
-        running.stop,
-        checks_signatures=True,
-    )
+    return _loopback_s3_server(running, keys, "rgw", "container", checks_signatures=True)
 
 
 def _fake_gcs_arguments(host: str, port: int, published: int) -> list[str]:
@@ -665,17 +650,17 @@ def start_gcs_container() -> GCSServer:
         probe_path="/storage/v1/b",
         timeout=start_timeout(),
     )
-    return _fake_gcs_server(running.host_port, "container", running.startup_seconds, running.stop)
+    return _fake_gcs_server(running, "container")
 
 
-def _fake_gcs_server(port: int, how: How, seconds: float, stop: _Stop) -> GCSServer:
+def _fake_gcs_server(started: StartedServer, how: How) -> GCSServer:
     return GCSServer(
-        endpoint_url=f"http://127.0.0.1:{port}",
+        endpoint_url=f"http://127.0.0.1:{started.host_port}",
         project=EMULATOR_GCS_PROJECT,
         emulator="fake-gcs-server",
         how=how,
-        startup_seconds=seconds,
-        _stop=stop,
+        startup_seconds=started.startup_seconds,
+        _stop=started.stop,
     )
 
 
@@ -707,11 +692,11 @@ def start_azure_container() -> AzureServer:
         probe_path=f"/{AZURITE_ACCOUNT_NAME}?comp=list",
         timeout=start_timeout(),
     )
-    return _azurite_server(running.host_port, "container", running.startup_seconds, running.stop)
+    return _azurite_server(running, "container")
 
 
-def _azurite_server(port: int, how: How, seconds: float, stop: _Stop) -> AzureServer:
-    blob_endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT_NAME}"
+def _azurite_server(started: StartedServer, how: How) -> AzureServer:
+    blob_endpoint = f"http://127.0.0.1:{started.host_port}/{AZURITE_ACCOUNT_NAME}"
     return AzureServer(
         connection_string=azurite_connection_string(blob_endpoint),
         blob_endpoint=blob_endpoint,
@@ -719,8 +704,8 @@ def _azurite_server(port: int, how: How, seconds: float, stop: _Stop) -> AzureSe
         account_key=AZURITE_ACCOUNT_KEY,
         emulator="azurite",
         how=how,
-        startup_seconds=seconds,
-        _stop=stop,
+        startup_seconds=started.startup_seconds,
+        _stop=started.stop,
     )
 
 
@@ -729,7 +714,7 @@ def _azurite_server(port: int, how: How, seconds: float, stop: _Stop) -> AzureSe
 
 def _start_process(
     name: str, argv_for: Callable[[int], list[str]], probe_path: str
-) -> tuple[int, float, ManagedProcess]:
+) -> StartedServer:
     """Start ``argv_for(port)`` on a free port and wait until ``probe_path`` answers.
 
     Retried on a fresh port when the process exits early (another process may
@@ -747,7 +732,7 @@ def _start_process(
                 raise
             last_error = error
             continue
-        return port, seconds, process
+        return StartedServer(host_port=port, startup_seconds=seconds, stop=process.stop)
     assert last_error is not None
     raise last_error
 
@@ -765,7 +750,7 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _start_moto() -> tuple[int, float, ManagedProcess]:
+def _start_moto() -> StartedServer:
     _require_modules("the S3 server", "moto", "flask", "boto3")
     return _start_process(
         "moto",
@@ -776,11 +761,8 @@ def _start_moto() -> tuple[int, float, ManagedProcess]:
 
 def start_s3_process() -> S3Server:
     """moto's S3 server (``python -m moto.server``, from moto[server]) on 127.0.0.1."""
-    port, seconds, process = _start_moto()
     keys = (EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
-    return _loopback_s3_server(
-        port, keys, "moto", "process", seconds, process.stop, checks_signatures=False
-    )
+    return _loopback_s3_server(_start_moto(), keys, "moto", "process", checks_signatures=False)
 
 
 # The inline policy of the authenticating moto's user: all of S3, and IAM, so
@@ -801,8 +783,8 @@ def start_moto_with_auth() -> S3Server:
     policy allows S3 and IAM, and its access key, then sets that number to 0. From then on
     every request must be signed with that key and is checked like S3 checks it.
     """
-    port, seconds, process = _start_moto()
-    endpoint = f"http://127.0.0.1:{port}"
+    started = _start_moto()
+    endpoint = f"http://127.0.0.1:{started.host_port}"
     try:
         import boto3
 
@@ -825,12 +807,10 @@ def start_moto_with_auth() -> S3Server:
         with urllib.request.build_opener(*handlers).open(request, timeout=30) as reply:
             reply.read()
     except Exception as error:
-        process.stop()
+        started.stop()
         raise ServerStartError(f"could not switch on moto's authentication: {error}") from error
     keys = (key["AccessKeyId"], key["SecretAccessKey"])
-    return _loopback_s3_server(
-        port, keys, "moto", "process", seconds, process.stop, checks_signatures=True
-    )
+    return _loopback_s3_server(started, keys, "moto", "process", checks_signatures=True)
 
 
 def start_rgw_process() -> S3Server:
@@ -848,14 +828,12 @@ def start_rgw_process() -> S3Server:
     if bash is None:
         raise ServerUnavailableError("the kit's RGW start script needs bash")
     keys = _rgw_credentials()
-    port, seconds, process = _start_process(
+    started = _start_process(
         "rgw",
         lambda port: [bash, str(_RGW_SCRIPT), *_rgw_arguments(".", "127.0.0.1", port, keys)],
         "/",
     )
-    return _loopback_s3_server(
-        port, keys, "rgw", "process", seconds, process.stop, checks_signatures=True
-    )
+    return _loopback_s3_server(started, keys, "rgw", "process", checks_signatures=True)
 
 
 def _which(command: str) -> str | None:
@@ -896,12 +874,12 @@ def fake_gcs_server_binary() -> Path:
 def start_gcs_process() -> GCSServer:
     """fake-gcs-server (in-memory backend, plain HTTP) on 127.0.0.1."""
     binary = str(fake_gcs_server_binary())
-    port, seconds, process = _start_process(
+    started = _start_process(
         "fake-gcs-server",
         lambda port: [binary, *_fake_gcs_arguments("127.0.0.1", port, port)],
         "/storage/v1/b",
     )
-    return _fake_gcs_server(port, "process", seconds, process.stop)
+    return _fake_gcs_server(started, "process")
 
 
 def _azurite_gc_interval_s() -> float:
@@ -936,9 +914,9 @@ def start_azure_process() -> AzureServer:
         launch = [node, str(_AZURITE_LAUNCHER), main, gc_interval_ms]
         return [*launch, *_azurite_blob_arguments("127.0.0.1", port), *debug]
 
-    port, seconds, process = _start_process(
+    started = _start_process(
         "azurite",
         argv,
         f"/{AZURITE_ACCOUNT_NAME}?comp=list",
     )
-    return _azurite_server(port, "process", seconds, process.stop)
+    return _azurite_server(started, "process")
