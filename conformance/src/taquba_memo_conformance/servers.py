@@ -410,8 +410,10 @@ def rgw_server_from_env() -> S3Server | None:
 def _s3_compatible_from_env(
     kind: Literal["S3", "RGW"], emulator_from_env: Callable[[], S3Emulator | None]
 ) -> S3Server | None:
-    """An S3 endpoint from ``TAQUBA_MEMO_<kind>_ENDPOINT`` and its ``_ACCESS_KEY``, ``_SECRET_KEY``,
-    ``_REGION`` and ``_BUCKET``."""
+    """The server named by ``TAQUBA_MEMO_<kind>_ENDPOINT`` and its companion variables.
+
+    ``_ACCESS_KEY`` and ``_SECRET_KEY`` are required with it; ``_REGION`` and ``_BUCKET`` are not.
+    """
     variable = f"TAQUBA_MEMO_{kind}_"
     endpoint = _env(f"{variable}ENDPOINT")
     if endpoint is None:
