@@ -7,6 +7,7 @@ them (the analysis written by hand) is kept as it is when the file is rewritten.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,28 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _section(title: str, intro: str, header: str, rows: list[list[str]]) -> list[str]:
+    """One numbered section: its heading, what it measures and its target, then its table.
+
+    ``header`` is the table's columns as Markdown writes them, ``"a | b"``.
+    """
+    return ["", title, "", intro, "", *_table(header.split(" | "), rows)]
+
+
+def _measured(results: dict[str, Any], key: str) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """``(name, target, measurement)`` of each target whose results hold ``key``."""
+    for name, target in results["targets"].items():
+        if target.get(key) is not None:
+            yield name, target, target[key]
+
+
+_GET_PUT = ("put (new key)", "put (overwrite)", "get (hit)", "get (miss)")
+
+
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     params = results["params"]
+    entries = params["entries"]
     out: list[str] = [
         BEGIN,
         "",
@@ -54,193 +74,103 @@ def render(results: dict[str, Any]) -> str:
         f"{machine['memory_gib']:.0f} GiB memory, load average {machine['load_before']} "
         f"before and {machine['load_after']} after (shared with other work); "
         f"Python {machine['python']}; {machine['packages']}.",
-        "",
+    ]
+
+    out += _section(
         "### 1. HTTP requests per operation (counted by a proxy on 127.0.0.1)",
-        "",
         f"Memo API, {params['value_bytes']}-byte values, averaged over "
         f"{params['count_repetitions']} calls with a warm client. Target: 1 request each.",
-        "",
-    ]
-    rows = []
-    for name, target in results["targets"].items():
-        counts = target.get("get_put_requests")
-        if counts is None:
-            continue
-        rows.append(
-            [name, target["server"]]
-            + [
-                _requests(counts[op])
-                for op in ("put (new key)", "put (overwrite)", "get (hit)", "get (miss)")
-            ]
-        )
-    out += _table(
-        ["adapter", "server", "put (new key)", "put (overwrite)", "get (hit)", "get (miss)"], rows
+        "adapter | server | put (new key) | put (overwrite) | get (hit) | get (miss)",
+        [
+            [name, target["server"], *(_requests(counts[op]) for op in _GET_PUT)]
+            for name, target, counts in _measured(results, "get_put_requests")
+        ],
     )
 
-    entries = params["entries"]
-    out += [
-        "",
+    rows = []
+    for name, target, clear in _measured(results, "clear_requests"):
+        batch = target["max_delete_batch"]
+        expected = math.ceil(clear["entries"] / 1000) + math.ceil(clear["entries"] / batch)
+        deleted, requests = f"{clear['deleted']:,}", _requests(clear["requests"])
+        met = _met(clear["total"] <= expected)
+        rows.append([name, deleted, requests, _errors(clear), str(batch), str(expected), met])
+    out += _section(
         f"### 2. clear_memos_for_run of {entries:,} entries (unless noted)",
-        "",
         f"Target: ceil(N/1000) list pages + ceil(N/B) batch deletes, B the adapter's "
         f"max_delete_batch. Requests the server answered 5xx (moto's listing racing a "
         f"delete) were sent again by the client and are shown apart. "
         f"The reference (memo.rs) sends {math.ceil(entries / 1000)} list "
         f"pages + {entries:,} DELETEs = {math.ceil(entries / 1000) + entries:,} requests.",
-        "",
-    ]
-    rows = []
-    for name, target in results["targets"].items():
-        clear = target.get("clear_requests")
-        if clear is None:
-            continue
-        batch = target["max_delete_batch"]
-        n = clear["entries"]
-        expected = math.ceil(n / 1000) + math.ceil(n / batch)
-        total = clear["total"]
-        rows.append(
-            [
-                name,
-                f"{clear['deleted']:,}",
-                _requests(clear["requests"]),
-                _errors(clear),
-                str(batch),
-                str(expected),
-                _met(total <= expected),
-            ]
-        )
-    out += _table(["adapter", "deleted", "requests", "5xx (retried)", "B", "target", "met"], rows)
-
-    out += [
-        "",
-        f"### 3. sweep over {params['markers']:,} markers, {params['expired']} expired "
-        f"({params['entries_per_expired']} entries each)",
-        "",
-        "`list-markers` counts pages of the terminals listing; target "
-        f"ceil({params['expired']}/1000)+1 = {math.ceil(params['expired'] / 1000) + 1}. "
-        "The rest is per expired run: one listing of its entries, its deletes, the marker's "
-        "delete. The reference sweeper lists all markers on every pass "
-        f"({math.ceil(params['markers'] / 1000)} pages).",
-        "",
-    ]
-    rows = []
-    marker_target = math.ceil(params["expired"] / 1000) + 1
-    for name, target in results["targets"].items():
-        sweep = target.get("sweep_requests")
-        if sweep is None:
-            continue
-        pages = sweep["requests"].get("list-markers", 0)
-        rows.append(
-            [
-                name,
-                f"{sweep['runs_cleared']}/{sweep['expired']}",
-                str(sweep["entries_deleted"]),
-                str(pages),
-                _requests(sweep["requests"]),
-                _errors(sweep),
-                _met(pages <= marker_target),
-            ]
-        )
-    out += _table(
-        [
-            "adapter",
-            "runs cleared",
-            "entries deleted",
-            "marker pages",
-            "all requests",
-            "5xx (retried)",
-            "met",
-        ],
+        "adapter | deleted | requests | 5xx (retried) | B | target | met",
         rows,
     )
 
-    out += [
-        "",
+    rows = []
+    marker_target = math.ceil(params["expired"] / 1000) + 1
+    for name, _target, sweep in _measured(results, "sweep_requests"):
+        pages = sweep["requests"].get("list-markers", 0)
+        cleared = f"{sweep['runs_cleared']}/{sweep['expired']}"
+        deleted, requests = str(sweep["entries_deleted"]), _requests(sweep["requests"])
+        met = _met(pages <= marker_target)
+        rows.append([name, cleared, deleted, str(pages), requests, _errors(sweep), met])
+    out += _section(
+        f"### 3. sweep over {params['markers']:,} markers, {params['expired']} expired "
+        f"({params['entries_per_expired']} entries each)",
+        "`list-markers` counts pages of the terminals listing; target "
+        f"ceil({params['expired']}/1000)+1 = {marker_target}. "
+        "The rest is per expired run: one listing of its entries, its deletes, the marker's "
+        "delete. The reference sweeper lists all markers on every pass "
+        f"({math.ceil(params['markers'] / 1000)} pages).",
+        "adapter | runs cleared | entries deleted | marker pages | all requests | "
+        "5xx (retried) | met",
+        rows,
+    )
+
+    rows = []
+    for name, _target, timing in _measured(results, "timing"):
+        for operation in ("get", "put"):
+            data = timing[operation]
+            medians = [
+                f"{data['latency'][of]['median_ms']:.3f}" for of in ("ours", "backend", "raw")
+            ]
+            thread = data.get("ours_over_raw_in_thread")
+            in_thread = "-" if thread is None else f"{thread:.3f}"
+            blocks = " / ".join(f"{ratio:.2f}" for ratio in data["block_ratios"])
+            ratio, met = f"**{data['ours_over_raw']:.3f}**", _met(data["ours_over_raw"] <= 1.05)
+            rows.append([name, operation, *medians, ratio, in_thread, blocks, met])
+    out += _section(
         "### 4. Time: Memo get/put against the raw SDK (same process, interleaved call by call)",
-        "",
         f"Median per-call latency over {params['pairs']} rounds (after 20 warm-up rounds), "
         "each round calling every variant in rotating order; direct to the server, no proxy. "
         "`ours` is the Memo API (key hashing included), `backend` the adapter alone. "
         "Blocks: ours/raw over five consecutive blocks of rounds (the noise). "
         "Target: ours/raw <= 1.05.",
-        "",
-    ]
-    rows = []
-    for name, target in results["targets"].items():
-        timing = target.get("timing")
-        if timing is None:
-            continue
-        for operation in ("get", "put"):
-            data = timing[operation]
-            latency = data["latency"]
-            thread = data.get("ours_over_raw_in_thread")
-            rows.append(
-                [
-                    name,
-                    operation,
-                    f"{latency['ours']['median_ms']:.3f}",
-                    f"{latency['backend']['median_ms']:.3f}",
-                    f"{latency['raw']['median_ms']:.3f}",
-                    f"**{data['ours_over_raw']:.3f}**",
-                    "-" if thread is None else f"{thread:.3f}",
-                    " / ".join(f"{ratio:.2f}" for ratio in data["block_ratios"]),
-                    _met(data["ours_over_raw"] <= 1.05),
-                ]
-            )
-    out += _table(
-        [
-            "adapter",
-            "op",
-            "ours ms",
-            "backend ms",
-            "raw ms",
-            "ours/raw",
-            "ours/raw-in-thread",
-            "blocks",
-            "met",
-        ],
+        "adapter | op | ours ms | backend ms | raw ms | ours/raw | "
+        "ours/raw-in-thread | blocks | met",
         rows,
     )
 
-    out += [
-        "",
+    rows = []
+    for name, target, clear in _measured(results, "clear_timing"):
+        seconds = [f"{clear[of]:.2f}" for of in ("ours_median_s", "reference_median_s")]
+        speedup, met = f"**{clear['speedup']:.1f}x**", _met(clear["speedup"] >= 20)
+        rows.append([name, target["server"], str(clear["repetitions"]), *seconds, speedup, met])
+    out += _section(
         f"### 5. Time: clear {entries:,} entries, ours against the reference algorithm",
-        "",
         "The reference is memo.rs's: one listing, and one DELETE per entry as the listing "
         "streams, in sequence, through the same adapter. Medians over the repetitions, "
         "ours and the reference alternating. Target: >= 20x on moto.",
-        "",
-    ]
-    rows = []
-    for name, target in results["targets"].items():
-        clear = target.get("clear_timing")
-        if clear is None:
-            continue
-        rows.append(
-            [
-                name,
-                target["server"],
-                str(clear["repetitions"]),
-                f"{clear['ours_median_s']:.2f}",
-                f"{clear['reference_median_s']:.2f}",
-                f"**{clear['speedup']:.1f}x**",
-                _met(clear["speedup"] >= 20),
-            ]
-        )
-    out += _table(["adapter", "server", "reps", "ours s", "reference s", "speedup", "met"], rows)
+        "adapter | server | reps | ours s | reference s | speedup | met",
+        rows,
+    )
 
-    out += [
-        "",
+    out += _section(
         "### 6. Peak memory while iterating terminal markers (tracemalloc)",
-        "",
         "Peak of Python allocations during the iteration (obstore's Rust-side buffers "
         "are not seen by tracemalloc). `iter` streams with iter_terminal_markers; `list` "
         "is list_terminal_markers, all markers in one list, for contrast.",
-        "",
-    ]
-    rows = []
-    for row in results["memory"]:
-        rows.append(
+        "backend | mode | markers | peak MiB | bytes/marker",
+        [
             [
                 row["backend"],
                 row["mode"],
@@ -248,8 +178,9 @@ def render(results: dict[str, Any]) -> str:
                 f"{row['peak_mib']:.2f}",
                 f"{row['bytes_per_marker']:.0f}",
             ]
-        )
-    out += _table(["backend", "mode", "markers", "peak MiB", "bytes/marker"], rows)
+            for row in results["memory"]
+        ],
+    )
     notes = [
         f"- {name}: {note}"
         for name, target in results["targets"].items()

@@ -8,18 +8,18 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from taquba_memo_conformance._processes import (
     ServerStartError,
+    StartedServer,
     free_port,
     register_cleanup,
     tail,
     wait_until_http,
 )
 
-__all__ = ["RunningContainer", "docker_answers", "docker_network", "start_container"]
+__all__ = ["docker_answers", "docker_network", "start_container"]
 
 NETWORK_ENV = "TAQUBA_MEMO_DOCKER_NETWORK"
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
@@ -78,16 +78,6 @@ def docker_network() -> Literal["host", "bridge"]:
         client.close()
 
 
-@dataclass
-class RunningContainer:
-    """A started container: where it answers, how long creating it until it answered took,
-    and how to remove it."""
-
-    host_port: int
-    startup_seconds: float
-    stop: Callable[[], None]
-
-
 def start_container(
     *,
     image: str,
@@ -97,7 +87,7 @@ def start_container(
     probe_path: str,
     timeout: float,
     environment: Mapping[str, str] | None = None,
-) -> RunningContainer:
+) -> StartedServer:
     """Run ``image`` so that its server answers on 127.0.0.1 only, and wait for it.
 
     ``command(listen_host, listen_port, host_port)`` builds the server's arguments:
@@ -176,6 +166,4 @@ def start_container(
     except BaseException:
         stop()
         raise
-    return RunningContainer(
-        host_port=host_port, startup_seconds=time.monotonic() - started, stop=stop
-    )
+    return StartedServer(host_port=host_port, startup_seconds=time.monotonic() - started, stop=stop)

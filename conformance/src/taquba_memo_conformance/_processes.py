@@ -19,12 +19,14 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "ManagedProcess",
     "ServerStartError",
     "ServerUnavailableError",
+    "StartedServer",
     "free_port",
     "http_answers",
     "register_cleanup",
@@ -47,6 +49,16 @@ class ServerUnavailableError(ServerStartError):
 
     Its fixture skips the tests that need it, unless ``TAQUBA_MEMO_REQUIRE_SERVERS=1``.
     """
+
+
+@dataclass
+class StartedServer:
+    """A server the kit started (a process or a container): its port on 127.0.0.1, how long
+    it took from start until it answered, and how to stop it."""
+
+    host_port: int
+    startup_seconds: float
+    stop: Callable[[], None]
 
 
 def start_timeout() -> float:

@@ -66,6 +66,14 @@ ORDERING_KEYS: tuple[str, ...] = (
 )
 
 
+async def _put_if_absent(
+    backend: MemoBackend, key: str, value: bytes, *, created: bool, holds: bytes
+) -> None:
+    """``put(key, value, if_absent=True)`` answers ``created``, and ``key`` then holds ``holds``."""
+    assert await backend.put(key, value, if_absent=True) is created
+    assert await backend.get(key) == holds
+
+
 class BackendProtocolTests(SuiteBase):
     """The contract of every MemoBackend operation."""
 
@@ -423,21 +431,17 @@ class BackendProtocolTests(SuiteBase):
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
         self.require(backend, "conditional_put")
-        assert await backend.put(space.key("k"), b"first", if_absent=True) is True
-        assert await backend.get(space.key("k")) == b"first"
-        assert await backend.put(space.key("empty"), b"", if_absent=True) is True
-        assert await backend.get(space.key("empty")) == b""
+        await _put_if_absent(backend, space.key("k"), b"first", created=True, holds=b"first")
+        await _put_if_absent(backend, space.key("empty"), b"", created=True, holds=b"")
 
     async def test_put_if_absent_keeps_an_existing_value(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
         self.require(backend, "conditional_put")
         await backend.put(space.key("k"), b"original")
-        assert await backend.put(space.key("k"), b"intruder", if_absent=True) is False
-        assert await backend.get(space.key("k")) == b"original"
+        await _put_if_absent(backend, space.key("k"), b"intruder", created=False, holds=b"original")
         await backend.put(space.key("empty"), b"")
-        assert await backend.put(space.key("empty"), b"intruder", if_absent=True) is False
-        assert await backend.get(space.key("empty")) == b""
+        await _put_if_absent(backend, space.key("empty"), b"intruder", created=False, holds=b"")
 
     async def test_put_if_absent_of_a_large_value_is_still_conditional(
         self, backend: MemoBackend, space: KeySpace
@@ -447,8 +451,7 @@ class BackendProtocolTests(SuiteBase):
         self.require(backend, "conditional_put")
         value = os.urandom(self.large_value_bytes)
         await backend.put(space.key("small"), b"original")
-        assert await backend.put(space.key("small"), value, if_absent=True) is False
-        assert await backend.get(space.key("small")) == b"original"
+        await _put_if_absent(backend, space.key("small"), value, created=False, holds=b"original")
         assert await backend.put(space.key("large"), value, if_absent=True) is True
         assert await backend.put(space.key("large"), b"intruder", if_absent=True) is False
         stored = await backend.get(space.key("large"))
@@ -461,8 +464,7 @@ class BackendProtocolTests(SuiteBase):
         self.require(backend, "conditional_put")
         assert await backend.put(space.key("k"), b"one", if_absent=True) is True
         await backend.delete(space.key("k"))
-        assert await backend.put(space.key("k"), b"two", if_absent=True) is True
-        assert await backend.get(space.key("k")) == b"two"
+        await _put_if_absent(backend, space.key("k"), b"two", created=True, holds=b"two")
 
     async def test_concurrent_put_if_absent_has_exactly_one_winner(
         self, backend: MemoBackend, space: KeySpace

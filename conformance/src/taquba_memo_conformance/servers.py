@@ -45,13 +45,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from taquba_memo_conformance._containers import docker_answers, start_container
 from taquba_memo_conformance._processes import (
     ManagedProcess,
     ServerStartError,
     ServerUnavailableError,
+    StartedServer,
     free_port,
     http_answers,
     start_timeout,
@@ -149,33 +150,47 @@ def _is_loopback(url: str) -> bool:
     return urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
+_EmulatorT = TypeVar("_EmulatorT", bound=str)
+
+
+@dataclass(kw_only=True)
+class _ServerRecord(Generic[_EmulatorT]):
+    """What every server record holds besides its address, and ``close``, which stops it."""
+
+    emulator: _EmulatorT | None
+    how: How
+    #: Seconds from start until the server answered (None when given by env).
+    startup_seconds: float | None = None
+    _stop: _Stop | None = field(default=None, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Stop the server if the kit started it (a server given by env is left alone)."""
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+
 @dataclass
-class S3Server:
+class S3Server(_ServerRecord[S3Emulator]):
     """An S3-compatible endpoint with explicit credentials (path-style addressing)."""
 
     endpoint_url: str
     access_key: str
     secret_key: str
     region: str
-    emulator: S3Emulator | None
-    how: How
-    #: Seconds from start until the server answered (None when given by env).
-    startup_seconds: float | None = None
     #: ``TAQUBA_MEMO_S3_BUCKET``: reuse this bucket instead of creating one per call.
     fixed_bucket: str | None = None
     #: Whether a request signed with a wrong secret is refused (moto, by default, takes any).
     checks_signatures: bool = True
-    _stop: _Stop | None = field(default=None, repr=False, compare=False)
     _client: Any = field(default=None, init=False, repr=False, compare=False)
 
     def boto3_client(self) -> Any:
         """A boto3 S3 client for this server, with its credentials and region given explicitly."""
         if self._client is None:
-            try:
-                import boto3
-                from botocore.config import Config
-            except ImportError as error:
-                raise ServerStartError(f"boto3 is missing: {SERVERS_EXTRA_HINT}") from error
+            _require_modules("boto3_client()", "boto3", "botocore")
+            import boto3
+            from botocore.config import Config
+
             session = boto3.session.Session(
                 aws_access_key_id=self.access_key,
                 aws_secret_access_key=self.secret_key,
@@ -199,27 +214,17 @@ class S3Server:
         self.boto3_client().create_bucket(Bucket=name, **options)
         return name
 
-    def close(self) -> None:
-        """Stop the server if the kit started it (a server given by env is left alone)."""
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            stop()
-
 
 @dataclass
-class GCSServer:
+class GCSServer(_ServerRecord[GCSEmulator]):
     """A GCS JSON-API endpoint. Against the emulator no token is needed and none is sent."""
 
     endpoint_url: str
     project: str
-    emulator: GCSEmulator | None
-    how: How
-    startup_seconds: float | None = None
     #: ``TAQUBA_MEMO_GCS_TOKEN``: an OAuth access token, sent as a bearer token when set.
     access_token: str | None = None
     #: ``TAQUBA_MEMO_GCS_BUCKET``: reuse this bucket instead of creating one per call.
     fixed_bucket: str | None = None
-    _stop: _Stop | None = field(default=None, repr=False, compare=False)
 
     def json_api(self, method: str, path: str, *, body: Any = None, query: str = "") -> Any:
         """Call the JSON API (``path`` after ``/storage/v1``) and return the decoded reply.
@@ -250,38 +255,25 @@ class GCSServer:
         self.json_api("POST", "/b", body={"name": name}, query=query)
         return name
 
-    def close(self) -> None:
-        """Stop the server if the kit started it (a server given by env is left alone)."""
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            stop()
-
 
 @dataclass
-class AzureServer:
+class AzureServer(_ServerRecord[AzureEmulator]):
     """An Azure Blob endpoint with a shared-key connection string."""
 
     connection_string: str
     blob_endpoint: str
     account_name: str
     account_key: str
-    emulator: AzureEmulator | None
-    how: How
-    startup_seconds: float | None = None
     #: ``TAQUBA_MEMO_AZURE_CONTAINER``: reuse this container instead of creating one per call.
     fixed_container: str | None = None
-    _stop: _Stop | None = field(default=None, repr=False, compare=False)
     _client: Any = field(default=None, init=False, repr=False, compare=False)
 
     def blob_service_client(self) -> Any:
         """A sync ``azure.storage.blob.BlobServiceClient`` built from the connection string."""
         if self._client is None:
-            try:
-                from azure.storage.blob import BlobServiceClient
-            except ImportError as error:
-                raise ServerStartError(
-                    f"azure-storage-blob is missing: {SERVERS_EXTRA_HINT}"
-                ) from error
+            _require_modules("blob_service_client()", "azure.storage.blob")
+            from azure.storage.blob import BlobServiceClient
+
             self._client = BlobServiceClient.from_connection_string(self.connection_string)
         return self._client
 
@@ -313,12 +305,6 @@ class AzureServer:
 
                 with contextlib.suppress(ResourceNotFoundError):  # the test deleted it
                     self.blob_service_client().delete_container(name)
-
-    def close(self) -> None:
-        """Stop the server if the kit started it (a server given by env is left alone)."""
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            stop()
 
 
 # --------------------------------------------------------------------------- resolution
@@ -396,9 +382,6 @@ def _required_env(name: str, because: str) -> str:
     return value
 
 
-_EmulatorT = TypeVar("_EmulatorT", bound=str)
-
-
 def _emulator_env(name: str, allowed: tuple[_EmulatorT, ...]) -> _EmulatorT | None:
     value = _env(name)
     if value is None:
@@ -416,43 +399,39 @@ def _check_answers(url: str, variable: str) -> None:
 
 
 def s3_server_from_env() -> S3Server | None:
-    endpoint = _env("TAQUBA_MEMO_S3_ENDPOINT")
-    if endpoint is None:
-        return None
-    endpoint = endpoint.rstrip("/")
-    because = "TAQUBA_MEMO_S3_ENDPOINT is"
     known: tuple[S3Emulator, ...] = ("moto", "minio", "rgw")
-    emulator = _emulator_env("TAQUBA_MEMO_S3_EMULATOR", known)
-    server = S3Server(
-        endpoint_url=endpoint,
-        access_key=_required_env("TAQUBA_MEMO_S3_ACCESS_KEY", because),
-        secret_key=_required_env("TAQUBA_MEMO_S3_SECRET_KEY", because),
-        region=_env("TAQUBA_MEMO_S3_REGION") or "us-east-1",
-        emulator=emulator,
-        how="env",
-        fixed_bucket=_env("TAQUBA_MEMO_S3_BUCKET"),
-        checks_signatures=emulator != "moto",
-    )
-    _check_answers(endpoint + "/", "TAQUBA_MEMO_S3_ENDPOINT")
-    return server
+    return _s3_compatible_from_env("S3", lambda: _emulator_env("TAQUBA_MEMO_S3_EMULATOR", known))
 
 
 def rgw_server_from_env() -> S3Server | None:
-    endpoint = _env("TAQUBA_MEMO_RGW_ENDPOINT")
+    return _s3_compatible_from_env("RGW", lambda: "rgw")
+
+
+def _s3_compatible_from_env(
+    kind: Literal["S3", "RGW"], emulator_from_env: Callable[[], S3Emulator | None]
+) -> S3Server | None:
+    """The server named by ``TAQUBA_MEMO_<kind>_ENDPOINT`` and its companion variables.
+
+    ``_ACCESS_KEY`` and ``_SECRET_KEY`` are required with it; ``_REGION`` and ``_BUCKET`` are not.
+    """
+    variable = f"TAQUBA_MEMO_{kind}_"
+    endpoint = _env(f"{variable}ENDPOINT")
     if endpoint is None:
         return None
     endpoint = endpoint.rstrip("/")
-    because = "TAQUBA_MEMO_RGW_ENDPOINT is"
+    because = f"{variable}ENDPOINT is"
+    emulator = emulator_from_env()
     server = S3Server(
         endpoint_url=endpoint,
-        access_key=_required_env("TAQUBA_MEMO_RGW_ACCESS_KEY", because),
-        secret_key=_required_env("TAQUBA_MEMO_RGW_SECRET_KEY", because),
-        region=_env("TAQUBA_MEMO_RGW_REGION") or "us-east-1",
-        emulator="rgw",
+        access_key=_required_env(f"{variable}ACCESS_KEY", because),
+        secret_key=_required_env(f"{variable}SECRET_KEY", because),
+        region=_env(f"{variable}REGION") or "us-east-1",
+        emulator=emulator,
         how="env",
-        fixed_bucket=_env("TAQUBA_MEMO_RGW_BUCKET"),
+        fixed_bucket=_env(f"{variable}BUCKET"),
+        checks_signatures=emulator != "moto",
     )
-    _check_answers(endpoint + "/", "TAQUBA_MEMO_RGW_ENDPOINT")
+    _check_answers(endpoint + "/", f"{variable}ENDPOINT")
     return server
 
 
@@ -533,6 +512,10 @@ def _image(variable: str, default: str) -> str:
     return _env(variable) or default
 
 
+def _minio_arguments(host: str, port: int, _published: int) -> list[str]:
+    return ["server", "/data", "--address", f"{host}:{port}"]
+
+
 def start_s3_container() -> S3Server:
     """An S3 server image through testcontainers: moto's, or MinIO's.
 
@@ -545,12 +528,7 @@ def start_s3_container() -> S3Server:
             image=_image("TAQUBA_MEMO_S3_IMAGE", MINIO_IMAGE),
             entrypoint=None,
             container_port=9000,
-            command=lambda host, port, _published: [
-                "server",
-                "/data",
-                "--address",
-                f"{host}:{port}",
-            ],
+            command=_minio_arguments,
             probe_path="/minio/health/live",
             timeout=start_timeout(),
             environment={
@@ -558,7 +536,7 @@ def start_s3_container() -> S3Server:
                 "MINIO_ROOT_PASSWORD": MINIO_SECRET_KEY,
             },
         )
-        access_key, secret_key, emulator = MINIO_ACCESS_KEY, MINIO_SECRET_KEY, "minio"
+        keys, emulator = (MINIO_ACCESS_KEY, MINIO_SECRET_KEY), "minio"
     else:
         running = start_container(
             image=_image("TAQUBA_MEMO_S3_IMAGE", MOTO_IMAGE),
@@ -568,17 +546,9 @@ def start_s3_container() -> S3Server:
             probe_path="/",
             timeout=start_timeout(),
         )
-        access_key, secret_key, emulator = EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, "moto"
-    return S3Server(
-        endpoint_url=f"http://127.0.0.1:{running.host_port}",
-        access_key=access_key,
-        secret_key=secret_key,
-        region=EMULATOR_REGION,
-        emulator=emulator,
-        how="container",
-        startup_seconds=running.startup_seconds,
-        checks_signatures=emulator != "moto",
-        _stop=running.stop,
+        keys, emulator = (EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY), "moto"
+    return _loopback_s3_server(
+        running, keys, emulator, "container", checks_signatures=emulator != "moto"
     )
 
 
@@ -610,18 +580,25 @@ def _rgw_arguments(
     return [state_dir, mon_port, rgw_host, str(rgw_port), access_key, secret_key, memstore]
 
 
-def _rgw_server(
-    port: int, keys: tuple[str, str], how: How, seconds: float, stop: _Stop
+def _loopback_s3_server(
+    started: StartedServer,
+    keys: tuple[str, str],
+    emulator: S3Emulator,
+    how: How,
+    *,
+    checks_signatures: bool,
 ) -> S3Server:
+    """An S3 server the kit started on 127.0.0.1, signed for with ``keys``."""
     return S3Server(
-        endpoint_url=f"http://127.0.0.1:{port}",
+        endpoint_url=f"http://127.0.0.1:{started.host_port}",
         access_key=keys[0],
         secret_key=keys[1],
         region=EMULATOR_REGION,
-        emulator="rgw",
+        emulator=emulator,
         how=how,
-        startup_seconds=seconds,
-        _stop=stop,
+        startup_seconds=started.startup_seconds,
+        checks_signatures=checks_signatures,
+        _stop=started.stop,
     )
 
 
@@ -636,7 +613,7 @@ def start_rgw_container() -> S3Server:
         probe_path="/",
         timeout=start_timeout(),
     )
-    return _rgw_server(running.host_port, keys, "container", running.startup_seconds, running.stop)
+    return _loopback_s3_server(running, keys, "rgw", "container", checks_signatures=True)
 
 
 def _fake_gcs_arguments(host: str, port: int, published: int) -> list[str]:
@@ -675,23 +652,33 @@ def start_gcs_container() -> GCSServer:
         probe_path="/storage/v1/b",
         timeout=start_timeout(),
     )
+    return _fake_gcs_server(running, "container")
+
+
+def _fake_gcs_server(started: StartedServer, how: How) -> GCSServer:
     return GCSServer(
-        endpoint_url=f"http://127.0.0.1:{running.host_port}",
+        endpoint_url=f"http://127.0.0.1:{started.host_port}",
         project=EMULATOR_GCS_PROJECT,
         emulator="fake-gcs-server",
-        how="container",
-        startup_seconds=running.startup_seconds,
-        _stop=running.stop,
+        how=how,
+        startup_seconds=started.startup_seconds,
+        _stop=started.stop,
     )
 
 
-_AZURITE_FLAGS = [
-    "--inMemoryPersistence",
-    "--skipApiVersionCheck",  # the SDK's API version is newer than Azurite's
-    "--loose",
-    "--disableTelemetry",  # without it Azurite tries to reach the internet
-    "--silent",
-]
+def _azurite_blob_arguments(host: str, port: int) -> list[str]:
+    """The Blob service's arguments, the same for the image and for the npm package."""
+    return [
+        "--blobHost",
+        host,
+        "--blobPort",
+        str(port),
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",  # the SDK's API version is newer than Azurite's
+        "--loose",
+        "--disableTelemetry",  # without it Azurite tries to reach the internet
+        "--silent",
+    ]
 
 
 def start_azure_container() -> AzureServer:
@@ -702,20 +689,16 @@ def start_azure_container() -> AzureServer:
         container_port=10000,
         command=lambda host, port, _published: [
             "azurite-blob",
-            "--blobHost",
-            host,
-            "--blobPort",
-            str(port),
-            *_AZURITE_FLAGS,
+            *_azurite_blob_arguments(host, port),
         ],
         probe_path=f"/{AZURITE_ACCOUNT_NAME}?comp=list",
         timeout=start_timeout(),
     )
-    return _azurite_server(running.host_port, "container", running.startup_seconds, running.stop)
+    return _azurite_server(running, "container")
 
 
-def _azurite_server(port: int, how: How, seconds: float, stop: _Stop) -> AzureServer:
-    blob_endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT_NAME}"
+def _azurite_server(started: StartedServer, how: How) -> AzureServer:
+    blob_endpoint = f"http://127.0.0.1:{started.host_port}/{AZURITE_ACCOUNT_NAME}"
     return AzureServer(
         connection_string=azurite_connection_string(blob_endpoint),
         blob_endpoint=blob_endpoint,
@@ -723,8 +706,8 @@ def _azurite_server(port: int, how: How, seconds: float, stop: _Stop) -> AzureSe
         account_key=AZURITE_ACCOUNT_KEY,
         emulator="azurite",
         how=how,
-        startup_seconds=seconds,
-        _stop=stop,
+        startup_seconds=started.startup_seconds,
+        _stop=started.stop,
     )
 
 
@@ -733,7 +716,7 @@ def _azurite_server(port: int, how: How, seconds: float, stop: _Stop) -> AzureSe
 
 def _start_process(
     name: str, argv_for: Callable[[int], list[str]], probe_path: str
-) -> tuple[int, float, ManagedProcess]:
+) -> StartedServer:
     """Start ``argv_for(port)`` on a free port and wait until ``probe_path`` answers.
 
     Retried on a fresh port when the process exits early (another process may
@@ -751,18 +734,25 @@ def _start_process(
                 raise
             last_error = error
             continue
-        return port, seconds, process
+        return StartedServer(host_port=port, startup_seconds=seconds, stop=process.stop)
     assert last_error is not None
     raise last_error
 
 
 def _require_modules(what: str, *modules: str) -> None:
-    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    missing = [module for module in modules if not _importable(module)]
     if missing:
         raise ServerStartError(f"{what} needs {', '.join(missing)}: {SERVERS_EXTRA_HINT}")
 
 
-def _start_moto() -> tuple[int, float, ManagedProcess]:
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
+
+
+def _start_moto() -> StartedServer:
     _require_modules("the S3 server", "moto", "flask", "boto3")
     return _start_process(
         "moto",
@@ -773,18 +763,8 @@ def _start_moto() -> tuple[int, float, ManagedProcess]:
 
 def start_s3_process() -> S3Server:
     """moto's S3 server (``python -m moto.server``, from moto[server]) on 127.0.0.1."""
-    port, seconds, process = _start_moto()
-    return S3Server(
-        endpoint_url=f"http://127.0.0.1:{port}",
-        access_key=EMULATOR_ACCESS_KEY,
-        secret_key=EMULATOR_SECRET_KEY,
-        region=EMULATOR_REGION,
-        emulator="moto",
-        how="process",
-        startup_seconds=seconds,
-        checks_signatures=False,
-        _stop=process.stop,
-    )
+    keys = (EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY)
+    return _loopback_s3_server(_start_moto(), keys, "moto", "process", checks_signatures=False)
 
 
 # The inline policy of the authenticating moto's user: all of S3, and IAM, so
@@ -805,8 +785,8 @@ def start_moto_with_auth() -> S3Server:
     policy allows S3 and IAM, and its access key, then sets that number to 0. From then on
     every request must be signed with that key and is checked like S3 checks it.
     """
-    port, seconds, process = _start_moto()
-    endpoint = f"http://127.0.0.1:{port}"
+    started = _start_moto()
+    endpoint = f"http://127.0.0.1:{started.host_port}"
     try:
         import boto3
 
@@ -829,19 +809,10 @@ def start_moto_with_auth() -> S3Server:
         with urllib.request.build_opener(*handlers).open(request, timeout=30) as reply:
             reply.read()
     except Exception as error:
-        process.stop()
+        started.stop()
         raise ServerStartError(f"could not switch on moto's authentication: {error}") from error
-    return S3Server(
-        endpoint_url=endpoint,
-        access_key=key["AccessKeyId"],
-        secret_key=key["SecretAccessKey"],
-        region=EMULATOR_REGION,
-        emulator="moto",
-        how="process",
-        startup_seconds=seconds,
-        checks_signatures=True,
-        _stop=process.stop,
-    )
+    keys = (key["AccessKeyId"], key["SecretAccessKey"])
+    return _loopback_s3_server(started, keys, "moto", "process", checks_signatures=True)
 
 
 def start_rgw_process() -> S3Server:
@@ -859,12 +830,12 @@ def start_rgw_process() -> S3Server:
     if bash is None:
         raise ServerUnavailableError("the kit's RGW start script needs bash")
     keys = _rgw_credentials()
-    port, seconds, process = _start_process(
+    started = _start_process(
         "rgw",
         lambda port: [bash, str(_RGW_SCRIPT), *_rgw_arguments(".", "127.0.0.1", port, keys)],
         "/",
     )
-    return _rgw_server(port, keys, "process", seconds, process.stop)
+    return _loopback_s3_server(started, keys, "rgw", "process", checks_signatures=True)
 
 
 def _which(command: str) -> str | None:
@@ -905,19 +876,12 @@ def fake_gcs_server_binary() -> Path:
 def start_gcs_process() -> GCSServer:
     """fake-gcs-server (in-memory backend, plain HTTP) on 127.0.0.1."""
     binary = str(fake_gcs_server_binary())
-    port, seconds, process = _start_process(
+    started = _start_process(
         "fake-gcs-server",
         lambda port: [binary, *_fake_gcs_arguments("127.0.0.1", port, port)],
         "/storage/v1/b",
     )
-    return GCSServer(
-        endpoint_url=f"http://127.0.0.1:{port}",
-        project=EMULATOR_GCS_PROJECT,
-        emulator="fake-gcs-server",
-        how="process",
-        startup_seconds=seconds,
-        _stop=process.stop,
-    )
+    return _fake_gcs_server(started, "process")
 
 
 def _azurite_gc_interval_s() -> float:
@@ -949,22 +913,12 @@ def start_azure_process() -> AzureServer:
     debug = ["--debug", debug_log] if debug_log else []
 
     def argv(port: int) -> list[str]:
-        return [
-            node,
-            str(_AZURITE_LAUNCHER),
-            main,
-            gc_interval_ms,
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            *_AZURITE_FLAGS,
-            *debug,
-        ]
+        launch = [node, str(_AZURITE_LAUNCHER), main, gc_interval_ms]
+        return [*launch, *_azurite_blob_arguments("127.0.0.1", port), *debug]
 
-    port, seconds, process = _start_process(
+    started = _start_process(
         "azurite",
         argv,
         f"/{AZURITE_ACCOUNT_NAME}?comp=list",
     )
-    return _azurite_server(port, "process", seconds, process.stop)
+    return _azurite_server(started, "process")

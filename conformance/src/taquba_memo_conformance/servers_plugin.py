@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, TypeVar
 
 import pytest
 
@@ -82,14 +82,21 @@ def _uncaptured(config: pytest.Config) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def default_s3_server() -> Iterator[S3Server]:
-    """The session's default S3 server: env, else a container, else a moto process."""
-    server = resolve_s3_server()
+_ServerT = TypeVar("_ServerT", S3Server, GCSServer, AzureServer)
+
+
+def _closed_at_session_end(server: _ServerT) -> Iterator[_ServerT]:
+    """A session fixture's body: hand out ``server``, and stop it when the session ends."""
     try:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def default_s3_server() -> Iterator[S3Server]:
+    """The session's default S3 server: env, else a container, else a moto process."""
+    yield from _closed_at_session_end(resolve_s3_server())
 
 
 @pytest.fixture(scope="session")
@@ -120,30 +127,19 @@ def rgw_server() -> Iterator[S3Server]:
         if _servers_required():
             pytest.fail(f"{REQUIRE_SERVERS_ENV} is set but Ceph RGW is unavailable: {error}")
         pytest.skip(f"Ceph RGW is unavailable: {error}")
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _closed_at_session_end(server)
 
 
 @pytest.fixture(scope="session")
 def moto_auth_server() -> Iterator[S3Server]:
     """A moto process with its IAM authentication on: it refuses a request signed wrongly."""
-    server = start_moto_with_auth()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _closed_at_session_end(start_moto_with_auth())
 
 
 @pytest.fixture(scope="session")
 def gcs_server() -> Iterator[GCSServer]:
     """A GCS (JSON API) server; call ``gcs_server.new_bucket()`` for a bucket of your own."""
-    server = resolve_gcs_server()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _closed_at_session_end(resolve_gcs_server())
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +147,4 @@ def azure_server(pytestconfig: pytest.Config) -> Iterator[AzureServer]:
     """An Azure Blob server; call ``azure_server.new_container()`` for a container of your own."""
     with _uncaptured(pytestconfig):  # a first run's Azurite install says so on the terminal
         server = resolve_azure_server()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _closed_at_session_end(server)

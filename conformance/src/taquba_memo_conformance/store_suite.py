@@ -8,12 +8,20 @@ backend under test (the ``store`` fixture).
 
 from __future__ import annotations
 
-from taquba_memo import MemoBackend, MemoStore, TerminalMarker
+from taquba_memo import Memo, MemoBackend, MemoStore, TerminalMarker
 
 from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace, byte_order, sha256_hex
 
 __all__ = ["MemoStoreTests"]
+
+
+async def _assert_kept_apart(*writes: tuple[Memo, str, bytes]) -> None:
+    """Put each ``(memo, user key, value)``, then read each back: every one kept its own value."""
+    for memo, key, value in writes:
+        await memo.put(key, value)
+    for memo, key, value in writes:
+        assert await memo.get(key) == value, f"{key!r} in {memo!r}"
 
 
 class MemoStoreTests(SuiteBase):
@@ -38,24 +46,15 @@ class MemoStoreTests(SuiteBase):
 
     async def test_store_run_id_namespaces_are_isolated(self, store: MemoStore) -> None:
         in_run_a, in_run_b = store.new_memo("run-a", 0), store.new_memo("run-b", 0)
-        await in_run_a.put("k", b"value-a")
-        await in_run_b.put("k", b"value-b")
-        assert await in_run_a.get("k") == b"value-a"
-        assert await in_run_b.get("k") == b"value-b"
+        await _assert_kept_apart((in_run_a, "k", b"value-a"), (in_run_b, "k", b"value-b"))
 
     async def test_store_step_number_namespaces_are_isolated(self, store: MemoStore) -> None:
         at_step_0, at_step_1 = store.new_memo("run-1", 0), store.new_memo("run-1", 1)
-        await at_step_0.put("k", b"step-0")
-        await at_step_1.put("k", b"step-1")
-        assert await at_step_0.get("k") == b"step-0"
-        assert await at_step_1.get("k") == b"step-1"
+        await _assert_kept_apart((at_step_0, "k", b"step-0"), (at_step_1, "k", b"step-1"))
 
     async def test_store_distinct_user_keys_map_to_distinct_entries(self, store: MemoStore) -> None:
         memo = store.new_memo("run-1", 0)
-        await memo.put("k1", b"one")
-        await memo.put("k2", b"two")
-        assert await memo.get("k1") == b"one"
-        assert await memo.get("k2") == b"two"
+        await _assert_kept_apart((memo, "k1", b"one"), (memo, "k2", b"two"))
 
     async def test_store_awkward_user_keys_round_trip(self, store: MemoStore) -> None:
         # User keys are hashed before they become a path segment, so "/",

@@ -55,7 +55,6 @@ import urllib.parse
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
@@ -350,12 +349,7 @@ class CountingProxy:
     def __enter__(self: _Proxy) -> _Proxy:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- counting --------------------------------------------------------------
