@@ -255,12 +255,18 @@ def merge_counts_into_last_run(counted: dict[str, Any], path: Path) -> dict[str,
     merged: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     for name, target in counted["targets"].items():
         merged["targets"].setdefault(name, {}).update(target)
-    merged["counts_run"] = {
+    run = {
         "started": counted["started"],
         "seconds": counted["seconds"],
         "params": counted["params"],
         "machine": counted["machine"],
+        "targets": sorted(counted["targets"]),
     }
+    # Counts-only runs of other targets since the last full run are kept beside this one.
+    merged["counts_runs"] = [
+        *(r for r in merged.get("counts_runs", []) if set(r["targets"]) - set(run["targets"])),
+        run,
+    ]
     return merged
 
 

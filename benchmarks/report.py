@@ -75,6 +75,13 @@ def render(results: dict[str, Any]) -> str:
         f"before and {machine['load_after']} after (shared with other work); "
         f"Python {machine['python']}; {machine['packages']}.",
     ]
+    for again in results.get("counts_runs", []):
+        out[-1] += (
+            f" The request counts (sections 1-3) of {', '.join(again['targets'])} are from a "
+            f"later, counts-only run of {again['started']} ({again['seconds'] / 60:.1f} min, "
+            f"load average {again['machine']['load_before']} before and "
+            f"{again['machine'].get('load_after', '?')} after)."
+        )
 
     out += _section(
         "### 1. HTTP requests per operation (counted by a proxy on 127.0.0.1)",
@@ -105,24 +112,46 @@ def render(results: dict[str, Any]) -> str:
         rows,
     )
 
+    counted = results["counts_runs"][-1]["params"] if "counts_runs" in results else params
+    expired, per_run = counted["expired"], counted["entries_per_expired"]
+    listing_floor = min(expired, math.ceil(expired * per_run / 1000))
     rows = []
-    marker_target = math.ceil(params["expired"] / 1000) + 1
-    for name, _target, sweep in _measured(results, "sweep_requests"):
-        pages = sweep["requests"].get("list-markers", 0)
-        cleared = f"{sweep['runs_cleared']}/{sweep['expired']}"
-        deleted, requests = str(sweep["entries_deleted"]), _requests(sweep["requests"])
-        met = _met(pages <= marker_target)
-        rows.append([name, cleared, deleted, str(pages), requests, _errors(sweep), met])
+    for name, target, sweep in _measured(results, "sweep_requests"):
+        batch, kinds = target["max_delete_batch"], sweep["requests"]
+        deletes = kinds.get("batch", 0) + kinds.get("delete", 0)
+        delete_floor = math.ceil(expired * per_run / batch) + math.ceil(expired / batch)
+        listings = kinds.get("list", 0)
+        met = _met(listings <= listing_floor and deletes <= delete_floor)
+        rows.append(
+            [
+                name,
+                f"{sweep['runs_cleared']}/{sweep['expired']}",
+                f"{sweep['entries_deleted']:,}",
+                sweep.get("strategy", "?"),
+                str(kinds.get("list-markers", 0)),
+                str(listings),
+                str(deletes),
+                _requests(kinds),
+                _errors(sweep),
+                f"{listing_floor} + {delete_floor}",
+                met,
+            ]
+        )
     out += _section(
-        f"### 3. sweep over {params['markers']:,} markers, {params['expired']} expired "
-        f"({params['entries_per_expired']} entries each)",
-        "`list-markers` counts pages of the terminals listing; target "
-        f"ceil({params['expired']}/1000)+1 = {marker_target}. "
-        "The rest is per expired run: one listing of its entries, its deletes, the marker's "
-        "delete. The reference sweeper lists all markers on every pass "
-        f"({math.ceil(params['markers'] / 1000)} pages).",
-        "adapter | runs cleared | entries deleted | marker pages | all requests | "
-        "5xx (retried) | met",
+        f"### 3. sweep over {counted['markers']:,} markers, {expired} expired "
+        f"({per_run} entries each)",
+        "`MemoStore.sweep()` with its default strategy (`auto`). Floors, for R expired runs "
+        "of E entries among N memo entries in all, B the adapter's max_delete_batch: "
+        "min(R, ceil(N/1000)) entry listings, ceil(R*E/B) + ceil(R/B) delete requests "
+        f"(here N = {expired * per_run:,}: the sweep's prefix holds only the expired runs). "
+        "`marker pages`: `auto` reads on past the cutoff, up to 99 unexpired markers per "
+        "expired one, to learn whether one scan of the memo prefix is cheaper than a "
+        "listing per run. The reference lists every marker "
+        f"({math.ceil(counted['markers'] / 1000)} pages), one listing per run and one "
+        f"DELETE per entry and per marker: {math.ceil(counted['markers'] / 1000)} + "
+        f"{expired} + {expired * per_run + expired:,} requests.",
+        "adapter | runs cleared | entries deleted | strategy | marker pages | entry listings "
+        "| delete requests | all requests | 5xx (retried) | floor (listings + deletes) | met",
         rows,
     )
 
