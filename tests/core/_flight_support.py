@@ -54,7 +54,7 @@ async def settle() -> None:
 
 async def start_in_turn(*calls: Awaitable[Any]) -> list[asyncio.Future[Any]]:
     """Start each call as a task, letting it settle before the next one starts."""
-    tasks = []
+    tasks: list[asyncio.Future[Any]] = []
     for call in calls:
         tasks.append(asyncio.ensure_future(call))
         await settle()

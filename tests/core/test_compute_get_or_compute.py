@@ -42,7 +42,7 @@ WITHOUT_CONDITIONAL_PUT = Capabilities(
 
 def backend_without_conditional_put(class_name: str) -> RecordingBackend:
     """A backend of a class of its own (the core warns once per class) that cannot put-if-absent."""
-    backend_class = type(class_name, (RecordingBackend,), {})
+    backend_class: type[RecordingBackend] = type(class_name, (RecordingBackend,), {})
     return backend_class(InMemoryBackend(), capabilities=WITHOUT_CONDITIONAL_PUT)
 
 

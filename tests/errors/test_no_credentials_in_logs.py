@@ -33,11 +33,7 @@ from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import BackendError, MemoBackend, MemoStore
 from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy, classify_request
-from taquba_memo_conformance.servers import (
-    AzureServer,
-    GCSServer,
-    S3Server,
-)
+from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
 from taquba_memo_minio import default_retry
 from taquba_memo_obstore import ObstoreBackend
@@ -53,6 +49,13 @@ from ..builders import (
 )
 from ..conftest import ReliabilityFigures
 from ..otel_support import Telemetry, captured_telemetry
+from ..server_needs import (
+    AZURITE_FOR_OBSTORE,
+    FAKE_GCS_FOR_OBSTORE,
+    GCS_CHECKING_NO_TOKENS,
+    PLAIN_HTTP_AZURE,
+    S3_CHECKING_NO_KEYS,
+)
 
 assert captured_telemetry  # the fixture, found by pytest under the name "otel"
 
@@ -80,13 +83,15 @@ OBSTORE_CLIENT: Any = {"allow_http": True, "timeout": "5s", "connect_timeout": "
 OBSTORE_RETRY: Any = {"max_retries": 1, "retry_timeout": timedelta(seconds=5)}
 
 
+def bucket_behind_a_proxy(server: S3Server | GCSServer) -> tuple[str, FaultProxy]:
+    """A new bucket on ``server``, and a fault proxy started in front of the server."""
+    return server.new_bucket(), FaultProxy(server.endpoint_url).start()
+
+
 @contextlib.asynccontextmanager
 async def minio(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: S3Server = request.getfixturevalue("s3_server")
-    if server.emulator != "moto":
-        pytest.skip("planting a made-up secret key needs a server that checks none (moto)")
-    bucket = server.new_bucket()
-    proxy = FaultProxy(server.endpoint_url).start()
+    server = S3_CHECKING_NO_KEYS.server(request)
+    bucket, proxy = bucket_behind_a_proxy(server)
     options: dict[str, Any] = {
         "secret_key": SECRET_KEY,
         "session_token": SESSION_TOKEN,
@@ -102,11 +107,8 @@ async def minio(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
 
 @contextlib.asynccontextmanager
 async def gcs(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: GCSServer = request.getfixturevalue("gcs_server")
-    if server.emulator is None:
-        pytest.skip("planting a made-up token needs a server that checks none (fake-gcs-server)")
-    bucket = server.new_bucket()
-    proxy = FaultProxy(server.endpoint_url).start()
+    server = GCS_CHECKING_NO_TOKENS.server(request)
+    bucket, proxy = bucket_behind_a_proxy(server)
 
     token = TokenCredentials(token=BEARER_TOKEN)  # type: ignore[no-untyped-call]
     clients = [
@@ -140,9 +142,7 @@ def sas_connection_string(server: AzureServer, container: str, endpoint: str) ->
 
 @contextlib.asynccontextmanager
 async def azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: AzureServer = request.getfixturevalue("azure_server")
-    if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
-        pytest.skip("the fault proxy forwards plain HTTP only")
+    server = PLAIN_HTTP_AZURE.server(request)
     container = server.new_container()
     proxy = FaultProxy(azurite_url(server)).start()
     # The account key signs every request of one backend, a SAS those of the other.
@@ -160,11 +160,8 @@ async def azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
 
 @contextlib.asynccontextmanager
 async def obstore_s3(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: S3Server = request.getfixturevalue("s3_server")
-    if server.emulator != "moto":
-        pytest.skip("planting a made-up secret key needs a server that checks none (moto)")
-    bucket = server.new_bucket()
-    proxy = FaultProxy(server.endpoint_url).start()
+    server = S3_CHECKING_NO_KEYS.server(request)
+    bucket, proxy = bucket_behind_a_proxy(server)
 
     def store(name: str, endpoint: str | None = None) -> S3Store:
         return obstore_s3_store(
@@ -185,9 +182,7 @@ async def obstore_s3(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
 
 @contextlib.asynccontextmanager
 async def obstore_azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: AzureServer = request.getfixturevalue("azure_server")
-    if server.emulator != "azurite":
-        pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
+    server = AZURITE_FOR_OBSTORE.server(request)
     container = server.new_container()
     proxy = FaultProxy(azurite_url(server)).start()
 
@@ -207,9 +202,7 @@ async def obstore_azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted
 
 @contextlib.asynccontextmanager
 async def obstore_gcs(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: GCSServer = request.getfixturevalue("gcs_server")
-    if server.emulator != "fake-gcs-server":
-        pytest.skip("obstore's GCS uploads reach fake-gcs-server through the XML proxy only")
+    server = FAKE_GCS_FOR_OBSTORE.server(request)
     bucket = server.new_bucket()
     with GcsXmlProxy(server.endpoint_url) as translator:
         proxy = FaultProxy(translator.url).start()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -28,11 +27,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy
-from taquba_memo_conformance.servers import (
-    AzureServer,
-    GCSServer,
-    S3Server,
-)
+from taquba_memo_conformance.servers import S3Server
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
 from taquba_memo_minio import default_retry
 from taquba_memo_obstore import ObstoreBackend
@@ -47,6 +42,12 @@ from ..builders import (
     obstore_s3_store,
 )
 from ..conftest import ReliabilityFigures
+from ..server_needs import (
+    AZURITE_FOR_OBSTORE,
+    FAKE_GCS_FOR_OBSTORE,
+    LOCAL_GCS_EMULATOR,
+    PLAIN_HTTP_AZURE,
+)
 from .fault_workload import CLIENT_TIMEOUT_S, STALL_S, Target, run_fault_profile
 
 if TYPE_CHECKING:
@@ -105,9 +106,7 @@ async def minio_target(
 
 @contextlib.asynccontextmanager
 async def gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: GCSServer = request.getfixturevalue("gcs_server")
-    if server.emulator is None:
-        pytest.skip("the fault proxy forwards plain HTTP to a local emulator only")
+    server = LOCAL_GCS_EMULATOR.server(request)
     bucket = server.new_bucket()
     proxy = fault_proxy(server.endpoint_url, "gcs")
     faulty_client, direct_client = gcs_client(server, endpoint=proxy.url), gcs_client(server)
@@ -127,9 +126,7 @@ async def gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
 
 @contextlib.asynccontextmanager
 async def azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: AzureServer = request.getfixturevalue("azure_server")
-    if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
-        pytest.skip("the fault proxy forwards plain HTTP only")
+    server = PLAIN_HTTP_AZURE.server(request)
     with server.temporary_container() as container:
         proxy = fault_proxy(azurite_url(server), "azure")
         faulty = azure_backend(
@@ -178,9 +175,7 @@ async def obstore_s3_target(
 
 @contextlib.asynccontextmanager
 async def obstore_azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: AzureServer = request.getfixturevalue("azure_server")
-    if server.emulator != "azurite":
-        pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
+    server = AZURITE_FOR_OBSTORE.server(request)
     with server.temporary_container() as container:
         azurite = azurite_url(server)
         proxy = fault_proxy(azurite, "obstore-azure")
@@ -198,9 +193,7 @@ async def obstore_azure_target(request: pytest.FixtureRequest) -> AsyncIterator[
 
 @contextlib.asynccontextmanager
 async def obstore_gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: GCSServer = request.getfixturevalue("gcs_server")
-    if server.emulator != "fake-gcs-server":
-        pytest.skip("obstore's GCS uploads reach fake-gcs-server through the kit's XML proxy only")
+    server = FAKE_GCS_FOR_OBSTORE.server(request)
     bucket = server.new_bucket()
     with GcsXmlProxy(server.endpoint_url) as translator:
         proxy = fault_proxy(translator.url, "obstore-gcs")
