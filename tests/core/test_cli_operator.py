@@ -32,6 +32,23 @@ from ._cli_support import (
 RUNS = 20
 ENTRIES_PER_RUN = 2
 
+# Local files, as a sweeper allowed to list and read but not to delete sees them.
+READ_ONLY_ADAPTER = """
+from taquba_memo import AccessDeniedError, DeleteManyError, LocalFileBackend
+
+class ReadOnlyBackend(LocalFileBackend):
+    async def delete_many(self, keys):
+        raise DeleteManyError({k: AccessDeniedError(f"403 AccessDenied on {k}") for k in keys})
+"""
+# Local files, as a sweeper allowed only to list and read sees them: no write, so no lease.
+LIST_ONLY_ADAPTER = """
+from taquba_memo import AccessDeniedError, LocalFileBackend
+
+class ListOnlyBackend(LocalFileBackend):
+    async def put(self, key, value, *, if_absent=False):
+        raise AccessDeniedError(f"403 AccessDenied on {key}")
+"""
+
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
@@ -142,19 +159,7 @@ class TestMistakesAreLoud:
     def test_a_sweeper_that_may_list_but_not_delete_exits_5_naming_the_permission_once(
         self, url: str, tmp_path: Path
     ) -> None:
-        site = install_local_files_adapter(
-            tmp_path / "site",
-            "readonly",
-            """
-            from taquba_memo import AccessDeniedError, DeleteManyError, LocalFileBackend
-
-            class ReadOnlyBackend(LocalFileBackend):
-                async def delete_many(self, keys):
-                    raise DeleteManyError(
-                        {key: AccessDeniedError(f"403 AccessDenied on {key}") for key in keys}
-                    )
-            """,
-        )
+        site = install_local_files_adapter(tmp_path / "site", "readonly", READ_ONLY_ADAPTER)
         denied_url = url.replace("file://", "readonly://", 1)
         for json_mode in (False, True):
             result = run_cli(
@@ -185,17 +190,7 @@ class TestMistakesAreLoud:
     def test_a_sweeper_that_may_only_list_is_told_what_the_lease_needs(
         self, url: str, tmp_path: Path
     ) -> None:
-        site = install_local_files_adapter(
-            tmp_path / "site",
-            "listonly",
-            """
-            from taquba_memo import AccessDeniedError, LocalFileBackend
-
-            class ListOnlyBackend(LocalFileBackend):
-                async def put(self, key, value, *, if_absent=False):
-                    raise AccessDeniedError(f"403 AccessDenied on {key}")
-            """,
-        )
+        site = install_local_files_adapter(tmp_path / "site", "listonly", LIST_ONLY_ADAPTER)
         result = run_cli(
             "--url", url.replace("file://", "listonly://", 1), "--prefix", "agents",
             "sweep", "--older-than", "7d", env={"PYTHONPATH": str(site)},
