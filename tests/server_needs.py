@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,11 @@ LOCAL_GCS_EMULATOR = ServerNeed[GCSServer](
     lambda server: server.emulator is not None,
     "the fault proxy forwards plain HTTP to a local emulator only",
 )
+#: A made-up bearer token: an emulator, which checks none (fake-gcs-server).
+GCS_CHECKING_NO_TOKENS = dataclasses.replace(
+    LOCAL_GCS_EMULATOR,
+    reason="planting a made-up token needs a server that checks none (fake-gcs-server)",
+)
 #: obstore's Azure store on Azurite, the one server its emulator mode reaches.
 AZURITE_FOR_OBSTORE = ServerNeed[AzureServer](
     "azure_server",
@@ -62,10 +68,4 @@ S3_CHECKING_NO_KEYS = ServerNeed[S3Server](
     "s3_server",
     lambda server: server.emulator == "moto",
     "planting a made-up secret key needs a server that checks none (moto)",
-)
-#: A made-up bearer token: a server that checks none (fake-gcs-server).
-GCS_CHECKING_NO_TOKENS = ServerNeed[GCSServer](
-    "gcs_server",
-    lambda server: server.emulator is not None,
-    "planting a made-up token needs a server that checks none (fake-gcs-server)",
 )
