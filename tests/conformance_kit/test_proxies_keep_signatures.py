@@ -35,48 +35,25 @@ WRONG_SECRET = "a-wrong-secret-0123456789abcdef"
 WRONG_ACCOUNT_KEY = "d3JvbmctYWNjb3VudC1rZXktMDEyMzQ1Njc4OWFiY2RlZg=="
 
 
-@contextlib.contextmanager
-def counting(upstream: str) -> Iterator[str]:
-    with CountingProxy(upstream) as proxy:
-        yield proxy.url
+def forwarding(
+    proxy_type: Callable[..., CountingProxy], **options: Any
+) -> Callable[[str], contextlib.AbstractContextManager[str]]:
+    """A proxy of ``proxy_type`` started in front of an upstream: its address while in use."""
 
+    @contextlib.contextmanager
+    def started(upstream: str) -> Iterator[str]:
+        with proxy_type(upstream, **options) as proxy:
+            yield proxy.url
 
-@contextlib.contextmanager
-def faulting(upstream: str) -> Iterator[str]:
-    with FaultProxy(upstream) as proxy:  # no fault configured: it forwards only
-        yield proxy.url
-
-
-@contextlib.contextmanager
-def recording(upstream: str) -> Iterator[str]:
-    with GcsXmlProxy(upstream, translate_uploads=False) as proxy:
-        yield proxy.url
-
-
-@contextlib.contextmanager
-def s3_proxy(upstream: str) -> Iterator[str]:
-    proxy = S3Proxy(upstream).start()
-    try:
-        yield proxy.url
-    finally:
-        proxy.close()
-
-
-@contextlib.contextmanager
-def gcs_proxy(upstream: str) -> Iterator[str]:
-    proxy = GCSProxy(upstream).start()
-    try:
-        yield proxy.endpoint_url
-    finally:
-        proxy.close()
+    return started
 
 
 PROXIES: dict[str, Callable[[str], contextlib.AbstractContextManager[str]]] = {
-    "counting": counting,
-    "fault": faulting,
-    "gcs-xml": recording,
-    "s3": s3_proxy,
-    "gcs": gcs_proxy,
+    "counting": forwarding(CountingProxy),
+    "fault": forwarding(FaultProxy),  # no fault configured: it forwards only
+    "gcs-xml": forwarding(GcsXmlProxy, translate_uploads=False),
+    "s3": forwarding(S3Proxy),
+    "gcs": forwarding(GCSProxy),
 }
 
 

@@ -25,6 +25,8 @@ from taquba_memo_conformance._azurite import _exclusive, cache_root, ensure_azur
 from taquba_memo_conformance._processes import ManagedProcess, ServerStartError, free_port
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 
+from .listening_sockets import LOOPBACK_V4, listening_addresses
+
 ENV_PREFIX = "TAQUBA_MEMO_"
 
 Server = S3Server | GCSServer | AzureServer
@@ -78,22 +80,6 @@ def port_of(server: Server) -> int:
     port = urllib.parse.urlsplit(endpoint_of(server)).port
     assert port is not None
     return port
-
-
-def listening_addresses(port: int) -> set[str]:
-    """Local addresses with a TCP socket listening on ``port``, read from /proc/net/tcp{,6}."""
-    found: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                address, port_hex = fields[1].rsplit(":", 1)
-                if int(port_hex, 16) == port and fields[3] == "0A":  # 0A = LISTEN
-                    found.add(address)
-    return found
-
-
-LOOPBACK_V4 = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
 
 
 # --------------------------------------------------------------------------- from scratch

@@ -3,7 +3,6 @@ fake-gcs-server through testcontainers. `just containers-gcs` provides such an e
 
 from __future__ import annotations
 
-import contextlib
 import os
 import urllib.parse
 import urllib.request
@@ -12,6 +11,8 @@ from pathlib import Path
 import pytest
 from taquba_memo_conformance import servers
 from taquba_memo_conformance.servers import GCSServer
+
+from .listening_sockets import LOOPBACK_V4, listening_addresses
 
 if os.environ.get("TAQUBA_MEMO_GCS_ENDPOINT"):
     pytest.skip(
@@ -52,15 +53,8 @@ def test_the_gcs_fixture_runs_fake_gcs_server_in_a_container(gcs_server: GCSServ
 )
 def test_the_container_answers_on_loopback_only(gcs_server: GCSServer) -> None:
     port = urllib.parse.urlsplit(gcs_server.endpoint_url).port
-    listening: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                address, port_hex = fields[1].rsplit(":", 1)
-                if int(port_hex, 16) == port and fields[3] == "0A":
-                    listening.add(address)
-    assert listening == {"0100007F"}  # 127.0.0.1
+    assert port is not None
+    assert listening_addresses(port) == {LOOPBACK_V4}
 
 
 def test_buckets_and_objects_round_trip_through_the_container(gcs_server: GCSServer) -> None:

@@ -3,7 +3,6 @@ keys, that checks signatures, and leaves no process and no directory behind when
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +13,11 @@ from botocore.exceptions import ClientError
 from taquba_memo_conformance import servers
 from taquba_memo_conformance.servers import S3Server, ServerUnavailableError
 
+from .listening_sockets import LOOPBACK_V4, listening_addresses_of
+
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads processes and sockets from Linux /proc"
 )
-
-LOOPBACK_V4 = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
 
 
 def cluster_processes(marker: str) -> dict[int, str]:
@@ -34,27 +33,6 @@ def cluster_processes(marker: str) -> dict[int, str]:
         if any(marker.encode() in argument for argument in argv):
             found[int(entry.name)] = Path(argv[0].decode(errors="replace")).name
     return found
-
-
-def listening_addresses_of(pids: set[int]) -> set[str]:
-    """The local addresses of the TCP sockets these processes listen on."""
-    inodes: set[str] = set()
-    for pid in pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        for fd in fd_dir.iterdir() if fd_dir.exists() else []:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[len("socket:[") : -1])
-    addresses: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
-                addresses.add(fields[1].rsplit(":", 1)[0])
-    return addresses
 
 
 @pytest.fixture(scope="module")

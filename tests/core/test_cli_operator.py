@@ -24,25 +24,36 @@ from ._cli_support import (
     SCRIPT,
     TIMEOUT_S,
     clean_env,
-    install_adapter,
+    install_local_files_adapter,
+    local_store_of_ended_runs,
     run_cli,
 )
 
 RUNS = 20
 ENTRIES_PER_RUN = 2
 
+# Local files, as a sweeper allowed to list and read but not to delete sees them.
+READ_ONLY_ADAPTER = """
+from taquba_memo import AccessDeniedError, DeleteManyError, LocalFileBackend
+
+class ReadOnlyBackend(LocalFileBackend):
+    async def delete_many(self, keys):
+        raise DeleteManyError({k: AccessDeniedError(f"403 AccessDenied on {k}") for k in keys})
+"""
+# Local files, as a sweeper allowed only to list and read sees them: no write, so no lease.
+LIST_ONLY_ADAPTER = """
+from taquba_memo import AccessDeniedError, LocalFileBackend
+
+class ListOnlyBackend(LocalFileBackend):
+    async def put(self, key, value, *, if_absent=False):
+        raise AccessDeniedError(f"403 AccessDenied on {key}")
+"""
+
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     """A local store, prefix 'agents': 20 runs (run-00 ...) of 2 entries, all ended long ago."""
-    store_url = (tmp_path / "store").as_uri()
-    with open_store(store_url, prefix="agents") as store:
-        for number in range(RUNS):
-            run_id = f"run-{number:02}"
-            for step in range(ENTRIES_PER_RUN):
-                store.new_memo(run_id, step).put("k", b"v")
-            store.write_terminal_marker(run_id, 1_000 + number)
-    return store_url
+    return local_store_of_ended_runs(tmp_path / "store", RUNS, [("k", b"v")] * ENTRIES_PER_RUN)
 
 
 def runs_left(url: str) -> tuple[set[str], set[str]]:
@@ -148,27 +159,7 @@ class TestMistakesAreLoud:
     def test_a_sweeper_that_may_list_but_not_delete_exits_5_naming_the_permission_once(
         self, url: str, tmp_path: Path
     ) -> None:
-        site = install_adapter(
-            tmp_path / "site",
-            "readonly",
-            textwrap.dedent(
-                """
-                from taquba_memo import AccessDeniedError, DeleteManyError, LocalFileBackend
-                from taquba_memo.urls import open_backend
-
-                class ReadOnlyBackend(LocalFileBackend):
-                    async def delete_many(self, keys):
-                        raise DeleteManyError(
-                            {key: AccessDeniedError(f"403 AccessDenied on {key}") for key in keys}
-                        )
-
-                def open_url(url):
-                    return ReadOnlyBackend(
-                        open_backend(url.replace("readonly://", "file://", 1)).root
-                    )
-                """
-            ),
-        )
+        site = install_local_files_adapter(tmp_path / "site", "readonly", READ_ONLY_ADAPTER)
         denied_url = url.replace("file://", "readonly://", 1)
         for json_mode in (False, True):
             result = run_cli(
@@ -199,25 +190,7 @@ class TestMistakesAreLoud:
     def test_a_sweeper_that_may_only_list_is_told_what_the_lease_needs(
         self, url: str, tmp_path: Path
     ) -> None:
-        site = install_adapter(
-            tmp_path / "site",
-            "listonly",
-            textwrap.dedent(
-                """
-                from taquba_memo import AccessDeniedError, LocalFileBackend
-                from taquba_memo.urls import open_backend
-
-                class ListOnlyBackend(LocalFileBackend):
-                    async def put(self, key, value, *, if_absent=False):
-                        raise AccessDeniedError(f"403 AccessDenied on {key}")
-
-                def open_url(url):
-                    return ListOnlyBackend(
-                        open_backend(url.replace("listonly://", "file://", 1)).root
-                    )
-                """
-            ),
-        )
+        site = install_local_files_adapter(tmp_path / "site", "listonly", LIST_ONLY_ADAPTER)
         result = run_cli(
             "--url", url.replace("file://", "listonly://", 1), "--prefix", "agents",
             "sweep", "--older-than", "7d", env={"PYTHONPATH": str(site)},
@@ -237,7 +210,6 @@ SLOW_ADAPTER = textwrap.dedent(
     import os
 
     from taquba_memo import LocalFileBackend
-    from taquba_memo.urls import open_backend
 
     class SlowBackend(LocalFileBackend):
         '''Local files, two keys a delete batch, each batch slow: a sweep takes seconds.'''
@@ -250,16 +222,13 @@ SLOW_ADAPTER = textwrap.dedent(
             await super().delete_many(keys)
             open(os.environ["SWEEP_STARTED"], "a").close()
             await asyncio.sleep(0.2)
-
-    def open_url(url):
-        return SlowBackend(open_backend(url.replace("slow://", "file://", 1)).root)
     """
 )
 
 
 def start_slow_sweep(url: str, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     """Start a slow sweep through the installed script; return once it is deleting."""
-    site = install_adapter(tmp_path / "site", "slow", SLOW_ADAPTER)
+    site = install_local_files_adapter(tmp_path / "site", "slow", SLOW_ADAPTER)
     started = tmp_path / "started"
     process = subprocess.Popen(
         [
@@ -340,7 +309,6 @@ SLOW_LISTING_ADAPTER = textwrap.dedent(
     import os
 
     from taquba_memo import LocalFileBackend
-    from taquba_memo.urls import open_backend
 
     class SlowListing(LocalFileBackend):
         async def list_with_metadata(self, prefix):
@@ -348,16 +316,13 @@ SLOW_LISTING_ADAPTER = textwrap.dedent(
                 yield item
                 open(os.environ["LISTING_STARTED"], "a").close()
                 await asyncio.sleep(0.2)
-
-    def open_url(url):
-        return SlowListing(open_backend(url.replace("slowlist://", "file://", 1)).root)
     """
 )
 
 
 class TestEveryCommandEndsWithASummary:
     def test_runs_stopped_by_sigterm_says_how_far_it_got(self, url: str, tmp_path: Path) -> None:
-        site = install_adapter(tmp_path / "site", "slowlist", SLOW_LISTING_ADAPTER)
+        site = install_local_files_adapter(tmp_path / "site", "slowlist", SLOW_LISTING_ADAPTER)
         started = tmp_path / "started"
         process = subprocess.Popen(
             [str(SCRIPT), "--json", "--url", url.replace("file://", "slowlist://", 1),

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,9 +25,25 @@ from taquba_memo import (
 )
 from taquba_memo.layout import memo_key
 
+from ._flight_support import (
+    BlockingStep,
+    GatedStep,
+    settle,
+    start_in_turn,
+    wait_until,
+    wait_until_async,
+)
 from .conftest import RecordingBackend
 
-BOUND = 10_000  # iterations of a bounded wait; never a wall-clock assertion
+WITHOUT_CONDITIONAL_PUT = Capabilities(
+    ordered_listing=True, conditional_put=False, max_delete_batch=1000
+)
+
+
+def backend_without_conditional_put(class_name: str) -> RecordingBackend:
+    """A backend of a class of its own (the core warns once per class) that cannot put-if-absent."""
+    backend_class: type[RecordingBackend] = type(class_name, (RecordingBackend,), {})
+    return backend_class(InMemoryBackend(), capabilities=WITHOUT_CONDITIONAL_PUT)
 
 
 class Calls:
@@ -45,12 +60,6 @@ class Calls:
 
 def new_memo(backend: MemoBackend | None = None, run_id: str = "run") -> Memo:
     return MemoStore(backend or InMemoryBackend(), "memo").new_memo(run_id, 1)
-
-
-async def settle() -> None:
-    """Let every runnable task reach its next real suspension point."""
-    for _ in range(50):
-        await asyncio.sleep(0)
 
 
 class TestHitsAndMisses:
@@ -257,15 +266,7 @@ class TestFirstWriterWins:
     async def test_without_conditional_put_the_default_overwrites_and_warns_once(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        class OverwriteOnlyBackend(RecordingBackend):
-            pass
-
-        backend = OverwriteOnlyBackend(
-            InMemoryBackend(),
-            capabilities=Capabilities(
-                ordered_listing=True, conditional_put=False, max_delete_batch=1000
-            ),
-        )
+        backend = backend_without_conditional_put(class_name="OverwriteOnlyBackend")
         with caplog.at_level(logging.WARNING, logger="taquba_memo"):
             assert await new_memo(backend).get_or_compute("a", Calls(b"1")) == b"1"
             assert await new_memo(backend).get_or_compute("b", Calls(b"2")) == b"2"
@@ -277,26 +278,13 @@ class TestFirstWriterWins:
     async def test_choosing_overwrite_explicitly_does_not_warn(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        class QuietOverwriteBackend(RecordingBackend):
-            pass
-
-        backend = QuietOverwriteBackend(
-            InMemoryBackend(),
-            capabilities=Capabilities(
-                ordered_listing=True, conditional_put=False, max_delete_batch=1000
-            ),
-        )
+        backend = backend_without_conditional_put(class_name="QuietOverwriteBackend")
         with caplog.at_level(logging.WARNING, logger="taquba_memo"):
             await new_memo(backend).get_or_compute("a", Calls(), if_absent=False)
         assert "conditional_put" not in caplog.text
 
     async def test_if_absent_needs_conditional_put_and_fails_before_any_work(self) -> None:
-        backend = RecordingBackend(
-            InMemoryBackend(),
-            capabilities=Capabilities(
-                ordered_listing=True, conditional_put=False, max_delete_batch=1000
-            ),
-        )
+        backend = RecordingBackend(InMemoryBackend(), capabilities=WITHOUT_CONDITIONAL_PUT)
         fn = Calls()
         with pytest.raises(NotSupported):
             await new_memo(backend).get_or_compute("k", fn, if_absent=True)
@@ -319,59 +307,47 @@ class TestBadInput:
 class TestConcurrentCallersComputeOnce:
     async def test_concurrent_tasks_share_one_computation(self) -> None:
         memo = new_memo()
-        gate = asyncio.Event()
-        calls = 0
-
-        async def step() -> bytes:
-            nonlocal calls
-            calls += 1
-            await gate.wait()
-            return b"shared"
-
+        step = GatedStep(b"shared")
         tasks = [asyncio.ensure_future(memo.get_or_compute("k", step)) for _ in range(8)]
         await settle()
-        gate.set()
+        step.release()
         assert await asyncio.gather(*tasks) == [b"shared"] * 8
-        assert calls == 1
+        assert step.calls == 1
         assert _single_flight.in_progress() == 0
 
     async def test_followers_receive_the_leaders_exception_and_nothing_is_kept(self) -> None:
         memo = new_memo()
-        gate = asyncio.Event()
-
-        async def step() -> bytes:
-            await gate.wait()
-            raise RuntimeError("upstream down")
-
+        step = GatedStep(error=RuntimeError("upstream down"))
         tasks = [asyncio.ensure_future(memo.get_or_compute("k", step)) for _ in range(3)]
         await settle()
-        gate.set()
+        step.release()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, RuntimeError) for r in results)
         assert _single_flight.in_progress() == 0
         assert await memo.get_or_compute("k", Calls(b"recovered")) == b"recovered"
 
-    async def test_a_follower_of_a_cancelled_leader_waits_for_its_computation(self) -> None:
+    @pytest.mark.parametrize(
+        "cancelled",
+        [
+            pytest.param("leader", id="a follower of a cancelled leader waits for its computation"),
+            pytest.param("follower", id="a cancelled follower does not disturb the leader"),
+        ],
+    )
+    async def test_cancelling_one_caller_leaves_the_other_the_one_computation(
+        self, cancelled: str
+    ) -> None:
         memo = new_memo()
-        gate = asyncio.Event()
-        calls = 0
-
-        async def step() -> bytes:
-            nonlocal calls
-            calls += 1
-            await gate.wait()
-            return b"paid once"
-
-        leader = asyncio.ensure_future(memo.get_or_compute("k", step))
+        step = GatedStep(b"paid once")
+        leader, follower = await start_in_turn(
+            memo.get_or_compute("k", step), memo.get_or_compute("k", step)
+        )
+        gone, survivor = (leader, follower) if cancelled == "leader" else (follower, leader)
+        gone.cancel()
         await settle()
-        follower = asyncio.ensure_future(memo.get_or_compute("k", step))
-        await settle()
-        leader.cancel()
-        await settle()
-        gate.set()
-        assert await follower == b"paid once"
-        assert leader.cancelled()
-        assert calls == 1
+        step.release()
+        assert await survivor == b"paid once"
+        assert gone.cancelled()
+        assert step.calls == 1
         assert _single_flight.in_progress() == 0
 
     async def test_a_leader_cancelled_before_fn_started_hands_over_to_a_follower(
@@ -387,99 +363,59 @@ class TestConcurrentCallersComputeOnce:
 
         memo = new_memo(SlowReads(backend))
         fn = Calls(b"computed by the follower")
-        leader = asyncio.ensure_future(memo.get_or_compute("k", fn))
-        await settle()
-        follower = asyncio.ensure_future(memo.get_or_compute("k", fn))
-        await settle()
+        leader, follower = await start_in_turn(
+            memo.get_or_compute("k", fn), memo.get_or_compute("k", fn)
+        )
         leader.cancel()  # still reading: nothing was paid, so nothing runs on
         await settle()
         slow_reads.set()
         assert await follower == b"computed by the follower"
         assert fn.count == 1
 
-    async def test_a_cancelled_follower_does_not_disturb_the_leader(self) -> None:
-        memo = new_memo()
-        gate = asyncio.Event()
-
-        async def step() -> bytes:
-            await gate.wait()
-            return b"done"
-
-        leader = asyncio.ensure_future(memo.get_or_compute("k", step))
-        await settle()
-        follower = asyncio.ensure_future(memo.get_or_compute("k", step))
-        await settle()
-        follower.cancel()
-        await settle()
-        gate.set()
-        assert await leader == b"done"
-        assert follower.cancelled()
-
     async def test_followers_decode_with_their_own_codec(self) -> None:
         memo = new_memo()
-        gate = asyncio.Event()
-
-        async def step() -> Any:
-            await gate.wait()
-            return {"n": 1}
-
-        leader = asyncio.ensure_future(memo.get_or_compute("k", step, codec=JSONCodec()))
-        await settle()
-        raw = asyncio.ensure_future(memo.get_or_compute("k", Calls()))
-        await settle()
-        gate.set()
+        step = GatedStep({"n": 1})
+        leader, raw = await start_in_turn(
+            memo.get_or_compute("k", step, codec=JSONCodec()),
+            memo.get_or_compute("k", Calls()),
+        )
+        step.release()
         assert await leader == {"n": 1}
         assert await raw == b'{"n":1}'
 
     async def test_separate_backends_never_share_a_flight(self) -> None:
-        gate = asyncio.Event()
-        calls = 0
-
-        async def step() -> bytes:
-            nonlocal calls
-            calls += 1
-            await gate.wait()
-            return b"x"
-
+        step = GatedStep(b"x")
         # Same prefix, run, step and key, but two different buckets.
         tasks = [
             asyncio.ensure_future(new_memo(InMemoryBackend()).get_or_compute("k", step))
             for _ in range(2)
         ]
         await settle()
-        gate.set()
+        step.release()
         await asyncio.gather(*tasks)
-        assert calls == 2
+        assert step.calls == 2
 
     def test_threads_with_their_own_event_loops_share_one_computation(self) -> None:
         backend = InMemoryBackend()
         memo = new_memo(backend)
         flight_key = (id(backend), memo_key("memo", "run", 1, "k"))
-        leader_started, release = threading.Event(), threading.Event()
-        calls = 0
+        step = BlockingStep(b"once")
         results: dict[str, bytes] = {}
 
-        def blocking_step() -> bytes:
-            nonlocal calls
-            calls += 1
-            leader_started.set()
-            assert release.wait(60)
-            return b"once"
-
         def worker(name: str) -> None:
-            results[name] = asyncio.run(memo.get_or_compute("k", blocking_step))
+            results[name] = asyncio.run(memo.get_or_compute("k", step))
 
         leader = threading.Thread(target=worker, args=("leader",))
         leader.start()
-        assert leader_started.wait(60)
+        assert step.entered.wait(60)
         follower = threading.Thread(target=worker, args=("follower",))
         follower.start()
         wait_until(lambda: _single_flight.followers(flight_key) == 1)
-        release.set()
+        step.release.set()
         leader.join(60)
         follower.join(60)
         assert results == {"leader": b"once", "follower": b"once"}
-        assert calls == 1
+        assert step.calls == 1
         assert _single_flight.in_progress() == 0
 
 
@@ -496,61 +432,31 @@ class TestStorageFailures:
         assert _single_flight.in_progress() == 0
 
 
-def wait_until(condition: Callable[[], bool]) -> None:
-    """Bounded wait for another thread to reach a state."""
-    event = threading.Event()
-    for _ in range(BOUND):
-        try:
-            if condition():
-                return
-        except KeyError:
-            pass
-        event.wait(0.001)
-    raise AssertionError("condition not reached")
-
-
 class TestPaidWorkSurvivesCancellation:
     if sys.version_info >= (3, 11):  # asyncio.timeout is new in 3.11
 
         async def test_a_timed_out_caller_still_stores_the_result_it_paid_for(self) -> None:
             memo = new_memo()
-            release = asyncio.Event()
-            calls = 0
-
-            async def slow_model() -> bytes:
-                nonlocal calls
-                calls += 1
-                await release.wait()
-                return b"billed answer"
-
+            slow_model = GatedStep(b"billed answer")
             with pytest.raises(asyncio.TimeoutError):
                 async with asyncio.timeout(0.05):
                     await memo.get_or_compute("k", slow_model)
-            release.set()
+            slow_model.release()
             retry = Calls()
             assert await memo.get_or_compute("k", retry) == b"billed answer"
             assert await memo.get("k") == b"billed answer"
-            assert (calls, retry.count) == (1, 0)
+            assert (slow_model.calls, retry.count) == (1, 0)
             assert _single_flight.in_progress() == 0
 
     async def test_a_retry_during_the_orphaned_computation_waits_for_it(self) -> None:
         memo = new_memo()
-        release = asyncio.Event()
-        calls = 0
-
-        async def slow_model() -> bytes:
-            nonlocal calls
-            calls += 1
-            await release.wait()
-            return b"billed answer"
-
+        slow_model = GatedStep(b"billed answer")
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(memo.get_or_compute("k", slow_model), 0.05)
-        retry = asyncio.ensure_future(memo.get_or_compute("k", slow_model))
-        await settle()
-        release.set()
+        (retry,) = await start_in_turn(memo.get_or_compute("k", slow_model))
+        slow_model.release()
         assert await retry == b"billed answer"
-        assert calls == 1
+        assert slow_model.calls == 1
 
     async def test_store_if_cancelled_false_cancels_fn_with_its_caller(self) -> None:
         memo = new_memo()
@@ -576,20 +482,14 @@ class TestPaidWorkSurvivesCancellation:
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
         memo = new_memo()
-        release = asyncio.Event()
-
-        async def failing_model() -> bytes:
-            await release.wait()
-            raise RuntimeError("model overloaded")
-
+        failing_model = GatedStep(error=RuntimeError("model overloaded"))
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(memo.get_or_compute("k", failing_model), 0.05)
         with caplog.at_level(logging.WARNING, logger="taquba_memo"):
-            release.set()
-            for _ in range(BOUND):
-                if _single_flight.in_progress() == 0 and "model overloaded" in caplog.text:
-                    break
-                await asyncio.sleep(0.001)
+            failing_model.release()
+            await wait_until_async(
+                lambda: _single_flight.in_progress() == 0 and "model overloaded" in caplog.text
+            )
         assert "model overloaded" in caplog.text
         assert await memo.get("k") is None
 
@@ -612,10 +512,7 @@ class TestPaidWorkSurvivesCancellation:
             except asyncio.TimeoutError:
                 leader_timed_out.set()
             # The worker's loop lives on (a long-running worker), so the computation finishes.
-            for _ in range(BOUND):
-                if _single_flight.in_progress() == 0:
-                    return
-                await asyncio.sleep(0.005)
+            await wait_until_async(lambda: _single_flight.in_progress() == 0)
 
         async def follower_worker() -> None:
             leader_timed_out.wait(30)

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import inspect
-import types
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import taquba_memo
 from taquba_memo import errors
 
+from ..public_names import public_names
+
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {
-        name
-        for name, value in vars(taquba_memo).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
-    }
-    assert set(taquba_memo.__all__) == public | {"__version__"}
+    assert set(taquba_memo.__all__) == public_names(taquba_memo) | {"__version__"}
     assert len(set(taquba_memo.__all__)) == len(taquba_memo.__all__)
 
 

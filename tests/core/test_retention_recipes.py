@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from taquba_memo.sync import open_store
 
-from ._cli_support import TIMEOUT_S, clean_env, install_stuck_adapter
+from ._cli_support import install_stuck_adapter, local_store_of_ended_runs, run_captured
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "retention.md"
 VENV_BIN = str(Path(sys.executable).parent)
@@ -31,13 +31,8 @@ def recipe(heading: str, language: str) -> str:
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     """A local store, prefix 'agents': 20 runs of 2 entries that ended long ago, one live run."""
-    store_url = (tmp_path / "store").as_uri()
+    store_url = local_store_of_ended_runs(tmp_path / "store", RUNS, [("a", b"1"), ("b", b"2")])
     with open_store(store_url, prefix="agents") as store:
-        for number in range(RUNS):
-            run_id = f"run-{number:02}"
-            store.new_memo(run_id, 0).put("a", b"1")
-            store.new_memo(run_id, 1).put("b", b"2")
-            store.write_terminal_marker(run_id, 1_000 + number)
         store.new_memo("live", 0).put("a", b"1")
     return store_url
 
@@ -68,24 +63,10 @@ class TestCron:
         self, environment: list[str], command: str
     ) -> subprocess.CompletedProcess[str]:
         # cron starts /bin/sh with its own few variables plus the crontab's.
-        return subprocess.run(
-            [
-                "env",
-                "-i",
-                "HOME=/root",
-                "LOGNAME=root",
-                "SHELL=/bin/sh",
-                *environment,
-                "/bin/sh",
-                "-c",
-                command,
-            ],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
+        return run_captured(
+            ["env", "-i", "HOME=/root", "LOGNAME=root", "SHELL=/bin/sh", *environment,
+             "/bin/sh", "-c", command]
+        )  # fmt: skip
 
     def test_the_cron_line_runs_with_only_the_documented_environment(
         self, url: str, tmp_path: Path
@@ -119,15 +100,7 @@ class TestSyncScript:
         """The page's script, saved as a user would, run with ``env`` and nothing else."""
         script = tmp_path / "sweep_memos.py"
         script.write_text(recipe(self.SECTION, "python"))
-        return subprocess.run(
-            [sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            env=clean_env(env),
-            timeout=TIMEOUT_S,
-            check=False,
-        )
+        return run_captured([sys.executable, str(script)], env)
 
     def test_the_script_logs_its_summary_and_exits_0(self, url: str, tmp_path: Path) -> None:
         result = self.run_script(tmp_path, {"TAQUBA_MEMO_URL": url})
@@ -192,15 +165,7 @@ class TestAPScheduler:
                 "TAQUBA_MEMO_URL": url.replace("file://", "stuck://", 1),
                 "PYTHONPATH": str(site),
             }
-        result = subprocess.run(
-            [sys.executable, "-c", APSCHEDULER_DRIVER, str(module)],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            env=clean_env(env),
-            timeout=TIMEOUT_S,
-            check=False,
-        )
+        result = run_captured([sys.executable, "-c", APSCHEDULER_DRIVER, str(module)], env)
         assert result.returncode == 0, result.stderr
         cleared = RUNS - 1 if stuck else RUNS
         assert f"INFO memo-sweep: swept {cleared} runs" in result.stderr

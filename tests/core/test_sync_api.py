@@ -7,7 +7,7 @@ import gc
 import inspect
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,23 +26,14 @@ from taquba_memo import (
 from taquba_memo import sync as memo_sync
 from taquba_memo.sync import Memo, MemoStore, open_store
 
+from ._flight_support import BlockingStep, wait_until
 from .conftest import RecordingBackend
 
 LOOP_THREAD = "taquba-memo-sync-loop"
-BOUND = 10_000
 
 
 def loop_threads() -> int:
     return sum(1 for thread in threading.enumerate() if thread.name == LOOP_THREAD)
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    pause = threading.Event()
-    for _ in range(BOUND):
-        if condition():
-            return
-        pause.wait(0.001)
-    raise AssertionError("condition not reached")
 
 
 def public_names(cls: type) -> set[str]:
@@ -155,32 +146,24 @@ class TestGetOrCompute:
         assert memo.get("k") == b"[1,2]"
 
     def test_worker_threads_sharing_a_store_compute_once(self, store: MemoStore) -> None:
-        calls = 0
-        entered, release = threading.Event(), threading.Event()
+        step = BlockingStep(b"once")
         results: list[bytes] = []
-
-        def step() -> bytes:
-            nonlocal calls
-            calls += 1
-            entered.set()
-            assert release.wait(60)
-            return b"once"
 
         def worker() -> None:
             results.append(store.new_memo("run", 0).get_or_compute("k", step))
 
         threads = [threading.Thread(target=worker) for _ in range(4)]
         threads[0].start()
-        assert entered.wait(60)
+        assert step.entered.wait(60)
         for thread in threads[1:]:
             thread.start()
         flight_key = (id(store.backend), taquba_memo.layout.memo_key("memo", "run", 0, "k"))
         wait_until(lambda: taquba_memo._single_flight.followers(flight_key) == 3)
-        release.set()
+        step.release.set()
         for thread in threads:
             thread.join(60)
         assert results == [b"once"] * 4
-        assert calls == 1
+        assert step.calls == 1
 
 
 class TestStreaming:

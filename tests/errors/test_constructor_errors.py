@@ -38,42 +38,12 @@ BAD_OPTIONS: list[tuple[str, Callable[[], object], type[MemoError]]] = [
     ("gcs: not a client", lambda: GCSBackend(object()), InvalidValueType),
     ("gcs: a client without a bucket", lambda: GCSBackend(gcs_client()), InvalidValueType),
     (
-        "gcs: page size 0",
-        lambda: GCSBackend(gcs_client(), "b", list_page_size=0),
-        InvalidArgumentError,
-    ),
-    (
-        "gcs: no concurrency",
-        lambda: GCSBackend(gcs_client(), "b", max_concurrency=0),
-        InvalidArgumentError,
-    ),
-    (
         "gcs: base path not text",
         lambda: GCSBackend(gcs_client(), "b", base_path=1),  # type: ignore[arg-type]
         InvalidValueType,
     ),
     ("minio: not a client", lambda: MinioBackend("c", "b"), InvalidValueType),  # type: ignore[arg-type]
     ("minio: bucket not text", lambda: MinioBackend(minio_client(), 1), InvalidValueType),  # type: ignore[arg-type]
-    (
-        "minio: part size 1",
-        lambda: MinioBackend(minio_client(), "bucket", part_size=1),
-        InvalidArgumentError,
-    ),
-    (
-        "minio: no concurrency",
-        lambda: MinioBackend(minio_client(), "bucket", max_concurrency=0),
-        InvalidArgumentError,
-    ),
-    (
-        "azure: page size 0",
-        lambda: AzureBlobBackend.from_connection_string(AZURE, "c", list_page_size=0),
-        InvalidArgumentError,
-    ),
-    (
-        "azure: no concurrency",
-        lambda: AzureBlobBackend.from_connection_string(AZURE, "c", max_concurrency=0),
-        InvalidArgumentError,
-    ),
     (
         "azure: base path not text",
         lambda: AzureBlobBackend.from_connection_string(AZURE, "c", 1),  # type: ignore[arg-type]
@@ -90,6 +60,22 @@ BAD_OPTIONS: list[tuple[str, Callable[[], object], type[MemoError]]] = [
     ),
 ]
 
+# Each adapter's constructor with valid arguments and ``options``.
+ADAPTERS: dict[str, Callable[..., object]] = {
+    "gcs": lambda **options: GCSBackend(gcs_client(), "b", **options),
+    "minio": lambda **options: MinioBackend(minio_client(), "bucket", **options),
+    "azure": lambda **options: AzureBlobBackend.from_connection_string(AZURE, "c", **options),
+}
+# (adapter, an option, a value out of its range)
+OUT_OF_RANGE: list[tuple[str, str, int]] = [
+    ("gcs", "list_page_size", 0),
+    ("gcs", "max_concurrency", 0),
+    ("minio", "part_size", 1),
+    ("minio", "max_concurrency", 0),
+    ("azure", "list_page_size", 0),
+    ("azure", "max_concurrency", 0),
+]
+
 
 @pytest.mark.parametrize(
     ("build", "expected"),
@@ -100,3 +86,14 @@ def test_a_bad_option_raises_the_cores_error(
 ) -> None:
     with pytest.raises(expected):
         build()
+
+
+@pytest.mark.parametrize(
+    ("adapter", "option", "value"),
+    [pytest.param(*case, id=f"{case[0]}: {case[1]}={case[2]}") for case in OUT_OF_RANGE],
+)
+def test_an_option_out_of_range_raises_the_cores_invalid_argument_error(
+    adapter: str, option: str, value: int
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        ADAPTERS[adapter](**{option: value})

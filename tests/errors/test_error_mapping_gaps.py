@@ -63,6 +63,7 @@ from ..builders import (
     obstore_s3_store,
 )
 from ..conftest import ReliabilityFigures
+from ..server_needs import AZURITE_FOR_OBSTORE, FAKE_GCS_FOR_OBSTORE, PLAIN_HTTP_AZURE
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
@@ -118,8 +119,7 @@ async def expect(error: type[BackendError], backend: MemoBackend, operation: str
 async def test_azure_throttling_is_throttled_error(
     azure_server: AzureServer, status: int, code: str, reliability: ReliabilityFigures
 ) -> None:
-    if urllib.parse.urlsplit(azure_server.blob_endpoint).scheme != "http":
-        pytest.skip("the fault proxy forwards plain HTTP only")
+    PLAIN_HTTP_AZURE.check(azure_server)
     container = azure_server.new_container()
     faults = {str(status): 1}
     with FaultProxy(azurite_url(azure_server), rate=1.0, faults=faults) as proxy:
@@ -225,13 +225,8 @@ def upstream_of(kind: str, request: pytest.FixtureRequest, stack: list[Any]) -> 
         server: S3Server = request.getfixturevalue("s3_server")
         return server.endpoint_url
     if kind == "Azure":
-        azure: AzureServer = request.getfixturevalue("azure_server")
-        if azure.emulator != "azurite":
-            pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
-        return azurite_url(azure)
-    gcs: GCSServer = request.getfixturevalue("gcs_server")
-    if gcs.emulator != "fake-gcs-server":
-        pytest.skip("obstore's GCS uploads reach fake-gcs-server through the XML proxy only")
+        return azurite_url(AZURITE_FOR_OBSTORE.server(request))
+    gcs = FAKE_GCS_FOR_OBSTORE.server(request)
     translator = GcsXmlProxy(gcs.endpoint_url).__enter__()
     stack.append(translator)
     return translator.url

@@ -33,11 +33,7 @@ from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo import BackendError, MemoBackend, MemoStore
 from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy, classify_request
-from taquba_memo_conformance.servers import (
-    AzureServer,
-    GCSServer,
-    S3Server,
-)
+from taquba_memo_conformance.servers import AzureServer
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
 from taquba_memo_minio import default_retry
 from taquba_memo_obstore import ObstoreBackend
@@ -53,6 +49,13 @@ from ..builders import (
 )
 from ..conftest import ReliabilityFigures
 from ..otel_support import Telemetry, captured_telemetry
+from ..server_needs import (
+    AZURITE_FOR_OBSTORE,
+    FAKE_GCS_FOR_OBSTORE,
+    GCS_CHECKING_NO_TOKENS,
+    PLAIN_HTTP_AZURE,
+    S3_CHECKING_NO_KEYS,
+)
 
 assert captured_telemetry  # the fixture, found by pytest under the name "otel"
 
@@ -80,48 +83,39 @@ OBSTORE_CLIENT: Any = {"allow_http": True, "timeout": "5s", "connect_timeout": "
 OBSTORE_RETRY: Any = {"max_retries": 1, "retry_timeout": timedelta(seconds=5)}
 
 
-@contextlib.asynccontextmanager
-async def minio(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: S3Server = request.getfixturevalue("s3_server")
-    if server.emulator != "moto":
-        pytest.skip("planting a made-up secret key needs a server that checks none (moto)")
-    bucket = server.new_bucket()
-    proxy = FaultProxy(server.endpoint_url).start()
+async def minio(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
+    server = S3_CHECKING_NO_KEYS.server(request)
+    proxy = stack.enter_context(FaultProxy(server.endpoint_url))
     options: dict[str, Any] = {
         "secret_key": SECRET_KEY,
         "session_token": SESSION_TOKEN,
         "retries": default_retry(total=1).new(backoff_factor=0.01),
     }
-    backend = minio_backend(server, bucket, endpoint=proxy.url, **options)
-    missing = minio_backend(server, "no-such-bucket-x", **options)
-    yield Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
-    await backend.aclose()
-    await missing.aclose()
-    proxy.close()
+    backend = await stack.enter_async_context(
+        minio_backend(server, server.new_bucket(), endpoint=proxy.url, **options)
+    )
+    missing = await stack.enter_async_context(minio_backend(server, "no-such-bucket-x", **options))
+    return Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
 
 
-@contextlib.asynccontextmanager
-async def gcs(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: GCSServer = request.getfixturevalue("gcs_server")
-    if server.emulator is None:
-        pytest.skip("planting a made-up token needs a server that checks none (fake-gcs-server)")
-    bucket = server.new_bucket()
-    proxy = FaultProxy(server.endpoint_url).start()
-
+async def gcs(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
+    server = GCS_CHECKING_NO_TOKENS.server(request)
+    proxy = stack.enter_context(FaultProxy(server.endpoint_url))
     token = TokenCredentials(token=BEARER_TOKEN)  # type: ignore[no-untyped-call]
     clients = [
         gcs_client(server, endpoint=proxy.url, credentials=token),
         gcs_client(server, credentials=token),
     ]
-    retry = DEFAULT_GCS_RETRY.with_timeout(0.3).with_delay(initial=0.01, maximum=0.05)
-    backend = GCSBackend(clients[0], bucket, retry=retry)
-    missing = GCSBackend(clients[1], "no-such-bucket-x", retry=retry)
-    yield Planted(backend, proxy, missing, [BEARER_TOKEN])
-    await backend.aclose()
-    await missing.aclose()
     for made in clients:
-        made.close()
-    proxy.close()
+        stack.callback(made.close)
+    retry = DEFAULT_GCS_RETRY.with_timeout(0.3).with_delay(initial=0.01, maximum=0.05)
+    backend = await stack.enter_async_context(
+        GCSBackend(clients[0], server.new_bucket(), retry=retry)
+    )
+    missing = await stack.enter_async_context(
+        GCSBackend(clients[1], "no-such-bucket-x", retry=retry)
+    )
+    return Planted(backend, proxy, missing, [BEARER_TOKEN])
 
 
 def sas_connection_string(server: AzureServer, container: str, endpoint: str) -> tuple[str, str]:
@@ -138,33 +132,27 @@ def sas_connection_string(server: AzureServer, container: str, endpoint: str) ->
     return connection, urllib.parse.unquote(signature)
 
 
-@contextlib.asynccontextmanager
-async def azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: AzureServer = request.getfixturevalue("azure_server")
-    if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
-        pytest.skip("the fault proxy forwards plain HTTP only")
+async def azure(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
+    server = PLAIN_HTTP_AZURE.server(request)
     container = server.new_container()
-    proxy = FaultProxy(azurite_url(server)).start()
+    proxy = stack.enter_context(FaultProxy(azurite_url(server)))
     # The account key signs every request of one backend, a SAS those of the other.
     sas_connection, signature = sas_connection_string(server, container, proxy.url)
     quick: dict[str, Any] = {"retry_total": 1, "initial_backoff": 0.01, "increment_base": 0.01}
     quick["random_jitter_range"] = 0
-    backend = azure_backend(server, container, endpoint=proxy.url, **quick)
-    with_sas = AzureBlobBackend.from_connection_string(sas_connection, container, **quick)
-    missing = azure_backend(server, "no-such-container-x", **quick)
-    yield Planted(backend, proxy, missing, [server.account_key, signature], extra=with_sas)
-    for made in (backend, with_sas, missing):
-        await made.aclose()
-    proxy.close()
+    backend = await stack.enter_async_context(
+        azure_backend(server, container, endpoint=proxy.url, **quick)
+    )
+    with_sas = await stack.enter_async_context(
+        AzureBlobBackend.from_connection_string(sas_connection, container, **quick)
+    )
+    missing = await stack.enter_async_context(azure_backend(server, "no-such-container-x", **quick))
+    return Planted(backend, proxy, missing, [server.account_key, signature], extra=with_sas)
 
 
-@contextlib.asynccontextmanager
-async def obstore_s3(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: S3Server = request.getfixturevalue("s3_server")
-    if server.emulator != "moto":
-        pytest.skip("planting a made-up secret key needs a server that checks none (moto)")
-    bucket = server.new_bucket()
-    proxy = FaultProxy(server.endpoint_url).start()
+async def obstore_s3(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
+    server = S3_CHECKING_NO_KEYS.server(request)
+    proxy = stack.enter_context(FaultProxy(server.endpoint_url))
 
     def store(name: str, endpoint: str | None = None) -> S3Store:
         return obstore_s3_store(
@@ -177,19 +165,17 @@ async def obstore_s3(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
             retry_config=OBSTORE_RETRY,
         )
 
-    backend = ObstoreBackend(store(bucket, proxy.url))
-    missing = ObstoreBackend(store("no-such-bucket-x"))
-    yield Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
-    proxy.close()
+    backend = await stack.enter_async_context(ObstoreBackend(store(server.new_bucket(), proxy.url)))
+    missing = await stack.enter_async_context(ObstoreBackend(store("no-such-bucket-x")))
+    return Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
 
 
-@contextlib.asynccontextmanager
-async def obstore_azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: AzureServer = request.getfixturevalue("azure_server")
-    if server.emulator != "azurite":
-        pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
+async def obstore_azure(
+    request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack
+) -> Planted:
+    server = AZURITE_FOR_OBSTORE.server(request)
     container = server.new_container()
-    proxy = FaultProxy(azurite_url(server)).start()
+    proxy = stack.enter_context(FaultProxy(azurite_url(server)))
 
     def store(name: str) -> AzureStore:
         return obstore_azurite_store(
@@ -200,37 +186,34 @@ async def obstore_azure(request: pytest.FixtureRequest) -> AsyncIterator[Planted
             retry_config=OBSTORE_RETRY,
         )
 
-    backend, missing = ObstoreBackend(store(container)), ObstoreBackend(store("no-such-x"))
-    yield Planted(backend, proxy, missing, [server.account_key])
-    proxy.close()
+    backend = await stack.enter_async_context(ObstoreBackend(store(container)))
+    missing = await stack.enter_async_context(ObstoreBackend(store("no-such-x")))
+    return Planted(backend, proxy, missing, [server.account_key])
 
 
-@contextlib.asynccontextmanager
-async def obstore_gcs(request: pytest.FixtureRequest) -> AsyncIterator[Planted]:
-    server: GCSServer = request.getfixturevalue("gcs_server")
-    if server.emulator != "fake-gcs-server":
-        pytest.skip("obstore's GCS uploads reach fake-gcs-server through the XML proxy only")
-    bucket = server.new_bucket()
-    with GcsXmlProxy(server.endpoint_url) as translator:
-        proxy = FaultProxy(translator.url).start()
+async def obstore_gcs(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
+    server = FAKE_GCS_FOR_OBSTORE.server(request)
+    translator = stack.enter_context(GcsXmlProxy(server.endpoint_url))
+    proxy = stack.enter_context(FaultProxy(translator.url))
 
-        def store(name: str, base_url: str) -> GCSStore:
-            return obstore_fake_gcs_store(
-                name,
-                base_url,
-                key={
-                    "client_email": "memo@example.invalid",
-                    "private_key": PRIVATE_KEY,
-                    "private_key_id": "key-id",
-                },
-                client_options=OBSTORE_CLIENT,
-                retry_config=OBSTORE_RETRY,
-            )
+    def store(name: str, base_url: str) -> GCSStore:
+        return obstore_fake_gcs_store(
+            name,
+            base_url,
+            key={
+                "client_email": "memo@example.invalid",
+                "private_key": PRIVATE_KEY,
+                "private_key_id": "key-id",
+            },
+            client_options=OBSTORE_CLIENT,
+            retry_config=OBSTORE_RETRY,
+        )
 
-        backend = ObstoreBackend(store(bucket, proxy.url))
-        missing = ObstoreBackend(store("no-such-bucket-x", translator.url))
-        yield Planted(backend, proxy, missing, [PRIVATE_KEY])
-        proxy.close()
+    backend = await stack.enter_async_context(ObstoreBackend(store(server.new_bucket(), proxy.url)))
+    missing = await stack.enter_async_context(
+        ObstoreBackend(store("no-such-bucket-x", translator.url))
+    )
+    return Planted(backend, proxy, missing, [PRIVATE_KEY])
 
 
 ADAPTERS = {
@@ -300,7 +283,8 @@ async def test_no_credential_in_logs_errors_or_repr_while_everything_fails(
     otel: Telemetry,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with ADAPTERS[name](request) as planted:
+    async with contextlib.AsyncExitStack() as stack:
+        planted = await ADAPTERS[name](request, stack)
         errors = await fail_everything(planted.backend, planted.proxy)
         if planted.extra is not None:
             errors += await fail_everything(planted.extra, planted.proxy)

@@ -19,20 +19,14 @@ Figures go to ``.reliability/figures.json`` under ``faults: <adapter>``.
 from __future__ import annotations
 
 import contextlib
-import functools
-import urllib.parse
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy
-from taquba_memo_conformance.servers import (
-    AzureServer,
-    GCSServer,
-    S3Server,
-)
+from taquba_memo_conformance.servers import S3Server
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
 from taquba_memo_minio import default_retry
 from taquba_memo_obstore import ObstoreBackend
@@ -47,6 +41,12 @@ from ..builders import (
     obstore_s3_store,
 )
 from ..conftest import ReliabilityFigures
+from ..server_needs import (
+    AZURITE_FOR_OBSTORE,
+    FAKE_GCS_FOR_OBSTORE,
+    LOCAL_GCS_EMULATOR,
+    PLAIN_HTTP_AZURE,
+)
 from .fault_workload import CLIENT_TIMEOUT_S, STALL_S, Target, run_fault_profile
 
 if TYPE_CHECKING:
@@ -68,23 +68,35 @@ OBSTORE_CLIENT: ClientConfig = {
     "connect_timeout": f"{CLIENT_TIMEOUT_S}s",
 }
 
-TargetFactory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[Target]]
+TargetFactory = Callable[[pytest.FixtureRequest, contextlib.AsyncExitStack], Awaitable[Target]]
 
 
-def fault_proxy(upstream_url: str, name: str) -> FaultProxy:
-    return FaultProxy(upstream_url, seed=zlib.crc32(name.encode()), stall_seconds=STALL_S).start()
+def fault_proxy(stack: contextlib.AsyncExitStack, upstream_url: str, name: str) -> FaultProxy:
+    """A fault proxy seeded by ``name``, in front of ``upstream_url`` until ``stack`` ends."""
+    proxy = FaultProxy(upstream_url, seed=zlib.crc32(name.encode()), stall_seconds=STALL_S)
+    return stack.enter_context(proxy)
 
 
-# -- one factory per adapter ----------------------------------------------------------
+# -- one factory per adapter: what it builds, ``stack`` closes ----------------------------
 
 
-@contextlib.asynccontextmanager
+S3TargetBuilder = Callable[[S3Server, str, contextlib.AsyncExitStack, str], Awaitable[Target]]
+
+
+def on_s3(build: S3TargetBuilder, server_fixture: str, name: str) -> TargetFactory:
+    """The target ``build`` makes, called ``name``, on a new bucket of ``server_fixture``."""
+
+    async def factory(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Target:
+        server: S3Server = request.getfixturevalue(server_fixture)
+        return await build(server, server.new_bucket(), stack, name)
+
+    return factory
+
+
 async def minio_target(
-    request: pytest.FixtureRequest, server_fixture: str = "s3_server", name: str = "minio"
-) -> AsyncIterator[Target]:
-    server: S3Server = request.getfixturevalue(server_fixture)
-    bucket = server.new_bucket()
-    proxy = fault_proxy(server.endpoint_url, name)
+    server: S3Server, bucket: str, stack: contextlib.AsyncExitStack, name: str
+) -> Target:
+    proxy = fault_proxy(stack, server.endpoint_url, name)
     retry = default_retry(total=RETRIES).new(backoff_factor=0.05)
     faulty = minio_backend(
         server,
@@ -95,71 +107,54 @@ async def minio_target(
         retries=retry,
     )
     direct = minio_backend(server, bucket)
-    try:
-        yield Target(name, faulty, direct, proxy, {"server": server.emulator or "env"})
-    finally:
-        await faulty.aclose()
-        await direct.aclose()
-        proxy.close()
+    for backend in (faulty, direct):
+        await stack.enter_async_context(backend)
+    return Target(name, faulty, direct, proxy, {"server": server.emulator or "env"})
 
 
-@contextlib.asynccontextmanager
-async def gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: GCSServer = request.getfixturevalue("gcs_server")
-    if server.emulator is None:
-        pytest.skip("the fault proxy forwards plain HTTP to a local emulator only")
+async def gcs_target(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Target:
+    server = LOCAL_GCS_EMULATOR.server(request)
     bucket = server.new_bucket()
-    proxy = fault_proxy(server.endpoint_url, "gcs")
+    proxy = fault_proxy(stack, server.endpoint_url, "gcs")
     faulty_client, direct_client = gcs_client(server, endpoint=proxy.url), gcs_client(server)
+    for client in (faulty_client, direct_client):
+        stack.callback(client.close)
     # google's retries are bounded by a deadline, not a count: 3 s of 0.05-0.4 s backoffs.
     retry = DEFAULT_GCS_RETRY.with_timeout(3.0).with_delay(initial=0.05, maximum=0.4)
     faulty = GCSBackend(faulty_client, bucket, retry=retry, timeout=CLIENT_TIMEOUT_S)
     direct = GCSBackend(direct_client, bucket)
-    try:
-        yield Target("gcs", faulty, direct, proxy, {"server": server.emulator})
-    finally:
-        await faulty.aclose()
-        await direct.aclose()
-        faulty_client.close()
-        direct_client.close()
-        proxy.close()
+    for backend in (faulty, direct):
+        await stack.enter_async_context(backend)
+    return Target("gcs", faulty, direct, proxy, {"server": server.emulator})
 
 
-@contextlib.asynccontextmanager
-async def azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: AzureServer = request.getfixturevalue("azure_server")
-    if urllib.parse.urlsplit(server.blob_endpoint).scheme != "http":
-        pytest.skip("the fault proxy forwards plain HTTP only")
-    with server.temporary_container() as container:
-        proxy = fault_proxy(azurite_url(server), "azure")
-        faulty = azure_backend(
-            server,
-            container,
-            endpoint=proxy.url,
-            retry_total=RETRIES,
-            initial_backoff=0.05,
-            increment_base=0.2,
-            random_jitter_range=0.05,
-            connection_timeout=CLIENT_TIMEOUT_S,
-            read_timeout=CLIENT_TIMEOUT_S,
-        )
-        direct = azure_backend(server, container)
-        try:
-            yield Target("azure", faulty, direct, proxy, {"server": server.emulator or "env"})
-        finally:
-            await faulty.aclose()
-            await direct.aclose()
-            proxy.close()
+async def azure_target(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Target:
+    server = PLAIN_HTTP_AZURE.server(request)
+    container = stack.enter_context(server.temporary_container())
+    proxy = fault_proxy(stack, azurite_url(server), "azure")
+    faulty = azure_backend(
+        server,
+        container,
+        endpoint=proxy.url,
+        retry_total=RETRIES,
+        initial_backoff=0.05,
+        increment_base=0.2,
+        random_jitter_range=0.05,
+        connection_timeout=CLIENT_TIMEOUT_S,
+        read_timeout=CLIENT_TIMEOUT_S,
+    )
+    direct = azure_backend(server, container)
+    for backend in (faulty, direct):
+        await stack.enter_async_context(backend)
+    return Target("azure", faulty, direct, proxy, {"server": server.emulator or "env"})
 
 
-@contextlib.asynccontextmanager
 async def obstore_s3_target(
-    request: pytest.FixtureRequest, server_fixture: str = "s3_server", name: str = "obstore S3"
-) -> AsyncIterator[Target]:
-    server: S3Server = request.getfixturevalue(server_fixture)
-    bucket = server.new_bucket()
+    server: S3Server, bucket: str, stack: contextlib.AsyncExitStack, name: str
+) -> Target:
     # The moto target's seed is named as it was before RGW joined.
-    proxy = fault_proxy(server.endpoint_url, "obstore-s3" if name == "obstore S3" else name)
+    seed_name = "obstore-s3" if name == "obstore S3" else name
+    proxy = fault_proxy(stack, server.endpoint_url, seed_name)
     faulty = ObstoreBackend(
         obstore_s3_store(
             server,
@@ -170,64 +165,49 @@ async def obstore_s3_target(
         )
     )
     direct = ObstoreBackend(obstore_s3_store(server, bucket))
-    try:
-        yield Target(name, faulty, direct, proxy, {"server": server.emulator or "env"})
-    finally:
-        proxy.close()
+    return Target(name, faulty, direct, proxy, {"server": server.emulator or "env"})
 
 
-@contextlib.asynccontextmanager
-async def obstore_azure_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: AzureServer = request.getfixturevalue("azure_server")
-    if server.emulator != "azurite":
-        pytest.skip("obstore reaches Azurite through use_emulator; no other server is set up")
-    with server.temporary_container() as container:
-        azurite = azurite_url(server)
-        proxy = fault_proxy(azurite, "obstore-azure")
-        direct = ObstoreBackend(obstore_azurite_store(container, azurite))
-        faulty = ObstoreBackend(
-            obstore_azurite_store(
-                container, proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY
-            )
+async def obstore_azure_target(
+    request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack
+) -> Target:
+    server = AZURITE_FOR_OBSTORE.server(request)
+    container = stack.enter_context(server.temporary_container())
+    azurite = azurite_url(server)
+    proxy = fault_proxy(stack, azurite, "obstore-azure")
+    direct = ObstoreBackend(obstore_azurite_store(container, azurite))
+    faulty = ObstoreBackend(
+        obstore_azurite_store(
+            container, proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY
         )
-        try:
-            yield Target("obstore Azure", faulty, direct, proxy, {"server": "azurite"})
-        finally:
-            proxy.close()
+    )
+    return Target("obstore Azure", faulty, direct, proxy, {"server": "azurite"})
 
 
-@contextlib.asynccontextmanager
-async def obstore_gcs_target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
-    server: GCSServer = request.getfixturevalue("gcs_server")
-    if server.emulator != "fake-gcs-server":
-        pytest.skip("obstore's GCS uploads reach fake-gcs-server through the kit's XML proxy only")
+async def obstore_gcs_target(
+    request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack
+) -> Target:
+    server = FAKE_GCS_FOR_OBSTORE.server(request)
     bucket = server.new_bucket()
-    with GcsXmlProxy(server.endpoint_url) as translator:
-        proxy = fault_proxy(translator.url, "obstore-gcs")
-        faulty = ObstoreBackend(
-            obstore_fake_gcs_store(
-                bucket, proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY
-            )
+    translator = stack.enter_context(GcsXmlProxy(server.endpoint_url))
+    proxy = fault_proxy(stack, translator.url, "obstore-gcs")
+    faulty = ObstoreBackend(
+        obstore_fake_gcs_store(
+            bucket, proxy.url, client_options=OBSTORE_CLIENT, retry_config=OBSTORE_RETRY
         )
-        direct = ObstoreBackend(obstore_fake_gcs_store(bucket, translator.url))
-        try:
-            notes = {"server": "fake-gcs-server behind the XML-upload proxy"}
-            yield Target("obstore GCS", faulty, direct, proxy, notes)
-        finally:
-            proxy.close()
+    )
+    direct = ObstoreBackend(obstore_fake_gcs_store(bucket, translator.url))
+    notes = {"server": "fake-gcs-server behind the XML-upload proxy"}
+    return Target("obstore GCS", faulty, direct, proxy, notes)
 
 
 TARGETS: dict[str, TargetFactory] = {
-    "minio": minio_target,
+    "minio": on_s3(minio_target, "s3_server", "minio"),
     "gcs": gcs_target,
     "azure": azure_target,
-    "obstore S3": obstore_s3_target,
-    "minio on RGW": functools.partial(
-        minio_target, server_fixture="rgw_server", name="minio on RGW"
-    ),
-    "obstore S3 on RGW": functools.partial(
-        obstore_s3_target, server_fixture="rgw_server", name="obstore S3 on RGW"
-    ),
+    "obstore S3": on_s3(obstore_s3_target, "s3_server", "obstore S3"),
+    "minio on RGW": on_s3(minio_target, "rgw_server", "minio on RGW"),
+    "obstore S3 on RGW": on_s3(obstore_s3_target, "rgw_server", "obstore S3 on RGW"),
     "obstore Azure": obstore_azure_target,
     "obstore GCS": obstore_gcs_target,
 }
@@ -239,5 +219,6 @@ TARGETS: dict[str, TargetFactory] = {
 async def test_nothing_acknowledged_is_lost_and_no_answer_is_wrong_under_faults(
     name: str, request: pytest.FixtureRequest, reliability: ReliabilityFigures
 ) -> None:
-    async with TARGETS[name](request) as target:
+    async with contextlib.AsyncExitStack() as stack:
+        target = await TARGETS[name](request, stack)
         await run_fault_profile(target, reliability, seed=zlib.crc32(name.encode()))

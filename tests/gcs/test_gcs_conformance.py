@@ -33,6 +33,21 @@ from .gcs_proxy import GCSProxy
 LIST_PAGE_SIZE = 100
 
 
+@contextlib.asynccontextmanager
+async def suite_backend(
+    client: storage.Client,
+    bucket: str,
+    request: pytest.FixtureRequest,
+    batch_delete_supported: tuple[bool | None, ...],
+) -> AsyncIterator[GCSBackend]:
+    """A GCSBackend with the suite's small listing page; afterwards, it checks which delete
+    path the backend found (``batch_delete_supported`` is one of those given) and records it."""
+    async with GCSBackend(client, bucket, list_page_size=LIST_PAGE_SIZE) as backend:
+        yield backend
+    assert backend.batch_delete_supported in batch_delete_supported
+    record_delete_path(backend, request)
+
+
 class TestGCSBackendConformance(MemoBackendConformance):
     """Direct: the one-request-per-key delete path on fake-gcs-server, batches on GCS."""
 
@@ -47,11 +62,9 @@ class TestGCSBackendConformance(MemoBackendConformance):
         request: pytest.FixtureRequest,
     ) -> AsyncIterator[MemoBackend]:
         self.server = gcs_server
-        async with GCSBackend(gcs_client, gcs_bucket, list_page_size=LIST_PAGE_SIZE) as backend:
-            yield backend
         expected = None if gcs_server.emulator is None else False
-        assert backend.batch_delete_supported in (expected, None)
-        record_delete_path(backend, request)
+        async with suite_backend(gcs_client, gcs_bucket, request, (expected, None)) as backend:
+            yield backend
 
     @contextlib.asynccontextmanager
     async def undeletable(self, backend: MemoBackend, key: str) -> AsyncIterator[None]:
@@ -86,10 +99,8 @@ class TestGCSBackendBatchPathConformance(MemoBackendConformance):
         request: pytest.FixtureRequest,
     ) -> AsyncIterator[MemoBackend]:
         self.proxy = gcs_proxy
-        async with GCSBackend(proxied_client, gcs_bucket, list_page_size=LIST_PAGE_SIZE) as backend:
+        async with suite_backend(proxied_client, gcs_bucket, request, (True, None)) as backend:
             yield backend
-        assert backend.batch_delete_supported in (True, None)
-        record_delete_path(backend, request)
 
     @contextlib.asynccontextmanager
     async def undeletable(self, backend: MemoBackend, key: str) -> AsyncIterator[None]:

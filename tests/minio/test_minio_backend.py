@@ -14,6 +14,7 @@ import io
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import minio
 import pytest
@@ -46,6 +47,14 @@ async def collect(listing: AsyncIterator[str]) -> list[str]:
 
 async def put_many(backend: MinioBackend, keys: list[str]) -> None:
     await asyncio.gather(*(backend.put(key, b"") for key in keys))
+
+
+async def proxied_backend_over(
+    keys: list[str], make_backend: BackendFactory, proxied_client: Minio, **options: Any
+) -> MinioBackend:
+    """A backend through the recording proxy, on a bucket that already holds ``keys``."""
+    await put_many(make_backend(), keys)
+    return make_backend(client=proxied_client, **options)
 
 
 def object_count(request_body: bytes) -> int:
@@ -197,8 +206,7 @@ async def test_delete_many_sends_batches_of_1000_and_really_deletes(
     make_backend: BackendFactory, proxied_client: Minio, s3_proxy: S3Proxy
 ) -> None:
     keys = [f"d/{i:05d}" for i in range(2001)]
-    await put_many(make_backend(), keys)
-    backend = make_backend(client=proxied_client)
+    backend = await proxied_backend_over(keys, make_backend, proxied_client)
     await backend.delete_many([*keys, "d/missing", keys[0]])
     batches = s3_proxy.batch_deletes()
     # 2002 distinct names (the duplicate is sent once), in DeleteObjects requests of 1000.
@@ -233,10 +241,9 @@ async def test_a_batch_whose_request_fails_reports_its_keys_and_the_other_batche
     make_backend: BackendFactory, proxied_client: Minio, s3_proxy: S3Proxy
 ) -> None:
     keys = [f"d/{i:04d}" for i in range(1500)]
-    await put_many(make_backend(), keys)
     # One call at a time, so the first batch request meets every injected
     # failure: one more than the client's retries (3).
-    backend = make_backend(client=proxied_client, max_concurrency=1)
+    backend = await proxied_backend_over(keys, make_backend, proxied_client, max_concurrency=1)
     s3_proxy.fail_next(500, "InternalError", times=4, method="POST", query_has="delete")
     with pytest.raises(DeleteManyError) as raised:
         await backend.delete_many(keys)
@@ -265,8 +272,7 @@ async def test_a_listing_stopped_early_requests_no_further_page(
     make_backend: BackendFactory, proxied_client: Minio, s3_proxy: S3Proxy
 ) -> None:
     keys = [f"l/{i:05d}" for i in range(2500)]
-    await put_many(make_backend(), keys)
-    backend = make_backend(client=proxied_client)
+    backend = await proxied_backend_over(keys, make_backend, proxied_client)
 
     listing = backend.list("l/")
     assert isinstance(listing, AsyncGenerator)

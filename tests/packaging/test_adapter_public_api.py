@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-import types
 from pathlib import Path
 
 import pytest
+
+from ..public_names import public_names
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
 
@@ -26,12 +27,7 @@ ADAPTERS = {
 @pytest.mark.parametrize("package_name", sorted(ADAPTERS))
 def test_all_lists_exactly_the_public_names(package_name: str) -> None:
     package = importlib.import_module(package_name)
-    public = {
-        name
-        for name, value in vars(package).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
-    }
-    assert set(package.__all__) == public | {"__version__"}
+    assert set(package.__all__) == public_names(package) | {"__version__"}
     assert len(set(package.__all__)) == len(package.__all__)
 
 

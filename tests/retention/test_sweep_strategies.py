@@ -60,6 +60,16 @@ class Recording(InMemoryBackend):
         return [prefix for prefix in self.listed if "/memos/" in prefix]
 
 
+@pytest.fixture
+def backend() -> Recording:
+    return Recording()
+
+
+@pytest.fixture
+def store(backend: Recording) -> MemoStore:
+    return MemoStore(backend, "p")
+
+
 async def fleet(
     store: MemoStore, expired: int, entries: int, *, live: int = 0, live_entries: int = 1
 ) -> None:
@@ -81,10 +91,8 @@ async def memo_runs(backend: InMemoryBackend) -> set[str]:
 @pytest.mark.parametrize("strategy", ["per-run", "scan"])
 @pytest.mark.parametrize(("expired", "entries"), [(1, 1), (37, 3), (20, 10), (4, 25)])
 async def test_deletes_are_shared_batches_at_the_floor(
-    strategy: SweepStrategy, expired: int, entries: int
+    strategy: SweepStrategy, expired: int, entries: int, backend: Recording, store: MemoStore
 ) -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
     await fleet(store, expired, entries, live=3)
 
     report = await store.sweep(10**6, strategy=strategy)
@@ -104,10 +112,8 @@ async def test_deletes_are_shared_batches_at_the_floor(
 
 @pytest.mark.parametrize("strategy", ["per-run", "scan"])
 async def test_a_failed_batch_fails_only_the_runs_whose_keys_it_held(
-    strategy: SweepStrategy,
+    strategy: SweepStrategy, backend: Recording, store: MemoStore
 ) -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
     await fleet(store, 12, 4)  # 48 entries: five batches of 10 keys or fewer
     doomed = layout.memo_key("p", "old-0005", 2, "k")
     backend.refuse_batches_with.add(doomed)
@@ -130,9 +136,9 @@ async def test_a_failed_batch_fails_only_the_runs_whose_keys_it_held(
     assert await memo_runs(backend) == set()
 
 
-async def test_a_failed_marker_batch_keeps_those_markers_for_the_next_pass() -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
+async def test_a_failed_marker_batch_keeps_those_markers_for_the_next_pass(
+    backend: Recording, store: MemoStore
+) -> None:
     await fleet(store, 15, 1)
     backend.refuse_batches_with.add(layout.terminal_marker_key("p", "old-0012", 13))
 
@@ -145,9 +151,7 @@ async def test_a_failed_marker_batch_keeps_those_markers_for_the_next_pass() -> 
     assert await memo_runs(backend) == set()  # a marker without memos is only work left over
 
 
-async def test_auto_scans_when_most_runs_expired() -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
+async def test_auto_scans_when_most_runs_expired(backend: Recording, store: MemoStore) -> None:
     await fleet(store, 30, 2, live=5)
     for i in range(5):
         await store.write_terminal_marker(f"live-{i:04d}", 10**9)
@@ -160,9 +164,9 @@ async def test_auto_scans_when_most_runs_expired() -> None:
     assert await memo_runs(backend) == {f"live-{i:04d}" for i in range(5)}
 
 
-async def test_auto_lists_per_run_when_few_runs_expired() -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
+async def test_auto_lists_per_run_when_few_runs_expired(
+    backend: Recording, store: MemoStore
+) -> None:
     await fleet(store, 2, 1)
     for i in range(300):  # 2 expired of 302 markers: under 1%
         await store.write_terminal_marker(f"live-{i:04d}", 10**9 + i)
@@ -175,9 +179,9 @@ async def test_auto_lists_per_run_when_few_runs_expired() -> None:
     assert report.markers_listed == 2 + 99 * 2 + 1
 
 
-async def test_auto_stops_a_scan_at_its_budget_and_lists_the_runs_it_had_not_reached() -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
+async def test_auto_stops_a_scan_at_its_budget_and_lists_the_runs_it_had_not_reached(
+    backend: Recording, store: MemoStore
+) -> None:
     await fleet(store, 3, 2)  # old-0000..old-0002
     for i in range(4000):  # live entries between "old-" and "zz-" in byte order
         await store.new_memo("pending", i).put("k", b"v")
@@ -209,9 +213,9 @@ async def test_an_explicit_scan_on_an_unordered_backend_reads_the_whole_prefix()
     assert await memo_runs(backend) == {f"live-{i:04d}" for i in range(4)}
 
 
-async def test_a_scan_deletes_everything_under_an_expired_run_as_clear_does() -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
+async def test_a_scan_deletes_everything_under_an_expired_run_as_clear_does(
+    backend: Recording, store: MemoStore
+) -> None:
     await fleet(store, 1, 1)
     await backend.put("p/memos/old-0000/0/" + "a" * 64 + ".claim.1", b"")
     await backend.put("p/memos/old-0000-retry/0/" + "a" * 64, b"v")  # another run
@@ -228,11 +232,9 @@ async def test_a_scan_deletes_everything_under_an_expired_run_as_clear_does() ->
 
 @pytest.mark.parametrize("strategy", ["scan", "auto"])
 async def test_a_scan_finds_a_run_whose_keys_sort_after_a_longer_ids_keys(
-    strategy: SweepStrategy,
+    strategy: SweepStrategy, backend: Recording, store: MemoStore
 ) -> None:
     # "a/..." sorts after "a-b/..." ("/" > "-"): the scan must not stop at "a-b".
-    backend = Recording()
-    store = MemoStore(backend, "p")
     for run_id in ("a", "a-b"):
         await store.new_memo(run_id, 0).put("k", b"v")
         await store.write_terminal_marker(run_id, 1)
@@ -243,9 +245,7 @@ async def test_a_scan_finds_a_run_whose_keys_sort_after_a_longer_ids_keys(
     assert await memo_runs(backend) == set()
 
 
-async def test_a_run_with_several_expired_markers_is_cleared_once() -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
+async def test_a_run_with_several_expired_markers_is_cleared_once(store: MemoStore) -> None:
     await fleet(store, 1, 3)
     await store.write_terminal_marker("old-0000", 7)
     seen: list[tuple[TerminalMarker, int]] = []
@@ -257,9 +257,9 @@ async def test_a_run_with_several_expired_markers_is_cleared_once() -> None:
     assert await store.list_terminal_markers() == []
 
 
-async def test_bad_strategy_and_chunk_size_are_refused_before_any_io() -> None:
-    backend = Recording()
-    store = MemoStore(backend, "p")
+async def test_bad_strategy_and_chunk_size_are_refused_before_any_io(
+    backend: Recording, store: MemoStore
+) -> None:
     with pytest.raises(InvalidArgumentError, match="strategy"):
         await store.sweep(1, strategy="everything")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="max_runs_in_memory"):
