@@ -50,10 +50,11 @@ containers-gcs *ARGS: sync
     bash scripts/containers_gcs.sh {{ARGS}}
 
 # Requests per operation, time against the raw SDKs and the reference clear, and marker
-# memory, on local moto, fake-gcs-server and Azurite; writes BENCHMARKS.md (tables) and
-# benchmarks/last_run.json. Not CI; 30-40 min on 2 shared cores (`just bench --quick`: 3).
-# `just bench --only rgw`: both S3 adapters on Ceph RGW, merged into the last run (1-2 min).
-# Benchmark every adapter against its emulator and update BENCHMARKS.md (not CI).
+# memory, on local moto, fake-gcs-server and Azurite; then the sweeps side by side on moto
+# and Ceph RGW (benchmarks/sweep_compare.py) and the cost model. Writes BENCHMARKS.md
+# (tables) and benchmarks/*.json. Not CI; about an hour on 2 shared cores
+# (`just bench --quick`: 3 min for the first part). `just bench --only rgw`: both S3
+# adapters on Ceph RGW, merged into the last run; `--skip-timings`: request counts only.
 bench *ARGS: sync
     uv run --frozen python -m benchmarks {{ARGS}}
     uv run --frozen python -m benchmarks.sweep_compare
