@@ -122,7 +122,8 @@ def gcs_client(
 def gcs_backend(
     server: GCSServer, bucket: str, *, endpoint: str | None = None, **options: Any
 ) -> GCSBackend:
-    """A GCSBackend on ``bucket`` over an anonymous client of its own (closed with it)."""
+    """A GCSBackend on ``bucket`` over an anonymous client of its own (left open by aclose()
+    like every client handed to GCSBackend: the SDK client holds only a pooled session)."""
     from taquba_memo_gcs import GCSBackend
 
     return GCSBackend(gcs_client(server, endpoint=endpoint), bucket, **options)
