@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -131,13 +132,16 @@ async def _one_sweep(
 
 
 async def compare_on(
-    server_name: str, server: S3Server, args: argparse.Namespace
-) -> list[dict[str, Any]]:
-    """Every method on both fleets of one server: requests, then time."""
+    server_name: str,
+    server: S3Server,
+    args: argparse.Namespace,
+    on_row: Callable[[dict[str, Any]], None],
+) -> None:
+    """Every method on both fleets of one server: requests, then time; ``on_row`` gets each."""
     build, upstream = builder_for(
         "obstore-s3", lambda: server, _unused, _unused, _unused, server.new_bucket()
     )
-    rows: list[dict[str, Any]] = []
+    methods = [method for method in METHODS if method in args.methods]
     for round_number, expired in enumerate(args.expired):
         plan = measure.SweepLayout(f"sweep-{expired}", args.markers, expired, args.entries)
         direct = build(None)
@@ -146,28 +150,26 @@ async def compare_on(
             await measure.fill(direct, ((key, b"") for key in plan.live_markers()), concurrency=64)
         finally:
             await direct.aclose()
-        shift = round_number % len(METHODS)
-        for method in METHODS[shift:] + METHODS[:shift]:
+        shift = round_number % len(methods)
+        for method in methods[shift:] + methods[:shift]:
             with CountingProxy(upstream, classify=classify_bench) as proxy:
                 counted = await _one_sweep(method, build, plan, proxy)
-            timed = await _one_sweep(method, build, plan, None) if method in TIMED else None
-            rows.append(
-                {
-                    "server": server_name,
-                    "markers": plan.markers,
-                    "expired": expired,
-                    "entries_per_run": plan.entries_per_expired,
-                    "method": method,
-                    "strategy": counted["strategy"],
-                    "requests": counted["requests"],
-                    "total": counted["total"],
-                    "server_errors": counted["server_errors"],
-                    "seconds": None if timed is None else timed["seconds"],
-                    "seconds_through_proxy": counted["seconds"],
-                }
-            )
-            _log(f"{server_name}, {expired:,} expired: {rows[-1]}")
-    return rows
+            timed = await _one_sweep(method, build, plan, None) if method in args.timed else None
+            row = {
+                "server": server_name,
+                "markers": plan.markers,
+                "expired": expired,
+                "entries_per_run": plan.entries_per_expired,
+                "method": method,
+                "strategy": counted["strategy"],
+                "requests": counted["requests"],
+                "total": counted["total"],
+                "server_errors": counted["server_errors"],
+                "seconds": None if timed is None else timed["seconds"],
+                "seconds_through_proxy": counted["seconds"],
+            }
+            _log(f"{server_name}, {expired:,} expired: {row}")
+            on_row(row)
 
 
 def _unused() -> Any:
@@ -178,29 +180,34 @@ def render(result: dict[str, Any]) -> str:
     """The markdown tables of one run."""
     params = result["params"]
     begin, end = report.markers("sweep")
+    runs = "; ".join(
+        f"{run['servers']} ({run['methods']}) {run['started']}, "
+        f"{run.get('seconds', 0) / 60:.1f} min, load average {run['load_before']} before and "
+        f"{run.get('load_after', '?')} after"
+        for run in result["runs"]
+    )
     lines = [
         begin,
         "",
-        f"Measured {result['started']} in {result['seconds'] / 60:.1f} min; "
-        f"{params['markers']:,} markers, {params['entries']} entries per expired run, "
-        f"obstore S3 adapter, load average {result['load_before']} before and "
-        f"{result['load_after']} after. Requests: through the counting proxy, answered "
-        "below 500 (5xx apart: moto's listings racing deletes, sent again by the client). "
-        "obstore sends even a single delete as a one-key DeleteObjects, so the reference's "
-        "DELETE per key shows as `batch`. Seconds direct: the same fleet written again and "
-        "swept straight to the server.",
+        f"{params['markers']:,} markers, {params['entries']} entries per expired run, obstore "
+        f"S3 adapter. Runs: {runs}. Requests: through the counting proxy, answered below 500 "
+        "(5xx apart: moto's listings racing deletes, sent again by the client). obstore "
+        "sends even a single delete as a one-key DeleteObjects, so the reference's DELETE per "
+        "key shows as `batch`. Seconds direct: the same fleet written again and swept "
+        "straight to the server; through the proxy: the sweep that was counted. Ratios are "
+        "to `auto` in the same column.",
         "",
     ]
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in result["rows"]:
         groups.setdefault((row["server"], row["expired"]), []).append(row)
     for (server, expired), rows in groups.items():
-        ours = next(row for row in rows if row["method"] == "auto")
+        ours = next((row for row in rows if row["method"] == "auto"), {})
         lines += [
             f"**{server}, {expired:,} of {params['markers']:,} markers expired**",
             "",
             "| method | ran | list-markers | list | batch | delete | total requests "
-            "| 5xx | seconds direct (vs auto) | seconds through the proxy |",
+            "| 5xx | seconds direct | seconds through the proxy |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in sorted(rows, key=lambda r: METHODS.index(r["method"])):
@@ -216,11 +223,16 @@ def render(result: dict[str, Any]) -> str:
 
 
 def _seconds(row: dict[str, Any], ours: dict[str, Any]) -> str:
-    """The direct time and its ratio to ``auto``'s, then the time through the proxy."""
-    through = f"{row['seconds_through_proxy']:.2f}"
-    if row["seconds"] is None:
-        return f"- | {through}"
-    return f"{row['seconds']:.2f} ({row['seconds'] / ours['seconds']:.1f}x) | {through}"
+    """Both times of ``row``, each with its ratio to ``auto``'s ('-' where not measured)."""
+    cells = []
+    for key in ("seconds", "seconds_through_proxy"):
+        if row.get(key) is None:
+            cells.append("-")
+        elif ours.get(key) is None:
+            cells.append(f"{row[key]:.2f}")
+        else:
+            cells.append(f"{row[key]:.2f} ({row[key] / ours[key]:.1f}x)")
+    return " | ".join(cells)
 
 
 def _log(message: str) -> None:
@@ -228,9 +240,15 @@ def _log(message: str) -> None:
 
 
 def _load() -> str:
-    import os
-
     return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = set(names) - set(METHODS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown methods {sorted(unknown)}; known: {METHODS}")
+    return names
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -241,6 +259,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--entries", type=int, default=2, help="entries per expired run")
     parser.add_argument("--servers", default="moto,rgw", help="moto, rgw or both")
+    parser.add_argument(
+        "--methods", type=_names, default=list(METHODS), help="the methods to run, comma-separated"
+    )
+    parser.add_argument(
+        "--timed",
+        type=_names,
+        default=list(TIMED),
+        help="the methods also swept direct to the server ('' for none)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add to the rows of the last run (same server, fleet and method replaced)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "sweep_compare.json")
     return parser.parse_args(argv)
@@ -249,12 +281,32 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     started = time.monotonic()
-    result: dict[str, Any] = {
+    run: dict[str, Any] = {
         "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load_before": _load(),
-        "params": {"markers": args.markers, "expired": args.expired, "entries": args.entries},
-        "rows": [],
+        "servers": args.servers,
+        "expired": args.expired,
+        "methods": ", ".join(args.methods),
     }
+    result: dict[str, Any] = {"params": {"markers": args.markers, "entries": args.entries}}
+    if args.merge:
+        last = json.loads(args.json.read_text(encoding="utf-8"))
+        assert last["params"] == result["params"], "merge only runs of the same sizes"
+        result.update(last)
+    result.setdefault("runs", []).append(run)
+    result.setdefault("rows", [])
+
+    def on_row(row: dict[str, Any]) -> None:
+        # Saved row by row, so that an interrupted run keeps what it measured.
+        same = ("server", "expired", "method")
+        result["rows"] = [
+            kept for kept in result["rows"] if any(kept[k] != row[k] for k in same)
+        ] + [row]
+        run["seconds"] = time.monotonic() - started
+        run["load_after"] = _load()
+        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        report.write_section(args.out, render(result), name="sweep")
+
     wanted = set(args.servers.split(","))
     starters: dict[str, Callable[[], S3Server]] = {
         "moto": resolve_s3_server,
@@ -268,11 +320,7 @@ async def main(argv: list[str] | None = None) -> int:
             _log(f"starting {names[key]}")
             server = starters[key]()
             stack.callback(server.close)
-            result["rows"] += await compare_on(names[key], server, args)
-    result["seconds"] = time.monotonic() - started
-    result["load_after"] = _load()
-    args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    report.write_section(args.out, render(result), name="sweep")
+            await compare_on(names[key], server, args, on_row)
     _log(f"raw results in {args.json}, tables in {args.out}")
     return 0
 
