@@ -52,8 +52,9 @@ containers-gcs *ARGS: sync
 # Requests per operation, time against the raw SDKs and the reference clear, and marker
 # memory, on local moto, fake-gcs-server and Azurite; then the sweeps side by side on moto
 # and Ceph RGW (benchmarks/sweep_compare.py) and the cost model. Writes BENCHMARKS.md
-# (tables) and benchmarks/*.json. Not CI; about an hour on 2 shared cores
-# (`just bench --quick`: 3 min for the first part). `just bench --only rgw`: both S3
+# (tables) and benchmarks/*.json. Not CI: 30-40 min for the first part on 2 shared cores
+# (`--quick`: 3 min); the sweep comparison 15 min on RGW and over an hour on moto, whose
+# listings slow down as the bucket grows (`python -m benchmarks.sweep_compare --help`). `just bench --only rgw`: both S3
 # adapters on Ceph RGW, merged into the last run; `--skip-timings`: request counts only.
 bench *ARGS: sync
     uv run --frozen python -m benchmarks {{ARGS}}
