@@ -54,8 +54,9 @@ containers-gcs *ARGS: sync
 # and Ceph RGW (benchmarks/sweep_compare.py) and the cost model. Writes BENCHMARKS.md
 # (tables) and benchmarks/*.json. Not CI: 30-40 min for the first part on 2 shared cores
 # (`--quick`: 3 min); the sweep comparison 15 min on RGW and over an hour on moto, whose
-# listings slow down as the bucket grows (`python -m benchmarks.sweep_compare --help`). `just bench --only rgw`: both S3
-# adapters on Ceph RGW, merged into the last run; `--skip-timings`: request counts only.
+# listings slow down as the bucket grows (`python -m benchmarks.sweep_compare --help`).
+# `just bench --only rgw`: both S3 adapters on Ceph RGW, merged into the last run;
+# `--skip-timings`: request counts only.
 bench *ARGS: sync
     uv run --frozen python -m benchmarks {{ARGS}}
     uv run --frozen python -m benchmarks.sweep_compare
