@@ -38,10 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("obstore", "google-cloud-storage", "azure-storage-blob", "minio", "moto")
 
 
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -74,15 +70,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": ", ".join(versions),
-        "load_before": _load(),
+        "load_before": measure.load_average(),
     }
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{value:.1f}" for value in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -140,22 +129,22 @@ async def count_requests(
     plan = measure.SweepLayout("sweep", args.markers, args.expired, args.entries_per_expired)
     try:
         with target.counting_proxy() as proxy:
-            _log(f"{target.name}: requests per get/put")
+            measure.log(f"{target.name}: requests per get/put")
             result["get_put_requests"] = await measure.count_get_put(
                 proxy, target.backend(proxy.url), slug, repetitions=5
             )
-            _log(f"{target.name}: writing {entries:,} entries, then clearing them")
+            measure.log(f"{target.name}: writing {entries:,} entries, then clearing them")
             await measure.fill_run(direct, slug, "clear-run", entries)
             result["clear_requests"] = await measure.count_clear(
                 proxy, target.backend(proxy.url), slug, "clear-run", entries
             )
-            _log(f"{target.name}: clear {result['clear_requests']}")
-            _log(f"{target.name}: writing the sweep's markers (live: {write_live_markers})")
+            measure.log(f"{target.name}: clear {result['clear_requests']}")
+            measure.log(f"{target.name}: writing the sweep's markers (live: {write_live_markers})")
             await measure.fill_sweep(direct, plan, live=write_live_markers)
             result["sweep_requests"] = await measure.count_sweep(
                 proxy, target.backend(proxy.url), plan
             )
-            _log(f"{target.name}: sweep {result['sweep_requests']}")
+            measure.log(f"{target.name}: sweep {result['sweep_requests']}")
     finally:
         await direct.aclose()
     return result
@@ -176,11 +165,11 @@ async def time_target(target: Target, args: argparse.Namespace) -> dict[str, Any
     direct = target.backend(None)
     try:
         if target.raw is not None:
-            _log(f"{target.name}: timing get/put against the raw SDK")
+            measure.log(f"{target.name}: timing get/put against the raw SDK")
             result["timing"] = await measure.time_get_put(
                 direct, target.raw(direct), _slug(target.name), pairs=args.pairs
             )
-            _log(
+            measure.log(
                 f"{target.name}: get {result['timing']['get']['ours_over_raw']:.3f}, "
                 f"put {result['timing']['put']['ours_over_raw']:.3f}"
             )
@@ -209,14 +198,14 @@ async def bench_memory(count: int, workdir: str) -> list[dict[str, Any]]:
         (memory_backend, "InMemoryBackend"),
         (local_backend, "LocalFileBackend"),
     ):
-        _log(f"memory: writing {count:,} markers to {label}")
+        measure.log(f"memory: writing {count:,} markers to {label}")
         for size in sorted({count // 10, count}):
             await measure.fill(backend, names(size), concurrency=16)
             store = MemoStore(backend, "m")
             for mode in ("iter", "list"):
                 row = await measure.peak_memory_iterating(store, materialize=mode == "list")
                 rows.append({"backend": label, "mode": mode, **row})
-                _log(f"memory: {rows[-1]}")
+                measure.log(f"memory: {rows[-1]}")
     return rows
 
 
@@ -297,7 +286,9 @@ async def main(argv: list[str] | None = None) -> int:
         only = (only - {"rgw"}) | set(RGW_TARGETS)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="taquba-bench-") as workdir:
         want_rgw = bool(only & set(RGW_TARGETS))
-        _log("starting moto, fake-gcs-server and Azurite" + (" and Ceph RGW" if want_rgw else ""))
+        measure.log(
+            "starting moto, fake-gcs-server and Azurite" + (" and Ceph RGW" if want_rgw else "")
+        )
         srv = stack.enter_context(servers(rgw=want_rgw))
         targets = [
             t
@@ -312,7 +303,7 @@ async def main(argv: list[str] | None = None) -> int:
                 groups.setdefault(target.server_group, []).append(target)
         # Counts do not depend on timing, so the servers are counted side by side.
         if not args.skip_counts:
-            _log(f"counting requests on {len(groups)} servers at once")
+            measure.log(f"counting requests on {len(groups)} servers at once")
             await asyncio.gather(*(count_group(group, args, results) for group in groups.values()))
         # Timings run one target at a time.
         for target in [] if args.skip_timings else targets:
@@ -321,7 +312,9 @@ async def main(argv: list[str] | None = None) -> int:
         for target in [] if args.skip_timings else targets:
             if target.server.startswith("moto") and target.raw is not None:
                 reps = args.clear_reps if target.name == "obstore (S3)" else 1
-                _log(f"{target.name}: clear of {args.entries:,} entries vs reference, {reps} reps")
+                measure.log(
+                    f"{target.name}: clear of {args.entries:,} entries vs reference, {reps} reps"
+                )
                 backend = target.backend(None)
                 try:
                     timing = await measure.time_clear_vs_reference(
@@ -330,7 +323,7 @@ async def main(argv: list[str] | None = None) -> int:
                 finally:
                     await backend.aclose()
                 results["targets"][target.name]["clear_timing"] = timing
-                _log(f"{target.name}: speedup {timing['speedup']:.1f}x")
+                measure.log(f"{target.name}: speedup {timing['speedup']:.1f}x")
         # The marker-memory rows of the embedded backends belong to full runs.
         if not only and not args.skip_timings:
             results["memory"] = await bench_memory(args.memory_markers, workdir)
@@ -340,16 +333,16 @@ async def main(argv: list[str] | None = None) -> int:
             if "memory_iter" in result
         ]
     results["seconds"] = time.monotonic() - started
-    results["machine"]["load_after"] = _load()
+    results["machine"]["load_after"] = measure.load_average()
     if args.skip_timings:
         results = merge_counts_into_last_run(results, args.json)
     elif only:
         results = merge_into_last_run(results, args.json)
     args.json.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
-    _log(f"raw results in {args.json}")
+    measure.log(f"raw results in {args.json}")
     if args.out is not None:
         report.write_section(args.out, report.render(results))
-        _log(f"tables written to {args.out}")
+        measure.log(f"tables written to {args.out}")
     return 0
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import os
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,6 +31,8 @@ __all__ = [
     "fill",
     "fill_run",
     "fill_sweep",
+    "load_average",
+    "log",
     "peak_memory_iterating",
     "reference_clear",
     "time_clear_vs_reference",
@@ -36,6 +40,19 @@ __all__ = [
 ]
 
 VALUE = bytes(range(256)) * 4  # 1 KiB, a typical memoised answer
+
+
+def log(message: str) -> None:
+    """One progress line on stderr, with the time."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, or '?' where the system has none."""
+    try:
+        return " ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 async def fill(

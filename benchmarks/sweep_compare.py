@@ -26,8 +26,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from taquba_memo import MemoBackend, MemoStore, TerminalMarker
+from taquba_memo.adapter_kit import TaskWindow
 from taquba_memo_conformance.proxies import CountingProxy
 from taquba_memo_conformance.servers import S3Server, resolve_rgw_server, resolve_s3_server
 
@@ -52,22 +51,19 @@ PREVIOUS_CONCURRENCY = 8  # the previous release's default sweep concurrency
 async def previous_sweep(store: MemoStore, cutoff_ms: int) -> int:
     """The sweep before cross-run batching: per expired marker, clear its run, then the marker."""
     deleted = 0
-    window = asyncio.Semaphore(PREVIOUS_CONCURRENCY)
 
     async def sweep_one(marker: TerminalMarker) -> None:
         nonlocal deleted
-        try:
-            cleared = await store.clear_memos_for_run(marker.run_id)
-            await store.delete_terminal_marker(marker)
-            deleted += cleared
-        finally:
-            window.release()
+        cleared = await store.clear_memos_for_run(marker.run_id)
+        await store.delete_terminal_marker(marker)
+        deleted += cleared
 
-    tasks: list[asyncio.Task[None]] = []
-    async for marker in store.iter_expired_terminal_markers(cutoff_ms):
-        await window.acquire()
-        tasks.append(asyncio.ensure_future(sweep_one(marker)))
-    await asyncio.gather(*tasks)
+    window = TaskWindow(PREVIOUS_CONCURRENCY)
+    try:
+        async for marker in store.iter_expired_terminal_markers(cutoff_ms):
+            await window.submit(sweep_one(marker))
+    finally:
+        await window.drain()
     return deleted
 
 
@@ -146,7 +142,7 @@ async def compare_on(
         plan = measure.SweepLayout(f"sweep-{expired}", args.markers, expired, args.entries)
         direct = build(None)
         try:
-            _log(f"{server_name}: {plan.markers - expired:,} live markers")
+            measure.log(f"{server_name}: {plan.markers - expired:,} live markers")
             await measure.fill(direct, ((key, b"") for key in plan.live_markers()), concurrency=64)
         finally:
             await direct.aclose()
@@ -168,7 +164,7 @@ async def compare_on(
                 "seconds": None if timed is None else timed["seconds"],
                 "seconds_through_proxy": counted["seconds"],
             }
-            _log(f"{server_name}, {expired:,} expired: {row}")
+            measure.log(f"{server_name}, {expired:,} expired: {row}")
             on_row(row)
 
 
@@ -235,14 +231,6 @@ def _seconds(row: dict[str, Any], ours: dict[str, Any]) -> str:
     return " | ".join(cells)
 
 
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _load() -> str:
-    return " ".join(f"{value:.1f}" for value in os.getloadavg())
-
-
 def _names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = set(names) - set(METHODS)
@@ -283,7 +271,7 @@ async def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     run: dict[str, Any] = {
         "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_before": _load(),
+        "load_before": measure.load_average(),
         "servers": args.servers,
         "expired": args.expired,
         "methods": ", ".join(args.methods),
@@ -303,7 +291,7 @@ async def main(argv: list[str] | None = None) -> int:
             kept for kept in result["rows"] if any(kept[k] != row[k] for k in same)
         ] + [row]
         run["seconds"] = time.monotonic() - started
-        run["load_after"] = _load()
+        run["load_after"] = measure.load_average()
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         report.write_section(args.out, render(result), name="sweep")
 
@@ -317,11 +305,11 @@ async def main(argv: list[str] | None = None) -> int:
         for key in ("moto", "rgw"):
             if key not in wanted:
                 continue
-            _log(f"starting {names[key]}")
+            measure.log(f"starting {names[key]}")
             server = starters[key]()
             stack.callback(server.close)
             await compare_on(names[key], server, args, on_row)
-    _log(f"raw results in {args.json}, tables in {args.out}")
+    measure.log(f"raw results in {args.json}, tables in {args.out}")
     return 0
 
 
