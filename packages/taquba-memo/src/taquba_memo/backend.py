@@ -44,6 +44,18 @@ exists (``taquba-memo runs --sizes`` then reads no value) and falls back to
 conformance suite checks the sizes and times it reports against what was
 written, and skips those tests for a backend without it.
 
+Bounded reads (optional method, not part of the protocol): a backend that
+can stop reading an object at a size (a stat or listed size, a response's
+``Content-Length``, a stream read in chunks) offers
+``get_at_most(key, max_bytes)``. It returns what ``get`` returns when the
+object holds at most ``max_bytes`` bytes, and otherwise raises
+:class:`~taquba_memo.EntryTooLargeError` having held no more than
+``max_bytes`` plus a small constant of it in memory, in the requests ``get``
+would send. A store built with ``max_value_bytes`` reads every entry through
+it, so an oversized or endless object never fills memory;
+:func:`reads_bounded` tells whether a backend offers it. Every backend shipped
+with taquba-memo does.
+
 After a fork (optional hook, not part of the protocol): a process made by
 ``os.fork()`` inherits a backend without its threads and shares its sockets
 with the parent. A store detects the fork once and, before its first
@@ -73,7 +85,9 @@ __all__ = [
     "ListsMetadata",
     "MemoBackend",
     "MemoBackendBase",
+    "ReadsBounded",
     "lists_metadata",
+    "reads_bounded",
 ]
 
 
@@ -123,6 +137,20 @@ class ListsMetadata(Protocol):
 def lists_metadata(backend: object) -> bool:
     """True when ``backend`` offers ``list_with_metadata`` (sizes without reads)."""
     return isinstance(backend, ListsMetadata)
+
+
+@runtime_checkable
+class ReadsBounded(Protocol):
+    """A backend that also offers the optional ``get_at_most``."""
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        """``get(key)``, or :class:`~taquba_memo.EntryTooLargeError` past ``max_bytes``."""
+        ...
+
+
+def reads_bounded(backend: object) -> bool:
+    """True when ``backend`` offers ``get_at_most`` (reads that stop at a size)."""
+    return isinstance(backend, ReadsBounded)
 
 
 @runtime_checkable

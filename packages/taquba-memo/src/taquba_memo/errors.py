@@ -27,6 +27,8 @@ __all__ = [
     "DecodeError",
     "DeleteManyError",
     "EncodeError",
+    "EntryTooLargeError",
+    "ForeignObjectError",
     "ForkedProcessError",
     "InvalidArgumentError",
     "InvalidConfigurationError",
@@ -79,6 +81,15 @@ class ValueTooLargeError(InvalidArgumentError):
     """A value is larger than the store's configured ``max_value_bytes``."""
 
 
+class EntryTooLargeError(ValueTooLargeError):
+    """A stored entry is larger than the store's ``max_value_bytes``.
+
+    It was not read past that bound, so a huge or endless object (another
+    tenant's, or a corrupt one) never fills memory. ``Memo.get`` raises it;
+    ``get_or_compute`` treats such an entry as a miss and logs it.
+    """
+
+
 class InvalidValueType(MemoError, TypeError):
     """An argument has the wrong type, such as a ``str`` where bytes belong."""
 
@@ -110,6 +121,15 @@ class AccessDeniedError(BackendError):
 
 class ContainerNotFoundError(BackendError):
     """The bucket or container itself does not exist (not a missing key)."""
+
+
+class ForeignObjectError(BackendError):
+    """The object under a key is not one a backend reads or deletes as a value.
+
+    A symbolic link, FIFO, device or directory where a ``file://`` entry
+    belongs: something another tenant of the root made. It is never followed,
+    opened for reading or deleted through; retrying cannot help.
+    """
 
 
 class DeleteManyError(BackendError):
