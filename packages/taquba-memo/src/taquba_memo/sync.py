@@ -136,6 +136,8 @@ class _LoopThread:
             return future.result()
         except BaseException:
             future.cancel()  # interrupted while waiting: stop the work too
+            if callbacks is not None and callbacks.interrupt is not None:
+                raise callbacks.interrupt from None  # an async fn's, caught on the loop
             raise
 
     def stop(self) -> None:
@@ -170,6 +172,16 @@ class _CallerThread:
 
     The waiting thread serves a queue of calls until the coroutine finishes;
     each call's result (or exception) goes back to the loop.
+
+    Interrupts never wedge a call. When the waiting thread stops serving for
+    any reason (a ``KeyboardInterrupt`` or ``SystemExit`` raised by the
+    callback, a time limit raised into the thread, even between two of its
+    bytecodes), every call it has not answered is cancelled on the loop: the
+    computation waiting for it ends as a cancelled one does (nothing stored,
+    its single flight landed, its claim released), and the interrupt reaches
+    the caller. An async callback that raises ``KeyboardInterrupt`` or
+    ``SystemExit`` on the store's loop is stopped there, so the loop lives
+    on, and its exception is raised in the waiting thread instead.
     """
 
     _DONE = object()
@@ -178,6 +190,10 @@ class _CallerThread:
         self._loop = loop
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._serving = True
+        # Replies not yet answered; touched on the loop only.
+        self._unanswered: set[asyncio.Future[Any]] = set()
+        self.interrupt: BaseException | None = None
+        """An interrupt an async callback raised on the loop, for the waiting thread."""
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         """An async stand-in for ``fn``: it asks the waiting thread to call ``fn``."""
@@ -187,10 +203,17 @@ class _CallerThread:
                 # The waiting thread was interrupted: fn never runs.
                 raise asyncio.CancelledError
             reply: asyncio.Future[Any] = self._loop.create_future()
+            self._unanswered.add(reply)
+            reply.add_done_callback(self._unanswered.discard)
             self._calls.put((reply, fn, args))
             result = await reply
             if inspect.isawaitable(result):
-                result = await result  # an async fn's coroutine runs here, on the loop
+                try:
+                    result = await result  # an async fn's coroutine runs here, on the loop
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    # Left alone it would stop the store's loop for every caller.
+                    self.interrupt = exc
+                    raise asyncio.CancelledError from exc
             return result
 
         return call_in_caller_thread
@@ -210,20 +233,15 @@ class _CallerThread:
             self._stop_serving()
 
     def _stop_serving(self) -> None:
-        # Calls queued after the waiting thread stopped would wait forever:
-        # cancel them (their fn never ran, so nothing was paid).
+        # Whatever stopped this thread, no call may wait for it any longer:
+        # cancel the unanswered ones on the loop, which alone touches the set.
         self._serving = False
-        while True:
-            try:
-                call = self._calls.get_nowait()
-            except queue.Empty:
-                return
-            if call is not self._DONE:
-                self._loop.call_soon_threadsafe(_cancel, call[0])
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._cancel_unanswered)
 
-
-def _cancel(reply: asyncio.Future[Any]) -> None:
-    reply.cancel()
+    def _cancel_unanswered(self) -> None:
+        for reply in list(self._unanswered):
+            reply.cancel()
 
 
 def _settle(reply: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -457,7 +475,10 @@ class Memo(_core.BoundMemo[MemoStore]):
         is: an async ``fn`` that has started runs on in the store's thread
         and its result is stored, unless ``store_if_cancelled=False``. A sync
         ``fn`` runs in the interrupted thread itself, so the interruption is
-        its own exception and nothing is stored.
+        its own exception and nothing is stored. Either way the interrupt
+        (``KeyboardInterrupt``, ``SystemExit``, a time limit's exception)
+        reaches the caller, a claim is released, and the next call for the
+        key computes again: an interrupt never leaves the entry waiting.
 
         With ``claim``, the claim's heartbeat runs on the store's loop, so it
         goes on renewing while a sync ``fn`` blocks the calling thread.
