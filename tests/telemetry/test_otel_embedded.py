@@ -280,8 +280,12 @@ def test_importing_the_library_does_not_import_opentelemetry() -> None:
     assert shown.stdout.strip() == "False", shown.stderr
 
 
-def test_the_readme_console_example_prints_memo_spans_and_metrics() -> None:
-    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "otel_console.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "otel_console.py"
+OBSERVABILITY_PAGE = EXAMPLE.parents[1] / "observability.md"
+
+
+def test_the_console_example_prints_memo_spans_and_metrics() -> None:
+    example = EXAMPLE
     shown = subprocess.run(
         [sys.executable, str(example)], capture_output=True, text=True, timeout=60
     )
@@ -291,6 +295,14 @@ def test_the_readme_console_example_prints_memo_spans_and_metrics() -> None:
     assert '"taquba_memo.outcome": "hit"' in shown.stdout
     assert '"name": "taquba_memo.lookups"' in shown.stdout
     assert "hits=1, misses=1" in shown.stdout
+
+
+def test_docs_observability_shows_the_console_example_as_it_runs() -> None:
+    """The page's code block is the example file's code, past its docstring and future import."""
+    page = OBSERVABILITY_PAGE.read_text()
+    shown = page.split("\n```python\n", 1)[1].split("\n```\n", 1)[0]
+    code = EXAMPLE.read_text().split("from __future__ import annotations\n", 1)[1]
+    assert shown.strip() == code.strip()
 
 
 def test_sync_store_spans_nest_under_the_calling_threads_span(
