@@ -318,7 +318,7 @@ NESTED_PASSWORD = "nested-endpoint-password-never-logged-4f2a"
 
 
 def with_user_info(endpoint: str, *, encoded: bool) -> str:
-    """``endpoint`` with ``user:NESTED_PASSWORD@`` in it, as a query value (percent-encoded or not)."""
+    """``endpoint`` with ``user:NESTED_PASSWORD@`` in it, as a query value (encoded or not)."""
     scheme, _, rest = endpoint.partition("://")
     nested = f"{scheme}://memo-user:{NESTED_PASSWORD}@{rest}"
     return urllib.parse.quote(nested, safe="") if encoded else nested
