@@ -59,6 +59,8 @@ class StartedServer:
     host_port: int
     startup_seconds: float
     stop: Callable[[], None]
+    #: The process the kit started, leader of its own process group (None for a container).
+    process_id: int | None = None
 
 
 def start_timeout() -> float:
