@@ -10,15 +10,18 @@ cluster may be running, with a configuration this test cannot read.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from taquba_memo_conformance import servers
-from taquba_memo_conformance.servers import S3Server, ServerUnavailableError
+from taquba_memo_conformance._processes import ManagedProcess
+from taquba_memo_conformance.servers import S3Server, ServerStartError, ServerUnavailableError
 
 from .listening_sockets import LOOPBACK_V4, listening_addresses_of
 
@@ -150,6 +153,32 @@ def test_another_cluster_on_the_machine_is_left_out_of_the_checks() -> None:
         assert not set(processes) & set(other_processes)
         other.close()
         assert the_cluster(mine)[1] == processes, "stopping the other cluster left ours alone"
+
+
+def test_a_cluster_that_fails_to_start_leaves_no_daemon_and_no_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The S3 user cannot be created after the monitor and the OSD run: both are stopped."""
+    start_or_skip().close()  # Ceph is here, and starts
+    failing = tmp_path / "bin" / "radosgw-admin"
+    failing.parent.mkdir()
+    failing.write_text("#!/bin/sh\necho 'radosgw-admin: refused for this test' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{failing.parent}:{os.environ['PATH']}")
+    started: list[ManagedProcess] = []
+
+    class Recorded(ManagedProcess):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(servers, "ManagedProcess", Recorded)
+    with pytest.raises(ServerStartError, match="refused for this test"):
+        servers.start_rgw_process()
+    assert started, "the start script ran"
+    for attempt in started:
+        assert process_group(attempt.pid) == {}, "a daemon outlived its failed cluster"
+        assert not attempt.workdir.exists()
 
 
 def test_without_ceph_the_error_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -267,6 +267,9 @@ class ManagedProcess:
                 except subprocess.TimeoutExpired:
                     self._signal(signal.SIGKILL)
                     self.process.wait(timeout=STOP_GRACE_SECONDS)
+            # What the process started may outlive it in its group (a start script that
+            # failed half-way leaves its daemons running): those are killed outright.
+            self._signal(signal.SIGKILL)
         finally:
             self._log.close()
             shutil.rmtree(self.workdir, ignore_errors=True)
