@@ -286,3 +286,33 @@ class NormalisesUnicode(HoldableBackend):
     async def list(self, prefix: str) -> AsyncIterator[str]:
         async for key in super().list(self._nfc(prefix)):
             yield key
+
+
+class _RenamesKeys(HoldableBackend):
+    """Stores every key under :meth:`stored` of it; lists the stored names, as a table would."""
+
+    def stored(self, key: str) -> str:
+        raise NotImplementedError
+
+    async def get(self, key: str) -> bytes | None:
+        return await super().get(self.stored(check_key(key)))
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        return await super().put(self.stored(check_key(key)), value, if_absent=if_absent)
+
+    async def delete(self, key: str) -> None:
+        await super().delete(self.stored(check_key(key)))
+
+
+class TrimsTrailingWhitespace(_RenamesKeys):
+    """A CHAR column: the whole key loses its trailing whitespace, so 'k' and 'k ' are one row."""
+
+    def stored(self, key: str) -> str:
+        return key.rstrip()
+
+
+class StripsLeadingSpaces(_RenamesKeys):
+    """Strips the leading spaces of every name and segment: 'run/ x' is stored as 'run/x'."""
+
+    def stored(self, key: str) -> str:
+        return "/".join(segment.lstrip(" ") for segment in key.split("/"))

@@ -38,7 +38,11 @@ class TestLocalFileBackend(MemoBackendConformance):
             chattr = shutil.which("chattr")
             if chattr is None:
                 raise NotImplementedError("running as root without chattr")
-            await asyncio.to_thread(subprocess.run, [chattr, "+i", str(path)], check=True)
+            made = await asyncio.to_thread(
+                subprocess.run, [chattr, "+i", str(path)], capture_output=True, text=True
+            )
+            if made.returncode != 0:  # a file system without the flag (overlayfs, some tmpfs)
+                raise NotImplementedError(f"chattr +i failed: {made.stderr.strip()}")
             try:
                 yield
             finally:

@@ -12,7 +12,10 @@ whole ``__cause__`` / ``__context__`` chain, and of the backend, and every
 attribute and event of the OpenTelemetry spans and metric points recorded.
 
 The adapters' own tests already check errors and ``repr`` for one failure
-each; the log lines are what is new here.
+each; the log lines are what is new here. A password in the user info of a
+URL given as a parameter (``?endpoint=http://user:password@host`` on a real
+server's address) is searched for the same way, at DEBUG, in what opening the
+URL and running the command line on it log and print.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from google.oauth2.credentials import Credentials as TokenCredentials
 from obstore.store import AzureStore, GCSStore, S3Store
-from taquba_memo import BackendError, MemoBackend, MemoStore
+from taquba_memo import BackendError, MemoBackend, MemoError, MemoStore, cli, open_backend
 from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.proxies import FaultProxy, GcsXmlProxy, classify_request
-from taquba_memo_conformance.servers import AzureServer
+from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
 from taquba_memo_minio import default_retry
 from taquba_memo_obstore import ObstoreBackend
@@ -309,3 +312,68 @@ async def test_no_credential_in_logs_errors_or_repr_while_everything_fails(
     reliability.add(SECTION, "failing_operations_checked", len(errors))
     reliability.add(SECTION, "log_records_checked", len(caplog.records))
     reliability.add(SECTION, "adapters_checked")
+
+
+NESTED_PASSWORD = "nested-endpoint-password-never-logged-4f2a"
+
+
+def with_user_info(endpoint: str, *, encoded: bool) -> str:
+    """``endpoint`` with ``user:NESTED_PASSWORD@`` in it, as a query value (encoded or not)."""
+    scheme, _, rest = endpoint.partition("://")
+    nested = f"{scheme}://memo-user:{NESTED_PASSWORD}@{rest}"
+    return urllib.parse.quote(nested, safe="") if encoded else nested
+
+
+def nested_s3_url(server: S3Server, encoded: bool) -> str:
+    endpoint = with_user_info(server.endpoint_url, encoded=encoded)
+    return f"s3://{server.new_bucket()}/base?allow_http=true&region={server.region}&endpoint={endpoint}"
+
+
+def nested_minio_url(server: S3Server, encoded: bool) -> str:
+    endpoint = with_user_info(server.endpoint_url, encoded=encoded)
+    return f"s3+minio://{server.new_bucket()}/base?secure=false&endpoint={endpoint}"
+
+
+def nested_gcs_url(server: GCSServer, encoded: bool) -> str:
+    endpoint = with_user_info(server.endpoint_url, encoded=encoded)
+    return f"gs+gcs://{server.new_bucket()}/base?project={server.project}&endpoint={endpoint}"
+
+
+NESTED_URLS: dict[str, tuple[str, Any]] = {
+    "obstore S3": ("s3_server", nested_s3_url),
+    "minio": ("s3_server", nested_minio_url),
+    "gcs": ("gcs_server", nested_gcs_url),
+}
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["plain", "percent-encoded"])
+@pytest.mark.parametrize("name", list(NESTED_URLS))
+def test_no_password_of_a_nested_endpoint_url_in_logs_output_or_repr(
+    name: str,
+    encoded: bool,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fixture, build = NESTED_URLS[name]
+    server = request.getfixturevalue(fixture)
+    if isinstance(server, S3Server):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+    url = build(server, encoded)
+    caplog.set_level(logging.DEBUG)
+    said: list[str] = []
+    try:
+        backend = open_backend(url)
+    except MemoError as error:
+        said += texts_of(error)
+    else:
+        said += [repr(backend), str(backend)]
+    for json_flag in ([], ["--json"]):
+        cli.main([*json_flag, "--url", url, "runs"])
+        out, err = capsys.readouterr()
+        said += [out, err]
+    said.append(caplog.text)
+    leaking = [text for text in said if NESTED_PASSWORD in urllib.parse.unquote(text)]
+    assert not leaking, f"{name}: the nested endpoint's password shows: {leaking[0][:300]}"

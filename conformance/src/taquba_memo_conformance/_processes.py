@@ -59,6 +59,8 @@ class StartedServer:
     host_port: int
     startup_seconds: float
     stop: Callable[[], None]
+    #: The process the kit started, leader of its own process group (None for a container).
+    process_id: int | None = None
 
 
 def start_timeout() -> float:
@@ -265,6 +267,9 @@ class ManagedProcess:
                 except subprocess.TimeoutExpired:
                     self._signal(signal.SIGKILL)
                     self.process.wait(timeout=STOP_GRACE_SECONDS)
+            # What the process started may outlive it in its group (a start script that
+            # failed half-way leaves its daemons running): those are killed outright.
+            self._signal(signal.SIGKILL)
         finally:
             self._log.close()
             shutil.rmtree(self.workdir, ignore_errors=True)

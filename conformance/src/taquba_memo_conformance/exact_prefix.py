@@ -140,6 +140,26 @@ DECOY_CASES: dict[str, DecoyCase] = {
         {"pad/": ("pad/k",), "pad /": ("pad /k",)},
         ("pad  /k",),
     ),
+    "trailing-space-ending-the-key": DecoyCase(
+        "a CHAR column or trimming of the whole key: 'end', 'end ', 'end  ' and "
+        "'end<no-break space>' are four keys",
+        {
+            "end": ("end", "end ", "end  ", "end\u00a0"),
+            "end ": ("end ", "end  "),
+            "end  ": ("end  ",),
+            "end\u00a0": ("end\u00a0",),
+        },
+    ),
+    "leading-space-of-a-name": DecoyCase(
+        "trimming the leading spaces of a name or segment: 'x', ' x' and '  x' are three keys",
+        {
+            "lead/ ": ("lead/ x", "lead/  x"),
+            "lead/  ": ("lead/  x",),
+            "lead/x": ("lead/x",),
+            " dir/": (" dir/k",),
+            "dir/": ("dir/k",),
+        },
+    ),
     "percent-decoding": DecoyCase(
         "percent-decoding a key or prefix that was never percent-encoded",
         {"%41/": ("%41/k",), "A/": ("A/k",)},

@@ -161,6 +161,9 @@ class _ServerRecord(Generic[_EmulatorT]):
     how: How
     #: Seconds from start until the server answered (None when given by env).
     startup_seconds: float | None = None
+    #: The process the kit started, leader of the process group of everything it runs
+    #: (None for a container or a server given by env): what tests find its processes by.
+    process_id: int | None = field(default=None, repr=False, compare=False)
     _stop: _Stop | None = field(default=None, repr=False, compare=False)
 
     def close(self) -> None:
@@ -597,6 +600,7 @@ def _loopback_s3_server(
         emulator=emulator,
         how=how,
         startup_seconds=started.startup_seconds,
+        process_id=started.process_id,
         checks_signatures=checks_signatures,
         _stop=started.stop,
     )
@@ -662,6 +666,7 @@ def _fake_gcs_server(started: StartedServer, how: How) -> GCSServer:
         emulator="fake-gcs-server",
         how=how,
         startup_seconds=started.startup_seconds,
+        process_id=started.process_id,
         _stop=started.stop,
     )
 
@@ -707,6 +712,7 @@ def _azurite_server(started: StartedServer, how: How) -> AzureServer:
         emulator="azurite",
         how=how,
         startup_seconds=started.startup_seconds,
+        process_id=started.process_id,
         _stop=started.stop,
     )
 
@@ -734,7 +740,9 @@ def _start_process(
                 raise
             last_error = error
             continue
-        return StartedServer(host_port=port, startup_seconds=seconds, stop=process.stop)
+        return StartedServer(
+            host_port=port, startup_seconds=seconds, stop=process.stop, process_id=process.pid
+        )
     assert last_error is not None
     raise last_error
 

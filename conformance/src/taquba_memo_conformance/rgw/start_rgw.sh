@@ -65,6 +65,8 @@ step() { echo "start_rgw: $*"; }
 # Waiting reaps them, which an init that never reaps would not.
 stop_daemons() { kill -KILL $(jobs -p) 2>/dev/null || true; wait; }
 trap 'trap - TERM INT; stop_daemons; exit 143' TERM INT
+# A step that fails (set -e) ends the script: the daemons already started go with it.
+trap stop_daemons EXIT
 
 step "mon"
 ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null

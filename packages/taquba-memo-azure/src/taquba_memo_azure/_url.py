@@ -21,6 +21,7 @@ import os
 import urllib.parse
 from typing import Any
 
+from taquba_memo.adapter_kit import parameters_with_user_info, redact_url
 from taquba_memo.errors import InvalidURLError
 
 from taquba_memo_azure._backend import AzureBlobBackend
@@ -53,10 +54,19 @@ def open_url(url: str) -> AzureBlobBackend:
         raise InvalidURLError(f"url must be str, not {type(url).__name__}")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise InvalidURLError(f"not an Azure Blob URL (expected az:// or az+azure://): {url!r}")
+        raise InvalidURLError(
+            f"not an Azure Blob URL (expected az:// or az+azure://): {redact_url(url)!r}"
+        )
+    nested = parameters_with_user_info(url)
+    if nested:
+        raise InvalidURLError(
+            f"the URL's {', '.join(nested)} carries credentials (user:password@ in a URL), "
+            "which Azure never reads from there; give account_url without them "
+            f"(DefaultAzureCredential signs in), or set {CONNECTION_STRING_VARIABLE}"
+        )
     container = parts.netloc
     if not container:
-        raise InvalidURLError(f"the URL names no container: {url!r}")
+        raise InvalidURLError(f"the URL names no container: {redact_url(url)!r}")
     base_path = urllib.parse.unquote(parts.path)
     query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - _QUERY_PARAMETERS)

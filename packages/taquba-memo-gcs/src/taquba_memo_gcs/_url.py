@@ -9,8 +9,8 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from google.auth.credentials import AnonymousCredentials, Credentials
-from taquba_memo.adapter_kit import parse_flag
-from taquba_memo.errors import InvalidArgumentError
+from taquba_memo.adapter_kit import parameters_with_user_info, parse_flag, redact_url
+from taquba_memo.errors import InvalidArgumentError, InvalidURLError
 
 from taquba_memo_gcs._backend import GCSBackend
 
@@ -39,13 +39,22 @@ def open_url(url: str) -> GCSBackend:
         raise InvalidArgumentError(f"url must be str, not {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise InvalidArgumentError(f"not a GCS URL (scheme must be one of {SCHEMES}): {url!r}")
+        raise InvalidArgumentError(
+            f"not a GCS URL (scheme must be one of {SCHEMES}): {redact_url(url)!r}"
+        )
     if not parts.hostname or parts.username or parts.password or parts.port:
-        raise InvalidArgumentError(f"a GCS URL is gs://BUCKET/BASE/PATH, got {url!r}")
+        raise InvalidArgumentError(f"a GCS URL is gs://BUCKET/BASE/PATH, got {redact_url(url)!r}")
+    nested = parameters_with_user_info(url)
+    if nested:
+        raise InvalidURLError(
+            f"the URL's {', '.join(nested)} carries credentials (user:password@ in a URL), "
+            "which the GCS client never sends; use application-default credentials "
+            "(GOOGLE_APPLICATION_CREDENTIALS), or pass a storage.Client to GCSBackend"
+        )
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(params) - {"endpoint", "project", "anonymous"})
     if unknown:
-        raise InvalidArgumentError(f"unknown GCS URL parameter(s) {unknown} in {url!r}")
+        raise InvalidArgumentError(f"unknown GCS URL parameter(s) {unknown} in {redact_url(url)!r}")
     endpoint = params.get("endpoint") or None
     given = params.get("anonymous")
     anonymous = endpoint is not None if given is None else parse_flag(given, name="anonymous")

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from taquba_memo.adapter_kit import parse_flag
+from taquba_memo.adapter_kit import parameters_with_user_info, parse_flag, redact_url
 from taquba_memo.errors import InvalidArgumentError, InvalidURLError
 
 from taquba_memo_minio._backend import MinioBackend
@@ -59,20 +59,30 @@ def open_url(url: str, *, environ: Mapping[str, str] | None = None) -> MinioBack
         raise InvalidURLError(f"url must be str, not {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme.lower() not in SCHEMES:
-        raise InvalidURLError(f"not a MinIO URL (scheme must be one of {SCHEMES}): {url!r}")
+        raise InvalidURLError(
+            f"not a MinIO URL (scheme must be one of {SCHEMES}): {redact_url(url)!r}"
+        )
     if parts.username is not None or parts.password is not None:
         raise InvalidURLError(
             "credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (or MINIO_ACCESS_KEY and MINIO_SECRET_KEY)"
         )
+    nested = parameters_with_user_info(url)
+    if nested:
+        raise InvalidURLError(
+            f"the URL's {', '.join(nested)} carries credentials (user:password@ in a URL), "
+            "which no S3 SDK uses; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(or MINIO_ACCESS_KEY and MINIO_SECRET_KEY) instead"
+        )
+    shown = redact_url(url)
     if not parts.hostname or _has_port(parts.netloc):
         raise InvalidURLError(
-            f"a MinIO URL is s3+minio://BUCKET/BASE/PATH?endpoint=HOST:PORT, got {url!r}"
+            f"a MinIO URL is s3+minio://BUCKET/BASE/PATH?endpoint=HOST:PORT, got {shown!r}"
         )
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     params = dict(pairs)
     if len(params) != len(pairs):
-        raise InvalidURLError(f"a parameter is repeated in {url!r}")
+        raise InvalidURLError(f"a parameter is repeated in {shown!r}")
     unknown = sorted(set(params) - _PARAMETERS)
     if unknown:
         raise InvalidURLError(
@@ -82,7 +92,7 @@ def open_url(url: str, *, environ: Mapping[str, str] | None = None) -> MinioBack
     endpoint = params.get("endpoint") or _first(env, _ENDPOINT_VARIABLES)
     if not endpoint:
         raise InvalidURLError(
-            f"{url!r} names no endpoint: add ?endpoint=HOST:PORT or set AWS_ENDPOINT_URL"
+            f"{shown!r} names no endpoint: add ?endpoint=HOST:PORT or set AWS_ENDPOINT_URL"
         )
     host, secure_from_scheme = _split_endpoint(endpoint)
     given = params.get("secure")
@@ -107,7 +117,7 @@ def open_url(url: str, *, environ: Mapping[str, str] | None = None) -> MinioBack
             max_concurrency=max_concurrency,
         )
     except InvalidArgumentError as exc:  # a bad bucket name, endpoint or base path
-        raise InvalidURLError(f"cannot open {url!r}: {exc}") from None
+        raise InvalidURLError(f"cannot open {shown!r}: {exc}") from None
 
 
 def _has_port(netloc: str) -> bool:
@@ -124,6 +134,11 @@ def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
 
 def _split_endpoint(endpoint: str) -> tuple[str, bool | None]:
     """``host:port`` and the TLS choice an ``http(s)://`` prefix makes, if any."""
+    if "@" in endpoint:  # user info: refused before any message could repeat it
+        raise InvalidURLError(
+            "the endpoint must not carry credentials; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or MINIO_ACCESS_KEY and MINIO_SECRET_KEY)"
+        )
     if "://" not in endpoint:
         host = endpoint.rstrip("/")
         secure = None
@@ -131,12 +146,10 @@ def _split_endpoint(endpoint: str) -> tuple[str, bool | None]:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https"):
             raise InvalidURLError(f"endpoint {endpoint!r} must be http:// or https://")
-        if parts.username is not None or parts.password is not None:
-            raise InvalidURLError("the endpoint must not carry credentials")
         if parts.path.strip("/") or parts.query:
             raise InvalidURLError(f"endpoint {endpoint!r} must be a host and port only")
         host, secure = parts.netloc, parts.scheme == "https"
-    if not host or "/" in host or "@" in host:
+    if not host or "/" in host:
         raise InvalidURLError(f"endpoint {endpoint!r} is not HOST[:PORT]")
     return host, secure
 

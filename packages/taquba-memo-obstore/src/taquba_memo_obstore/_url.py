@@ -17,7 +17,10 @@ non-secret store setting (``region``, ``endpoint``,
 Credentials are never read from the URL (URLs end up in logs): the store
 finds them where the cloud's SDKs do, in the environment (``AWS_*``,
 ``GOOGLE_*``/application-default credentials, ``AZURE_STORAGE_*``).
-A URL that carries one raises :class:`~taquba_memo.InvalidArgumentError`.
+A URL that carries one raises :class:`~taquba_memo.InvalidArgumentError`; so
+does a URL-valued setting with user info (``endpoint=http://user:password@host``,
+:class:`~taquba_memo.InvalidURLError`): no S3, GCS or Azure SDK reads credentials
+from there, and the setting is shown wherever the store is.
 """
 
 from __future__ import annotations
@@ -28,8 +31,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
-from taquba_memo.adapter_kit import parse_flag
-from taquba_memo.errors import InvalidArgumentError, InvalidConfigurationError, InvalidValueType
+from taquba_memo.adapter_kit import parameters_with_user_info, parse_flag
+from taquba_memo.errors import (
+    InvalidArgumentError,
+    InvalidConfigurationError,
+    InvalidURLError,
+    InvalidValueType,
+)
 
 from taquba_memo_obstore._backend import ObstoreBackend
 from taquba_memo_obstore._errors import redact
@@ -113,6 +121,14 @@ def open_url(url: str) -> ObstoreBackend:
     if leaked:
         raise InvalidArgumentError(
             f"the URL carries credentials ({', '.join(leaked)}); set them in the environment"
+        )
+    nested = parameters_with_user_info(url)
+    if nested:
+        raise InvalidURLError(
+            f"the URL's {', '.join(nested)} carries credentials (user:password@ in a URL), "
+            "which no store SDK uses; set the access key options in the environment instead "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, GOOGLE_SERVICE_ACCOUNT, "
+            "AZURE_STORAGE_ACCOUNT_KEY)"
         )
     settings = dict(query)
     base_path = urllib.parse.unquote(parts.path)

@@ -2,8 +2,9 @@
 
 Input checks before any I/O (:func:`check_key`, :func:`check_value`,
 :func:`object_name`, :func:`normalize_base_path`, :func:`is_staging_name`,
-:func:`check_endpoint_url`, and :func:`parse_flag` for a URL's true/false
-parameters); base classes for object names below a base path
+:func:`check_endpoint_url`, :func:`parse_flag` for a URL's true/false
+parameters, :func:`parameters_with_user_info` and :func:`redact_url` for the
+credentials a URL must not carry or show); base classes for object names below a base path
 (:class:`UnderBasePath`) and for adapters on blocking SDKs
 (:class:`BlockingBackendBase`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
@@ -44,6 +45,7 @@ from taquba_memo._concurrency import (
 )
 from taquba_memo._fork import detach_inherited_loop, keep_inherited
 from taquba_memo._http_status import error_for_status
+from taquba_memo._redact import parameters_with_user_info, redact_url
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -64,5 +66,7 @@ __all__ = [
     "keep_inherited",
     "normalize_base_path",
     "object_name",
+    "parameters_with_user_info",
     "parse_flag",
+    "redact_url",
 ]
