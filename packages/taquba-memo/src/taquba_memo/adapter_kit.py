@@ -2,9 +2,9 @@
 
 Input checks before any I/O (:func:`check_key`, :func:`check_value`,
 :func:`object_name`, :func:`normalize_base_path`, :func:`is_staging_name`,
-:func:`check_endpoint_url`, and :func:`parse_flag` for a URL's true/false
-parameters); base classes for object names below a base path
-(:class:`UnderBasePath`) and for adapters on blocking SDKs
+:func:`check_endpoint_url`, :func:`check_flag` for ``put``'s ``if_absent``,
+and :func:`parse_flag` for a URL's true/false parameters); base classes
+for object names below a base path (:class:`UnderBasePath`) and for adapters on blocking SDKs
 (:class:`BlockingBackendBase`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
 HTTP status table (:func:`error_for_status`); and fork helpers. Each concern
@@ -28,6 +28,7 @@ from taquba_memo._checks import (
     TRUE_WORDS,
     UnderBasePath,
     check_endpoint_url,
+    check_flag,
     check_key,
     check_value,
     is_staging_name,
@@ -54,6 +55,7 @@ __all__ = [
     "TaskWindow",
     "UnderBasePath",
     "check_endpoint_url",
+    "check_flag",
     "check_key",
     "check_value",
     "chunked",
