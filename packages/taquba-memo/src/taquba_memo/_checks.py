@@ -16,6 +16,7 @@ __all__ = [
     "FALSE_WORDS",
     "TRUE_WORDS",
     "check_endpoint_url",
+    "check_flag",
     "check_key",
     "check_value",
     "is_staging_name",
@@ -36,6 +37,13 @@ def check_key(key: object) -> str:
     if not isinstance(key, str):
         raise InvalidValueType(f"key must be str, not {type(key).__name__}")
     return key
+
+
+def check_flag(value: object, name: str) -> bool:
+    """Refuse a flag that is not a bool: ``if_absent="no"`` must not act as True."""
+    if not isinstance(value, bool):
+        raise InvalidValueType(f"{name} must be True or False, not {type(value).__name__}")
+    return value
 
 
 def check_value(value: object) -> bytes:

@@ -125,7 +125,8 @@ class _Run:
     """One expired run while the sweep works on it."""
 
     run_id: str
-    markers: list[TerminalMarker] = field(default_factory=list)
+    markers: list[tuple[TerminalMarker, str]] = field(default_factory=list)
+    """Its expired markers, each with the key it was listed under (deleted as listed)."""
     listed: bool = False  # every key of the run has been seen
     unflushed: int = 0  # its keys in the open batch
     in_flight: int = 0  # submitted batches holding its keys
@@ -173,7 +174,7 @@ class Sweep:
         self._concurrency = concurrency
         self._deletes = TaskWindow(concurrency)
         self._open_batch: list[tuple[str, _Run]] = []
-        self._ready: list[tuple[TerminalMarker, _Run]] = []
+        self._ready: list[tuple[TerminalMarker, str, _Run]] = []
         self._strategies_used: list[str] = []
 
     # -- finding expired runs ------------------------------------------------
@@ -191,6 +192,7 @@ class Sweep:
         unexpired_budget: int | None = None
         few_expired = False
         count_on = self._strategy == "auto" and self._ordered
+        terminals = layout.terminals_prefix(self._store.prefix)
         async for name, marker in self._store._iter_marker_names():
             if marker is None:
                 continue
@@ -200,7 +202,7 @@ class Sweep:
                 run = runs.get(marker.run_id)
                 if run is None:
                     run = runs[marker.run_id] = _Run(marker.run_id)
-                run.markers.append(marker)
+                run.markers.append((marker, terminals + name))
                 if len(runs) >= self._max_runs:
                     yield _Chunk(runs, few_expired=False)
                     runs = {}
@@ -281,10 +283,10 @@ class Sweep:
             error = DeleteManyError(run.failures)
             error.__cause__ = next(iter(run.failures.values()))
         if error is not None:
-            for marker in run.markers:
+            for marker, _key in run.markers:
                 self._report.failures.append(SweepFailure(marker, error))
             return
-        self._ready.extend((marker, run) for marker in run.markers)
+        self._ready.extend((marker, key, run) for marker, key in run.markers)
 
     async def _flush_markers(self, *, all_of_them: bool) -> None:
         while len(self._ready) >= self._batch_size or (all_of_them and self._ready):
@@ -292,14 +294,9 @@ class Sweep:
             del self._ready[: self._batch_size]
             await self._deletes.submit(self._delete_markers(batch))
 
-    async def _delete_markers(self, batch: list[tuple[TerminalMarker, _Run]]) -> None:
-        prefix = self._store.prefix
-        keys = [
-            layout.terminal_marker_key(prefix, marker.run_id, marker.terminal_at_ms)
-            for marker, _run in batch
-        ]
-        failures = await self._delete_many(keys)
-        for (marker, run), key in zip(batch, keys, strict=True):
+    async def _delete_markers(self, batch: list[tuple[TerminalMarker, str, _Run]]) -> None:
+        failures = await self._delete_many([key for _marker, key, _run in batch])
+        for marker, key, run in batch:
             error = failures.get(key)
             if error is not None:
                 self._report.failures.append(SweepFailure(marker, error))

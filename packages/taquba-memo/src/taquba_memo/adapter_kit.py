@@ -2,10 +2,10 @@
 
 Input checks before any I/O (:func:`check_key`, :func:`check_value`,
 :func:`object_name`, :func:`normalize_base_path`, :func:`is_staging_name`,
-:func:`check_endpoint_url`, :func:`parse_flag` for a URL's true/false
-parameters, :func:`parameters_with_user_info` and :func:`redact_url` for the
-credentials a URL must not carry or show); base classes for object names below a base path
-(:class:`UnderBasePath`) and for adapters on blocking SDKs
+:func:`check_endpoint_url`, :func:`check_flag` for ``put``'s ``if_absent``,
+:func:`parse_flag` for a URL's true/false parameters, :func:`parameters_with_user_info`
+and :func:`redact_url` for the credentials a URL must not carry or show); base classes
+for object names below a base path (:class:`UnderBasePath`) and for adapters on blocking SDKs
 (:class:`BlockingBackendBase`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
 HTTP status table (:func:`error_for_status`); and fork helpers. Each concern
@@ -29,6 +29,7 @@ from taquba_memo._checks import (
     TRUE_WORDS,
     UnderBasePath,
     check_endpoint_url,
+    check_flag,
     check_key,
     check_value,
     is_staging_name,
@@ -56,6 +57,7 @@ __all__ = [
     "TaskWindow",
     "UnderBasePath",
     "check_endpoint_url",
+    "check_flag",
     "check_key",
     "check_value",
     "chunked",

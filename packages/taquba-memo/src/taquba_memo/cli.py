@@ -34,7 +34,8 @@ Exit codes:
 3    bad URL: malformed, unknown scheme, or refused by the adapter
 4    the adapter package for the URL's scheme is not installed
 5    access denied: missing, wrong or insufficient credentials,
-     also a denied delete (the sweep stops; the permission is named)
+     also a denied listing or delete (the command stops; the
+     permission is named)
 6    the bucket or container (or ``file://`` directory) does not exist
 7    any other storage error
 130  interrupted by SIGINT (Ctrl-C), after printing the summary
@@ -57,7 +58,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from taquba_memo import __version__, layout
 from taquba_memo._concurrency import TaskWindow
@@ -84,6 +85,8 @@ from taquba_memo.urls import open_backend
 
 __all__ = ["entry_point", "main"]
 
+_T = TypeVar("_T")
+
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
@@ -107,6 +110,12 @@ _DELETE_PERMISSIONS = (
     "GCS: storage.objects.delete; Azure: a Storage Blob Data Contributor role "
     "or a SAS with the d permission)"
 )
+_LIST_PERMISSIONS = (
+    "permission to list objects under the prefix (S3: s3:ListBucket; "
+    "GCS: storage.objects.list; Azure: a Storage Blob Data Reader role "
+    "or a SAS with the l permission)"
+)
+_PERMISSIONS = {"listing": _LIST_PERMISSIONS, "deleting": _DELETE_PERMISSIONS}
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -399,7 +408,8 @@ def _plural(count: int, noun: str, nouns: str | None = None) -> str:
 
 
 class _ObservedBackend(ForwardingBackend):
-    """Counts what is listed and deleted, for progress, and stops at the first denied delete."""
+    """Counts what is listed and deleted, for progress, and stops at the first denied
+    listing or delete (a sweep would otherwise record it as one failed run after another)."""
 
     def __init__(self, inner: MemoBackend, prefix: str) -> None:
         super().__init__(inner)
@@ -409,17 +419,21 @@ class _ObservedBackend(ForwardingBackend):
         self.markers_listed = 0
         self.denied: AccessDeniedError | None = None
         self.on_change: Callable[[], None] = lambda: None
-        self.on_denied: Callable[[AccessDeniedError], None] = lambda _error: None
+        self.on_denied: Callable[[AccessDeniedError, str], None] = lambda _error, _doing: None
 
     def list(self, prefix: str) -> AsyncIterator[str]:
-        listing = super().list(prefix)
-        return self._counted(listing) if prefix.startswith(self._terminals) else listing
+        return self._watched(super().list(prefix), counted=prefix.startswith(self._terminals))
 
-    async def _counted(self, listing: AsyncIterator[str]) -> AsyncIterator[str]:
-        async for key in listing:
-            self.markers_listed += 1
-            self.on_change()
-            yield key
+    async def _watched(self, listing: AsyncIterator[_T], *, counted: bool) -> AsyncIterator[_T]:
+        try:
+            async for key in listing:
+                if counted:
+                    self.markers_listed += 1
+                    self.on_change()
+                yield key
+        except AccessDeniedError as exc:
+            self._deny(exc, "listing")
+            raise
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         self.attempted += len(keys)
@@ -429,18 +443,18 @@ class _ObservedBackend(ForwardingBackend):
             self._count(len(keys) - len(exc.failures))
             denied = [e for e in exc.failures.values() if isinstance(e, AccessDeniedError)]
             if denied:
-                self._deny(denied[0])
+                self._deny(denied[0], "deleting")
             raise
         except AccessDeniedError as exc:
-            self._deny(exc)
+            self._deny(exc, "deleting")
             raise
         self._count(len(keys))
 
-    def _deny(self, error: AccessDeniedError) -> None:
-        # A denial fails every later delete alike: stop once, instead of once per key.
+    def _deny(self, error: AccessDeniedError, doing: str) -> None:
+        # A denial fails every later call alike: stop once, instead of once per key.
         if self.denied is None:
             self.denied = error
-            self.on_denied(error)
+            self.on_denied(error, doing)
 
     def _count(self, deleted: int) -> None:
         self.deleted += deleted
@@ -456,7 +470,7 @@ class _ObservedListing(_ObservedBackend):
     def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         inner = self.inner
         assert isinstance(inner, ListsMetadata)
-        return inner.list_with_metadata(prefix)
+        return self._watched(inner.list_with_metadata(prefix), counted=False)
 
 
 @dataclass
@@ -820,6 +834,7 @@ class _Stop:
         self._loop = asyncio.get_running_loop()
         self.signal: signal.Signals | None = None
         self.denied: AccessDeniedError | None = None
+        self.denied_doing = ""
         self._installed: list[signal.Signals] = []
         for signum in _EXIT_FOR_SIGNAL:
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform
@@ -832,9 +847,9 @@ class _Stop:
         self.uninstall()  # the next signal has its default effect: stop at once
         self._command.cancel()
 
-    def deny(self, error: AccessDeniedError) -> None:
+    def deny(self, error: AccessDeniedError, doing: str) -> None:
         if self.denied is None:
-            self.denied = error
+            self.denied, self.denied_doing = error, doing
             self._command.cancel()
 
     def uninstall(self) -> None:
@@ -859,9 +874,10 @@ async def _run_command(args: argparse.Namespace, out: Output) -> int:
             return await command
         except asyncio.CancelledError:
             if stop.denied is not None:
+                doing = stop.denied_doing
                 error = AccessDeniedError(
-                    f"access denied while deleting ({stop.denied}); the sweeper needs "
-                    + _DELETE_PERMISSIONS
+                    f"access denied while {doing} ({stop.denied}); the command needs "
+                    + _PERMISSIONS[doing]
                 )
                 out.stopped("access denied", EXIT_ACCESS_DENIED, error)
                 return EXIT_ACCESS_DENIED

@@ -24,10 +24,12 @@ change, a pydantic ``ValidationError``) comes out as ``DecodeError``, so
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
 from taquba_memo._checks import check_value
 from taquba_memo.errors import DecodeError, EncodeError, InvalidValueType, MissingDependencyError
@@ -143,20 +145,56 @@ class JSONCodec:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError(f"stored value is not UTF-8 text: {exc}") from exc
+        hook = self._object_hook
         try:
-            return json.loads(text, object_hook=self._object_hook)
+            return json.loads(
+                text,
+                object_hook=None if hook is None else _HookCall(hook),
+                parse_constant=_refuse_constant,
+                parse_float=_finite_float,
+            )
+        except _HookRefused as refused:
+            # The JSON parsed; the object_hook refused it (often an older schema).
+            cause = refused.__cause__
+            raise DecodeError(
+                f"object_hook refused the stored JSON: {type(cause).__name__}: {cause}"
+            ) from cause
         except json.JSONDecodeError as exc:
             raise DecodeError(f"stored value is not JSON: {exc}") from exc
         except RecursionError as exc:
             raise DecodeError("stored JSON is nested too deeply to decode") from exc
-        except Exception as exc:
-            # The JSON parsed; the object_hook refused it (often an older schema).
-            raise DecodeError(
-                f"object_hook refused the stored JSON: {type(exc).__name__}: {exc}"
-            ) from exc
+        except ValueError as exc:
+            # Python's int digit limit (sys.set_int_max_str_digits) refuses a huge integer.
+            raise DecodeError(f"stored JSON holds a number Python cannot read: {exc}") from exc
 
     def __repr__(self) -> str:
         return "JSONCodec()"
+
+
+class _HookRefused(Exception):
+    """An exception the user's object_hook raised, told apart from the parser's own."""
+
+
+@dataclass(frozen=True)
+class _HookCall:
+    hook: Callable[[dict[str, Any]], Any]
+
+    def __call__(self, document: dict[str, Any]) -> Any:
+        try:
+            return self.hook(document)
+        except Exception as exc:
+            raise _HookRefused from exc
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise DecodeError(f"stored JSON holds {name}, which is not JSON (encode refuses it too)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise DecodeError(f"stored JSON holds {text:.40}, too large for a float")
+    return value
 
 
 class MsgpackCodec:
@@ -189,7 +227,9 @@ class MsgpackCodec:
         except Exception as exc:
             # ExtraData, FormatError and StackError are ValueErrors; a truncated
             # value can also fail as TypeError or UnpackException.
-            raise DecodeError(f"stored value is not MessagePack: {exc}") from exc
+            raise DecodeError(
+                f"stored value could not be decoded as MessagePack: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def __repr__(self) -> str:
         return "MsgpackCodec()"
@@ -226,7 +266,9 @@ class PickleCodec:
             return pickle.loads(bytes(data))
         except Exception as exc:
             # A corrupt or foreign pickle can fail with almost any exception.
-            raise DecodeError(f"stored value could not be unpickled: {exc}") from exc
+            raise DecodeError(
+                f"stored value could not be unpickled: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"PickleCodec(protocol={self._protocol})"

@@ -201,7 +201,10 @@ class MissingDependencyError(MemoError, ImportError):
 
 
 class StoreClosedError(MemoError, RuntimeError):
-    """A synchronous store was used after ``close()``."""
+    """A store was used after it was closed (``close()``, ``aclose()`` or its ``with`` block).
+
+    Raised before any I/O by every operation of the store and of its memos.
+    """
 
 
 class ForkedProcessError(MemoError, RuntimeError):

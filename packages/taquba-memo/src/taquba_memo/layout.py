@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from taquba_memo.errors import (
     InvalidArgumentError,
@@ -49,6 +49,7 @@ __all__ = [
     "claim_key",
     "claims_prefix",
     "hex_sha256",
+    "listed_terminal_marker_key",
     "memo_key",
     "memos_prefix",
     "memos_run_prefix",
@@ -96,10 +97,19 @@ class TerminalMarker:
 
     terminal_at_ms: int
     run_id: str
+    listed_name: str | None = field(default=None, compare=False, repr=False)
+    """The name it was listed under, when that is not the canonical one (a Rust
+    writer's ``+`` sign): deleting it must delete that object, not a reformatted name."""
 
     def __init__(self, run_id: str, terminal_at_ms: int) -> None:
         object.__setattr__(self, "run_id", validate_run_id(run_id))
         object.__setattr__(self, "terminal_at_ms", validate_terminal_at_ms(terminal_at_ms))
+        object.__setattr__(self, "listed_name", None)
+
+    @property
+    def name(self) -> str:
+        """Its object name below ``terminals/``: as listed, else the canonical one."""
+        return self.listed_name or terminal_marker_name(self.run_id, self.terminal_at_ms)
 
     def __repr__(self) -> str:
         return f"TerminalMarker(run_id={self.run_id!r}, terminal_at_ms={self.terminal_at_ms})"
@@ -289,6 +299,11 @@ def terminal_marker_key(prefix: str, run_id: str, terminal_at_ms: int) -> str:
     )
 
 
+def listed_terminal_marker_key(prefix: str, marker: TerminalMarker) -> str:
+    """``<prefix>/terminals/<marker.name>``: the key ``marker`` was listed under."""
+    return _join(normalize_prefix(prefix), "terminals", marker.name)
+
+
 def terminals_prefix(prefix: str) -> str:
     """``<prefix>/terminals/``: the raw listing prefix of every marker."""
     return _join(normalize_prefix(prefix), "terminals", "")
@@ -328,4 +343,7 @@ def parse_terminal_marker_name(name: str) -> TerminalMarker | None:
     terminal_at_ms = int(unsigned)
     if terminal_at_ms > MAX_TERMINAL_AT_MS or _RUN_ID.fullmatch(run_id) is None:
         return None
-    return TerminalMarker(run_id, terminal_at_ms)
+    marker = TerminalMarker(run_id, terminal_at_ms)
+    if name != terminal_marker_name(run_id, terminal_at_ms):
+        object.__setattr__(marker, "listed_name", name)
+    return marker

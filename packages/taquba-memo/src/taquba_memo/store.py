@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from taquba_memo import _fork, compute, layout
-from taquba_memo._checks import check_value
+from taquba_memo._checks import check_flag, check_value
 from taquba_memo._closing import AsyncClosing
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._sweep import Sweep, SweepFailure, SweepReport, SweepStrategy
@@ -35,6 +35,7 @@ from taquba_memo.errors import (
     ForkedProcessError,
     InvalidArgumentError,
     InvalidValueType,
+    StoreClosedError,
     ValueTooLargeError,
 )
 from taquba_memo.layout import TerminalMarker
@@ -137,9 +138,13 @@ class MemoStore(AsyncClosing):
         self._prefix = layout.normalize_prefix(prefix)
         self._max_value_bytes = max_value_bytes
         self._telemetry = StoreTelemetry(backend)
+        self._closed = False
 
     @property
     def _backend(self) -> MemoBackend:
+        # Every operation starts here, so a closed store refuses it before any I/O.
+        if self._closed:
+            raise StoreClosedError("the store is closed")
         # The first use in a forked child lets the backend rebuild what the
         # fork broke (or refuse with ForkedProcessError), before any I/O.
         if self._fork_generation != _fork.generation():
@@ -243,6 +248,7 @@ class MemoStore(AsyncClosing):
         entry also has its ``size`` and ``last_modified`` from the same
         listing pages; elsewhere they stay None.
         """
+        check_flag(with_metadata, "with_metadata")
         memos = layout.memos_prefix(self._prefix)
         listing = memos if run_id is None else layout.memos_run_prefix(self._prefix, run_id)
         if with_metadata and self.lists_metadata:
@@ -393,7 +399,7 @@ class MemoStore(AsyncClosing):
         """Delete ``marker``; a marker that is already gone is success."""
         if not isinstance(marker, TerminalMarker):
             raise InvalidValueType(f"marker must be a TerminalMarker, not {type(marker).__name__}")
-        key = layout.terminal_marker_key(self._prefix, marker.run_id, marker.terminal_at_ms)
+        key = layout.listed_terminal_marker_key(self._prefix, marker)
         with self._telemetry.operation("delete_terminal_marker", marker.run_id):
             await self._backend.delete(key)
 
@@ -438,6 +444,8 @@ class MemoStore(AsyncClosing):
         is called after each marker is deleted (for progress reporting).
         """
         cutoff_ms = layout.validate_terminal_at_ms(cutoff_ms)
+        check_flag(dry_run, "dry_run")
+        check_flag(record_run_ids, "record_run_ids")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError("concurrency must be a positive int")
         if strategy not in ("auto", "per-run", "scan"):
@@ -503,11 +511,15 @@ class MemoStore(AsyncClosing):
     # -- lifecycle ----------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the backend."""
+        """Close the backend; every later operation raises :class:`StoreClosedError`."""
+        if self._closed:
+            return
         try:
             backend = self._backend
         except ForkedProcessError:
             return  # the backend cannot run in this process, so it holds nothing here
+        finally:
+            self._closed = True
         await backend.aclose()
 
 
@@ -580,6 +592,7 @@ class Memo(BoundMemo[MemoStore]):
         it had one (backends without ``conditional_put`` raise
         ``NotSupported``).
         """
+        if_absent = check_flag(if_absent, "if_absent")
         return await self._store._put(self._run_id, self._step_number, key, value, if_absent)
 
     # -- values through codecs (get_or_compute, content addressing) ---------
@@ -653,6 +666,8 @@ class Memo(BoundMemo[MemoStore]):
         what a retry will read back. See :mod:`taquba_memo.compute` for the
         details.
         """
+        if if_absent is not None:
+            check_flag(if_absent, "if_absent")
         return await compute.get_or_compute(
             self._entry_slot(key), fn, codec, if_absent, store_if_cancelled, claim
         )
@@ -729,5 +744,6 @@ class Memo(BoundMemo[MemoStore]):
 
         To compute on a miss, use ``get_or_compute(content_key(content), fn)``.
         """
+        check_flag(if_absent, "if_absent")
         key = content_key(content, namespace=namespace)
         return await self.put(key, encode_value(codec, value), if_absent=if_absent)

@@ -16,11 +16,15 @@ honest instead: the second sweeper finds it held and does nothing.
   and deletes it when the pass ends (finished, failed, cancelled or
   interrupted by a signal).
 * **Stale** means not renewed for ``lease_s`` plus ``skew_s`` by the reader's
-  wall clock. Unlike entry claims, which wait a whole lease to judge a
-  claimant on their own monotonic clock, a second sweeper must decide at
-  once, so this compares clocks: keep workers' clocks within ``skew_s``
-  (NTP does). A sweeper killed with SIGKILL leaves a lease that blocks
-  sweeps for up to ``lease_s + skew_s``.
+  wall clock. The reader bounds what a document can claim: a ``lease_s``
+  that is not a finite number in ``0..max_lease_s`` counts as the reader's
+  ``max_lease_s``, and a renewal time more than ``skew_s`` in the reader's
+  future cannot be judged, so the lease is stale. No document can block
+  sweeps for longer than ``max_lease_s + skew_s``. Unlike entry claims,
+  which wait a whole lease to judge a claimant on their own monotonic clock,
+  a second sweeper must decide at once, so this compares clocks: keep
+  workers' clocks within ``skew_s`` (NTP does). A sweeper killed with
+  SIGKILL leaves a lease that blocks sweeps for up to ``lease_s + skew_s``.
 
 Needs ``conditional_put``; :meth:`SweepLease.acquire` raises
 ``NotSupported`` otherwise.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -39,7 +44,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from taquba_memo import layout
-from taquba_memo.errors import InvalidArgumentError, MemoError, NotSupported
+from taquba_memo.errors import InvalidArgumentError, InvalidValueType, MemoError, NotSupported
 
 __all__ = ["SweepLease", "SweepLeaseHeld", "SweepLeaseHolder"]
 
@@ -80,16 +85,22 @@ class SweepLease:
         *,
         lease_s: float = 60.0,
         skew_s: float = 30.0,
+        max_lease_s: float = 600.0,
         owner: str | None = None,
     ) -> None:
-        for name, value in (("lease_s", lease_s), ("skew_s", skew_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InvalidArgumentError(f"{name} must be a non-negative number")
+        for name, value in (("lease_s", lease_s), ("skew_s", skew_s), ("max_lease_s", max_lease_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidValueType(f"{name} must be a number, not {type(value).__name__}")
+            if not (math.isfinite(value) and value >= 0):
+                raise InvalidArgumentError(f"{name} must be a finite non-negative number")
         if lease_s == 0:
             raise InvalidArgumentError("lease_s must be positive")
+        if lease_s > max_lease_s:
+            raise InvalidArgumentError(f"lease_s {lease_s:g} exceeds max_lease_s {max_lease_s:g}")
         self._store = store
         self._lease_s = float(lease_s)
         self._skew_s = float(skew_s)
+        self._max_lease_s = float(max_lease_s)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._generation: int | None = None
         self._renewer: asyncio.Task[None] | None = None
@@ -104,13 +115,14 @@ class SweepLease:
             }
         ).encode()
 
-    async def _generations(self) -> list[int]:
+    async def _generations(self) -> list[tuple[int, str]]:
+        """Every listed generation with the key it was listed under, lowest first."""
         prefix = layout.sweep_leases_prefix(self._store.prefix)
         found = []
         async for key in self._store.backend.list(prefix):
             suffix = key[len(prefix) :]
             if suffix.isascii() and suffix.isdigit():
-                found.append(int(suffix))
+                found.append((int(suffix), key))
         return sorted(found)
 
     def _key(self, generation: int) -> str:
@@ -122,9 +134,9 @@ class SweepLease:
         if not backend.capabilities.conditional_put:
             raise NotSupported("a sweep lease needs a backend with conditional_put")
         generations = await self._generations()
-        highest = generations[-1] if generations else 0
+        highest = generations[-1][0] if generations else 0
         if highest:
-            data = await backend.get(self._key(highest))
+            data = await backend.get(generations[-1][1])
             holder = self._live_holder(data)
             if holder is not None:
                 raise SweepLeaseHeld(holder)
@@ -133,7 +145,7 @@ class SweepLease:
             holder = self._live_holder(data)
             raise SweepLeaseHeld(holder or SweepLeaseHolder("another sweeper", _now_ms(), 0))
         self._generation = highest + 1
-        stale = [self._key(generation) for generation in generations]
+        stale = [key for _generation, key in generations]
         if stale:
             await backend.delete_many(stale)
         self._renewer = asyncio.ensure_future(self._renew())
@@ -146,11 +158,20 @@ class SweepLease:
             holder = SweepLeaseHolder(
                 str(document["owner"]), int(document["renewed_at_ms"]), float(document["lease_s"])
             )
-            released = bool(document.get("released", False))
-        except (ValueError, KeyError, TypeError):
+            released = document.get("released", False)
+        except (ValueError, KeyError, TypeError, OverflowError):
             return None  # unreadable: treat as abandoned
-        expires_ms = holder.renewed_at_ms + (holder.lease_s + self._skew_s) * 1000
-        return None if released or _now_ms() > expires_ms else holder
+        if released is not False:
+            return None  # released, or a flag no sweeper writes
+        # The reader's bounds, not the holder's word: no document blocks sweeps for good.
+        lease_s = holder.lease_s
+        if not (math.isfinite(lease_s) and 0 <= lease_s <= self._max_lease_s):
+            lease_s = self._max_lease_s
+        now_ms = _now_ms()
+        if holder.renewed_at_ms > now_ms + self._skew_s * 1000:
+            return None  # renewed in the future beyond the skew: its age is unknowable
+        expires_ms = holder.renewed_at_ms + (lease_s + self._skew_s) * 1000
+        return None if now_ms > expires_ms else holder
 
     async def _renew(self) -> None:
         assert self._generation is not None
