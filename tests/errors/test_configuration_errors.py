@@ -78,6 +78,34 @@ CONSTRUCTORS: list[tuple[str, Callable[[], object], str]] = [
         "write it as https://HOST[:PORT]",
     ),
     (
+        "gcs endpoint with a password in it",
+        lambda: GCSBackend.connect(
+            "bucket",
+            endpoint=f"http://user:{SECRET}@127.0.0.1:4443",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            project="p",
+        ),
+        "an endpoint never holds credentials",
+    ),
+    (
+        "obstore S3 endpoint with a password in it",
+        lambda: ObstoreBackend(
+            S3Store(
+                "bucket",
+                endpoint=f"http://user:{SECRET}@127.0.0.1:9000",
+                client_options={"allow_http": True},
+            )
+        ),
+        "an endpoint never holds credentials",
+    ),
+    (
+        "azure BlobEndpoint with a password in it",
+        lambda: AzureBlobBackend.from_connection_string(
+            azure_connection_string(f"http://user:{SECRET}@127.0.0.1:9/acct"), "c"
+        ),
+        "an endpoint never holds credentials",
+    ),
+    (
         "azure malformed connection string",
         lambda: AzureBlobBackend.from_connection_string(f"AccountKey{SECRET}", "c"),
         "Key=Value pairs separated by ';'",

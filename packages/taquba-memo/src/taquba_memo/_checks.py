@@ -173,6 +173,11 @@ def check_endpoint_url(
             f"{what} {shown!r} is not an http:// or https:// URL with a host; "
             "write it as https://HOST[:PORT] (or http://127.0.0.1:PORT for a local server)"
         )
+    if "@" in parts.netloc:
+        raise InvalidConfigurationError(
+            f"{what} {shown!r} carries user info (user:password@): an endpoint never holds "
+            "credentials; pass them through the backend's credential settings"
+        )
     if parts.scheme == "http" and not http_allowed:
         raise InvalidConfigurationError(
             f"{what} {shown!r} is plain http://: {http_fix or 'use https://'}"

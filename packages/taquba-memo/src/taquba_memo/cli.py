@@ -65,6 +65,7 @@ from taquba_memo._concurrency import TaskWindow
 from taquba_memo._iso_time import iso_utc as _iso
 from taquba_memo._iso_time import iso_utc_moment
 from taquba_memo._progress import Progress
+from taquba_memo._redact import redact_url
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.backends.forwarding import ForwardingBackend
 from taquba_memo.backends.local import LocalFileBackend
@@ -813,7 +814,7 @@ async def _warn_if_empty(store: MemoStore, args: argparse.Namespace, out: Output
         async for _key in store.backend.list(prefix):
             return
     out.warn(
-        f"{args.url} holds no memo entry and no terminal marker under prefix "
+        f"{redact_url(args.url)} holds no memo entry and no terminal marker under prefix "
         f"{store.prefix!r}: check --url and --prefix"
     )
 
