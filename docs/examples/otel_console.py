@@ -1,4 +1,4 @@
-"""taquba-memo's OpenTelemetry spans and metrics, printed to the console (README "Observability").
+"""taquba-memo's OpenTelemetry spans and metrics, printed to the console (docs/observability.md).
 
 Run it with ``python docs/examples/otel_console.py`` where ``taquba-memo[otel]`` and
 ``opentelemetry-sdk`` are installed. The application sets the global providers;

@@ -1,4 +1,4 @@
-"""The README's pydantic codec recipe: agent code returns pydantic models."""
+"""The pydantic codec recipe of docs/codecs.md: agent code returns pydantic models."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ M = TypeVar("M")
 
 
 class PydanticCodec(Generic[M]):
-    """The recipe, as the README prints it."""
+    """The recipe, as docs/codecs.md prints it."""
 
     def __init__(self, model: type[M]) -> None:
         self._adapter = TypeAdapter(model)

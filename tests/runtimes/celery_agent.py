@@ -1,4 +1,4 @@
-"""The Celery task module of the end-to-end test, configured exactly as the README shows.
+"""The Celery task module of the end-to-end test, configured exactly as docs/runtimes.md shows.
 
 The store is opened at import time, once per worker: under the default
 prefork pool the parent imports this module and every pool process is a

@@ -3,7 +3,7 @@
     python -m tests.runtimes.duplicate_worker SPEC RUN_ID LLM_URL LEASE_S GO_FILE PROMPT...
 
 It opens a sync store on the backend ``SPEC`` describes (once per process,
-as the README shows), prints ``ready``, waits until ``GO_FILE`` exists (so
+as docs/runtimes.md shows), prints ``ready``, waits until ``GO_FILE`` exists (so
 that every worker starts together), then makes one billed LLM call per
 prompt through ``get_or_compute`` with a claim, and prints its answers as
 one JSON line. An alarm ends a worker that hangs.

@@ -2,7 +2,7 @@
 
 Redis is the broker; the worker runs the default prefork pool with
 ``acks_late`` and ``task_reject_on_worker_lost``, and its task module opens
-the store at import time as the README shows. The task makes five billed
+the store at import time as docs/runtimes.md shows. The task makes five billed
 calls through ``taquba_memo.sync`` ``get_or_compute``. The counting LLM
 server kills the pool process when call 2 arrives, and again when call 4
 does; each time the broker redelivers, a fresh pool process (forked from the
