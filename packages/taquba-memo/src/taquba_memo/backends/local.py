@@ -674,8 +674,10 @@ def _open_child(parent: int, name: str, create: bool, path: Sequence[str]) -> in
                     errno.ENOTDIR, "a file holds this key's directory", "/".join(path)
                 ) from None
             return None  # below a file: no such key
-        if mode is None:
-            raise _DirectoryVanished from None
+        if mode is None:  # removed since the open
+            if create:
+                raise _DirectoryVanished from None
+            return None
         raise _Foreign("/".join(path), mode) from None
     try:
         os.mkdir(name, 0o777, dir_fd=parent)
