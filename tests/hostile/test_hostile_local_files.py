@@ -36,7 +36,6 @@ from taquba_memo import (
     layout,
     open_store,
 )
-from taquba_memo.backends.local import _read_at_most
 from taquba_memo.urls import open_backend
 
 from tests.core._cli_support import (
@@ -369,6 +368,8 @@ async def test_get_at_most_refuses_a_bound_that_is_not_a_size(
 
 def test_a_read_of_a_growing_file_holds_no_more_than_the_bound_plus_one() -> None:
     """A pipe stands for a file that keeps growing past its fstat size."""
+    from taquba_memo.backends.local import _read_at_most
+
     reader, writer = os.pipe()
     written = 4 * 2**20
 
