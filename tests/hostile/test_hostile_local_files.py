@@ -11,7 +11,6 @@ never hangs the event loop, and a bounded read never fills memory.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -36,6 +35,7 @@ from taquba_memo import (
     layout,
     open_store,
 )
+from taquba_memo.sync import open_store as open_sync_store
 from taquba_memo.urls import open_backend
 
 from tests.core._cli_support import (
@@ -109,7 +109,7 @@ def test_the_command_line_clear_and_sweep_delete_nothing_outside_the_root(tmp_pa
     root = tmp_path / "root"
     url = local_store_of_ended_runs(root, 1, [("k", b"v")])
     outside = plant_linked_run(root, tmp_path / "outside")
-    with open_store_sync(url) as store:
+    with open_sync_store(url, prefix=PREFIX) as store:
         store.write_terminal_marker("victim", 1_000)
     cleared = run_cli("--url", url, "--prefix", PREFIX, "clear", "victim")
     assert cleared.code == EXIT_OK, cleared.stderr
@@ -118,12 +118,6 @@ def test_the_command_line_clear_and_sweep_delete_nothing_outside_the_root(tmp_pa
     assert swept.code == EXIT_OK, swept.stderr
     assert "run-00" in swept.json()["runs_cleared"]
     assert intact(outside)
-
-
-def open_store_sync(url: str) -> contextlib.AbstractContextManager[object]:
-    from taquba_memo.sync import open_store as open_sync
-
-    return open_sync(url, prefix=PREFIX)
 
 
 async def test_clearing_while_a_run_directory_flips_to_a_link_deletes_nothing_outside(
@@ -343,9 +337,7 @@ async def test_a_directory_at_an_entry_path_is_no_value(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1, 1023, 1024, 64 * 1024, 64 * 1024 + 1, 2**20])
-async def test_get_at_most_returns_what_get_does_up_to_the_bound(
-    tmp_path: Path, size: int
-) -> None:
+async def test_get_at_most_returns_what_get_does_up_to_the_bound(tmp_path: Path, size: int) -> None:
     backend = LocalFileBackend(tmp_path)
     value = os.urandom(size)
     await backend.put("run/0/k", value)
@@ -495,4 +487,3 @@ async def test_a_key_the_file_system_cannot_encode_is_an_invalid_key(tmp_path: P
     with pytest.raises(InvalidArgumentError):
         await backend.put("run/\ud800", b"v")
     assert os.listdir(tmp_path) == []
-
