@@ -68,6 +68,18 @@ def plant_linked_run(root: Path, outside: Path, run_id: str = "victim") -> list[
     return files
 
 
+@pytest.fixture(params=["openat2", "component walk"])
+def each_resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways a path below the root is resolved: Linux's openat2, and the
+    component walk every other system (and a kernel before 5.6) uses."""
+    from taquba_memo.backends import local
+
+    if request.param == "component walk":
+        monkeypatch.setattr(local, "_openat2", None)
+    elif local._openat2 is None:
+        pytest.skip("this system has no openat2")
+
+
 def intact(files: list[Path]) -> bool:
     return all(file.read_bytes() == PRECIOUS for file in files)
 
@@ -79,6 +91,7 @@ async def keys_of(backend: LocalFileBackend, prefix: str = "") -> list[str]:
 # -- symbolic links ------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("each_resolution")
 @pytest.mark.parametrize("strategy", ["per-run", "auto", "scan"])
 async def test_a_sweep_deletes_nothing_through_a_linked_run_directory(
     tmp_path: Path, strategy: str
@@ -94,6 +107,7 @@ async def test_a_sweep_deletes_nothing_through_a_linked_run_directory(
         assert await store.new_memo("alpha", 0).get("k") is None  # the real run was cleared
 
 
+@pytest.mark.usefixtures("each_resolution")
 async def test_clearing_a_run_whose_directory_is_a_link_deletes_nothing_outside(
     tmp_path: Path,
 ) -> None:
@@ -120,6 +134,7 @@ def test_the_command_line_clear_and_sweep_delete_nothing_outside_the_root(tmp_pa
     assert intact(outside)
 
 
+@pytest.mark.usefixtures("each_resolution")
 async def test_clearing_while_a_run_directory_flips_to_a_link_deletes_nothing_outside(
     tmp_path: Path,
 ) -> None:
@@ -160,6 +175,7 @@ async def test_clearing_while_a_run_directory_flips_to_a_link_deletes_nothing_ou
     assert intact(outside)
 
 
+@pytest.mark.usefixtures("each_resolution")
 async def test_an_entry_linked_to_a_file_outside_is_never_read(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"root:x:0:0")
@@ -172,6 +188,7 @@ async def test_an_entry_linked_to_a_file_outside_is_never_read(tmp_path: Path) -
         await backend.get_at_most("run/0/entry", 1024)
 
 
+@pytest.mark.usefixtures("each_resolution")
 async def test_a_key_below_a_linked_directory_is_never_read_written_or_deleted(
     tmp_path: Path,
 ) -> None:
@@ -191,6 +208,7 @@ async def test_a_key_below_a_linked_directory_is_never_read_written_or_deleted(
     assert sorted(os.listdir(tmp_path / "outside")) == ["0", "1"]
 
 
+@pytest.mark.usefixtures("each_resolution")
 async def test_deleting_an_entry_that_is_a_link_removes_the_link_only(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.write_bytes(PRECIOUS)
@@ -202,6 +220,7 @@ async def test_deleting_an_entry_that_is_a_link_removes_the_link_only(tmp_path: 
     assert not (tmp_path / "root" / "run").exists()
 
 
+@pytest.mark.usefixtures("each_resolution")
 async def test_a_put_replaces_a_linked_entry_without_writing_through_it(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.write_bytes(PRECIOUS)
@@ -213,6 +232,7 @@ async def test_a_put_replaces_a_linked_entry_without_writing_through_it(tmp_path
     assert await backend.get("run/entry") == b"new"
 
 
+@pytest.mark.usefixtures("each_resolution")
 async def test_listings_skip_links_and_special_files_and_log_each_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -326,6 +346,7 @@ def test_the_sync_api_refuses_a_fifo_entry_and_keeps_working(tmp_path: Path) -> 
     assert completed.stdout.splitlines() == ["refused", "b'v'"]
 
 
+@pytest.mark.usefixtures("each_resolution")
 async def test_a_directory_at_an_entry_path_is_no_value(tmp_path: Path) -> None:
     backend = LocalFileBackend(tmp_path)
     await backend.put("run/0/k/below", b"v")
@@ -336,6 +357,7 @@ async def test_a_directory_at_an_entry_path_is_no_value(tmp_path: Path) -> None:
 # -- bounded reads ---------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("each_resolution")
 @pytest.mark.parametrize("size", [0, 1, 1023, 1024, 64 * 1024, 64 * 1024 + 1, 2**20])
 async def test_get_at_most_returns_what_get_does_up_to_the_bound(tmp_path: Path, size: int) -> None:
     backend = LocalFileBackend(tmp_path)
