@@ -39,7 +39,6 @@ PACKAGES: list[tuple[str, str, list[str]]] = [
         "./packages/taquba-memo-obstore",
         [
             "tests/obstore/test_obstore_conformance.py::TestMemoryStoreConformance",
-            "tests/obstore/test_obstore_conformance.py::TestLocalStoreConformance",
         ],
     ),
     ("packages/taquba-memo-gcs", "./packages/taquba-memo-gcs", ["tests/gcs/test_gcs_errors.py"]),

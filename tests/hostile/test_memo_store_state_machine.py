@@ -9,8 +9,8 @@ of two dicts, and the backend must hold exactly the keys the model implies
 reproduction.
 
 The embedded set: InMemoryBackend, LocalFileBackend, and obstore's
-MemoryStore and LocalStore through taquba_memo_obstore.ObstoreBackend
-(whose LocalStore lists in walk order, so orders are compared as sets there).
+MemoryStore through taquba_memo_obstore.ObstoreBackend (a backend without
+ordered listing would have its orders compared as sets).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from obstore.store import LocalStore, MemoryStore
+from obstore.store import MemoryStore
 from taquba_memo import InMemoryBackend, LocalFileBackend, MemoBackend, MemoStore, layout
 from taquba_memo.layout import TerminalMarker
 from taquba_memo_obstore import ObstoreBackend
@@ -56,7 +56,6 @@ EMBEDDED: dict[str, BackendMaker] = {
     "InMemoryBackend": lambda _: InMemoryBackend(),
     "LocalFileBackend": lambda directory: LocalFileBackend(directory, durable=False),
     "obstore MemoryStore": lambda _: ObstoreBackend(MemoryStore()),
-    "obstore LocalStore": lambda directory: ObstoreBackend(LocalStore(prefix=directory)),
 }
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 import obstore
 import obstore.exceptions as obstore_errors
 import pytest
-from obstore.store import AzureStore, GCSStore, HTTPStore, LocalStore, MemoryStore, S3Store
+from obstore.store import AzureStore, GCSStore, HTTPStore, MemoryStore, S3Store
 from taquba_memo import (
     AccessDeniedError,
     BackendError,
@@ -84,17 +84,13 @@ def test_capabilities_follow_the_store_type(tmp_path: Path) -> None:
     gcs = offline_gcs_store()
     azure = AzureStore("c", account_name="a", access_key="S0VZ", endpoint="http://127.0.0.1:1/a")
     declared = {
-        type(store).__name__: capabilities_for(store)
-        for store in (s3, gcs, azure, LocalStore(tmp_path), MemoryStore())
+        type(store).__name__: capabilities_for(store) for store in (s3, gcs, azure, MemoryStore())
     }
     assert declared == {
         "S3Store": Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=1000),
         "GCSStore": Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=100),
         "AzureStore": Capabilities(
             ordered_listing=True, conditional_put=True, max_delete_batch=256
-        ),
-        "LocalStore": Capabilities(
-            ordered_listing=False, conditional_put=True, max_delete_batch=1000
         ),
         "MemoryStore": Capabilities(
             ordered_listing=True, conditional_put=True, max_delete_batch=1000
@@ -139,11 +135,7 @@ async def test_a_key_obstore_would_change_is_refused_before_any_io(key: str) -> 
     assert await obstore.list(store).collect_async() == []
 
 
-async def test_a_local_store_refuses_its_staging_file_names(tmp_path: Path) -> None:
-    backend = ObstoreBackend(LocalStore(tmp_path))
-    with pytest.raises(InvalidKeyError, match="#<digits>"):
-        await backend.put("run/step#12", b"v")
-    assert await backend.put("run#12/step", b"v")  # only the last segment is a file name
+async def test_staging_like_names_are_ordinary_keys_on_an_object_store() -> None:
     assert await ObstoreBackend(MemoryStore()).put("run/step#12", b"v")
 
 
@@ -443,7 +435,6 @@ def test_repr_never_shows_credentials(tmp_path: Path) -> None:
         offline_gcs_store(private_key=SECRET),
         AzureStore("container", account_name="acct", sas_key=f"sv=1&sig={SECRET}"),
         AzureStore("container", use_emulator=True),  # obstore's own repr panics on this one
-        LocalStore(tmp_path),
         MemoryStore(),
     ]
     for store in stores:
@@ -473,16 +464,11 @@ def test_open_url_is_registered_for_every_scheme_it_serves() -> None:
     )
 
 
-async def test_open_url_memory_and_file(tmp_path: Path) -> None:
+async def test_open_url_memory() -> None:
     memory = open_url("memory://")
     assert isinstance(memory.store, MemoryStore)
     assert await memory.put("k", b"v")
     assert open_url("memory://").store is not memory.store, "every open is a fresh store"
-    root = tmp_path / "created" / "here"
-    local = open_url(f"file://{root}")
-    assert isinstance(local.store, LocalStore)
-    assert await local.put("run/1", b"v")
-    assert (root / "run" / "1").read_bytes() == b"v"
 
 
 async def test_open_url_s3_takes_settings_from_the_query_and_secrets_from_the_env(

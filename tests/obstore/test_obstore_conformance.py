@@ -1,6 +1,6 @@
 """The conformance suite on ObstoreBackend, once per obstore store type.
 
-MemoryStore and LocalStore need nothing; S3Store runs on the session's S3
+MemoryStore needs nothing; S3Store runs on the session's S3
 server (moto), AzureStore on Azurite, GCSStore on fake-gcs-server through the
 conformance kit's upload-translating proxy. Each test gets a fresh bucket or
 container (obstore cannot create one; the server fixtures can).
@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import pytest_asyncio
-from obstore.store import LocalStore, MemoryStore
+from obstore.store import MemoryStore
 from taquba_memo import MemoBackend
 from taquba_memo_conformance import MemoBackendConformance
 from taquba_memo_conformance.exact_prefix import AZURE_BLOB_BACKSLASH_GAP
@@ -26,11 +24,6 @@ from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 from taquba_memo_obstore import ObstoreBackend
 
 from .conftest import azure_store, gcs_store, s3_store
-
-
-async def chattr(flag: str, path: Path) -> subprocess.CompletedProcess[bytes]:
-    command = ["chattr", flag, str(path)]
-    return await asyncio.to_thread(subprocess.run, command, capture_output=True, check=False)
 
 
 class TestMemoryStoreConformance(MemoBackendConformance):
@@ -43,26 +36,6 @@ class TestMemoryStoreConformance(MemoBackendConformance):
         self, backend: MemoBackend, key: str
     ) -> contextlib.AbstractAsyncContextManager[None]:
         raise NotImplementedError("a MemoryStore has no way to refuse a delete")
-
-
-class TestLocalStoreConformance(MemoBackendConformance):
-    @pytest_asyncio.fixture
-    async def backend(self, tmp_path: Path) -> AsyncIterator[ObstoreBackend]:
-        self.root = tmp_path
-        async with ObstoreBackend(LocalStore(tmp_path), "memo-base") as backend:
-            yield backend
-
-    @contextlib.asynccontextmanager
-    async def undeletable(self, backend: MemoBackend, key: str) -> AsyncIterator[None]:
-        # Root ignores file modes, but not the immutable attribute.
-        path = self.root / "memo-base" / key
-        made = await chattr("+i", path)
-        if made.returncode != 0:
-            raise NotImplementedError(f"chattr +i failed: {made.stderr.decode().strip()}")
-        try:
-            yield
-        finally:
-            (await chattr("-i", path)).check_returncode()
 
 
 class TestS3StoreConformance(MemoBackendConformance):

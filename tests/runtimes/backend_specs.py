@@ -28,7 +28,7 @@ __all__ = [
     "portable_server",
 ]
 
-EMBEDDED = ["memory", "local", "obstore-memory", "obstore-local"]
+EMBEDDED = ["memory", "local", "obstore-memory"]
 SERVER_BACKED = list(SERVER_ADAPTERS)
 OBSTORE = {name for name in EMBEDDED + SERVER_BACKED if name.startswith("obstore-")}
 
@@ -58,13 +58,11 @@ def build_backend(spec: dict[str, Any]) -> MemoBackend:
         return InMemoryBackend()
     if name == "local":
         return LocalFileBackend(spec["root"])
-    from obstore.store import LocalStore, MemoryStore
+    from obstore.store import MemoryStore
     from taquba_memo_obstore import ObstoreBackend
 
     if name == "obstore-memory":
         return ObstoreBackend(MemoryStore())
-    if name == "obstore-local":
-        return ObstoreBackend(LocalStore(spec["root"]))
     from tests.builders import builder_for
 
     build, _ = builder_for(

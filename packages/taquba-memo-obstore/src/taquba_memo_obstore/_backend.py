@@ -10,11 +10,13 @@ Per store type (what the capabilities declare, measured with obstore 0.12):
   ``delete_many`` sends single deletes, 10 in flight, in chunks of 100.
 * ``AzureStore``: ordered listing; conditional put through
   ``If-None-Match: *``; one Blob Batch request per 256 keys.
-* ``LocalStore``: **unordered** listing: object_store walks the tree in file
-  system order, and sorting would hold a whole listing (or directory) in
-  memory, so keys stream in walk order. Conditional put through a hard
-  link; single deletes, 10 in flight.
 * ``MemoryStore``: ordered listing, conditional put, deletes in memory.
+* ``LocalStore`` is refused (:class:`~taquba_memo.InvalidConfigurationError`):
+  object_store's ``LocalFileSystem`` follows symbolic links below its root
+  when it lists, reads and deletes, so anyone else who can write in the
+  directory could make a clear or a sweep delete files outside it. Use
+  :class:`taquba_memo.LocalFileBackend` for local files: the same tree,
+  written the same way, and it never follows a link below its root.
 
 After a fork (Linux's Celery prefork pool, gunicorn ``--preload``,
 multiprocessing's fork start method): a store whose parent never made an
@@ -49,13 +51,13 @@ from taquba_memo.adapter_kit import (
     check_value,
     chunked,
     delete_each,
-    is_staging_name,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
     ForkedProcessError,
+    InvalidConfigurationError,
     InvalidKeyError,
     InvalidValueType,
     NotSupported,
@@ -75,13 +77,15 @@ __all__ = ["ObstoreBackend", "capabilities_for"]
 _LIST_CHUNK = 1000
 # Single deletes in flight where the store has no batch API (as obstore's own).
 _DELETE_CONCURRENCY = 10
-_SUPPORTED = (S3Store, GCSStore, AzureStore, LocalStore, MemoryStore)
+_SUPPORTED = (S3Store, GCSStore, AzureStore, MemoryStore)
 # Config entries safe to show in repr(); everything else may be a secret.
 _DESCRIBED_CONFIG = ("bucket", "container_name", "account_name", "endpoint", "region")
 
 
 def capabilities_for(store: ObjectStore) -> Capabilities:
     """What :class:`ObstoreBackend` declares for ``store`` (see the module table)."""
+    if isinstance(store, LocalStore):
+        raise _local_store_refused()
     if isinstance(store, S3Store):
         conditional = str(store.config.get("conditional_put", "")).lower() != "disabled"
         return Capabilities(
@@ -91,13 +95,21 @@ def capabilities_for(store: ObjectStore) -> Capabilities:
         return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=100)
     if isinstance(store, AzureStore):
         return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=256)
-    if isinstance(store, LocalStore):
-        return Capabilities(ordered_listing=False, conditional_put=True, max_delete_batch=1000)
     if isinstance(store, MemoryStore):
         return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=1000)
     raise InvalidValueType(
-        "ObstoreBackend supports S3Store, GCSStore, AzureStore, LocalStore and MemoryStore, "
+        "ObstoreBackend supports S3Store, GCSStore, AzureStore and MemoryStore, "
         f"not {type(store).__name__}"
+    )
+
+
+def _local_store_refused() -> InvalidConfigurationError:
+    return InvalidConfigurationError(
+        "ObstoreBackend refuses LocalStore: object_store's LocalFileSystem follows symbolic "
+        "links below its root when it lists, reads and deletes, so anyone else who can write "
+        "in the directory could make a clear or a sweep delete files outside it. Use "
+        "taquba_memo.LocalFileBackend (or a file:// URL through taquba_memo.open_store): the "
+        "same tree, written the same way, and it never follows a link below its root."
     )
 
 
@@ -113,12 +125,11 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
     """Keys stored through an obstore store, below an optional ``base_path``.
 
     ``store`` is any :class:`~obstore.store.S3Store`, ``GCSStore``,
-    ``AzureStore``, ``LocalStore`` or ``MemoryStore``; it is used as it is
+    ``AzureStore`` or ``MemoryStore``; it is used as it is
     (retries and timeouts come from its ``retry_config`` and
     ``client_options``). Keys must be valid object_store paths: no empty,
     ``.`` or ``..`` segment, no leading or trailing ``/``, no ASCII control
-    character; on a LocalStore, no key may end in ``#<digits>``. Anything
-    else raises :class:`~taquba_memo.InvalidKeyError` before any I/O, so a key
+    character. Anything else raises :class:`~taquba_memo.InvalidKeyError` before any I/O, so a key
     never silently becomes another one.
 
     Every value is written with a single request (``use_multipart=False``):
@@ -128,8 +139,10 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
 
     A store whose client cannot work raises
     :class:`~taquba_memo.InvalidConfigurationError` here, naming the fix: an
-    S3 or Azure endpoint that is not an ``http(s)://`` URL with a host, or a
-    plain ``http://`` one without ``allow_http``.
+    S3 or Azure endpoint that is not an ``http(s)://`` URL with a host, a
+    plain ``http://`` one without ``allow_http``, or a ``LocalStore`` (it
+    follows symbolic links below its root; use
+    :class:`taquba_memo.LocalFileBackend`).
     """
 
     def __init__(
@@ -139,6 +152,8 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
         *,
         capabilities: Capabilities | None = None,
     ) -> None:
+        if isinstance(store, LocalStore):
+            raise _local_store_refused()
         if not isinstance(store, _SUPPORTED):
             capabilities_for(store)  # raises the InvalidValueType that names what is supported
         self._use_base_path(base_path)
@@ -146,9 +161,6 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
         self._store = store
         self._kind = type(store).__name__
         self._capabilities = capabilities or capabilities_for(store)
-        self._is_local = isinstance(store, LocalStore)
-        # Offsets only where the server applies them (LocalStore filters client-side).
-        self._use_offset = isinstance(store, (S3Store, GCSStore, AzureStore, MemoryStore))
         self._batch_delete = isinstance(store, (S3Store, AzureStore, MemoryStore))
 
     @property
@@ -164,9 +176,7 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
         # Never repr() the store itself: some stores panic there, and the
         # config holds credentials. Only whitelisted, non-secret fields.
         details: list[str] = []
-        if isinstance(self._store, LocalStore):
-            details.append(f"prefix={str(self._store.prefix)!r}")
-        elif isinstance(self._store, (S3Store, GCSStore, AzureStore)):
+        if isinstance(self._store, (S3Store, GCSStore, AzureStore)):
             config = self._store.config
             details.extend(
                 f"{name}={config[name]!r}"  # type: ignore[literal-required]
@@ -185,8 +195,6 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
                 f"key {key!r} is not a valid object path (empty, '.' or '..' segment, "
                 "leading or trailing '/', or a control character)"
             )
-        if self._is_local and is_staging_name(segments[-1]):
-            raise InvalidKeyError(f"key {key!r} ends in '#<digits>', which LocalStore refuses")
         return self._name_prefix + key
 
     def _error(self, exc: BaseException, operation: str, key: str) -> Exception:
@@ -236,7 +244,7 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
             await obstore.delete_async(self._store, path)
         except Exception as exc:
             if is_missing_object(exc):
-                return  # GCS, Azure and LocalStore report a missing object: success
+                return  # GCS and Azure report a missing object: success
             raise self._error(exc, "delete", key) from exc
 
     async def delete_many(self, keys: Sequence[str]) -> None:
@@ -303,11 +311,7 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
             list_prefix = directory if slash else None
             # An exclusive offset just below every key that starts with `full`.
             candidate = full[:-1]
-            if (
-                self._use_offset
-                and len(name_start) > 1
-                and _segments_are_valid(candidate.split("/"))
-            ):
+            if len(name_start) > 1 and _segments_are_valid(candidate.split("/")):
                 offset = candidate
         ordered = self._capabilities.ordered_listing
         strip = len(self._name_prefix)

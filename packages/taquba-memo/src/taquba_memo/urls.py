@@ -49,6 +49,7 @@ from taquba_memo.backend import MemoBackend
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
 from taquba_memo.errors import (
     AdapterNotInstalledError,
+    InvalidArgumentError,
     InvalidURLError,
     InvalidValueType,
     MemoError,
@@ -127,7 +128,11 @@ def _open_backend(url: str) -> MemoBackend:
             raise InvalidURLError(f"a memory URL takes no name, path or query: {redact_url(url)!r}")
         return InMemoryBackend()
     if scheme == "file":
-        return LocalFileBackend(_file_path(url, parts))
+        try:
+            return LocalFileBackend(_file_path(url, parts))
+        except InvalidArgumentError as exc:
+            # A NUL, or a character the file system cannot encode, names no directory.
+            raise InvalidURLError(f"{redact_url(url)!r} names no directory: {exc}") from exc
     resolution = resolve_scheme(scheme)
     try:
         opener: Callable[[str], object] = resolution.entry_point.load()
