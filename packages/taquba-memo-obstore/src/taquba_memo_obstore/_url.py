@@ -6,8 +6,11 @@ name this adapter explicitly and mean the same):
 * ``s3://bucket/base/path?region=eu-west-1&endpoint=http://127.0.0.1:9000``
 * ``gs://bucket/base/path``
 * ``az://container/base/path?account_name=myaccount``
-* ``file:///absolute/directory`` (created if missing)
 * ``memory://`` (a fresh, empty in-memory store)
+
+``file://`` is refused: obstore's LocalStore follows symbolic links below its
+root, so a clear could delete outside it; ``taquba_memo.open_store("file://...")``
+opens the core's LocalFileBackend, which never follows one.
 
 Query parameters configure the store: obstore's client options
 (``timeout=30s``, ``connect_timeout=5s``, ``allow_http=true``, ...), its
@@ -30,8 +33,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import obstore.exceptions as obstore_errors
-from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
-from taquba_memo.adapter_kit import parameters_with_user_info, parse_flag
+from obstore.store import AzureStore, GCSStore, MemoryStore, S3Store
+from taquba_memo.adapter_kit import parameters_with_user_info
 from taquba_memo.errors import (
     InvalidArgumentError,
     InvalidConfigurationError,
@@ -94,7 +97,7 @@ _SECRETS = frozenset(
         "encryption_key",
     }
 )
-_SCHEMES = {"s3": "s3", "gs": "gs", "az": "az", "file": "file", "memory": "memory"}
+_SCHEMES = {"s3": "s3", "gs": "gs", "az": "az", "memory": "memory"}
 
 
 def _is_secret(name: str) -> bool:
@@ -108,9 +111,15 @@ def open_url(url: str) -> ObstoreBackend:
         raise InvalidValueType(f"url must be str, not {type(url).__name__}")
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower().removesuffix("+obstore")
+    if scheme == "file":
+        raise InvalidConfigurationError(
+            "taquba-memo-obstore does not open file:// URLs: obstore's LocalStore follows "
+            "symbolic links below its root, so a clear could delete outside it; use "
+            "taquba_memo.LocalFileBackend (taquba_memo.open_store('file://...') opens it)"
+        )
     if scheme not in _SCHEMES:
         raise InvalidArgumentError(
-            f"unsupported URL scheme {parts.scheme!r}: use s3, gs, az, file or memory"
+            f"unsupported URL scheme {parts.scheme!r}: use s3, gs, az or memory"
         )
     if parts.username or parts.password:
         raise InvalidArgumentError(
@@ -135,8 +144,6 @@ def open_url(url: str) -> ObstoreBackend:
     try:
         if scheme == "memory":
             return ObstoreBackend(MemoryStore(), base_path)
-        if scheme == "file":
-            return ObstoreBackend(_local_store(base_path, settings))
         if not parts.hostname:
             raise InvalidArgumentError(f"the URL names no bucket or container: {redact(url)}")
         store = _cloud_store(scheme, parts.netloc, settings)
@@ -148,21 +155,6 @@ def open_url(url: str) -> ObstoreBackend:
             "endpoint, allow_http, timeout)"
         ) from exc
     return ObstoreBackend(store, base_path)
-
-
-def _flag(settings: dict[str, str], name: str, default: bool) -> bool:
-    value = settings.pop(name, None)
-    return default if value is None else parse_flag(value, name=name)
-
-
-def _local_store(path: str, settings: dict[str, str]) -> LocalStore:
-    if not path.startswith("/"):
-        raise InvalidArgumentError("a file URL needs an absolute path: file:///path/to/dir")
-    mkdir = _flag(settings, "mkdir", True)
-    automatic_cleanup = _flag(settings, "automatic_cleanup", False)
-    if settings:
-        raise InvalidArgumentError(f"unknown file URL parameters: {', '.join(sorted(settings))}")
-    return LocalStore(path, mkdir=mkdir, automatic_cleanup=automatic_cleanup)
 
 
 def _cloud_store(scheme: str, name: str, settings: dict[str, str]) -> ObjectStore:
