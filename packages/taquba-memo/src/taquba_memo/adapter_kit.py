@@ -1,11 +1,13 @@
-"""Building blocks for adapter packages, so each adapter stays thin: one import, five concerns.
+"""Building blocks for adapter packages, so each adapter stays thin: one import, six concerns.
 
 Input checks before any I/O (:func:`check_key`, :func:`check_value`,
 :func:`object_name`, :func:`normalize_base_path`, :func:`is_staging_name`,
 :func:`check_endpoint_url`, and :func:`parse_flag` for a URL's true/false
 parameters); base classes for object names below a base path
 (:class:`UnderBasePath`) and for adapters on blocking SDKs
-(:class:`BlockingBackendBase`); bounded concurrency (:func:`chunked`,
+(:class:`BlockingBackendBase`); bounded reads for ``get_at_most``
+(:func:`check_max_bytes`, :func:`entry_too_large`, :class:`BoundedBuffer`,
+:func:`read_at_most`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
 HTTP status table (:func:`error_for_status`); and fork helpers. Each concern
 lives in a private module of its own; this module is the public face.
@@ -23,6 +25,13 @@ hands what a forked child inherited to :func:`keep_inherited` and
 from __future__ import annotations
 
 from taquba_memo._blocking import BlockingBackendBase
+from taquba_memo._bounded_read import (
+    READ_CHUNK_BYTES,
+    BoundedBuffer,
+    check_max_bytes,
+    entry_too_large,
+    read_at_most,
+)
 from taquba_memo._checks import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -48,21 +57,26 @@ from taquba_memo._http_status import error_for_status
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "FALSE_WORDS",
+    "READ_CHUNK_BYTES",
     "TRUE_WORDS",
     "BlockingBackendBase",
     "BlockingRunner",
+    "BoundedBuffer",
     "TaskWindow",
     "UnderBasePath",
     "check_endpoint_url",
     "check_key",
+    "check_max_bytes",
     "check_value",
     "chunked",
     "delete_each",
     "detach_inherited_loop",
+    "entry_too_large",
     "error_for_status",
     "is_staging_name",
     "keep_inherited",
     "normalize_base_path",
     "object_name",
     "parse_flag",
+    "read_at_most",
 ]
