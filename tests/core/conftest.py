@@ -30,6 +30,11 @@ class RecordingBackend(ForwardingBackend):
         self.calls.append(("get", key))
         return await super().get(key)
 
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        """Recorded and forwarded; offered only over a backend that has it."""
+        self.calls.append(("get_at_most", key))
+        return await super().get_at_most(key, max_bytes)
+
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         self.calls.append(("put", key))
         return await super().put(key, value, if_absent=if_absent)

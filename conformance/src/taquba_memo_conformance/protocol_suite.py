@@ -20,12 +20,14 @@ from taquba_memo import (
     BackendError,
     Capabilities,
     DeleteManyError,
+    EntryTooLargeError,
+    InvalidArgumentError,
     InvalidValueType,
     ListedObject,
     MemoBackend,
     NotSupported,
 )
-from taquba_memo.backend import ListsMetadata, lists_metadata
+from taquba_memo.backend import ListsMetadata, ReadsBounded, lists_metadata, reads_bounded
 
 from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace, byte_order, collect, put_all, sha256_hex
@@ -335,6 +337,89 @@ class BackendProtocolTests(SuiteBase):
         if aclose is not None:
             await aclose()
         assert first.key in {space.key(k) for k in keys}
+
+    # -- the optional get_at_most ---------------------------------------------------
+
+    @staticmethod
+    def require_bounded_reads(backend: MemoBackend) -> ReadsBounded:
+        """Skip the test unless the backend offers the optional ``get_at_most``."""
+        if not reads_bounded(backend):
+            pytest.skip(
+                f"{type(backend).__name__} has no get_at_most (optional: a store with "
+                "max_value_bytes then reads whole objects before refusing them)"
+            )
+        assert isinstance(backend, ReadsBounded)
+        return backend
+
+    async def test_get_at_most_returns_an_object_of_exactly_the_bound_whole(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        reader = self.require_bounded_reads(backend)
+        # 70,000 bytes: more than one 64 KiB chunk of a streamed read.
+        values = {space.key("small"): b"abc", space.key("chunks"): os.urandom(70_000)}
+        await put_all(backend, values, concurrency=8)
+        for key, value in values.items():
+            assert await reader.get_at_most(key, len(value)) == value
+            assert await reader.get_at_most(key, len(value) + 1) == value
+            assert await reader.get_at_most(key, 10 * len(value)) == value
+
+    async def test_get_at_most_refuses_an_object_one_byte_over_the_bound(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        reader = self.require_bounded_reads(backend)
+        values = {space.key("small"): b"abc", space.key("chunks"): os.urandom(70_000)}
+        await put_all(backend, values, concurrency=8)
+        for key, value in values.items():
+            with pytest.raises(EntryTooLargeError):
+                await reader.get_at_most(key, len(value) - 1)
+            with pytest.raises(EntryTooLargeError):
+                await reader.get_at_most(key, 0)
+            # The refusal leaves the backend usable, and the object as it was.
+            assert await reader.get_at_most(key, len(value)) == value
+
+    async def test_get_at_most_of_a_missing_key_returns_none(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        reader = self.require_bounded_reads(backend)
+        assert await reader.get_at_most(space.key("missing"), 0) is None
+        assert await reader.get_at_most(space.key("missing"), 1024) is None
+
+    async def test_get_at_most_of_an_empty_object_returns_empty_bytes(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        reader = self.require_bounded_reads(backend)
+        await backend.put(space.key("empty"), b"")
+        assert await reader.get_at_most(space.key("empty"), 0) == b""
+        assert await reader.get_at_most(space.key("empty"), 1024) == b""
+
+    async def test_get_at_most_writes_and_deletes_nothing(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        reader = self.require_bounded_reads(backend)
+        values = {space.key("kept"): b"four", space.key("empty"): b""}
+        await put_all(backend, values, concurrency=8)
+        for key in [*values, space.key("missing")]:
+            for max_bytes in (0, 3, 4, 5):
+                with contextlib.suppress(EntryTooLargeError):
+                    await reader.get_at_most(key, max_bytes)
+        assert byte_order(await space.listed(backend, space.prefix)) == byte_order(values)
+        for key, value in values.items():
+            assert await backend.get(key) == value
+
+    @pytest.mark.parametrize(
+        ("max_bytes", "error"),
+        [(-1, InvalidArgumentError), ("10", InvalidValueType), (True, InvalidValueType)],
+        ids=["negative", "str", "bool"],
+    )
+    async def test_get_at_most_refuses_a_bad_bound_before_any_io(
+        self, backend: MemoBackend, space: KeySpace, max_bytes: object, error: type[Exception]
+    ) -> None:
+        reader = self.require_bounded_reads(backend)
+        await backend.put(space.key("k"), b"v")
+        with pytest.raises(error):
+            await reader.get_at_most(space.key("k"), max_bytes)  # type: ignore[arg-type]
+        with pytest.raises(InvalidValueType):
+            await reader.get_at_most(b"bytes-key", 10)  # type: ignore[arg-type]
 
     async def test_list_can_stop_early(self, backend: MemoBackend, space: KeySpace) -> None:
         keys = [space.key("early", str(i)) for i in range(5)]

@@ -8,7 +8,8 @@ backend under test (the ``store`` fixture).
 
 from __future__ import annotations
 
-from taquba_memo import Memo, MemoBackend, MemoStore, TerminalMarker
+import pytest
+from taquba_memo import EntryTooLargeError, Memo, MemoBackend, MemoStore, TerminalMarker
 
 from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace, byte_order, sha256_hex
@@ -239,6 +240,35 @@ class MemoStoreTests(SuiteBase):
 
         assert (report.runs_cleared, report.entries_deleted) == (["run-a"], 0)
         assert byte_order(await space.listed(backend, space.prefix)) == before
+
+    # -- MemoStore with max_value_bytes: oversized entries ----------------------------
+
+    async def test_store_get_of_an_entry_over_max_value_bytes_raises_entry_too_large(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        # Written by another store (a larger bound, another language): read back refused.
+        await MemoStore(backend, space.root).new_memo("run-1", 0).put("k", b"x" * 70_000)
+        bounded = MemoStore(backend, space.root, max_value_bytes=1024).new_memo("run-1", 0)
+        with pytest.raises(EntryTooLargeError):
+            await bounded.get("k")
+        await bounded.put("small", b"y" * 1024)
+        assert await bounded.get("small") == b"y" * 1024, "an entry of exactly the bound is read"
+
+    async def test_store_get_or_compute_recomputes_an_entry_over_max_value_bytes_and_replaces_it(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        await MemoStore(backend, space.root).new_memo("run-1", 0).put("k", b"x" * 70_000)
+        bounded = MemoStore(backend, space.root, max_value_bytes=1024).new_memo("run-1", 0)
+        calls = []
+
+        def compute() -> bytes:
+            calls.append(1)
+            return b"recomputed"
+
+        assert await bounded.get_or_compute("k", compute) == b"recomputed"
+        assert await bounded.get_or_compute("k", compute) == b"recomputed"
+        assert len(calls) == 1, "the replacement is read back on the next call"
+        assert await bounded.get("k") == b"recomputed"
 
     async def test_store_put_if_absent_keeps_the_first_value(
         self, backend: MemoBackend, store: MemoStore

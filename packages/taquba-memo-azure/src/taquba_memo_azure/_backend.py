@@ -43,10 +43,12 @@ from taquba_memo.adapter_kit import (
     UnderBasePath,
     check_endpoint_url,
     check_key,
+    check_max_bytes,
     check_value,
     chunked,
     delete_each,
     detach_inherited_loop,
+    entry_too_large,
     keep_inherited,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
@@ -333,6 +335,34 @@ class AzureBlobBackend(MemoBackendBase, UnderBasePath):
         except SDK_ERRORS as exc:
             raise map_azure_error(exc, operation="get", target=key) from exc
 
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        """:meth:`get`, or ``EntryTooLargeError`` for a blob over ``max_bytes``.
+
+        The download asks for the range of ``max_bytes + 1`` bytes: the first
+        answer says the blob's size and holds at most that range, so a blob
+        over the bound costs one request and is never read further. A range
+        of an empty blob answers 416, which only an empty blob can (one
+        request, where :meth:`get` sends two).
+        """
+        name, max_bytes = self._blob_name(key), check_max_bytes(max_bytes)
+        try:
+            downloader = await self._container.download_blob(
+                name, offset=0, length=max_bytes + 1, max_concurrency=self._concurrency
+            )
+            if downloader.size > max_bytes:
+                raise entry_too_large(key, max_bytes, _total_size(downloader.properties))
+            return await downloader.readall()
+        except ResourceNotFoundError as exc:
+            if error_code(exc) == BLOB_NOT_FOUND:
+                return None
+            raise map_azure_error(exc, operation="get", target=key) from exc
+        except HttpResponseError as exc:
+            if exc.status_code == _RANGE_NOT_SATISFIABLE:
+                return b""
+            raise map_azure_error(exc, operation="get", target=key) from exc
+        except SDK_ERRORS as exc:
+            raise map_azure_error(exc, operation="get", target=key) from exc
+
     async def list(self, prefix: str) -> AsyncIterator[str]:
         check_key(prefix)
         base_length = len(self._name_prefix)
@@ -495,3 +525,12 @@ class AzureBlobBackend(MemoBackendBase, UnderBasePath):
         finally:
             if self._credential_to_close is not None:
                 await self._credential_to_close.close()
+
+
+_RANGE_NOT_SATISFIABLE = 416
+
+
+def _total_size(properties: Any) -> int | None:
+    """The blob's whole size from a ranged answer's ``Content-Range`` (``bytes 0-9/1234``)."""
+    _, _, total = str(getattr(properties, "content_range", None) or "").rpartition("/")
+    return int(total) if total.isdigit() else None

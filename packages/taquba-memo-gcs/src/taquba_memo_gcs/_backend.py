@@ -25,8 +25,10 @@ from google.cloud.storage import blob as blob_module
 from google.cloud.storage.retry import DEFAULT_RETRY
 from taquba_memo.adapter_kit import (
     BlockingBackendBase,
+    BoundedBuffer,
     check_endpoint_url,
     check_key,
+    check_max_bytes,
     check_value,
     delete_each,
     normalize_base_path,
@@ -267,6 +269,22 @@ class GCSBackend(BlockingBackendBase):
     def _download(self, name: str) -> bytes:
         data = self._bucket.blob(name).download_as_bytes(timeout=self._timeout, retry=self._retry)
         return bytes(data)
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        """:meth:`get`, or ``EntryTooLargeError`` for an object over ``max_bytes``.
+
+        The same one request as :meth:`get` (no range: a ranged read of an
+        empty object answers 416, and a partial answer skips the checksum):
+        the SDK streams the body in small chunks into a buffer that raises
+        once past the bound, which closes the answer's connection unread.
+        """
+        name, max_bytes = self._object_name(key), check_max_bytes(max_bytes)
+        return await self._call_on_object("get", key, self._download_at_most, name, key, max_bytes)
+
+    def _download_at_most(self, name: str, key: str, max_bytes: int) -> bytes:
+        buffer = BoundedBuffer(key, max_bytes)
+        self._bucket.blob(name).download_to_file(buffer, timeout=self._timeout, retry=self._retry)
+        return buffer.getvalue()
 
     # -- writes --------------------------------------------------------------
 

@@ -24,7 +24,16 @@ import minio
 from minio import Minio
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import MAX_PART_SIZE, MIN_PART_SIZE, check_bucket_name
-from taquba_memo.adapter_kit import BlockingBackendBase, check_key, check_value, chunked
+from taquba_memo.adapter_kit import (
+    READ_CHUNK_BYTES,
+    BlockingBackendBase,
+    BoundedBuffer,
+    check_key,
+    check_max_bytes,
+    check_value,
+    chunked,
+    entry_too_large,
+)
 from taquba_memo.backend import Capabilities, ListedObject
 from taquba_memo.errors import (
     BackendError,
@@ -331,20 +340,40 @@ class MinioBackend(BlockingBackendBase):
     # -- reads ---------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        name = self._object_name(key)
+        return await self._read(self._object_name(key), key, None)
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        """:meth:`get`, or ``EntryTooLargeError`` for an object over ``max_bytes``.
+
+        The same one request: an answer whose ``Content-Length`` is over the
+        bound is refused unread, and a body is read in chunks that stop at
+        the bound. The connection of an unfinished answer is closed, not
+        drained.
+        """
+        return await self._read(self._object_name(key), key, check_max_bytes(max_bytes))
+
+    async def _read(self, name: str, key: str, max_bytes: int | None) -> bytes | None:
         try:
-            return await self._runner.run(self._download, name)
+            return await self._runner.run(self._download, name, key, max_bytes)
         except SDK_ERRORS as exc:
             if is_missing_object(exc):
                 return None
             raise map_minio_error(exc, operation="get", target=key) from exc
 
-    def _download(self, name: str) -> bytes:
+    def _download(self, name: str, key: str, max_bytes: int | None) -> bytes:
         response = self._client.get_object(self._bucket, name)
         try:
-            return bytes(response.read())
+            if max_bytes is None:
+                return bytes(response.read())
+            length = response.headers.get("Content-Length")
+            if length is not None and int(length) > max_bytes:
+                raise entry_too_large(key, max_bytes, int(length))
+            buffer = BoundedBuffer(key, max_bytes)
+            for chunk in response.stream(READ_CHUNK_BYTES):
+                buffer.write(chunk)
+            return buffer.getvalue()
         finally:
-            response.close()
+            response.close()  # an unfinished body closes its connection instead of draining
             response.release_conn()
 
     # -- writes --------------------------------------------------------------

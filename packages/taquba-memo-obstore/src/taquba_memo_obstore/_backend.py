@@ -48,14 +48,17 @@ from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 from taquba_memo.adapter_kit import (
     UnderBasePath,
     check_key,
+    check_max_bytes,
     check_value,
     chunked,
     delete_each,
+    entry_too_large,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
+    EntryTooLargeError,
     ForkedProcessError,
     InvalidConfigurationError,
     InvalidKeyError,
@@ -203,10 +206,26 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
     # -- reads -----------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        path = self._path(key)
+        return await self._read(self._path(key), key, None)
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        """:meth:`get`, or ``EntryTooLargeError`` for an object over ``max_bytes``.
+
+        The same one request: the answer's size comes before its body, so an
+        object over the bound is refused without reading any of it (dropping
+        the unread result closes its connection).
+        """
+        return await self._read(self._path(key), key, check_max_bytes(max_bytes))
+
+    async def _read(self, path: str, key: str, max_bytes: int | None) -> bytes | None:
         try:
             result = await obstore.get_async(self._store, path)
+            if max_bytes is not None and (size := result.meta["size"]) > max_bytes:
+                del result
+                raise entry_too_large(key, max_bytes, size)
             return bytes(await result.bytes_async())
+        except EntryTooLargeError:
+            raise
         except Exception as exc:
             if is_missing_object(exc):
                 return None

@@ -1,4 +1,4 @@
-"""Building blocks for adapter packages, so each adapter stays thin: one import, five concerns.
+"""Building blocks for adapter packages, so each adapter stays thin: one import, six concerns.
 
 Input checks before any I/O (:func:`check_key`, :func:`check_value`,
 :func:`object_name`, :func:`normalize_base_path`, :func:`is_staging_name`,
@@ -6,7 +6,9 @@ Input checks before any I/O (:func:`check_key`, :func:`check_value`,
 :func:`parse_flag` for a URL's true/false parameters, :func:`parameters_with_user_info`
 and :func:`redact_url` for the credentials a URL must not carry or show); base classes
 for object names below a base path (:class:`UnderBasePath`) and for adapters on blocking SDKs
-(:class:`BlockingBackendBase`); bounded concurrency (:func:`chunked`,
+(:class:`BlockingBackendBase`); bounded reads for ``get_at_most``
+(:func:`check_max_bytes`, :func:`entry_too_large`, :class:`BoundedBuffer`,
+:func:`read_at_most`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
 HTTP status table (:func:`error_for_status`); and fork helpers. Each concern
 lives in a private module of its own; this module is the public face.
@@ -24,6 +26,13 @@ hands what a forked child inherited to :func:`keep_inherited` and
 from __future__ import annotations
 
 from taquba_memo._blocking import BlockingBackendBase
+from taquba_memo._bounded_read import (
+    READ_CHUNK_BYTES,
+    BoundedBuffer,
+    check_max_bytes,
+    entry_too_large,
+    read_at_most,
+)
 from taquba_memo._checks import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -51,18 +60,22 @@ from taquba_memo._redact import parameters_with_user_info, redact_url
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "FALSE_WORDS",
+    "READ_CHUNK_BYTES",
     "TRUE_WORDS",
     "BlockingBackendBase",
     "BlockingRunner",
+    "BoundedBuffer",
     "TaskWindow",
     "UnderBasePath",
     "check_endpoint_url",
     "check_flag",
     "check_key",
+    "check_max_bytes",
     "check_value",
     "chunked",
     "delete_each",
     "detach_inherited_loop",
+    "entry_too_large",
     "error_for_status",
     "is_staging_name",
     "keep_inherited",
@@ -70,5 +83,6 @@ __all__ = [
     "object_name",
     "parameters_with_user_info",
     "parse_flag",
+    "read_at_most",
     "redact_url",
 ]

@@ -66,7 +66,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,11 +200,14 @@ class EntryClaims:
                 return _read_claim(generations[-1], data, self._policy.lease_s)
         return None
 
-    async def acquire(self, entry_ready: Callable[[bytes], bool]) -> HeldClaim | bytes:
+    async def acquire(
+        self, usable_entry: Callable[[], Awaitable[bytes | None]]
+    ) -> HeldClaim | bytes:
         """Hold the claim (a :class:`HeldClaim`), or return the entry's bytes once they are stored.
 
-        ``entry_ready(data)`` says whether stored bytes are a usable entry
-        (they decode); an unusable one is waited past, as if absent.
+        ``usable_entry()`` reads the entry and returns its bytes when they are
+        a usable entry (within the store's bound, and they decode), else
+        None; an unusable one is waited past, as if absent.
         """
         seen: tuple[int, bytes] | None = None
         seen_at = time.monotonic()
@@ -234,8 +237,8 @@ class EntryClaims:
                     return held
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self._policy.poll_cap_s)
-            data = await self._backend.get(self._entry_key)
-            if data is not None and entry_ready(data):
+            data = await usable_entry()
+            if data is not None:
                 return data
 
     async def _create(self, generation: int) -> HeldClaim | None:

@@ -3,10 +3,16 @@
 This module holds the logic behind :meth:`taquba_memo.Memo.get_or_compute`
 (the sync API drives the same coroutine):
 
-1. Read the entry. A value that decodes is returned. A value that fails to
-   decode is a miss: a corrupt object, one written with another codec, or
-   one a codec's hook refuses (an ``object_hook`` raising ``KeyError`` after
-   a schema change). Whatever the codec raised is logged as the cause.
+1. Read the entry (:func:`read_entry`: with ``max_value_bytes`` never more
+   than that bound of it where the backend offers ``get_at_most``). A value
+   that decodes is returned. A value that fails to decode is a miss: a
+   corrupt object, one written with another codec, or one a codec's hook
+   refuses (an ``object_hook`` raising ``KeyError`` after a schema change).
+   Whatever the codec raised is logged as the cause. So is an entry that
+   cannot be read as a value: one over ``max_value_bytes``
+   (:class:`~taquba_memo.EntryTooLargeError`, its size and the bound
+   logged) or a foreign object under its key
+   (:class:`~taquba_memo.ForeignObjectError`); both are misses too.
 2. Call ``fn`` (sync or async) and encode its result. An exception from
    ``fn`` or from encoding propagates and nothing is stored: exceptions are
    never cached. A codec without ``encode``/``decode`` is refused before any
@@ -26,9 +32,10 @@ duplicate workers of one step end with one answer. On a backend without
 once per backend class. ``if_absent=True`` demands first-writer-wins and
 raises :class:`~taquba_memo.NotSupported` before any work where it is not
 available; ``if_absent=False`` chooses overwrite. When step 1 found an
-undecodable value, that value is replaced by an overwrite (a create would
-fail forever), so first-writer-wins covers entries that were absent, not
-ones that were corrupt.
+undecodable, oversized or foreign value, that value is replaced by an
+overwrite (a create would fail forever), so first-writer-wins covers entries
+that were absent, not ones that were unusable. A winner read after a lost
+create that is unusable is logged, and this caller's value returned.
 
 Paid work survives cancellation. The leader's work runs as its own task; the
 leader only waits for it. If the leader is cancelled (``asyncio.timeout``,
@@ -66,22 +73,25 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from taquba_memo import _single_flight
+from taquba_memo._bounded_read import entry_too_large
 from taquba_memo._telemetry import Operation, monotonic
-from taquba_memo.backend import MemoBackend
+from taquba_memo.backend import MemoBackend, ReadsBounded, reads_bounded
 from taquba_memo.claims import ClaimPolicy, EntryClaims
 from taquba_memo.codecs import Codec, decode_value, encode_value
 from taquba_memo.errors import (
     DecodeError,
     EncodeError,
+    EntryTooLargeError,
+    ForeignObjectError,
     InvalidValueType,
     NotSupported,
     ValueTooLargeError,
 )
 
-__all__ = ["EntrySlot", "get_or_compute"]
+__all__ = ["EntrySlot", "get_or_compute", "read_entry"]
 
 logger = logging.getLogger("taquba_memo")
 
@@ -91,6 +101,28 @@ T = TypeVar("T")
 _detached: set[asyncio.Future[Any]] = set()
 # Backend classes already warned about falling back to overwrite.
 _warned_overwrite: set[str] = set()
+# What a read raises for an object that is there but is no value: a miss for get_or_compute.
+_UNREADABLE = (EntryTooLargeError, ForeignObjectError)
+
+
+async def read_entry(backend: MemoBackend, key: str, max_value_bytes: int | None) -> bytes | None:
+    """Read the entry under ``key``: every read of an entry by a store goes through here.
+
+    With ``max_value_bytes`` an entry past it raises
+    :class:`~taquba_memo.EntryTooLargeError`. A backend that offers
+    ``get_at_most`` (:func:`~taquba_memo.backend.reads_bounded`) then never
+    holds more than the bound (plus a chunk) of it in memory; on one that
+    does not, the whole object is read first, so memory is not bounded by the
+    store there. Without ``max_value_bytes`` it is a plain ``get``.
+    """
+    if max_value_bytes is None:
+        return await backend.get(key)
+    if reads_bounded(backend):
+        return await cast(ReadsBounded, backend).get_at_most(key, max_value_bytes)
+    data = await backend.get(key)
+    if data is not None and len(data) > max_value_bytes:
+        raise entry_too_large(key, max_value_bytes, len(data))
+    return data
 
 
 @dataclass(frozen=True)
@@ -253,28 +285,23 @@ async def _lead(
     flight: _single_flight.Flight,
     claim: ClaimPolicy | None,
 ) -> tuple[T, bytes]:
-    stored = await slot.backend.get(slot.object_key)
-    if stored is not None and _decodes(slot, codec, stored, log=True):
-        slot.operation.read(stored)
+    stored, occupied = await _read_usable(slot, codec, first=True)
+    if stored is not None:
         return decode_value(codec, stored), stored
-    if stored is None:
-        slot.operation.read(None)
-    else:
-        slot.operation.undecodable(stored)
     if claim is None:
-        return await _pay(slot, fn, codec, agree and stored is None, flight)
+        return await _pay(slot, fn, codec, agree and not occupied, flight)
     claims = EntryClaims(slot.backend, slot.object_key, claim, slot.label)
-    outcome = await claims.acquire(lambda data: _decodes(slot, codec, data, log=False))
+    outcome = await claims.acquire(lambda: _usable_entry(slot, codec))
     if isinstance(outcome, bytes):
         return decode_value(codec, outcome), outcome  # the claimant stored it: paid once
     held = outcome
     try:
         # The entry may have landed between the first read and the claim.
-        stored = await slot.backend.get(slot.object_key)
-        if stored is not None and _decodes(slot, codec, stored, log=False):
+        stored, occupied = await _read_usable(slot, codec, first=False)
+        if stored is not None:
             value, data = decode_value(codec, stored), stored
         else:
-            value, data = await _pay(slot, fn, codec, agree and stored is None, flight)
+            value, data = await _pay(slot, fn, codec, agree and not occupied, flight)
     except Exception:
         await held.release()
         raise
@@ -283,6 +310,40 @@ async def _lead(
         raise
     await held.finish()
     return value, data
+
+
+async def _read_usable(
+    slot: EntrySlot, codec: Codec[T], *, first: bool
+) -> tuple[bytes | None, bool]:
+    """The entry's bytes if they are usable (read within the bound, and decode), else None;
+    and whether something unusable occupies the key (it is then replaced by an overwrite).
+
+    The first read of a call logs why an entry is unusable and counts the lookup.
+    """
+    try:
+        stored = await read_entry(slot.backend, slot.object_key, slot.max_value_bytes)
+    except _UNREADABLE as exc:
+        if first:
+            logger.warning("%s cannot be read as a value (%s); recomputing", slot.label, exc)
+            slot.operation.read(None)
+        return None, True
+    if stored is None:
+        if first:
+            slot.operation.read(None)
+        return None, False
+    if not _decodes(slot, codec, stored, log=first):
+        if first:
+            slot.operation.undecodable(stored)
+        return None, True
+    if first:
+        slot.operation.read(stored)
+    return stored, True
+
+
+async def _usable_entry(slot: EntrySlot, codec: Codec[T]) -> bytes | None:
+    """The entry's bytes once they are stored and usable, for a claim's waiter."""
+    stored, _ = await _read_usable(slot, codec, first=False)
+    return stored
 
 
 def _decodes(slot: EntrySlot, codec: Codec[T], data: bytes, *, log: bool) -> bool:
@@ -305,7 +366,7 @@ async def _pay(
 ) -> tuple[T, bytes]:
     """Call ``fn``, store its encoded result, and return what the entry now holds.
 
-    ``if_absent`` is False to replace an undecodable entry (a create would
+    ``if_absent`` is False to replace an unusable entry (a create would
     fail forever) and where the caller chose overwrite.
     """
     backend = slot.backend
@@ -322,7 +383,16 @@ async def _pay(
     slot.operation.wrote(data, written)
     if written:
         return value, data
-    winner = await backend.get(slot.object_key)
+    try:
+        winner = await read_entry(backend, slot.object_key, slot.max_value_bytes)
+    except _UNREADABLE as exc:
+        logger.warning(
+            "%s was written first with a value that cannot be read (%s); returning this "
+            "caller's value",
+            slot.label,
+            exc,
+        )
+        return value, data
     if winner is None:
         return value, data  # the winner was already swept: ours is as good
     try:

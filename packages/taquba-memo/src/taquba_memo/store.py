@@ -112,7 +112,9 @@ class MemoStore(AsyncClosing):
     processes or languages, may use the same backend and prefix: the storage
     is the source of truth, and nothing is cached.
 
-    ``max_value_bytes`` optionally refuses larger values before any upload.
+    ``max_value_bytes`` optionally refuses larger values before any upload,
+    and larger entries on every read without holding more than the bound of
+    them in memory (where the backend offers ``get_at_most``).
     Closing the store (``aclose`` or ``async with``) closes the backend.
     """
 
@@ -263,7 +265,7 @@ class MemoStore(AsyncClosing):
     async def _get(self, run_id: str, step_number: int, key: str) -> bytes | None:
         path = layout.memo_key(self._prefix, run_id, step_number, key)
         with self._telemetry.operation("get", run_id, step_number) as operation:
-            data = await self._backend.get(path)
+            data = await compute.read_entry(self._backend, path, self._max_value_bytes)
             operation.read(data)
         return data
 
@@ -577,7 +579,13 @@ class Memo(BoundMemo[MemoStore]):
         )
 
     async def get(self, key: str) -> bytes | None:
-        """Return the value an earlier attempt stored for ``key``, or None."""
+        """Return the value an earlier attempt stored for ``key``, or None.
+
+        On a store with ``max_value_bytes``, an entry larger than that raises
+        :class:`~taquba_memo.EntryTooLargeError`, and where the backend offers
+        ``get_at_most`` (every shipped one does) no more than the bound of it
+        was held in memory; on another backend it was read whole first.
+        """
         return await self._store._get(self._run_id, self._step_number, key)
 
     async def put(

@@ -56,13 +56,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from taquba_memo._bounded_read import check_max_bytes, entry_too_large
 from taquba_memo._checks import check_key, check_value, is_staging_name
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,
     DeleteManyError,
-    EntryTooLargeError,
     ForeignObjectError,
     InvalidArgumentError,
     InvalidKeyError,
@@ -241,11 +241,7 @@ class LocalFileBackend(MemoBackendBase):
         """``get(key)``, or :class:`~taquba_memo.EntryTooLargeError` when the file
         holds more than ``max_bytes``: refused from its size before any read, and a
         file growing while read is cut off after ``max_bytes + 1`` bytes."""
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-            raise InvalidValueType(f"max_bytes must be an int, not {type(max_bytes).__name__}")
-        if max_bytes < 0:
-            raise InvalidArgumentError(f"max_bytes must be 0 or more, not {max_bytes}")
-        return await self._get(key, max_bytes)
+        return await self._get(key, check_max_bytes(max_bytes))
 
     async def _get(self, key: str, limit: int | None) -> bytes | None:
         segments = self._segments(key)
@@ -275,7 +271,7 @@ class LocalFileBackend(MemoBackendBase):
             if not stat.S_ISREG(status.st_mode):
                 raise _Foreign("/".join(segments), status.st_mode)
             if limit is not None and status.st_size > limit:
-                raise _too_large(key, limit, status.st_size)
+                raise entry_too_large(key, limit, status.st_size)
             hold = limit
             if inline:
                 if status.st_size > INLINE_READ_BYTES:
@@ -286,7 +282,7 @@ class LocalFileBackend(MemoBackendBase):
                 return data
             if hold == limit:
                 assert limit is not None
-                raise _too_large(key, limit, None)  # it grew past the caller's bound
+                raise entry_too_large(key, limit)  # it grew past the caller's bound
             return _LARGE  # it grew past the inline size since fstat: read it in a thread
         finally:
             os.close(fd)
@@ -505,11 +501,6 @@ def _mode_at(directory: int, name: str) -> int | None:
         return os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def _too_large(key: str, limit: int, size: int | None) -> EntryTooLargeError:
-    holds = f"holds {size} bytes" if size is not None else "grew while read"
-    return EntryTooLargeError(f"entry {key!r} {holds}, more than max_bytes={limit}")
 
 
 def _read_at_most(fd: int, size: int, hold: int | None) -> bytes | None:

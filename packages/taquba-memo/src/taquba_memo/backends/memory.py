@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from taquba_memo._bounded_read import check_max_bytes, entry_too_large
 from taquba_memo._checks import check_key, check_value
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 
@@ -36,6 +37,14 @@ class InMemoryBackend(MemoBackendBase):
 
     async def get(self, key: str) -> bytes | None:
         return self._data.get(check_key(key))
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        """:meth:`get`, or ``EntryTooLargeError`` for a value over ``max_bytes``."""
+        key, max_bytes = check_key(key), check_max_bytes(max_bytes)
+        value = self._data.get(key)
+        if value is not None and len(value) > max_bytes:
+            raise entry_too_large(key, max_bytes, len(value))
+        return value
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         key, value = check_key(key), check_value(value)

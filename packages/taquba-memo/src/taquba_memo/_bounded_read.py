@@ -1,0 +1,71 @@
+"""Bounded reads: the checks, the error and the buffer every ``get_at_most`` shares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+
+from taquba_memo.errors import EntryTooLargeError, InvalidArgumentError, InvalidValueType
+
+__all__ = [
+    "READ_CHUNK_BYTES",
+    "BoundedBuffer",
+    "check_max_bytes",
+    "entry_too_large",
+    "read_at_most",
+]
+
+READ_CHUNK_BYTES = 64 * 1024
+"""The chunk a bounded read takes at a time: what it may hold past its bound."""
+
+
+def check_max_bytes(max_bytes: object) -> int:
+    """Refuse a bound that is not a non-negative int, before any I/O."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise InvalidValueType(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+    if max_bytes < 0:
+        raise InvalidArgumentError(f"max_bytes must be non-negative, not {max_bytes}")
+    return max_bytes
+
+
+def entry_too_large(key: str, max_bytes: int, size: int | None = None) -> EntryTooLargeError:
+    """The error for ``key`` holding more than ``max_bytes`` (``size`` when the store said it)."""
+    held = f"{size} bytes" if size is not None else f"more than {max_bytes} bytes"
+    return EntryTooLargeError(f"the object under {key!r} holds {held}, over the bound {max_bytes}")
+
+
+class BoundedBuffer:
+    """A write-only buffer that raises :class:`EntryTooLargeError` once past ``max_bytes``.
+
+    Hand it to an SDK that writes a download into a file object, or
+    :meth:`write` chunks into it: it never holds more than ``max_bytes`` plus
+    the chunk that crossed the bound.
+    """
+
+    def __init__(self, key: str, max_bytes: int, size: int | None = None) -> None:
+        self._key = key
+        self._max_bytes = max_bytes
+        self._size = size
+        self._data = bytearray()
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> int:
+        if len(self._data) + len(chunk) > self._max_bytes:
+            self._data = bytearray()  # released before the error travels up
+            raise entry_too_large(self._key, self._max_bytes, self._size)
+        self._data += chunk
+        return len(chunk)
+
+    def getvalue(self) -> bytes:
+        return bytes(self._data)
+
+
+async def read_at_most(
+    chunks: AsyncIterable[bytes | bytearray | memoryview], key: str, max_bytes: int
+) -> bytes:
+    """Join ``chunks``, or raise :class:`EntryTooLargeError` at the one that crosses ``max_bytes``.
+
+    The caller closes the stream (and its connection) when this raises.
+    """
+    buffer = BoundedBuffer(key, max_bytes)
+    async for chunk in chunks:
+        buffer.write(chunk)
+    return buffer.getvalue()
