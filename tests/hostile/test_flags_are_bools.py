@@ -8,10 +8,11 @@ run, or anything else. ``get_or_compute`` alone documents ``if_absent=None``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from taquba_memo import InMemoryBackend, InvalidValueType, Memo, MemoStore
+from taquba_memo import InMemoryBackend, InvalidValueType, LocalFileBackend, Memo, MemoStore
 from taquba_memo import sync as memo_sync
 from taquba_memo.adapter_kit import check_flag
 
@@ -92,3 +93,19 @@ def test_adapters_check_if_absent_with_the_kit(flag: object) -> None:
     assert check_flag(True, "if_absent") is True
     with pytest.raises(InvalidValueType, match="if_absent must be True or False"):
         check_flag(flag, "if_absent")
+
+
+@pytest.mark.parametrize("flag", NOT_BOOLS, ids=repr)
+async def test_the_embedded_backends_refuse_a_non_bool_if_absent_and_write_nothing(
+    flag: object, tmp_path: Path
+) -> None:
+    for backend in (InMemoryBackend(), LocalFileBackend(tmp_path)):
+        with pytest.raises(InvalidValueType, match="if_absent must be True or False"):
+            await backend.put("k", b"v", if_absent=flag)  # type: ignore[arg-type]
+        assert await backend.get("k") is None
+
+
+@pytest.mark.parametrize("limit", ["10", 10.0, True])
+def test_max_value_bytes_of_the_wrong_type_is_an_invalid_value_type(limit: object) -> None:
+    with pytest.raises(InvalidValueType, match="max_value_bytes must be an int or None"):
+        MemoStore(InMemoryBackend(), max_value_bytes=limit)  # type: ignore[arg-type]

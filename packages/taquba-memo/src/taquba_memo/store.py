@@ -129,12 +129,15 @@ class MemoStore(AsyncClosing):
             raise InvalidValueType(
                 f"backend must implement MemoBackend, got {type(backend).__name__}"
             )
-        if max_value_bytes is not None and (
-            isinstance(max_value_bytes, bool)
-            or not isinstance(max_value_bytes, int)
-            or max_value_bytes < 0
-        ):
-            raise InvalidArgumentError("max_value_bytes must be a non-negative int or None")
+        if max_value_bytes is not None:
+            if isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int):
+                raise InvalidValueType(
+                    f"max_value_bytes must be an int or None, not {type(max_value_bytes).__name__}"
+                )
+            if max_value_bytes < 0:
+                raise InvalidArgumentError(
+                    f"max_value_bytes must be 0 or more, not {max_value_bytes}"
+                )
         self._backend_object = backend
         self._fork_generation = _fork.generation()
         self._prefix = layout.normalize_prefix(prefix)

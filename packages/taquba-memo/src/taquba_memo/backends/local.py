@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from taquba_memo._bounded_read import check_max_bytes, entry_too_large
-from taquba_memo._checks import check_key, check_value, is_staging_name
+from taquba_memo._checks import check_flag, check_key, check_value, is_staging_name
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     AccessDeniedError,
@@ -291,6 +291,7 @@ class LocalFileBackend(MemoBackendBase):
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         segments, data = self._segments(key), check_value(value)
+        check_flag(if_absent, "if_absent")
         if not self._durable and len(data) <= INLINE_READ_BYTES:
             # Without fsync a small write is page-cache work, cheaper than a thread hop.
             return self._call(key, "write", self._write, segments, data, if_absent)

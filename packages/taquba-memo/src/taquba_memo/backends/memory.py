@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from taquba_memo._bounded_read import check_max_bytes, entry_too_large
-from taquba_memo._checks import check_key, check_value
+from taquba_memo._checks import check_flag, check_key, check_value
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 
 __all__ = ["InMemoryBackend"]
@@ -48,6 +48,7 @@ class InMemoryBackend(MemoBackendBase):
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         key, value = check_key(key), check_value(value)
+        check_flag(if_absent, "if_absent")
         # No await between the check and the write: atomic on the event loop.
         if if_absent and key in self._data:
             return False
