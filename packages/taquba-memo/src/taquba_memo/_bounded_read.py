@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
+from typing import cast
 
+from taquba_memo.backend import MemoBackend, ReadsBounded, reads_bounded
 from taquba_memo.errors import EntryTooLargeError, InvalidArgumentError, InvalidValueType
 
 __all__ = [
@@ -12,10 +14,48 @@ __all__ = [
     "check_max_bytes",
     "entry_too_large",
     "read_at_most",
+    "read_document",
+    "read_object",
 ]
 
 READ_CHUNK_BYTES = 64 * 1024
 """The chunk a bounded read takes at a time: what it may hold past its bound."""
+
+DOCUMENT_MAX_BYTES = 64 * 1024
+"""The most of a claim or sweep lease document a reader holds: they are under 200 bytes."""
+
+OVERSIZED_DOCUMENT = b"<over the document bound>"
+"""What :func:`read_document` returns for a document past its bound: unreadable, as junk is."""
+
+
+async def read_object(backend: MemoBackend, key: str, max_bytes: int | None) -> bytes | None:
+    """Read ``key``; with ``max_bytes``, :class:`EntryTooLargeError` for a larger object.
+
+    A backend that offers ``get_at_most`` (:func:`~taquba_memo.backend.reads_bounded`)
+    then never holds more than the bound (plus a chunk) of it in memory; on
+    one that does not, the whole object is read first, so memory is not
+    bounded there. Without ``max_bytes`` it is a plain ``get``.
+    """
+    if max_bytes is None:
+        return await backend.get(key)
+    if reads_bounded(backend):
+        return await cast(ReadsBounded, backend).get_at_most(key, max_bytes)
+    data = await backend.get(key)
+    if data is not None and len(data) > max_bytes:
+        raise entry_too_large(key, max_bytes, len(data))
+    return data
+
+
+async def read_document(backend: MemoBackend, key: str) -> bytes | None:
+    """Read a small JSON document (a claim, a sweep lease) that anyone may have replaced.
+
+    A planted object larger than :data:`DOCUMENT_MAX_BYTES` is never held in
+    memory: it reads as :data:`OVERSIZED_DOCUMENT`, which no parser accepts.
+    """
+    try:
+        return await read_object(backend, key, DOCUMENT_MAX_BYTES)
+    except EntryTooLargeError:
+        return OVERSIZED_DOCUMENT
 
 
 def check_max_bytes(max_bytes: object) -> int:

@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taquba_memo import layout
+from taquba_memo._bounded_read import read_document
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import BackendError, InvalidArgumentError, InvalidValueType
 
@@ -195,7 +196,7 @@ class EntryClaims:
             generations = await self._generations()
             if not generations:
                 return None
-            data = await self._backend.get(self.key(generations[-1]))
+            data = await read_document(self._backend, self.key(generations[-1]))
             if data is not None:
                 return _read_claim(generations[-1], data, self._policy.lease_s)
         return None

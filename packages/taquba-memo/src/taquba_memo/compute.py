@@ -3,8 +3,9 @@
 This module holds the logic behind :meth:`taquba_memo.Memo.get_or_compute`
 (the sync API drives the same coroutine):
 
-1. Read the entry (:func:`read_entry`: with ``max_value_bytes`` never more
-   than that bound of it where the backend offers ``get_at_most``). A value
+1. Read the entry (:func:`~taquba_memo._bounded_read.read_object`: with
+   ``max_value_bytes`` never more than that bound of it where the backend
+   offers ``get_at_most``). A value
    that decodes is returned. A value that fails to decode is a miss: a
    corrupt object, one written with another codec, or one a codec's hook
    refuses (an ``object_hook`` raising ``KeyError`` after a schema change).
@@ -73,12 +74,12 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from taquba_memo import _single_flight
-from taquba_memo._bounded_read import entry_too_large
+from taquba_memo._bounded_read import read_object
 from taquba_memo._telemetry import Operation, monotonic
-from taquba_memo.backend import MemoBackend, ReadsBounded, reads_bounded
+from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy, EntryClaims
 from taquba_memo.codecs import Codec, decode_value, encode_value
 from taquba_memo.errors import (
@@ -91,7 +92,7 @@ from taquba_memo.errors import (
     ValueTooLargeError,
 )
 
-__all__ = ["EntrySlot", "get_or_compute", "read_entry"]
+__all__ = ["EntrySlot", "get_or_compute"]
 
 logger = logging.getLogger("taquba_memo")
 
@@ -103,26 +104,6 @@ _detached: set[asyncio.Future[Any]] = set()
 _warned_overwrite: set[str] = set()
 # What a read raises for an object that is there but is no value: a miss for get_or_compute.
 _UNREADABLE = (EntryTooLargeError, ForeignObjectError)
-
-
-async def read_entry(backend: MemoBackend, key: str, max_value_bytes: int | None) -> bytes | None:
-    """Read the entry under ``key``: every read of an entry by a store goes through here.
-
-    With ``max_value_bytes`` an entry past it raises
-    :class:`~taquba_memo.EntryTooLargeError`. A backend that offers
-    ``get_at_most`` (:func:`~taquba_memo.backend.reads_bounded`) then never
-    holds more than the bound (plus a chunk) of it in memory; on one that
-    does not, the whole object is read first, so memory is not bounded by the
-    store there. Without ``max_value_bytes`` it is a plain ``get``.
-    """
-    if max_value_bytes is None:
-        return await backend.get(key)
-    if reads_bounded(backend):
-        return await cast(ReadsBounded, backend).get_at_most(key, max_value_bytes)
-    data = await backend.get(key)
-    if data is not None and len(data) > max_value_bytes:
-        raise entry_too_large(key, max_value_bytes, len(data))
-    return data
 
 
 @dataclass(frozen=True)
@@ -321,7 +302,7 @@ async def _read_usable(
     The first read of a call logs why an entry is unusable and counts the lookup.
     """
     try:
-        stored = await read_entry(slot.backend, slot.object_key, slot.max_value_bytes)
+        stored = await read_object(slot.backend, slot.object_key, slot.max_value_bytes)
     except _UNREADABLE as exc:
         if first:
             logger.warning("%s cannot be read as a value (%s); recomputing", slot.label, exc)
@@ -384,7 +365,7 @@ async def _pay(
     if written:
         return value, data
     try:
-        winner = await read_entry(backend, slot.object_key, slot.max_value_bytes)
+        winner = await read_object(backend, slot.object_key, slot.max_value_bytes)
     except _UNREADABLE as exc:
         logger.warning(
             "%s was written first with a value that cannot be read (%s); returning this "

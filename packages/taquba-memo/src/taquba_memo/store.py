@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from taquba_memo import _fork, compute, layout
+from taquba_memo._bounded_read import read_object
 from taquba_memo._checks import check_flag, check_value
 from taquba_memo._closing import AsyncClosing
 from taquba_memo._concurrency import TaskWindow
@@ -268,7 +269,7 @@ class MemoStore(AsyncClosing):
     async def _get(self, run_id: str, step_number: int, key: str) -> bytes | None:
         path = layout.memo_key(self._prefix, run_id, step_number, key)
         with self._telemetry.operation("get", run_id, step_number) as operation:
-            data = await compute.read_entry(self._backend, path, self._max_value_bytes)
+            data = await read_object(self._backend, path, self._max_value_bytes)
             operation.read(data)
         return data
 

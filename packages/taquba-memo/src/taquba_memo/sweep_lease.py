@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from taquba_memo import layout
+from taquba_memo._bounded_read import read_document
 from taquba_memo.errors import InvalidArgumentError, InvalidValueType, MemoError, NotSupported
 
 __all__ = ["SweepLease", "SweepLeaseHeld", "SweepLeaseHolder"]
@@ -136,12 +137,12 @@ class SweepLease:
         generations = await self._generations()
         highest = generations[-1][0] if generations else 0
         if highest:
-            data = await backend.get(generations[-1][1])
+            data = await read_document(backend, generations[-1][1])
             holder = self._live_holder(data)
             if holder is not None:
                 raise SweepLeaseHeld(holder)
         if not await backend.put(self._key(highest + 1), self._document(), if_absent=True):
-            data = await backend.get(self._key(highest + 1))
+            data = await read_document(backend, self._key(highest + 1))
             holder = self._live_holder(data)
             raise SweepLeaseHeld(holder or SweepLeaseHolder("another sweeper", _now_ms(), 0))
         self._generation = highest + 1
