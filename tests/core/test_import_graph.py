@@ -2,7 +2,8 @@
 
 Read from the source with ``ast`` (nothing is imported), so an import that
 only type checkers follow counts too: a cycle there is still two modules
-that each need to know the other.
+that each need to know the other. Some dependencies run one way only: the
+stats know nothing of OpenTelemetry or of the telemetry that updates them.
 """
 
 from __future__ import annotations
@@ -78,3 +79,23 @@ def test_the_core_import_graph_has_no_cycle() -> None:
 def test_the_graph_reader_sees_a_type_checking_import() -> None:
     graph = import_graph()
     assert "taquba_memo.backend" in graph["taquba_memo.compute"]
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The top-level package of every module ``path`` imports: ``opentelemetry``, ``os``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." if node.level else (node.module or "").split(".")[0])
+    return found
+
+
+def test_the_stats_import_neither_opentelemetry_nor_another_module_of_the_package() -> None:
+    assert import_graph()["taquba_memo.stats"] == set()
+    assert "opentelemetry" not in top_level_imports(ROOT / "stats.py")
+
+
+def test_the_telemetry_updates_the_stats() -> None:
+    assert "taquba_memo.stats" in import_graph()["taquba_memo._telemetry"]

@@ -1,6 +1,7 @@
-"""Telemetry: each store's in-process stats, and OpenTelemetry spans and metrics.
+"""Telemetry (private): the OpenTelemetry spans and metrics of each memo operation.
 
-:class:`MemoStats` counts what every store did, always, with no dependency.
+Each operation updates its store's :class:`~taquba_memo.stats.MemoStats`
+(always, see :mod:`taquba_memo.stats`) and, when enabled, OpenTelemetry.
 OpenTelemetry is used through ``opentelemetry-api`` only (the ``otel``
 extra): it is imported on the first memo operation, and spans and metrics
 are recorded only while the application has set a global tracer or meter
@@ -18,7 +19,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -29,95 +29,14 @@ from taquba_memo.errors import (
     DeleteManyError,
     ThrottledError,
 )
+from taquba_memo.stats import MemoStats
 
-__all__ = ["MemoStats", "MemoStatsSnapshot", "Operation", "StoreTelemetry", "set_otel_enabled"]
+__all__ = ["Operation", "StoreTelemetry", "set_otel_enabled"]
 
 OTEL_SWITCH = "TAQUBA_MEMO_OTEL"
 """The environment variable that turns OpenTelemetry off: ``off``, ``0``, ``false`` or ``no``."""
 
 INSTRUMENTATION_NAME = "taquba_memo"
-
-
-@dataclass(frozen=True)
-class MemoStatsSnapshot:
-    """The counters of one store at one moment (see :class:`MemoStats`)."""
-
-    lookups: int = 0
-    """Reads of an entry: ``Memo.get``, ``content_get`` and each ``get_or_compute`` call."""
-    hits: int = 0
-    """Lookups that found a value (for ``get_or_compute``: one that decoded)."""
-    misses: int = 0
-    """Lookups that found nothing, or a value that did not decode."""
-    decode_errors: int = 0
-    """Misses of ``get_or_compute`` whose stored value did not decode (also in ``misses``)."""
-    shared: int = 0
-    """``get_or_compute`` calls that waited for a concurrent call's computation
-    in this process (single flight) instead of reading or paying."""
-    computes: int = 0
-    """Calls of ``fn`` by ``get_or_compute``: the paid work."""
-    compute_seconds: float = 0.0
-    """Seconds spent in those calls (``fn`` and encoding its result)."""
-    if_absent_lost: int = 0
-    """Computed results not stored because another writer's value was there
-    first (the caller got the winner's value)."""
-    puts: int = 0
-    """Values written: ``Memo.put``, ``content_put`` and ``get_or_compute`` stores."""
-    bytes_read: int = 0
-    """Bytes of the values lookups found."""
-    bytes_written: int = 0
-    """Bytes of the values written."""
-    failures: int = 0
-    """Operations that raised (``fn``'s exceptions and storage failures)."""
-    backend_errors: int = 0
-    """Of those, the storage failures (:class:`~taquba_memo.BackendError`)."""
-
-    @property
-    def hit_ratio(self) -> float:
-        """``hits / lookups``, or 0.0 before any lookup."""
-        return self.hits / self.lookups if self.lookups else 0.0
-
-
-class MemoStats:
-    """What one store did since it was built (or :meth:`reset`): ``store.stats``.
-
-    Thread-safe: any thread or event loop may update and read it. Each field
-    of :class:`MemoStatsSnapshot` reads as an attribute here too
-    (``store.stats.hits``); :meth:`snapshot` returns all of them at one
-    moment. The sync store's ``stats`` is its async store's.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, float] = dict.fromkeys(_FIELDS, 0)
-
-    def add(self, **counts: float) -> None:
-        """Add to counters by name (the library's own bookkeeping)."""
-        with self._lock:
-            for name, amount in counts.items():
-                self._counts[name] += amount
-
-    def snapshot(self) -> MemoStatsSnapshot:
-        """All counters at one moment."""
-        with self._lock:
-            return MemoStatsSnapshot(**self._counts)  # type: ignore[arg-type]
-
-    def reset(self) -> None:
-        """Set every counter back to zero."""
-        with self._lock:
-            self._counts = dict.fromkeys(_FIELDS, 0)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _FIELDS:
-            return getattr(self.snapshot(), name)
-        if name == "hit_ratio":
-            return self.snapshot().hit_ratio
-        raise AttributeError(name)
-
-    def __repr__(self) -> str:
-        return f"MemoStats({self.snapshot()})"
-
-
-_FIELDS = tuple(field.name for field in fields(MemoStatsSnapshot))
 
 
 # -- OpenTelemetry ----------------------------------------------------------------

@@ -25,7 +25,7 @@ from taquba_memo._checks import check_flag, check_value
 from taquba_memo._closing import AsyncClosing
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._sweep import Sweep, SweepFailure, SweepReport, SweepStrategy
-from taquba_memo._telemetry import MemoStats, StoreTelemetry
+from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
@@ -40,6 +40,7 @@ from taquba_memo.errors import (
     ValueTooLargeError,
 )
 from taquba_memo.layout import TerminalMarker
+from taquba_memo.stats import MemoStats
 
 __all__ = ["Memo", "MemoEntry", "MemoStore", "SweepFailure", "SweepReport", "SweepStrategy"]
 

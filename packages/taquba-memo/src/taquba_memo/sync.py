@@ -45,12 +45,12 @@ from typing import Any, TypeVar, overload
 from taquba_memo import _fork, urls
 from taquba_memo import store as _core
 from taquba_memo._closing import Closing
-from taquba_memo._telemetry import MemoStats
 from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.errors import StoreClosedError
 from taquba_memo.layout import TerminalMarker
+from taquba_memo.stats import MemoStats
 from taquba_memo.store import MemoEntry, SweepReport, SweepStrategy
 
 __all__ = ["Memo", "MemoStore", "open_store"]
