@@ -13,20 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from taquba_memo._exit_codes import ExitCode as ExitCode  # re-exported: the codes tests assert
 from taquba_memo.sync import open_store
 
 # The console script that `uv sync` installed next to this interpreter.
 SCRIPT = Path(sys.executable).parent / "taquba-memo"
 TIMEOUT_S = 120
-
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_USAGE = 2
-EXIT_BAD_URL = 3
-EXIT_ADAPTER_MISSING = 4
-EXIT_ACCESS_DENIED = 5
-EXIT_CONTAINER_NOT_FOUND = 6
-EXIT_BACKEND_ERROR = 7
 
 
 @dataclass

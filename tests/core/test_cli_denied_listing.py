@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ._cli_support import (
-    EXIT_ACCESS_DENIED,
+    ExitCode,
     install_local_files_adapter,
     local_store_of_ended_runs,
     run_cli,
@@ -72,7 +72,7 @@ def run_denied(url: str, tmp_path: Path, scheme: str, source: str, *argv: str) -
             "--url", url.replace("file://", f"{scheme}://", 1), "--prefix", "agents", *argv,
             env={"PYTHONPATH": str(site)},
         )  # fmt: skip
-        assert result.code == EXIT_ACCESS_DENIED, (result.code, result.stdout, result.stderr)
+        assert result.code == ExitCode.ACCESS_DENIED, (result.code, result.stdout, result.stderr)
         assert "403 AccessDenied listing" in result.stderr
         if json_mode:
             documents.append(result.json())
@@ -85,7 +85,7 @@ def test_a_sweep_denied_listing_a_run_exits_5_naming_the_list_permission(
 ) -> None:
     (document,) = run_denied(url, tmp_path, "memosdenied", MEMOS_UNLISTABLE_ADAPTER, *SWEEP, *lease)
     assert isinstance(document, dict)
-    assert document["exit_code"] == EXIT_ACCESS_DENIED
+    assert document["exit_code"] == ExitCode.ACCESS_DENIED
     assert document["error"]["type"] == "AccessDeniedError"
     assert "s3:ListBucket" in document["error"]["message"]
     assert document["runs_cleared_count"] == 0
@@ -109,7 +109,7 @@ def test_every_command_denied_every_listing_exits_5(
 ) -> None:
     (document,) = run_denied(url, tmp_path, "unlistable", UNLISTABLE_ADAPTER, *argv)
     assert isinstance(document, dict)
-    assert document["exit_code"] == EXIT_ACCESS_DENIED
+    assert document["exit_code"] == ExitCode.ACCESS_DENIED
     assert document["error"]["type"] == "AccessDeniedError"
     with_entries, with_markers = runs_left(url)
     assert len(with_entries) == len(with_markers) == RUNS

@@ -16,13 +16,9 @@ from taquba_memo.layout import claim_key, memo_key
 from taquba_memo.sync import open_store
 
 from ._cli_support import (
-    EXIT_ADAPTER_MISSING,
-    EXIT_BAD_URL,
-    EXIT_INCOMPLETE,
-    EXIT_OK,
-    EXIT_USAGE,
     SCRIPT,
     TIMEOUT_S,
+    ExitCode,
     clean_env,
     install_stuck_adapter,
     run_cli,
@@ -72,7 +68,7 @@ def entries_of(url: str, run_id: str, step: int, key: str) -> bytes | None:
 class TestRuns:
     def test_lists_runs_and_steps_with_entry_counts_and_a_summary(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "agents", "runs")
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         lines = result.stdout.splitlines()
         # Local files list with their times, so each run shows its last write.
         assert lines[0].split() == ["RUN", "STEP", "ENTRIES", "LAST", "WRITE", "TERMINAL"]
@@ -87,7 +83,7 @@ class TestRuns:
 
     def test_json_output_for_scripts(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "agents", "--json", "runs")
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         document = result.json()
         assert [run["run_id"] for run in document["runs"]] == ["alpha", "beta", "gone"]
         alpha = document["runs"][0]
@@ -169,7 +165,7 @@ class TestRuns:
 class TestMarkers:
     def test_lists_markers_oldest_first(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "agents", "markers")
-        assert result.code == EXIT_OK
+        assert result.code == ExitCode.OK
         lines = result.stdout.splitlines()
         assert [line.split()[-1] for line in lines[:-1]] == ["alpha", "gone", "beta"]
         assert lines[0].split() == ["1970-01-01T00:00:01.000Z", "1000", "alpha"]
@@ -186,7 +182,7 @@ class TestMarkers:
 class TestClear:
     def test_deletes_every_entry_of_one_run_only(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "agents", "clear", "alpha")
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         assert result.stdout == "run alpha: 3 entries deleted\n"
         assert entries_of(url, "alpha", 1, "a") is None
         assert entries_of(url, "beta", 5, "a") == b"z"
@@ -198,7 +194,7 @@ class TestClear:
 
     def test_a_bad_run_id_is_a_usage_error(self, url: str) -> None:
         result = run_cli("--url", url, "clear", "no/slashes")
-        assert result.code == EXIT_USAGE
+        assert result.code == ExitCode.USAGE
         assert "run_id must be" in result.stderr
 
 
@@ -207,7 +203,7 @@ class TestSweep:
         result = run_cli(
             "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d", "--dry-run"
         )
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         lines = result.stdout.splitlines()
         assert lines[:2] == ["would clear alpha", "would clear gone"]
         assert lines[-1].startswith("dry run: 2 runs with markers older than ")
@@ -218,7 +214,7 @@ class TestSweep:
         result = run_cli(
             "--url", url, "--prefix", "agents", "--json", "sweep", "--older-than", "7d"
         )
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         document = result.json()
         assert document["runs_cleared"] == ["alpha", "gone"]
         assert document["entries_deleted"] == 3
@@ -234,7 +230,7 @@ class TestSweep:
     @pytest.mark.parametrize("duration", ["7", "d", "7x", "-1d", "1.5h", ""])
     def test_a_bad_duration_is_a_usage_error(self, url: str, duration: str) -> None:
         result = run_cli("--url", url, "sweep", f"--older-than={duration}")
-        assert result.code == EXIT_USAGE
+        assert result.code == ExitCode.USAGE
         assert "invalid duration" in result.stderr
 
     def test_runs_that_fail_to_clear_give_exit_code_1_and_keep_their_markers(
@@ -253,7 +249,7 @@ class TestSweep:
             "7d",
             env={"PYTHONPATH": str(site)},
         )
-        assert result.code == EXIT_INCOMPLETE, result.stderr
+        assert result.code == ExitCode.INCOMPLETE, result.stderr
         document = result.json()
         assert document["runs_cleared"] == ["gone"]
         assert [f["run_id"] for f in document["failures"]] == ["alpha"]
@@ -263,24 +259,24 @@ class TestSweep:
 class TestErrors:
     def test_a_missing_url_is_a_usage_error(self) -> None:
         result = run_cli("runs")
-        assert result.code == EXIT_USAGE
+        assert result.code == ExitCode.USAGE
         assert "--url is required (or set TAQUBA_MEMO_URL)" in result.stderr
 
     @pytest.mark.parametrize("bad", ["no-scheme", "ftp://host/x", "file://server/share"])
     def test_bad_urls_have_their_own_exit_code(self, bad: str) -> None:
         result = run_cli("--url", bad, "runs")
-        assert result.code == EXIT_BAD_URL
+        assert result.code == ExitCode.BAD_URL
         assert result.stderr.startswith("taquba-memo: error: ")
 
     def test_a_missing_adapter_package_is_named(self) -> None:
         result = run_cli("--url", "s3+nothere://bucket", "runs")
-        assert result.code == EXIT_ADAPTER_MISSING
+        assert result.code == ExitCode.ADAPTER_MISSING
         assert "pip install taquba-memo-nothere" in result.stderr
 
     def test_errors_are_also_json_with_json(self) -> None:
         result = run_cli("--json", "--url", "ftp://x", "markers")
         assert result.json()["error"]["type"] == "InvalidURLError"
-        assert result.json()["exit_code"] == EXIT_BAD_URL
+        assert result.json()["exit_code"] == ExitCode.BAD_URL
 
     def test_with_only_the_core_installed_an_s3_url_says_which_package_to_install(
         self,
@@ -295,7 +291,7 @@ class TestErrors:
             timeout=TIMEOUT_S,
             check=False,
         )
-        assert completed.returncode == EXIT_ADAPTER_MISSING, completed.stderr
+        assert completed.returncode == ExitCode.ADAPTER_MISSING, completed.stderr
         assert "pip install taquba-memo-obstore" in completed.stderr
 
 
@@ -310,7 +306,7 @@ class TestEntryPoints:
             timeout=TIMEOUT_S,
             check=False,
         )
-        assert completed.returncode == EXIT_OK
+        assert completed.returncode == ExitCode.OK
         assert completed.stdout == run_cli("--url", url, "--prefix", "agents", "runs").stdout
 
     def test_version(self) -> None:
@@ -351,7 +347,7 @@ class TestProgress:
         code, stdout, terminal = run_on_a_terminal(
             "--url", url, "--prefix", "agents", "runs", "--sizes"
         )
-        assert code == EXIT_OK
+        assert code == ExitCode.OK
         assert "\rlisting entries 4 entries" in terminal
         assert "\r" not in stdout  # results stay clean
 
@@ -361,7 +357,7 @@ class TestProgress:
         code, _stdout, terminal = run_on_a_terminal(
             "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d"
         )
-        assert code == EXIT_OK
+        assert code == ExitCode.OK
         final = [line for line in terminal.split("\r") if line.startswith("sweeping")][-1]
         assert re.match(
             r"sweeping 2 runs cleared, [\d.,]+/s, 0:\d\d elapsed, "
@@ -374,5 +370,5 @@ class TestProgress:
             code, _stdout, terminal = run_on_a_terminal(
                 "--url", url, "--prefix", "agents", flag, "runs"
             )
-            assert code == EXIT_OK
+            assert code == ExitCode.OK
             assert terminal == ""

@@ -17,12 +17,9 @@ from taquba_memo.layout import sweep_lease_key, sweep_leases_prefix
 from taquba_memo.sync import open_store
 
 from ._cli_support import (
-    EXIT_ACCESS_DENIED,
-    EXIT_CONTAINER_NOT_FOUND,
-    EXIT_OK,
-    EXIT_USAGE,
     SCRIPT,
     TIMEOUT_S,
+    ExitCode,
     clean_env,
     install_local_files_adapter,
     local_store_of_ended_runs,
@@ -80,21 +77,21 @@ class TestMistakesAreLoud:
     ) -> None:
         missing = tmp_path / "typo"
         result = run_cli("--url", missing.as_uri(), *command)
-        assert result.code == EXIT_CONTAINER_NOT_FOUND, result.stderr
+        assert result.code == ExitCode.CONTAINER_NOT_FOUND, result.stderr
         assert f"the directory {missing} does not exist" in result.stderr
         assert not missing.exists()  # reading never creates it
 
     def test_a_missing_file_root_is_one_json_document(self, tmp_path: Path) -> None:
         result = run_cli("--json", "--url", (tmp_path / "typo").as_uri(), "markers")
         assert result.json()["error"]["type"] == "ContainerNotFoundError"
-        assert result.json()["exit_code"] == EXIT_CONTAINER_NOT_FOUND
+        assert result.json()["exit_code"] == ExitCode.CONTAINER_NOT_FOUND
 
     @pytest.mark.parametrize("command", [["runs"], ["markers"], ["sweep", "--older-than", "7d"]])
     def test_a_prefix_with_no_memo_and_no_marker_gets_a_warning(
         self, url: str, command: list[str]
     ) -> None:
         result = run_cli("--url", url, "--prefix", "agnets", *command)
-        assert result.code == EXIT_OK
+        assert result.code == ExitCode.OK
         assert (
             f"taquba-memo: warning: {url} holds no memo entry and no terminal marker "
             "under prefix 'agnets': check --url and --prefix"
@@ -104,7 +101,7 @@ class TestMistakesAreLoud:
 
     def test_a_prefix_that_holds_data_gets_no_warning(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "agents", "clear", "no-such-run")
-        assert result.code == EXIT_OK
+        assert result.code == ExitCode.OK
         assert "warning" not in result.stderr
 
     @pytest.mark.parametrize(
@@ -120,7 +117,7 @@ class TestMistakesAreLoud:
         self, url: str, spelling: list[str]
     ) -> None:
         result = run_cli("--url", url, "--prefix", "agents", "sweep", *spelling)
-        assert result.code == EXIT_USAGE
+        assert result.code == ExitCode.USAGE
         assert "a duration cannot be negative" in result.stderr
         assert runs_left(url)[1] == {f"run-{n:02}" for n in range(RUNS)}
 
@@ -129,32 +126,32 @@ class TestMistakesAreLoud:
         self, url: str, zero: str
     ) -> None:
         refused = run_cli("--url", url, "--prefix", "agents", "sweep", "--older-than", zero)
-        assert refused.code == EXIT_USAGE
+        assert refused.code == ExitCode.USAGE
         assert "add --all-ended to confirm" in refused.stderr
         assert len(runs_left(url)[1]) == RUNS
         looked = run_cli(
             "--url", url, "--prefix", "agents", "sweep", "--older-than", zero, "--dry-run"
         )
-        assert looked.code == EXIT_OK
+        assert looked.code == ExitCode.OK
         assert looked.stdout.splitlines()[-1].startswith(f"dry run: {RUNS} runs ")
         confirmed = run_cli(
             "--url", url, "--prefix", "agents", "sweep", "--older-than", zero, "--all-ended"
         )
-        assert confirmed.code == EXIT_OK, confirmed.stderr
+        assert confirmed.code == ExitCode.OK, confirmed.stderr
         assert runs_left(url) == (set(), set())
 
     def test_usage_errors_are_one_json_document_with_json(self, url: str) -> None:
         result = run_cli("--json", "--url", url, "sweep", "--older-than", "-1d")
-        assert result.code == EXIT_USAGE
+        assert result.code == ExitCode.USAGE
         assert result.json() == {
             "error": {
                 "type": "UsageError",
                 "message": "argument --older-than: invalid duration '-1d': "
                 "a duration cannot be negative (for example 7d)",
             },
-            "exit_code": EXIT_USAGE,
+            "exit_code": ExitCode.USAGE,
         }
-        assert run_cli("--json", "sweep").json()["exit_code"] == EXIT_USAGE
+        assert run_cli("--json", "sweep").json()["exit_code"] == ExitCode.USAGE
 
     def test_a_sweeper_that_may_list_but_not_delete_exits_5_naming_the_permission_once(
         self, url: str, tmp_path: Path
@@ -175,12 +172,12 @@ class TestMistakesAreLoud:
                 "1",
                 env={"PYTHONPATH": str(site)},
             )
-            assert result.code == EXIT_ACCESS_DENIED, result.stderr
+            assert result.code == ExitCode.ACCESS_DENIED, result.stderr
             assert result.stderr.count("s3:DeleteObject") == 1
             assert result.stderr.count("403 AccessDenied") <= 2  # the batch's line, the error's
             if json_mode:
                 document = result.json()
-                assert document["exit_code"] == EXIT_ACCESS_DENIED
+                assert document["exit_code"] == ExitCode.ACCESS_DENIED
                 assert document["error"]["type"] == "AccessDeniedError"
                 assert document["runs_cleared_count"] == 0
             else:
@@ -195,7 +192,7 @@ class TestMistakesAreLoud:
             "--url", url.replace("file://", "listonly://", 1), "--prefix", "agents",
             "sweep", "--older-than", "7d", env={"PYTHONPATH": str(site)},
         )  # fmt: skip
-        assert result.code == EXIT_ACCESS_DENIED
+        assert result.code == ExitCode.ACCESS_DENIED
         assert (
             "permission to create, overwrite and delete objects under 'agents/sweeps/lease.', "
             "or run with --no-lease"
@@ -351,7 +348,7 @@ class TestSummaryOnly:
         result = run_cli(
             "--url", url, "--prefix", "agents", "--summary-only", "sweep", "--older-than", "7d"
         )
-        assert result.code == EXIT_OK
+        assert result.code == ExitCode.OK
         assert len(result.stdout.splitlines()) == 1
         assert result.stdout.startswith(f"swept {RUNS} runs with markers older than ")
         assert result.stdout.rstrip().endswith(
@@ -405,8 +402,8 @@ class TestOneSweeperAtATime:
             "--json", "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d"
         )
         stdout, stderr = first.communicate(timeout=TIMEOUT_S)
-        assert first.returncode == EXIT_OK, stderr
-        assert second.code == EXIT_OK, second.stderr
+        assert first.returncode == ExitCode.OK, stderr
+        assert second.code == ExitCode.OK, second.stderr
         assert second.json()["runs_cleared_count"] == 0
         assert second.json()["entries_deleted"] == 0
         assert "another sweep holds the lease" in second.json()["skipped"]
@@ -419,7 +416,7 @@ class TestOneSweeperAtATime:
     def test_a_held_lease_makes_a_sweep_do_nothing(self, url: str) -> None:
         write_lease(url, 1, renewed_at_ms=time.time_ns() // 1_000_000)
         result = run_cli("--url", url, "--prefix", "agents", "sweep", "--older-than", "7d")
-        assert result.code == EXIT_OK
+        assert result.code == ExitCode.OK
         assert "skipped, another sweep holds the lease (elsewhere:1" in result.stdout
         assert len(runs_left(url)[1]) == RUNS
 
@@ -428,7 +425,7 @@ class TestOneSweeperAtATime:
         renewed = time.time_ns() // 1_000_000 - (0 if released else 3_600_000)
         write_lease(url, 1, renewed_at_ms=renewed, released=released)
         result = run_cli("--url", url, "--prefix", "agents", "sweep", "--older-than", "7d")
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         assert runs_left(url) == (set(), set())
         assert leases_in(url) == []
 
@@ -437,5 +434,5 @@ class TestOneSweeperAtATime:
         result = run_cli(
             "--url", url, "--prefix", "agents", "sweep", "--older-than", "7d", "--no-lease"
         )
-        assert result.code == EXIT_OK
+        assert result.code == ExitCode.OK
         assert runs_left(url) == (set(), set())

@@ -16,11 +16,7 @@ from taquba_memo_conformance.proxies import CountingProxy
 from taquba_memo_conformance.servers import S3Server
 
 from ._cli_support import (
-    EXIT_ACCESS_DENIED,
-    EXIT_BACKEND_ERROR,
-    EXIT_BAD_URL,
-    EXIT_CONTAINER_NOT_FOUND,
-    EXIT_OK,
+    ExitCode,
     run_cli,
 )
 from ._installed import requires
@@ -68,7 +64,7 @@ class TestAgainstAnS3Emulator:
             "--url", populated, "--prefix", "agents", "--json", "runs", "--sizes",
             env=credentials(s3_server),
         )  # fmt: skip
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         document = result.json()
         assert [(run["run_id"], run["entries"], run["bytes"]) for run in document["runs"]] == [
             ("done", 2, 8),
@@ -89,7 +85,7 @@ class TestAgainstAnS3Emulator:
                 env=credentials(s3_server),
             )  # fmt: skip
             kinds = proxy.counts().by_kind
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         document = result.json()
         assert [run["bytes"] for run in document["runs"]] == [8, 1]
         assert document["totals"]["sizes_from"] == "listing"
@@ -101,7 +97,7 @@ class TestAgainstAnS3Emulator:
         result = run_cli(
             "--url", populated, "--prefix", "agents", "markers", env=credentials(s3_server)
         )
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         assert result.stdout.splitlines() == [
             f"{'1970-01-01T00:00:01.000Z':<26} {1000:>15}  done",
             "1 marker",
@@ -118,7 +114,7 @@ class TestAgainstAnS3Emulator:
             "--url", populated, "--prefix", "agents", "--json",
             "sweep", "--older-than", "7d", env=env,
         )  # fmt: skip
-        assert swept.code == EXIT_OK, swept.stderr
+        assert swept.code == ExitCode.OK, swept.stderr
         assert (swept.json()["runs_cleared"], swept.json()["entries_deleted"]) == (["done"], 2)
         cleared = run_cli(
             "--url", populated, "--prefix", "agents", "--json", "clear", "live", env=env
@@ -148,12 +144,12 @@ class TestAgainstAnS3Emulator:
         sweep = ("--url", populated, "--prefix", "agents", "--json", "sweep", "--older-than", "7d")
         asyncio.run(lease_keys(lease(released=False)))
         held = run_cli(*sweep, env=env)
-        assert held.code == EXIT_OK, held.stderr
+        assert held.code == ExitCode.OK, held.stderr
         assert held.json()["lease_holder"]["owner"] == "other:1"
         assert held.json()["runs_cleared_count"] == 0
         asyncio.run(lease_keys(lease(released=True)))
         swept = run_cli(*sweep, env=env)
-        assert swept.code == EXIT_OK, swept.stderr
+        assert swept.code == ExitCode.OK, swept.stderr
         assert swept.json()["runs_cleared"] == ["done"]
         assert asyncio.run(lease_keys()) == []
 
@@ -163,7 +159,7 @@ class TestStorageErrorsHaveTheirOwnExitCodes:
     def test_a_bucket_that_does_not_exist(self, s3_server: S3Server) -> None:
         url = s3_url(s3_server.endpoint_url, "no-such-bucket-for-cli", s3_server.region)
         result = run_cli("--url", url, "markers", env=credentials(s3_server))
-        assert result.code == EXIT_CONTAINER_NOT_FOUND, result.stderr
+        assert result.code == ExitCode.CONTAINER_NOT_FOUND, result.stderr
         assert "hint: check the bucket" in result.stderr
 
     @needs_moto
@@ -173,7 +169,7 @@ class TestStorageErrorsHaveTheirOwnExitCodes:
             "--url", url, "runs",
             env={"AWS_ACCESS_KEY_ID": "not-a-key", "AWS_SECRET_ACCESS_KEY": "not-a-secret"},
         )  # fmt: skip
-        assert result.code == EXIT_ACCESS_DENIED, result.stderr
+        assert result.code == ExitCode.ACCESS_DENIED, result.stderr
         assert "hint: check the credentials" in result.stderr
 
     def test_an_endpoint_that_does_not_answer(self) -> None:
@@ -183,7 +179,7 @@ class TestStorageErrorsHaveTheirOwnExitCodes:
             "--url", url, "markers",
             env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
         )  # fmt: skip
-        assert result.code == EXIT_BACKEND_ERROR, result.stderr
+        assert result.code == ExitCode.BACKEND_ERROR, result.stderr
 
 
 class TestAClientThatCannotBeBuiltIsABadURL:
@@ -193,19 +189,19 @@ class TestAClientThatCannotBeBuiltIsABadURL:
         endpoint = f"http://127.0.0.1:{free_port()}"
         url = f"s3://bucket/base?endpoint={endpoint}&region=us-east-1"
         result = run_cli("--url", url, "markers", env=CONFIGURED_KEYS)
-        assert result.code == EXIT_BAD_URL, result.stderr
+        assert result.code == ExitCode.BAD_URL, result.stderr
         assert "add allow_http=true" in result.stderr
 
     def test_an_endpoint_that_is_not_a_url(self) -> None:
         url = "s3://bucket/base?endpoint=127.0.0.1:9000&region=us-east-1&allow_http=true"
         result = run_cli("--url", url, "markers", env=CONFIGURED_KEYS)
-        assert result.code == EXIT_BAD_URL, result.stderr
+        assert result.code == ExitCode.BAD_URL, result.stderr
         assert "write it as https://HOST[:PORT]" in result.stderr
 
     def test_an_unknown_option(self) -> None:
         url = "s3://bucket/base?endpoint=https://s3.example&no_such_option=1"
         result = run_cli("--url", url, "markers", env=CONFIGURED_KEYS)
-        assert result.code == EXIT_BAD_URL, result.stderr
+        assert result.code == ExitCode.BAD_URL, result.stderr
         assert "no_such_option" in result.stderr
         assert "remove or correct that query parameter" in result.stderr
 

@@ -21,7 +21,7 @@ from taquba_memo import InvalidArgumentError, InvalidValueType, LocalFileBackend
 from taquba_memo.layout import sweep_lease_key, sweep_leases_prefix
 from taquba_memo.sweep_lease import SweepLease, SweepLeaseHeld
 
-from ._cli_support import EXIT_OK, local_store_of_ended_runs, run_cli
+from ._cli_support import ExitCode, local_store_of_ended_runs, run_cli
 
 PREFIX = "agents"
 HOUR_MS = 3_600_000
@@ -134,7 +134,7 @@ class TestTheCommandIsNotBlockedForever:
 
         result = run_cli("--json", "--url", url, "--prefix", PREFIX, "sweep", "--older-than", "7d")
 
-        assert result.code == EXIT_OK, result.stderr
+        assert result.code == ExitCode.OK, result.stderr
         document = result.json()
         assert "skipped" not in document
         assert document["runs_cleared_count"] == 3

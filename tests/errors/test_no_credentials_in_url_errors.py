@@ -16,6 +16,7 @@ import urllib.parse
 
 import pytest
 from taquba_memo import InvalidURLError, MemoError, cli, open_backend
+from taquba_memo._exit_codes import ExitCode
 from taquba_memo._redact import parameters_with_user_info, redact_url
 from taquba_memo.urls import resolve_scheme
 
@@ -142,7 +143,7 @@ def test_the_command_line_never_prints_it(
         url = url.replace("bucket/base", "/tmp/taquba-memo-nowhere")
     code = cli.main(["--url", url, "runs"])
     out, err = capsys.readouterr()
-    assert code in (cli.EXIT_BAD_URL, cli.EXIT_OK), (code, err)
+    assert code in (ExitCode.BAD_URL, ExitCode.OK), (code, err)
     assert SECRET not in out + err
     assert cli.main(["--json", "--url", url, "runs"]) == code
     out, err = capsys.readouterr()

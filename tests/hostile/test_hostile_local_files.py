@@ -39,8 +39,7 @@ from taquba_memo.sync import open_store as open_sync_store
 from taquba_memo.urls import open_backend
 
 from tests.core._cli_support import (
-    EXIT_ACCESS_DENIED,
-    EXIT_OK,
+    ExitCode,
     local_store_of_ended_runs,
     run_cli,
 )
@@ -126,10 +125,10 @@ def test_the_command_line_clear_and_sweep_delete_nothing_outside_the_root(tmp_pa
     with open_sync_store(url, prefix=PREFIX) as store:
         store.write_terminal_marker("victim", 1_000)
     cleared = run_cli("--url", url, "--prefix", PREFIX, "clear", "victim")
-    assert cleared.code == EXIT_OK, cleared.stderr
+    assert cleared.code == ExitCode.OK, cleared.stderr
     assert intact(outside)
     swept = run_cli("--url", url, "--prefix", PREFIX, "--json", "sweep", "--older-than", "1d")
-    assert swept.code == EXIT_OK, swept.stderr
+    assert swept.code == ExitCode.OK, swept.stderr
     assert "run-00" in swept.json()["runs_cleared"]
     assert intact(outside)
 
@@ -491,7 +490,7 @@ def test_the_command_line_exits_5_on_a_read_only_file_system(tmp_path: Path) -> 
     local_store_of_ended_runs(tmp_path / "source", 1, [("k", b"v")])
     with read_only_view(tmp_path / "source", tmp_path / "view") as view:
         result = run_cli("--url", view.as_uri(), "--prefix", PREFIX, "clear", "run-00")
-    assert result.code == EXIT_ACCESS_DENIED, result.stderr
+    assert result.code == ExitCode.ACCESS_DENIED, result.stderr
 
 
 # -- roots that cannot name a directory ------------------------------------------

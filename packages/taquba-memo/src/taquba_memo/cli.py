@@ -25,22 +25,8 @@ listing and reads nothing, and ``runs`` shows each run's last write time.
 Elsewhere ``runs --sizes`` reads every entry (``--concurrency`` at a time, 16
 by default) to measure it, which downloads the whole store.
 
-Exit codes:
-
-===  ===========================================================
-0    success
-1    finished, but some runs or entries could not be deleted
-2    bad usage or argument (also a missing ``--url``)
-3    bad URL: malformed, unknown scheme, or refused by the adapter
-4    the adapter package for the URL's scheme is not installed
-5    access denied: missing, wrong or insufficient credentials,
-     also a denied listing or delete (the command stops; the
-     permission is named)
-6    the bucket or container (or ``file://`` directory) does not exist
-7    any other storage error
-130  interrupted by SIGINT (Ctrl-C), after printing the summary
-143  stopped by SIGTERM, after printing the summary
-===  ===========================================================
+Exit codes: :class:`taquba_memo._exit_codes.ExitCode`, listed by ``--help``
+and in docs/cli.md.
 """
 
 from __future__ import annotations
@@ -62,6 +48,7 @@ from typing import Any, NoReturn, TextIO, TypeVar
 
 from taquba_memo import __version__, layout
 from taquba_memo._concurrency import TaskWindow
+from taquba_memo._exit_codes import ExitCode, exit_codes_help
 from taquba_memo._iso_time import iso_utc as _iso
 from taquba_memo._iso_time import iso_utc_moment
 from taquba_memo._progress import Progress
@@ -88,18 +75,7 @@ __all__ = ["entry_point", "main"]
 
 _T = TypeVar("_T")
 
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_USAGE = 2
-EXIT_BAD_URL = 3
-EXIT_ADAPTER_MISSING = 4
-EXIT_ACCESS_DENIED = 5
-EXIT_CONTAINER_NOT_FOUND = 6
-EXIT_BACKEND_ERROR = 7
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-
-_EXIT_FOR_SIGNAL = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
+_EXIT_FOR_SIGNAL = {signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED}
 
 URL_VARIABLE = "TAQUBA_MEMO_URL"
 PREFIX_VARIABLE = "TAQUBA_MEMO_PREFIX"
@@ -123,19 +99,19 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w
 # -- errors and exit codes, in one place ----------------------------------------
 
 
-def exit_code_for(error: BaseException) -> int:
+def exit_code_for(error: BaseException) -> ExitCode:
     """The exit code for an error that ended a command."""
     if isinstance(error, AdapterNotInstalledError):
-        return EXIT_ADAPTER_MISSING
+        return ExitCode.ADAPTER_MISSING
     if isinstance(error, (InvalidURLError, InvalidConfigurationError)):
-        return EXIT_BAD_URL  # a client that cannot be built: what the URL or options say
+        return ExitCode.BAD_URL  # a client that cannot be built: what the URL or options say
     if isinstance(error, AccessDeniedError):
-        return EXIT_ACCESS_DENIED
+        return ExitCode.ACCESS_DENIED
     if isinstance(error, ContainerNotFoundError):
-        return EXIT_CONTAINER_NOT_FOUND
+        return ExitCode.CONTAINER_NOT_FOUND
     if isinstance(error, BackendError):
-        return EXIT_BACKEND_ERROR
-    return EXIT_USAGE  # any other MemoError is a bad argument (run id, prefix, ...)
+        return ExitCode.BACKEND_ERROR
+    return ExitCode.USAGE  # any other MemoError is a bad argument (run id, prefix, ...)
 
 
 def _hint_for(error: BaseException) -> str | None:
@@ -248,11 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="taquba-memo",
         description="Inspect and clean a taquba-memo store.",
-        epilog=(
-            "exit codes: 0 ok, 1 some deletes failed, 2 usage, 3 bad URL, "
-            "4 adapter package not installed, 5 access denied, 6 bucket not found, "
-            "7 other storage error, 130 interrupted (SIGINT), 143 stopped (SIGTERM)"
-        ),
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # one exit code a line
     )
     parser.add_argument("--version", action="version", version=f"taquba-memo {__version__}")
     add_global_options(parser, top=True)
@@ -632,7 +605,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         summary += f" ({missing_sizes:,} entries vanished while being measured)"
     lines.append(summary)
     out.result({"runs": documents, "totals": totals}, lines)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def cmd_markers(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
@@ -663,7 +636,7 @@ async def cmd_markers(store: MemoStore, args: argparse.Namespace, out: Output) -
     ]
     lines.append(_plural(len(found), "marker"))
     out.result({"markers": documents, "count": len(found)}, lines)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def cmd_clear(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
@@ -685,7 +658,7 @@ async def cmd_clear(store: MemoStore, args: argparse.Namespace, out: Output) -> 
     if failed:
         lines.append(f"{failed:,} entries could not be deleted; run the command again")
     out.result({"run_id": run_id, "entries_deleted": deleted, "entries_failed": failed}, lines)
-    return EXIT_INCOMPLETE if failed else EXIT_OK
+    return ExitCode.INCOMPLETE if failed else ExitCode.OK
 
 
 async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
@@ -743,7 +716,7 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
                 "renewed_at_ms": holder.renewed_at_ms,
             }
             out.result(skipped, [f"{summary}: skipped, {held}"])
-            return EXIT_OK
+            return ExitCode.OK
         finally:
             if lease is not None:
                 try:
@@ -794,7 +767,7 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
             f"{len(failures)} failed"
         )
     out.result(document, lines)
-    return EXIT_INCOMPLETE if failures else EXIT_OK
+    return ExitCode.INCOMPLETE if failures else ExitCode.OK
 
 
 async def _take_lease(lease: SweepLease, store: MemoStore) -> None:
@@ -880,8 +853,8 @@ async def _run_command(args: argparse.Namespace, out: Output) -> int:
                     f"access denied while {doing} ({stop.denied}); the command needs "
                     + _PERMISSIONS[doing]
                 )
-                out.stopped("access denied", EXIT_ACCESS_DENIED, error)
-                return EXIT_ACCESS_DENIED
+                out.stopped("access denied", ExitCode.ACCESS_DENIED, error)
+                return ExitCode.ACCESS_DENIED
             if stop.signal is None:
                 raise
             code = _EXIT_FOR_SIGNAL[stop.signal]
@@ -914,15 +887,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except UsageError as exc:
         out.stderr.write(parser.format_usage())
-        out.error(exc, EXIT_USAGE)
-        return EXIT_USAGE
+        out.error(exc, ExitCode.USAGE)
+        return ExitCode.USAGE
     out.summary_only = args.summary_only
     out.progress_enabled = not args.json and not args.no_progress and sys.stderr.isatty()
     try:
         return asyncio.run(_run_command(args, out))
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the command started
-        out.stopped(signal.SIGINT.name, EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+        out.stopped(signal.SIGINT.name, ExitCode.INTERRUPTED)
+        return ExitCode.INTERRUPTED
     except MemoError as exc:
         code = exit_code_for(exc)
         out.error(exc, code)
@@ -931,7 +904,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (for example `head`) went away: stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
+        return ExitCode.OK
 
 
 def entry_point() -> NoReturn:
