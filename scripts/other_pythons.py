@@ -67,7 +67,13 @@ PACKAGES: list[tuple[str, str, list[str]]] = [
 # Test-only libraries the core's tests import and the kit does not bring: the
 # suite's timeout, the pydantic codec recipe, the independent RFC 8785 check and
 # the APScheduler retention recipe (kept in step with the root dev group).
-TEST_TOOLS = ["pytest-timeout>=2.3", "pydantic>=2", "rfc8785>=0.1.4", "apscheduler>=3.10,<4"]
+TEST_TOOLS = [
+    "pytest-timeout>=2.3",
+    "pydantic>=2",
+    "rfc8785>=0.1.4",
+    "apscheduler>=3.10,<4",
+    "dramatiq>=1.17",
+]
 RUN_TIMEOUT_S = 900
 SERVERS_REQUIRED_ENV = "TAQUBA_MEMO_REQUIRE_SERVERS"
 
