@@ -66,7 +66,8 @@ PACKAGES: list[tuple[str, str, list[str]]] = [
 ]
 # Test-only libraries the core's tests import and the kit does not bring: the
 # suite's timeout, the pydantic codec recipe, the independent RFC 8785 check and
-# the APScheduler retention recipe (kept in step with the root dev group).
+# the APScheduler retention recipe, Dramatiq for the interrupt tests (kept in step
+# with the root dev group).
 TEST_TOOLS = [
     "pytest-timeout>=2.3",
     "pydantic>=2",
