@@ -4,7 +4,9 @@ Reads and writes, awkward keys, bad input, listing and its order, deletes
 and partial delete failures, and conditional puts. Capabilities are
 verified, not trusted: a declared ``ordered_listing`` is checked across page
 boundaries, a declared ``conditional_put`` against concurrent creators; a
-test that needs an undeclared capability is skipped with its name.
+test that needs an undeclared capability is skipped with its name. So are
+the optional members (``taquba_memo.backend.OPTIONAL_MEMBERS``): each one a
+backend offers is checked, and the checks of one it lacks are skipped.
 """
 
 from __future__ import annotations
