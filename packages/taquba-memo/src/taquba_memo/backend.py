@@ -167,7 +167,8 @@ class RebuildsAfterFork(Protocol):
     the inherited objects (the parent still uses them;
     ``taquba_memo.adapter_kit.keep_inherited`` parks them), and it must be
     idempotent: every store over the backend calls it, and a call in the
-    process that built the backend changes nothing it relies on.
+    process that built the backend leaves the backend working (what the
+    conformance kit checks; it may park objects there as in a child).
 
     Without it, a store calls nothing after a fork: right for a backend that
     holds no threads or connections.
