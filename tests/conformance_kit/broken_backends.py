@@ -25,9 +25,11 @@ from taquba_memo import (
     Capabilities,
     DeleteManyError,
     InMemoryBackend,
+    ListedObject,
     NotSupported,
 )
 from taquba_memo.adapter_kit import check_key
+from taquba_memo.errors import TransientBackendError
 
 PAGE_SIZE = 1000
 
@@ -46,6 +48,9 @@ class HoldableBackend(InMemoryBackend):
             yield
         finally:
             self.held.discard(key)
+
+    def after_fork(self) -> None:
+        """Nothing here but a dict, which a fork copies; offered so the suite checks the hook."""
 
     async def delete(self, key: str) -> None:
         if check_key(key) in self.held:
@@ -146,6 +151,53 @@ class SwallowsDeleteFailures(HoldableBackend):
         for key in [check_key(key) for key in keys]:
             with contextlib.suppress(BackendError):
                 await self.delete(key)
+
+
+class StaleListedSizes(HoldableBackend):
+    """list_with_metadata reports each key's first size: a listing cache that missed overwrites."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_sizes: dict[str, int] = {}
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        written = await super().put(key, value, if_absent=if_absent)
+        self.first_sizes.setdefault(key, len(value))
+        return written
+
+    async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        async for key in self.list(prefix):
+            yield ListedObject(key, self.first_sizes[key])
+
+
+class GetAtMostIgnoresTheBound(HoldableBackend):
+    """get_at_most returns the whole object whatever its size, as a plain get would."""
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        return await self.get(key)
+
+
+class AfterForkClosesTheClient(HoldableBackend):
+    """after_fork closes the client it inherited and counts on a lazy reopen that never comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client_open = True
+
+    def after_fork(self) -> None:
+        self.client_open = False
+
+    def _client(self) -> None:
+        if not self.client_open:
+            raise TransientBackendError("the client is closed")
+
+    async def get(self, key: str) -> bytes | None:
+        self._client()
+        return await super().get(key)
+
+    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
+        self._client()
+        return await super().put(key, value, if_absent=if_absent)
 
 
 class IfAbsentWithoutCapability(HoldableBackend):

@@ -54,6 +54,15 @@ class RecordingBackend(ForwardingBackend):
             yield key
 
 
+class SixOperationsOnly(ForwardingBackend):
+    """An InMemoryBackend behind the six operations only: none of its optional members."""
+
+    forwarded_members = ()
+
+    def __init__(self) -> None:
+        super().__init__(InMemoryBackend())
+
+
 @pytest.fixture(params=["memory", "local"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> MemoBackend:
     if request.param == "memory":

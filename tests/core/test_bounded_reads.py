@@ -11,11 +11,9 @@ foreign object under the key is a miss too.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from taquba_memo import (
-    Capabilities,
     ClaimPolicy,
     EntryTooLargeError,
     ForeignObjectError,
@@ -25,40 +23,14 @@ from taquba_memo import (
     ValueTooLargeError,
     sync,
 )
-from taquba_memo.backend import MemoBackendBase, reads_bounded
+from taquba_memo.backend import reads_bounded
 from taquba_memo.backends import ForwardingBackend
 from taquba_memo.layout import memo_key
 
-from .conftest import RecordingBackend
+from .conftest import RecordingBackend, SixOperationsOnly
 
 BOUND = 16
 OVERSIZED = b"x" * (BOUND + 1)
-
-
-class GetOnly(MemoBackendBase):
-    """An InMemoryBackend's data behind the six operations only: no get_at_most."""
-
-    def __init__(self) -> None:
-        self.inner = InMemoryBackend()
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
-
-    async def get(self, key: str) -> bytes | None:
-        return await self.inner.get(key)
-
-    async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
-        return await self.inner.put(key, value, if_absent=if_absent)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    async def delete_many(self, keys: Sequence[str]) -> None:
-        await self.inner.delete_many(keys)
-
-    def list(self, prefix: str) -> AsyncIterator[str]:
-        return self.inner.list(prefix)
 
 
 class LosesTheCreateTo(ForwardingBackend):
@@ -129,7 +101,7 @@ class TestMemoGet:
         assert backend.calls == [("get_at_most", key)]
 
     async def test_a_backend_without_get_at_most_is_read_whole_then_refused(self) -> None:
-        backend = GetOnly()
+        backend = SixOperationsOnly()
         assert not reads_bounded(backend)
         store, key = bounded_memo(backend)
         await backend.put(key, OVERSIZED)
@@ -166,7 +138,7 @@ class TestGetOrCompute:
     async def test_an_oversized_entry_on_a_backend_without_get_at_most_is_recomputed(
         self,
     ) -> None:
-        backend = GetOnly()
+        backend = SixOperationsOnly()
         store, key = bounded_memo(backend)
         await backend.put(key, OVERSIZED)
         assert await store.new_memo("run", 1).get_or_compute("k", lambda: b"fresh") == b"fresh"
@@ -222,11 +194,11 @@ class TestGetOrCompute:
 class TestForwardingBackend:
     def test_forwards_get_at_most_only_when_the_wrapped_backend_has_it(self) -> None:
         assert reads_bounded(ForwardingBackend(InMemoryBackend()))
-        assert not reads_bounded(ForwardingBackend(GetOnly()))
+        assert not reads_bounded(ForwardingBackend(SixOperationsOnly()))
         # A subclass's override (calling super()) follows the same rule.
         assert reads_bounded(RecordingBackend(InMemoryBackend()))
-        assert not reads_bounded(RecordingBackend(GetOnly()))
-        wrapped = RecordingBackend(GetOnly())
+        assert not reads_bounded(RecordingBackend(SixOperationsOnly()))
+        wrapped = RecordingBackend(SixOperationsOnly())
         assert isinstance(wrapped, RecordingBackend)
         assert type(wrapped).__name__ == "RecordingBackend"
 

@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
 from taquba_memo import Capabilities, MemoBackend, MemoStore
+from taquba_memo.backend import member_name, offers
 
 from taquba_memo_conformance.keyspace import KeySpace
 
@@ -158,3 +159,18 @@ class SuiteBase:
         if not getattr(capabilities, capability):
             pytest.skip(f"{type(backend).__name__} does not declare capability {capability}")
         return capabilities
+
+    @staticmethod
+    def require_member(backend: MemoBackend, protocol: type) -> Any:
+        """Skip the test unless the backend offers the optional member ``protocol``; return it.
+
+        ``protocol`` is one of ``taquba_memo.backend.OPTIONAL_MEMBERS`` (its
+        docstring says what the core does for a backend without it). Annotate
+        the result with it: ``reader: ReadsBounded = self.require_member(...)``.
+        """
+        if not offers(backend, protocol):
+            pytest.skip(
+                f"{type(backend).__name__} does not offer the optional {member_name(protocol)} "
+                f"(taquba_memo.backend.{protocol.__name__})"
+            )
+        return backend

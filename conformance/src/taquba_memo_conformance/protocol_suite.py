@@ -4,7 +4,9 @@ Reads and writes, awkward keys, bad input, listing and its order, deletes
 and partial delete failures, and conditional puts. Capabilities are
 verified, not trusted: a declared ``ordered_listing`` is checked across page
 boundaries, a declared ``conditional_put`` against concurrent creators; a
-test that needs an undeclared capability is skipped with its name.
+test that needs an undeclared capability is skipped with its name. So are
+the optional members (``taquba_memo.backend.OPTIONAL_MEMBERS``): each one a
+backend offers is checked, and the checks of one it lacks are skipped.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from taquba_memo import (
     MemoBackend,
     NotSupported,
 )
-from taquba_memo.backend import ListsMetadata, ReadsBounded, lists_metadata, reads_bounded
+from taquba_memo.backend import ListsMetadata, ReadsBounded, RebuildsAfterFork
 
 from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace, byte_order, collect, put_all, sha256_hex
@@ -281,21 +283,10 @@ class BackendProtocolTests(SuiteBase):
 
     # -- the optional list_with_metadata ------------------------------------------
 
-    @staticmethod
-    def require_metadata_listing(backend: MemoBackend) -> ListsMetadata:
-        """Skip the test unless the backend offers the optional ``list_with_metadata``."""
-        if not lists_metadata(backend):
-            pytest.skip(
-                f"{type(backend).__name__} has no list_with_metadata (optional: "
-                "its listing does not carry sizes)"
-            )
-        assert isinstance(backend, ListsMetadata)
-        return backend
-
     async def test_list_with_metadata_reports_the_true_size_and_time_of_each_key(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        listing = self.require_metadata_listing(backend)
+        listing: ListsMetadata = self.require_member(backend, ListsMetadata)
         sizes = {"p/empty": 0, "p/one": 1, "p/kib": 1024, "p/big/70k": 70_000, "q/other": 3}
         values = {space.key(name): os.urandom(size) for name, size in sizes.items()}
         started = datetime.datetime.now(datetime.timezone.utc)
@@ -322,7 +313,7 @@ class BackendProtocolTests(SuiteBase):
     async def test_list_with_metadata_matches_the_raw_prefix_and_can_stop_early(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        listing = self.require_metadata_listing(backend)
+        listing: ListsMetadata = self.require_member(backend, ListsMetadata)
         keys = ["p/run/a", "p/run-suffix/b", "p/runner", "p/rum"]
         await put_all(backend, {space.key(k): k.encode() for k in keys}, concurrency=8)
         objects = [item async for item in listing.list_with_metadata(space.key("p/run"))]
@@ -340,21 +331,10 @@ class BackendProtocolTests(SuiteBase):
 
     # -- the optional get_at_most ---------------------------------------------------
 
-    @staticmethod
-    def require_bounded_reads(backend: MemoBackend) -> ReadsBounded:
-        """Skip the test unless the backend offers the optional ``get_at_most``."""
-        if not reads_bounded(backend):
-            pytest.skip(
-                f"{type(backend).__name__} has no get_at_most (optional: a store with "
-                "max_value_bytes then reads whole objects before refusing them)"
-            )
-        assert isinstance(backend, ReadsBounded)
-        return backend
-
     async def test_get_at_most_returns_an_object_of_exactly_the_bound_whole(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        reader = self.require_bounded_reads(backend)
+        reader: ReadsBounded = self.require_member(backend, ReadsBounded)
         # 70,000 bytes: more than one 64 KiB chunk of a streamed read.
         values = {space.key("small"): b"abc", space.key("chunks"): os.urandom(70_000)}
         await put_all(backend, values, concurrency=8)
@@ -366,7 +346,7 @@ class BackendProtocolTests(SuiteBase):
     async def test_get_at_most_refuses_an_object_one_byte_over_the_bound(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        reader = self.require_bounded_reads(backend)
+        reader: ReadsBounded = self.require_member(backend, ReadsBounded)
         values = {space.key("small"): b"abc", space.key("chunks"): os.urandom(70_000)}
         await put_all(backend, values, concurrency=8)
         for key, value in values.items():
@@ -380,14 +360,14 @@ class BackendProtocolTests(SuiteBase):
     async def test_get_at_most_of_a_missing_key_returns_none(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        reader = self.require_bounded_reads(backend)
+        reader: ReadsBounded = self.require_member(backend, ReadsBounded)
         assert await reader.get_at_most(space.key("missing"), 0) is None
         assert await reader.get_at_most(space.key("missing"), 1024) is None
 
     async def test_get_at_most_of_an_empty_object_returns_empty_bytes(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        reader = self.require_bounded_reads(backend)
+        reader: ReadsBounded = self.require_member(backend, ReadsBounded)
         await backend.put(space.key("empty"), b"")
         assert await reader.get_at_most(space.key("empty"), 0) == b""
         assert await reader.get_at_most(space.key("empty"), 1024) == b""
@@ -395,7 +375,7 @@ class BackendProtocolTests(SuiteBase):
     async def test_get_at_most_writes_and_deletes_nothing(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        reader = self.require_bounded_reads(backend)
+        reader: ReadsBounded = self.require_member(backend, ReadsBounded)
         values = {space.key("kept"): b"four", space.key("empty"): b""}
         await put_all(backend, values, concurrency=8)
         for key in [*values, space.key("missing")]:
@@ -414,12 +394,32 @@ class BackendProtocolTests(SuiteBase):
     async def test_get_at_most_refuses_a_bad_bound_before_any_io(
         self, backend: MemoBackend, space: KeySpace, max_bytes: object, error: type[Exception]
     ) -> None:
-        reader = self.require_bounded_reads(backend)
+        reader: ReadsBounded = self.require_member(backend, ReadsBounded)
         await backend.put(space.key("k"), b"v")
         with pytest.raises(error):
             await reader.get_at_most(space.key("k"), max_bytes)  # type: ignore[arg-type]
         with pytest.raises(InvalidValueType):
             await reader.get_at_most(b"bytes-key", 10)  # type: ignore[arg-type]
+
+    # -- the optional after_fork ------------------------------------------------------
+
+    async def test_after_fork_is_idempotent_and_leaves_the_backend_working(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        # Every store over the backend calls the hook, and it must never close
+        # what it replaces (a forked child's parent still uses it): so calling
+        # it where the backend was built, twice, loses nothing and breaks nothing.
+        hook: RebuildsAfterFork = self.require_member(backend, RebuildsAfterFork)
+        await backend.put(space.key("before"), b"kept")
+        hook.after_fork()
+        hook.after_fork()
+        assert await backend.get(space.key("before")) == b"kept"
+        await backend.put(space.key("after"), b"new")
+        assert await backend.get(space.key("after")) == b"new"
+        listed = await space.listed(backend, space.prefix)
+        assert byte_order(listed) == byte_order([space.key("after"), space.key("before")])
+        await backend.delete(space.key("after"))
+        assert await backend.get(space.key("after")) is None
 
     async def test_list_can_stop_early(self, backend: MemoBackend, space: KeySpace) -> None:
         keys = [space.key("early", str(i)) for i in range(5)]

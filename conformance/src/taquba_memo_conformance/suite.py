@@ -26,6 +26,9 @@ How the suite treats a backend:
   concurrent creators and by the claims of ``get_or_compute`` built on it.
   A test that needs a capability the backend does not declare is
   *skipped*, and the reason names the capability.
+* Every optional member the backend offers (``list_with_metadata``,
+  ``get_at_most``, ``after_fork``: ``taquba_memo.backend.OPTIONAL_MEMBERS``)
+  is checked; the checks of one it lacks are skipped, naming it.
 * ``expected_failures`` turns named tests into strict xfails for one
   subclass: the documented gap of one emulator, never a general excuse.
 """

@@ -7,7 +7,7 @@ store opened before the fork must not use the parent's threads (they do not
 exist) nor its connections (the parent still uses them). The stores detect
 the fork here, once: they record :func:`generation` when built and, on first
 use in a process with a different generation, call the backend's optional
-``after_fork()`` hook (see :mod:`taquba_memo.backend`).
+``after_fork()`` hook (:class:`~taquba_memo.backend.RebuildsAfterFork`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import os
 import select
 import selectors
 import threading
-from typing import Any
+from typing import Any, cast
+
+from taquba_memo.backend import RebuildsAfterFork, rebuilds_after_fork
 
 __all__ = ["after_fork", "detach_inherited_loop", "generation", "keep_inherited"]
 
@@ -61,10 +63,9 @@ def detach_inherited_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def after_fork(backend: object) -> None:
-    """Call ``backend.after_fork()`` if the backend has one (it may raise ForkedProcessError)."""
-    hook = getattr(backend, "after_fork", None)
-    if callable(hook):
-        hook()
+    """Call ``backend.after_fork()`` if the backend offers it (it may raise ForkedProcessError)."""
+    if rebuilds_after_fork(backend):
+        cast(RebuildsAfterFork, backend).after_fork()
 
 
 def _in_child() -> None:

@@ -17,10 +17,15 @@ Adapters for synchronous SDKs (google-cloud-storage, minio) derive from
 :class:`BlockingBackendBase`, which runs SDK calls on a bounded thread pool
 with :class:`BlockingRunner`; backends without a batch
 delete API use :func:`delete_each`; every adapter maps HTTP statuses with
-:func:`error_for_status` inside its single error-mapping function. An
-adapter's optional ``after_fork()`` hook (see :mod:`taquba_memo.backend`)
-hands what a forked child inherited to :func:`keep_inherited` and
-:func:`detach_inherited_loop` instead of closing it.
+:func:`error_for_status` inside its single error-mapping function.
+
+Optional members (``list_with_metadata``, ``get_at_most``, ``after_fork``)
+follow one rule: each is a Protocol in
+:data:`taquba_memo.backend.OPTIONAL_MEMBERS`, and an adapter offers one by
+having the method, never by a flag in ``Capabilities``. The bounded-read
+helpers above build ``get_at_most``; an ``after_fork()`` hands what a forked
+child inherited to :func:`keep_inherited` and :func:`detach_inherited_loop`
+instead of closing it.
 """
 
 from __future__ import annotations

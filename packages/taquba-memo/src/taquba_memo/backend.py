@@ -31,43 +31,17 @@ The rules every backend follows (the conformance suite checks each one):
   ``conditional_put`` raises :class:`~taquba_memo.NotSupported`; it never
   silently overwrites.
 
-Listing with sizes (optional method, not part of the protocol): a backend
-whose store's listing already carries each object's size (S3, GCS, Azure, a
-file system's ``stat``) may also offer ``list_with_metadata(prefix)``, with
-the matching rules of ``list`` (same keys, same order, same early stop), that
-yields a :class:`ListedObject` per key: its ``size`` in bytes and its
-``last_modified`` time (timezone-aware, or ``None`` where the store keeps
-none). It must cost no request beyond the listing's own pages; a backend that
-would need a request per key should not offer it. The store uses it where it
-exists (``taquba-memo runs --sizes`` then reads no value) and falls back to
-``list`` and reads elsewhere; :func:`lists_metadata` tells which. The
-conformance suite checks the sizes and times it reports against what was
-written, and skips those tests for a backend without it.
-
-Bounded reads (optional method, not part of the protocol): a backend that
-can stop reading an object at a size (a stat or listed size, a response's
-``Content-Length``, a stream read in chunks) offers
-``get_at_most(key, max_bytes)``. It returns what ``get`` returns when the
-object holds at most ``max_bytes`` bytes, and otherwise raises
-:class:`~taquba_memo.EntryTooLargeError` having held no more than
-``max_bytes`` plus a small constant of it in memory, in the requests ``get``
-would send. A store built with ``max_value_bytes`` reads every entry through
-it, so an oversized or endless object never fills memory;
-:func:`reads_bounded` tells whether a backend offers it. Every backend shipped
-with taquba-memo does.
-
-After a fork (optional hook, not part of the protocol): a process made by
-``os.fork()`` inherits a backend without its threads and shares its sockets
-with the parent. A store detects the fork once and, before its first
-operation in the child, calls the backend's ``after_fork(self) -> None``
-method if it has one. The hook rebuilds what cannot cross a fork (thread
-pools, connection pools, clients bound to the parent's event loop) from the
-backend's own configuration, or raises :class:`~taquba_memo.ForkedProcessError`
-naming the fix when the SDK cannot run in the child at all. It must not
-close or send anything on the inherited objects (the parent still uses
-them; ``taquba_memo.adapter_kit.keep_inherited`` parks them), and it must be
-idempotent: every store over the backend calls it. A backend that holds no
-threads or connections needs no hook.
+Optional members: a backend may offer more than the six operations, one
+method per concern, each declared by a small runtime-checkable Protocol
+below (:class:`ListsMetadata`, :class:`ReadsBounded`,
+:class:`RebuildsAfterFork`, all in :data:`OPTIONAL_MEMBERS`). A backend
+offers one by having the method, and only so: nothing in
+:class:`Capabilities` or elsewhere declares it. Each Protocol's docstring says
+when a backend should offer it and what the core does without it;
+:func:`offers` (or :func:`lists_metadata`, :func:`reads_bounded`,
+:func:`rebuilds_after_fork`) tells whether a backend does. The conformance
+suite checks every optional member a backend offers and skips, naming it,
+the checks of one it lacks.
 """
 
 from __future__ import annotations
@@ -78,22 +52,32 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from taquba_memo._closing import AsyncClosing
+from taquba_memo.errors import InvalidArgumentError
 
 __all__ = [
+    "OPTIONAL_MEMBERS",
     "Capabilities",
     "ListedObject",
     "ListsMetadata",
     "MemoBackend",
     "MemoBackendBase",
     "ReadsBounded",
+    "RebuildsAfterFork",
     "lists_metadata",
+    "member_name",
+    "offers",
     "reads_bounded",
+    "rebuilds_after_fork",
 ]
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do. The conformance suite verifies each claim."""
+    """Promises about how the six operations behave. The conformance suite verifies each claim.
+
+    Only flags that are not methods live here. An optional method is declared
+    by having it (see :data:`OPTIONAL_MEMBERS`), never by a flag.
+    """
 
     ordered_listing: bool
     """``list`` yields keys in ascending byte order (S3, GCS, Azure do)."""
@@ -127,30 +111,107 @@ class ListedObject:
 
 @runtime_checkable
 class ListsMetadata(Protocol):
-    """A backend that also offers the optional ``list_with_metadata``."""
+    """Optional ``list_with_metadata``: a listing that carries each key's size and time.
+
+    Offer it when the store's listing already carries each object's size (S3,
+    GCS, Azure, a file system's ``stat``). It has the matching rules of
+    ``list`` (same keys, same order, same early stop) and yields a
+    :class:`ListedObject` per key: its ``size`` in bytes and its
+    ``last_modified`` time (timezone-aware, or ``None`` where the store keeps
+    none). It must cost no request beyond the listing's own pages; a backend
+    that would need a request per key should not offer it.
+
+    Without it, the core lists with ``list`` and reads each value where it
+    needs a size (``taquba-memo runs --sizes``), and shows no write times.
+    """
 
     def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         """Yield a :class:`ListedObject` for every key ``list(prefix)`` yields, in its order."""
         ...
 
 
-def lists_metadata(backend: object) -> bool:
-    """True when ``backend`` offers ``list_with_metadata`` (sizes without reads)."""
-    return isinstance(backend, ListsMetadata)
-
-
 @runtime_checkable
 class ReadsBounded(Protocol):
-    """A backend that also offers the optional ``get_at_most``."""
+    """Optional ``get_at_most``: a read that stops at a size.
+
+    Offer it when the backend can stop reading an object at a size (a stat or
+    listed size, a response's ``Content-Length``, a stream read in chunks).
+    It returns what ``get`` returns when the object holds at most
+    ``max_bytes`` bytes, and otherwise raises
+    :class:`~taquba_memo.EntryTooLargeError` having held no more than
+    ``max_bytes`` plus a small constant of it in memory, in the requests
+    ``get`` would send. Every backend shipped with taquba-memo offers it.
+
+    Without it, a store built with ``max_value_bytes`` reads each entry
+    whole with ``get`` and then refuses it when it is too large, so an
+    oversized or endless object is held in memory once.
+    """
 
     async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
         """``get(key)``, or :class:`~taquba_memo.EntryTooLargeError` past ``max_bytes``."""
         ...
 
 
+@runtime_checkable
+class RebuildsAfterFork(Protocol):
+    """Optional ``after_fork``: rebuild what cannot cross ``os.fork()``.
+
+    Offer it when the backend holds threads, connection pools or clients
+    bound to an event loop. A process made by ``os.fork()`` inherits the
+    backend without its threads and shares its sockets with the parent; a
+    store detects the fork once and, before its first operation in the
+    child, calls ``after_fork()``. The hook rebuilds those objects from the
+    backend's own configuration, or raises
+    :class:`~taquba_memo.ForkedProcessError` naming the fix when the SDK
+    cannot run in the child at all. It must not close or send anything on
+    the inherited objects (the parent still uses them;
+    ``taquba_memo.adapter_kit.keep_inherited`` parks them), and it must be
+    idempotent: every store over the backend calls it, and a call in the
+    process that built the backend leaves the backend working (what the
+    conformance kit checks; it may park objects there as in a child).
+
+    Without it, a store calls nothing after a fork: right for a backend that
+    holds no threads or connections.
+    """
+
+    def after_fork(self) -> None:
+        """Make this backend usable in a process forked from the one that built it."""
+        ...
+
+
+OPTIONAL_MEMBERS: tuple[type, ...] = (ListsMetadata, ReadsBounded, RebuildsAfterFork)
+"""Every optional member of a backend, as the Protocol that declares it."""
+
+
+def member_name(protocol: type) -> str:
+    """The method an optional-member Protocol of :data:`OPTIONAL_MEMBERS` declares."""
+    if protocol not in OPTIONAL_MEMBERS:
+        raise InvalidArgumentError(
+            f"{protocol!r} is not an optional backend member; those are {OPTIONAL_MEMBERS}"
+        )
+    (name,) = [name for name in vars(protocol) if not name.startswith("_")]
+    return name
+
+
+def offers(backend: object, protocol: type) -> bool:
+    """True when ``backend`` offers the optional member ``protocol`` of :data:`OPTIONAL_MEMBERS`."""
+    member_name(protocol)  # refuses anything else
+    return isinstance(backend, protocol)
+
+
+def lists_metadata(backend: object) -> bool:
+    """True when ``backend`` offers ``list_with_metadata`` (sizes without reads)."""
+    return offers(backend, ListsMetadata)
+
+
 def reads_bounded(backend: object) -> bool:
     """True when ``backend`` offers ``get_at_most`` (reads that stop at a size)."""
-    return isinstance(backend, ReadsBounded)
+    return offers(backend, ReadsBounded)
+
+
+def rebuilds_after_fork(backend: object) -> bool:
+    """True when ``backend`` offers ``after_fork`` (a hook a forked child's store calls)."""
+    return offers(backend, RebuildsAfterFork)
 
 
 @runtime_checkable

@@ -2,33 +2,52 @@
 
 Subclass it to observe or adapt a backend without rewriting the protocol:
 override the operations you care about and call ``super()``. Capabilities,
-``repr``, closing and the optional ``after_fork`` hook go to the wrapped
-backend. The optional bounded read ``get_at_most`` is forwarded when the
-wrapped backend offers it, and only then: over one that does not,
-:func:`~taquba_memo.backend.reads_bounded` is False for the wrapper too (a
-subclass's override of ``get_at_most`` included), so a store reads with
-``get`` as it would through the wrapped backend.
+``repr`` and closing go to the wrapped backend. Every optional member
+(:data:`~taquba_memo.backend.OPTIONAL_MEMBERS`: ``list_with_metadata``,
+``get_at_most``, ``after_fork``) is forwarded when the wrapped backend offers
+it, and only then: over one that lacks it, the wrapper lacks it too (a
+subclass's override of it included), so the store falls back exactly as it
+would on the wrapped backend. A subclass that changes values (compression,
+encryption) narrows :attr:`ForwardingBackend.forwarded_members`, since the
+wrapped backend's sizes and bounds are then not the wrapper's.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from taquba_memo import _fork
-from taquba_memo.backend import Capabilities, MemoBackend, MemoBackendBase, reads_bounded
+from taquba_memo.backend import (
+    OPTIONAL_MEMBERS,
+    Capabilities,
+    ListedObject,
+    ListsMetadata,
+    MemoBackend,
+    MemoBackendBase,
+    ReadsBounded,
+    member_name,
+    offers,
+)
 
 __all__ = ["ForwardingBackend"]
 
 
 class ForwardingBackend(MemoBackendBase):
-    """Every operation forwarded to ``inner``."""
+    """Every operation forwarded to ``inner``; an optional member only when ``inner`` has it."""
+
+    forwarded_members: ClassVar[tuple[type, ...]] = OPTIONAL_MEMBERS
+    """The optional members this wrapper may offer, each only when ``inner`` offers it too."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ForwardingBackend:
         inner = args[0] if args else kwargs.get("inner")
-        if reads_bounded(inner):
-            return super().__new__(cls)
-        return super().__new__(_without_bounded_read(cls))
+        cls = _ORIGINS.get(cls, cls)  # type(wrapper)(other) decides afresh for ``other``
+        withheld = frozenset(
+            protocol
+            for protocol in OPTIONAL_MEMBERS
+            if protocol not in cls.forwarded_members or not offers(inner, protocol)
+        )
+        return super().__new__(_withholding(cls, withheld))
 
     def __init__(self, inner: MemoBackend) -> None:
         self.inner = inner
@@ -42,10 +61,6 @@ class ForwardingBackend(MemoBackendBase):
 
     async def get(self, key: str) -> bytes | None:
         return await self.inner.get(key)
-
-    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
-        """The wrapped backend's bounded read; offered only when it has one."""
-        return await self.inner.get_at_most(key, max_bytes)  # type: ignore[attr-defined,no-any-return]
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         return await self.inner.put(key, value, if_absent=if_absent)
@@ -62,22 +77,37 @@ class ForwardingBackend(MemoBackendBase):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    # -- optional members: offered only when inner offers them ------------------
+
+    def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        return cast(ListsMetadata, self.inner).list_with_metadata(prefix)
+
+    async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
+        return await cast(ReadsBounded, self.inner).get_at_most(key, max_bytes)
+
     def after_fork(self) -> None:
         _fork.after_fork(self.inner)
 
 
-_WITHOUT_BOUNDED_READ: dict[type[ForwardingBackend], type[ForwardingBackend]] = {}
+_VARIANTS: dict[tuple[type[ForwardingBackend], frozenset[type]], type[ForwardingBackend]] = {}
+_ORIGINS: dict[type[ForwardingBackend], type[ForwardingBackend]] = {}
 
 
-def _without_bounded_read(cls: type[ForwardingBackend]) -> type[ForwardingBackend]:
-    """``cls`` with ``get_at_most`` blocked, for a wrapped backend that has none.
+def _withholding(
+    cls: type[ForwardingBackend], withheld: frozenset[type]
+) -> type[ForwardingBackend]:
+    """``cls`` without the optional members ``withheld`` (``cls`` itself when there are none).
 
     A method set to None on the class is how a runtime-checkable protocol is
-    told an object does not offer it.
+    told an object does not offer it. One variant per class and set, reused.
     """
-    variant = _WITHOUT_BOUNDED_READ.get(cls)
+    if not withheld:
+        return cls
+    variant = _VARIANTS.get((cls, withheld))
     if variant is None:
+        blocked = {member_name(protocol): None for protocol in withheld}
         names = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
-        variant = type(cls.__name__, (cls,), {"get_at_most": None, **names})
-        _WITHOUT_BOUNDED_READ[cls] = variant
+        variant = type(cls.__name__, (cls,), {**blocked, **names})
+        _VARIANTS[cls, withheld] = variant
+        _ORIGINS[variant] = cls
     return variant
