@@ -7,17 +7,20 @@ the doc may word a meaning at more length, but contains the enum's line.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
 import pytest
+import taquba_memo.cli
 
 from ._cli_support import ExitCode, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_DOC = ROOT / "docs" / "cli.md"
 RETENTION_DOC = ROOT / "docs" / "retention.md"
-README = ROOT / "README.md"
+READMES = [ROOT / "README.md", ROOT / "packages" / "taquba-memo" / "README.md"]
+CLI_PACKAGE = Path(taquba_memo.cli.__file__).resolve().parent
 
 
 def exit_code_rows(path: Path, first_header: str) -> dict[int, str]:
@@ -61,10 +64,11 @@ def test_the_cli_doc_row_of_each_code_says_its_meaning(code: ExitCode) -> None:
     assert plain(code.meaning) in plain(documented[code.value]), (code, documented[code.value])
 
 
-def test_the_readme_holds_no_exit_code_table_of_its_own() -> None:
-    """The README links to docs/cli.md for the codes; a second table there would drift."""
-    assert exit_code_rows(README, "exit code") == {}
-    assert exit_code_rows(README, "code") == {}
+@pytest.mark.parametrize("readme", READMES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_the_readme_holds_no_exit_code_table_of_its_own(readme: Path) -> None:
+    """The READMEs link to docs/cli.md for the codes; a second table there would drift."""
+    assert exit_code_rows(readme, "exit code") == {}
+    assert exit_code_rows(readme, "code") == {}
 
 
 def test_the_retention_guide_gives_retry_advice_for_every_exit_code() -> None:
@@ -86,3 +90,24 @@ def test_help_lists_every_exit_code_with_its_meaning_one_a_line() -> None:
     listed = {int(line.split()[0]): " ".join(line.split()[1:]) for line in epilog if line.strip()}
     assert listed == {code.value: code.meaning for code in ExitCode}
     assert "denied listing or delete" in listed[ExitCode.ACCESS_DENIED]
+
+
+@pytest.mark.parametrize("module", sorted(CLI_PACKAGE.glob("*.py")), ids=lambda path: path.name)
+def test_the_cli_words_no_exit_code_meaning_of_its_own(module: Path) -> None:
+    """``--help`` and the docs take the meanings from ExitCode: the CLI never restates one."""
+    source = plain(module.read_text(encoding="utf-8"))
+    restated = [code.name for code in ExitCode if plain(code.meaning) in source]
+    assert restated == [], module.name
+
+
+@pytest.mark.parametrize("module", sorted(CLI_PACKAGE.glob("*.py")), ids=lambda path: path.name)
+def test_the_cli_returns_exit_codes_by_name_never_as_numbers(module: Path) -> None:
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    numbers = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Return)
+        and isinstance(node.value, ast.Constant)
+        and type(node.value.value) is int
+    ]
+    assert numbers == [], f"{module.name}: a bare exit code returned on lines {numbers}"

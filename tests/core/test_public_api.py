@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import inspect
-from collections.abc import AsyncIterator, Sequence
+import pkgutil
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 
 import pytest
 import taquba_memo
@@ -27,6 +31,104 @@ def test_every_error_is_a_memo_error_and_exported() -> None:
     for cls in classes:
         assert issubclass(cls, taquba_memo.MemoError)
         assert getattr(taquba_memo, cls.__name__) is cls
+
+
+def memo_error_definitions(roots: Iterable[Path]) -> set[str]:
+    """``module.Class`` of every class under ``roots`` (package directories) that derives
+    from MemoError, read from the source with ``ast``, so no adapter's SDK is imported.
+
+    A base is matched by its name (one of errors.__all__, ``errors.BackendError``, or a
+    class already found), to a fixed point, so a subclass of a subclass is found too.
+    """
+    classes: list[tuple[str, ast.ClassDef]] = []
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            parts = path.relative_to(root.parent).with_suffix("").parts
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            classes += [(module, node) for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+    errors_by_name = set(errors.__all__)
+    found: set[str] = set()
+    while True:
+        before = len(found)
+        for module, node in classes:
+            bases = {
+                base.id if isinstance(base, ast.Name) else getattr(base, "attr", "")
+                for base in node.bases
+            }
+            if bases & errors_by_name:
+                errors_by_name.add(node.name)
+                found.add(f"{module}.{node.name}")
+        if len(found) == before:
+            return found
+
+
+def installed_package_roots() -> list[Path]:
+    """The source directories of taquba_memo and of every installed ``taquba_memo_*`` package."""
+    names = [
+        module.name
+        for module in pkgutil.iter_modules()
+        if module.name == "taquba_memo" or module.name.startswith("taquba_memo_")
+    ]
+    roots = []
+    for name in sorted(set(names)):
+        spec = importlib.util.find_spec(name)  # finds the package without importing it
+        assert spec is not None, name
+        assert spec.submodule_search_locations is not None, name
+        roots += [Path(location) for location in spec.submodule_search_locations]
+    return roots
+
+
+# Defined outside taquba_memo.errors, and being moved there: delete an entry once it has moved.
+MOVING_TO_ERRORS = {"taquba_memo.sweep_lease.SweepLeaseHeld"}
+MEMO_ERRORS = sorted(memo_error_definitions(installed_package_roots()))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="not moved yet"))
+        if name in MOVING_TO_ERRORS
+        else name
+        for name in MEMO_ERRORS
+    ],
+)
+def test_every_memo_error_of_every_package_is_defined_in_errors_and_listed_there(
+    error: str,
+) -> None:
+    """One module holds the hierarchy: an error class written in another module (the CLI's,
+    an adapter's) would be missing from errors.__all__ and from ``taquba_memo``."""
+    module, _, name = error.rpartition(".")
+    assert module == "taquba_memo.errors"
+    assert name in errors.__all__
+
+
+def test_each_error_marked_as_moving_is_still_outside_errors() -> None:
+    """Once it has moved, its entry in MOVING_TO_ERRORS must go."""
+    assert set(MEMO_ERRORS) >= MOVING_TO_ERRORS
+
+
+def test_the_error_reader_finds_a_subclass_of_a_subclass_outside_errors(tmp_path: Path) -> None:
+    package = tmp_path / "some_adapter"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "failures.py").write_text(
+        "from taquba_memo import errors\n"
+        "class Refused(errors.BackendError): ...\n"
+        "class RefusedTwice(Refused): ...\n"
+        "class Unrelated(ValueError): ...\n"
+    )
+    assert memo_error_definitions([package]) == {
+        "some_adapter.failures.Refused",
+        "some_adapter.failures.RefusedTwice",
+    }
+
+
+def test_the_error_reader_sees_the_whole_hierarchy_of_errors() -> None:
+    found = {
+        name.rpartition(".")[2] for name in MEMO_ERRORS if name.startswith("taquba_memo.errors.")
+    }
+    assert found == set(errors.__all__) - {"MemoError"}
 
 
 def test_bad_input_errors_are_value_or_type_errors_and_never_backend_errors() -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "StoreClosedError",
     "ThrottledError",
     "TransientBackendError",
+    "UsageError",
     "ValueTooLargeError",
 ]
 
@@ -215,4 +216,11 @@ class ForkedProcessError(MemoError, RuntimeError):
     open the store after the fork (Celery's ``worker_process_init`` signal,
     gunicorn's ``post_fork`` hook), or use the ``spawn`` or ``forkserver``
     start method.
+    """
+
+
+class UsageError(MemoError, ValueError):
+    """A ``taquba-memo`` command line that was refused: an unknown option, a missing or bad value.
+
+    The command prints its usage and exits with the usage code, before opening the store.
     """

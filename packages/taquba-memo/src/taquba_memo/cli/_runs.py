@@ -1,0 +1,179 @@
+"""``taquba-memo runs``: runs and steps with entry counts, sizes, claims and last writes."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from taquba_memo._concurrency import TaskWindow
+from taquba_memo._exit_codes import ExitCode
+from taquba_memo._iso_time import iso_utc
+from taquba_memo.cli._empty_store import warn_if_empty
+from taquba_memo.cli._output import Output, human_bytes, iso_time, plural
+from taquba_memo.store import MemoStore
+
+__all__ = ["cmd_runs"]
+
+
+@dataclass
+class _StepStats:
+    entries: int = 0
+    size: int = 0
+    last_write: datetime.datetime | None = None
+    claims: int = 0
+
+
+@dataclass
+class _RunStats:
+    steps: dict[int, _StepStats] = field(default_factory=lambda: defaultdict(_StepStats))
+    terminal_at_ms: int | None = None
+
+    @property
+    def last_write(self) -> datetime.datetime | None:
+        times = [step.last_write for step in self.steps.values() if step.last_write is not None]
+        return max(times, default=None)
+
+    @property
+    def entries(self) -> int:
+        return sum(step.entries for step in self.steps.values())
+
+    @property
+    def size(self) -> int:
+        return sum(step.size for step in self.steps.values())
+
+    @property
+    def claims(self) -> int:
+        return sum(step.claims for step in self.steps.values())
+
+
+async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
+    run_filter: str | None = args.run_id
+    runs: dict[str, _RunStats] = defaultdict(_RunStats)
+    unrecognized = 0
+    missing_sizes = 0
+
+    async def measure(key: str, step: _StepStats) -> None:
+        nonlocal missing_sizes
+        value = await store.backend.get(key)
+        if value is None:
+            missing_sizes += 1  # deleted since it was listed
+        else:
+            step.size += len(value)
+
+    # Sizes and times come with the listing where it carries them; else sizes are read.
+    listed_sizes = store.lists_metadata
+    window = TaskWindow(args.concurrency)
+    label = "reading entries" if args.sizes and not listed_sizes else "listing entries"
+    with out.progress(label, unit="entries") as bar:
+        out.partial = lambda: (
+            {"entries_listed": bar.count, "runs_seen": len(runs)},
+            f"listed {plural(bar.count, 'entry', 'entries')} of {plural(len(runs), 'run')}",
+        )
+        try:
+            async for entry in store.iter_entries(run_filter, with_metadata=listed_sizes):
+                if entry.run_id is None or entry.step_number is None:
+                    unrecognized += 1
+                    continue
+                step = runs[entry.run_id].steps[entry.step_number]
+                if entry.kind == "claim":
+                    step.claims += 1  # of a computation in progress, or abandoned
+                    continue
+                step.entries += 1
+                if entry.last_modified is not None and (
+                    step.last_write is None or entry.last_modified > step.last_write
+                ):
+                    step.last_write = entry.last_modified
+                if args.sizes and entry.size is not None:
+                    step.size += entry.size
+                elif args.sizes:
+                    await window.submit(measure(entry.key, step))
+                bar.advance()
+            await window.drain()
+        finally:
+            window.cancel()
+    async for marker in store.iter_terminal_markers():
+        if run_filter is None or marker.run_id == run_filter:
+            stats = runs[marker.run_id]
+            stats.terminal_at_ms = max(stats.terminal_at_ms or 0, marker.terminal_at_ms)
+    if not runs and not unrecognized:
+        await warn_if_empty(store, args.url, out)
+
+    sizes: bool = args.sizes
+    total_steps = sum(len(stats.steps) for stats in runs.values())
+    total_entries = sum(stats.entries for stats in runs.values())
+    total_bytes = sum(stats.size for stats in runs.values())
+    total_claims = sum(stats.claims for stats in runs.values())
+    documents: list[dict[str, Any]] = [
+        {
+            "run_id": run_id,
+            "steps": [
+                {
+                    "step": number,
+                    "entries": step.entries,
+                    "bytes": step.size if sizes else None,
+                }
+                for number, step in sorted(stats.steps.items())
+            ],
+            "entries": stats.entries,
+            "bytes": stats.size if sizes else None,
+            "claims": stats.claims,
+            "terminal_at_ms": stats.terminal_at_ms,
+            "terminal_at": None if stats.terminal_at_ms is None else iso_utc(stats.terminal_at_ms),
+            "last_write_at": iso_time(stats.last_write),
+        }
+        for run_id, stats in sorted(runs.items())
+    ]
+    totals = {
+        "runs": len(runs),
+        "steps": total_steps,
+        "entries": total_entries,
+        "bytes": total_bytes if sizes else None,
+        "claims": total_claims,
+        "unrecognized_keys": unrecognized,
+        "sizes_from": ("listing" if listed_sizes else "reads") if sizes else None,
+    }
+
+    width = max([3, *(len(run_id) for run_id in runs)])
+
+    def row(run: str, step: str, entries: int, size: int) -> str:
+        text = f"{run:<{width}} {step:>6} {entries:>9,}"
+        return text + (f" {human_bytes(size):>10}" if sizes else "")
+
+    times = listed_sizes and any(stats.last_write is not None for stats in runs.values())
+    lines = []
+    if runs:
+        lines.append(
+            f"{'RUN':<{width}} {'STEP':>6} {'ENTRIES':>9}"
+            + (f" {'SIZE':>10}" if sizes else "")
+            + (f"  {'LAST WRITE':<24}" if times else "")
+            + "  TERMINAL"
+        )
+    for run_id, stats in sorted(runs.items()):
+        if stats.terminal_at_ms is None:
+            terminal = "-"
+        else:
+            terminal = iso_utc(stats.terminal_at_ms) or str(stats.terminal_at_ms)
+        last_write = f"  {iso_time(stats.last_write) or '-':<24}" if times else ""
+        lines.append(f"{row(run_id, '', stats.entries, stats.size)}{last_write}  {terminal}")
+        lines += [
+            row("", str(number), step.entries, step.size)
+            for number, step in sorted(stats.steps.items())
+        ]
+    summary = (
+        f"{plural(len(runs), 'run')}, {plural(total_steps, 'step')}, "
+        f"{plural(total_entries, 'entry', 'entries')}"
+    )
+    if sizes:
+        summary += f", {human_bytes(total_bytes)}"
+    if total_claims:
+        summary += f" ({plural(total_claims, 'claim')} of computations in progress or abandoned)"
+    if unrecognized:
+        summary += f" ({plural(unrecognized, 'unrecognized key')} skipped)"
+    if missing_sizes:
+        summary += f" ({missing_sizes:,} entries vanished while being measured)"
+    lines.append(summary)
+    out.result({"runs": documents, "totals": totals}, lines)
+    return ExitCode.OK
