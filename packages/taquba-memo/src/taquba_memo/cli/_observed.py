@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from taquba_memo import layout
-from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
+from taquba_memo.backend import ListedObject, MemoBackend
 from taquba_memo.backends.forwarding import ForwardingBackend
 from taquba_memo.errors import AccessDeniedError, DeleteManyError
 
@@ -31,6 +31,10 @@ class ObservedBackend(ForwardingBackend):
 
     def list(self, prefix: str) -> AsyncIterator[str]:
         return self._watched(super().list(prefix), counted=prefix.startswith(self._terminals))
+
+    def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
+        # Offered only when the inner backend offers it (ForwardingBackend withholds it otherwise).
+        return self._watched(super().list_with_metadata(prefix), counted=False)
 
     async def _watched(self, listing: AsyncIterator[_T], *, counted: bool) -> AsyncIterator[_T]:
         try:
@@ -69,17 +73,6 @@ class ObservedBackend(ForwardingBackend):
         self.on_change()
 
 
-# ForwardingBackend does not forward list_with_metadata yet: this subclass does,
-# so the store still sees sizes through the wrapper.
-class ObservedListing(ObservedBackend):
-    """:class:`ObservedBackend` over a backend that also lists with sizes."""
-
-    def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
-        inner = self.inner
-        assert isinstance(inner, ListsMetadata)
-        return self._watched(inner.list_with_metadata(prefix), counted=False)
-
-
 def observe(inner: MemoBackend, prefix: str) -> ObservedBackend:
     """``inner`` wrapped for a command on the store at ``prefix``."""
-    return (ObservedListing if lists_metadata(inner) else ObservedBackend)(inner, prefix)
+    return ObservedBackend(inner, prefix)
