@@ -53,7 +53,8 @@ class TestSameBehaviour:
 
     def test_put_takes_any_bytes_like_value_as_the_async_one_does(self, store: MemoStore) -> None:
         memo = store.new_memo("run", 0)
-        assert memo.put("array", bytearray(b"array")) and memo.put("view", memoryview(b"view"))
+        assert memo.put("array", bytearray(b"array"))
+        assert memo.put("view", memoryview(b"view"))
         assert (memo.get("array"), memo.get("view")) == (b"array", b"view")
 
     def test_bad_input_raises_the_same_typed_errors(self, store: MemoStore) -> None:

@@ -23,7 +23,7 @@ Callbacks run in the calling thread: a sync ``fn`` given to
 ``get_or_compute`` and a sync ``on_run_done`` given to ``sweep`` are called
 in the thread that called the method (so thread-locals such as database
 connections behave as usual), while the storage I/O runs on the store's
-loop. An async ``fn`` runs on the store's loop.
+loop. An async callback runs on the store's loop.
 
 A store is one thread; share it between the threads of a worker rather than
 opening one per task. Close it with :meth:`MemoStore.close` or a ``with``
@@ -187,7 +187,7 @@ class MemoStore(Closing):
         """
 
         def work(
-            on_run_done: Callable[[TerminalMarker, int], Awaitable[None] | None] | None,
+            on_run_done: Callable[..., Awaitable[Any]] | None,
         ) -> Coroutine[Any, Any, SweepReport]:
             return self._core.sweep(
                 cutoff_ms,
