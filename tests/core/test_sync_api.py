@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
 import signal
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from taquba_memo import (
     TerminalMarker,
     content_key,
 )
-from taquba_memo import sync as memo_sync
 from taquba_memo.sync import Memo, MemoStore, open_store
 
 from ._flight_support import BlockingStep, wait_until
@@ -36,35 +34,13 @@ def loop_threads() -> int:
     return sum(1 for thread in threading.enumerate() if thread.name == LOOP_THREAD)
 
 
-def public_names(cls: type) -> set[str]:
-    return {name for name in vars(cls) if not name.startswith("_")}
-
-
 @pytest.fixture
 def store(backend: MemoBackend) -> Iterator[MemoStore]:
     with MemoStore(backend, "memo") as opened:
         yield opened
 
 
-class TestSameNamesAndBehaviour:
-    def test_the_sync_classes_have_every_public_method_of_the_async_ones(self) -> None:
-        assert public_names(memo_sync.MemoStore) - {"close", "closed"} == public_names(
-            taquba_memo.MemoStore
-        ) - {"aclose"}
-        assert public_names(memo_sync.Memo) == public_names(taquba_memo.Memo)
-
-    def test_and_the_same_parameters(self) -> None:
-        shared = public_names(taquba_memo.MemoStore) | public_names(taquba_memo.Memo)
-        for name in shared - {"aclose"}:
-            for async_cls, sync_cls in (
-                (taquba_memo.MemoStore, memo_sync.MemoStore),
-                (taquba_memo.Memo, memo_sync.Memo),
-            ):
-                if name in vars(async_cls) and callable(vars(async_cls)[name]):
-                    async_params = inspect.signature(getattr(async_cls, name)).parameters
-                    sync_params = inspect.signature(getattr(sync_cls, name)).parameters
-                    assert list(async_params) == list(sync_params), name
-
+class TestSameBehaviour:
     def test_entries_round_trip(self, store: MemoStore) -> None:
         memo = store.new_memo("run", 3)
         assert isinstance(memo, Memo)
@@ -74,6 +50,12 @@ class TestSameNamesAndBehaviour:
         assert memo.get("k") == b"v"
         assert not memo.put("k", b"w", if_absent=True)
         assert memo.get("k") == b"v"
+
+    def test_put_takes_any_bytes_like_value_as_the_async_one_does(self, store: MemoStore) -> None:
+        memo = store.new_memo("run", 0)
+        assert memo.put("array", bytearray(b"array"))
+        assert memo.put("view", memoryview(b"view"))
+        assert (memo.get("array"), memo.get("view")) == (b"array", b"view")
 
     def test_bad_input_raises_the_same_typed_errors(self, store: MemoStore) -> None:
         with pytest.raises(InvalidRunId):
@@ -199,6 +181,16 @@ class TestStreaming:
             ("a", threading.current_thread().name),
             ("b", threading.current_thread().name),
         ]
+
+    def test_an_async_sweep_callback_runs_on_the_stores_loop(self, store: MemoStore) -> None:
+        store.write_terminal_marker("a", 1)
+        seen: list[tuple[str, int, str]] = []
+
+        async def on_run_done(marker: TerminalMarker, entries_deleted: int) -> None:
+            seen.append((marker.run_id, entries_deleted, threading.current_thread().name))
+
+        store.sweep(10, on_run_done=on_run_done)
+        assert seen == [("a", 0, LOOP_THREAD)]
 
 
 class TestInsideARunningEventLoop:
