@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -17,16 +19,48 @@ def test_all_lists_exactly_the_public_names() -> None:
     assert len(set(taquba_memo.__all__)) == len(taquba_memo.__all__)
 
 
-def test_every_error_is_a_memo_error_and_exported() -> None:
-    classes = [
-        value
-        for value in vars(errors).values()
-        if inspect.isclass(value) and issubclass(value, Exception)
-    ]
-    assert len(classes) == len(errors.__all__)
-    for cls in classes:
+# Raised and caught inside the command line (an argparse refusal, exit 2): never an API's.
+INTERNAL_ERRORS = {"taquba_memo.cli.UsageError"}
+
+
+def qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def every_memo_error_of_the_package() -> set[str]:
+    """Every MemoError subclass any module of taquba_memo defines, each module imported."""
+    for module in pkgutil.walk_packages(taquba_memo.__path__, "taquba_memo."):
+        if not module.name.endswith(".__main__"):  # it runs the command line
+            importlib.import_module(module.name)
+    found: set[str] = set()
+    pending: list[type] = [taquba_memo.MemoError]
+    while pending:
+        cls = pending.pop()
+        if cls.__module__.split(".")[0] == "taquba_memo" and qualified(cls) not in found:
+            found.add(qualified(cls))
+            pending.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_error_is_defined_in_errors_and_exported() -> None:
+    exported = {getattr(errors, name) for name in errors.__all__}
+    assert len(exported) == len(errors.__all__)
+    for cls in exported:
         assert issubclass(cls, taquba_memo.MemoError)
         assert getattr(taquba_memo, cls.__name__) is cls
+    defined = every_memo_error_of_the_package() - INTERNAL_ERRORS
+    assert defined == {qualified(cls) for cls in exported}
+
+
+def test_an_old_error_name_is_an_alias_of_an_exported_class() -> None:
+    exceptions = {
+        name: value
+        for name, value in vars(errors).items()
+        if inspect.isclass(value) and issubclass(value, Exception)
+    }
+    aliases = {name: cls for name, cls in exceptions.items() if name != cls.__name__}
+    assert aliases == {"SweepLeaseHeld": errors.SweepLeaseHeldError}
+    assert set(exceptions) - set(aliases) == set(errors.__all__)
 
 
 def test_bad_input_errors_are_value_or_type_errors_and_never_backend_errors() -> None:
