@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import taquba_memo
-from taquba_memo import errors
+from taquba_memo import errors, sweep_lease
 
 from ..public_names import public_names
 
@@ -61,6 +61,8 @@ def test_an_old_error_name_is_an_alias_of_an_exported_class() -> None:
     aliases = {name: cls for name, cls in exceptions.items() if name != cls.__name__}
     assert aliases == {"SweepLeaseHeld": errors.SweepLeaseHeldError}
     assert set(exceptions) - set(aliases) == set(errors.__all__)
+    # Where it was defined before, it still imports from.
+    assert sweep_lease.SweepLeaseHeld is errors.SweepLeaseHeldError
 
 
 def test_bad_input_errors_are_value_or_type_errors_and_never_backend_errors() -> None:
