@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -122,20 +122,27 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         pytest.fail(f"timed out waiting until {what}")
 
 
-def renewal_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.getMessage().startswith("could not renew")]
+async def renewal_warnings(
+    backend: RefusingOverwrites,
+    holder: str,
+    caplog: pytest.LogCaptureFixture,
+    meanwhile: Callable[[], Awaitable[None]],
+) -> tuple[str, list[logging.LogRecord]]:
+    """The lease key, and the renewal warnings logged as ``holder`` held it over ``meanwhile``."""
+    with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+        async with HOLDERS[holder](backend) as key:
+            backend.refused_key = key
+            await meanwhile()
+    return key, [r for r in caplog.records if r.getMessage().startswith("could not renew")]
 
 
 @pytest.mark.parametrize("holder", HOLDERS)
 async def test_a_failed_renewal_warns_once_naming_the_lease_key_with_the_chained_error(
     backend: RefusingOverwrites, holder: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="taquba_memo"):
-        async with HOLDERS[holder](backend) as key:
-            backend.refused_key = key
-            await backend.refuse(3)
+    key, warnings = await renewal_warnings(backend, holder, caplog, lambda: backend.refuse(3))
 
-    (warning,) = renewal_warnings(caplog)
+    (warning,) = warnings
     assert warning.levelno == logging.WARNING
     assert repr(key) in warning.getMessage()
     assert warning.exc_info is not None
@@ -148,11 +155,10 @@ async def test_a_failed_renewal_warns_once_naming_the_lease_key_with_the_chained
 async def test_renewals_go_on_after_a_failure_and_each_run_of_failures_warns(
     backend: RefusingOverwrites, holder: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="taquba_memo"):
-        async with HOLDERS[holder](backend) as key:
-            backend.refused_key = key
-            for _run in range(2):
-                await backend.refuse(2)
-                await backend.accept_one()
+    async def two_runs_of_failures() -> None:
+        for _run in range(2):
+            await backend.refuse(2)
+            await backend.accept_one()  # a renewal lands between the runs
 
-    assert len(renewal_warnings(caplog)) == 2
+    _key, warnings = await renewal_warnings(backend, holder, caplog, two_runs_of_failures)
+    assert len(warnings) == 2
