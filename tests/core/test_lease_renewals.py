@@ -6,14 +6,16 @@ credentials lost write access, a 503, a full disk), the holder keeps the
 lease and retries at the next beat, but a lease that is not renewed for a
 whole lease may be taken over by another worker: the first failure of each
 run of them is logged as a warning that names the lease key and carries the
-store's error, with its chained cause.
+store's error, with its chained cause. And a sweeper that fails right after
+creating its generation (deleting the older ones) renews and keeps nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -162,3 +164,28 @@ async def test_renewals_go_on_after_a_failure_and_each_run_of_failures_warns(
 
     _key, warnings = await renewal_warnings(backend, holder, caplog, two_runs_of_failures)
     assert len(warnings) == 2
+
+
+class RefusingDeletes(ForwardingBackend):
+    """A store that refuses every batch delete, as with a credential that may not delete."""
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        raise AccessDeniedError("the store refused the delete")
+
+
+async def test_a_sweeper_that_fails_after_creating_its_generation_gives_it_back(
+    tmp_path: Path,
+) -> None:
+    inner = LocalFileBackend(tmp_path)
+    released = json.dumps(
+        {"owner": "earlier", "renewed_at_ms": 0, "lease_s": 60.0, "released": True}
+    ).encode()
+    await inner.put(layout.sweep_lease_key(PREFIX, 1), released)
+    lease = SweepLease(MemoStore(RefusingDeletes(inner), PREFIX), lease_s=LEASE_S)
+
+    with pytest.raises(AccessDeniedError, match="refused the delete"):
+        await lease.__aenter__()  # an ``async with`` whose block never runs
+
+    assert not lease.held
+    listed = [key async for key in inner.list(layout.sweep_leases_prefix(PREFIX))]
+    assert listed == [layout.sweep_lease_key(PREFIX, 1)]
