@@ -31,6 +31,7 @@ from taquba_memo.store import (
     SweepReport,
     SweepStrategy,
 )
+from taquba_memo.sweep_lease import SweepLease
 from taquba_memo.urls import open_backend, open_store
 
 __version__ = "0.1.0"
@@ -55,6 +56,7 @@ __all__ = [
     "MsgpackCodec",
     "PickleCodec",
     "SweepFailure",
+    "SweepLease",
     "SweepReport",
     "SweepStrategy",
     "TerminalMarker",

@@ -6,8 +6,8 @@ redelivery racing the original) wait for the computation already under way
 in another process instead of paying for it again. Without a claim they
 only agree on one answer (first-writer-wins); with one they also pay once.
 
-How it works, on nothing but create-if-absent (``conditional_put``), plain
-overwrite, list and delete; no compare-and-swap is needed:
+How it works, on the generation lease of :mod:`taquba_memo._lease` (nothing
+but create-if-absent, plain overwrite, list and delete):
 
 * **Layout.** A claim is a small JSON object next to its entry,
   ``<entry key>.claim.<generation:010>`` (:func:`taquba_memo.layout.claim_key`).
@@ -71,7 +71,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taquba_memo import layout
-from taquba_memo._bounded_read import read_document
+from taquba_memo._lease import HeldLease, Lease, Render
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import BackendError, InvalidArgumentError, InvalidValueType
 
@@ -80,8 +80,6 @@ __all__ = ["ClaimPolicy", "EntryClaims", "HeldClaim"]
 logger = logging.getLogger("taquba_memo")
 
 _FIRST_POLL_S = 0.05
-# A generation deleted between the listing and its read is looked up again this often.
-_READ_ATTEMPTS = 3
 # Releases scheduled by cancelled callers; strong references keep them alive.
 _releasing: set[asyncio.Future[Any]] = set()
 
@@ -131,16 +129,21 @@ class _SeenClaim:
     released: bool
 
 
-def _claim_document(owner: str, lease_s: float, beat: int, *, released: bool = False) -> bytes:
-    document = {
-        "owner": owner,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "lease_ms": round(lease_s * 1000),
-        "beat": beat,
-        "released": released,
-    }
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+def _claim_document(owner: str, lease_s: float) -> Render:
+    """The claim's document: owner, host, pid, lease, heartbeat counter, released."""
+
+    def render(beat: int, released: bool) -> bytes:
+        document = {
+            "owner": owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "lease_ms": round(lease_s * 1000),
+            "beat": beat,
+            "released": released,
+        }
+        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+    return render
 
 
 def _read_claim(generation: int, data: bytes, default_lease_s: float) -> _SeenClaim:
@@ -161,45 +164,9 @@ class EntryClaims:
     def __init__(
         self, backend: MemoBackend, entry_key: str, policy: ClaimPolicy, label: str
     ) -> None:
-        self._backend = backend
-        self._entry_key = entry_key
-        self._prefix = layout.claims_prefix(entry_key)
+        self._lease = Lease(backend, layout.claims_prefix(entry_key), f"the claim on {label}")
         self._policy = policy
         self._label = label
-
-    @property
-    def backend(self) -> MemoBackend:
-        return self._backend
-
-    @property
-    def policy(self) -> ClaimPolicy:
-        return self._policy
-
-    @property
-    def label(self) -> str:
-        return self._label
-
-    def key(self, generation: int) -> str:
-        return layout.claim_key(self._entry_key, generation)
-
-    async def _generations(self) -> list[int]:
-        generations = []
-        async for key in self._backend.list(self._prefix):
-            generation = layout.parse_claim_generation(self._entry_key, key)
-            if generation is not None:
-                generations.append(generation)
-        return sorted(generations)
-
-    async def _highest(self) -> _SeenClaim | None:
-        """The newest generation of the claim, or None when there is none."""
-        for _ in range(_READ_ATTEMPTS):
-            generations = await self._generations()
-            if not generations:
-                return None
-            data = await read_document(self._backend, self.key(generations[-1]))
-            if data is not None:
-                return _read_claim(generations[-1], data, self._policy.lease_s)
-        return None
 
     async def acquire(
         self, usable_entry: Callable[[], Awaitable[bytes | None]]
@@ -214,7 +181,7 @@ class EntryClaims:
         seen_at = time.monotonic()
         delay = min(_FIRST_POLL_S, self._policy.poll_cap_s)
         while True:
-            current = await self._highest()
+            current = await self._newest()
             target: int | None = None
             if current is None:
                 target = 1
@@ -242,12 +209,19 @@ class EntryClaims:
             if data is not None:
                 return data
 
+    async def _newest(self) -> _SeenClaim | None:
+        """The newest generation of the claim, or None when there is none."""
+        newest = await self._lease.newest()
+        if newest is None:
+            return None
+        return _read_claim(newest.generation, newest.data, self._policy.lease_s)
+
     async def _create(self, generation: int) -> HeldClaim | None:
-        owner = uuid.uuid4().hex
-        document = _claim_document(owner, self._policy.lease_s, 0)
-        if not await self._backend.put(self.key(generation), document, if_absent=True):
+        render = _claim_document(uuid.uuid4().hex, self._policy.lease_s)
+        held = await self._lease.create(generation, render, self._policy.renew_every_s)
+        if held is None:
             return None  # another caller created this generation first: judge its claim
-        return HeldClaim(self, generation, owner)
+        return HeldClaim(self, held)
 
     async def clear(self) -> None:
         """Delete every generation of the claim: the entry is stored, nobody needs them.
@@ -256,9 +230,7 @@ class EntryClaims:
         clear or a sweep removes leftovers).
         """
         try:
-            keys = [self.key(generation) for generation in await self._generations()]
-            if keys:
-                await self._backend.delete_many(keys)
+            await self._lease.delete_generations()
         except BackendError as exc:
             logger.warning("could not delete the claims on %s: %s", self._label, exc)
 
@@ -266,70 +238,32 @@ class EntryClaims:
 class HeldClaim:
     """A claim this caller created, renewed by a heartbeat task until it is finished or released."""
 
-    def __init__(self, claims: EntryClaims, generation: int, owner: str) -> None:
+    def __init__(self, claims: EntryClaims, held: HeldLease) -> None:
         self._claims = claims
-        self.generation = generation
-        self._owner = owner
-        self._beat = 0
-        self._renewal_failed = False
-        self._stop = asyncio.Event()
-        self._heartbeat = asyncio.ensure_future(self._renew_until_stopped())
-
-    def _document(self, *, released: bool = False) -> bytes:
-        return _claim_document(
-            self._owner, self._claims.policy.lease_s, self._beat, released=released
-        )
-
-    async def _renew_until_stopped(self) -> None:
-        key = self._claims.key(self.generation)
-        while True:
-            try:
-                await asyncio.wait_for(self._stop.wait(), self._claims.policy.renew_every_s)
-                return  # stopped between renewals: a renewal is never cut off mid-write
-            except asyncio.TimeoutError:
-                pass
-            self._beat += 1
-            try:
-                await self._claims.backend.put(key, self._document())
-            except BackendError as exc:
-                if not self._renewal_failed:
-                    self._renewal_failed = True
-                    logger.warning(
-                        "could not renew the claim on %s (%s); retrying, and a waiter "
-                        "takes over if no renewal lands within the lease",
-                        self._claims.label,
-                        exc,
-                    )
-
-    async def _stopped(self) -> None:
-        self._stop.set()
-        await asyncio.gather(self._heartbeat, return_exceptions=True)
+        self._held = held
+        self.generation = held.generation
 
     async def finish(self) -> None:
         """The entry is stored: stop renewing and delete every generation of the claim."""
-        await self._stopped()
+        await self._held.stop()
         await self._claims.clear()
 
     async def release(self) -> None:
         """No entry will come from this caller: mark the claim released, so a waiter
         takes over at once. A failure is logged; the claim then expires after its lease."""
-        await self._stopped()
         try:
-            await self._claims.backend.put(
-                self._claims.key(self.generation), self._document(released=True)
-            )
+            await self._held.release()
         except BackendError as exc:
             logger.warning(
-                "could not release the claim on %s (%s); a waiter takes over when its lease "
-                "runs out",
-                self._claims.label,
+                "could not release %s (%s); a waiter takes over when its lease runs out",
+                self._held.lease.label,
                 exc,
             )
 
     def release_soon(self) -> None:
         """:meth:`release` from a caller being cancelled: stop renewing now, release in
         the background (if the event loop ends first, the claim expires after its lease)."""
-        self._stop.set()
+        self._held.stop_soon()
         releasing = asyncio.ensure_future(self.release())
         _releasing.add(releasing)
         releasing.add_done_callback(_releasing.discard)

@@ -14,10 +14,13 @@ all of them. Below it there are two families, and they never overlap:
 
 :class:`NotSupported` is neither: the backend cannot do what was asked
 (for example ``put(..., if_absent=True)`` on a store without conditional
-writes), so it refuses instead of silently doing something weaker.
+writes), so it refuses instead of silently doing something weaker. Nor is
+:class:`SweepLeaseHeldError`: another sweeper holds the store's sweep lease.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 __all__ = [
     "AccessDeniedError",
@@ -43,6 +46,7 @@ __all__ = [
     "MissingDependencyError",
     "NotSupported",
     "StoreClosedError",
+    "SweepLeaseHeldError",
     "ThrottledError",
     "TransientBackendError",
     "UsageError",
@@ -224,3 +228,35 @@ class UsageError(MemoError, ValueError):
 
     The command prints its usage and exits with the usage code, before opening the store.
     """
+
+
+# -- the sweep lease ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepLeaseHolder:
+    """Who holds a store's sweep lease, as its document says (not an error; a
+    :class:`SweepLeaseHeldError` carries one)."""
+
+    owner: str
+    renewed_at_ms: int
+    lease_s: float
+
+
+class SweepLeaseHeldError(MemoError):
+    """Another sweeper holds the store's sweep lease; this one did nothing.
+
+    ``holder`` says who, as the lease's document does. Raised by
+    :class:`~taquba_memo.sweep_lease.SweepLease` before any deletion.
+    """
+
+    def __init__(self, holder: SweepLeaseHolder) -> None:
+        self.holder = holder
+        super().__init__(
+            f"another sweep holds the lease ({holder.owner}, renewed at "
+            f"{holder.renewed_at_ms} ms, lease {holder.lease_s:g} s): nothing done"
+        )
+
+
+SweepLeaseHeld = SweepLeaseHeldError
+"""The name :class:`SweepLeaseHeldError` had before it moved here; it still works."""

@@ -1,4 +1,4 @@
-"""SweepLease: one sweeper of a store at a time, on create-if-absent like claims.
+"""SweepLease: one sweeper of a store at a time, on the generation lease claims use.
 
 Two overlapping sweeps are safe (nothing is deleted twice, no memo outlives
 its marker) but each would report the other's work as its own: S3's
@@ -6,15 +6,18 @@ DeleteObjects, GCS and Azure report a key that is already gone as deleted,
 so no pass can tell which deletes were its own. A lease makes the report
 honest instead: the second sweeper finds it held and does nothing.
 
+The mechanism is :mod:`taquba_memo._lease`'s; what is the sweep lease's own:
+
 * **Layout.** ``<prefix>/sweeps/lease.<generation:010>``, a small JSON
   document (owner, lease length, the holder's wall-clock time of its last
-  renewal, released or not), outside ``memos/`` and ``terminals/``.
+  renewal, released or not), outside ``memos/`` and ``terminals/``. A
+  generation listed under any number of digits counts, by the name listed.
 * **Taking it** is create-if-absent of the next generation after the
   highest listed one, once that one is released or stale; of any number of
   sweepers exactly one wins. The winner deletes the older generations.
 * **Holding it.** The holder overwrites its generation every ``lease_s / 3``
   and deletes it when the pass ends (finished, failed, cancelled or
-  interrupted by a signal).
+  interrupted by a signal). A failed renewal is logged and retried.
 * **Stale** means not renewed for ``lease_s`` plus ``skew_s`` by the reader's
   wall clock. The reader bounds what a document can claim: a ``lease_s``
   that is not a finite number in ``0..max_lease_s`` counts as the reader's
@@ -39,38 +42,32 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from taquba_memo import layout
-from taquba_memo._bounded_read import read_document
-from taquba_memo.errors import InvalidArgumentError, InvalidValueType, MemoError, NotSupported
+from taquba_memo._lease import HeldLease, Lease
+from taquba_memo.backend import MemoBackend
+from taquba_memo.errors import (
+    InvalidArgumentError,
+    InvalidValueType,
+    NotSupported,
+    SweepLeaseHeld,
+    SweepLeaseHeldError,
+    SweepLeaseHolder,
+)
 
-__all__ = ["SweepLease", "SweepLeaseHeld", "SweepLeaseHolder"]
-
-if TYPE_CHECKING:
-    from taquba_memo.store import MemoStore
-
-
-@dataclass(frozen=True)
-class SweepLeaseHolder:
-    """Who holds the lease, as its document says."""
-
-    owner: str
-    renewed_at_ms: int
-    lease_s: float
+__all__ = ["SweepLease", "SweepLeaseHeld", "SweepLeaseHeldError", "SweepLeaseHolder"]
 
 
-class SweepLeaseHeld(MemoError):
-    """Another sweeper holds the store's sweep lease; this one did nothing."""
+class LeasedStore(Protocol):
+    """What a sweep lease needs of a store (a :class:`~taquba_memo.MemoStore` has it)."""
 
-    def __init__(self, holder: SweepLeaseHolder) -> None:
-        self.holder = holder
-        super().__init__(
-            f"another sweep holds the lease ({holder.owner}, renewed at "
-            f"{holder.renewed_at_ms} ms, lease {holder.lease_s:g} s): nothing done"
-        )
+    @property
+    def backend(self) -> MemoBackend: ...
+
+    @property
+    def prefix(self) -> str: ...
 
 
 def _now_ms() -> int:
@@ -78,11 +75,18 @@ def _now_ms() -> int:
 
 
 class SweepLease:
-    """``async with SweepLease(store):`` around a sweep; raises :class:`SweepLeaseHeld`."""
+    """``async with SweepLease(store):`` around a sweep; raises :class:`SweepLeaseHeldError`.
+
+    Entering takes the lease (or raises, naming its holder, before anything
+    is deleted); leaving, however the block ends, stops renewing and deletes
+    it. ``lease_s`` is renewed every third of it; ``skew_s`` is the clock
+    difference allowed between sweepers; ``max_lease_s`` caps the lease any
+    other sweeper's document can claim.
+    """
 
     def __init__(
         self,
-        store: MemoStore,
+        store: LeasedStore,
         *,
         lease_s: float = 60.0,
         skew_s: float = 30.0,
@@ -98,15 +102,24 @@ class SweepLease:
             raise InvalidArgumentError("lease_s must be positive")
         if lease_s > max_lease_s:
             raise InvalidArgumentError(f"lease_s {lease_s:g} exceeds max_lease_s {max_lease_s:g}")
-        self._store = store
+        self._lease = Lease(
+            store.backend,
+            layout.sweep_leases_prefix(store.prefix),
+            "the sweep lease",
+            any_width=True,
+        )
         self._lease_s = float(lease_s)
         self._skew_s = float(skew_s)
         self._max_lease_s = float(max_lease_s)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-        self._generation: int | None = None
-        self._renewer: asyncio.Task[None] | None = None
+        self._held: HeldLease | None = None
 
-    def _document(self, *, released: bool = False) -> bytes:
+    @property
+    def held(self) -> bool:
+        """Whether this sweeper holds the lease (between taking and releasing it)."""
+        return self._held is not None
+
+    def _document(self, _beat: int, released: bool) -> bytes:
         return json.dumps(
             {
                 "owner": self.owner,
@@ -116,40 +129,30 @@ class SweepLease:
             }
         ).encode()
 
-    async def _generations(self) -> list[tuple[int, str]]:
-        """Every listed generation with the key it was listed under, lowest first."""
-        prefix = layout.sweep_leases_prefix(self._store.prefix)
-        found = []
-        async for key in self._store.backend.list(prefix):
-            suffix = key[len(prefix) :]
-            if suffix.isascii() and suffix.isdigit():
-                found.append((int(suffix), key))
-        return sorted(found)
-
-    def _key(self, generation: int) -> str:
-        return layout.sweep_lease_key(self._store.prefix, generation)
-
     async def acquire(self) -> None:
-        """Take the lease, or raise :class:`SweepLeaseHeld` naming who holds it."""
-        backend = self._store.backend
-        if not backend.capabilities.conditional_put:
+        """Take the lease, or raise :class:`SweepLeaseHeldError` naming who holds it."""
+        if not self._lease.backend.capabilities.conditional_put:
             raise NotSupported("a sweep lease needs a backend with conditional_put")
-        generations = await self._generations()
+        generations = await self._lease.generations()
         highest = generations[-1][0] if generations else 0
         if highest:
-            data = await read_document(backend, generations[-1][1])
-            holder = self._live_holder(data)
+            holder = self._live_holder(await self._lease.read(generations[-1][1]))
             if holder is not None:
-                raise SweepLeaseHeld(holder)
-        if not await backend.put(self._key(highest + 1), self._document(), if_absent=True):
-            data = await read_document(backend, self._key(highest + 1))
-            holder = self._live_holder(data)
-            raise SweepLeaseHeld(holder or SweepLeaseHolder("another sweeper", _now_ms(), 0))
-        self._generation = highest + 1
+                raise SweepLeaseHeldError(holder)
+        held = await self._lease.create(highest + 1, self._document, self._lease_s / 3)
+        if held is None:
+            holder = self._live_holder(await self._lease.read(self._lease.key(highest + 1)))
+            raise SweepLeaseHeldError(holder or SweepLeaseHolder("another sweeper", _now_ms(), 0))
+        self._held = held
         stale = [key for _generation, key in generations]
-        if stale:
-            await backend.delete_many(stale)
-        self._renewer = asyncio.ensure_future(self._renew())
+        try:
+            if stale:
+                await self._lease.backend.delete_many(stale)
+        except BaseException:
+            # Not held after all: no ``async with`` exit would stop the renewals.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.release())
+            raise
 
     def _live_holder(self, data: bytes | None) -> SweepLeaseHolder | None:
         if data is None:
@@ -174,23 +177,11 @@ class SweepLease:
         expires_ms = holder.renewed_at_ms + (lease_s + self._skew_s) * 1000
         return None if now_ms > expires_ms else holder
 
-    async def _renew(self) -> None:
-        assert self._generation is not None
-        while True:
-            await asyncio.sleep(self._lease_s / 3)
-            with contextlib.suppress(MemoError):  # a missed renewal; the next may pass
-                await self._store.backend.put(self._key(self._generation), self._document())
-
     async def release(self) -> None:
-        """Stop renewing and delete the lease (if held)."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-            self._renewer = None
-        if self._generation is not None:
-            generation, self._generation = self._generation, None
-            await self._store.backend.delete(self._key(generation))
+        """Stop renewing and delete the lease (if held); raises what the delete raises."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            await held.delete()
 
     async def __aenter__(self) -> SweepLease:
         await self.acquire()
