@@ -1,4 +1,7 @@
-"""Fixtures for the Azure adapter tests: a fresh container per test on the azure_server."""
+"""Fixtures for the Azure adapter tests: a fresh container per test on the azure_server.
+
+Backends come from :func:`tests.builders.azure_backend` (the server's connection string).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import pytest
 import pytest_asyncio
 from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.servers import AzureServer
+
+from ..builders import azure_backend
 
 BackendFactory = Callable[..., AzureBlobBackend]
 
@@ -39,9 +44,7 @@ async def make_backend(
 
     def make(base_path: str = "", **options: Any) -> AzureBlobBackend:
         container = options.pop("container", own_azure_container)
-        backend = AzureBlobBackend.from_connection_string(
-            azure_server.connection_string, container, base_path, **options
-        )
+        backend = azure_backend(azure_server, container, base_path=base_path, **options)
         made.append(backend)
         return backend
 
