@@ -11,11 +11,12 @@ beyond those are passed on to the adapter or the obstore store as they are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.parse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taquba_memo import MemoBackend
 from taquba_memo_conformance.servers import (
@@ -39,6 +40,7 @@ __all__ = [
     "SERVER_ADAPTERS",
     "BackendBuilder",
     "builder_for",
+    "closed_at_exit",
     "azure_backend",
     "azure_connection_string",
     "azurite_url",
@@ -53,6 +55,8 @@ __all__ = [
     "obstore_s3_store",
 ]
 
+Backend = TypeVar("Backend", bound=MemoBackend)
+
 #: obstore's HTTP client settings for a loopback emulator: plain HTTP, bounded waits.
 OBSTORE_CLIENT: dict[str, Any] = {"allow_http": True, "timeout": "120s", "connect_timeout": "5s"}
 
@@ -66,6 +70,25 @@ def azurite_url(server: AzureServer) -> str:
     """``http://host:port`` of an Azurite blob endpoint (without the account's path)."""
     parts = urllib.parse.urlsplit(server.blob_endpoint)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+@contextlib.asynccontextmanager
+async def closed_at_exit(
+    build: Callable[..., Backend],
+) -> AsyncIterator[Callable[..., Backend]]:
+    """``build``, remembering every backend it makes, each closed when the block exits."""
+    made: list[Backend] = []
+
+    def make(*args: Any, **options: Any) -> Backend:
+        backend = build(*args, **options)
+        made.append(backend)
+        return backend
+
+    try:
+        yield make
+    finally:
+        for backend in made:
+            await backend.aclose()
 
 
 # -- S3 (moto, Ceph RGW) -------------------------------------------------------------

@@ -89,18 +89,14 @@ def policy_bucket(s3_server: S3Server, own_minio_bucket: str) -> str:
 @pytest_asyncio.fixture
 async def make_backend(minio_client: Minio, minio_bucket: str) -> AsyncIterator[BackendFactory]:
     """Build MinioBackends on this test's bucket; every one is closed at teardown."""
-    made: list[MinioBackend] = []
 
-    def make(base_path: str = "", **options: Any) -> MinioBackend:
+    def build(base_path: str = "", **options: Any) -> MinioBackend:
         client = options.pop("client", minio_client)
         bucket = options.pop("bucket", minio_bucket)
-        backend = MinioBackend(client, bucket, base_path=base_path, **options)
-        made.append(backend)
-        return backend
+        return MinioBackend(client, bucket, base_path=base_path, **options)
 
-    yield make
-    for backend in made:
-        await backend.aclose()
+    async with builders.closed_at_exit(build) as make:
+        yield make
 
 
 @pytest.fixture
