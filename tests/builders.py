@@ -2,19 +2,21 @@
 
 One place says how each adapter reaches its emulator (credentials, path-style
 S3, obstore's emulator switches, the Azurite connection string), for the tests
-and the benchmarks alike. Every factory takes the kit's server object, the
-bucket or container, and optionally ``endpoint``: a proxy's address to use
-instead of the server's own. Options beyond those are passed on to the
-adapter or the obstore store as they are.
+and the benchmarks alike; the tests build no SDK client or store of their own
+for a server (``minio_client``, ``gcs_client``, ``obstore_*_store``). Every
+factory takes the kit's server object, the bucket or container, and optionally
+``endpoint``: a proxy's address to use instead of the server's own. Options
+beyond those are passed on to the adapter or the obstore store as they are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.parse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taquba_memo import MemoBackend
 from taquba_memo_conformance.servers import (
@@ -27,6 +29,7 @@ from taquba_memo_conformance.servers import (
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
     from google.cloud import storage
+    from minio import Minio
     from obstore.store import AzureStore, GCSStore, S3Store
     from taquba_memo_azure import AzureBlobBackend
     from taquba_memo_gcs import GCSBackend
@@ -37,17 +40,22 @@ __all__ = [
     "SERVER_ADAPTERS",
     "BackendBuilder",
     "builder_for",
+    "closed_at_exit",
     "azure_backend",
     "azure_connection_string",
     "azurite_url",
     "gcs_backend",
     "gcs_client",
+    "gcs_credentials",
     "minio_backend",
+    "minio_client",
     "netloc",
     "obstore_azurite_store",
     "obstore_fake_gcs_store",
     "obstore_s3_store",
 ]
+
+Backend = TypeVar("Backend", bound=MemoBackend)
 
 #: obstore's HTTP client settings for a loopback emulator: plain HTTP, bounded waits.
 OBSTORE_CLIENT: dict[str, Any] = {"allow_http": True, "timeout": "120s", "connect_timeout": "5s"}
@@ -62,6 +70,25 @@ def azurite_url(server: AzureServer) -> str:
     """``http://host:port`` of an Azurite blob endpoint (without the account's path)."""
     parts = urllib.parse.urlsplit(server.blob_endpoint)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+@contextlib.asynccontextmanager
+async def closed_at_exit(
+    build: Callable[..., Backend],
+) -> AsyncIterator[Callable[..., Backend]]:
+    """``build``, remembering every backend it makes, each closed when the block exits."""
+    made: list[Backend] = []
+
+    def make(*args: Any, **options: Any) -> Backend:
+        backend = build(*args, **options)
+        made.append(backend)
+        return backend
+
+    try:
+        yield make
+    finally:
+        for backend in made:
+            await backend.aclose()
 
 
 # -- S3 (moto, Ceph RGW) -------------------------------------------------------------
@@ -86,6 +113,31 @@ def obstore_s3_store(
     return S3Store(bucket, **settings)
 
 
+def minio_client(
+    server: S3Server,
+    *,
+    endpoint: str | None = None,
+    secret_key: str | None = None,
+    connections: int = 16,
+    **http_options: Any,
+) -> Minio:
+    """A Minio client with the server's keys (``secret_key`` replaces its secret), talking to
+    the server or to a proxy at ``endpoint``, over TLS when that URL is https; ``http_options``
+    (timeouts, ``retry``) go to :func:`taquba_memo_minio.make_http_client`."""
+    from minio import Minio
+    from taquba_memo_minio import make_http_client
+
+    parts = urllib.parse.urlsplit(endpoint or server.endpoint_url)
+    return Minio(
+        parts.netloc,
+        access_key=server.access_key,
+        secret_key=secret_key or server.secret_key,
+        secure=parts.scheme == "https",
+        region=server.region,
+        http_client=make_http_client(connections, **http_options),
+    )
+
+
 def minio_backend(
     server: S3Server, bucket: str, *, endpoint: str | None = None, **options: Any
 ) -> MinioBackend:
@@ -105,16 +157,27 @@ def minio_backend(
 # -- GCS (fake-gcs-server) -------------------------------------------------------------
 
 
+def gcs_credentials(server: GCSServer) -> Credentials:
+    """Explicit credentials for ``server``: its bearer token on a real endpoint, else anonymous
+    (the emulator); a client left to find its own could probe the metadata server."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.oauth2.credentials import Credentials as TokenCredentials
+
+    if server.access_token:
+        return TokenCredentials(token=server.access_token)  # type: ignore[no-untyped-call]
+    return AnonymousCredentials()  # type: ignore[no-untyped-call]
+
+
 def gcs_client(
     server: GCSServer, *, endpoint: str | None = None, credentials: Credentials | None = None
 ) -> storage.Client:
-    """A google-cloud-storage client on the server (anonymous unless ``credentials``)."""
-    from google.auth.credentials import AnonymousCredentials
+    """A google-cloud-storage client on the server, or a proxy at ``endpoint``
+    (:func:`gcs_credentials` unless ``credentials``)."""
     from google.cloud import storage
 
     return storage.Client(
         project=server.project,
-        credentials=credentials or AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        credentials=credentials or gcs_credentials(server),
         client_options={"api_endpoint": endpoint or server.endpoint_url},
     )
 

@@ -1,4 +1,7 @@
-"""Fixtures for the Azure adapter tests: a fresh container per test on the azure_server."""
+"""Fixtures for the Azure adapter tests: a fresh container per test on the azure_server.
+
+Backends come from :func:`tests.builders.azure_backend` (the server's connection string).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import pytest
 import pytest_asyncio
 from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.servers import AzureServer
+
+from ..builders import azure_backend, closed_at_exit
 
 BackendFactory = Callable[..., AzureBlobBackend]
 
@@ -35,16 +40,10 @@ async def make_backend(
     azure_server: AzureServer, own_azure_container: str
 ) -> AsyncIterator[BackendFactory]:
     """Build AzureBlobBackends on this test's own container; every one is closed at teardown."""
-    made: list[AzureBlobBackend] = []
 
-    def make(base_path: str = "", **options: Any) -> AzureBlobBackend:
+    def build(base_path: str = "", **options: Any) -> AzureBlobBackend:
         container = options.pop("container", own_azure_container)
-        backend = AzureBlobBackend.from_connection_string(
-            azure_server.connection_string, container, base_path, **options
-        )
-        made.append(backend)
-        return backend
+        return azure_backend(azure_server, container, base_path=base_path, **options)
 
-    yield make
-    for backend in made:
-        await backend.aclose()
+    async with closed_at_exit(build) as make:
+        yield make

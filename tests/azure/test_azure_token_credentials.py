@@ -197,7 +197,7 @@ async def test_a_token_credential_reads_writes_lists_and_batch_deletes(
         oauth_azurite.blob_endpoint,
         credential,
         container,
-        "base",
+        base_path="base",
         connection_verify=str(oauth_azurite.certificate),
     ) as backend:
         assert await backend.put("k", b"v", if_absent=True) is True

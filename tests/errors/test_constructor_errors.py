@@ -46,7 +46,7 @@ BAD_OPTIONS: list[tuple[str, Callable[[], object], type[MemoError]]] = [
     ("minio: bucket not text", lambda: MinioBackend(minio_client(), 1), InvalidValueType),  # type: ignore[arg-type]
     (
         "azure: base path not text",
-        lambda: AzureBlobBackend.from_connection_string(AZURE, "c", 1),  # type: ignore[arg-type]
+        lambda: AzureBlobBackend.from_connection_string(AZURE, "c", base_path=1),  # type: ignore[arg-type]
         InvalidValueType,
     ),
     ("azure URL: another scheme", lambda: open_azure_url("s3://c"), InvalidURLError),
@@ -55,7 +55,7 @@ BAD_OPTIONS: list[tuple[str, Callable[[], object], type[MemoError]]] = [
     ("obstore: not a store", lambda: ObstoreBackend(object()), InvalidValueType),  # type: ignore[arg-type]
     (
         "obstore: base path not text",
-        lambda: ObstoreBackend(MemoryStore(), 1),  # type: ignore[arg-type]
+        lambda: ObstoreBackend(MemoryStore(), base_path=1),  # type: ignore[arg-type]
         InvalidValueType,
     ),
 ]

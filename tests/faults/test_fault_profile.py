@@ -104,7 +104,7 @@ async def minio_target(
         endpoint=proxy.url,
         connect_timeout=CLIENT_TIMEOUT_S,
         read_timeout=CLIENT_TIMEOUT_S,
-        retries=retry,
+        retry=retry,
     )
     direct = minio_backend(server, bucket)
     for backend in (faulty, direct):

@@ -1,7 +1,8 @@
 """Fixtures for the GCS adapter tests: a client, a fresh bucket and a backend per test.
 
-Every client gets explicit credentials: anonymous against the emulator, the
-server's bearer token against a real endpoint. The terminal summary says which
+Every client comes from :func:`tests.builders.gcs_client`, with explicit
+credentials: anonymous against the emulator, the server's bearer token against
+a real endpoint. The terminal summary says which
 ``delete_many`` path (batch requests or one request per key) the tests ran.
 """
 
@@ -12,29 +13,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import storage
-from google.oauth2.credentials import Credentials as TokenCredentials
 from taquba_memo_conformance.servers import GCSServer
 from taquba_memo_gcs import GCSBackend
 
+from .. import builders
 from .gcs_proxy import GCSProxy
 
 DELETE_PATHS: Counter[str] = Counter()
-
-
-def credentials_for(server: GCSServer) -> Credentials:
-    if server.access_token:
-        return TokenCredentials(token=server.access_token)  # type: ignore[no-untyped-call]
-    return AnonymousCredentials()  # type: ignore[no-untyped-call]
-
-
-def client_for(server: GCSServer, endpoint_url: str | None = None) -> storage.Client:
-    return storage.Client(
-        project=server.project,
-        credentials=credentials_for(server),
-        client_options={"api_endpoint": endpoint_url or server.endpoint_url},
-    )
 
 
 def delete_path(backend: GCSBackend) -> str:
@@ -52,7 +38,7 @@ def record_delete_path(backend: GCSBackend, request: pytest.FixtureRequest) -> N
 
 @pytest.fixture(scope="session")
 def gcs_client(gcs_server: GCSServer) -> Iterator[storage.Client]:
-    client = client_for(gcs_server)
+    client = builders.gcs_client(gcs_server)
     yield client
     client.close()
 
@@ -83,7 +69,7 @@ def gcs_proxy(gcs_server: GCSServer) -> Iterator[GCSProxy]:
 
 @pytest.fixture
 def proxied_client(gcs_server: GCSServer, gcs_proxy: GCSProxy) -> Iterator[storage.Client]:
-    client = client_for(gcs_server, gcs_proxy.endpoint_url)
+    client = builders.gcs_client(gcs_server, endpoint=gcs_proxy.endpoint_url)
     yield client
     client.close()
 

@@ -30,7 +30,8 @@ from taquba_memo_conformance.adapter_checks import check_key_refused, check_miss
 from taquba_memo_conformance.servers import GCSServer
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
 
-from .conftest import client_for, credentials_for, record_delete_path
+from .. import builders
+from .conftest import record_delete_path
 from .gcs_proxy import GCSProxy
 
 MiB = 1024 * 1024
@@ -180,7 +181,7 @@ async def test_a_refused_batch_is_detected_once(
     request: pytest.FixtureRequest,
 ) -> None:
     proxy = GCSProxy(gcs_server.endpoint_url, serve_batches=False).start()
-    client = client_for(gcs_server, proxy.endpoint_url)
+    client = builders.gcs_client(gcs_server, endpoint=proxy.endpoint_url)
     try:
         async with GCSBackend(client, gcs_bucket) as backend:
             for i in range(5):
@@ -417,7 +418,7 @@ async def test_connect_builds_and_owns_a_client_with_a_matching_pool(
         gcs_bucket,
         base_path="memos",
         project=gcs_server.project,
-        credentials=credentials_for(gcs_server),
+        credentials=builders.gcs_credentials(gcs_server),
         endpoint=gcs_server.endpoint_url,
         max_concurrency=24,
     )

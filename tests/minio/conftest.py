@@ -1,8 +1,8 @@
 """Fixtures for the MinIO adapter tests: a client, a fresh bucket and backends, on the s3_server.
 
-Every client gets the server's credentials explicitly. A client without them
-would send unsigned requests; one left to find its own could probe cloud
-metadata addresses.
+Every client comes from :func:`tests.builders.minio_client`, with the server's
+credentials explicitly. A client without them would send unsigned requests;
+one left to find its own could probe cloud metadata addresses.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ import pytest
 import pytest_asyncio
 from minio import Minio
 from taquba_memo_conformance.servers import S3Server
-from taquba_memo_minio import MinioBackend, make_http_client
+from taquba_memo_minio import MinioBackend
 
+from .. import builders
 from ..conftest import parametrize_s3_servers
 from .s3_proxy import S3Proxy
 
 BackendFactory = Callable[..., MinioBackend]
-
-CLIENT_CONNECTIONS = 16
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -35,25 +34,6 @@ def endpoint_of(server: S3Server) -> tuple[str, bool]:
     """``host:port`` and whether to use TLS, from the server's endpoint URL."""
     parts = urlsplit(server.endpoint_url)
     return parts.netloc, parts.scheme == "https"
-
-
-def client_for(
-    server: S3Server,
-    host_port: str | None = None,
-    *,
-    secret_key: str | None = None,
-    **http_options: Any,
-) -> Minio:
-    """A Minio client for ``server`` (or a proxy in front of it at ``host_port``)."""
-    host, secure = endpoint_of(server)
-    return Minio(
-        host_port or host,
-        access_key=server.access_key,
-        secret_key=secret_key or server.secret_key,
-        secure=secure if host_port is None else False,
-        region=server.region,
-        http_client=make_http_client(CLIENT_CONNECTIONS, **http_options),
-    )
 
 
 def deny_policy(bucket: str, action: str, object_name: str) -> str:
@@ -75,7 +55,7 @@ def deny_policy(bucket: str, action: str, object_name: str) -> str:
 
 @pytest.fixture(scope="session")
 def minio_client(s3_server: S3Server) -> Iterator[Minio]:
-    client = client_for(s3_server)
+    client = builders.minio_client(s3_server)
     yield client
     client._http.clear()
 
@@ -109,18 +89,14 @@ def policy_bucket(s3_server: S3Server, own_minio_bucket: str) -> str:
 @pytest_asyncio.fixture
 async def make_backend(minio_client: Minio, minio_bucket: str) -> AsyncIterator[BackendFactory]:
     """Build MinioBackends on this test's bucket; every one is closed at teardown."""
-    made: list[MinioBackend] = []
 
-    def make(base_path: str = "", **options: Any) -> MinioBackend:
+    def build(base_path: str = "", **options: Any) -> MinioBackend:
         client = options.pop("client", minio_client)
         bucket = options.pop("bucket", minio_bucket)
-        backend = MinioBackend(client, bucket, base_path, **options)
-        made.append(backend)
-        return backend
+        return MinioBackend(client, bucket, base_path=base_path, **options)
 
-    yield make
-    for backend in made:
-        await backend.aclose()
+    async with builders.closed_at_exit(build) as make:
+        yield make
 
 
 @pytest.fixture
@@ -140,6 +116,6 @@ def proxied_client(s3_server: S3Server, s3_proxy: S3Proxy) -> Iterator[Minio]:
 
     retry = default_retry(total=3)
     retry.backoff_factor = 0.01
-    client = client_for(s3_server, s3_proxy.netloc, retries=retry)
+    client = builders.minio_client(s3_server, endpoint=s3_proxy.url, retry=retry)
     yield client
     client._http.clear()

@@ -41,7 +41,8 @@ from taquba_memo_minio._errors import SDK_ERRORS, KeyNotDeleted, map_minio_error
 from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
-from .conftest import BackendFactory, client_for, deny_policy
+from .. import builders
+from .conftest import BackendFactory, deny_policy
 from .s3_proxy import S3Proxy
 
 SECRET = "never-show-this-secret-0123456789"
@@ -306,7 +307,7 @@ async def test_refused_credentials_are_access_denied_and_never_shown(
         secret_key=secret_key,
         secure=False,
         region=server.region,
-        retries=Retry(0),
+        retry=Retry(0),
     ) as backend:
         errors: list[BaseException] = []
         for call in (backend.get("k"), backend.put("k", b"v", if_absent=True)):
@@ -377,7 +378,9 @@ async def test_a_dropped_connection_is_retried_then_transient(
 async def test_a_read_timeout_is_transient(
     make_backend: BackendFactory, s3_server: S3Server, s3_proxy: S3Proxy
 ) -> None:
-    impatient = client_for(s3_server, s3_proxy.netloc, read_timeout=0.2, retries=Retry(0))
+    impatient = builders.minio_client(
+        s3_server, endpoint=s3_proxy.url, read_timeout=0.2, retry=Retry(0)
+    )
     try:
         backend = make_backend(client=impatient)
         s3_proxy.stall_next(2.0)
@@ -395,7 +398,7 @@ async def test_a_refused_connection_is_transient(make_backend: BackendFactory) -
         secret_key=SECRET,
         secure=False,
         region="us-east-1",
-        http_client=make_http_client(2, retries=Retry(1, backoff_factor=0)),
+        http_client=make_http_client(2, retry=Retry(1, backoff_factor=0)),
     )
     backend = make_backend(client=nobody)
     with pytest.raises(TransientBackendError) as raised:
@@ -409,7 +412,9 @@ async def test_no_error_or_repr_shows_the_secret_key(
 ) -> None:
     # moto without authentication accepts any secret; a server that checks gets its own.
     secret = s3_server.secret_key if s3_server.checks_signatures else SECRET
-    client = client_for(s3_server, s3_proxy.netloc, secret_key=secret, retries=default_retry(0))
+    client = builders.minio_client(
+        s3_server, endpoint=s3_proxy.url, secret_key=secret, retry=default_retry(0)
+    )
     try:
         backend = make_backend(client=client)
         await backend.put("k", b"v")

@@ -141,7 +141,7 @@ async def test_staging_like_names_are_ordinary_keys_on_an_object_store() -> None
 
 async def test_base_path_is_normalised_and_hidden_from_keys() -> None:
     store = MemoryStore()
-    backend = ObstoreBackend(store, "/tenant//memos/")
+    backend = ObstoreBackend(store, base_path="/tenant//memos/")
     assert backend.base_path == "tenant/memos"
     await backend.put("run/1", b"v")
     assert [meta["path"] for meta in await obstore.list(store).collect_async()] == [
@@ -154,7 +154,7 @@ async def test_base_path_is_normalised_and_hidden_from_keys() -> None:
 @pytest.mark.parametrize("base_path", ["a/../b", ".", "a/\x01"])
 def test_an_invalid_base_path_is_refused(base_path: str) -> None:
     with pytest.raises(InvalidKeyError):
-        ObstoreBackend(MemoryStore(), base_path)
+        ObstoreBackend(MemoryStore(), base_path=base_path)
 
 
 async def test_a_prefix_no_valid_key_can_have_lists_nothing() -> None:
@@ -184,7 +184,7 @@ async def test_s3_lists_a_raw_prefix_from_just_before_it_and_stops_after_it(
 ) -> None:
     bucket = s3_server.new_bucket()
     store = s3_store(s3_server, bucket, endpoint=s3_recorder.url, retry_config=None)
-    backend = ObstoreBackend(store, "base")
+    backend = ObstoreBackend(store, base_path="base")
     before = [f"p/aaa/{i:04d}" for i in range(1100)]
     after = [f"p/zzz/{i:04d}" for i in range(1100)]
     wanted = ["p/run/0", "p/run-x/1", "p/runner"]
@@ -438,7 +438,7 @@ def test_repr_never_shows_credentials(tmp_path: Path) -> None:
         MemoryStore(),
     ]
     for store in stores:
-        text = repr(ObstoreBackend(store, "base"))
+        text = repr(ObstoreBackend(store, base_path="base"))
         assert SECRET not in text
         assert "AKID" not in text
         assert text.startswith(f"ObstoreBackend({type(store).__name__}(")

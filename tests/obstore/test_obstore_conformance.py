@@ -29,7 +29,7 @@ from .conftest import azure_store, gcs_store, s3_store
 class TestMemoryStoreConformance(MemoBackendConformance):
     @pytest_asyncio.fixture
     async def backend(self) -> AsyncIterator[ObstoreBackend]:
-        async with ObstoreBackend(MemoryStore(), "memo-base") as backend:
+        async with ObstoreBackend(MemoryStore(), base_path="memo-base") as backend:
             yield backend
 
     def undeletable(
@@ -80,7 +80,7 @@ class TestAzureStoreConformance(MemoBackendConformance):
         self, azure_server: AzureServer, container: str
     ) -> AsyncIterator[ObstoreBackend]:
         store = azure_store(azure_server, container)
-        async with ObstoreBackend(store, "memo-base") as backend:
+        async with ObstoreBackend(store, base_path="memo-base") as backend:
             yield backend
 
     @contextlib.asynccontextmanager
@@ -99,7 +99,7 @@ class TestGCSStoreConformance(MemoBackendConformance):
         self, gcs_server: GCSServer, gcs_base_url: str
     ) -> AsyncIterator[ObstoreBackend]:
         store = gcs_store(gcs_base_url, gcs_server.new_bucket(), gcs_server)
-        async with ObstoreBackend(store, "memo-base") as backend:
+        async with ObstoreBackend(store, base_path="memo-base") as backend:
             yield backend
 
     def undeletable(

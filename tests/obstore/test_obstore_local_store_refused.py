@@ -38,7 +38,7 @@ def test_a_local_store_is_refused_and_the_message_names_local_file_backend(
     store = LocalStore(tmp_path)
     for build in (
         lambda: ObstoreBackend(store),
-        lambda: ObstoreBackend(store, "base"),
+        lambda: ObstoreBackend(store, base_path="base"),
         lambda: capabilities_for(store),
         lambda: open_url(f"file://{tmp_path}"),
         lambda: open_url(f"file+obstore://{tmp_path}"),

@@ -1,6 +1,8 @@
 """taquba-memo-azure: a taquba-memo backend on Azure Blob Storage (azure-storage-blob, async).
 
->>> backend = AzureBlobBackend.from_connection_string(conn_str, "memos", "prod")  # doctest: +SKIP
+>>> backend = AzureBlobBackend.from_connection_string(  # doctest: +SKIP
+...     conn_str, "memos", base_path="prod"
+... )
 >>> store = MemoStore(backend)  # doctest: +SKIP
 """
 

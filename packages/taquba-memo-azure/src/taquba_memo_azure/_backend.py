@@ -184,8 +184,8 @@ class AzureBlobBackend(MemoBackendBase, UnderBasePath):
     def __init__(
         self,
         container_client: ContainerClient,
-        base_path: str = "",
         *,
+        base_path: str = "",
         batch_delete: bool = True,
         list_page_size: int = 1000,
         max_concurrency: int = 4,
@@ -214,8 +214,8 @@ class AzureBlobBackend(MemoBackendBase, UnderBasePath):
         cls,
         connection_string: str,
         container: str,
-        base_path: str = "",
         *,
+        base_path: str = "",
         batch_delete: bool = True,
         list_page_size: int = 1000,
         max_concurrency: int = 4,
@@ -241,7 +241,7 @@ class AzureBlobBackend(MemoBackendBase, UnderBasePath):
         _check_account_key(client.credential)
         return cls(
             client,
-            base_path,
+            base_path=base_path,
             batch_delete=batch_delete,
             list_page_size=list_page_size,
             max_concurrency=max_concurrency,
@@ -253,8 +253,8 @@ class AzureBlobBackend(MemoBackendBase, UnderBasePath):
         account_url: str,
         credential: AzureCredential,
         container: str,
-        base_path: str = "",
         *,
+        base_path: str = "",
         batch_delete: bool = True,
         list_page_size: int = 1000,
         max_concurrency: int = 4,
@@ -276,7 +276,7 @@ class AzureBlobBackend(MemoBackendBase, UnderBasePath):
         client = ContainerClient(account_url, container, credential=credential, **options)
         backend = cls(
             client,
-            base_path,
+            base_path=base_path,
             batch_delete=batch_delete,
             list_page_size=list_page_size,
             max_concurrency=max_concurrency,

@@ -22,7 +22,7 @@ import urllib.parse
 from typing import Any
 
 from taquba_memo.adapter_kit import parameters_with_user_info, redact_url
-from taquba_memo.errors import InvalidURLError
+from taquba_memo.errors import InvalidURLError, InvalidValueType
 
 from taquba_memo_azure._backend import AzureBlobBackend
 
@@ -51,7 +51,7 @@ def open_url(url: str) -> AzureBlobBackend:
     parameters are refused rather than ignored.
     """
     if not isinstance(url, str):
-        raise InvalidURLError(f"url must be str, not {type(url).__name__}")
+        raise InvalidValueType(f"url must be str, not {type(url).__name__}")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise InvalidURLError(
@@ -79,11 +79,17 @@ def open_url(url: str) -> AzureBlobBackend:
                 "account_url must be an https:// URL (a token is never sent in clear)"
             )
         return AzureBlobBackend.from_account_url(
-            account_url, _default_azure_credential(), container, base_path, close_credential=True
+            account_url,
+            _default_azure_credential(),
+            container,
+            base_path=base_path,
+            close_credential=True,
         )
     connection_string = os.environ.get(CONNECTION_STRING_VARIABLE)
     if connection_string:
-        return AzureBlobBackend.from_connection_string(connection_string, container, base_path)
+        return AzureBlobBackend.from_connection_string(
+            connection_string, container, base_path=base_path
+        )
     raise InvalidURLError(
         f"no credentials for {parts.scheme}://{container}: set {CONNECTION_STRING_VARIABLE} "
         "or add ?account_url=https://<account>.blob.core.windows.net (DefaultAzureCredential)"

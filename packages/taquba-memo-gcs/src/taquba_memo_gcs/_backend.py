@@ -133,7 +133,6 @@ class GCSBackend(BlockingBackendBase):
         retry: Retry | None = DEFAULT_GCS_RETRY,
         timeout: float | tuple[float, float] = 60.0,
         list_page_size: int = LIST_PAGE_SIZE,
-        _owns_client: bool = False,
     ) -> None:
         if isinstance(client_or_bucket, storage.Bucket):
             if bucket_name is not None:
@@ -155,7 +154,7 @@ class GCSBackend(BlockingBackendBase):
             base_path=base_path,
             max_concurrency=workers,
             thread_name="taquba-memo-gcs",
-            owns_client=_owns_client,
+            owns_client=False,  # the caller's client; see _owning_its_client
         )
         _stop_bucket_metadata_lookups(client)
         self._client: storage.Client = client
@@ -197,15 +196,23 @@ class GCSBackend(BlockingBackendBase):
             project=project, credentials=credentials, client_options=client_options
         )
         _size_http_pool(client, max_concurrency)
-        return cls(
+        return cls._owning_its_client(
             client,
             bucket_name,
             base_path=base_path,
             max_concurrency=max_concurrency,
             retry=retry,
             timeout=timeout,
-            _owns_client=True,
         )
+
+    @classmethod
+    def _owning_its_client(
+        cls, client: storage.Client, bucket_name: str, **options: Any
+    ) -> GCSBackend:
+        """A backend on a client it built, so :meth:`aclose` closes that client too."""
+        backend = cls(client, bucket_name, **options)
+        backend._owns_client = True
+        return backend
 
     @property
     def capabilities(self) -> Capabilities:

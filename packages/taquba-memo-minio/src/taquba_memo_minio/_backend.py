@@ -205,11 +205,10 @@ class MinioBackend(BlockingBackendBase):
         self,
         client: Minio,
         bucket: str,
-        base_path: str = "",
         *,
+        base_path: str = "",
         max_concurrency: int | None = None,
         part_size: int = DEFAULT_PART_SIZE,
-        _owns_client: bool = False,
     ) -> None:
         if not isinstance(client, Minio):
             raise InvalidValueType(f"expected a minio.Minio client, not {type(client).__name__}")
@@ -227,7 +226,7 @@ class MinioBackend(BlockingBackendBase):
             base_path=base_path,
             max_concurrency=workers,
             thread_name="taquba-memo-minio",
-            owns_client=_owns_client,
+            owns_client=False,  # the caller's client; see _owning_its_client
         )
         self._client = client
         self._bucket = bucket
@@ -260,14 +259,14 @@ class MinioBackend(BlockingBackendBase):
         max_concurrency: int = 16,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
-        retries: Retry | None = None,
+        retry: Retry | None = None,
         cert_check: bool = True,
         part_size: int = DEFAULT_PART_SIZE,
     ) -> MinioBackend:
         """Build a client for ``endpoint`` (``host[:port]``) and a backend that owns it.
 
         The client's connection pool keeps ``max_concurrency`` connections per
-        host, matching the backend's thread pool. ``retries`` defaults to
+        host, matching the backend's thread pool. ``retry`` defaults to
         :func:`~taquba_memo_minio.default_retry`. Credentials are always
         explicit: a client without them would send unsigned requests.
         ``aclose()`` closes the client's connections.
@@ -279,7 +278,7 @@ class MinioBackend(BlockingBackendBase):
             max_concurrency,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries=retries,
+            retry=retry,
             cert_check=cert_check,
         )
         try:
@@ -297,14 +296,20 @@ class MinioBackend(BlockingBackendBase):
             raise InvalidConfigurationError(
                 f"invalid S3 endpoint {endpoint!r}: {exc}; {_ENDPOINT_FIX}"
             ) from None
-        return cls(
+        return cls._owning_its_client(
             client,
             bucket,
-            base_path,
+            base_path=base_path,
             max_concurrency=max_concurrency,
             part_size=part_size,
-            _owns_client=True,
         )
+
+    @classmethod
+    def _owning_its_client(cls, client: Minio, bucket: str, **options: Any) -> MinioBackend:
+        """A backend on a client it built, so :meth:`aclose` closes that client's connections."""
+        backend = cls(client, bucket, **options)
+        backend._owns_client = True
+        return backend
 
     # -- what it is ------------------------------------------------------------
 

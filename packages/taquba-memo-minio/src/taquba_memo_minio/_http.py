@@ -75,12 +75,12 @@ def make_http_client(
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
-    retries: Retry | None = None,
+    retry: Retry | None = None,
     cert_check: bool = True,
 ) -> urllib3.PoolManager:
     """A PoolManager for ``Minio(http_client=...)`` keeping ``max_connections`` per host.
 
-    ``retries`` defaults to :func:`default_retry`; pass ``Retry(0)`` to turn
+    ``retry`` defaults to :func:`default_retry`; pass ``Retry(0)`` to turn
     retries off. TLS certificates are checked against ``SSL_CERT_FILE`` if set,
     else certifi's bundle (as the SDK's own default client does).
     """
@@ -91,7 +91,7 @@ def make_http_client(
         maxsize=max_connections,
         block=False,
         timeout=Timeout(connect=connect_timeout, read=read_timeout),
-        retries=retries if retries is not None else default_retry(),
+        retries=retry if retry is not None else default_retry(),
         cert_reqs="CERT_REQUIRED" if cert_check else "CERT_NONE",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
     )

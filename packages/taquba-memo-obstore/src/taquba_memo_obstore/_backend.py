@@ -151,8 +151,8 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
     def __init__(
         self,
         store: ObjectStore,
-        base_path: str = "",
         *,
+        base_path: str = "",
         capabilities: Capabilities | None = None,
     ) -> None:
         if isinstance(store, LocalStore):

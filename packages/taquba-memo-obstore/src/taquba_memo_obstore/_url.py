@@ -143,7 +143,7 @@ def open_url(url: str) -> ObstoreBackend:
     base_path = urllib.parse.unquote(parts.path)
     try:
         if scheme == "memory":
-            return ObstoreBackend(MemoryStore(), base_path)
+            return ObstoreBackend(MemoryStore(), base_path=base_path)
         if not parts.hostname:
             raise InvalidArgumentError(f"the URL names no bucket or container: {redact(url)}")
         store = _cloud_store(scheme, parts.netloc, settings)
@@ -154,7 +154,7 @@ def open_url(url: str) -> ObstoreBackend:
             "parameter (obstore's store settings and client options, such as region, "
             "endpoint, allow_http, timeout)"
         ) from exc
-    return ObstoreBackend(store, base_path)
+    return ObstoreBackend(store, base_path=base_path)
 
 
 def _cloud_store(scheme: str, name: str, settings: dict[str, str]) -> ObjectStore:
