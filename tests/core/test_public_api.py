@@ -50,6 +50,10 @@ def test_every_error_is_defined_in_errors_and_exported() -> None:
     assert defined == {qualified(cls) for cls in exported}
 
 
+def test_every_error_name_ends_in_error() -> None:
+    assert [name for name in errors.__all__ if not name.endswith("Error")] == []
+
+
 def test_an_old_error_name_is_an_alias_of_an_exported_class() -> None:
     exceptions = {
         name: value
@@ -57,7 +61,10 @@ def test_an_old_error_name_is_an_alias_of_an_exported_class() -> None:
         if inspect.isclass(value) and issubclass(value, Exception)
     }
     aliases = {name: cls for name, cls in exceptions.items() if name != cls.__name__}
-    assert aliases == {"SweepLeaseHeld": errors.SweepLeaseHeldError}
+    assert aliases == errors.RENAMED
+    assert all(old + "Error" == cls.__name__ for old, cls in aliases.items())
+    for old, cls in aliases.items():
+        assert getattr(taquba_memo, old) is cls  # the top-level old names too
     assert set(exceptions) - set(aliases) == set(errors.__all__)
     # Where it was defined before, it still imports from.
     assert sweep_lease.SweepLeaseHeld is errors.SweepLeaseHeldError

@@ -69,3 +69,10 @@ __all__ = [
     "set_otel_enabled",
 ]
 __all__ += errors.__all__
+
+
+def __getattr__(name: str) -> type[errors.MemoError]:
+    # The names some errors had before every error's name ended in "Error" keep working.
+    if name in errors.RENAMED:
+        return errors.RENAMED[name]
+    raise AttributeError(f"module 'taquba_memo' has no attribute {name!r}")

@@ -12,7 +12,7 @@ all of them. Below it there are two families, and they never overlap:
   ``__cause__`` (``raise ... from exc``). The ``transient`` attribute tells a
   caller whether retrying the same call may succeed.
 
-:class:`NotSupported` is neither: the backend cannot do what was asked
+:class:`NotSupportedError` is neither: the backend cannot do what was asked
 (for example ``put(..., if_absent=True)`` on a store without conditional
 writes), so it refuses instead of silently doing something weaker. Nor is
 :class:`SweepLeaseHeldError`: another sweeper holds the store's sweep lease.
@@ -37,14 +37,14 @@ __all__ = [
     "InvalidConfigurationError",
     "InvalidKeyError",
     "InvalidPrefixError",
-    "InvalidRunId",
-    "InvalidStepNumber",
-    "InvalidTerminalTime",
+    "InvalidRunIdError",
+    "InvalidStepNumberError",
+    "InvalidTerminalTimeError",
     "InvalidURLError",
-    "InvalidValueType",
+    "InvalidValueTypeError",
     "MemoError",
     "MissingDependencyError",
-    "NotSupported",
+    "NotSupportedError",
     "StoreClosedError",
     "SweepLeaseHeldError",
     "ThrottledError",
@@ -62,15 +62,15 @@ class InvalidArgumentError(MemoError, ValueError):
     """An argument has the right type but a value the layout cannot accept."""
 
 
-class InvalidRunId(InvalidArgumentError):
+class InvalidRunIdError(InvalidArgumentError):
     """A run id is not 1-128 bytes of ``[A-Za-z0-9_-]``."""
 
 
-class InvalidStepNumber(InvalidArgumentError):
+class InvalidStepNumberError(InvalidArgumentError):
     """A step number is not an int in ``0..2**32-1``."""
 
 
-class InvalidTerminalTime(InvalidArgumentError):
+class InvalidTerminalTimeError(InvalidArgumentError):
     """A terminal timestamp is not an int of milliseconds in ``0..2**64-1``."""
 
 
@@ -95,11 +95,11 @@ class EntryTooLargeError(ValueTooLargeError):
     """
 
 
-class InvalidValueType(MemoError, TypeError):
+class InvalidValueTypeError(MemoError, TypeError):
     """An argument has the wrong type, such as a ``str`` where bytes belong."""
 
 
-class NotSupported(MemoError):
+class NotSupportedError(MemoError):
     """The backend does not declare the capability this call needs."""
 
 
@@ -158,7 +158,7 @@ class DeleteManyError(BackendError):
 # -- values, URLs and the sync API -------------------------------------------
 
 
-class EncodeError(InvalidValueType):
+class EncodeError(InvalidValueTypeError):
     """A value cannot be encoded: by a codec, or canonically for a content key.
 
     Raised before any I/O, so nothing was written.
@@ -258,5 +258,21 @@ class SweepLeaseHeldError(MemoError):
         )
 
 
+# -- the names some errors had before every error's name ended in "Error" ------------
+
 SweepLeaseHeld = SweepLeaseHeldError
-"""The name :class:`SweepLeaseHeldError` had before it moved here; it still works."""
+InvalidRunId = InvalidRunIdError
+InvalidStepNumber = InvalidStepNumberError
+InvalidTerminalTime = InvalidTerminalTimeError
+InvalidValueType = InvalidValueTypeError
+NotSupported = NotSupportedError
+
+#: Old name -> the class it names now; the old names keep working, unlisted in ``__all__``.
+RENAMED: dict[str, type[MemoError]] = {
+    "SweepLeaseHeld": SweepLeaseHeldError,
+    "InvalidRunId": InvalidRunIdError,
+    "InvalidStepNumber": InvalidStepNumberError,
+    "InvalidTerminalTime": InvalidTerminalTimeError,
+    "InvalidValueType": InvalidValueTypeError,
+    "NotSupported": NotSupportedError,
+}
