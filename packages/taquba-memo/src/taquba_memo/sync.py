@@ -45,13 +45,15 @@ from typing import Any, TypeVar, overload
 from taquba_memo import _fork, urls
 from taquba_memo import store as _core
 from taquba_memo._closing import Closing
+from taquba_memo._sweep import SweepReport, SweepStrategy
 from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec
 from taquba_memo.errors import StoreClosedError
 from taquba_memo.layout import TerminalMarker
+from taquba_memo.memo import BoundMemo
 from taquba_memo.stats import MemoStats
-from taquba_memo.store import MemoEntry, SweepReport, SweepStrategy
+from taquba_memo.store import MemoEntry
 
 __all__ = ["Memo", "MemoStore", "open_store"]
 
@@ -414,7 +416,7 @@ async def _next_item(items: AsyncIterator[T]) -> tuple[bool, Any]:
         return False, None
 
 
-class Memo(_core.BoundMemo[MemoStore]):
+class Memo(BoundMemo[MemoStore]):
     """Synchronous :class:`taquba_memo.Memo`, scoped to one ``(run_id, step_number)``."""
 
     __slots__ = ("_core",)
