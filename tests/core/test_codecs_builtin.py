@@ -168,9 +168,9 @@ class TestPickleCodec:
 
     def test_is_never_a_default(self) -> None:
         # Opt-in means: no codec resolves to pickle unless constructed by name.
-        from taquba_memo import store, sync
+        from taquba_memo import memo, sync
 
-        assert isinstance(store._BYTES, BytesCodec)
+        assert isinstance(memo._BYTES, BytesCodec)
         assert isinstance(sync._BYTES, BytesCodec)
 
     def test_round_trips_python_objects(self) -> None:

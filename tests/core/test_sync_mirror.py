@@ -10,9 +10,10 @@ through nothing else:
 - kinds: a coroutine function or an async generator function is a plain
   function (a property stays a property);
 - annotations: ``taquba_memo.MemoStore`` and ``taquba_memo.Memo`` are their
-  sync twins, ``AsyncIterator[X]`` is ``Iterator[X]``, and a plain function
-  returning ``Awaitable[X]`` or ``Coroutine[..., X]`` returns ``X``; type
-  variables compare by name (each module declares its own ``T``);
+  sync twins (so is ``MemoHost``, what an async memo knows of its store),
+  ``AsyncIterator[X]`` is ``Iterator[X]``, and a plain function returning
+  ``Awaitable[X]`` or ``Coroutine[..., X]`` returns ``X``; type variables
+  compare by name (each module declares its own ``T``);
 - docstrings: the summary (first paragraph) is the same, each cross-reference
   compared by the name it shows (``~taquba_memo.MemoStore`` is ``MemoStore``).
 
@@ -35,6 +36,7 @@ from typing import Any, Generic, TypeVar, Union, get_args, get_origin, get_type_
 import pytest
 import taquba_memo
 from taquba_memo import sync
+from taquba_memo.memo import MemoHost
 
 if sys.version_info >= (3, 11):
     from typing import get_overloads
@@ -61,6 +63,9 @@ SYNC_KIND = {
 AWAITABLES = (collections.abc.Awaitable, collections.abc.Coroutine)
 SYNC_TYPE: dict[Any, Any] = {
     **MIRRORED_CLASSES,
+    # What an async Memo knows of its store (memo.py cannot import store.py): the sync
+    # Memo's store is the sync MemoStore itself.
+    MemoHost: sync.MemoStore,
     collections.abc.AsyncIterator: collections.abc.Iterator,
 }
 

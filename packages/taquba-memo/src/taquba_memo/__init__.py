@@ -7,6 +7,7 @@ one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
 """
 
 from taquba_memo import errors
+from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy
 from taquba_memo._telemetry import set_otel_enabled
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackend, MemoBackendBase
 from taquba_memo.backends import InMemoryBackend, LocalFileBackend
@@ -22,15 +23,9 @@ from taquba_memo.codecs import (
 from taquba_memo.content import canonical_json, content_key
 from taquba_memo.errors import *  # noqa: F403 - exactly the names of errors.__all__
 from taquba_memo.layout import TerminalMarker
+from taquba_memo.memo import Memo
 from taquba_memo.stats import MemoStats, MemoStatsSnapshot
-from taquba_memo.store import (
-    Memo,
-    MemoEntry,
-    MemoStore,
-    SweepFailure,
-    SweepReport,
-    SweepStrategy,
-)
+from taquba_memo.store import MemoEntry, MemoStore
 from taquba_memo.sweep_lease import SweepLease
 from taquba_memo.urls import open_backend, open_store
 

@@ -1,6 +1,9 @@
-"""The retention sweep's engine: expired runs' entries deleted in shared batches, markers last.
+"""The deletion engine: one run's entries cleared, or a sweep of every expired run.
 
-Two ways to find an expired run's entries:
+:func:`clear_run` and :class:`Sweep` see the store only through a
+:class:`StoreView`; each ``delete_many`` of theirs goes through :func:`delete_keys`.
+
+A sweep has two ways to find an expired run's entries:
 
 * **per-run**: one listing of ``<prefix>/memos/<run_id>/`` per expired run;
 * **scan**: one listing of ``<prefix>/memos/`` for a whole chunk of expired
@@ -27,7 +30,7 @@ import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from taquba_memo import layout
 from taquba_memo._concurrency import TaskWindow
@@ -39,30 +42,15 @@ from taquba_memo.layout import TerminalMarker
 __all__ = [
     "PAGE_KEYS",
     "SCAN_MIN_EXPIRED_FRACTION",
+    "ClearOutcome",
+    "StoreView",
+    "Sweep",
     "SweepFailure",
     "SweepReport",
-    "SweepSource",
-    "Sweep",
     "SweepStrategy",
+    "clear_run",
+    "delete_keys",
 ]
-
-
-class SweepSource(Protocol):
-    """What a sweep needs of the store it clears (MemoStore is one)."""
-
-    @property
-    def backend(self) -> MemoBackend: ...
-
-    @property
-    def prefix(self) -> str: ...
-
-    def _listed(self, prefix: str) -> AsyncIterator[str]: ...
-
-    def _iter_marker_names(self) -> AsyncIterator[tuple[str, TerminalMarker | None]]: ...
-
-    @property
-    def _telemetry(self) -> StoreTelemetry: ...
-
 
 logger = logging.getLogger("taquba_memo")
 
@@ -75,6 +63,91 @@ SCAN_MIN_EXPIRED_FRACTION = 0.01
 """``auto`` tries a scan when at least this share of all markers has expired."""
 
 RunDone = Callable[[TerminalMarker, int], Awaitable[None] | None]
+
+# Batches of one run's deletes kept in flight while its listing continues.
+_CLEAR_DELETES_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """One store as the deletion engine reaches it: these members and nothing else.
+
+    It exists so that the engine does not depend on MemoStore: the store
+    builds one view of itself and hands it over, imports run store ->
+    _sweep and never back, and what the engine may touch is listed here
+    rather than reached for among the store's private members.
+    """
+
+    backend: Callable[[], MemoBackend]  # called per use: a closed store refuses
+    prefix: str
+    telemetry: StoreTelemetry
+    listed: Callable[[str], AsyncIterator[str]]  # a prefix's keys, strays dropped
+    marker_names: Callable[[], AsyncIterator[tuple[str, TerminalMarker | None]]]
+    expired_markers: Callable[[int], AsyncIterator[TerminalMarker]]
+
+
+async def delete_keys(backend: MemoBackend, keys: list[str]) -> dict[str, BackendError]:
+    """Delete ``keys`` in one ``delete_many``; return the keys that failed, with their error."""
+    try:
+        await backend.delete_many(keys)
+    except DeleteManyError as exc:
+        return exc.failures
+    except BackendError as exc:
+        return dict.fromkeys(keys, exc)
+    return {}
+
+
+async def _call_run_done(on_run_done: RunDone | None, marker: TerminalMarker, deleted: int) -> None:
+    if on_run_done is not None:
+        result = on_run_done(marker, deleted)
+        if inspect.isawaitable(result):
+            await result
+
+
+@dataclass(frozen=True)
+class ClearOutcome:
+    """What :func:`clear_run` did: entries deleted, and the keys that failed."""
+
+    deleted: int
+    failures: dict[str, BackendError]
+
+
+async def clear_run(store: StoreView, run_id: str) -> ClearOutcome:
+    """Delete every entry of ``run_id``: one listing, ``max_delete_batch`` keys a batch.
+
+    A key that fails to delete is logged and kept in the outcome; a failed
+    listing raises :class:`BackendError`.
+    """
+    run_prefix = layout.memos_run_prefix(store.prefix, run_id)
+    batch_size = store.backend().capabilities.max_delete_batch
+    failures: dict[str, BackendError] = {}
+    deleted = 0
+
+    async def delete_batch(keys: list[str]) -> None:
+        nonlocal deleted
+        failed = await delete_keys(store.backend(), keys)
+        failures.update(failed)
+        deleted += len(keys) - len(failed)
+
+    window = TaskWindow(_CLEAR_DELETES_IN_FLIGHT)
+    try:
+        batch: list[str] = []
+        async for key in store.listed(run_prefix):
+            batch.append(key)
+            if len(batch) == batch_size:
+                await window.submit(delete_batch(batch))
+                batch = []
+        if batch:
+            await window.submit(delete_batch(batch))
+    finally:
+        await window.drain()
+    if failures:  # one line, not one per key: a denial fails every key alike
+        key, error = next(iter(failures.items()))
+        logger.warning(
+            "failed to delete memo entry %s of run %s (and %d more): %s",
+            key, run_id, len(failures) - 1, error,
+        )  # fmt: skip
+    return ClearOutcome(deleted, failures)
 
 
 @dataclass(frozen=True)
@@ -145,14 +218,14 @@ class _Chunk:
 
 
 class Sweep:
-    """One sweep pass over ``store`` that fills ``report``; :meth:`run` runs it.
+    """One sweep pass over ``store`` that fills ``report`` (a dry run if it says so).
 
     The arguments are validated by the caller (:meth:`taquba_memo.MemoStore.sweep`).
     """
 
     def __init__(
         self,
-        store: SweepSource,
+        store: StoreView,
         report: SweepReport,
         *,
         concurrency: int,
@@ -163,7 +236,7 @@ class Sweep:
     ) -> None:
         self._store = store
         self._record_run_ids = record_run_ids
-        self._backend = store.backend
+        self._backend = store.backend()
         capabilities = self._backend.capabilities
         self._batch_size = capabilities.max_delete_batch
         self._ordered = capabilities.ordered_listing
@@ -193,7 +266,7 @@ class Sweep:
         few_expired = False
         count_on = self._strategy == "auto" and self._ordered
         terminals = layout.terminals_prefix(self._store.prefix)
-        async for name, marker in self._store._iter_marker_names():
+        async for name, marker in self._store.marker_names():
             if marker is None:
                 continue
             self._report.markers_listed += 1
@@ -263,15 +336,8 @@ class Sweep:
             self._settle(run)
 
     async def _delete_many(self, keys: list[str]) -> dict[str, BackendError]:
-        """Delete ``keys`` in one call; return the keys that failed, with their error."""
         self._report.delete_requests += 1
-        try:
-            await self._backend.delete_many(keys)
-        except DeleteManyError as exc:
-            return exc.failures
-        except BackendError as exc:
-            return dict.fromkeys(keys, exc)
-        return {}
+        return await delete_keys(self._backend, keys)
 
     def _settle(self, run: _Run) -> None:
         """Once a run is fully listed and its batches are done, queue or fail its markers."""
@@ -308,13 +374,10 @@ class Sweep:
         if first:
             run.reported = True
             self._report.runs_cleared_count += 1
-            self._store._telemetry.run_cleared(run.run_id, run.deleted, "sweep")
+            self._store.telemetry.run_cleared(run.run_id, run.deleted, "sweep")
             if self._record_run_ids:
                 self._report.runs_cleared.append(run.run_id)
-        if self._on_run_done is not None:
-            result = self._on_run_done(marker, run.deleted if first else 0)
-            if inspect.isawaitable(result):
-                await result
+        await _call_run_done(self._on_run_done, marker, run.deleted if first else 0)
 
     # -- listing ---------------------------------------------------------------
 
@@ -322,7 +385,7 @@ class Sweep:
         """The per-run listing; on an ordered listing, keys up to ``after`` were seen already."""
         self._report.run_listings += 1
         try:
-            async for key in self._store._listed(
+            async for key in self._store.listed(
                 layout.memos_run_prefix(self._store.prefix, run.run_id)
             ):
                 self._report.memo_keys_listed += 1
@@ -348,7 +411,7 @@ class Sweep:
         position: str | None = None
         complete = False
         try:
-            async for key in self._store._listed(memos):
+            async for key in self._store.listed(memos):
                 listed += 1
                 self._report.memo_keys_listed += 1
                 name = key[len(memos) :]
@@ -392,7 +455,23 @@ class Sweep:
         # Scan, but for no more pages than the per-run listings would take.
         return "scan", len(chunk.runs) * PAGE_KEYS
 
+    async def _dry_run(self) -> None:
+        """List the expired markers and report the runs a sweep would clear; delete nothing."""
+        self._report.strategy = "dry-run"
+        seen: set[str] = set()
+        async for marker in self._store.expired_markers(self._report.cutoff_ms):
+            self._report.markers_listed += 1
+            if marker.run_id not in seen:
+                seen.add(marker.run_id)
+                self._report.runs_cleared_count += 1
+                if self._record_run_ids:
+                    self._report.runs_cleared.append(marker.run_id)
+            await _call_run_done(self._on_run_done, marker, 0)
+
     async def run(self) -> None:
+        if self._report.dry_run:
+            await self._dry_run()
+            return
         listings = TaskWindow(self._concurrency)
         try:
             async with contextlib.aclosing(self._chunks()) as chunks:

@@ -1,8 +1,9 @@
-"""MemoStore and Memo: the memo API, in the layout of taquba-workflow 0.5.0.
+"""MemoStore: memo entries and terminal markers under one prefix of a backend.
 
-A :class:`MemoStore` owns one prefix of a backend. :meth:`MemoStore.new_memo`
-hands out :class:`Memo` views bound to one ``(run_id, step_number)``; a step
-reads what an earlier attempt recorded and skips the work. Retention is
+The layout is that of taquba-workflow 0.5.0. :meth:`MemoStore.new_memo`
+hands out :class:`~taquba_memo.memo.Memo` views bound to one
+``(run_id, step_number)``; a step reads what an earlier attempt recorded
+and skips the work. Retention is
 built from terminal markers: when a run ends, write its marker; later,
 :meth:`MemoStore.sweep` clears the memos of runs whose marker is older than
 a cutoff, then deletes the marker.
@@ -17,42 +18,27 @@ import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
+from typing import Literal, TypeVar
 
-from taquba_memo import _fork, compute, layout
-from taquba_memo._bounded_read import read_object
-from taquba_memo._checks import check_flag, check_value
+from taquba_memo import _fork, _sweep, layout
+from taquba_memo._checks import check_flag
 from taquba_memo._closing import AsyncClosing
-from taquba_memo._concurrency import TaskWindow
-from taquba_memo._sweep import Sweep, SweepFailure, SweepReport, SweepStrategy
+from taquba_memo._sweep import SweepReport, SweepStrategy
 from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
-from taquba_memo.claims import ClaimPolicy
-from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
-from taquba_memo.content import content_key
 from taquba_memo.errors import (
-    BackendError,
-    DeleteManyError,
     ForkedProcessError,
     InvalidArgumentError,
     InvalidValueType,
     StoreClosedError,
-    ValueTooLargeError,
 )
 from taquba_memo.layout import TerminalMarker
+from taquba_memo.memo import Memo
 from taquba_memo.stats import MemoStats
 
-__all__ = ["Memo", "MemoEntry", "MemoStore", "SweepFailure", "SweepReport", "SweepStrategy"]
+__all__ = ["MemoEntry", "MemoStore"]
 
 logger = logging.getLogger("taquba_memo")
-
-# Batches of one run's deletes kept in flight while its listing continues.
-_DELETES_IN_FLIGHT = 4
-
-T = TypeVar("T")
-
-# The default codec of the value-level Memo methods: bytes stored as they are.
-_BYTES = BytesCodec()
 
 
 @dataclass(frozen=True)
@@ -99,12 +85,6 @@ def _key_of(item: ListedObject) -> object:
 _Listed = TypeVar("_Listed")
 
 
-@dataclass(frozen=True)
-class _ClearOutcome:
-    deleted: int
-    failures: dict[str, BackendError]
-
-
 class MemoStore(AsyncClosing):
     """Memo entries and terminal markers under one prefix of a backend.
 
@@ -146,9 +126,20 @@ class MemoStore(AsyncClosing):
         self._max_value_bytes = max_value_bytes
         self._telemetry = StoreTelemetry(backend)
         self._closed = False
+        self._deletion_view = _sweep.StoreView(
+            backend=self._checked_backend,
+            prefix=self._prefix,
+            telemetry=self._telemetry,
+            listed=self._listed,
+            marker_names=self._iter_marker_names,
+            expired_markers=self.iter_expired_terminal_markers,
+        )
 
     @property
     def _backend(self) -> MemoBackend:
+        return self._checked_backend()
+
+    def _checked_backend(self) -> MemoBackend:
         # Every operation starts here, so a closed store refuses it before any I/O.
         if self._closed:
             raise StoreClosedError("the store is closed")
@@ -265,28 +256,7 @@ class MemoStore(AsyncClosing):
             async for key in self._listed(listing):
                 yield _entry(key, memos, None, None)
 
-    # -- entries -----------------------------------------------------------
-
-    async def _get(self, run_id: str, step_number: int, key: str) -> bytes | None:
-        path = layout.memo_key(self._prefix, run_id, step_number, key)
-        with self._telemetry.operation("get", run_id, step_number) as operation:
-            data = await read_object(self._backend, path, self._max_value_bytes)
-            operation.read(data)
-        return data
-
-    async def _put(
-        self, run_id: str, step_number: int, key: str, value: object, if_absent: bool
-    ) -> bool:
-        path = layout.memo_key(self._prefix, run_id, step_number, key)
-        data = check_value(value)
-        if self._max_value_bytes is not None and len(data) > self._max_value_bytes:
-            raise ValueTooLargeError(
-                f"value of {len(data)} bytes exceeds max_value_bytes={self._max_value_bytes}"
-            )
-        with self._telemetry.operation("put", run_id, step_number) as operation:
-            stored = await self._backend.put(path, data, if_absent=if_absent)
-            operation.wrote(data, stored)
-        return stored
+    # -- clearing and sweeping ---------------------------------------------
 
     async def clear_memos_for_run(self, run_id: str) -> int:
         """Delete every memo entry of ``run_id`` and return how many were deleted.
@@ -298,47 +268,9 @@ class MemoStore(AsyncClosing):
         failure to list raises :class:`BackendError`.
         """
         with self._telemetry.operation("clear_run", run_id) as operation:
-            outcome = await self._clear_run(run_id)
+            outcome = await _sweep.clear_run(self._deletion_view, run_id)
             operation.cleared(run_id, outcome.deleted, len(outcome.failures))
         return outcome.deleted
-
-    async def _clear_run(self, run_id: str) -> _ClearOutcome:
-        run_prefix = layout.memos_run_prefix(self._prefix, run_id)
-        batch_size = self._backend.capabilities.max_delete_batch
-        failures: dict[str, BackendError] = {}
-        deleted = 0
-
-        async def delete_batch(keys: list[str]) -> None:
-            nonlocal deleted
-            try:
-                await self._backend.delete_many(keys)
-            except DeleteManyError as exc:
-                failures.update(exc.failures)
-                deleted += len(keys) - len(exc.failures)
-            except BackendError as exc:
-                failures.update(dict.fromkeys(keys, exc))
-            else:
-                deleted += len(keys)
-
-        window = TaskWindow(_DELETES_IN_FLIGHT)
-        try:
-            batch: list[str] = []
-            async for key in self._listed(run_prefix):
-                batch.append(key)
-                if len(batch) == batch_size:
-                    await window.submit(delete_batch(batch))
-                    batch = []
-            if batch:
-                await window.submit(delete_batch(batch))
-        finally:
-            await window.drain()
-        if failures:  # one line, not one per key: a denial fails every key alike
-            key, error = next(iter(failures.items()))
-            logger.warning(
-                "failed to delete memo entry %s of run %s (and %d more): %s",
-                key, run_id, len(failures) - 1, error,
-            )  # fmt: skip
-        return _ClearOutcome(deleted, failures)
 
     # -- terminal markers --------------------------------------------------
 
@@ -466,53 +398,17 @@ class MemoStore(AsyncClosing):
         ):
             raise InvalidArgumentError("max_runs_in_memory must be a positive int")
         with self._telemetry.operation("sweep") as operation:
-            report = await self._sweep(
-                cutoff_ms,
-                concurrency,
-                dry_run,
-                on_run_done,
-                strategy,
-                max_runs_in_memory,
-                record_run_ids,
-            )
+            report = SweepReport(cutoff_ms=cutoff_ms, dry_run=dry_run)
+            await _sweep.Sweep(
+                self._deletion_view,
+                report,
+                concurrency=concurrency,
+                strategy=strategy,
+                max_runs_in_memory=max_runs_in_memory,
+                record_run_ids=record_run_ids,
+                on_run_done=on_run_done,
+            ).run()
             operation.swept(report)
-        return report
-
-    async def _sweep(
-        self,
-        cutoff_ms: int,
-        concurrency: int,
-        dry_run: bool,
-        on_run_done: Callable[[TerminalMarker, int], Awaitable[None] | None] | None,
-        strategy: SweepStrategy,
-        max_runs_in_memory: int,
-        record_run_ids: bool,
-    ) -> SweepReport:
-        report = SweepReport(cutoff_ms=cutoff_ms, dry_run=dry_run)
-        if dry_run:
-            report.strategy = "dry-run"
-            seen: set[str] = set()
-            async for marker in self.iter_expired_terminal_markers(cutoff_ms):
-                report.markers_listed += 1
-                if marker.run_id not in seen:
-                    seen.add(marker.run_id)
-                    report.runs_cleared_count += 1
-                    if record_run_ids:
-                        report.runs_cleared.append(marker.run_id)
-                if on_run_done is not None:
-                    result = on_run_done(marker, 0)
-                    if result is not None:
-                        await result
-            return report
-        await Sweep(
-            self,
-            report,
-            concurrency=concurrency,
-            strategy=strategy,
-            max_runs_in_memory=max_runs_in_memory,
-            record_run_ids=record_run_ids,
-            on_run_done=on_run_done,
-        ).run()
         return report
 
     # -- lifecycle ----------------------------------------------------------
@@ -528,235 +424,3 @@ class MemoStore(AsyncClosing):
         finally:
             self._closed = True
         await backend.aclose()
-
-
-StoreT = TypeVar("StoreT")
-
-
-class BoundMemo(Generic[StoreT]):
-    """What a memo is bound to: one ``(run_id, step_number)`` of one store.
-
-    The base of :class:`Memo` and of the sync API's ``Memo``; the run id and
-    step number it is given are already validated.
-    """
-
-    __slots__ = ("_run_id", "_step_number", "_store")
-
-    _repr_name: ClassVar[str]
-
-    def __init__(self, store: StoreT, run_id: str, step_number: int) -> None:
-        self._store = store
-        self._run_id = run_id
-        self._step_number = step_number
-
-    @property
-    def run_id(self) -> str:
-        """The run this memo is bound to."""
-        return self._run_id
-
-    @property
-    def step_number(self) -> int:
-        """The step this memo is bound to."""
-        return self._step_number
-
-    @property
-    def store(self) -> StoreT:
-        return self._store
-
-    def __repr__(self) -> str:
-        return f"{self._repr_name}(run_id={self._run_id!r}, step_number={self._step_number})"
-
-
-class Memo(BoundMemo[MemoStore]):
-    """A :class:`MemoStore` view scoped to one ``(run_id, step_number)``.
-
-    Arguments are validated when the memo is built, so a bad run id fails
-    before the step does any work.
-    """
-
-    __slots__ = ()
-
-    _repr_name = "Memo"
-
-    def __init__(self, store: MemoStore, run_id: str, step_number: int) -> None:
-        super().__init__(
-            store, layout.validate_run_id(run_id), layout.validate_step_number(step_number)
-        )
-
-    async def get(self, key: str) -> bytes | None:
-        """Return the value an earlier attempt stored for ``key``, or None.
-
-        On a store with ``max_value_bytes``, an entry larger than that raises
-        :class:`~taquba_memo.EntryTooLargeError`, and where the backend offers
-        ``get_at_most`` (every shipped one does) no more than the bound of it
-        was held in memory; on another backend it was read whole first.
-        """
-        return await self._store._get(self._run_id, self._step_number, key)
-
-    async def put(
-        self, key: str, value: bytes | bytearray | memoryview, *, if_absent: bool = False
-    ) -> bool:
-        """Store ``value`` (any bytes-like object) for ``key`` and return True.
-
-        By default a prior value is overwritten, as in the reference: a retry
-        that produces the same value is idempotent, and otherwise the most
-        recent attempt wins. With ``if_absent`` the first writer wins: the
-        value is stored only if ``key`` has none, and False is returned when
-        it had one (backends without ``conditional_put`` raise
-        ``NotSupported``).
-        """
-        if_absent = check_flag(if_absent, "if_absent")
-        return await self._store._put(self._run_id, self._step_number, key, value, if_absent)
-
-    # -- values through codecs (get_or_compute, content addressing) ---------
-
-    @overload
-    async def get_or_compute(
-        self,
-        key: str,
-        fn: Callable[[], bytes | Awaitable[bytes]],
-        *,
-        if_absent: bool | None = None,
-        store_if_cancelled: bool = True,
-        claim: ClaimPolicy | None = None,
-    ) -> bytes: ...
-
-    @overload
-    async def get_or_compute(
-        self,
-        key: str,
-        fn: Callable[[], T | Awaitable[T]],
-        *,
-        codec: Codec[T],
-        if_absent: bool | None = None,
-        store_if_cancelled: bool = True,
-        claim: ClaimPolicy | None = None,
-    ) -> T: ...
-
-    async def get_or_compute(
-        self,
-        key: str,
-        fn: Callable[[], Any],
-        *,
-        codec: Codec[Any] = _BYTES,
-        if_absent: bool | None = None,
-        store_if_cancelled: bool = True,
-        claim: ClaimPolicy | None = None,
-    ) -> Any:
-        """Return the value stored for ``key``, or compute, store and return it.
-
-        ``fn`` takes no arguments and may be sync or async; a sync ``fn`` runs
-        on the event loop, so hand blocking work to ``asyncio.to_thread``.
-        ``codec`` turns the value into bytes and back (default: bytes as they
-        are). Exceptions from ``fn`` propagate and are never cached; a stored
-        value that fails to decode counts as a miss and is recomputed.
-        Concurrent calls in this process for the same entry compute once.
-
-        Duplicates agree by default: with ``if_absent=None`` the result is
-        stored first-writer-wins wherever the backend declares
-        ``conditional_put``, and every caller returns the winner's value; on
-        a backend without it the store is an overwrite (latest writer wins,
-        as ``put`` does) and a warning says so once. ``if_absent=True``
-        demands first-writer-wins (``NotSupported`` before any work
-        otherwise); ``if_absent=False`` chooses overwrite.
-
-        Paid work survives cancellation: once ``fn`` has started, a
-        cancelled or timed-out caller leaves it running, and its result is
-        stored (and handed to any concurrent caller waiting for it), as long
-        as the event loop runs. ``store_if_cancelled=False`` cancels ``fn``
-        with the caller instead.
-
-        Duplicates in other processes pay once with ``claim=ClaimPolicy(lease_s=...)``
-        (needs ``conditional_put``; ``NotSupported`` before any work
-        otherwise): the first caller records a claim with a lease and renews
-        it while ``fn`` runs; a duplicate that finds a live claim waits for
-        the entry instead of paying, and takes over (one waiter only) when
-        the claim was released or not renewed for a lease. Recommended
-        where a runtime's lease can expire under a live worker; see
-        :mod:`taquba_memo.claims`.
-
-        The returned value is always ``codec.decode(codec.encode(result))``:
-        what a retry will read back. See :mod:`taquba_memo.compute` for the
-        details.
-        """
-        if if_absent is not None:
-            check_flag(if_absent, "if_absent")
-        return await compute.get_or_compute(
-            self._entry_slot(key), fn, codec, if_absent, store_if_cancelled, claim
-        )
-
-    def _entry_slot(self, key: str) -> compute.EntrySlot:
-        """The entry of ``key`` as get_or_compute sees it (validates ``key``, before any I/O)."""
-        store = self._store
-        object_key = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
-        return compute.EntrySlot(
-            backend=store.backend,
-            object_key=object_key,
-            max_value_bytes=store.max_value_bytes,
-            label=f"memo entry {key!r} of run {self._run_id} step {self._step_number}",
-            operation=store._telemetry.operation("get_or_compute", self._run_id, self._step_number),
-        )
-
-    @overload
-    async def content_get(
-        self, content: object, *, namespace: str | None = None
-    ) -> bytes | None: ...
-
-    @overload
-    async def content_get(
-        self, content: object, *, codec: Codec[T], namespace: str | None = None
-    ) -> T | None: ...
-
-    async def content_get(
-        self, content: object, *, codec: Codec[Any] = _BYTES, namespace: str | None = None
-    ) -> Any:
-        """Return the value stored for the input ``content``, or None.
-
-        The key is :func:`taquba_memo.content_key` of ``content`` (the hex
-        SHA-256 of its RFC 8785 canonical JSON, after ``namespace`` when one
-        is given), so equal inputs find the same entry in every process and
-        language. Raises :class:`~taquba_memo.EncodeError` for an
-        input without a canonical encoding, and
-        :class:`~taquba_memo.DecodeError` for a stored value the codec
-        cannot read.
-        """
-        data = await self.get(content_key(content, namespace=namespace))
-        return None if data is None else decode_value(codec, data)
-
-    @overload
-    async def content_put(
-        self,
-        content: object,
-        value: bytes,
-        *,
-        if_absent: bool = False,
-        namespace: str | None = None,
-    ) -> bool: ...
-
-    @overload
-    async def content_put(
-        self,
-        content: object,
-        value: T,
-        *,
-        codec: Codec[T],
-        if_absent: bool = False,
-        namespace: str | None = None,
-    ) -> bool: ...
-
-    async def content_put(
-        self,
-        content: object,
-        value: Any,
-        *,
-        codec: Codec[Any] = _BYTES,
-        if_absent: bool = False,
-        namespace: str | None = None,
-    ) -> bool:
-        """Store ``value`` for the input ``content``; see :meth:`put` and :meth:`content_get`.
-
-        To compute on a miss, use ``get_or_compute(content_key(content), fn)``.
-        """
-        check_flag(if_absent, "if_absent")
-        key = content_key(content, namespace=namespace)
-        return await self.put(key, encode_value(codec, value), if_absent=if_absent)

@@ -52,7 +52,7 @@ from taquba_memo._loop_thread import LoopThread
 from taquba_memo.backend import MemoBackend
 from taquba_memo.claims import ClaimPolicy
 from taquba_memo.codecs import BytesCodec, Codec
-from taquba_memo.store import BoundMemo
+from taquba_memo.memo import BoundMemo
 
 __all__ = ["Memo", "MemoStore", "open_store"]
 
