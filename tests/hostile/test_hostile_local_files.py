@@ -71,11 +71,11 @@ def plant_linked_run(root: Path, outside: Path, run_id: str = "victim") -> list[
 def each_resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both ways a path below the root is resolved: Linux's openat2, and the
     component walk every other system (and a kernel before 5.6) uses."""
-    from taquba_memo.backends import local
+    from taquba_memo.backends import _no_follow
 
     if request.param == "component walk":
-        monkeypatch.setattr(local, "_openat2", None)
-    elif local._openat2 is None:
+        monkeypatch.setattr(_no_follow, "_openat2", None)
+    elif _no_follow._openat2 is None:
         pytest.skip("this system has no openat2")
 
 

@@ -15,19 +15,14 @@ so Python and Rust workers on one machine can share it.
   ``stat`` per file, no read).
 * Deleting a key removes directories it leaves empty, so cleared runs leave
   no debris behind.
-* Nothing below the root is trusted. Whoever else can write in the root may
-  plant a symbolic link, a FIFO or a device where an entry or a run's
-  directory belongs; the backend never follows a link below the root (when
-  reading, writing, listing or deleting), never opens anything but a regular
-  file for reading, and never waits on one. Every path below the root is
-  resolved relative to a directory descriptor, with ``openat2``'s
-  ``RESOLVE_NO_SYMLINKS`` on Linux (one system call) or component by
-  component with ``O_NOFOLLOW`` elsewhere, so a link swapped in mid-call is
-  refused too. Such a *foreign* object is skipped by listings (logged once
-  per path), ``get`` of it raises :class:`~taquba_memo.ForeignObjectError`,
-  a delete never reaches through it, and a clear or sweep therefore deletes
-  nothing outside the root. The root itself, and the directories above it,
-  are the caller's and may be links.
+* Nothing below the root is trusted. A symbolic link, FIFO, device or
+  socket that someone else planted below the root is never followed, read,
+  waited on or deleted through, even one swapped in mid-call (how:
+  :mod:`taquba_memo.backends._no_follow`). Listings skip such a *foreign*
+  object (logged once per path), ``get`` of it raises
+  :class:`~taquba_memo.ForeignObjectError`, and a clear or sweep therefore
+  deletes nothing outside the root. The root itself, and the directories
+  above it, are the caller's and may be links.
 * Reads can be bounded: ``get_at_most`` refuses an entry larger than its
   bound from the file's size, before reading it, and stops reading one that
   grows past it.
@@ -43,15 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import datetime
 import errno
+import functools
 import logging
 import os
-import platform
 import secrets
 import stat
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -59,15 +52,21 @@ from typing import TypeVar
 from taquba_memo._bounded_read import check_max_bytes, entry_too_large
 from taquba_memo._checks import check_flag, check_key, check_value, is_staging_name
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
+from taquba_memo.backends._local_errors import foreign_object_error, map_os_error
+from taquba_memo.backends._no_follow import (
+    STAGING_FLAGS,
+    DirectoryVanished,
+    Foreign,
+    Scanned,
+    Tree,
+    mode_at,
+)
 from taquba_memo.errors import (
-    AccessDeniedError,
     BackendError,
     DeleteManyError,
-    ForeignObjectError,
     InvalidArgumentError,
     InvalidKeyError,
     InvalidValueType,
-    TransientBackendError,
 )
 
 __all__ = ["LocalFileBackend"]
@@ -78,19 +77,6 @@ logger = logging.getLogger("taquba_memo")
 
 # Attempts when a concurrent delete removes a directory we are writing into.
 _MKDIR_ATTEMPTS = 8
-
-# Paths below the root are never followed through a link; O_NONBLOCK keeps
-# the open of a FIFO from waiting for a writer, O_NOCTTY a terminal from
-# becoming ours.
-_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
-_STAGING_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-# Errors that send a path from the fast resolution to the component walk,
-# which tells a plain file from a foreign object and creates what is missing.
-_WALK_ERRNOS = frozenset(
-    {errno.ENOTDIR, errno.ELOOP, errno.EXDEV, errno.EAGAIN, errno.ENXIO, errno.EOPNOTSUPP}
-)
 
 
 def _segment_is_valid(segment: str) -> bool:
@@ -106,45 +92,6 @@ def _is_file_system_path(text: str) -> bool:
     except UnicodeError:
         return False
     return True
-
-
-def _map_os_error(exc: OSError, key: str) -> BackendError:
-    """The one place an ``OSError`` becomes a taquba-memo error."""
-    message = f"local file operation on {key!r} failed: {exc.strerror or exc}"
-    if isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return AccessDeniedError(message)
-    if exc.errno in (errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.EMFILE, errno.ENFILE):
-        return TransientBackendError(message)
-    return BackendError(message)
-
-
-class _Foreign(Exception):
-    """A link or special file where the backend's own file or directory belongs."""
-
-    def __init__(self, relative: str, mode: int | None) -> None:
-        super().__init__(relative)
-        self.relative = relative
-        self.kind = _describe(mode)
-
-
-def _describe(mode: int | None) -> str:
-    if mode is None:
-        return "an object that is neither a file nor a directory"
-    for test, kind in (
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a directory"),
-    ):
-        if test(mode):
-            return kind
-    return "a special file"
-
-
-class _DirectoryVanished(Exception):
-    """A concurrent delete removed a directory while a write was creating it."""
 
 
 class LocalFileBackend(MemoBackendBase):
@@ -172,7 +119,7 @@ class LocalFileBackend(MemoBackendBase):
             )
         self._root = Path(text).absolute()
         self._durable = durable
-        self._tree = _Tree(self._root)
+        self._tree = Tree(self._root)
         self._reported: set[str] = set()
         self._capabilities = Capabilities(
             ordered_listing=True, conditional_put=True, max_delete_batch=1000
@@ -200,14 +147,7 @@ class LocalFileBackend(MemoBackendBase):
             raise InvalidKeyError(f"key {key!r} cannot be encoded as a file name")
         return segments
 
-    def _foreign_error(self, foreign: _Foreign, key: str, doing: str) -> ForeignObjectError:
-        return ForeignObjectError(
-            f"cannot {doing} {key!r}: {foreign.relative!r} below {str(self._root)!r} is "
-            f"{foreign.kind}, which this backend never follows, reads or deletes through "
-            "(something other than taquba-memo put it there)"
-        )
-
-    def _report_foreign(self, foreign: _Foreign) -> None:
+    def _report_foreign(self, foreign: Foreign) -> None:
         """Log a foreign object a listing skips, once per path and backend."""
         if foreign.relative in self._reported:
             return
@@ -225,9 +165,9 @@ class LocalFileBackend(MemoBackendBase):
         try:
             return fn(*args)
         except OSError as exc:
-            raise _map_os_error(exc, key) from exc
-        except _Foreign as foreign:
-            raise self._foreign_error(foreign, key, doing) from None
+            raise map_os_error(exc, key) from exc
+        except Foreign as foreign:
+            raise foreign_object_error(foreign, self._root, key, doing) from None
 
     async def _run(self, key: str, doing: str, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(self._call, key, doing, fn, *args)
@@ -269,7 +209,7 @@ class LocalFileBackend(MemoBackendBase):
             if stat.S_ISDIR(status.st_mode):
                 return None  # a directory of other keys is not a key
             if not stat.S_ISREG(status.st_mode):
-                raise _Foreign("/".join(segments), status.st_mode)
+                raise Foreign("/".join(segments), status.st_mode)
             if limit is not None and status.st_size > limit:
                 raise entry_too_large(key, limit, status.st_size)
             hold = limit
@@ -302,12 +242,12 @@ class LocalFileBackend(MemoBackendBase):
         for _ in range(_MKDIR_ATTEMPTS):
             try:
                 parent = self._tree.open_directory(segments[:-1], create=True)
-            except _DirectoryVanished:
+            except DirectoryVanished:
                 continue
             assert parent is not None
             try:
                 return self._commit(parent, segments[-1], data, if_absent)
-            except _DirectoryVanished:
+            except DirectoryVanished:
                 continue
             finally:
                 os.close(parent)
@@ -318,9 +258,9 @@ class LocalFileBackend(MemoBackendBase):
         staging = f"{name}#{secrets.randbits(63)}"
         try:
             # O_EXCL: a link planted at the staging name is never written through.
-            fd = os.open(staging, _STAGING_FLAGS, 0o644, dir_fd=parent)
+            fd = os.open(staging, STAGING_FLAGS, 0o644, dir_fd=parent)
         except FileNotFoundError:
-            raise _DirectoryVanished from None  # a concurrent delete removed the directory
+            raise DirectoryVanished from None  # a concurrent delete removed the directory
         staged = True
         try:
             try:
@@ -337,7 +277,7 @@ class LocalFileBackend(MemoBackendBase):
                         staging, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False
                     )
                 except FileExistsError:
-                    mode = _mode_at(parent, name)
+                    mode = mode_at(parent, name)
                     if mode is not None and stat.S_ISDIR(mode):
                         raise IsADirectoryError(
                             errno.EISDIR, "a directory holds this key", name
@@ -388,7 +328,7 @@ class LocalFileBackend(MemoBackendBase):
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 return  # missing, or a directory, which is not a key: nothing to delete
             except PermissionError:
-                mode = _mode_at(chain[-1], segments[-1])
+                mode = mode_at(chain[-1], segments[-1])
                 if mode is None or stat.S_ISDIR(mode):
                     return  # macOS says EPERM for a directory
                 raise
@@ -426,9 +366,12 @@ class LocalFileBackend(MemoBackendBase):
             return  # no valid key lies under such a prefix
         # Depth-first, each directory sorted with "/" appended to directory
         # names: that visits keys in ascending byte order, one level in memory.
-        stack: list[Iterator[_Scanned]] = []
+        stack: list[Iterator[Scanned]] = []
         stack_segments: list[list[str]] = []
-        top = await self._run(prefix, "list", self._scan, segments, name_start, with_stat)
+        scan = functools.partial(
+            self._tree.scan, with_stat=with_stat, on_foreign=self._report_foreign
+        )
+        top = await self._run(prefix, "list", scan, segments, name_start)
         stack.append(iter(top))
         stack_segments.append(segments)
         while stack:
@@ -441,66 +384,13 @@ class LocalFileBackend(MemoBackendBase):
             path = [*stack_segments[-1], name]
             key = "/".join(path)
             if is_dir:
-                children = await self._run(key, "list", self._scan, path, "", with_stat)
+                children = await self._run(key, "list", scan, path, "")
                 stack.append(iter(children))
                 stack_segments.append(path)
             else:
                 yield key, file_stat
 
-    def _scan(self, segments: Sequence[str], name_start: str, with_stat: bool) -> _Entries:
-        """Sorted entries of the directory whose names start with ``name_start``.
-
-        A foreign object (the directory itself, or an entry in it) is logged
-        and left out; so is a file deleted between the directory read and its
-        ``stat``.
-        """
-        try:
-            fd = self._tree.open_directory(segments, create=False)
-        except _Foreign as foreign:
-            self._report_foreign(foreign)
-            return []
-        if fd is None:
-            return []
-        found: _Entries = []
-        try:
-            # scandir reads a duplicate of fd; entry.stat uses fd itself, so it stays open.
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    if not entry.name.startswith(name_start) or is_staging_name(entry.name):
-                        continue
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    if not is_dir and not entry.is_file(follow_symlinks=False):
-                        mode = _mode_at(fd, entry.name)
-                        if mode is not None:  # (None: deleted since the directory read)
-                            self._report_foreign(_Foreign("/".join([*segments, entry.name]), mode))
-                        continue
-                    file_stat: tuple[int, int] | None = None
-                    if with_stat and not is_dir:
-                        try:
-                            result = entry.stat(follow_symlinks=False)
-                        except FileNotFoundError:
-                            continue
-                        file_stat = (result.st_size, result.st_mtime_ns)
-                    found.append((entry.name, is_dir, file_stat))
-        finally:
-            os.close(fd)
-        found.sort(key=lambda item: item[0] + "/" if item[1] else item[0])
-        return found
-
     async def aclose(self) -> None:
-        return None
-
-
-# A directory entry: name, is a directory, and (size, mtime in ns) of a file when asked.
-_Scanned = tuple[str, bool, "tuple[int, int] | None"]
-_Entries = list[_Scanned]
-
-
-def _mode_at(directory: int, name: str) -> int | None:
-    """The ``lstat`` mode of ``name`` in ``directory``; None when it is gone."""
-    try:
-        return os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode
-    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
@@ -536,204 +426,3 @@ class _Large:
 
 
 _LARGE = _Large()
-
-
-class _Tree:
-    """Opens below one root that never pass through a symbolic link, even one swapped in.
-
-    Paths are resolved from the root's real path with ``openat2`` and
-    ``RESOLVE_NO_SYMLINKS`` where the kernel has it: one system call, and no
-    more than a plain ``open``. Where it does not, and whenever that fails
-    (a missing directory to create, a link or a file in the way), the path is
-    walked one component at a time from a descriptor of the root with
-    ``O_NOFOLLOW``, which also tells a foreign object from a missing one.
-    The root's own links are resolved once, at its first use.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self._root = root
-        self._real_root: str | None = None
-
-    def _real(self) -> str:
-        if self._real_root is None:
-            self._real_root = os.path.realpath(self._root)
-        return self._real_root
-
-    def _open_root(self, create: bool) -> int | None:
-        try:
-            return os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            if not create:
-                return None
-        os.makedirs(self._root, exist_ok=True)
-        return os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def _fast(self, segments: Sequence[str], flags: int) -> int | None:
-        """openat2 of the path below the real root; None when the walk must decide.
-
-        FileNotFoundError means a component is missing: a link met on the
-        way would have been ELOOP, whether or not its target exists.
-        """
-        if not segments or _openat2 is None:
-            return None
-        try:
-            return _openat2(os.path.join(self._real(), *segments), flags)
-        except OSError as exc:
-            if exc.errno in _WALK_ERRNOS:
-                return None
-            raise
-
-    def open_directory(self, segments: Sequence[str], *, create: bool) -> int | None:
-        """A descriptor of the directory ``root/segments``; None when it is missing
-        and not ``create``; :class:`_Foreign` when a link or special file is in the way."""
-        try:
-            fd = self._fast(segments, _DIRECTORY_FLAGS)
-        except FileNotFoundError:
-            if not create:
-                return None
-            fd = None
-        if fd is not None:
-            return fd
-        chain = self._chain(segments, create)
-        if chain is None:
-            return None
-        for parent in chain[:-1]:
-            os.close(parent)
-        return chain[-1]
-
-    def directory_chain(self, segments: Sequence[str]) -> list[int] | None:
-        """Descriptors of the root and of each directory down to ``root/segments``."""
-        return self._chain(segments, create=False)
-
-    def open_file(self, segments: Sequence[str]) -> int | None:
-        """A descriptor of ``root/segments`` opened for reading without blocking;
-        None when it is missing or lies below a file. Check its type with fstat."""
-        try:
-            fd = self._fast(segments, _READ_FLAGS)
-        except FileNotFoundError:
-            return None
-        if fd is not None:
-            return fd
-        parent = self.open_directory(segments[:-1], create=False)
-        if parent is None:
-            return None
-        try:
-            return os.open(segments[-1], _READ_FLAGS, dir_fd=parent)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EOPNOTSUPP):
-                # A link (ELOOP), or a socket or unconnected device that cannot be opened.
-                raise _Foreign("/".join(segments), _mode_at(parent, segments[-1])) from None
-            raise
-        finally:
-            os.close(parent)
-
-    def _chain(self, segments: Sequence[str], create: bool) -> list[int] | None:
-        root = self._open_root(create)
-        if root is None:
-            return None
-        chain = [root]
-        try:
-            for depth, segment in enumerate(segments, 1):
-                child = _open_child(chain[-1], segment, create, segments[:depth])
-                if child is None:
-                    for fd in chain:
-                        os.close(fd)
-                    return None
-                chain.append(child)
-        except BaseException:
-            for fd in chain:
-                os.close(fd)
-            raise
-        return chain
-
-
-def _open_child(parent: int, name: str, create: bool, path: Sequence[str]) -> int | None:
-    """The directory ``name`` in ``parent``, never through a link; created if asked."""
-    try:
-        return os.open(name, _DIRECTORY_FLAGS, dir_fd=parent)
-    except FileNotFoundError:
-        if not create:
-            return None
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
-            raise
-        mode = _mode_at(parent, name)
-        if mode is not None and stat.S_ISREG(mode):
-            if create:
-                raise NotADirectoryError(
-                    errno.ENOTDIR, "a file holds this key's directory", "/".join(path)
-                ) from None
-            return None  # below a file: no such key
-        if mode is None:  # removed since the open
-            if create:
-                raise _DirectoryVanished from None
-            return None
-        raise _Foreign("/".join(path), mode) from None
-    try:
-        os.mkdir(name, 0o777, dir_fd=parent)
-    except FileExistsError:
-        pass  # a concurrent writer made it
-    except FileNotFoundError:
-        raise _DirectoryVanished from None  # a concurrent delete removed `parent`
-    try:
-        return os.open(name, _DIRECTORY_FLAGS, dir_fd=parent)
-    except FileNotFoundError:
-        raise _DirectoryVanished from None
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
-            raise
-        raise _Foreign("/".join(path), _mode_at(parent, name)) from None
-
-
-# -- openat2 (Linux 5.6 and later) ---------------------------------------------
-
-_RESOLVE_NO_SYMLINKS = 0x04
-_SYS_OPENAT2 = 437  # the same number on every architecture that added it in 5.6
-_OPENAT2_MACHINES = frozenset({"x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "s390x"})
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
-    ]
-
-
-def _load_openat2() -> Callable[[str, int], int | None] | None:
-    """``openat2(AT_FDCWD, path, flags, RESOLVE_NO_SYMLINKS)``, or None where there is none."""
-    if sys.platform != "linux" or platform.machine() not in _OPENAT2_MACHINES:
-        return None
-    if sys.maxsize < 2**32:
-        return None  # a 32-bit ABI on a 64-bit kernel numbers it differently
-    try:
-        syscall = ctypes.CDLL(None, use_errno=True).syscall
-    except (OSError, AttributeError):
-        return None
-    syscall.restype = ctypes.c_long
-    at_fdcwd = ctypes.c_int(-100)
-    size = ctypes.c_size_t(ctypes.sizeof(_OpenHow))
-    usable = [True]
-
-    def openat2(path: str, flags: int) -> int | None:
-        """The descriptor; None once the kernel has refused openat2 itself."""
-        if not usable[0]:
-            return None
-        how = _OpenHow(flags, 0, _RESOLVE_NO_SYMLINKS)
-        fd = syscall(
-            ctypes.c_long(_SYS_OPENAT2), at_fdcwd, os.fsencode(path), ctypes.byref(how), size
-        )
-        if fd >= 0:
-            return int(fd)
-        code = ctypes.get_errno()
-        if code in (errno.ENOSYS, errno.EPERM, errno.E2BIG, errno.EINVAL):
-            usable[0] = False  # an old kernel or a seccomp filter: walk from now on
-            return None
-        raise OSError(code, os.strerror(code), path)
-
-    return openat2
-
-
-_openat2 = _load_openat2()
