@@ -27,9 +27,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from taquba_memo import MemoStore, layout
-from taquba_memo.backends.local import LocalFileBackend
-from taquba_memo.backends.memory import InMemoryBackend
+from taquba_memo import MemoStore
+from taquba_memo import _layout as layout
+from taquba_memo._backends.local import LocalFileBackend
+from taquba_memo._backends.memory import InMemoryBackend
 
 from benchmarks import measure, report
 from benchmarks.targets import RGW_TARGETS, Target, make_targets, servers

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taquba_memo import InMemoryBackend, MemoStore, layout
-from taquba_memo.backends import ForwardingBackend
+from taquba_memo import InMemoryBackend, MemoStore
+from taquba_memo import _layout as layout
+from taquba_memo.adapter_kit import ForwardingBackend
 
 ENTRIES_PER_RUN = 4
 RETENTION_DAYS = 7

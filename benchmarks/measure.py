@@ -17,7 +17,8 @@ import tracemalloc
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from taquba_memo import MemoBackend, MemoStore, layout
+from taquba_memo import MemoBackend, MemoStore
+from taquba_memo import _layout as layout
 from taquba_memo_conformance.proxies import CountingProxy, RequestCounts, RequestRecord
 
 from benchmarks.targets import RawSDK, settle

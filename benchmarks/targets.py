@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import obstore
 from taquba_memo import MemoBackend
-from taquba_memo.backends.local import LocalFileBackend
+from taquba_memo._backends.local import LocalFileBackend
 from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.proxies import Classifier, CountingProxy, GcsXmlProxy, classify_request
 from taquba_memo_conformance.servers import (

@@ -28,13 +28,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from taquba_memo import (
-    BackendError,
-    Capabilities,
-    DeleteManyError,
-    TransientBackendError,
-)
+from taquba_memo import BackendError, DeleteManyError, TransientBackendError
 from taquba_memo.adapter_kit import check_key, check_value, chunked
+from taquba_memo.backend import Capabilities
 
 T = TypeVar("T")
 

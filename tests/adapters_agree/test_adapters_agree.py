@@ -4,7 +4,7 @@ Every public constructor and factory of each adapter's backend class takes
 ``base_path`` as a keyword only, names its retry policy ``retry`` (never
 ``retries``), and has no private (``_``-prefixed) parameter. ``open_url``
 refuses a URL that is not a ``str`` with the error
-:func:`taquba_memo.urls.open_backend` raises for it. Each adapter logs, if at
+:func:`taquba_memo._urls.open_backend` raises for it. Each adapter logs, if at
 all, to ``taquba_memo.<adapter>``, and its README names exactly those loggers
 and says how each operation behaves on its store.
 """
@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 from taquba_memo import InvalidValueType
+from taquba_memo._urls import open_backend
 from taquba_memo.backend import MemoBackendBase
-from taquba_memo.urls import open_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 

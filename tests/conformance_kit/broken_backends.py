@@ -22,13 +22,12 @@ from dataclasses import replace
 from taquba_memo import (
     AccessDeniedError,
     BackendError,
-    Capabilities,
     DeleteManyError,
     InMemoryBackend,
-    ListedObject,
     NotSupported,
 )
 from taquba_memo.adapter_kit import check_key
+from taquba_memo.backend import Capabilities, ListedObject
 from taquba_memo.errors import TransientBackendError
 
 PAGE_SIZE = 1000

@@ -106,7 +106,7 @@ def install_local_files_adapter(site: Path, scheme: str, backend_source: str) ->
     """
     (name,) = re.findall(r"^class (\w+)\(", textwrap.dedent(backend_source), re.MULTILINE)
     opener = f"""
-from taquba_memo.urls import open_backend as _open_backend
+from taquba_memo._urls import open_backend as _open_backend
 
 def open_url(url):
     return {name}(_open_backend(url.replace("{scheme}://", "file://", 1)).root)

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from taquba_memo import Capabilities, InMemoryBackend, LocalFileBackend, MemoBackend
-from taquba_memo.backends import ForwardingBackend
+from taquba_memo import InMemoryBackend, LocalFileBackend, MemoBackend
+from taquba_memo.adapter_kit import ForwardingBackend
+from taquba_memo.backend import Capabilities
 
 
 class RecordingBackend(ForwardingBackend):

@@ -23,9 +23,9 @@ from taquba_memo import (
     ValueTooLargeError,
     sync,
 )
+from taquba_memo._layout import memo_key
+from taquba_memo.adapter_kit import ForwardingBackend
 from taquba_memo.backend import reads_bounded
-from taquba_memo.backends import ForwardingBackend
-from taquba_memo.layout import memo_key
 
 from .conftest import RecordingBackend, SixOperationsOnly
 

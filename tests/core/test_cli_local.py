@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from taquba_memo import LocalFileBackend, TerminalMarker
-from taquba_memo.layout import claim_key, memo_key
+from taquba_memo._layout import claim_key, memo_key
 from taquba_memo.sync import open_store
 
 from ._cli_support import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from taquba_memo import LocalFileBackend
-from taquba_memo.layout import sweep_lease_key, sweep_leases_prefix
+from taquba_memo._layout import sweep_lease_key, sweep_leases_prefix
 from taquba_memo.sync import open_store
 
 from ._cli_support import (

@@ -8,9 +8,9 @@ import time
 import urllib.parse
 
 import pytest
-from taquba_memo.layout import sweep_lease_key, sweep_leases_prefix
+from taquba_memo._layout import sweep_lease_key, sweep_leases_prefix
+from taquba_memo._urls import open_backend
 from taquba_memo.sync import open_store
-from taquba_memo.urls import open_backend
 from taquba_memo_conformance._processes import free_port
 from taquba_memo_conformance.proxies import CountingProxy
 from taquba_memo_conformance.servers import S3Server

@@ -20,7 +20,7 @@ from taquba_memo import (
     PickleCodec,
     UnsafeCodecWarning,
 )
-from taquba_memo.codecs import decode_value, encode_value
+from taquba_memo._codecs import decode_value, encode_value
 
 
 def pickle_codec() -> PickleCodec:
@@ -168,7 +168,8 @@ class TestPickleCodec:
 
     def test_is_never_a_default(self) -> None:
         # Opt-in means: no codec resolves to pickle unless constructed by name.
-        from taquba_memo import memo, sync
+        from taquba_memo import _memo as memo
+        from taquba_memo import sync
 
         assert isinstance(memo._BYTES, BytesCodec)
         assert isinstance(sync._BYTES, BytesCodec)

@@ -12,7 +12,6 @@ import json
 
 import pytest
 from taquba_memo import (
-    Capabilities,
     ClaimPolicy,
     InMemoryBackend,
     InvalidArgumentError,
@@ -21,9 +20,10 @@ from taquba_memo import (
     MemoBackend,
     MemoStore,
     NotSupported,
-    layout,
 )
+from taquba_memo import _layout as layout
 from taquba_memo import sync as memo_sync
+from taquba_memo.backend import Capabilities
 
 from .conftest import RecordingBackend
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from taquba_memo import (
     BackendError,
-    Capabilities,
     EncodeError,
     InMemoryBackend,
     InvalidValueType,
@@ -23,7 +22,8 @@ from taquba_memo import (
     ValueTooLargeError,
     _single_flight,
 )
-from taquba_memo.layout import memo_key
+from taquba_memo._layout import memo_key
+from taquba_memo.backend import Capabilities
 
 from ._flight_support import (
     BlockingStep,

@@ -35,7 +35,7 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
                 anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 base = f"{anchor}.{base}" if base else anchor
             for alias in node.names:
-                # `from taquba_memo import compute` needs the module taquba_memo.compute;
+                # `from taquba_memo import compute` needs the module taquba_memo._compute;
                 # `from taquba_memo import MemoStore` needs the package's __init__.
                 submodule = f"{base}.{alias.name}"
                 found.add(submodule if submodule in known else base)
@@ -78,7 +78,7 @@ def test_the_core_import_graph_has_no_cycle() -> None:
 
 def test_the_graph_reader_sees_a_type_checking_import() -> None:
     graph = import_graph()
-    assert "taquba_memo.backend" in graph["taquba_memo.compute"]
+    assert "taquba_memo.backend" in graph["taquba_memo._compute"]
 
 
 def top_level_imports(path: Path) -> set[str]:
@@ -93,9 +93,9 @@ def top_level_imports(path: Path) -> set[str]:
 
 
 def test_the_stats_import_neither_opentelemetry_nor_another_module_of_the_package() -> None:
-    assert import_graph()["taquba_memo.stats"] == set()
+    assert import_graph()["taquba_memo._stats"] == set()
     assert "opentelemetry" not in top_level_imports(ROOT / "stats.py")
 
 
 def test_the_telemetry_updates_the_stats() -> None:
-    assert "taquba_memo.stats" in import_graph()["taquba_memo._telemetry"]
+    assert "taquba_memo._stats" in import_graph()["taquba_memo._telemetry"]

@@ -15,8 +15,8 @@ from taquba_memo import (
     InvalidTerminalTime,
     InvalidValueType,
     TerminalMarker,
-    layout,
 )
+from taquba_memo import _layout as layout
 
 SHA_OF_K = hashlib.sha256(b"k").hexdigest()
 

@@ -14,7 +14,8 @@ import re
 import socket
 
 import pytest
-from taquba_memo import ClaimPolicy, InMemoryBackend, MemoStore, SweepLease, layout
+from taquba_memo import ClaimPolicy, InMemoryBackend, MemoStore, SweepLease
+from taquba_memo import _layout as layout
 
 PREFIX = "memo"
 ENTRY = layout.memo_key(PREFIX, "run", 1, "k")

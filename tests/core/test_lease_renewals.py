@@ -28,9 +28,9 @@ from taquba_memo import (
     MemoBackend,
     MemoStore,
     SweepLease,
-    layout,
 )
-from taquba_memo.backends import ForwardingBackend
+from taquba_memo import _layout as layout
+from taquba_memo.adapter_kit import ForwardingBackend
 
 PREFIX = "memo"
 ENTRY = layout.memo_key(PREFIX, "run", 1, "k")

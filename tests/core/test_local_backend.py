@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from taquba_memo import BackendError, InvalidKeyError, LocalFileBackend, MemoStore
-from taquba_memo.backends.local import INLINE_READ_BYTES
+from taquba_memo._backends.local import INLINE_READ_BYTES
 
 
 async def keys_of(backend: LocalFileBackend, prefix: str = "") -> list[str]:

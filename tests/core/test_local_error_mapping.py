@@ -13,7 +13,7 @@ import os
 
 import pytest
 from taquba_memo import AccessDeniedError, BackendError, TransientBackendError
-from taquba_memo.backends._local_errors import map_os_error
+from taquba_memo._backends._local_errors import map_os_error
 
 # What each errno a local open, read, write, fsync, link, rename, unlink,
 # mkdir, rmdir, scandir or stat can fail with means to the caller.

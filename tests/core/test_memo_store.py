@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import pytest
 from taquba_memo import (
     BackendError,
-    Capabilities,
     DeleteManyError,
     InMemoryBackend,
     InvalidArgumentError,
@@ -24,6 +23,7 @@ from taquba_memo import (
     TerminalMarker,
     ValueTooLargeError,
 )
+from taquba_memo.backend import Capabilities
 
 from .conftest import RecordingBackend
 

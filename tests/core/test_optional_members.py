@@ -16,17 +16,18 @@ from pathlib import Path
 
 import pytest
 from taquba_memo import (
-    Capabilities,
     EntryTooLargeError,
     InMemoryBackend,
     InvalidArgumentError,
-    ListedObject,
     LocalFileBackend,
     MemoBackend,
     _fork,
 )
+from taquba_memo.adapter_kit import ForwardingBackend
 from taquba_memo.backend import (
     OPTIONAL_MEMBERS,
+    Capabilities,
+    ListedObject,
     ListsMetadata,
     MemoBackendBase,
     ReadsBounded,
@@ -37,7 +38,6 @@ from taquba_memo.backend import (
     reads_bounded,
     rebuilds_after_fork,
 )
-from taquba_memo.backends import ForwardingBackend
 
 from .conftest import RecordingBackend, SixOperationsOnly
 

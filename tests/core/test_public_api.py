@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import taquba_memo
-from taquba_memo import errors, sweep_lease
+from taquba_memo import _sweep_lease as sweep_lease
+from taquba_memo import backend, errors
 
 from ..public_names import public_names
 
@@ -192,8 +193,8 @@ class PlainBackend:
         self.data: dict[str, bytes] = {}
 
     @property
-    def capabilities(self) -> taquba_memo.Capabilities:
-        return taquba_memo.Capabilities(
+    def capabilities(self) -> backend.Capabilities:
+        return backend.Capabilities(
             ordered_listing=True, conditional_put=False, max_delete_batch=10
         )
 
@@ -244,5 +245,5 @@ def test_an_object_missing_an_operation_is_refused_by_the_store() -> None:
 
 
 def test_the_optional_base_class_adds_only_the_context_manager() -> None:
-    assert not isinstance(taquba_memo.MemoBackendBase(), taquba_memo.MemoBackend)
-    assert {"__aenter__", "__aexit__", "aclose"} <= set(dir(taquba_memo.MemoBackendBase))
+    assert not isinstance(backend.MemoBackendBase(), taquba_memo.MemoBackend)
+    assert {"__aenter__", "__aexit__", "aclose"} <= set(dir(backend.MemoBackendBase))

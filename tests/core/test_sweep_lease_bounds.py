@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from taquba_memo import InvalidArgumentError, InvalidValueType, LocalFileBackend, MemoStore
-from taquba_memo.layout import sweep_lease_key, sweep_leases_prefix
-from taquba_memo.sweep_lease import SweepLease, SweepLeaseHeld
+from taquba_memo._layout import sweep_lease_key, sweep_leases_prefix
+from taquba_memo._sweep_lease import SweepLease, SweepLeaseHeld
 
 from ._cli_support import ExitCode, local_store_of_ended_runs, run_cli
 

@@ -139,7 +139,7 @@ class TestGetOrCompute:
         assert step.entered.wait(60)
         for thread in threads[1:]:
             thread.start()
-        flight_key = (id(store.backend), taquba_memo.layout.memo_key("memo", "run", 0, "k"))
+        flight_key = (id(store.backend), taquba_memo._layout.memo_key("memo", "run", 0, "k"))
         wait_until(lambda: taquba_memo._single_flight.followers(flight_key) == 3)
         step.release.set()
         for thread in threads:

@@ -29,7 +29,7 @@ from dramatiq.middleware.threading import raise_thread_exception
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 from taquba_memo import ClaimPolicy, MemoBackend, _single_flight
 from taquba_memo import MemoStore as AsyncMemoStore
-from taquba_memo.layout import memo_key
+from taquba_memo._layout import memo_key
 from taquba_memo.sync import Memo, MemoStore
 
 from tests.core._flight_support import wait_until

@@ -36,7 +36,7 @@ from typing import Any, Generic, TypeVar, Union, get_args, get_origin, get_type_
 import pytest
 import taquba_memo
 from taquba_memo import sync
-from taquba_memo.memo import MemoHost
+from taquba_memo._memo import MemoHost
 
 if sys.version_info >= (3, 11):
     from typing import get_overloads

@@ -19,7 +19,7 @@ from taquba_memo import (
     open_backend,
     open_store,
 )
-from taquba_memo.urls import ENTRY_POINT_GROUP, resolve_scheme
+from taquba_memo._urls import ENTRY_POINT_GROUP, resolve_scheme
 
 from ._installed import requires
 

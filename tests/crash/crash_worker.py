@@ -33,7 +33,8 @@ import random
 import sys
 from typing import Any
 
-from taquba_memo import LocalFileBackend, MemoStore, layout
+from taquba_memo import LocalFileBackend, MemoStore
+from taquba_memo import _layout as layout
 
 MAGIC = b"TQCRASH1|"
 DIGEST_BYTES = 32

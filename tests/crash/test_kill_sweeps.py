@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from taquba_memo import LocalFileBackend, MemoStore, layout
+from taquba_memo import LocalFileBackend, MemoStore
+from taquba_memo import _layout as layout
 
 from ..conftest import ReliabilityFigures
 from .crash_worker import Entry, decode_value, encode_value

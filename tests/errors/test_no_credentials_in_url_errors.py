@@ -18,7 +18,7 @@ import pytest
 from taquba_memo import InvalidURLError, MemoError, cli, open_backend
 from taquba_memo._exit_codes import ExitCode
 from taquba_memo._redact import parameters_with_user_info, redact_url
-from taquba_memo.urls import resolve_scheme
+from taquba_memo._urls import resolve_scheme
 
 SECRET = "Sup3rS3cretV4lue"
 SCHEMES = [

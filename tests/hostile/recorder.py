@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from taquba_memo import MemoBackend
-from taquba_memo.backends import ForwardingBackend
+from taquba_memo.adapter_kit import ForwardingBackend
 
 
 class Recorder(ForwardingBackend):

@@ -32,11 +32,11 @@ from taquba_memo import (
     InvalidURLError,
     LocalFileBackend,
     MemoStore,
-    layout,
     open_store,
 )
+from taquba_memo import _layout as layout
+from taquba_memo._urls import open_backend
 from taquba_memo.sync import open_store as open_sync_store
-from taquba_memo.urls import open_backend
 
 from tests.core._cli_support import (
     ExitCode,
@@ -71,7 +71,7 @@ def plant_linked_run(root: Path, outside: Path, run_id: str = "victim") -> list[
 def each_resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both ways a path below the root is resolved: Linux's openat2, and the
     component walk every other system (and a kernel before 5.6) uses."""
-    from taquba_memo.backends import _no_follow
+    from taquba_memo._backends import _no_follow
 
     if request.param == "component walk":
         monkeypatch.setattr(_no_follow, "_openat2", None)
@@ -381,7 +381,7 @@ async def test_get_at_most_refuses_a_bound_that_is_not_a_size(
 
 def test_a_read_of_a_growing_file_holds_no_more_than_the_bound_plus_one() -> None:
     """A pipe stands for a file that keeps growing past its fstat size."""
-    from taquba_memo.backends.local import _read_at_most
+    from taquba_memo._backends.local import _read_at_most
 
     reader, writer = os.pipe()
     written = 4 * 2**20

@@ -37,8 +37,8 @@ from taquba_memo import (
     LocalFileBackend,
     MemoBackend,
     MemoStore,
-    layout,
 )
+from taquba_memo import _layout as layout
 
 from ..conftest import ReliabilityFigures
 from .recorder import Recorder

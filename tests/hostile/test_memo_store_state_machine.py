@@ -33,8 +33,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from obstore.store import MemoryStore
-from taquba_memo import InMemoryBackend, LocalFileBackend, MemoBackend, MemoStore, layout
-from taquba_memo.layout import TerminalMarker
+from taquba_memo import InMemoryBackend, LocalFileBackend, MemoBackend, MemoStore
+from taquba_memo import _layout as layout
+from taquba_memo._layout import TerminalMarker
 from taquba_memo_obstore import ObstoreBackend
 
 from ..conftest import ReliabilityFigures

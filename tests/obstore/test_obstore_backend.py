@@ -18,7 +18,6 @@ from obstore.store import AzureStore, GCSStore, HTTPStore, MemoryStore, S3Store
 from taquba_memo import (
     AccessDeniedError,
     BackendError,
-    Capabilities,
     ContainerNotFoundError,
     DeleteManyError,
     InvalidArgumentError,
@@ -28,7 +27,8 @@ from taquba_memo import (
     ThrottledError,
     TransientBackendError,
 )
-from taquba_memo.urls import open_backend
+from taquba_memo._urls import open_backend
+from taquba_memo.backend import Capabilities
 from taquba_memo_conformance.adapter_checks import (
     check_every_exception_mapped,
     check_key_refused,

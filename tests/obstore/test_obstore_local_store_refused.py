@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from obstore.store import LocalStore
-from taquba_memo import InvalidConfigurationError, LocalFileBackend, MemoStore, layout
+from taquba_memo import InvalidConfigurationError, LocalFileBackend, MemoStore
+from taquba_memo import _layout as layout
 from taquba_memo_obstore import ObstoreBackend, capabilities_for, open_url
 
 PRECIOUS = b"not the memo store's to delete"

@@ -10,9 +10,10 @@ import gc
 import tracemalloc
 from collections.abc import AsyncIterator, Sequence
 
-from taquba_memo import MemoStore, layout
+from taquba_memo import MemoStore
+from taquba_memo import _layout as layout
+from taquba_memo._backends.memory import InMemoryBackend
 from taquba_memo.backend import Capabilities, MemoBackendBase
-from taquba_memo.backends.memory import InMemoryBackend
 
 SMALL, LARGE = 2_000, 20_000
 

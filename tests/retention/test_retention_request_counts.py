@@ -19,7 +19,8 @@ import math
 from collections.abc import Awaitable, Iterable
 
 import pytest
-from taquba_memo import MemoBackend, MemoStore, SweepStrategy, layout
+from taquba_memo import MemoBackend, MemoStore, SweepStrategy
+from taquba_memo import _layout as layout
 
 from .adapters import Adapter, Seen
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import pytest
 from taquba_memo import MemoStore, SweepStrategy
+from taquba_memo._backends.memory import InMemoryBackend
 from taquba_memo.backend import Capabilities
-from taquba_memo.backends.memory import InMemoryBackend
 
 RUNS = 24
 

@@ -21,10 +21,10 @@ from taquba_memo import (
     SweepReport,
     SweepStrategy,
     TerminalMarker,
-    layout,
 )
+from taquba_memo import _layout as layout
+from taquba_memo._backends.memory import InMemoryBackend
 from taquba_memo.backend import Capabilities, MemoBackendBase
-from taquba_memo.backends.memory import InMemoryBackend
 
 BATCH = 10
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from taquba_memo import MemoBackend, MemoStore, layout
+from taquba_memo import MemoBackend, MemoStore
+from taquba_memo import _layout as layout
 
 from .backend_specs import build_backend, encode_spec
 from .conftest import backend_spec_for

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
-from taquba_memo import Capabilities, MemoBackend, MemoStore
-from taquba_memo.backend import member_name, offers
+from taquba_memo import MemoBackend, MemoStore
+from taquba_memo.backend import Capabilities, member_name, offers
 
 from taquba_memo_conformance.keyspace import KeySpace
 

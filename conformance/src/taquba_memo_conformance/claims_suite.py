@@ -31,8 +31,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import ClassVar
 
 import pytest
-from taquba_memo import ClaimPolicy, MemoBackend, MemoStore, layout
-from taquba_memo.backends import ForwardingBackend
+from taquba_memo import ClaimPolicy, MemoBackend, MemoStore
+from taquba_memo import _layout as layout
+from taquba_memo.adapter_kit import ForwardingBackend
 
 from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace

@@ -20,16 +20,20 @@ import random
 import pytest
 from taquba_memo import (
     BackendError,
-    Capabilities,
     DeleteManyError,
     EntryTooLargeError,
     InvalidArgumentError,
     InvalidValueType,
-    ListedObject,
     MemoBackend,
     NotSupported,
 )
-from taquba_memo.backend import ListsMetadata, ReadsBounded, RebuildsAfterFork
+from taquba_memo.backend import (
+    Capabilities,
+    ListedObject,
+    ListsMetadata,
+    ReadsBounded,
+    RebuildsAfterFork,
+)
 
 from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace, byte_order, collect, put_all, sha256_hex

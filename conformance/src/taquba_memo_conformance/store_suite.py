@@ -166,7 +166,7 @@ class MemoStoreTests(SuiteBase):
     ) -> None:
         # Byte-identical with taquba-workflow 0.5.0, so Rust and Python
         # workers can share a bucket. Spelled out here, not taken from
-        # taquba_memo.layout, so the check is independent of it.
+        # taquba_memo._layout, so the check is independent of it.
         await store.new_memo("run-1", 7).put("k", b"value")
         await store.write_terminal_marker("run-1", 1_700_000_000_000)
         memo_key = f"{space.root}/memos/run-1/7/{sha256_hex(b'k')}"

@@ -3,16 +3,20 @@
 A retried step of an at-least-once workflow finds what an earlier attempt
 recorded and skips the expensive work. The object layout is byte-identical
 to the Rust crate taquba-workflow 0.5.0, so Python and Rust workers can share
-one bucket. See :mod:`taquba_memo.backend` for writing a storage adapter.
+one bucket.
+
+Everything a user needs is here, flat. Backend authors import from
+:mod:`taquba_memo.backend` (the protocol, its optional members, capabilities,
+``MemoBackendBase``, ``ListedObject``) and :mod:`taquba_memo.adapter_kit` (the
+building blocks of an adapter); :mod:`taquba_memo.sync` is the blocking API and
+:mod:`taquba_memo.errors` the error hierarchy. Modules with a leading underscore
+are internal.
 """
 
 from taquba_memo import errors
-from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy
-from taquba_memo._telemetry import set_otel_enabled
-from taquba_memo.backend import Capabilities, ListedObject, MemoBackend, MemoBackendBase
-from taquba_memo.backends import InMemoryBackend, LocalFileBackend
-from taquba_memo.claims import ClaimPolicy
-from taquba_memo.codecs import (
+from taquba_memo._backends import InMemoryBackend, LocalFileBackend
+from taquba_memo._claims import ClaimPolicy
+from taquba_memo._codecs import (
     BytesCodec,
     Codec,
     JSONCodec,
@@ -20,30 +24,30 @@ from taquba_memo.codecs import (
     PickleCodec,
     UnsafeCodecWarning,
 )
-from taquba_memo.content import canonical_json, content_key
+from taquba_memo._content import canonical_json, content_key
+from taquba_memo._layout import TerminalMarker
+from taquba_memo._memo import Memo
+from taquba_memo._stats import MemoStats, MemoStatsSnapshot
+from taquba_memo._store import MemoEntry, MemoStore
+from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy
+from taquba_memo._sweep_lease import SweepLease
+from taquba_memo._telemetry import set_otel_enabled
+from taquba_memo._urls import open_backend, open_store
+from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import *  # noqa: F403 - exactly the names of errors.__all__
-from taquba_memo.layout import TerminalMarker
-from taquba_memo.memo import Memo
-from taquba_memo.stats import MemoStats, MemoStatsSnapshot
-from taquba_memo.store import MemoEntry, MemoStore
-from taquba_memo.sweep_lease import SweepLease
-from taquba_memo.urls import open_backend, open_store
 
 __version__ = "0.1.0"
 
 # The error classes are listed once, in taquba_memo.errors.__all__.
 __all__ = [
     "BytesCodec",
-    "Capabilities",
     "ClaimPolicy",
     "Codec",
     "InMemoryBackend",
     "JSONCodec",
-    "ListedObject",
     "LocalFileBackend",
     "Memo",
     "MemoBackend",
-    "MemoBackendBase",
     "MemoEntry",
     "MemoStats",
     "MemoStatsSnapshot",

@@ -14,8 +14,8 @@ get and delete; no compare-and-swap:
   or expired: of any number of contenders exactly one wins, so a lease is
   never taken twice; the losers judge the winner's document.
 * **The document** is a small JSON object the user renders for each write
-  (its fields are the user's: :mod:`taquba_memo.claims` and
-  :mod:`taquba_memo.sweep_lease` keep theirs byte for byte, since older
+  (its fields are the user's: :mod:`taquba_memo._claims` and
+  :mod:`taquba_memo._sweep_lease` keep theirs byte for byte, since older
   workers read them). Every user writes ``"released": false`` while it holds
   the lease and ``true`` once it gives it up. A reader holds at most
   64 KiB of it (:func:`~taquba_memo._bounded_read.read_document`): a

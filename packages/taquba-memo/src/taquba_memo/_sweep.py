@@ -32,12 +32,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from taquba_memo import layout
+from taquba_memo import _layout as layout
 from taquba_memo._concurrency import TaskWindow
+from taquba_memo._layout import TerminalMarker
 from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import BackendError, DeleteManyError
-from taquba_memo.layout import TerminalMarker
 
 __all__ = [
     "PAGE_KEYS",

@@ -1,7 +1,7 @@
 """Telemetry (private): the OpenTelemetry spans and metrics of each memo operation.
 
-Each operation updates its store's :class:`~taquba_memo.stats.MemoStats`
-(always, see :mod:`taquba_memo.stats`) and, when enabled, OpenTelemetry.
+Each operation updates its store's :class:`~taquba_memo._stats.MemoStats`
+(always, see :mod:`taquba_memo._stats`) and, when enabled, OpenTelemetry.
 OpenTelemetry is used through ``opentelemetry-api`` only (the ``otel``
 extra): it is imported on the first memo operation, and spans and metrics
 are recorded only while the application has set a global tracer or meter
@@ -22,6 +22,7 @@ import time
 from types import TracebackType
 from typing import Any, Protocol
 
+from taquba_memo._stats import MemoStats
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,
@@ -29,7 +30,6 @@ from taquba_memo.errors import (
     DeleteManyError,
     ThrottledError,
 )
-from taquba_memo.stats import MemoStats
 
 __all__ = ["Operation", "StoreTelemetry", "set_otel_enabled"]
 

@@ -10,7 +10,8 @@ for object names below a base path (:class:`UnderBasePath`) and for adapters on 
 (:func:`check_max_bytes`, :func:`entry_too_large`, :class:`BoundedBuffer`,
 :func:`read_at_most`); bounded concurrency (:func:`chunked`,
 :func:`delete_each`, :class:`TaskWindow`, :class:`BlockingRunner`); the one
-HTTP status table (:func:`error_for_status`); and fork helpers. Each concern
+HTTP status table (:func:`error_for_status`); fork helpers; and
+:class:`ForwardingBackend`, the base of a wrapper around another backend. Each concern
 lives in a private module of its own; this module is the public face.
 
 Adapters for synchronous SDKs (google-cloud-storage, minio) derive from
@@ -30,6 +31,7 @@ instead of closing it.
 
 from __future__ import annotations
 
+from taquba_memo._backends.forwarding import ForwardingBackend
 from taquba_memo._blocking import BlockingBackendBase
 from taquba_memo._bounded_read import (
     READ_CHUNK_BYTES,
@@ -68,6 +70,7 @@ __all__ = [
     "READ_CHUNK_BYTES",
     "TRUE_WORDS",
     "BlockingBackendBase",
+    "ForwardingBackend",
     "BlockingRunner",
     "BoundedBuffer",
     "TaskWindow",

@@ -58,11 +58,13 @@ __all__ = [
     "OPTIONAL_MEMBERS",
     "Capabilities",
     "ListedObject",
+    "ListsAfter",
     "ListsMetadata",
     "MemoBackend",
     "MemoBackendBase",
     "ReadsBounded",
     "RebuildsAfterFork",
+    "lists_after",
     "lists_metadata",
     "member_name",
     "offers",
@@ -179,7 +181,30 @@ class RebuildsAfterFork(Protocol):
         ...
 
 
-OPTIONAL_MEMBERS: tuple[type, ...] = (ListsMetadata, ReadsBounded, RebuildsAfterFork)
+@runtime_checkable
+class ListsAfter(Protocol):
+    """Optional ``list_after``: a listing that starts after a key, on the server.
+
+    Offer it when the store can begin a listing after a given key itself (S3's
+    ``StartAfter``, GCS's ``startOffset``, obstore's list offset, a sorted
+    directory scan). It yields what ``list(prefix)`` yields, less every key
+    that is not strictly greater than ``start_after`` (a whole key, compared
+    as UTF-8 bytes), in the store's listing order. Its cost must follow the
+    keys it yields, not the keys it skips: a backend that would have to list
+    the whole prefix and filter it should not offer it.
+
+    Without it, the core lists the whole prefix and skips the keys itself, so
+    a listing of the expired terminal markers of layout ``"0.10"`` (newest
+    first, the expired ones after the cutoff's key) costs what all the
+    markers cost instead of what the expired ones cost.
+    """
+
+    def list_after(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        """Yield each key under ``prefix`` greater than ``start_after``, as ``list`` does."""
+        ...
+
+
+OPTIONAL_MEMBERS: tuple[type, ...] = (ListsMetadata, ReadsBounded, RebuildsAfterFork, ListsAfter)
 """Every optional member of a backend, as the Protocol that declares it."""
 
 
@@ -207,6 +232,11 @@ def lists_metadata(backend: object) -> bool:
 def reads_bounded(backend: object) -> bool:
     """True when ``backend`` offers ``get_at_most`` (reads that stop at a size)."""
     return offers(backend, ReadsBounded)
+
+
+def lists_after(backend: object) -> bool:
+    """True when ``backend`` offers ``list_after`` (a listing that starts after a key)."""
+    return offers(backend, ListsAfter)
 
 
 def rebuilds_after_fork(backend: object) -> bool:

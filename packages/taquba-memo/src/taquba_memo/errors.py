@@ -247,7 +247,7 @@ class SweepLeaseHeldError(MemoError):
     """Another sweeper holds the store's sweep lease; this one did nothing.
 
     ``holder`` says who, as the lease's document does. Raised by
-    :class:`~taquba_memo.sweep_lease.SweepLease` before any deletion.
+    :class:`~taquba_memo._sweep_lease.SweepLease` before any deletion.
     """
 
     def __init__(self, holder: SweepLeaseHolder) -> None:

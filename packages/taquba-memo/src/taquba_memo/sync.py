@@ -45,14 +45,21 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar, overload
 
 from taquba_memo import Memo as AsyncMemo
-from taquba_memo import MemoEntry, MemoStats, SweepReport, SweepStrategy, TerminalMarker, urls
+from taquba_memo import (
+    MemoEntry,
+    MemoStats,
+    SweepReport,
+    SweepStrategy,
+    TerminalMarker,
+)
 from taquba_memo import MemoStore as AsyncMemoStore
+from taquba_memo import _urls as urls
+from taquba_memo._claims import ClaimPolicy
 from taquba_memo._closing import Closing
+from taquba_memo._codecs import BytesCodec, Codec
 from taquba_memo._loop_thread import LoopThread
+from taquba_memo._memo import BoundMemo
 from taquba_memo.backend import MemoBackend
-from taquba_memo.claims import ClaimPolicy
-from taquba_memo.codecs import BytesCodec, Codec
-from taquba_memo.memo import BoundMemo
 
 __all__ = ["Memo", "MemoStore", "open_store"]
 

@@ -46,9 +46,11 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
-from taquba_memo import layout
+from taquba_memo import _layout as layout
+from taquba_memo._backends.local import LocalFileBackend
 from taquba_memo._exit_codes import ExitCode
-from taquba_memo.backends.local import LocalFileBackend
+from taquba_memo._store import MemoStore
+from taquba_memo._urls import open_backend
 from taquba_memo.cli._clear import cmd_clear
 from taquba_memo.cli._errors import exit_code_for
 from taquba_memo.cli._markers import cmd_markers
@@ -59,8 +61,6 @@ from taquba_memo.cli._runs import cmd_runs
 from taquba_memo.cli._signals import Stop
 from taquba_memo.cli._sweep import cmd_sweep
 from taquba_memo.errors import ContainerNotFoundError, MemoError, UsageError
-from taquba_memo.store import MemoStore
-from taquba_memo.urls import open_backend
 
 __all__ = ["entry_point", "main"]
 

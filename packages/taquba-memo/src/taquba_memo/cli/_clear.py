@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from taquba_memo import layout
+from taquba_memo import _layout as layout
 from taquba_memo._exit_codes import ExitCode
+from taquba_memo._store import MemoStore
 from taquba_memo.cli._empty_store import warn_if_empty
 from taquba_memo.cli._observed import ObservedBackend
 from taquba_memo.cli._output import Output, plural
-from taquba_memo.store import MemoStore
 
 __all__ = ["cmd_clear"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from taquba_memo import layout
+from taquba_memo import _layout as layout
 from taquba_memo._redact import redact_url
+from taquba_memo._store import MemoStore
 from taquba_memo.cli._output import Output
-from taquba_memo.store import MemoStore
 
 __all__ = ["warn_if_empty"]
 

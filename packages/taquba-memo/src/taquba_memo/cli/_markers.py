@@ -6,10 +6,10 @@ import argparse
 
 from taquba_memo._exit_codes import ExitCode
 from taquba_memo._iso_time import iso_utc
+from taquba_memo._layout import TerminalMarker
+from taquba_memo._store import MemoStore
 from taquba_memo.cli._empty_store import warn_if_empty
 from taquba_memo.cli._output import Output, plural
-from taquba_memo.layout import TerminalMarker
-from taquba_memo.store import MemoStore
 
 __all__ = ["cmd_markers"]
 

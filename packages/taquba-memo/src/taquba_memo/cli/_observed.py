@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
-from taquba_memo import layout
+from taquba_memo import _layout as layout
+from taquba_memo._backends.forwarding import ForwardingBackend
 from taquba_memo.backend import ListedObject, MemoBackend
-from taquba_memo.backends.forwarding import ForwardingBackend
 from taquba_memo.errors import AccessDeniedError, DeleteManyError
 
 __all__ = ["ObservedBackend", "observe"]

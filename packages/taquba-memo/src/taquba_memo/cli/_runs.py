@@ -11,9 +11,9 @@ from typing import Any
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._exit_codes import ExitCode
 from taquba_memo._iso_time import iso_utc
+from taquba_memo._store import MemoStore
 from taquba_memo.cli._empty_store import warn_if_empty
 from taquba_memo.cli._output import Output, human_bytes, iso_time, plural
-from taquba_memo.store import MemoStore
 
 __all__ = ["cmd_runs"]
 

@@ -7,16 +7,16 @@ import asyncio
 import time
 from typing import Any
 
-from taquba_memo import layout
+from taquba_memo import _layout as layout
 from taquba_memo._exit_codes import ExitCode
 from taquba_memo._iso_time import iso_utc
+from taquba_memo._layout import TerminalMarker
+from taquba_memo._store import MemoStore
+from taquba_memo._sweep_lease import SweepLease, SweepLeaseHeld
 from taquba_memo.cli._empty_store import warn_if_empty
 from taquba_memo.cli._observed import ObservedBackend
 from taquba_memo.cli._output import Output, plural
 from taquba_memo.errors import AccessDeniedError, BackendError
-from taquba_memo.layout import TerminalMarker
-from taquba_memo.store import MemoStore
-from taquba_memo.sweep_lease import SweepLease, SweepLeaseHeld
 
 __all__ = ["cmd_sweep"]
 

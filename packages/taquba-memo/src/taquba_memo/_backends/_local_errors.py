@@ -6,7 +6,7 @@ momentary shortage (an interrupted call, a busy file, no descriptors left)
 is :class:`~taquba_memo.TransientBackendError`; anything else (a full
 disk, an I/O error, a name too long) is a plain
 :class:`~taquba_memo.BackendError`. A foreign object below the root (see
-:mod:`taquba_memo.backends._no_follow`) is
+:mod:`taquba_memo._backends._no_follow`) is
 :class:`~taquba_memo.ForeignObjectError`.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from taquba_memo.backends._no_follow import Foreign
+from taquba_memo._backends._no_follow import Foreign
 from taquba_memo.errors import (
     AccessDeniedError,
     BackendError,

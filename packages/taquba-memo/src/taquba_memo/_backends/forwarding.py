@@ -4,8 +4,8 @@ Subclass it to observe or adapt a backend without rewriting the protocol:
 override the operations you care about and call ``super()``. Capabilities,
 ``repr`` and closing go to the wrapped backend. Every optional member
 (:data:`~taquba_memo.backend.OPTIONAL_MEMBERS`: ``list_with_metadata``,
-``get_at_most``, ``after_fork``) is forwarded when the wrapped backend offers
-it, and only then: over one that lacks it, the wrapper lacks it too (a
+``get_at_most``, ``after_fork``, ``list_after``) is forwarded when the wrapped
+backend offers it, and only then: over one that lacks it, the wrapper lacks it too (a
 subclass's override of it included), so the store falls back exactly as it
 would on the wrapped backend. A subclass that changes values (compression,
 encryption) narrows :attr:`ForwardingBackend.forwarded_members`, since the
@@ -22,6 +22,7 @@ from taquba_memo.backend import (
     OPTIONAL_MEMBERS,
     Capabilities,
     ListedObject,
+    ListsAfter,
     ListsMetadata,
     MemoBackend,
     MemoBackendBase,
@@ -81,6 +82,9 @@ class ForwardingBackend(MemoBackendBase):
 
     def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         return cast(ListsMetadata, self.inner).list_with_metadata(prefix)
+
+    def list_after(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        return cast(ListsAfter, self.inner).list_after(prefix, start_after)
 
     async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
         return await cast(ReadsBounded, self.inner).get_at_most(key, max_bytes)

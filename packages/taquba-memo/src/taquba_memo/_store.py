@@ -1,7 +1,7 @@
 """MemoStore: memo entries and terminal markers under one prefix of a backend.
 
 The layout is that of taquba-workflow 0.5.0. :meth:`MemoStore.new_memo`
-hands out :class:`~taquba_memo.memo.Memo` views bound to one
+hands out :class:`~taquba_memo._memo.Memo` views bound to one
 ``(run_id, step_number)``; a step reads what an earlier attempt recorded
 and skips the work. Retention is
 built from terminal markers: when a run ends, write its marker; later,
@@ -20,9 +20,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from taquba_memo import _fork, _sweep, layout
+from taquba_memo import _fork, _sweep
+from taquba_memo import _layout as layout
 from taquba_memo._checks import check_flag
 from taquba_memo._closing import AsyncClosing
+from taquba_memo._layout import TerminalMarker
+from taquba_memo._memo import Memo
+from taquba_memo._stats import MemoStats
 from taquba_memo._sweep import SweepReport, SweepStrategy
 from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
@@ -32,9 +36,6 @@ from taquba_memo.errors import (
     InvalidValueType,
     StoreClosedError,
 )
-from taquba_memo.layout import TerminalMarker
-from taquba_memo.memo import Memo
-from taquba_memo.stats import MemoStats
 
 __all__ = ["MemoEntry", "MemoStore"]
 
@@ -53,7 +54,7 @@ class MemoEntry:
     """The step it belongs to; None for an object that is not a memo entry."""
     kind: Literal["entry", "claim", "unrecognized"] = "entry"
     """``"entry"``, a memo entry; ``"claim"``, a claim of ``get_or_compute``
-    next to an entry (:mod:`taquba_memo.claims`), with its run and step;
+    next to an entry (:mod:`taquba_memo._claims`), with its run and step;
     ``"unrecognized"``, anything else (run and step are None)."""
     size: int | None = None
     """Its size in bytes, from the listing (``iter_entries(with_metadata=True)``); else None."""

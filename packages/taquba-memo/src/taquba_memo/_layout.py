@@ -6,7 +6,7 @@ markers are named, so Python and Rust workers can share one bucket:
 * memo entry: ``<prefix>/memos/<run_id>/<step_number>/<hex sha256(user_key)>``
 * terminal marker: ``<prefix>/terminals/<terminal_at_ms:020>_<run_id>``,
   a zero-byte object
-* claim (Python only, see :mod:`taquba_memo.claims`):
+* claim (Python only, see :mod:`taquba_memo._claims`):
   ``<memo entry key>.claim.<generation:010>``, next to its entry and so
   below the run's prefix: a run clear (Rust's included) and a sweep delete
   it with the run's entries. Rust workers never read or write claims.

@@ -18,7 +18,7 @@ so Python and Rust workers on one machine can share it.
 * Nothing below the root is trusted. A symbolic link, FIFO, device or
   socket that someone else planted below the root is never followed, read,
   waited on or deleted through, even one swapped in mid-call (how:
-  :mod:`taquba_memo.backends._no_follow`). Listings skip such a *foreign*
+  :mod:`taquba_memo._backends._no_follow`). Listings skip such a *foreign*
   object (logged once per path), ``get`` of it raises
   :class:`~taquba_memo.ForeignObjectError`, and a clear or sweep therefore
   deletes nothing outside the root. The root itself, and the directories
@@ -49,11 +49,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from taquba_memo._bounded_read import check_max_bytes, entry_too_large
-from taquba_memo._checks import check_flag, check_key, check_value, is_staging_name
-from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
-from taquba_memo.backends._local_errors import foreign_object_error, map_os_error
-from taquba_memo.backends._no_follow import (
+from taquba_memo._backends._local_errors import foreign_object_error, map_os_error
+from taquba_memo._backends._no_follow import (
     STAGING_FLAGS,
     DirectoryVanished,
     Foreign,
@@ -61,6 +58,9 @@ from taquba_memo.backends._no_follow import (
     Tree,
     mode_at,
 )
+from taquba_memo._bounded_read import check_max_bytes, entry_too_large
+from taquba_memo._checks import check_flag, check_key, check_value, is_staging_name
+from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,

@@ -10,7 +10,7 @@ How it works, on the generation lease of :mod:`taquba_memo._lease` (nothing
 but create-if-absent, plain overwrite, list and delete):
 
 * **Layout.** A claim is a small JSON object next to its entry,
-  ``<entry key>.claim.<generation:010>`` (:func:`taquba_memo.layout.claim_key`).
+  ``<entry key>.claim.<generation:010>`` (:func:`taquba_memo._layout.claim_key`).
   It lives below the run's prefix ``<prefix>/memos/<run_id>/``, so a run
   clear, a sweep, and a Rust worker's clear of the same run (which lists
   and deletes that prefix) all remove it. Entries and markers keep their
@@ -70,7 +70,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taquba_memo import layout
+from taquba_memo import _layout as layout
 from taquba_memo._lease import HeldLease, Lease, Render
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import BackendError, InvalidArgumentError, InvalidValueType
@@ -86,7 +86,7 @@ _releasing: set[asyncio.Future[Any]] = set()
 
 @dataclass(frozen=True)
 class ClaimPolicy:
-    """How ``get_or_compute`` claims an entry before paying for it; see :mod:`taquba_memo.claims`.
+    """How ``get_or_compute`` claims an entry before paying for it; see :mod:`taquba_memo._claims`.
 
     ``lease_s`` is how long a claim stays live without a renewal: the
     claimant renews it every ``lease_s / 3``, and a waiter takes over after

@@ -45,7 +45,7 @@ import time
 from types import TracebackType
 from typing import Protocol
 
-from taquba_memo import layout
+from taquba_memo import _layout as layout
 from taquba_memo._lease import HeldLease, Lease
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import (

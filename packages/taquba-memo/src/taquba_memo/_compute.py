@@ -62,7 +62,7 @@ Claims (``claim=ClaimPolicy(...)``, opt-in, needs ``conditional_put``): on a
 miss the flight's leader claims the entry before paying (or waits for the
 process that holds the claim, and returns what it stores), reads the entry
 once more, pays, stores, and deletes the claim; a failure or a cancellation
-before ``fn`` started releases it. :mod:`taquba_memo.claims` has the protocol.
+before ``fn`` started releases it. :mod:`taquba_memo._claims` has the protocol.
 This module sees entries only through an :class:`EntrySlot`, which ``Memo``
 builds; it knows nothing of stores, runs or steps.
 """
@@ -78,10 +78,10 @@ from typing import Any, TypeVar
 
 from taquba_memo import _single_flight
 from taquba_memo._bounded_read import read_object
+from taquba_memo._claims import ClaimPolicy, EntryClaims
+from taquba_memo._codecs import Codec, decode_value, encode_value
 from taquba_memo._telemetry import Operation, monotonic
 from taquba_memo.backend import MemoBackend
-from taquba_memo.claims import ClaimPolicy, EntryClaims
-from taquba_memo.codecs import Codec, decode_value, encode_value
 from taquba_memo.errors import (
     DecodeError,
     EncodeError,

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
-from taquba_memo import compute, layout
+from taquba_memo import _compute as compute
+from taquba_memo import _layout as layout
 from taquba_memo._bounded_read import read_object
 from taquba_memo._checks import check_flag, check_value
+from taquba_memo._claims import ClaimPolicy
+from taquba_memo._codecs import BytesCodec, Codec, decode_value, encode_value
+from taquba_memo._content import content_key
 from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import MemoBackend
-from taquba_memo.claims import ClaimPolicy
-from taquba_memo.codecs import BytesCodec, Codec, decode_value, encode_value
-from taquba_memo.content import content_key
 from taquba_memo.errors import ValueTooLargeError
 
 __all__ = ["BoundMemo", "Memo", "MemoHost"]
@@ -210,10 +211,10 @@ class Memo(BoundMemo[MemoHost]):
         the entry instead of paying, and takes over (one waiter only) when
         the claim was released or not renewed for a lease. Recommended
         where a runtime's lease can expire under a live worker; see
-        :mod:`taquba_memo.claims`.
+        :mod:`taquba_memo._claims`.
 
         The returned value is always ``codec.decode(codec.encode(result))``:
-        what a retry will read back. See :mod:`taquba_memo.compute` for the
+        what a retry will read back. See :mod:`taquba_memo._compute` for the
         details.
         """
         if if_absent is not None:

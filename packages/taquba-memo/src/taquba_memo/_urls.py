@@ -44,9 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
+from taquba_memo._backends import InMemoryBackend, LocalFileBackend
 from taquba_memo._redact import redact_url, scrub_exception
+from taquba_memo._store import MemoStore
 from taquba_memo.backend import MemoBackend
-from taquba_memo.backends import InMemoryBackend, LocalFileBackend
 from taquba_memo.errors import (
     AdapterNotInstalledError,
     InvalidArgumentError,
@@ -54,7 +55,6 @@ from taquba_memo.errors import (
     InvalidValueType,
     MemoError,
 )
-from taquba_memo.store import MemoStore
 
 __all__ = ["ENTRY_POINT_GROUP", "open_backend", "open_store", "resolve_scheme"]
 
