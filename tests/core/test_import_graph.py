@@ -94,7 +94,7 @@ def top_level_imports(path: Path) -> set[str]:
 
 def test_the_stats_import_neither_opentelemetry_nor_another_module_of_the_package() -> None:
     assert import_graph()["taquba_memo._stats"] == set()
-    assert "opentelemetry" not in top_level_imports(ROOT / "stats.py")
+    assert "opentelemetry" not in top_level_imports(ROOT / "_stats.py")
 
 
 def test_the_telemetry_updates_the_stats() -> None:
