@@ -28,8 +28,7 @@ from taquba_memo import (
 from taquba_memo.backend import MemoBackendBase, reads_bounded
 from taquba_memo.backends import ForwardingBackend
 from taquba_memo.layout import memo_key
-
-from .conftest import RecordingBackend
+from taquba_memo_conformance import RecordingBackend
 
 BOUND = 16
 OVERSIZED = b"x" * (BOUND + 1)
