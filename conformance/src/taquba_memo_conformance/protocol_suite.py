@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import os
 import random
+from collections.abc import Callable
 
 import pytest
 from taquba_memo import (
@@ -66,6 +67,14 @@ ORDERING_KEYS: tuple[str, ...] = (
     "漢",
     "\U0001f600",
 )
+
+
+def _skip_unless_offered(
+    backend: MemoBackend, offers: Callable[[MemoBackend], bool], member: str, without_it: str
+) -> None:
+    """Skip the test unless ``backend`` offers the optional ``member``."""
+    if not offers(backend):
+        pytest.skip(f"{type(backend).__name__} has no {member} (optional: {without_it})")
 
 
 async def _put_if_absent(
@@ -284,11 +293,9 @@ class BackendProtocolTests(SuiteBase):
     @staticmethod
     def require_metadata_listing(backend: MemoBackend) -> ListsMetadata:
         """Skip the test unless the backend offers the optional ``list_with_metadata``."""
-        if not lists_metadata(backend):
-            pytest.skip(
-                f"{type(backend).__name__} has no list_with_metadata (optional: "
-                "its listing does not carry sizes)"
-            )
+        _skip_unless_offered(
+            backend, lists_metadata, "list_with_metadata", "its listing does not carry sizes"
+        )
         assert isinstance(backend, ListsMetadata)
         return backend
 
@@ -343,11 +350,12 @@ class BackendProtocolTests(SuiteBase):
     @staticmethod
     def require_bounded_reads(backend: MemoBackend) -> ReadsBounded:
         """Skip the test unless the backend offers the optional ``get_at_most``."""
-        if not reads_bounded(backend):
-            pytest.skip(
-                f"{type(backend).__name__} has no get_at_most (optional: a store with "
-                "max_value_bytes then reads whole objects before refusing them)"
-            )
+        _skip_unless_offered(
+            backend,
+            reads_bounded,
+            "get_at_most",
+            "a store with max_value_bytes then reads whole objects before refusing them",
+        )
         assert isinstance(backend, ReadsBounded)
         return backend
 
