@@ -36,16 +36,21 @@ def suite_module(backend_class: str, class_body: str = "") -> str:
 import contextlib
 
 import pytest_asyncio
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 import broken_backends
 from taquba_memo_conformance import MemoBackendConformance
 
 
 class TestBackend(MemoBackendConformance):
-    # Deterministic, so "the state machine finds it" is a stable claim.
+    # Deterministic, so "the state machine finds it" is a stable claim. Not
+    # shrunk: whether it fails is all these tests ask, and shrinking a failure
+    # took minutes (Hypothesis gives up after five).
     state_machine_settings = settings(
-        MemoBackendConformance.state_machine_settings, derandomize=True, database=None
+        MemoBackendConformance.state_machine_settings,
+        derandomize=True,
+        database=None,
+        phases=[phase for phase in Phase if phase is not Phase.shrink],
     )
 {class_body}
     @pytest_asyncio.fixture
@@ -180,6 +185,7 @@ BUGS: dict[str, set[str]] = {
     },
     "RegexListing": {
         *_decoys("regex-dot-plus", "regex-group", "regex-class-quantifier", "glob-star"),
+        "test_state_machine_agrees_with_a_dict",
     },
     "CaseInsensitiveListing": {
         *_decoys("case-insensitive", "case-folding"),

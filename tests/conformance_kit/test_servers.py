@@ -371,7 +371,7 @@ def test_use_development_storage_means_azurite_at_its_default_address() -> None:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in server_env.items():
             patch.setenv(name, value)
-        patch.setattr(servers, "_check_answers", lambda url, variable: None)
+        patch.setattr(servers.azure, "check_answers", lambda url, variable: None)
         server = servers.resolve_azure_server()
     assert server.blob_endpoint == "http://127.0.0.1:10000/devstoreaccount1"
     assert server.account_key == servers.AZURITE_ACCOUNT_KEY
@@ -550,7 +550,7 @@ def test_the_install_lock_keeps_a_second_process_out(tmp_path: Path) -> None:
 
 
 def test_the_kit_pins_azurite_exactly() -> None:
-    pins = Path(servers.__file__).with_name("azurite")
+    pins = Path(servers.__file__).parent.parent / "azurite"
     manifest = json.loads((pins / "package.json").read_text())
     lock = json.loads((pins / "package-lock.json").read_text())
     assert manifest["dependencies"] == {"azurite": "3.35.0"}

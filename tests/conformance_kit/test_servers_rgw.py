@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -25,41 +25,41 @@ from taquba_memo_conformance.servers import S3Server, ServerStartError, ServerUn
 
 from .listening_sockets import LOOPBACK_V4, listening_addresses_of
 
+T = TypeVar("T")
+
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads processes and sockets from Linux /proc"
 )
 
 
+def each_process(read: Callable[[Path], T]) -> Iterator[tuple[int, T]]:
+    """(pid, ``read(/proc/<pid>)``) for every process, skipping those that exit meanwhile."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), read(entry)
+            except OSError:
+                continue
+
+
 def cluster_processes(marker: str) -> dict[int, str]:
     """pid -> command name of every process whose arguments mention ``marker``."""
     found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in each_process(lambda entry: (entry / "cmdline").read_bytes().split(b"\0")):
         if any(marker.encode() in argument for argument in argv):
-            found[int(entry.name)] = Path(argv[0].decode(errors="replace")).name
+            found[pid] = Path(argv[0].decode(errors="replace")).name
     return found
 
 
 def process_group(leader: int) -> dict[int, str]:
     """pid -> command name of every live process in the process group ``leader`` leads."""
     found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # exited meanwhile
-            continue
+    for pid, stat in each_process(lambda entry: (entry / "stat").read_text()):
         # "pid (comm) state ppid pgrp ...": the name may hold spaces and parentheses.
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
         if int(pgrp) == leader and state != "Z":
-            found[int(entry.name)] = name
+            found[pid] = name
     return found
 
 
@@ -172,7 +172,7 @@ def test_a_cluster_that_fails_to_start_leaves_no_daemon_and_no_directory(
             super().__init__(*args, **kwargs)
             started.append(self)
 
-    monkeypatch.setattr(servers, "ManagedProcess", Recorded)
+    monkeypatch.setattr(servers._common, "ManagedProcess", Recorded)
     with pytest.raises(ServerStartError, match="refused for this test"):
         servers.start_rgw_process()
     assert started, "the start script ran"
@@ -182,7 +182,7 @@ def test_a_cluster_that_fails_to_start_leaves_no_daemon_and_no_directory(
 
 
 def test_without_ceph_the_error_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(servers, "RGW_COMMANDS", ("no-such-ceph-daemon",))
+    monkeypatch.setattr(servers.rgw, "RGW_COMMANDS", ("no-such-ceph-daemon",))
     with pytest.raises(ServerUnavailableError) as raised:
         servers.start_rgw_process()
     message = str(raised.value)

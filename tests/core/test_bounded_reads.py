@@ -26,8 +26,9 @@ from taquba_memo import (
 from taquba_memo._layout import memo_key
 from taquba_memo.adapter_kit import ForwardingBackend
 from taquba_memo.backend import reads_bounded
+from taquba_memo_conformance import RecordingBackend
 
-from .conftest import RecordingBackend, SixOperationsOnly
+from .conftest import SixOperationsOnly
 
 BOUND = 16
 OVERSIZED = b"x" * (BOUND + 1)

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 from taquba_memo import MemoBackend, MemoStore, StoreClosedError, TerminalMarker
-
-from .conftest import RecordingBackend
+from taquba_memo_conformance import RecordingBackend
 
 
 async def drained(items: Any) -> list[Any]:

@@ -24,8 +24,7 @@ from taquba_memo import (
 from taquba_memo import _layout as layout
 from taquba_memo import sync as memo_sync
 from taquba_memo.backend import Capabilities
-
-from .conftest import RecordingBackend
+from taquba_memo_conformance import RecordingBackend
 
 ENTRY = layout.memo_key("memo", "run", 1, "k")
 LONG_LEASE = ClaimPolicy(lease_s=3600.0)
@@ -129,7 +128,7 @@ class TestOneCaller:
             ("get", ENTRY),  # still a miss: pay
             ("put", ENTRY),
             ("list", claims),  # the entry is stored: delete every generation
-            ("delete_many", [claim]),
+            ("delete_many", claim),
         ]
         assert [key async for key in backend.list("memo/")] == [ENTRY]
 

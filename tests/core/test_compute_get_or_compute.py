@@ -24,6 +24,7 @@ from taquba_memo import (
 )
 from taquba_memo._layout import memo_key
 from taquba_memo.backend import Capabilities
+from taquba_memo_conformance import RecordingBackend
 
 from ._flight_support import (
     BlockingStep,
@@ -33,7 +34,6 @@ from ._flight_support import (
     wait_until,
     wait_until_async,
 )
-from .conftest import RecordingBackend
 
 WITHOUT_CONDITIONAL_PUT = Capabilities(
     ordered_listing=True, conditional_put=False, max_delete_batch=1000

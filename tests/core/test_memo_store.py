@@ -24,8 +24,7 @@ from taquba_memo import (
     ValueTooLargeError,
 )
 from taquba_memo.backend import Capabilities
-
-from .conftest import RecordingBackend
+from taquba_memo_conformance import RecordingBackend
 
 
 async def all_keys(backend: MemoBackend) -> list[str]:
@@ -113,12 +112,11 @@ class TestRequestsPerOperation:
             memo = store.new_memo("run", step)
             for i in range(101):
                 await memo.put(f"k{i}", b"v")
-        recording.calls.clear()
+        recording.clear()
 
         assert await store.clear_memos_for_run("run") == 303
         assert recording.count("list") == 1
-        batches = [keys for name, keys in recording.calls if name == "delete_many"]
-        assert sorted(len(keys) for keys in batches) == [3, 100, 100, 100]  # type: ignore[arg-type]
+        assert sorted(len(keys) for keys in recording.batches) == [3, 100, 100, 100]
         assert recording.count("delete") == 0
         assert await all_keys(inner) == []
 

@@ -38,8 +38,9 @@ from taquba_memo.backend import (
     reads_bounded,
     rebuilds_after_fork,
 )
+from taquba_memo_conformance import RecordingBackend
 
-from .conftest import RecordingBackend, SixOperationsOnly
+from .conftest import SixOperationsOnly
 
 
 class RebuildsOnFork(InMemoryBackend):

@@ -23,9 +23,9 @@ from taquba_memo import (
     content_key,
 )
 from taquba_memo.sync import Memo, MemoStore, open_store
+from taquba_memo_conformance import RecordingBackend
 
 from ._flight_support import BlockingStep, wait_until
-from .conftest import RecordingBackend
 
 LOOP_THREAD = "taquba-memo-sync-loop"
 

@@ -15,8 +15,7 @@ import pytest
 from taquba_memo import InMemoryBackend, InvalidValueType, LocalFileBackend, Memo, MemoStore
 from taquba_memo import sync as memo_sync
 from taquba_memo.adapter_kit import check_flag
-
-from .recorder import Recorder
+from taquba_memo_conformance import RecordingBackend
 
 NOT_BOOLS: list[object] = ["no", "false", 0, 1, None, [], 0.0]
 
@@ -51,7 +50,7 @@ CALLS: dict[str, Callable[[MemoStore, Any], Awaitable[Any]]] = {
 @pytest.mark.parametrize("flag", NOT_BOOLS, ids=repr)
 @pytest.mark.parametrize("call", CALLS)
 async def test_a_flag_that_is_not_a_bool_is_refused_before_any_io(call: str, flag: object) -> None:
-    recorder = Recorder(InMemoryBackend())
+    recorder = RecordingBackend(InMemoryBackend())
     store = MemoStore(recorder, "memo")
     with pytest.raises(InvalidValueType):
         await CALLS[call](store, flag)
@@ -60,7 +59,7 @@ async def test_a_flag_that_is_not_a_bool_is_refused_before_any_io(call: str, fla
 
 @pytest.mark.parametrize("flag", [flag for flag in NOT_BOOLS if flag is not None], ids=repr)
 async def test_get_or_compute_takes_a_bool_or_none_for_if_absent(flag: Any) -> None:
-    recorder = Recorder(InMemoryBackend())
+    recorder = RecordingBackend(InMemoryBackend())
     memo = MemoStore(recorder, "memo").new_memo("run", 0)
     with pytest.raises(InvalidValueType):
         await memo.get_or_compute("k", never_called, if_absent=flag)
@@ -78,7 +77,7 @@ async def test_put_if_absent_no_does_not_act_as_true() -> None:
 
 
 def test_the_sync_api_refuses_the_same_flags() -> None:
-    recorder = Recorder(InMemoryBackend())
+    recorder = RecordingBackend(InMemoryBackend())
     with memo_sync.MemoStore(recorder, "memo") as store:
         memo = store.new_memo("run", 0)
         with pytest.raises(InvalidValueType):

@@ -39,9 +39,9 @@ from taquba_memo import (
     MemoStore,
 )
 from taquba_memo import _layout as layout
+from taquba_memo_conformance import RecordingBackend
 
 from ..conftest import ReliabilityFigures
-from .recorder import Recorder
 
 SECTION = "hostile input"
 SCALE = 5 if os.environ.get("TAQUBA_MEMO_SOAK") == "1" else 1  # `just soak` tries five times more
@@ -149,7 +149,7 @@ def value_is_valid(value: object) -> bool:
 
 
 async def attempt(
-    recorder: Recorder, valid: bool, call: Callable[[], Awaitable[Any]]
+    recorder: RecordingBackend, valid: bool, call: Callable[[], Awaitable[Any]]
 ) -> tuple[bool, Any]:
     """Run ``call``; it must succeed if ``valid``, else be refused before any I/O."""
     before = len(recorder.calls)
@@ -165,7 +165,7 @@ async def attempt(
     return False, None
 
 
-def assert_contained(recorder: Recorder, prefix: str, run_id: str | None) -> None:
+def assert_contained(recorder: RecordingBackend, prefix: str, run_id: str | None) -> None:
     """Every key or listing prefix the backend saw lies inside the store's prefix."""
     root = f"{prefix}/" if prefix else ""
     for operation, key in recorder.calls:
@@ -192,7 +192,7 @@ async def exercise(
     terminal_at: Any,
 ) -> int:
     """Drive every public entry point with the inputs; return how many were refused."""
-    recorder = Recorder(backend)
+    recorder = RecordingBackend(backend)
     refused = 0
     try:
         store = MemoStore(recorder, prefix)

@@ -14,8 +14,7 @@ from taquba_memo import ClaimPolicy, InMemoryBackend, MemoStore
 from taquba_memo._bounded_read import DOCUMENT_MAX_BYTES
 from taquba_memo._layout import claim_key, memo_key, sweep_lease_key
 from taquba_memo._sweep_lease import SweepLease
-
-from tests.core.conftest import RecordingBackend
+from taquba_memo_conformance import RecordingBackend
 
 HUGE = b"{" * (DOCUMENT_MAX_BYTES + 1)
 

@@ -22,6 +22,7 @@ pytest.register_assert_rewrite(
 
 from taquba_memo_conformance.exact_prefix import DECOY_CASES, DecoyCase  # noqa: E402
 from taquba_memo_conformance.keyspace import KeySpace  # noqa: E402
+from taquba_memo_conformance.recording import RecordingBackend  # noqa: E402
 from taquba_memo_conformance.statemachine import BackendStateMachine  # noqa: E402
 from taquba_memo_conformance.suite import (  # noqa: E402
     AWKWARD_KEYS,
@@ -39,5 +40,6 @@ __all__ = [
     "CleanupWarning",
     "KeySpace",
     "MemoBackendConformance",
+    "RecordingBackend",
     "__version__",
 ]

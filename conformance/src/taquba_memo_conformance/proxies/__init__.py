@@ -11,26 +11,27 @@ proxy here is a :class:`CountingProxy`, one forwarding core that passes the
 * :class:`FaultProxy` faults a seeded share of them in the API's own dialect;
 * :class:`GcsXmlProxy` turns obstore's GCS XML uploads into JSON-API uploads
   that fake-gcs-server understands.
+
+Underneath: ``classify`` says which operation a request is, ``records`` keeps
+the counts and records, ``framing`` reads and copies HTTP/1.1 messages.
 """
 
-from taquba_memo_conformance.proxies.counting import (
-    Classifier,
-    CountingProxy,
-    DropConnection,
-    Reply,
-    RequestCounts,
-    RequestHead,
-    RequestRecord,
-    ResetConnection,
-    classify_request,
-)
+from taquba_memo_conformance.proxies.classify import Classifier, classify_request
+from taquba_memo_conformance.proxies.counting import CountingProxy
 from taquba_memo_conformance.proxies.faults import (
     DEFAULT_FAULT_WEIGHTS,
     FAULTS,
     FaultProxy,
     error_reply,
 )
+from taquba_memo_conformance.proxies.framing import (
+    DropConnection,
+    Reply,
+    RequestHead,
+    ResetConnection,
+)
 from taquba_memo_conformance.proxies.gcs_xml import GcsXmlProxy
+from taquba_memo_conformance.proxies.records import RequestCounts, RequestRecord
 
 __all__ = [
     "DEFAULT_FAULT_WEIGHTS",
