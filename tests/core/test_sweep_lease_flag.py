@@ -27,6 +27,7 @@ from taquba_memo import (
     TerminalMarker,
 )
 from taquba_memo._layout import sweep_leases_prefix
+from taquba_memo._sweep_lease import SweepLease
 from taquba_memo.adapter_kit import ForwardingBackend
 from taquba_memo.backend import Capabilities
 from taquba_memo.sync import MemoStore as SyncMemoStore
@@ -115,6 +116,19 @@ class TestAHeldLease:
         assert touches_more_than_the_lease(recorded.calls) == []
         assert sorted(report.runs_cleared) == RUNS
         assert [marker.run_id for marker in asyncio.run(markers(backend))] == LATER_RUNS
+
+    @pytest.mark.parametrize("dry_run", [False, True], ids=["sweep", "dry-run"])
+    async def test_the_command_line_sweepers_lease_is_the_same_one(
+        self, backend: MemoBackend, dry_run: bool
+    ) -> None:
+        await ended_runs(backend)
+        store = MemoStore(backend, PREFIX)
+        before = await keys(backend)
+        async with SweepLease(store):  # as ``taquba-memo sweep`` holds it
+            with pytest.raises(SweepLeaseHeldError):
+                await store.sweep(10, lease=True, dry_run=dry_run)
+            assert len(await keys(backend)) == len(before) + 1  # only the held lease added
+        assert await keys(backend) == before
 
 
 class TestTheLeaseIsReleased:
