@@ -14,6 +14,7 @@ a reader that finds nothing simply re-executes the step.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,7 @@ from taquba_memo._layout import TerminalMarker
 from taquba_memo._memo import Memo
 from taquba_memo._stats import MemoStats
 from taquba_memo._sweep import SweepReport, SweepStrategy
+from taquba_memo._sweep_lease import held_sweep_lease
 from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
 from taquba_memo.errors import (
@@ -353,6 +355,7 @@ class MemoStore(AsyncClosing):
         strategy: SweepStrategy = "auto",
         max_runs_in_memory: int = 100_000,
         record_run_ids: bool = True,
+        lease: bool = False,
     ) -> SweepReport:
         """Clear the memos of every run whose marker is older than ``cutoff_ms``.
 
@@ -382,10 +385,21 @@ class MemoStore(AsyncClosing):
         With ``dry_run`` nothing is listed or deleted; the report lists the
         runs that would be cleared. ``on_run_done(marker, entries_deleted)``
         is called after each marker is deleted (for progress reporting).
+
+        With ``lease``, several workers can run the sweep on a schedule and
+        only one sweeps at a time: the store's sweep lease
+        (:mod:`taquba_memo._sweep_lease`, the one ``taquba-memo sweep``
+        takes) is taken before anything is listed, renewed while the sweep
+        runs, and released when it ends, however it ends. When another
+        sweeper holds it, :class:`~taquba_memo.errors.SweepLeaseHeldError`
+        is raised and nothing is deleted. It needs a backend with
+        ``conditional_put`` (``NotSupported`` otherwise). A release that
+        fails is logged; that lease goes stale within 90 s.
         """
         cutoff_ms = layout.validate_terminal_at_ms(cutoff_ms)
         check_flag(dry_run, "dry_run")
         check_flag(record_run_ids, "record_run_ids")
+        check_flag(lease, "lease")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError("concurrency must be a positive int")
         if strategy not in ("auto", "per-run", "scan"):
@@ -400,15 +414,16 @@ class MemoStore(AsyncClosing):
             raise InvalidArgumentError("max_runs_in_memory must be a positive int")
         with self._telemetry.operation("sweep") as operation:
             report = SweepReport(cutoff_ms=cutoff_ms, dry_run=dry_run)
-            await _sweep.Sweep(
-                self._deletion_view,
-                report,
-                concurrency=concurrency,
-                strategy=strategy,
-                max_runs_in_memory=max_runs_in_memory,
-                record_run_ids=record_run_ids,
-                on_run_done=on_run_done,
-            ).run()
+            async with held_sweep_lease(self) if lease else contextlib.nullcontext():
+                await _sweep.Sweep(
+                    self._deletion_view,
+                    report,
+                    concurrency=concurrency,
+                    strategy=strategy,
+                    max_runs_in_memory=max_runs_in_memory,
+                    record_run_ids=record_run_ids,
+                    on_run_done=on_run_done,
+                ).run()
             operation.swept(report)
         return report
 

@@ -31,6 +31,10 @@ The mechanism is :mod:`taquba_memo._lease`'s; what is the sweep lease's own:
 
 Needs ``conditional_put``; :meth:`SweepLease.acquire` raises
 ``NotSupported`` otherwise.
+
+``MemoStore.sweep(lease=True)`` holds it around the sweep with
+:func:`held_sweep_lease`; the CLI's ``taquba-memo sweep`` takes it itself,
+to word its own messages.
 """
 
 from __future__ import annotations
@@ -38,10 +42,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Protocol
 
@@ -57,7 +63,15 @@ from taquba_memo.errors import (
     SweepLeaseHolder,
 )
 
-__all__ = ["SweepLease", "SweepLeaseHeld", "SweepLeaseHeldError", "SweepLeaseHolder"]
+__all__ = [
+    "SweepLease",
+    "SweepLeaseHeld",
+    "SweepLeaseHeldError",
+    "SweepLeaseHolder",
+    "held_sweep_lease",
+]
+
+logger = logging.getLogger("taquba_memo")
 
 
 class LeasedStore(Protocol):
@@ -113,6 +127,11 @@ class SweepLease:
         self._max_lease_s = float(max_lease_s)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._held: HeldLease | None = None
+
+    @property
+    def stale_after_s(self) -> float:
+        """How long a lease this sweeper left behind blocks other sweepers: ``lease_s + skew_s``."""
+        return self._lease_s + self._skew_s
 
     @property
     def held(self) -> bool:
@@ -194,3 +213,28 @@ class SweepLease:
         tb: TracebackType | None,
     ) -> None:
         await asyncio.shield(self.release())
+
+
+@contextlib.asynccontextmanager
+async def held_sweep_lease(store: LeasedStore) -> AsyncIterator[SweepLease]:
+    """The sweep lease, held around the block; raises :class:`SweepLeaseHeldError` on entry.
+
+    As ``async with SweepLease(store)``, except that a failed release is
+    logged, not raised: the lease goes stale by itself, and what the caller
+    needs is the block's own outcome (a sweep's report, or what ended it).
+    """
+    lease = SweepLease(store)
+    await lease.acquire()
+    try:
+        yield lease
+    finally:
+        try:
+            await asyncio.shield(lease.release())
+        except Exception as exc:
+            logger.warning(
+                "could not release the sweep lease of %r (%s); it goes stale within %.0f s",
+                store.prefix,
+                exc,
+                lease.stale_after_s,
+                exc_info=exc,
+            )

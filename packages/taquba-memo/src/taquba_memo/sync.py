@@ -185,6 +185,7 @@ class MemoStore(Closing):
         strategy: SweepStrategy = "auto",
         max_runs_in_memory: int = 100_000,
         record_run_ids: bool = True,
+        lease: bool = False,
     ) -> SweepReport:
         """Clear the memos of every run whose marker is older than ``cutoff_ms``.
 
@@ -204,6 +205,7 @@ class MemoStore(Closing):
                 strategy=strategy,
                 max_runs_in_memory=max_runs_in_memory,
                 record_run_ids=record_run_ids,
+                lease=lease,
             )
 
         if on_run_done is None:
