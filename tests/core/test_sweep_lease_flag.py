@@ -31,9 +31,9 @@ from taquba_memo._sweep_lease import SweepLease
 from taquba_memo.adapter_kit import ForwardingBackend
 from taquba_memo.backend import Capabilities
 from taquba_memo.sync import MemoStore as SyncMemoStore
+from taquba_memo_conformance import RecordingBackend
 
 from ._flight_support import wait_until
-from .conftest import RecordingBackend
 
 PREFIX = "agents"
 LEASES = sweep_leases_prefix(PREFIX)
