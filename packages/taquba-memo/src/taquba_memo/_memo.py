@@ -8,16 +8,18 @@ backend, the prefix, the value bound and the telemetry.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 from taquba_memo import _compute as compute
 from taquba_memo import _layout as layout
+from taquba_memo import _streams as streams
 from taquba_memo._bounded_read import read_object
 from taquba_memo._checks import check_flag, check_value
 from taquba_memo._claims import ClaimPolicy
 from taquba_memo._codecs import BytesCodec, Codec, decode_value, encode_value
 from taquba_memo._content import content_key
+from taquba_memo._occurrences import Occurrences
 from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import ValueTooLargeError
@@ -98,7 +100,7 @@ class Memo(BoundMemo[MemoHost]):
     before the step does any work.
     """
 
-    __slots__ = ()
+    __slots__ = ("_occurrences",)
 
     _repr_name = "Memo"
 
@@ -106,6 +108,19 @@ class Memo(BoundMemo[MemoHost]):
         super().__init__(
             store, layout.validate_run_id(run_id), layout.validate_step_number(step_number)
         )
+        self._occurrences = Occurrences()
+
+    def occurrence_key(self, key: str) -> str:
+        """Return the entry key of this call's occurrence of ``key``: ``f"{key}#{n}"``.
+
+        The n-th call (from 0) with the same ``key`` on this memo object gets
+        ``#n``, so identical requests sent twice in one attempt are two
+        entries, and the retry's memo (counting from 0 again) replays them in
+        the same order. Call it when the request starts, before awaiting it:
+        concurrent different requests then get their own entries whatever
+        order they finish in. See :mod:`taquba_memo._occurrences`.
+        """
+        return self._occurrences.next_key(key)
 
     async def get(self, key: str) -> bytes | None:
         """Return the value an earlier attempt stored for ``key``, or None.
@@ -220,10 +235,58 @@ class Memo(BoundMemo[MemoHost]):
         if if_absent is not None:
             check_flag(if_absent, "if_absent")
         return await compute.get_or_compute(
-            self._entry_slot(key), fn, codec, if_absent, store_if_cancelled, claim
+            self._entry_slot(key, "get_or_compute"), fn, codec, if_absent, store_if_cancelled, claim
         )
 
-    def _entry_slot(self, key: str) -> compute.EntrySlot:
+    @overload
+    def get_or_stream(
+        self,
+        key: str,
+        fn: Callable[[], AsyncIterator[bytes]],
+        *,
+        claim: ClaimPolicy | None = None,
+    ) -> AsyncIterator[bytes]: ...
+
+    @overload
+    def get_or_stream(
+        self,
+        key: str,
+        fn: Callable[[], AsyncIterator[T]],
+        *,
+        codec: Codec[T],
+        claim: ClaimPolicy | None = None,
+    ) -> AsyncIterator[T]: ...
+
+    def get_or_stream(
+        self,
+        key: str,
+        fn: Callable[[], AsyncIterator[Any]],
+        *,
+        codec: Codec[Any] = _BYTES,
+        claim: ClaimPolicy | None = None,
+    ) -> AsyncIterator[Any]:
+        """Replay the stream of chunks recorded for ``key``, or stream ``fn()`` live and record it.
+
+        ``fn()`` returns an async iterator of chunks (or an awaitable of
+        one); ``codec`` turns each chunk into bytes and back. On a miss each
+        chunk reaches the caller as ``fn`` produces it, and the recording is
+        stored when the stream ends (first complete stream wins), before the
+        caller's loop ends; on a hit the chunks are replayed in order without
+        calling ``fn``. A stream that raises stores nothing and the exception
+        reaches the caller; a caller that stops early (``break``,
+        ``aclose()``, cancellation) stores nothing, and ``fn``'s stream is
+        closed once no caller reads it. Concurrent calls in this event loop
+        share one call of ``fn``; ``claim=ClaimPolicy(...)`` makes a duplicate
+        worker elsewhere wait and replay. A recording over
+        ``max_value_bytes`` is streamed but not stored. The stored format and
+        the details are in :mod:`taquba_memo._streams`.
+
+        Arguments are checked when it is called; nothing is read until the
+        first chunk is asked for.
+        """
+        return streams.get_or_stream(self._entry_slot(key, "get_or_stream"), fn, codec, claim)
+
+    def _entry_slot(self, key: str, operation: str) -> compute.EntrySlot:
         """The entry of ``key`` as get_or_compute sees it (validates ``key``, before any I/O)."""
         store = self._store
         object_key = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
@@ -232,7 +295,7 @@ class Memo(BoundMemo[MemoHost]):
             object_key=object_key,
             max_value_bytes=store.max_value_bytes,
             label=f"memo entry {key!r} of run {self._run_id} step {self._step_number}",
-            operation=store._telemetry.operation("get_or_compute", self._run_id, self._step_number),
+            operation=store._telemetry.operation(operation, self._run_id, self._step_number),
         )
 
     @overload

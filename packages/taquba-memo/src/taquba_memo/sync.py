@@ -53,6 +53,7 @@ from taquba_memo import (
     TerminalMarker,
 )
 from taquba_memo import MemoStore as AsyncMemoStore
+from taquba_memo import _streams as streams
 from taquba_memo import _urls as urls
 from taquba_memo._claims import ClaimPolicy
 from taquba_memo._closing import Closing
@@ -318,6 +319,55 @@ class Memo(BoundMemo[MemoStore]):
             # The core refuses it with its typed error; the stand-in would be callable.
             return self._store._run(work(fn))
         return self._store._loop_thread.run_calling_back(fn, work)
+
+    def occurrence_key(self, key: str) -> str:
+        """Return the entry key of this call's occurrence of ``key``: ``f"{key}#{n}"``.
+
+        See :meth:`taquba_memo.Memo.occurrence_key`; the counts are safe to
+        share between threads.
+        """
+        return self._core.occurrence_key(key)
+
+    @overload
+    def get_or_stream(
+        self,
+        key: str,
+        fn: Callable[[], Iterator[bytes]],
+        *,
+        claim: ClaimPolicy | None = None,
+    ) -> Iterator[bytes]: ...
+
+    @overload
+    def get_or_stream(
+        self,
+        key: str,
+        fn: Callable[[], Iterator[T]],
+        *,
+        codec: Codec[T],
+        claim: ClaimPolicy | None = None,
+    ) -> Iterator[T]: ...
+
+    def get_or_stream(
+        self,
+        key: str,
+        fn: Callable[[], Iterator[Any]],
+        *,
+        codec: Codec[Any] = _BYTES,
+        claim: ClaimPolicy | None = None,
+    ) -> Iterator[Any]:
+        """Replay the stream of chunks recorded for ``key``, or stream ``fn()`` live and record it.
+
+        Same semantics as :meth:`taquba_memo.Memo.get_or_stream`, with a sync
+        ``fn`` returning an iterator (any iterable). ``fn`` and each of the
+        iterator's ``next()`` calls run in a worker thread of the store's
+        loop (``asyncio.to_thread``), not in the calling thread, so callers
+        in other threads can share the stream. Chunks cross one at a time;
+        stopping early (``break``, ``close()``, an interrupt) stores nothing
+        and closes ``fn``'s iterator once no caller reads it.
+        """
+        source = streams.from_sync_iterator(fn) if callable(fn) else fn
+        chunks = self._core.get_or_stream(key, source, codec=codec, claim=claim)
+        return self._store._loop_thread.iterate(chunks)
 
     @overload
     def content_get(self, content: object, *, namespace: str | None = None) -> bytes | None: ...
