@@ -22,9 +22,9 @@ from taquba_memo import (
 from taquba_memo._streams import MAGIC, frame, unframe
 from taquba_memo.adapter_kit import ForwardingBackend
 from taquba_memo.backend import Capabilities
+from taquba_memo_conformance import RecordingBackend
 
 from ._flight_support import settle
-from .conftest import RecordingBackend
 
 CHUNKS = [b"The ", b"answer ", b"is ", b"42."]
 
