@@ -1,12 +1,13 @@
 """taquba_memo.sync mirrors the async API member by member, through one small mapping.
 
 For every public member of the async ``MemoStore`` and ``Memo`` (their
-constructors too) and for ``open_store``, the sync twin has the same name,
-kind, parameters (names, kinds, defaults), annotations, overloads and
-docstring summary, once the async side is put through this mapping, and
+constructors too) and for ``open_store``, ``use_memo`` and ``current_memo``,
+the sync twin has the same name, kind, parameters (names, kinds, defaults),
+annotations, overloads and docstring summary, once the async side is put through this mapping, and
 through nothing else:
 
-- names: ``aclose`` is ``close``; ``closed`` exists on the sync store only;
+- names: ``aclose`` is ``close``; ``closed`` exists on the sync store only, and
+  ``aio`` on the sync memo only (its async view: the async memo has no sync one);
 - kinds: a coroutine function or an async generator function is a plain
   function (a property stays a property);
 - annotations: ``taquba_memo.MemoStore`` and ``taquba_memo.Memo`` are their
@@ -50,10 +51,13 @@ MIRRORED_CLASSES: dict[type, type] = {
     taquba_memo.MemoStore: sync.MemoStore,
     taquba_memo.Memo: sync.Memo,
 }
-MIRRORED_FUNCTIONS = {"open_store": (taquba_memo.open_store, sync.open_store)}
+MIRRORED_FUNCTIONS = {
+    name: (getattr(taquba_memo, name), getattr(sync, name))
+    for name in ("open_store", "use_memo", "current_memo")
+}
 
 RENAMED = {"aclose": "close"}
-SYNC_ONLY = {"closed"}
+SYNC_ONLY = {"closed", "aio"}
 SYNC_KIND = {
     "coroutine function": "function",
     "async generator function": "function",
@@ -197,7 +201,10 @@ def test_the_sync_classes_add_nothing_but_the_listed_members(
 
 def test_every_rule_of_the_mapping_names_something_that_exists() -> None:
     assert all(hasattr(taquba_memo.MemoStore, name) for name in RENAMED)
-    assert all(hasattr(sync.MemoStore, name) for name in [*RENAMED.values(), *SYNC_ONLY])
+    assert all(
+        hasattr(sync.MemoStore, name) or hasattr(sync.Memo, name)
+        for name in [*RENAMED.values(), *SYNC_ONLY]
+    )
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="typing.get_overloads is new in 3.11")

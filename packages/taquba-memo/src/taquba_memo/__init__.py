@@ -22,11 +22,14 @@ from taquba_memo._codecs import (
     JSONCodec,
     MsgpackCodec,
     PickleCodec,
+    PydanticCodec,
     UnsafeCodecWarning,
 )
 from taquba_memo._content import canonical_json, content_key
+from taquba_memo._current import current_memo, use_memo
 from taquba_memo._layout import TerminalMarker
 from taquba_memo._memo import Memo
+from taquba_memo._request_key import request_key
 from taquba_memo._stats import MemoStats, MemoStatsSnapshot
 from taquba_memo._store import MemoEntry, MemoStore
 from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy
@@ -54,6 +57,7 @@ __all__ = [
     "MemoStore",
     "MsgpackCodec",
     "PickleCodec",
+    "PydanticCodec",
     "SweepFailure",
     "SweepLease",
     "SweepReport",
@@ -63,9 +67,12 @@ __all__ = [
     "__version__",
     "canonical_json",
     "content_key",
+    "current_memo",
     "open_backend",
     "open_store",
+    "request_key",
     "set_otel_enabled",
+    "use_memo",
 ]
 __all__ += errors.__all__
 

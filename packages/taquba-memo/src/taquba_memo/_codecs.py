@@ -1,12 +1,15 @@
 """Codecs: how a memoized value becomes the bytes a backend stores, and back.
 
 A codec is any object with ``encode(value) -> bytes`` and
-``decode(data) -> value`` (the :class:`Codec` protocol). Four ship here:
+``decode(data) -> value`` (the :class:`Codec` protocol). Five ship here:
 
 * :class:`BytesCodec` (the default): values are ``bytes``, stored as they are.
 * :class:`JSONCodec`: JSON text in UTF-8, readable from any language.
 * :class:`MsgpackCodec`: MessagePack, compact and cross-language; needs the
   ``msgpack`` extra (``pip install 'taquba-memo[msgpack]'``).
+* :class:`PydanticCodec`: instances of one pydantic model, as the model's
+  JSON; a stored value that no longer validates is a miss. Needs the
+  ``pydantic`` extra (``pip install 'taquba-memo[pydantic]'``).
 * :class:`PickleCodec`: any picklable Python object, by explicit opt-in only.
   Unpickling runs code chosen by whoever wrote the bytes, so anyone who can
   write to the bucket can run code in every reader; constructing one emits
@@ -29,10 +32,19 @@ import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar, runtime_checkable
 
 from taquba_memo._checks import check_value
-from taquba_memo.errors import DecodeError, EncodeError, InvalidValueType, MissingDependencyError
+from taquba_memo.errors import (
+    DecodeError,
+    EncodeError,
+    InvalidValueType,
+    InvalidValueTypeError,
+    MissingDependencyError,
+)
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "BytesCodec",
@@ -40,12 +52,14 @@ __all__ = [
     "JSONCodec",
     "MsgpackCodec",
     "PickleCodec",
+    "PydanticCodec",
     "UnsafeCodecWarning",
     "decode_value",
     "encode_value",
 ]
 
 T = TypeVar("T")
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 
 @runtime_checkable
@@ -233,6 +247,62 @@ class MsgpackCodec:
 
     def __repr__(self) -> str:
         return "MsgpackCodec()"
+
+
+class PydanticCodec(Generic[ModelT]):
+    """Instances of the pydantic model ``model``, stored as its JSON (the ``pydantic`` extra).
+
+    Encodes ``value.model_dump_json()``; decodes with
+    ``model.model_validate_json``, so any language reads the entries. A stored
+    value that no longer validates (the model gained a required field, a type
+    changed) raises :class:`~taquba_memo.DecodeError`, which
+    ``get_or_compute`` treats as a miss: the step pays again and the entry is
+    replaced. Raises :class:`~taquba_memo.MissingDependencyError` when
+    ``pydantic`` is not installed, and
+    :class:`~taquba_memo.InvalidValueTypeError` when ``model`` is not a
+    pydantic model class.
+    """
+
+    def __init__(self, model: type[ModelT]) -> None:
+        try:
+            import pydantic
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "PydanticCodec needs pydantic: pip install 'taquba-memo[pydantic]'"
+            ) from exc
+        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+            raise InvalidValueTypeError(
+                f"PydanticCodec takes a pydantic model class, not {model!r}"
+            )
+        self._model = model
+
+    @property
+    def model(self) -> type[ModelT]:
+        """The model class whose instances this codec stores."""
+        return self._model
+
+    def encode(self, value: ModelT, /) -> bytes:
+        if not isinstance(value, self._model):
+            raise EncodeError(
+                f"{self!r} encodes {self._model.__name__} instances, not {type(value).__name__}"
+            )
+        try:
+            return value.model_dump_json().encode("utf-8")
+        except Exception as exc:  # pydantic's PydanticSerializationError, a ValueError
+            raise EncodeError(
+                f"{type(value).__name__} could not be serialized: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def decode(self, data: bytes, /) -> ModelT:
+        try:
+            return self._model.model_validate_json(bytes(data))
+        except Exception as exc:  # pydantic's ValidationError, a ValueError
+            raise DecodeError(
+                f"stored value does not validate as {self._model.__name__}: {exc}"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"PydanticCodec({self._model.__name__})"
 
 
 class PickleCodec:

@@ -127,8 +127,12 @@ class EntrySlot:
 
     @property
     def flight_key(self) -> tuple[int, str]:
-        """The entry's identity for single flight: the same backend object and object key."""
-        return id(self.backend), self.object_key
+        """The entry's identity for single flight: the same backend object and object key.
+
+        A backend that reaches another from a different event loop (a sync
+        memo's ``aio`` view) names it as ``flies_as``: both share flights.
+        """
+        return id(getattr(self.backend, "flies_as", self.backend)), self.object_key
 
 
 def first_writer_wins(backend: MemoBackend, if_absent: bool | None) -> bool:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from decimal import Decimal
 
 from taquba_memo.errors import EncodeError, InvalidArgumentError, InvalidValueType
@@ -59,8 +60,22 @@ def canonical_json(value: object) -> bytes:
     Raises :class:`~taquba_memo.EncodeError` for a value without a canonical
     encoding; the message names where in the value it was found.
     """
+    return canonical_json_converting(value, None)
+
+
+#: Turns a value content_key refuses into plain data (``where`` names it for errors),
+#: or returns :data:`NOT_CONVERTED`.
+Converter = Callable[[object, str], object]
+
+NOT_CONVERTED = object()
+"""What a :data:`Converter` returns for a value it leaves to content_key's rules."""
+
+
+def canonical_json_converting(value: object, convert: Converter | None) -> bytes:
+    """:func:`canonical_json`, where ``convert`` first turns each value at any depth that
+    has no canonical encoding into plain data (see :mod:`taquba_memo._request_key`)."""
     parts: list[str] = []
-    _write(value, parts, "$", 0, set())
+    _write(value, parts, "$", 0, set(), convert)
     return "".join(parts).encode("utf-8")
 
 
@@ -73,10 +88,15 @@ def content_key(value: object, *, namespace: str | None = None) -> str:
     >>> content_key({"b": [1, 2], "a": "x"}) == content_key({"a": "x", "b": [1, 2]})
     True
     """
+    return key_of(value, namespace, None)
+
+
+def key_of(value: object, namespace: str | None, convert: Converter | None) -> str:
+    """:func:`content_key`, converting with ``convert`` (see :func:`canonical_json_converting`)."""
     digest = hashlib.sha256()
     if namespace is not None:
         digest.update(_namespace_bytes(namespace) + b"\x00")
-    digest.update(canonical_json(value))
+    digest.update(canonical_json_converting(value, convert))
     return digest.hexdigest()
 
 
@@ -131,7 +151,14 @@ def _utf16_order(name: str) -> bytes:
     return name.encode("utf-16-be", "surrogatepass")
 
 
-def _write(value: object, parts: list[str], where: str, depth: int, containers: set[int]) -> None:
+def _write(
+    value: object,
+    parts: list[str],
+    where: str,
+    depth: int,
+    containers: set[int],
+    convert: Converter | None,
+) -> None:
     if depth > MAX_DEPTH:
         raise EncodeError(f"{where}: nested deeper than {MAX_DEPTH} levels")
     if value is None:
@@ -171,16 +198,18 @@ def _write(value: object, parts: list[str], where: str, depth: int, containers: 
                     parts.append(",")
                 parts.append(_string(key, f"{where} key {key!r}"))
                 parts.append(":")
-                _write(value[key], parts, f"{where}[{key!r}]", depth + 1, containers)
+                _write(value[key], parts, f"{where}[{key!r}]", depth + 1, containers, convert)
             parts.append("}")
         else:
             parts.append("[")
             for index, item in enumerate(value):
                 if index:
                     parts.append(",")
-                _write(item, parts, f"{where}[{index}]", depth + 1, containers)
+                _write(item, parts, f"{where}[{index}]", depth + 1, containers, convert)
             parts.append("]")
         containers.discard(id(value))
+    elif convert is not None and (plain := convert(value, where)) is not NOT_CONVERTED:
+        _write(plain, parts, where, depth + 1, containers, convert)
     else:
         hint = " (sort it into a list first)" if isinstance(value, (set, frozenset)) else ""
         raise EncodeError(

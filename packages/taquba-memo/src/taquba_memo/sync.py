@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar, overload
 
 from taquba_memo import Memo as AsyncMemo
@@ -53,16 +54,19 @@ from taquba_memo import (
     TerminalMarker,
 )
 from taquba_memo import MemoStore as AsyncMemoStore
+from taquba_memo import _current as current
 from taquba_memo import _streams as streams
 from taquba_memo import _urls as urls
+from taquba_memo._aio import AioHost
 from taquba_memo._claims import ClaimPolicy
 from taquba_memo._closing import Closing
 from taquba_memo._codecs import BytesCodec, Codec
 from taquba_memo._loop_thread import LoopThread
 from taquba_memo._memo import BoundMemo
 from taquba_memo.backend import MemoBackend
+from taquba_memo.errors import InvalidValueTypeError
 
-__all__ = ["Memo", "MemoStore", "open_store"]
+__all__ = ["Memo", "MemoStore", "current_memo", "open_store", "use_memo"]
 
 T = TypeVar("T")
 
@@ -96,6 +100,7 @@ class MemoStore(Closing):
     def _adopt(self, core: AsyncMemoStore, loop_thread: LoopThread) -> None:
         self._core = core
         self._loop_thread = loop_thread
+        self._aio_host = AioHost(core, loop_thread)
         # A store garbage-collected without close() at least stops its thread.
         self._finalizer = weakref.finalize(self, loop_thread.stop_soon)
 
@@ -230,13 +235,30 @@ class MemoStore(Closing):
 class Memo(BoundMemo[MemoStore]):
     """Synchronous :class:`taquba_memo.Memo`, scoped to one ``(run_id, step_number)``."""
 
-    __slots__ = ("_core",)
+    __slots__ = ("_aio", "_core")
 
     _repr_name = "taquba_memo.sync.Memo"
 
     def __init__(self, store: MemoStore, run_id: str, step_number: int) -> None:
         self._core: AsyncMemo = store._core.new_memo(run_id, step_number)
+        self._aio: AsyncMemo | None = None
         super().__init__(store, self._core.run_id, self._core.step_number)
+
+    @property
+    def aio(self) -> AsyncMemo:
+        """This memo's entries as a :class:`taquba_memo.Memo`, awaited on the caller's loop.
+
+        For the async half of a framework that also has a sync one: the
+        same store, entries, stats and single flight (a sync call and an
+        ``aio`` call for one entry pay once). Its coroutines never block
+        the caller's loop: each backend call runs on this store's thread and
+        is awaited there, while ``fn``, spans and cancellation behave as on
+        any async memo. In async code use ``aio``; the blocking methods
+        block the running loop (see ``docs/sync.md``).
+        """
+        if self._aio is None:
+            self._aio = AsyncMemo(self._store._aio_host, self._run_id, self._step_number)
+        return self._aio
 
     def get(self, key: str) -> bytes | None:
         """Return the value an earlier attempt stored for ``key``, or None.
@@ -445,3 +467,41 @@ def open_store(url: str, prefix: str = "", *, max_value_bytes: int | None = None
         loop_thread.stop()
         raise
     return MemoStore._from_core(core, loop_thread)
+
+
+def use_memo(memo: Memo) -> AbstractContextManager[Memo]:
+    """Make ``memo`` the current memo for the ``with`` block (see :func:`current_memo`).
+
+    The sync :func:`taquba_memo.use_memo`, for a :class:`Memo` of this
+    module. One binding serves both APIs: inside the block
+    ``taquba_memo.current_memo()`` returns ``memo.aio``, for the async
+    hooks of the same step.
+    """
+    if not isinstance(memo, Memo):
+        async_memo = isinstance(memo, AsyncMemo)
+        hint = "; bind an async one with taquba_memo.use_memo" if async_memo else ""
+        raise InvalidValueTypeError(
+            f"taquba_memo.sync.use_memo takes a sync Memo, not {type(memo).__name__}{hint}"
+        )
+    return current.bind(current.Binding(memo.aio, memo), memo)
+
+
+def current_memo() -> Memo | None:
+    """Return the memo bound by the innermost ``use_memo`` block of this context, or None.
+
+    With an async memo bound (by ``taquba_memo.use_memo``) it raises
+    :class:`~taquba_memo.InvalidValueTypeError`: a sync hook cannot use one
+    without blocking its loop, and skipping the memo would pay again on
+    every retry. Bind the step's memo with this module's ``use_memo``
+    where sync hooks run; its ``aio`` serves the async ones.
+    """
+    binding = current.bound()
+    if binding is None:
+        return None
+    if not isinstance(binding.sync, Memo):
+        raise InvalidValueTypeError(
+            "the current memo is an async taquba_memo.Memo, bound by taquba_memo.use_memo; "
+            "a sync hook needs a sync one: bind a taquba_memo.sync.Memo with "
+            "taquba_memo.sync.use_memo (its .aio serves the async hooks)"
+        )
+    return binding.sync
