@@ -34,6 +34,7 @@ CORE = "packages/taquba-memo"
 PACKAGES: list[tuple[str, str, list[str]]] = [
     (CORE, f"./{CORE}[msgpack]", ["tests/core"]),
     ("conformance", "./conformance", ["tests/conformance_kit/test_reference_backends.py"]),
+    ("packages/taquba-memo-agents", "./packages/taquba-memo-agents", ["tests/agents"]),
     (
         "packages/taquba-memo-obstore",
         "./packages/taquba-memo-obstore",

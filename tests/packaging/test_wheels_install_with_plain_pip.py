@@ -30,6 +30,7 @@ DISTRIBUTIONS = (
     "taquba_memo_gcs",
     "taquba_memo_azure",
     "taquba_memo_minio",
+    "taquba_memo_agents",
     "taquba_memo_conformance",
 )
 
