@@ -36,14 +36,16 @@ never pays for the siblings of a run. A consumer that stops early stops
 the page requests too: pages are fetched only as keys are consumed.
 ``list_after`` moves that offset up to its start key (S3's ``StartAfter``),
 or to the longest valid path the start key begins with where it is no
-object_store path itself, and drops what is not after it.
+object_store path itself, and drops what is not after it. Over an
+``AzureStore`` it is not offered: Azure's List Blobs takes no start key, so
+object_store would list the whole prefix and filter it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import obstore
 import obstore.exceptions as obstore_errors
@@ -165,6 +167,11 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
     follows symbolic links below its root; use
     :class:`taquba_memo.LocalFileBackend`).
     """
+
+    def __new__(cls, store: ObjectStore, *args: Any, **kwargs: Any) -> ObstoreBackend:
+        if isinstance(store, AzureStore) and cls is ObstoreBackend:
+            cls = _ObstoreBackendWithoutListAfter
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -406,3 +413,12 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
                 "gunicorn: post_fork, or no --preload), make no obstore request before "
                 "forking, or use the 'spawn' or 'forkserver' multiprocessing start method."
             )
+
+
+class _ObstoreBackendWithoutListAfter(ObstoreBackend):
+    """An ObstoreBackend over a store that cannot start a listing after a key (Azure).
+
+    A method set to None tells ``offers`` the backend lacks it.
+    """
+
+    list_after = None  # type: ignore[assignment]
