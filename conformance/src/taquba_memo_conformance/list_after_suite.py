@@ -22,7 +22,7 @@ __all__ = ["AFTER_KEYS", "ListAfterTests"]
 
 # Keys below one directory, none of them another's directory (a file system
 # holds them all). "." "-" and " " sort before "/"; "é" (two bytes) before
-# "漢" (three) before "😀" (four), though UTF-16 puts "😀" before U+FFFF.
+# "漢" (three) before "😀" (four), though UTF-16 puts "😀" before U+FFFD.
 AFTER_KEYS: tuple[str, ...] = (
     "9",
     "A",
@@ -55,7 +55,7 @@ AFTER_STARTS: tuple[str, ...] = (
     "a/c/",
     "a/b/z",
     "e",
-    "\uffff",
+    "\ufffd",
     "\U0010ffff",
 )
 
