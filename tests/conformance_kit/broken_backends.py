@@ -176,6 +176,15 @@ class GetAtMostIgnoresTheBound(HoldableBackend):
         return await self.get(key)
 
 
+class ListAfterIncludesTheStart(HoldableBackend):
+    """list_after yields the start key too: GCS's inclusive startOffset passed on as it is."""
+
+    async def list_after(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        async for key in self.list(check_key(prefix)):
+            if key >= check_key(start_after):
+                yield key
+
+
 class AfterForkClosesTheClient(HoldableBackend):
     """after_fork closes the client it inherited and counts on a lazy reopen that never comes."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -160,3 +161,25 @@ async def test_a_get_of_a_directory_or_under_a_file_finds_nothing(tmp_path: Path
     await backend.put("a/b/c", b"v")
     assert await backend.get("a/b") is None  # a directory is not a key
     assert await backend.get("a/b/c/d") is None  # below a file: no such key
+
+
+async def test_list_after_never_opens_a_directory_whose_keys_all_come_before_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A link planted in a directory is reported by any listing that opens the
+    # directory, so silence shows that list_after skipped it unopened.
+    backend = LocalFileBackend(tmp_path / "root")
+    for key in ("t/a/k", "t/b/k", "t/b0", "t/c/k"):
+        await backend.put(key, b"")
+    (tmp_path / "root" / "t" / "a" / "planted").symlink_to(tmp_path)
+
+    with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+        after = [key async for key in backend.list_after("t/", "t/b")]
+        assert not [r for r in caplog.records if "planted" in r.getMessage()]
+        assert after == ["t/b/k", "t/b0", "t/c/k"]
+        # A start inside a directory opens it, and keeps only what follows.
+        assert [key async for key in backend.list_after("t/", "t/b/")] == after
+        assert [key async for key in backend.list_after("t/", "t/b/k")] == ["t/b0", "t/c/k"]
+        # The plain listing opens it, and says so.
+        assert await keys_of(backend, "t/") == ["t/a/k", *after]
+        assert [r for r in caplog.records if "planted" in r.getMessage()]

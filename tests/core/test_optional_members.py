@@ -28,10 +28,12 @@ from taquba_memo.backend import (
     OPTIONAL_MEMBERS,
     Capabilities,
     ListedObject,
+    ListsAfter,
     ListsMetadata,
     MemoBackendBase,
     ReadsBounded,
     RebuildsAfterFork,
+    lists_after,
     lists_metadata,
     member_name,
     offers,
@@ -71,6 +73,13 @@ async def reads_at_most_the_bound(backend: MemoBackend) -> None:
         await backend.get_at_most("k", 3)  # type: ignore[attr-defined]
 
 
+async def lists_only_the_keys_after_the_start(backend: MemoBackend) -> None:
+    for key in ("a/1", "a/2", "a/3", "b/4"):
+        await backend.put(key, b"")
+    listing = backend.list_after("a/", "a/2")  # type: ignore[attr-defined]
+    assert [key async for key in listing] == ["a/3"]
+
+
 async def rebuilds_the_wrapped_backend(backend: MemoBackend) -> None:
     _fork.after_fork(backend)  # what a store calls on its first use in a forked child
     _fork.after_fork(backend)
@@ -104,6 +113,11 @@ CASES: dict[type, MemberCase] = {
         lacking=lambda tmp: LocalFileBackend(tmp / "store"),
         forwarded_call=rebuilds_the_wrapped_backend,
     ),
+    ListsAfter: MemberCase(
+        offering=lambda tmp: LocalFileBackend(tmp / "store"),
+        lacking=lambda tmp: SixOperationsOnly(),
+        forwarded_call=lists_only_the_keys_after_the_start,
+    ),
 }
 
 MEMBERS = pytest.mark.parametrize("protocol", OPTIONAL_MEMBERS, ids=member_name)
@@ -115,6 +129,7 @@ class TestTheRegistry:
             "list_with_metadata",
             "get_at_most",
             "after_fork",
+            "list_after",
         ]
 
     def test_every_optional_member_has_a_forwarding_case_here(self) -> None:
@@ -130,6 +145,7 @@ class TestTheRegistry:
         assert lists_metadata(backend) is offers(backend, ListsMetadata) is True
         assert reads_bounded(backend) is offers(backend, ReadsBounded) is True
         assert rebuilds_after_fork(backend) is offers(backend, RebuildsAfterFork) is True
+        assert lists_after(backend) is offers(backend, ListsAfter) is True
         assert not rebuilds_after_fork(InMemoryBackend())
 
     def test_offers_refuses_a_protocol_that_is_not_an_optional_member(self) -> None:

@@ -27,7 +27,8 @@ How the suite treats a backend:
   A test that needs a capability the backend does not declare is
   *skipped*, and the reason names the capability.
 * Every optional member the backend offers (``list_with_metadata``,
-  ``get_at_most``, ``after_fork``: ``taquba_memo.backend.OPTIONAL_MEMBERS``)
+  ``get_at_most``, ``after_fork``, ``list_after``:
+  ``taquba_memo.backend.OPTIONAL_MEMBERS``)
   is checked; the checks of one it lacks are skipped, naming it.
 * ``expected_failures`` turns named tests into strict xfails for one
   subclass: the documented gap of one emulator, never a general excuse.
@@ -38,6 +39,7 @@ from __future__ import annotations
 from taquba_memo_conformance._base import CleanupWarning, SuiteBase
 from taquba_memo_conformance.claims_suite import ClaimTests
 from taquba_memo_conformance.exact_prefix import ExactPrefixTests
+from taquba_memo_conformance.list_after_suite import ListAfterTests
 from taquba_memo_conformance.protocol_suite import AWKWARD_KEYS, BackendProtocolTests
 from taquba_memo_conformance.statemachine import StateMachineTests
 from taquba_memo_conformance.store_suite import MemoStoreTests
@@ -46,7 +48,12 @@ __all__ = ["AWKWARD_KEYS", "CleanupWarning", "MemoBackendConformance", "SuiteBas
 
 
 class MemoBackendConformance(
-    BackendProtocolTests, ExactPrefixTests, MemoStoreTests, StateMachineTests, ClaimTests
+    BackendProtocolTests,
+    ExactPrefixTests,
+    ListAfterTests,
+    MemoStoreTests,
+    StateMachineTests,
+    ClaimTests,
 ):
     """Base class of the conformance suite; subclass it and override ``backend``.
 

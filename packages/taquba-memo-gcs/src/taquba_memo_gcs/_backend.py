@@ -29,8 +29,10 @@ from taquba_memo.adapter_kit import (
     check_endpoint_url,
     check_key,
     check_max_bytes,
+    check_start_after,
     check_value,
     delete_each,
+    is_after,
     normalize_base_path,
 )
 from taquba_memo.backend import Capabilities, ListedObject
@@ -422,17 +424,29 @@ class GCSBackend(BlockingBackendBase):
         async for item in self._listing(prefix, "items(name),nextPageToken"):
             yield item.key
 
+    async def list_after(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        """:meth:`list` from the first key greater than ``start_after`` (GCS's ``startOffset``).
+
+        GCS starts at ``startOffset`` itself, so a key equal to it is dropped here.
+        """
+        check_start_after(start_after)
+        async for item in self._listing(prefix, "items(name),nextPageToken", start_after):
+            yield item.key
+
     async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         """:meth:`list` with each object's size and update time, from the same pages."""
         async for item in self._listing(prefix, "items(name,size,updated),nextPageToken"):
             yield item
 
-    async def _listing(self, prefix: str, fields: str) -> AsyncIterator[ListedObject]:
+    async def _listing(
+        self, prefix: str, fields: str, start_after: str | None = None
+    ) -> AsyncIterator[ListedObject]:
         prefix = check_key(prefix)
         full_prefix = self._name_prefix + prefix
         pages = self._client.list_blobs(
             self._bucket,
             prefix=full_prefix or None,
+            start_offset=None if start_after is None else self._name_prefix + start_after or None,
             page_size=self._list_page_size,
             fields=fields,
             timeout=self._timeout,
@@ -444,7 +458,9 @@ class GCSBackend(BlockingBackendBase):
             if page is None:
                 return
             for item in page:
-                yield ListedObject(item.key[strip:], item.size, item.last_modified)
+                key = item.key[strip:]
+                if start_after is None or is_after(key, start_after):
+                    yield ListedObject(key, item.size, item.last_modified)
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -30,9 +30,11 @@ from taquba_memo.adapter_kit import (
     BoundedBuffer,
     check_key,
     check_max_bytes,
+    check_start_after,
     check_value,
     chunked,
     entry_too_large,
+    is_after,
 )
 from taquba_memo.backend import Capabilities, ListedObject
 from taquba_memo.errors import (
@@ -498,16 +500,27 @@ class MinioBackend(BlockingBackendBase):
         async for item in self._listing(prefix):
             yield item.key
 
+    async def list_after(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        """:meth:`list` from the first key greater than ``start_after`` (S3's ``StartAfter``)."""
+        check_start_after(start_after)
+        async for item in self._listing(prefix, start_after):
+            yield item.key
+
     async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         """:meth:`list` with each object's size and last-modified time, from the same pages."""
         async for item in self._listing(prefix):
             yield item
 
-    async def _listing(self, prefix: str) -> AsyncIterator[ListedObject]:
+    async def _listing(
+        self, prefix: str, start_after: str | None = None
+    ) -> AsyncIterator[ListedObject]:
         prefix = check_key(prefix)
         full_prefix = self._name_prefix + prefix
+        start = None if start_after is None else self._name_prefix + start_after
         names: Iterator[Any] = iter(
-            self._client.list_objects(self._bucket, prefix=full_prefix or None, recursive=True)
+            self._client.list_objects(
+                self._bucket, prefix=full_prefix or None, recursive=True, start_after=start
+            )
         )
         strip = len(self._name_prefix)
         try:
@@ -516,7 +529,10 @@ class MinioBackend(BlockingBackendBase):
                 if not page:
                     return
                 for item in page:
-                    if item.key.startswith(full_prefix):  # S3 promises it; a proxy might not
+                    # S3 promises both; a proxy or an S3-compatible server might not.
+                    if not item.key.startswith(full_prefix):
+                        continue
+                    if start is None or is_after(item.key, start):
                         yield ListedObject(item.key[strip:], item.size, item.last_modified)
         finally:
             close = getattr(names, "close", None)

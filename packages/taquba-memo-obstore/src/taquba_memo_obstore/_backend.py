@@ -34,13 +34,18 @@ On the ordered cloud stores the listing starts just before the prefix
 (an exclusive ``offset``) and stops at the first key past it, so a consumer
 never pays for the siblings of a run. A consumer that stops early stops
 the page requests too: pages are fetched only as keys are consumed.
+``list_after`` moves that offset up to its start key (S3's ``StartAfter``),
+or to the longest valid path the start key begins with where it is no
+object_store path itself, and drops what is not after it. Over an
+``AzureStore`` it is not offered: Azure's List Blobs takes no start key, so
+object_store would list the whole prefix and filter it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import obstore
 import obstore.exceptions as obstore_errors
@@ -49,10 +54,12 @@ from taquba_memo.adapter_kit import (
     UnderBasePath,
     check_key,
     check_max_bytes,
+    check_start_after,
     check_value,
     chunked,
     delete_each,
     entry_too_large,
+    is_after,
 )
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
@@ -124,6 +131,19 @@ def _segments_are_valid(segments: Sequence[str]) -> bool:
     )
 
 
+def _path_at_or_before(name: str) -> str | None:
+    """``name``'s longest start that object_store takes as a list offset (None for none).
+
+    It sorts at or before ``name``, so an exclusive offset there skips no key
+    after ``name``; the listing drops the few in between.
+    """
+    segments = name.split("/")
+    valid = 0
+    while valid < len(segments) and _segments_are_valid(segments[valid : valid + 1]):
+        valid += 1
+    return "/".join(segments[:valid]) or None
+
+
 class ObstoreBackend(MemoBackendBase, UnderBasePath):
     """Keys stored through an obstore store, below an optional ``base_path``.
 
@@ -147,6 +167,11 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
     follows symbolic links below its root; use
     :class:`taquba_memo.LocalFileBackend`).
     """
+
+    def __new__(cls, store: ObjectStore, *args: Any, **kwargs: Any) -> ObstoreBackend:
+        if isinstance(store, AzureStore) and cls is ObstoreBackend:
+            cls = _ObstoreBackendWithoutListAfter
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -312,12 +337,20 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
         async for key, _meta in self._listing(prefix):
             yield key
 
+    async def list_after(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        """:meth:`list` from the first key greater than ``start_after``, on the server."""
+        check_start_after(start_after)
+        async for key, _meta in self._listing(prefix, start_after):
+            yield key
+
     async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         """:meth:`list` with the size and last-modified time each listing page carries."""
         async for key, meta in self._listing(prefix):
             yield ListedObject(key, int(meta["size"]), meta.get("last_modified"))
 
-    async def _listing(self, prefix: str) -> AsyncIterator[tuple[str, ObjectMeta]]:
+    async def _listing(
+        self, prefix: str, start_after: str | None = None
+    ) -> AsyncIterator[tuple[str, ObjectMeta]]:
         check_key(prefix)
         full = self._name_prefix + prefix
         directory, slash, name_start = full.rpartition("/")
@@ -332,6 +365,10 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
             candidate = full[:-1]
             if len(name_start) > 1 and _segments_are_valid(candidate.split("/")):
                 offset = candidate
+        if start_after is not None:
+            start = _path_at_or_before(self._name_prefix + start_after)
+            if start is not None and (offset is None or start > offset):
+                offset = start
         ordered = self._capabilities.ordered_listing
         strip = len(self._name_prefix)
         try:
@@ -349,7 +386,8 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
             for meta in chunk:
                 path = meta["path"]
                 if path.startswith(full):
-                    yield path[strip:], meta
+                    if start_after is None or is_after(path[strip:], start_after):
+                        yield path[strip:], meta
                 elif ordered and path > full:
                     return  # sorted: nothing after this key starts with `full`
 
@@ -375,3 +413,12 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
                 "gunicorn: post_fork, or no --preload), make no obstore request before "
                 "forking, or use the 'spawn' or 'forkserver' multiprocessing start method."
             )
+
+
+class _ObstoreBackendWithoutListAfter(ObstoreBackend):
+    """An ObstoreBackend over a store that cannot start a listing after a key (Azure).
+
+    A method set to None tells ``offers`` the backend lacks it.
+    """
+
+    list_after = None  # type: ignore[assignment]

@@ -20,13 +20,15 @@ with :class:`BlockingRunner`; backends without a batch
 delete API use :func:`delete_each`; every adapter maps HTTP statuses with
 :func:`error_for_status` inside its single error-mapping function.
 
-Optional members (``list_with_metadata``, ``get_at_most``, ``after_fork``)
-follow one rule: each is a Protocol in
+Optional members (``list_with_metadata``, ``get_at_most``, ``after_fork``,
+``list_after``) follow one rule: each is a Protocol in
 :data:`taquba_memo.backend.OPTIONAL_MEMBERS`, and an adapter offers one by
 having the method, never by a flag in ``Capabilities``. The bounded-read
 helpers above build ``get_at_most``; an ``after_fork()`` hands what a forked
 child inherited to :func:`keep_inherited` and :func:`detach_inherited_loop`
-instead of closing it.
+instead of closing it. A ``list_after`` checks its start key with
+:func:`check_start_after` and keeps the keys :func:`is_after` accepts (a
+store's start offset may be inclusive, or only a lower bound).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from taquba_memo._concurrency import (
 )
 from taquba_memo._fork import detach_inherited_loop, keep_inherited
 from taquba_memo._http_status import error_for_status
+from taquba_memo._list_after import check_start_after, is_after
 from taquba_memo._redact import parameters_with_user_info, redact_url
 
 __all__ = [
@@ -79,12 +82,14 @@ __all__ = [
     "check_flag",
     "check_key",
     "check_max_bytes",
+    "check_start_after",
     "check_value",
     "chunked",
     "delete_each",
     "detach_inherited_loop",
     "entry_too_large",
     "error_for_status",
+    "is_after",
     "is_staging_name",
     "keep_inherited",
     "normalize_base_path",

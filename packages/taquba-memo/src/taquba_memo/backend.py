@@ -34,12 +34,12 @@ The rules every backend follows (the conformance suite checks each one):
 Optional members: a backend may offer more than the six operations, one
 method per concern, each declared by a small runtime-checkable Protocol
 below (:class:`ListsMetadata`, :class:`ReadsBounded`,
-:class:`RebuildsAfterFork`, all in :data:`OPTIONAL_MEMBERS`). A backend
+:class:`RebuildsAfterFork`, :class:`ListsAfter`, all in :data:`OPTIONAL_MEMBERS`). A backend
 offers one by having the method, and only so: nothing in
 :class:`Capabilities` or elsewhere declares it. Each Protocol's docstring says
 when a backend should offer it and what the core does without it;
 :func:`offers` (or :func:`lists_metadata`, :func:`reads_bounded`,
-:func:`rebuilds_after_fork`) tells whether a backend does. The conformance
+:func:`rebuilds_after_fork`, :func:`lists_after`) tells whether a backend does. The conformance
 suite checks every optional member a backend offers and skips, naming it,
 the checks of one it lacks.
 """
@@ -192,6 +192,14 @@ class ListsAfter(Protocol):
     as UTF-8 bytes), in the store's listing order. Its cost must follow the
     keys it yields, not the keys it skips: a backend that would have to list
     the whole prefix and filter it should not offer it.
+
+    ``start_after`` may be any str, under ``prefix`` or not (as S3's
+    ``StartAfter``): a key outside ``prefix`` is never yielded whatever it
+    is. A non-str raises :class:`~taquba_memo.InvalidValueType`, and a str
+    that is not valid Unicode text :class:`~taquba_memo.InvalidKeyError`,
+    before any I/O (``taquba_memo.adapter_kit.check_start_after``). A store
+    whose start is inclusive (GCS's ``startOffset``) drops the equal key
+    (``taquba_memo.adapter_kit.is_after``).
 
     Without it, the core lists the whole prefix and skips the keys itself, so
     a listing of the expired terminal markers of layout ``"0.10"`` (newest

@@ -12,7 +12,8 @@ so Python and Rust workers on one machine can share it.
   lists one as a key.
 * Listing walks the tree in ascending byte order of the keys;
   ``list_with_metadata`` adds each file's size and modification time (a
-  ``stat`` per file, no read).
+  ``stat`` per file, no read). ``list_after`` never opens a directory
+  whose keys all sort at or before its start key.
 * Deleting a key removes directories it leaves empty, so cleared runs leave
   no debris behind.
 * Nothing below the root is trusted. A symbolic link, FIFO, device or
@@ -60,6 +61,7 @@ from taquba_memo._backends._no_follow import (
 )
 from taquba_memo._bounded_read import check_max_bytes, entry_too_large
 from taquba_memo._checks import check_flag, check_key, check_value, is_staging_name
+from taquba_memo._list_after import check_start_after, is_after
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
@@ -348,6 +350,15 @@ class LocalFileBackend(MemoBackendBase):
         async for key, _stat in self._walk(prefix, with_stat=False):
             yield key
 
+    async def list_after(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        """:meth:`list` from the first key greater than ``start_after``.
+
+        A directory whose keys all sort at or before it is not opened.
+        """
+        check_start_after(start_after)
+        async for key, _stat in self._walk(prefix, with_stat=False, start_after=start_after):
+            yield key
+
     async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
         """:meth:`list` with each file's size and modification time (one ``stat`` each)."""
         async for key, file_stat in self._walk(prefix, with_stat=True):
@@ -357,7 +368,7 @@ class LocalFileBackend(MemoBackendBase):
             yield ListedObject(key, size, modified)
 
     async def _walk(
-        self, prefix: str, *, with_stat: bool
+        self, prefix: str, *, with_stat: bool, start_after: str | None = None
     ) -> AsyncIterator[tuple[str, tuple[int, int] | None]]:
         check_key(prefix)
         directory, _, name_start = prefix.rpartition("/")
@@ -383,6 +394,8 @@ class LocalFileBackend(MemoBackendBase):
             name, is_dir, file_stat = entry
             path = [*stack_segments[-1], name]
             key = "/".join(path)
+            if start_after is not None and not _may_hold_keys_after(key, is_dir, start_after):
+                continue
             if is_dir:
                 children = await self._run(key, "list", scan, path, "")
                 stack.append(iter(children))
@@ -392,6 +405,19 @@ class LocalFileBackend(MemoBackendBase):
 
     async def aclose(self) -> None:
         return None
+
+
+def _may_hold_keys_after(key: str, is_dir: bool, start_after: str) -> bool:
+    """Whether the file ``key``, or some key below the directory ``key``, is after ``start_after``.
+
+    Every key below a directory starts with ``key + "/"``: all of them sort
+    at or before ``start_after`` when it sorts after that and does not start
+    with it.
+    """
+    if not is_dir:
+        return is_after(key, start_after)
+    below = key + "/"
+    return start_after.startswith(below) or not is_after(start_after, below)
 
 
 def _read_at_most(fd: int, size: int, hold: int | None) -> bytes | None:

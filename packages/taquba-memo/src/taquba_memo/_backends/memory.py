@@ -6,10 +6,12 @@ model the conformance suite's state machines compare other backends with.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import AsyncIterator, Sequence
 
 from taquba_memo._bounded_read import check_max_bytes, entry_too_large
 from taquba_memo._checks import check_flag, check_key, check_value
+from taquba_memo._list_after import check_start_after
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 
 __all__ = ["InMemoryBackend"]
@@ -66,6 +68,15 @@ class InMemoryBackend(MemoBackendBase):
         check_key(prefix)
         ordered = sorted(key for key in self._data if key.startswith(prefix))
         for key in ordered:
+            yield key
+
+    async def list_after(self, prefix: str, start_after: str) -> AsyncIterator[str]:
+        """:meth:`list` from the first key greater than ``start_after``."""
+        check_key(prefix)
+        check_start_after(start_after)
+        ordered = sorted(key for key in self._data if key.startswith(prefix))
+        # str order is UTF-8 byte order (see taquba_memo.adapter_kit.is_after).
+        for key in ordered[bisect.bisect_right(ordered, start_after) :]:
             yield key
 
     async def list_with_metadata(self, prefix: str) -> AsyncIterator[ListedObject]:
