@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
-from taquba_memo import InMemoryBackend, MemoStore
+from taquba_memo import Memo
 
 M = TypeVar("M")
 
@@ -34,8 +34,7 @@ class AnswerV2(BaseModel):
     tokens: int  # a field the old entries lack
 
 
-async def test_a_model_round_trips_through_get_or_compute() -> None:
-    memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)
+async def test_a_model_round_trips_through_get_or_compute(memo: Memo) -> None:
     answer = Answer(model="m-1", text="hello")
     codec = PydanticCodec(Answer)
     assert await memo.get_or_compute("k", lambda: answer, codec=codec) == answer
@@ -44,8 +43,7 @@ async def test_a_model_round_trips_through_get_or_compute() -> None:
     assert again == answer
 
 
-async def test_an_entry_of_an_older_schema_is_a_miss_and_is_replaced() -> None:
-    memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)
+async def test_an_entry_of_an_older_schema_is_a_miss_and_is_replaced(memo: Memo) -> None:
     old = Answer(model="m-1", text="old")
     await memo.get_or_compute("k", lambda: old, codec=PydanticCodec(Answer))
     fresh = AnswerV2(model="m-2", text="new", tokens=3)
