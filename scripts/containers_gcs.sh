@@ -99,7 +99,7 @@ export TESTCONTAINERS_RYUK_DISABLED=true
 unset TAQUBA_MEMO_GCS_ENDPOINT
 TESTS=(tests/conformance_kit/test_servers_containers.py)
 # The GCS adapter's own tests and its conformance run, when present, on the same fixture.
-[ -d tests/gcs ] && TESTS+=(tests/gcs)
+[ -d tests/adapters/gcs ] && TESTS+=(tests/adapters/gcs)
 echo "== pytest ${TESTS[*]} (TAQUBA_MEMO_SERVERS=container)"
 set +e
 uv run --frozen pytest -p no:cacheprovider -q -rA "${TESTS[@]}" "$@"

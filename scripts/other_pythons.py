@@ -39,20 +39,24 @@ PACKAGES: list[tuple[str, str, list[str]]] = [
         "packages/taquba-memo-obstore",
         "./packages/taquba-memo-obstore",
         [
-            "tests/obstore/test_obstore_conformance.py::TestMemoryStoreConformance",
+            "tests/adapters/obstore/test_obstore_conformance.py::TestMemoryStoreConformance",
         ],
     ),
-    ("packages/taquba-memo-gcs", "./packages/taquba-memo-gcs", ["tests/gcs/test_gcs_errors.py"]),
+    (
+        "packages/taquba-memo-gcs",
+        "./packages/taquba-memo-gcs",
+        ["tests/adapters/gcs/test_gcs_errors.py"],
+    ),
     (
         "packages/taquba-memo-azure",
         "./packages/taquba-memo-azure",
-        ["tests/azure/test_azure_error_mapping.py"],
+        ["tests/adapters/azure/test_azure_error_mapping.py"],
     ),
     (
         "packages/taquba-memo-minio",
         "./packages/taquba-memo-minio",
         [
-            f"tests/minio/test_minio_errors.py::{name}"
+            f"tests/adapters/minio/test_minio_errors.py::{name}"
             for name in [
                 "test_s3_error_codes_map_by_meaning",
                 "test_answers_without_an_s3_error_body_map_by_status",

@@ -1,4 +1,5 @@
-"""Suite-wide: the ``reliability`` figures RELIABILITY.md reports, and the S3 server matrix.
+"""Suite-wide: the ``reliability`` figures RELIABILITY.md reports, the S3 server matrix, and the
+``store``, ``memo`` and ``sync_store`` fixtures (see :mod:`tests.store_fixtures`).
 
 Tests of the S3 adapters that use ``s3_server`` run once per S3 server in
 :data:`S3_SERVERS` (moto and Ceph RGW) where their directory's conftest calls
@@ -29,6 +30,10 @@ from typing import Any
 
 import pytest
 
+from .store_fixtures import STORE_MARKER, backend, memo, store, sync_store
+
+__all__ = ["backend", "memo", "store", "sync_store"]  # fixtures, found by pytest under these names
+
 # The kit's server fixtures (s3_server, gcs_server, azure_server, ...) are opt-in.
 pytest_plugins = ["taquba_memo_conformance.servers_plugin"]
 
@@ -36,6 +41,10 @@ FIGURES_FILE = "figures.json"
 
 #: The S3 servers every S3 adapter test runs on (parameters of the kit's ``s3_server``).
 S3_SERVERS = ("moto", "rgw")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", STORE_MARKER)
 
 
 def parametrize_s3_servers(metafunc: pytest.Metafunc) -> None:

@@ -1,8 +1,8 @@
 """The kit's adapter checks fail, naming every broken promise, where an adapter breaks one.
 
 That they pass for adapters that keep their promises is shown by the
-adapters' own tests, which use them (tests/azure, tests/gcs, tests/minio,
-tests/obstore). Here they meet backends and tables that do not.
+adapters' own tests, which use them (tests/adapters/azure, tests/adapters/gcs, tests/adapters/minio,
+tests/adapters/obstore). Here they meet backends and tables that do not.
 """
 
 from __future__ import annotations

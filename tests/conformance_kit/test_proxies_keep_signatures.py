@@ -27,8 +27,8 @@ from taquba_memo_conformance.proxies import CountingProxy, FaultProxy, GcsXmlPro
 from taquba_memo_conformance.servers import AzureServer, S3Server, parse_connection_string
 from taquba_memo_conformance.servers_plugin import S3_SERVER_FIXTURES
 
-from ..gcs.gcs_proxy import GCSProxy
-from ..minio.s3_proxy import S3Proxy
+from ..adapters.gcs.gcs_proxy import GCSProxy
+from ..adapters.minio.s3_proxy import S3Proxy
 
 WRONG_SECRET = "a-wrong-secret-0123456789abcdef"
 # Azure account keys are base64; this one is well formed and wrong.

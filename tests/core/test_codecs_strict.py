@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from taquba_memo import DecodeError, JSONCodec, MemoBackend, MemoStore, MsgpackCodec
+from taquba_memo import DecodeError, JSONCodec, Memo, MsgpackCodec
 
 NOT_JSON_NUMBERS = [b"NaN", b"[Infinity]", b'{"x": -Infinity}', b"1e999999", b"[-1e400]"]
 HUGE_INTEGER = b"1" * 5_000
@@ -41,9 +41,8 @@ class TestJSONCodecDecodesOnlyWhatItEncodes:
 class TestGetOrComputeRecomputesWhatDoesNotDecode:
     @pytest.mark.parametrize("stored", [*NOT_JSON_NUMBERS, HUGE_INTEGER])
     async def test_a_stored_value_the_codec_refuses_is_a_miss(
-        self, backend: MemoBackend, stored: bytes
+        self, memo: Memo, stored: bytes
     ) -> None:
-        memo = MemoStore(backend, "memo").new_memo("run", 0)
         await memo.put("k", stored)
         calls = 0
 

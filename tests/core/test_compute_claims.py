@@ -140,9 +140,10 @@ class TestOneCaller:
         assert await memo.get_or_compute("k", lambda: b"again", claim=LONG_LEASE) == b"earlier"
         assert backend.calls == [("get", ENTRY)]
 
-    async def test_a_failed_call_releases_its_claim_and_a_retry_takes_over_at_once(self) -> None:
-        backend = InMemoryBackend()
-        memo = MemoStore(backend, "memo").new_memo("run", 1)
+    async def test_a_failed_call_releases_its_claim_and_a_retry_takes_over_at_once(
+        self, backend: MemoBackend, store: MemoStore
+    ) -> None:
+        memo = store.new_memo("run", 1)
 
         def refuse() -> bytes:
             raise RuntimeError("model overloaded")
@@ -157,9 +158,9 @@ class TestOneCaller:
         assert await asyncio.wait_for(retry, 30) == b"second try"
         assert [key async for key in backend.list("memo/")] == [ENTRY]
 
-    async def test_iter_entries_tells_entries_claims_and_strays_apart(self) -> None:
-        backend = InMemoryBackend()
-        store = MemoStore(backend, "memo")
+    async def test_iter_entries_tells_entries_claims_and_strays_apart(
+        self, backend: MemoBackend, store: MemoStore
+    ) -> None:
         await store.new_memo("run", 1).put("k", b"v")
         await backend.put(layout.claim_key(ENTRY, 2), b"{}")
         await backend.put("memo/memos/run/1/stray", b"")
@@ -171,8 +172,7 @@ class TestOneCaller:
         ]
 
 
-def test_the_sync_api_takes_the_same_claim() -> None:
-    with memo_sync.MemoStore(InMemoryBackend(), "memo") as store:
-        memo = store.new_memo("run", 1)
-        assert memo.get_or_compute("k", lambda: b"sync", claim=LONG_LEASE) == b"sync"
-        assert [entry.kind for entry in store.iter_entries()] == ["entry"]
+def test_the_sync_api_takes_the_same_claim(sync_store: memo_sync.MemoStore) -> None:
+    memo = sync_store.new_memo("run", 1)
+    assert memo.get_or_compute("k", lambda: b"sync", claim=LONG_LEASE) == b"sync"
+    assert [entry.kind for entry in sync_store.iter_entries()] == ["entry"]

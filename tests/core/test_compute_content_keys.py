@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from taquba_memo import (
     EncodeError,
-    InMemoryBackend,
     InvalidArgumentError,
     InvalidValueType,
     JSONCodec,
-    MemoStore,
+    Memo,
+    MemoBackend,
     canonical_json,
     content_key,
 )
@@ -260,41 +260,33 @@ class TestInputsWithoutACanonicalForm:
 
 
 class TestMemoContentGetPut:
-    async def test_a_value_stored_for_an_input_is_found_by_an_equal_input(self) -> None:
-        store = MemoStore(InMemoryBackend(), "memo")
-        memo = store.new_memo("run", 1)
+    async def test_a_value_stored_for_an_input_is_found_by_an_equal_input(self, memo: Memo) -> None:
         assert await memo.content_get(PROMPT) is None
         assert await memo.content_put(PROMPT, b"answer")
         reordered = dict(reversed(list(PROMPT.items())))
         assert await memo.content_get(reordered) == b"answer"
 
-    async def test_the_entry_is_the_plain_key_content_key_of_the_input(self) -> None:
-        memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)
+    async def test_the_entry_is_the_plain_key_content_key_of_the_input(self, memo: Memo) -> None:
         await memo.content_put(PROMPT, b"answer")
         assert await memo.get(content_key(PROMPT)) == b"answer"
 
-    async def test_a_namespace_keeps_entries_of_one_input_apart(self) -> None:
-        memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)
+    async def test_a_namespace_keeps_entries_of_one_input_apart(self, memo: Memo) -> None:
         await memo.content_put(PROMPT, b"old shape", namespace="summarize/v1")
         assert await memo.content_get(PROMPT, namespace="summarize/v2") is None
         assert await memo.content_get(PROMPT) is None
         assert await memo.content_get(PROMPT, namespace="summarize/v1") == b"old shape"
         assert await memo.get(content_key(PROMPT, namespace="summarize/v1")) == b"old shape"
 
-    async def test_codecs_apply(self) -> None:
-        memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)
+    async def test_codecs_apply(self, memo: Memo) -> None:
         await memo.content_put(PROMPT, {"text": "hi", "tokens": 2}, codec=JSONCodec())
         assert await memo.content_get(PROMPT, codec=JSONCodec()) == {"text": "hi", "tokens": 2}
 
-    async def test_if_absent_keeps_the_first_value(self) -> None:
-        memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 1)
+    async def test_if_absent_keeps_the_first_value(self, memo: Memo) -> None:
         assert await memo.content_put(PROMPT, b"first", if_absent=True)
         assert not await memo.content_put(PROMPT, b"second", if_absent=True)
         assert await memo.content_get(PROMPT) == b"first"
 
-    async def test_a_bad_input_fails_before_any_io(self) -> None:
-        backend = InMemoryBackend()
-        memo = MemoStore(backend, "memo").new_memo("run", 1)
+    async def test_a_bad_input_fails_before_any_io(self, backend: MemoBackend, memo: Memo) -> None:
         with pytest.raises(EncodeError):
             await memo.content_put({"a": {1}}, b"x")
         assert [key async for key in backend.list("")] == []

@@ -109,8 +109,7 @@ class TestHitsAndMisses:
         retry = await memo.get_or_compute("k", Calls(), codec=JSONCodec())
         assert first == retry == [1, 2]
 
-    async def test_keys_runs_and_steps_are_separate_entries(self) -> None:
-        store = MemoStore(InMemoryBackend(), "memo")
+    async def test_keys_runs_and_steps_are_separate_entries(self, store: MemoStore) -> None:
         fn = Calls()
         await store.new_memo("run", 1).get_or_compute("a", fn)
         await store.new_memo("run", 1).get_or_compute("b", fn)

@@ -17,6 +17,7 @@ from taquba_memo import (
     InvalidStepNumber,
     InvalidTerminalTime,
     InvalidValueType,
+    Memo,
     MemoBackend,
     MemoStore,
     NotSupported,
@@ -33,44 +34,44 @@ async def all_keys(backend: MemoBackend) -> list[str]:
 
 class TestBadInputTouchesNothing:
     @pytest.mark.parametrize("run_id", ["", "a/b", "..", "x" * 129, "run 1"])
-    async def test_invalid_run_ids_fail_when_the_memo_is_built(self, run_id: str) -> None:
-        store = MemoStore(InMemoryBackend(), "memo")
+    async def test_invalid_run_ids_fail_when_the_memo_is_built(
+        self, store: MemoStore, run_id: str
+    ) -> None:
         with pytest.raises(InvalidRunId):
             store.new_memo(run_id, 0)
 
-    async def test_out_of_range_steps_fail_when_the_memo_is_built(self) -> None:
-        store = MemoStore(InMemoryBackend(), "memo")
+    async def test_out_of_range_steps_fail_when_the_memo_is_built(self, store: MemoStore) -> None:
         with pytest.raises(InvalidStepNumber):
             store.new_memo("run", 2**32)
         with pytest.raises(InvalidStepNumber):
             store.new_memo("run", -1)
 
     async def test_a_str_value_is_a_type_error_and_nothing_is_written(
-        self, backend: MemoBackend
+        self, backend: MemoBackend, memo: Memo
     ) -> None:
-        memo = MemoStore(backend, "memo").new_memo("run", 0)
         with pytest.raises(InvalidValueType):
             await memo.put("k", "text")  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             await memo.put("k", None)  # type: ignore[arg-type]
         assert await all_keys(backend) == []
 
-    async def test_bytes_like_values_are_stored_as_bytes(self, backend: MemoBackend) -> None:
-        memo = MemoStore(backend, "memo").new_memo("run", 0)
+    async def test_bytes_like_values_are_stored_as_bytes(self, memo: Memo) -> None:
         await memo.put("a", bytearray(b"array"))
         await memo.put("b", memoryview(b"view"))
         assert await memo.get("a") == b"array"
         assert await memo.get("b") == b"view"
 
-    async def test_clear_with_an_empty_run_id_deletes_nothing(self, backend: MemoBackend) -> None:
-        store = MemoStore(backend, "memo")
+    async def test_clear_with_an_empty_run_id_deletes_nothing(
+        self, backend: MemoBackend, store: MemoStore
+    ) -> None:
         await store.new_memo("run", 0).put("k", b"v")
         with pytest.raises(InvalidRunId):
             await store.clear_memos_for_run("")
         assert len(await all_keys(backend)) == 1
 
-    async def test_invalid_timestamps_write_nothing(self, backend: MemoBackend) -> None:
-        store = MemoStore(backend, "memo")
+    async def test_invalid_timestamps_write_nothing(
+        self, backend: MemoBackend, store: MemoStore
+    ) -> None:
         with pytest.raises(InvalidTerminalTime):
             await store.write_terminal_marker("run", -5)
         with pytest.raises(InvalidTerminalTime):
@@ -169,10 +170,7 @@ class TestClearing:
 
 
 class TestRetention:
-    async def test_expired_markers_are_strictly_below_the_cutoff(
-        self, backend: MemoBackend
-    ) -> None:
-        store = MemoStore(backend, "memo")
+    async def test_expired_markers_are_strictly_below_the_cutoff(self, store: MemoStore) -> None:
         for run, ts in [("a", 999), ("b", 1000), ("c", 1001)]:
             await store.write_terminal_marker(run, ts)
         assert await store.list_expired_terminal_markers(1000) == [TerminalMarker("a", 999)]
@@ -212,9 +210,8 @@ class TestRetention:
         assert "not-a-marker" in caplog.text
 
     async def test_sweep_clears_expired_runs_then_deletes_their_markers(
-        self, backend: MemoBackend
+        self, store: MemoStore
     ) -> None:
-        store = MemoStore(backend, "memo")
         for run, ts in [("old", 1), ("older", 0), ("young", 50)]:
             await store.new_memo(run, 0).put("k", b"v")
             await store.new_memo(run, 1).put("k", b"v")
@@ -231,8 +228,7 @@ class TestRetention:
         assert await store.new_memo("running", 0).get("k") == b"v"
         assert await store.new_memo("old", 1).get("k") is None
 
-    async def test_a_dry_run_deletes_nothing(self, backend: MemoBackend) -> None:
-        store = MemoStore(backend, "memo")
+    async def test_a_dry_run_deletes_nothing(self, backend: MemoBackend, store: MemoStore) -> None:
         await store.new_memo("old", 0).put("k", b"v")
         await store.write_terminal_marker("old", 1)
         before = await all_keys(backend)
@@ -301,8 +297,7 @@ class TestRetention:
         assert len(report.runs_cleared) == 12
         assert peak == 3
 
-    async def test_sweep_reports_progress_per_run(self) -> None:
-        store = MemoStore(InMemoryBackend(), "memo")
+    async def test_sweep_reports_progress_per_run(self, store: MemoStore) -> None:
         await store.new_memo("a", 0).put("k", b"v")
         await store.write_terminal_marker("a", 1)
         seen: list[tuple[str, int]] = []
@@ -311,8 +306,7 @@ class TestRetention:
 
 
 class TestConditionalPut:
-    async def test_first_writer_wins_with_if_absent(self, backend: MemoBackend) -> None:
-        memo = MemoStore(backend, "memo").new_memo("run", 0)
+    async def test_first_writer_wins_with_if_absent(self, memo: Memo) -> None:
         assert await memo.put("k", b"first", if_absent=True) is True
         assert await memo.put("k", b"second", if_absent=True) is False
         assert await memo.get("k") == b"first"
@@ -359,8 +353,9 @@ async def test_closing_the_store_closes_the_backend() -> None:
     assert closed
 
 
-async def test_a_run_with_two_expired_markers_is_cleared_and_counted_once() -> None:
-    store = MemoStore(InMemoryBackend(), "memo")
+async def test_a_run_with_two_expired_markers_is_cleared_and_counted_once(
+    store: MemoStore,
+) -> None:
     memo = store.new_memo("twice", 0)
     for key in ("a", "b", "c"):
         await memo.put(key, b"v")

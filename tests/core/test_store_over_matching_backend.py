@@ -54,8 +54,7 @@ def backend() -> LikeListingBackend:
     return LikeListingBackend()
 
 
-async def test_a_run_clear_deletes_only_that_run(backend: LikeListingBackend) -> None:
-    store = MemoStore(backend, "memo")
+async def test_a_run_clear_deletes_only_that_run(store: MemoStore) -> None:
     await fill(store, expired="job_1")
 
     assert await store.clear_memos_for_run("job_1") == 2
@@ -65,10 +64,7 @@ async def test_a_run_clear_deletes_only_that_run(backend: LikeListingBackend) ->
         assert await entries_of(store, run_id) == [run_id.encode()] * 2
 
 
-async def test_a_sweep_clears_and_reports_only_the_expired_run(
-    backend: LikeListingBackend,
-) -> None:
-    store = MemoStore(backend, "memo")
+async def test_a_sweep_clears_and_reports_only_the_expired_run(store: MemoStore) -> None:
     await fill(store, expired="job_1")
 
     report = await store.sweep(5_000)
@@ -100,9 +96,8 @@ async def test_marker_and_entry_listings_stay_inside_the_store_prefix(
 
 
 async def test_a_listing_outside_the_prefix_is_logged_naming_the_backend(
-    backend: LikeListingBackend, caplog: pytest.LogCaptureFixture
+    store: MemoStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = MemoStore(backend, "memo")
     await fill(store, expired="job_1")
 
     with caplog.at_level(logging.WARNING, logger="taquba_memo"):

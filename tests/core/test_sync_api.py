@@ -6,7 +6,6 @@ import asyncio
 import gc
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from taquba_memo import (
     InvalidValueType,
     JSONCodec,
     LocalFileBackend,
-    MemoBackend,
     StoreClosedError,
     TerminalMarker,
     content_key,
@@ -35,9 +33,9 @@ def loop_threads() -> int:
 
 
 @pytest.fixture
-def store(backend: MemoBackend) -> Iterator[MemoStore]:
-    with MemoStore(backend, "memo") as opened:
-        yield opened
+def store(sync_store: MemoStore) -> MemoStore:
+    """In this module ``store`` is the sync one."""
+    return sync_store
 
 
 class TestSameBehaviour:

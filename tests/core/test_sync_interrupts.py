@@ -20,7 +20,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,9 @@ CLAIMS = {"no-claim": None, "claim": ClaimPolicy(lease_s=600.0)}
 
 
 @pytest.fixture
-def store(backend: MemoBackend) -> Iterator[MemoStore]:
-    with MemoStore(backend, "memo") as sync_store:
-        yield sync_store
+def store(sync_store: MemoStore) -> MemoStore:
+    """In this module ``store`` is the sync one."""
+    return sync_store
 
 
 def call_with_deadline(fn: Callable[[], Any]) -> Any:

@@ -7,15 +7,17 @@ proven against the real emulator where it can produce them. Most cells are
 proven by the adapters' own tests; this module fills the cells they left
 open, and checks that every adapter's README documents all three.
 
+The adapters' own tests are under ``tests/adapters/``:
+
 =============  ==========================  ======================  ==========================
 adapter        authentication failure      missing bucket          throttling
 =============  ==========================  ======================  ==========================
-minio          tests/minio (moto + auth)   tests/minio             tests/minio (503 SlowDown)
-gcs            tests/gcs (proxy 401/403)*  tests/gcs               tests/gcs (proxy 429)
-azure          tests/azure (wrong key)     tests/azure             **here** (503, 429)
-obstore S3     **here** (moto + auth)      tests/obstore           **here** (503, 429)
-obstore Azure  tests/obstore (wrong key)   tests/obstore           **here** (503, 429)
-obstore GCS    **here** (proxy 401/403)*   tests/obstore (put)**   **here** (503, 429)
+minio          minio (moto + auth)         minio                   minio (503 SlowDown)
+gcs            gcs (proxy 401/403)*        gcs                     gcs (proxy 429)
+azure          azure (wrong key)           azure                   **here** (503, 429)
+obstore S3     **here** (moto + auth)      obstore                 **here** (503, 429)
+obstore Azure  obstore (wrong key)         obstore                 **here** (503, 429)
+obstore GCS    **here** (proxy 401/403)*   obstore (put)**         **here** (503, 429)
 =============  ==========================  ======================  ==========================
 
 \\* fake-gcs-server accepts any credential, so the refusal comes from the proxy.

@@ -67,8 +67,7 @@ async def test_get_or_compute_takes_a_bool_or_none_for_if_absent(flag: Any) -> N
     assert await memo.get_or_compute("k", lambda: b"v", if_absent=None) == b"v"
 
 
-async def test_put_if_absent_no_does_not_act_as_true() -> None:
-    memo = MemoStore(InMemoryBackend(), "memo").new_memo("run", 0)
+async def test_put_if_absent_no_does_not_act_as_true(memo: Memo) -> None:
     await memo.put("k", b"first")
     with pytest.raises(InvalidValueType):
         await memo.put("k", b"second", if_absent="no")  # type: ignore[arg-type]

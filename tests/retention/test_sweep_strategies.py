@@ -65,9 +65,7 @@ def backend() -> Recording:
     return Recording()
 
 
-@pytest.fixture
-def store(backend: Recording) -> MemoStore:
-    return MemoStore(backend, "p")
+pytestmark = pytest.mark.store(prefix="p")
 
 
 async def fleet(

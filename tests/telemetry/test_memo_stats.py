@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
-from taquba_memo import InMemoryBackend, JSONCodec, LocalFileBackend, MemoStats, MemoStore
+from taquba_memo import InMemoryBackend, JSONCodec, Memo, MemoStats, MemoStore
 from taquba_memo import sync as memo_sync
 
 
-async def test_a_new_store_has_counted_nothing() -> None:
-    stats = MemoStore(InMemoryBackend()).stats
+async def test_a_new_store_has_counted_nothing(store: MemoStore) -> None:
+    stats = store.stats
     assert isinstance(stats, MemoStats)
     assert stats.snapshot().lookups == 0
     assert stats.hit_ratio == 0.0
 
 
-async def test_get_or_compute_counts_hits_misses_and_paid_computes() -> None:
-    store = MemoStore(InMemoryBackend())
-    memo = store.new_memo("run", 0)
+async def test_get_or_compute_counts_hits_misses_and_paid_computes(
+    store: MemoStore, memo: Memo
+) -> None:
     for _ in range(3):
         await memo.get_or_compute("k", lambda: {"answer": 42}, codec=JSONCodec())
     stats = store.stats.snapshot()
@@ -31,9 +30,7 @@ async def test_get_or_compute_counts_hits_misses_and_paid_computes() -> None:
     assert stats.hit_ratio == pytest.approx(2 / 3)
 
 
-async def test_get_and_put_count_lookups_and_bytes() -> None:
-    store = MemoStore(InMemoryBackend())
-    memo = store.new_memo("run", 0)
+async def test_get_and_put_count_lookups_and_bytes(store: MemoStore, memo: Memo) -> None:
     assert await memo.get("k") is None
     await memo.put("k", b"abc")
     assert await memo.get("k") == b"abc"
@@ -42,8 +39,7 @@ async def test_get_and_put_count_lookups_and_bytes() -> None:
     assert (stats.puts, stats.bytes_written, stats.bytes_read) == (1, 3, 3)
 
 
-async def test_a_failing_fn_counts_as_a_paid_compute_and_a_failure() -> None:
-    store = MemoStore(InMemoryBackend())
+async def test_a_failing_fn_counts_as_a_paid_compute_and_a_failure(store: MemoStore) -> None:
 
     def broken() -> bytes:
         raise RuntimeError("down")
@@ -54,19 +50,17 @@ async def test_a_failing_fn_counts_as_a_paid_compute_and_a_failure() -> None:
     assert (stats.computes, stats.failures, stats.backend_errors, stats.puts) == (1, 1, 0, 0)
 
 
-async def test_reset_sets_every_counter_back_to_zero() -> None:
-    store = MemoStore(InMemoryBackend())
+async def test_reset_sets_every_counter_back_to_zero(store: MemoStore) -> None:
     await store.new_memo("run", 0).get_or_compute("k", lambda: b"v")
     store.stats.reset()
     assert store.stats.snapshot() == MemoStats().snapshot()
 
 
-def test_the_sync_store_shares_its_async_stores_stats(tmp_path: Path) -> None:
-    with memo_sync.MemoStore(LocalFileBackend(tmp_path)) as store:
-        memo = store.new_memo("run", 0)
-        assert memo.get_or_compute("k", lambda: b"v") == b"v"
-        assert memo.get_or_compute("k", lambda: b"v") == b"v"
-        assert (store.stats.hits, store.stats.misses, store.stats.computes) == (1, 1, 1)
+def test_the_sync_store_shares_its_async_stores_stats(sync_store: memo_sync.MemoStore) -> None:
+    memo = sync_store.new_memo("run", 0)
+    assert memo.get_or_compute("k", lambda: b"v") == b"v"
+    assert memo.get_or_compute("k", lambda: b"v") == b"v"
+    assert (sync_store.stats.hits, sync_store.stats.misses, sync_store.stats.computes) == (1, 1, 1)
 
 
 def test_threads_counting_at_once_lose_no_update() -> None:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,15 @@ RUN = "run-1"
 STEP = 4
 
 
+pytestmark = pytest.mark.store(prefix="otel")
+
+
 @pytest.fixture(params=["InMemoryBackend", "LocalFileBackend"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoStore]:
-    backend: MemoBackend = (
-        InMemoryBackend() if request.param == "InMemoryBackend" else LocalFileBackend(tmp_path)
-    )
-    async with MemoStore(backend, "otel") as opened:
-        yield opened
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> MemoBackend:
+    """Each embedded backend, under the ``store`` fixture."""
+    if request.param == "InMemoryBackend":
+        return InMemoryBackend()
+    return LocalFileBackend(tmp_path)
 
 
 async def test_get_or_compute_records_a_miss_then_a_hit(store: MemoStore, otel: Telemetry) -> None:

@@ -7,7 +7,7 @@ from google.cloud import storage
 from taquba_memo import ContainerNotFoundError, MemoStore
 from taquba_memo_gcs import GCSBackend
 
-from ..otel_support import Telemetry, captured_telemetry, total
+from ...otel_support import Telemetry, captured_telemetry, total
 
 assert captured_telemetry  # the fixture, found by pytest under the name "otel"
 

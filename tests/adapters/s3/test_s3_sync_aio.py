@@ -10,7 +10,7 @@ from taquba_memo.sync import MemoStore
 from taquba_memo_conformance.servers import S3Server
 from taquba_memo_obstore import ObstoreBackend
 
-from ..builders import obstore_s3_store
+from ...builders import obstore_s3_store
 
 
 @pytest.mark.parametrize("s3_server", ["moto"], indirect=True)

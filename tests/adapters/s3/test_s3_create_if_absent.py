@@ -20,7 +20,7 @@ from taquba_memo_conformance.proxies import CountingProxy
 from taquba_memo_conformance.servers import S3Server
 from taquba_memo_obstore import ObstoreBackend
 
-from ..builders import minio_backend, obstore_s3_store
+from ...builders import minio_backend, obstore_s3_store
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -18,14 +18,14 @@ from obstore.store import AzureStore, GCSStore, S3Store
 from taquba_memo_conformance.proxies import GcsXmlProxy
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 
-from ..builders import (
+from ...builders import (
     OBSTORE_CLIENT,
     azurite_url,
     obstore_azurite_store,
     obstore_fake_gcs_store,
     obstore_s3_store,
 )
-from ..conftest import parametrize_s3_servers
+from ...conftest import parametrize_s3_servers
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, GCSCredential, RetryConfig

@@ -17,7 +17,7 @@ from google.cloud import storage
 from taquba_memo_conformance.servers import GCSServer
 from taquba_memo_gcs import GCSBackend
 
-from .. import builders
+from ... import builders
 from .gcs_proxy import GCSProxy
 
 DELETE_PATHS: Counter[str] = Counter()

@@ -45,7 +45,7 @@ from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
 from taquba_memo_obstore import ObstoreBackend, capabilities_for, open_url
 from taquba_memo_obstore._errors import is_missing_object, map_obstore_error, redact
 
-from ..builders import azurite_url
+from ...builders import azurite_url
 from .conftest import CLIENT, azure_store, gcs_store, s3_store
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from minio import Minio
 from taquba_memo_conformance.servers import S3Server
 from taquba_memo_minio import MinioBackend
 
-from .. import builders
-from ..conftest import parametrize_s3_servers
+from ... import builders
+from ...conftest import parametrize_s3_servers
 from .s3_proxy import S3Proxy
 
 BackendFactory = Callable[..., MinioBackend]

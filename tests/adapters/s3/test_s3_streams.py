@@ -8,7 +8,7 @@ from taquba_memo import MemoStore
 from taquba_memo._streams import unframe
 from taquba_memo_conformance.servers import S3Server
 
-from ..builders import minio_backend
+from ...builders import minio_backend
 
 CHUNKS = [b"The ", b"answer ", b"is ", b"42."]
 

@@ -13,7 +13,7 @@ import pytest_asyncio
 from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_conformance.servers import AzureServer
 
-from ..builders import azure_backend, closed_at_exit
+from ...builders import azure_backend, closed_at_exit
 
 BackendFactory = Callable[..., AzureBlobBackend]
 

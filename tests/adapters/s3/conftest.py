@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..conftest import parametrize_s3_servers
+from ...conftest import parametrize_s3_servers
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -41,7 +41,7 @@ from taquba_memo_minio._errors import SDK_ERRORS, KeyNotDeleted, map_minio_error
 from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
-from .. import builders
+from ... import builders
 from .conftest import BackendFactory, deny_policy
 from .s3_proxy import S3Proxy
 

@@ -30,7 +30,7 @@ from taquba_memo_conformance.adapter_checks import check_key_refused, check_miss
 from taquba_memo_conformance.servers import GCSServer
 from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
 
-from .. import builders
+from ... import builders
 from .conftest import record_delete_path
 from .gcs_proxy import GCSProxy
 
