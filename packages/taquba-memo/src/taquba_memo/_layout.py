@@ -475,9 +475,7 @@ DEFAULT_LAYOUT = Layout.V0_5
 
 
 def validate_layout(value: object) -> Layout:
-    """Return the :class:`Layout` named ``value`` (``"0.5"`` or ``"0.10"``, or a member)."""
-    if isinstance(value, Layout):
-        return value
+    """Return the :class:`Layout` named ``value``: ``"0.5"`` or ``"0.10"``."""
     if not isinstance(value, str):
         raise InvalidValueType(f"layout must be str, not {type(value).__name__}")
     try:
