@@ -100,6 +100,7 @@ class TestRuns:
             "entries": 0,
             "bytes": None,
             "claims": 0,
+            "step_outputs": 0,
             "terminal_at_ms": 2_000,
             "terminal_at": "1970-01-01T00:00:02.000Z",
             "last_write_at": None,
@@ -110,6 +111,7 @@ class TestRuns:
             "entries": 4,
             "bytes": None,
             "claims": 0,
+            "step_outputs": 0,
             "unrecognized_keys": 0,
             "sizes_from": None,
         }

@@ -66,8 +66,8 @@ class Stream:
             self.closed = True
 
 
-def new_store(backend: MemoBackend, **options: int) -> MemoStore:
-    return MemoStore(backend, "memo", **options)
+def new_store(backend: MemoBackend, *, max_value_bytes: int | None = None) -> MemoStore:
+    return MemoStore(backend, "memo", max_value_bytes=max_value_bytes)
 
 
 async def collect(chunks: AsyncIterator[bytes]) -> list[bytes]:

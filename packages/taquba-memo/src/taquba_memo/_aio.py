@@ -143,5 +143,9 @@ class AioHost:
         return self._core.max_value_bytes
 
     @property
+    def layout(self) -> str:
+        return self._core.layout
+
+    @property
     def _telemetry(self) -> StoreTelemetry:
         return self._core._telemetry

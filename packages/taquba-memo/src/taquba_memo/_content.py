@@ -46,12 +46,31 @@ import math
 from collections.abc import Callable
 from decimal import Decimal
 
+from taquba_memo._messagepack import rust_content_key
 from taquba_memo.errors import EncodeError, InvalidArgumentError, InvalidValueType
 
-__all__ = ["canonical_json", "content_key"]
+__all__ = ["canonical_json", "content_key", "store_content_key"]
 
 # Deeper inputs are refused rather than risking a RecursionError mid-walk.
 MAX_DEPTH = 500
+
+
+def store_content_key(layout: str, value: object, namespace: str | None) -> str:
+    """The user key ``Memo.content_get``/``content_put`` use in a store of ``layout``.
+
+    Layout ``"0.5"``: :func:`content_key`. Layout ``"0.10"``: the crate's
+    ``"content:" + hex sha256(rmp_serde::to_vec_named(value))``, which has no
+    namespace, so ``namespace`` is refused there (put the operation's name in
+    the input instead, as the crate advises).
+    """
+    if layout != "0.10":
+        return content_key(value, namespace=namespace)
+    if namespace is not None:
+        raise InvalidArgumentError(
+            "a store of layout '0.10' derives content keys as taquba-workflow does, without a "
+            "namespace; put the namespace in the input instead (for example a field 'operation')"
+        )
+    return rust_content_key(value)
 
 
 def canonical_json(value: object) -> bytes:

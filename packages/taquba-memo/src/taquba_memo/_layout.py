@@ -1,7 +1,8 @@
-"""Object layout shared with taquba-workflow 0.5.0, as pure functions.
+"""Object layouts shared with taquba-workflow (0.5.0, and 0.6.0 to 0.10.0), as pure functions.
 
 This module is the only place that knows how memo entries and terminal
-markers are named, so Python and Rust workers can share one bucket:
+markers are named, so Python and Rust workers can share one bucket. The
+default layout, ``"0.5"`` (taquba-workflow 0.5.0):
 
 * memo entry: ``<prefix>/memos/<run_id>/<step_number>/<hex sha256(user_key)>``
 * terminal marker: ``<prefix>/terminals/<terminal_at_ms:020>_<run_id>``,
@@ -18,6 +19,22 @@ split on ``/`` with empty segments dropped, so ``""``, ``"a/"`` and
 prefix with any of those is rejected here instead, so that the names we
 write are exactly the names Rust writes, and no input can escape the prefix.
 
+Layout ``"0.10"`` (taquba-workflow 0.6.0 to 0.10.0, :class:`Layout`) differs in
+three places:
+
+* terminal marker: ``<prefix>/terminals/<(u64::MAX - terminal_at_ms):020>_<run_id>``,
+  newest first, so the expired markers are the keys after the cutoff's
+  ``<prefix>/terminals/<(u64::MAX - cutoff_ms):020>``;
+* step outputs: ``<prefix>/step-outputs/<run_id>/...``, written by the Rust
+  runtime and cleared with the run's memos;
+* content keys: ``"content:" + hex sha256(rmp_serde::to_vec_named(input))``
+  (:mod:`taquba_memo._messagepack`), then hashed as any user key.
+
+A marker name tells its layout (:func:`detect_marker_layout`): an inverted
+name for any date before year 10000 is at least ``18446490671408751615``
+(it starts with ``1844674`` up to 2099), and a ``"0.5"`` name for such a
+date starts with ``00000``.
+
 Every function validates its arguments before returning a key, so a caller
 that builds its key first has done no I/O when a bad argument is refused.
 """
@@ -28,6 +45,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 
 from taquba_memo.errors import (
     InvalidArgumentError,
@@ -44,10 +62,13 @@ __all__ = [
     "MAX_STEP_NUMBER",
     "MAX_TERMINAL_AT_MS",
     "CLAIM_GENERATION_WIDTH",
+    "DEFAULT_LAYOUT",
+    "Layout",
     "MAX_CLAIM_GENERATION",
     "TerminalMarker",
     "claim_key",
     "claims_prefix",
+    "detect_marker_layout",
     "hex_sha256",
     "listed_terminal_marker_key",
     "memo_key",
@@ -58,11 +79,14 @@ __all__ = [
     "parse_memo_claim_name",
     "parse_memo_entry_name",
     "parse_terminal_marker_name",
+    "step_outputs_prefix",
+    "step_outputs_run_prefix",
     "sweep_lease_key",
     "sweep_leases_prefix",
     "terminal_marker_key",
     "terminal_marker_name",
     "terminals_prefix",
+    "validate_layout",
     "validate_run_id",
     "validate_step_number",
     "validate_terminal_at_ms",
@@ -76,6 +100,8 @@ MAX_TERMINAL_AT_MS = 2**64 - 1
 TIMESTAMP_WIDTH = 20
 CLAIM_GENERATION_WIDTH = 10
 MAX_CLAIM_GENERATION = 10**CLAIM_GENERATION_WIDTH - 1
+YEAR_10000_MS = 253_402_300_800_000
+"""Milliseconds from the epoch to 10000-01-01: no marker is dated later."""
 _CLAIM_INFIX = ".claim."
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -322,14 +348,8 @@ def sweep_lease_key(prefix: str, generation: int) -> str:
     return f"{sweep_leases_prefix(prefix)}{generation:0{CLAIM_GENERATION_WIDTH}d}"
 
 
-def parse_terminal_marker_name(name: str) -> TerminalMarker | None:
-    """Parse ``<ts:020>_<run_id>``; return None for anything else. Never raises.
-
-    Mirrors the reference parser (the first 20 characters are a base-10
-    ``u64``, Rust's optional ``+`` included, then ``_``), and also refuses a
-    run id that :func:`validate_run_id` would refuse, so a stray object can
-    never make a sweep clear the wrong run.
-    """
+def _split_marker_name(name: object) -> tuple[int, str] | None:
+    """``(the 20-digit field as a u64, run_id)`` of ``<20 digits>_<run_id>``, or None."""
     if not isinstance(name, str) or len(name) <= TIMESTAMP_WIDTH:
         return None
     digits, separator, run_id = (
@@ -340,10 +360,127 @@ def parse_terminal_marker_name(name: str) -> TerminalMarker | None:
     unsigned = digits[1:] if digits.startswith("+") else digits
     if separator != "_" or not unsigned or not unsigned.isascii() or not unsigned.isdigit():
         return None
-    terminal_at_ms = int(unsigned)
-    if terminal_at_ms > MAX_TERMINAL_AT_MS or _RUN_ID.fullmatch(run_id) is None:
+    value = int(unsigned)
+    if value > MAX_TERMINAL_AT_MS or _RUN_ID.fullmatch(run_id) is None:
         return None
-    marker = TerminalMarker(run_id, terminal_at_ms)
-    if name != terminal_marker_name(run_id, terminal_at_ms):
-        object.__setattr__(marker, "listed_name", name)
-    return marker
+    return value, run_id
+
+
+def parse_terminal_marker_name(name: str) -> TerminalMarker | None:
+    """Parse ``<ts:020>_<run_id>`` (layout ``"0.5"``); return None for anything else. Never raises.
+
+    Mirrors the reference parser (the first 20 characters are a base-10
+    ``u64``, Rust's optional ``+`` included, then ``_``), and also refuses a
+    run id that :func:`validate_run_id` would refuse, so a stray object can
+    never make a sweep clear the wrong run.
+    """
+    return Layout.V0_5.parse_marker_name(name)
+
+
+def detect_marker_layout(name: str) -> Layout | None:
+    """The layout a marker name is written in, or None when its date says neither.
+
+    A ``"0.5"`` name of a date before year 10000 is below ``YEAR_10000_MS``;
+    an inverted (``"0.10"``) one is above ``u64::MAX - YEAR_10000_MS``. Never raises.
+    """
+    split = _split_marker_name(name)
+    if split is None:
+        return None
+    if split[0] < YEAR_10000_MS:
+        return Layout.V0_5
+    if split[0] > MAX_TERMINAL_AT_MS - YEAR_10000_MS:
+        return Layout.V0_10
+    return None
+
+
+def step_outputs_prefix(prefix: str) -> str:
+    """``<prefix>/step-outputs/``: every run's step outputs (layout ``"0.10"``)."""
+    return _join(normalize_prefix(prefix), "step-outputs", "")
+
+
+def step_outputs_run_prefix(prefix: str, run_id: str) -> str:
+    """``<prefix>/step-outputs/<run_id>/``: one run's step-output replay entries (``"0.10"``)."""
+    return _join(normalize_prefix(prefix), "step-outputs", validate_run_id(run_id), "")
+
+
+class Layout(Enum):
+    """How a store names what it writes: ``"0.5"`` (the default) or ``"0.10"``.
+
+    ``Layout("0.10")`` is the layout of taquba-workflow 0.6.0 to 0.10.0;
+    ``Layout("0.5")`` that of 0.5.0. The store's ``layout`` argument takes
+    the value string; :func:`validate_layout` turns it into a member.
+    """
+
+    V0_5 = "0.5"
+    V0_10 = "0.10"
+
+    @property
+    def inverted(self) -> bool:
+        """True when marker names lead with ``u64::MAX - terminal_at_ms`` (newest first)."""
+        return self is Layout.V0_10
+
+    def marker_name(self, run_id: str, terminal_at_ms: int) -> str:
+        """The marker's object name below ``terminals/`` in this layout."""
+        terminal_at_ms = validate_terminal_at_ms(terminal_at_ms)
+        field_value = MAX_TERMINAL_AT_MS - terminal_at_ms if self.inverted else terminal_at_ms
+        return f"{field_value:0{TIMESTAMP_WIDTH}d}_{validate_run_id(run_id)}"
+
+    def marker_key(self, prefix: str, run_id: str, terminal_at_ms: int) -> str:
+        """``<prefix>/terminals/<marker name>`` in this layout."""
+        return _join(
+            normalize_prefix(prefix), "terminals", self.marker_name(run_id, terminal_at_ms)
+        )
+
+    def listed_marker_key(self, prefix: str, marker: TerminalMarker) -> str:
+        """The key ``marker`` was listed under, else its key in this layout."""
+        name = marker.listed_name or self.marker_name(marker.run_id, marker.terminal_at_ms)
+        return _join(normalize_prefix(prefix), "terminals", name)
+
+    def parse_marker_name(self, name: str) -> TerminalMarker | None:
+        """Parse a marker name written in this layout; None for anything else. Never raises.
+
+        The marker keeps the name it was listed under whenever that is not
+        the ``"0.5"`` canonical one, so deleting it deletes that object.
+        """
+        split = _split_marker_name(name)
+        if split is None:
+            return None
+        value, run_id = split
+        marker = TerminalMarker(run_id, MAX_TERMINAL_AT_MS - value if self.inverted else value)
+        if name != terminal_marker_name(run_id, marker.terminal_at_ms):
+            object.__setattr__(marker, "listed_name", name)
+        return marker
+
+    def expired_listing_start(self, prefix: str, cutoff_ms: int) -> str | None:
+        """The key after which every marker older than ``cutoff_ms`` lies; None for ``"0.5"``.
+
+        Under ``"0.10"`` it is ``<prefix>/terminals/<(u64::MAX - cutoff_ms):020>``,
+        the crate's offset: a marker at exactly the cutoff sorts after it too
+        and is dropped by the strict ``terminal_at_ms < cutoff_ms`` test.
+        """
+        cutoff_ms = validate_terminal_at_ms(cutoff_ms)
+        if not self.inverted:
+            return None
+        return terminals_prefix(prefix) + f"{MAX_TERMINAL_AT_MS - cutoff_ms:0{TIMESTAMP_WIDTH}d}"
+
+    def run_prefixes(self, prefix: str, run_id: str) -> tuple[str, ...]:
+        """The prefixes a run clear empties: its memos, and under ``"0.10"`` its step outputs."""
+        memos = memos_run_prefix(prefix, run_id)
+        if not self.inverted:
+            return (memos,)
+        return memos, step_outputs_run_prefix(prefix, run_id)
+
+
+DEFAULT_LAYOUT = Layout.V0_5
+
+
+def validate_layout(value: object) -> Layout:
+    """Return the :class:`Layout` named ``value``: ``"0.5"`` or ``"0.10"``."""
+    if not isinstance(value, str):
+        raise InvalidValueType(f"layout must be str, not {type(value).__name__}")
+    try:
+        return Layout(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"layout must be one of {[member.value for member in Layout]}, not {value!r:.50}"
+        ) from None

@@ -18,7 +18,7 @@ from taquba_memo._bounded_read import read_object
 from taquba_memo._checks import check_flag, check_value
 from taquba_memo._claims import ClaimPolicy
 from taquba_memo._codecs import BytesCodec, Codec, decode_value, encode_value
-from taquba_memo._content import content_key
+from taquba_memo._content import store_content_key
 from taquba_memo._occurrences import Occurrences
 from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import MemoBackend
@@ -49,6 +49,11 @@ class MemoHost(Protocol):
 
     @property
     def max_value_bytes(self) -> int | None: ...
+
+    @property
+    def layout(self) -> str:
+        """``"0.5"`` or ``"0.10"``: which content keys the memos derive."""
+        ...
 
     @property
     def _telemetry(self) -> StoreTelemetry:
@@ -316,12 +321,14 @@ class Memo(BoundMemo[MemoHost]):
         The key is :func:`taquba_memo.content_key` of ``content`` (the hex
         SHA-256 of its RFC 8785 canonical JSON, after ``namespace`` when one
         is given), so equal inputs find the same entry in every process and
-        language. Raises :class:`~taquba_memo.EncodeError` for an
+        language. In a store of layout ``"0.10"`` the key is taquba-workflow's
+        instead (MessagePack, see :mod:`taquba_memo._content`), and
+        ``namespace`` is refused. Raises :class:`~taquba_memo.EncodeError` for an
         input without a canonical encoding, and
         :class:`~taquba_memo.DecodeError` for a stored value the codec
         cannot read.
         """
-        data = await self.get(content_key(content, namespace=namespace))
+        data = await self.get(store_content_key(self._store.layout, content, namespace))
         return None if data is None else decode_value(codec, data)
 
     @overload
@@ -359,5 +366,5 @@ class Memo(BoundMemo[MemoHost]):
         To compute on a miss, use ``get_or_compute(content_key(content), fn)``.
         """
         check_flag(if_absent, "if_absent")
-        key = content_key(content, namespace=namespace)
+        key = store_content_key(self._store.layout, content, namespace)
         return await self.put(key, encode_value(codec, value), if_absent=if_absent)

@@ -1,6 +1,7 @@
 """MemoStore: memo entries and terminal markers under one prefix of a backend.
 
-The layout is that of taquba-workflow 0.5.0. :meth:`MemoStore.new_memo`
+The layout is that of taquba-workflow 0.5.0, or with ``layout="0.10"`` that
+of 0.6.0 to 0.10.0 (:mod:`taquba_memo._layout`). :meth:`MemoStore.new_memo`
 hands out :class:`~taquba_memo._memo.Memo` views bound to one
 ``(run_id, step_number)``; a step reads what an earlier attempt recorded
 and skips the work. Retention is
@@ -25,13 +26,20 @@ from taquba_memo import _fork, _sweep
 from taquba_memo import _layout as layout
 from taquba_memo._checks import check_flag
 from taquba_memo._closing import AsyncClosing
-from taquba_memo._layout import TerminalMarker
+from taquba_memo._layout import Layout, TerminalMarker, normalize_prefix, validate_layout
 from taquba_memo._memo import Memo
 from taquba_memo._stats import MemoStats
 from taquba_memo._sweep import SweepReport, SweepStrategy
 from taquba_memo._sweep_lease import held_sweep_lease
 from taquba_memo._telemetry import StoreTelemetry
-from taquba_memo.backend import ListedObject, ListsMetadata, MemoBackend, lists_metadata
+from taquba_memo.backend import (
+    ListedObject,
+    ListsAfter,
+    ListsMetadata,
+    MemoBackend,
+    lists_metadata,
+    offers,
+)
 from taquba_memo.errors import (
     ForkedProcessError,
     InvalidArgumentError,
@@ -81,6 +89,13 @@ def _itself(key: str) -> str:
     return key
 
 
+async def _keys_after(keys: AsyncIterator[str], after: str) -> AsyncIterator[str]:
+    """A ``list_after`` from a plain listing: the keys past ``after`` (str order is UTF-8's)."""
+    async for key in keys:
+        if key > after:
+            yield key
+
+
 def _key_of(item: ListedObject) -> object:
     return getattr(item, "key", item)
 
@@ -101,6 +116,12 @@ class MemoStore(AsyncClosing):
     and larger entries on every read without holding more than the bound of
     them in memory (where the backend offers ``get_at_most``).
     Closing the store (``aclose`` or ``async with``) closes the backend.
+
+    ``layout`` is the object layout shared with Rust workers: ``"0.5"`` (the
+    default) for taquba-workflow 0.5.0, ``"0.10"`` for 0.6.0 to 0.10.0
+    (terminal markers newest first, step outputs cleared with a run's memos,
+    the crate's MessagePack content keys). Markers written in the other
+    layout are skipped with a warning, never read as a far-future date.
     """
 
     def __init__(
@@ -109,6 +130,7 @@ class MemoStore(AsyncClosing):
         prefix: str = "",
         *,
         max_value_bytes: int | None = None,
+        layout: str = "0.5",
     ) -> None:
         if not isinstance(backend, MemoBackend):
             raise InvalidValueType(
@@ -123,9 +145,11 @@ class MemoStore(AsyncClosing):
                 raise InvalidArgumentError(
                     f"max_value_bytes must be 0 or more, not {max_value_bytes}"
                 )
+        self._layout = validate_layout(layout)
+        self._warned_layouts: set[Layout] = set()
         self._backend_object = backend
         self._fork_generation = _fork.generation()
-        self._prefix = layout.normalize_prefix(prefix)
+        self._prefix = normalize_prefix(prefix)
         self._max_value_bytes = max_value_bytes
         self._telemetry = StoreTelemetry(backend)
         self._closed = False
@@ -136,6 +160,7 @@ class MemoStore(AsyncClosing):
             listed=self._listed,
             marker_names=self._iter_marker_names,
             expired_markers=self.iter_expired_terminal_markers,
+            layout=self._layout,
         )
 
     @property
@@ -168,12 +193,18 @@ class MemoStore(AsyncClosing):
         return self._max_value_bytes
 
     @property
+    def layout(self) -> str:
+        """The object layout, ``"0.5"`` or ``"0.10"`` (see the class docs)."""
+        return self._layout.value
+
+    @property
     def stats(self) -> MemoStats:
         """What this store did: hits, misses, computes, bytes, failures (:class:`MemoStats`)."""
         return self._telemetry.stats
 
     def __repr__(self) -> str:
-        return f"MemoStore(prefix={self._prefix!r}, backend={self._backend_object!r})"
+        layout_part = "" if self._layout is layout.DEFAULT_LAYOUT else f", layout={self.layout!r}"
+        return f"MemoStore(prefix={self._prefix!r}, backend={self._backend_object!r}{layout_part})"
 
     def new_memo(self, run_id: str, step_number: int) -> Memo:
         """Return a :class:`Memo` bound to ``(run_id, step_number)``."""
@@ -264,6 +295,9 @@ class MemoStore(AsyncClosing):
     async def clear_memos_for_run(self, run_id: str) -> int:
         """Delete every memo entry of ``run_id`` and return how many were deleted.
 
+        Under layout ``"0.10"`` the run's step outputs
+        (``<prefix>/step-outputs/<run_id>/``) are deleted and counted too.
+
         The run's prefix is listed once, page by page, and the keys are
         deleted with ``delete_many`` in batches of the backend's
         ``max_delete_batch``. As in the reference, a key that fails to delete
@@ -282,7 +316,7 @@ class MemoStore(AsyncClosing):
 
         Idempotent: writing the same marker twice leaves one marker.
         """
-        key = layout.terminal_marker_key(self._prefix, run_id, terminal_at_ms)
+        key = self._layout.marker_key(self._prefix, run_id, terminal_at_ms)
         with self._telemetry.operation("write_terminal_marker", run_id):
             await self._backend.put(key, b"")
 
@@ -298,14 +332,48 @@ class MemoStore(AsyncClosing):
             if marker is not None:
                 yield marker
 
-    async def _iter_marker_names(self) -> AsyncIterator[tuple[str, TerminalMarker | None]]:
+    async def _iter_marker_names(
+        self, after: str | None = None
+    ) -> AsyncIterator[tuple[str, TerminalMarker | None]]:
+        """Every marker name, parsed in this store's layout; only keys past ``after`` if given.
+
+        A name in the other layout yields None (and a warning, once): read in
+        this one it would be a date tens of thousands of years away.
+        """
         terminals = layout.terminals_prefix(self._prefix)
-        async for key in self._listed(terminals):
+        async for key in self._marker_keys(terminals, after):
             name = key[len(terminals) :]
-            marker = None if "/" in name else layout.parse_terminal_marker_name(name)
+            written_in = layout.detect_marker_layout(name)
+            if written_in is not None and written_in is not self._layout:
+                self._warn_other_layout(written_in, key)
+                yield name, None
+                continue
+            marker = None if "/" in name else self._layout.parse_marker_name(name)
             if marker is None:
                 logger.warning("unparseable terminal marker %s; skipping", key)
             yield name, marker
+
+    def _marker_keys(self, terminals: str, after: str | None) -> AsyncIterator[str]:
+        if after is None:
+            return self._listed(terminals)
+        backend = self._backend
+        if offers(backend, ListsAfter):
+            assert isinstance(backend, ListsAfter)
+            return self._within(terminals, backend.list_after(terminals, after), _itself)
+        return _keys_after(self._listed(terminals), after)
+
+    def _warn_other_layout(self, written_in: Layout, key: str) -> None:
+        if written_in in self._warned_layouts:
+            return
+        self._warned_layouts.add(written_in)
+        logger.warning(
+            "terminal marker %s is written in layout %r, but this store uses layout %r: "
+            "skipping such markers (open the store with layout=%r to read and sweep them)",
+            key,
+            written_in.value,
+            self._layout.value,
+            written_in.value,
+        )
 
     async def list_terminal_markers(self) -> list[TerminalMarker]:
         """Return every terminal marker (see :meth:`iter_terminal_markers`).
@@ -321,8 +389,18 @@ class MemoStore(AsyncClosing):
         With ``ordered_listing`` the listing stops at the first marker that
         has not expired, so the cost grows with the expired set rather than
         with all markers. Otherwise every marker is listed and filtered.
+        Under layout ``"0.10"`` (newest first) the listing starts after the
+        cutoff's key instead, on the server where the backend offers
+        ``list_after``; elsewhere the keys before it are listed and skipped.
         """
         cutoff_ms = layout.validate_terminal_at_ms(cutoff_ms)
+        start = self._layout.expired_listing_start(self._prefix, cutoff_ms)
+        if start is not None:
+            async for _name, marker in self._iter_marker_names(after=start):
+                # The marker at exactly the cutoff sorts after ``start`` too.
+                if marker is not None and marker.terminal_at_ms < cutoff_ms:
+                    yield marker
+            return
         ordered = self._backend.capabilities.ordered_listing
         async for name, marker in self._iter_marker_names():
             if marker is None:
@@ -341,7 +419,7 @@ class MemoStore(AsyncClosing):
         """Delete ``marker``; a marker that is already gone is success."""
         if not isinstance(marker, TerminalMarker):
             raise InvalidValueType(f"marker must be a TerminalMarker, not {type(marker).__name__}")
-        key = layout.listed_terminal_marker_key(self._prefix, marker)
+        key = self._layout.listed_marker_key(self._prefix, marker)
         with self._telemetry.operation("delete_terminal_marker", marker.run_id):
             await self._backend.delete(key)
 
@@ -358,6 +436,9 @@ class MemoStore(AsyncClosing):
         lease: bool = False,
     ) -> SweepReport:
         """Clear the memos of every run whose marker is older than ``cutoff_ms``.
+
+        Under layout ``"0.10"`` a run's step outputs are cleared with its
+        memos, and the expired markers are listed from the cutoff's key on.
 
         The entries of many expired runs share ``delete_many`` batches of the
         backend's ``max_delete_batch`` keys, and markers are deleted in

@@ -10,6 +10,11 @@ A sweep has two ways to find an expired run's entries:
   runs, keeping the keys whose run is in the chunk (on an ordered listing it
   stops past the last of them).
 
+Under layout ``"0.10"`` a run also owns ``<prefix>/step-outputs/<run_id>/``:
+each expired run's step outputs are listed on their own before its memos
+are found, and the expired markers come from the listing that starts after
+the cutoff's key (markers are newest first there).
+
 Either way the keys of many runs go into shared ``delete_many`` batches of
 ``max_delete_batch`` keys, and markers are deleted in batches too. The
 crash-safety rule: a marker is submitted for deletion only once its run's
@@ -34,7 +39,7 @@ from typing import Literal
 
 from taquba_memo import _layout as layout
 from taquba_memo._concurrency import TaskWindow
-from taquba_memo._layout import TerminalMarker
+from taquba_memo._layout import DEFAULT_LAYOUT, Layout, TerminalMarker
 from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import BackendError, DeleteManyError
@@ -84,6 +89,7 @@ class StoreView:
     listed: Callable[[str], AsyncIterator[str]]  # a prefix's keys, strays dropped
     marker_names: Callable[[], AsyncIterator[tuple[str, TerminalMarker | None]]]
     expired_markers: Callable[[int], AsyncIterator[TerminalMarker]]
+    layout: Layout = DEFAULT_LAYOUT
 
 
 async def delete_keys(backend: MemoBackend, keys: list[str]) -> dict[str, BackendError]:
@@ -113,12 +119,13 @@ class ClearOutcome:
 
 
 async def clear_run(store: StoreView, run_id: str) -> ClearOutcome:
-    """Delete every entry of ``run_id``: one listing, ``max_delete_batch`` keys a batch.
+    """Delete every entry of ``run_id``: a listing per run prefix, batches of ``max_delete_batch``.
 
-    A key that fails to delete is logged and kept in the outcome; a failed
-    listing raises :class:`BackendError`.
+    The run prefixes are the layout's: its memos, and under ``"0.10"`` its
+    step outputs too. A key that fails to delete is logged and kept in the
+    outcome; a failed listing raises :class:`BackendError`.
     """
-    run_prefix = layout.memos_run_prefix(store.prefix, run_id)
+    run_prefixes = store.layout.run_prefixes(store.prefix, run_id)
     batch_size = store.backend().capabilities.max_delete_batch
     failures: dict[str, BackendError] = {}
     deleted = 0
@@ -132,11 +139,12 @@ async def clear_run(store: StoreView, run_id: str) -> ClearOutcome:
     window = TaskWindow(_CLEAR_DELETES_IN_FLIGHT)
     try:
         batch: list[str] = []
-        async for key in store.listed(run_prefix):
-            batch.append(key)
-            if len(batch) == batch_size:
-                await window.submit(delete_batch(batch))
-                batch = []
+        for run_prefix in run_prefixes:
+            async for key in store.listed(run_prefix):
+                batch.append(key)
+                if len(batch) == batch_size:
+                    await window.submit(delete_batch(batch))
+                    batch = []
         if batch:
             await window.submit(delete_batch(batch))
     finally:
@@ -170,6 +178,7 @@ class SweepReport:
     runs_cleared_count: int = 0
     """How many runs were cleared, whether or not their ids are recorded."""
     entries_deleted: int = 0
+    """Memo entries deleted, with step outputs under layout ``"0.10"`` (as the crate counts)."""
     failures: list[SweepFailure] = field(default_factory=list)
     strategy: str = "none"
     """What ran: ``"per-run"``, ``"scan"``, ``"scan, then per-run"`` (a scan
@@ -181,7 +190,8 @@ class SweepReport:
     scans: int = 0
     """Listings of the whole ``<prefix>/memos/``."""
     run_listings: int = 0
-    """Listings of one run's ``<prefix>/memos/<run_id>/``."""
+    """Listings of one run's ``<prefix>/memos/<run_id>/`` (or, under layout ``"0.10"``,
+    of its ``<prefix>/step-outputs/<run_id>/``)."""
     memo_keys_listed: int = 0
     """Keys those listings returned (about 1000 a page on S3 and GCS)."""
     delete_requests: int = 0
@@ -266,7 +276,9 @@ class Sweep:
         few_expired = False
         count_on = self._strategy == "auto" and self._ordered
         terminals = layout.terminals_prefix(self._store.prefix)
-        async for name, marker in self._store.marker_names():
+        inverted = self._store.layout.inverted
+        markers = self._expired_marker_names() if inverted else self._store.marker_names()
+        async for name, marker in markers:
             if marker is None:
                 continue
             self._report.markers_listed += 1
@@ -295,6 +307,11 @@ class Sweep:
                 break
         if runs:
             yield _Chunk(runs, few_expired=few_expired)
+
+    async def _expired_marker_names(self) -> AsyncIterator[tuple[str, TerminalMarker | None]]:
+        """The expired markers of an inverted layout, each with the name it was listed under."""
+        async for marker in self._store.expired_markers(self._report.cutoff_ms):
+            yield marker.name, marker
 
     # -- the batches ----------------------------------------------------------
 
@@ -380,6 +397,18 @@ class Sweep:
         await _call_run_done(self._on_run_done, marker, run.deleted if first else 0)
 
     # -- listing ---------------------------------------------------------------
+
+    async def _list_step_outputs(self, run: _Run) -> None:
+        """Layout ``"0.10"``: queue the run's step outputs; its memos are found after."""
+        self._report.run_listings += 1
+        try:
+            async for key in self._store.listed(
+                layout.step_outputs_run_prefix(self._store.prefix, run.run_id)
+            ):
+                self._report.memo_keys_listed += 1
+                await self._add_key(key, run)
+        except BackendError as exc:
+            run.listing_error = exc
 
     async def _list_run(self, run: _Run, after: str | None) -> None:
         """The per-run listing; on an ordered listing, keys up to ``after`` were seen already."""
@@ -476,6 +505,10 @@ class Sweep:
         try:
             async with contextlib.aclosing(self._chunks()) as chunks:
                 async for chunk in chunks:
+                    if self._store.layout.inverted:
+                        for run in chunk.runs.values():
+                            await listings.submit(self._list_step_outputs(run))
+                        await listings.drain()
                     strategy, budget = self._choose(chunk)
                     if strategy == "scan":
                         unseen = await self._scan(chunk.runs, budget)

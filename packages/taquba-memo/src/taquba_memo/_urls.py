@@ -84,10 +84,12 @@ class Resolution:
     distribution: str
 
 
-def open_store(url: str, prefix: str = "", *, max_value_bytes: int | None = None) -> MemoStore:
+def open_store(
+    url: str, prefix: str = "", *, max_value_bytes: int | None = None, layout: str = "0.5"
+) -> MemoStore:
     """Return a :class:`~taquba_memo.MemoStore` on the backend ``url`` names.
 
-    ``prefix`` and ``max_value_bytes`` are the store's (see ``MemoStore``);
+    ``prefix``, ``max_value_bytes`` and ``layout`` are the store's (see ``MemoStore``);
     the URL only chooses the backend and its root. Close the store when done
     (``async with open_store(...) as store``): that closes the backend.
 
@@ -97,8 +99,8 @@ def open_store(url: str, prefix: str = "", *, max_value_bytes: int | None = None
     synchronous twin is :func:`taquba_memo.sync.open_store`.
     """
     # Refuse bad store arguments before an adapter opens connections.
-    MemoStore(InMemoryBackend(), prefix, max_value_bytes=max_value_bytes)
-    return MemoStore(open_backend(url), prefix, max_value_bytes=max_value_bytes)
+    MemoStore(InMemoryBackend(), prefix, max_value_bytes=max_value_bytes, layout=layout)
+    return MemoStore(open_backend(url), prefix, max_value_bytes=max_value_bytes, layout=layout)
 
 
 def open_backend(url: str) -> MemoBackend:

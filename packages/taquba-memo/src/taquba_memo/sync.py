@@ -86,9 +86,10 @@ class MemoStore(Closing):
         prefix: str = "",
         *,
         max_value_bytes: int | None = None,
+        layout: str = "0.5",
     ) -> None:
         # Validate before starting a thread, so bad arguments leak nothing.
-        core = AsyncMemoStore(backend, prefix, max_value_bytes=max_value_bytes)
+        core = AsyncMemoStore(backend, prefix, max_value_bytes=max_value_bytes, layout=layout)
         self._adopt(core, LoopThread())
 
     @classmethod
@@ -120,6 +121,11 @@ class MemoStore(Closing):
     def max_value_bytes(self) -> int | None:
         """The largest value this store accepts, or None for no limit."""
         return self._core.max_value_bytes
+
+    @property
+    def layout(self) -> str:
+        """The object layout, ``"0.5"`` or ``"0.10"`` (see the class docs)."""
+        return self._core.layout
 
     @property
     def stats(self) -> MemoStats:
@@ -449,7 +455,9 @@ class Memo(BoundMemo[MemoStore]):
         )
 
 
-def open_store(url: str, prefix: str = "", *, max_value_bytes: int | None = None) -> MemoStore:
+def open_store(
+    url: str, prefix: str = "", *, max_value_bytes: int | None = None, layout: str = "0.5"
+) -> MemoStore:
     """Return a :class:`MemoStore` on the backend ``url`` names.
 
     The synchronous :func:`taquba_memo.open_store`. The backend is built on
@@ -460,7 +468,7 @@ def open_store(url: str, prefix: str = "", *, max_value_bytes: int | None = None
     try:
 
         async def build() -> AsyncMemoStore:
-            return urls.open_store(url, prefix, max_value_bytes=max_value_bytes)
+            return urls.open_store(url, prefix, max_value_bytes=max_value_bytes, layout=layout)
 
         core = loop_thread.run(build())
     except BaseException:

@@ -1,6 +1,6 @@
 """The ``taquba-memo`` command: inspect and clean a memo store from a shell.
 
-    taquba-memo --url URL [--prefix P] [--json] COMMAND ...
+    taquba-memo --url URL [--prefix P] [--layout 0.5|0.10] [--json] COMMAND ...
 
     runs [RUN_ID] [--sizes]    runs and steps with entry counts (and sizes, claims)
     markers [RUN_ID]           terminal markers, oldest first
@@ -9,7 +9,9 @@
           [--dry-run] [--no-lease] [--all-ended]
 
 ``--url`` defaults to ``$TAQUBA_MEMO_URL`` and ``--prefix`` to
-``$TAQUBA_MEMO_PREFIX`` (else ``""``). ``--json`` prints one JSON document on
+``$TAQUBA_MEMO_PREFIX`` (else ``""``); ``--layout`` to ``$TAQUBA_MEMO_LAYOUT``,
+else the layout the terminal marker names are written in (a prefix with
+markers of both layouts is refused; see ``_layout_choice``). ``--json`` prints one JSON document on
 stdout instead of text, errors included. ``--summary-only`` prints the
 summary without the per-run lines (for cron mail and CI logs). Long
 operations draw a progress line on stderr when stderr is a terminal (never
@@ -30,9 +32,9 @@ and in docs/cli.md.
 
 The package, one job a module: ``_parser`` (the grammar and ``--help``),
 ``_output`` (text or JSON), ``_errors`` (exit code and hint of an error),
-``_observed`` (the counting backend wrapper), ``_signals`` (stopping at a safe
-point), ``_empty_store`` (the typo warning), and one module per command:
-``_runs``, ``_markers``, ``_clear``, ``_sweep``.
+``_observed`` (the counting backend wrapper), ``_layout_choice`` (``--layout``),
+``_signals`` (stopping at a safe point), ``_empty_store`` (the typo warning),
+and one module per command: ``_runs``, ``_markers``, ``_clear``, ``_sweep``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from taquba_memo._store import MemoStore
 from taquba_memo._urls import open_backend
 from taquba_memo.cli._clear import cmd_clear
 from taquba_memo.cli._errors import exit_code_for
+from taquba_memo.cli._layout_choice import choose_layout
 from taquba_memo.cli._markers import cmd_markers
 from taquba_memo.cli._observed import observe
 from taquba_memo.cli._output import Output
@@ -79,7 +82,12 @@ async def _run_command(args: argparse.Namespace, out: Output) -> int:
         # The local twin of a missing bucket; reading never creates the directory.
         raise ContainerNotFoundError(f"the directory {inner.root} does not exist")
     backend = observe(inner, args.prefix)
-    async with MemoStore(backend, args.prefix) as store:
+    try:
+        store_layout = await choose_layout(inner, args.prefix, args.layout)
+    except BaseException:
+        await backend.aclose()
+        raise
+    async with MemoStore(backend, args.prefix, layout=store_layout) as store:
         command = asyncio.ensure_future(_COMMANDS[args.command](store, args, out))
         stop = Stop(command)
         backend.on_denied = stop.deny

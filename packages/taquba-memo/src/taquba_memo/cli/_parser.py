@@ -13,6 +13,7 @@ from taquba_memo._exit_codes import exit_codes_help
 from taquba_memo.errors import UsageError
 
 __all__ = [
+    "LAYOUT_VARIABLE",
     "PREFIX_VARIABLE",
     "URL_VARIABLE",
     "build_parser",
@@ -22,6 +23,8 @@ __all__ = [
 
 URL_VARIABLE = "TAQUBA_MEMO_URL"
 PREFIX_VARIABLE = "TAQUBA_MEMO_PREFIX"
+LAYOUT_VARIABLE = "TAQUBA_MEMO_LAYOUT"
+LAYOUTS = ("0.5", "0.10")
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 _DURATION_OPTIONS = ("--older-than",)
@@ -99,6 +102,14 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--prefix",
         default=default(os.environ.get(PREFIX_VARIABLE, "")),
         help=f"the MemoStore prefix inside the store (${PREFIX_VARIABLE}, default '')",
+    )
+    parser.add_argument(
+        "--layout",
+        default=default(os.environ.get(LAYOUT_VARIABLE) or None),
+        help=(
+            "object layout: 0.5 (taquba-workflow 0.5.0) or 0.10 (0.6.0 to 0.10.0) "
+            f"(${LAYOUT_VARIABLE}; default: detected from the terminal marker names)"
+        ),
     )
     parser.add_argument(
         "--json",
@@ -191,6 +202,10 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
     args = parser.parse_args(_join_dash_values(argv))
     if not args.url:
         raise UsageError(f"--url is required (or set {URL_VARIABLE})")
+    if args.layout is not None and args.layout not in LAYOUTS:
+        raise UsageError(
+            f"--layout (or ${LAYOUT_VARIABLE}) must be 0.5 or 0.10, not {args.layout!r:.50}"
+        )
     if args.command == "sweep" and args.older_than == 0 and not (args.all_ended or args.dry_run):
         raise UsageError(
             "--older-than 0 clears every run that has a terminal marker; "

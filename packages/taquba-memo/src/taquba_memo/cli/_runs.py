@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from taquba_memo import _layout as layout
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._exit_codes import ExitCode
 from taquba_memo._iso_time import iso_utc
@@ -30,6 +31,8 @@ class _StepStats:
 class _RunStats:
     steps: dict[int, _StepStats] = field(default_factory=lambda: defaultdict(_StepStats))
     terminal_at_ms: int | None = None
+    step_outputs: int = 0
+    """Step-output replay entries of a Rust 0.10 runtime, counted apart from memo entries."""
 
     @property
     def last_write(self) -> datetime.datetime | None:
@@ -94,6 +97,16 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             await window.drain()
         finally:
             window.cancel()
+    step_outputs = layout.step_outputs_prefix(store.prefix)
+    listing = (
+        step_outputs
+        if run_filter is None
+        else layout.step_outputs_run_prefix(store.prefix, run_filter)
+    )
+    async for key in store.backend.list(listing):
+        parsed = layout.parse_memo_entry_name(key[len(step_outputs) :])  # the same shape
+        if key.startswith(listing) and parsed is not None:
+            runs[parsed[0]].step_outputs += 1
     async for marker in store.iter_terminal_markers():
         if run_filter is None or marker.run_id == run_filter:
             stats = runs[marker.run_id]
@@ -106,6 +119,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
     total_entries = sum(stats.entries for stats in runs.values())
     total_bytes = sum(stats.size for stats in runs.values())
     total_claims = sum(stats.claims for stats in runs.values())
+    total_step_outputs = sum(stats.step_outputs for stats in runs.values())
     documents: list[dict[str, Any]] = [
         {
             "run_id": run_id,
@@ -120,6 +134,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             "entries": stats.entries,
             "bytes": stats.size if sizes else None,
             "claims": stats.claims,
+            "step_outputs": stats.step_outputs,
             "terminal_at_ms": stats.terminal_at_ms,
             "terminal_at": None if stats.terminal_at_ms is None else iso_utc(stats.terminal_at_ms),
             "last_write_at": iso_time(stats.last_write),
@@ -132,6 +147,7 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         "entries": total_entries,
         "bytes": total_bytes if sizes else None,
         "claims": total_claims,
+        "step_outputs": total_step_outputs,
         "unrecognized_keys": unrecognized,
         "sizes_from": ("listing" if listed_sizes else "reads") if sizes else None,
     }
@@ -168,6 +184,8 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
     )
     if sizes:
         summary += f", {human_bytes(total_bytes)}"
+    if total_step_outputs:
+        summary += f", and {plural(total_step_outputs, 'step output')} (layout 0.10)"
     if total_claims:
         summary += f" ({plural(total_claims, 'claim')} of computations in progress or abandoned)"
     if unrecognized:
