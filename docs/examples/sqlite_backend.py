@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from taquba_memo import BackendError, DeleteManyError, TransientBackendError
-from taquba_memo.adapter_kit import check_key, check_value, chunked
+from taquba_memo.adapter_kit import check_key, check_value, chunked, delete_each
 from taquba_memo.backend import Capabilities
 
 T = TypeVar("T")
@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS memo_objects (
 PAGE_SIZE = 1000
 # Well below SQLite's limit on variables in one statement (999 before 3.32).
 DELETE_BATCH = 500
+CAPABILITIES = Capabilities(
+    ordered_listing=True, conditional_put=True, max_delete_batch=DELETE_BATCH
+)
 
 
 def _backend_error(exc: sqlite3.Error, action: str) -> BackendError:
@@ -68,14 +71,11 @@ class SQLiteBackend:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(SCHEMA)
-        self._capabilities = Capabilities(
-            ordered_listing=True, conditional_put=True, max_delete_batch=DELETE_BATCH
-        )
         self._closed = False
 
     @property
     def capabilities(self) -> Capabilities:
-        return self._capabilities
+        return CAPABILITIES
 
     @property
     def path(self) -> str:
@@ -136,11 +136,10 @@ class SQLiteBackend:
                 await self._run(f"delete {len(batch)} keys", _executor(sql, batch))
             except BackendError:
                 # The statement failed as a whole: find out key by key which keys fail.
-                for key in batch:
-                    try:
-                        await self.delete(key)
-                    except BackendError as exc:
-                        failures[key] = exc
+                try:
+                    await delete_each(self.delete, batch)
+                except DeleteManyError as exc:
+                    failures.update(exc.failures)
         if failures:
             raise DeleteManyError(failures) from next(iter(failures.values()))
 

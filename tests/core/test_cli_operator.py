@@ -160,16 +160,7 @@ class TestMistakesAreLoud:
         denied_url = url.replace("file://", "readonly://", 1)
         for json_mode in (False, True):
             result = run_cli(
-                *(["--json"] if json_mode else []),
-                "--url",
-                denied_url,
-                "--prefix",
-                "agents",
-                "sweep",
-                "--older-than",
-                "7d",
-                "--concurrency",
-                "1",
+                *sweep_one_run_at_a_time(denied_url, *(["--json"] if json_mode else [])),
                 env={"PYTHONPATH": str(site)},
             )
             assert result.code == ExitCode.ACCESS_DENIED, result.stderr
@@ -223,24 +214,20 @@ SLOW_ADAPTER = textwrap.dedent(
 )
 
 
+def sweep_one_run_at_a_time(url: str, *options: str) -> list[str]:
+    """The arguments of a sweep of the runs under 'agents' older than 7 days, one run at a time."""
+    return [
+        "--url", url, "--prefix", "agents", *options,
+        "sweep", "--older-than", "7d", "--concurrency", "1",
+    ]  # fmt: skip
+
+
 def start_slow_sweep(url: str, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     """Start a slow sweep through the installed script; return once it is deleting."""
     site = install_local_files_adapter(tmp_path / "site", "slow", SLOW_ADAPTER)
     started = tmp_path / "started"
     process = subprocess.Popen(
-        [
-            str(SCRIPT),
-            "--url",
-            url.replace("file://", "slow://", 1),
-            "--prefix",
-            "agents",
-            *extra,
-            "sweep",
-            "--older-than",
-            "7d",
-            "--concurrency",
-            "1",
-        ],
+        [str(SCRIPT), *sweep_one_run_at_a_time(url.replace("file://", "slow://", 1), *extra)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from dramatiq.middleware.threading import raise_thread_exception
@@ -43,6 +43,18 @@ INTERRUPTS: dict[str, Callable[[], BaseException]] = {
 }
 
 CLAIMS = {"no-claim": None, "claim": ClaimPolicy(lease_s=600.0)}
+
+
+@pytest.fixture(params=list(INTERRUPTS.values()), ids=list(INTERRUPTS))
+def interrupt(request: pytest.FixtureRequest) -> Callable[[], BaseException]:
+    """Each way a runtime stops a step with a BaseException that is not an Exception."""
+    return cast("Callable[[], BaseException]", request.param)
+
+
+@pytest.fixture(params=list(CLAIMS.values()), ids=list(CLAIMS))
+def claim(request: pytest.FixtureRequest) -> ClaimPolicy | None:
+    """Without a claim, and with one whose 600 s lease would make a wedged key wait."""
+    return cast("ClaimPolicy | None", request.param)
 
 
 @pytest.fixture
@@ -75,8 +87,6 @@ def stored_kinds(memo: Memo) -> list[str]:
     return [entry.kind for entry in memo.store.iter_entries(memo.run_id)]
 
 
-@pytest.mark.parametrize("claim", CLAIMS.values(), ids=CLAIMS.keys())
-@pytest.mark.parametrize("interrupt", INTERRUPTS.values(), ids=INTERRUPTS.keys())
 def test_an_interrupt_raised_by_a_sync_fn_reaches_the_caller_and_the_next_call_computes(
     store: MemoStore, interrupt: Callable[[], BaseException], claim: ClaimPolicy | None
 ) -> None:
@@ -96,8 +106,6 @@ def test_an_interrupt_raised_by_a_sync_fn_reaches_the_caller_and_the_next_call_c
     assert _single_flight.in_progress() == 0
 
 
-@pytest.mark.parametrize("claim", CLAIMS.values(), ids=CLAIMS.keys())
-@pytest.mark.parametrize("interrupt", INTERRUPTS.values(), ids=INTERRUPTS.keys())
 def test_an_interrupt_raised_by_an_async_fn_on_the_stores_loop_leaves_the_store_working(
     store: MemoStore, interrupt: Callable[[], BaseException], claim: ClaimPolicy | None
 ) -> None:
@@ -117,7 +125,6 @@ def test_an_interrupt_raised_by_an_async_fn_on_the_stores_loop_leaves_the_store_
     assert call_with_deadline(lambda: memo.get_or_compute("other", lambda: b"other")) == b"other"
 
 
-@pytest.mark.parametrize("claim", CLAIMS.values(), ids=CLAIMS.keys())
 def test_dramatiqs_time_limit_raised_into_the_worker_thread_leaves_the_key_computable(
     store: MemoStore, claim: ClaimPolicy | None
 ) -> None:

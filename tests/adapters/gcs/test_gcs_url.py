@@ -22,13 +22,18 @@ def test_gs_schemes_are_registered_entry_points() -> None:
     assert all(ep.load() is open_url for _, ep in ours)
 
 
-@pytest.mark.parametrize("scheme", ["gs", "gs+gcs"])
-async def test_a_url_opens_a_working_backend(
-    gcs_server: GCSServer, gcs_bucket: str, scheme: str
-) -> None:
+@pytest.fixture
+def endpoint(gcs_server: GCSServer) -> str:
+    """The emulator's address, quoted for a URL's query; skipped on real GCS (no token in URLs)."""
     if gcs_server.access_token:
         pytest.skip("URLs carry no token; a real endpoint is covered by the client constructor")
-    endpoint = quote(gcs_server.endpoint_url, safe="")
+    return quote(gcs_server.endpoint_url, safe="")
+
+
+@pytest.mark.parametrize("scheme", ["gs", "gs+gcs"])
+async def test_a_url_opens_a_working_backend(
+    gcs_server: GCSServer, gcs_bucket: str, endpoint: str, scheme: str
+) -> None:
     url = f"{scheme}://{gcs_bucket}/team/memos/?endpoint={endpoint}&project={gcs_server.project}"
     async with open_url(url) as backend:
         assert isinstance(backend, GCSBackend)
@@ -38,11 +43,8 @@ async def test_a_url_opens_a_working_backend(
 
 
 async def test_the_base_path_is_percent_decoded(
-    gcs_server: GCSServer, gcs_client: storage.Client, gcs_bucket: str
+    gcs_client: storage.Client, gcs_bucket: str, endpoint: str
 ) -> None:
-    if gcs_server.access_token:
-        pytest.skip("URLs carry no token; a real endpoint is covered by the client constructor")
-    endpoint = quote(gcs_server.endpoint_url, safe="")
     url = f"gs://{gcs_bucket}/team%20a/memos%2Fdaily?endpoint={endpoint}"
     async with open_url(url) as backend:
         assert backend.base_path == "team a/memos/daily"

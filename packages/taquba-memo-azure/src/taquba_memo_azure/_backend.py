@@ -40,7 +40,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 from taquba_memo.adapter_kit import (
-    UnderBasePath,
+    ObjectStoreBackendBase,
     check_endpoint_url,
     check_key,
     check_max_bytes,
@@ -51,7 +51,7 @@ from taquba_memo.adapter_kit import (
     entry_too_large,
     keep_inherited,
 )
-from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
@@ -161,7 +161,7 @@ def _check_account_key(credential: object) -> None:
         ) from None
 
 
-class AzureBlobBackend(MemoBackendBase, UnderBasePath):
+class AzureBlobBackend(ObjectStoreBackendBase):
     """Keys are blob names under ``base_path`` in one container.
 
     The backend owns ``container_client``: :meth:`aclose` closes it, and with it
@@ -286,10 +286,6 @@ class AzureBlobBackend(MemoBackendBase, UnderBasePath):
         return backend
 
     # -- properties ------------------------------------------------------------
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
 
     @property
     def container_client(self) -> ContainerClient:

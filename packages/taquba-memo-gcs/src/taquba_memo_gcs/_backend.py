@@ -6,7 +6,7 @@ client's HTTP connection pool, so the event loop never blocks and no
 connection is opened beyond the pool.
 
 After a fork, the child gets a fresh thread pool and drops its copies of
-the parent's pooled connections before its first request (``after_fork``).
+the parent's HTTP sessions before its first request (``after_fork``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class _BatchRefused(Exception):
     """The endpoint does not understand batch requests (fake-gcs-server)."""
 
 
-class GCSBackend(BlockingBackendBase):
+class GCSBackend(BlockingBackendBase[storage.Client]):
     """Objects in one GCS bucket, optionally under a base path.
 
     Build it from a client you already have (any authentication the SDK
@@ -153,13 +153,13 @@ class GCSBackend(BlockingBackendBase):
             raise InvalidArgumentError(f"list_page_size must be 1..{LIST_PAGE_SIZE}")
         workers = max_concurrency if max_concurrency is not None else _http_pool_size(client)
         super().__init__(
+            client,
             base_path=base_path,
             max_concurrency=workers,
             thread_name="taquba-memo-gcs",
             owns_client=False,  # the caller's client; see _owning_its_client
         )
         _stop_bucket_metadata_lookups(client)
-        self._client: storage.Client = client
         self._bucket: storage.Bucket = bucket
         self._retry = retry
         self._timeout = timeout
@@ -206,19 +206,6 @@ class GCSBackend(BlockingBackendBase):
             retry=retry,
             timeout=timeout,
         )
-
-    @classmethod
-    def _owning_its_client(
-        cls, client: storage.Client, bucket_name: str, **options: Any
-    ) -> GCSBackend:
-        """A backend on a client it built, so :meth:`aclose` closes that client too."""
-        backend = cls(client, bucket_name, **options)
-        backend._owns_client = True
-        return backend
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
 
     @property
     def bucket_name(self) -> str:

@@ -5,8 +5,8 @@ The SDK is synchronous. Every SDK call runs on a bounded thread pool
 urllib3 connection pool, so the event loop never blocks and no thread waits
 for, or opens, a connection beyond the pool.
 
-After a fork, the child gets a fresh thread pool and drops its copies of
-the parent's pooled connections before its first request (``after_fork``).
+After a fork, the child gets a fresh thread pool and clears its copy of the
+urllib3 pool, so its first request opens a connection of its own (``after_fork``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _check_endpoint(endpoint: object) -> None:
         raise InvalidConfigurationError(f"invalid S3 endpoint {endpoint!r}; {_ENDPOINT_FIX}")
 
 
-class MinioBackend(BlockingBackendBase):
+class MinioBackend(BlockingBackendBase[Minio]):
     """Objects in one bucket of an S3-compatible store, optionally under a base path.
 
     Build it from a ``minio.Minio`` client you already have, or let
@@ -225,12 +225,12 @@ class MinioBackend(BlockingBackendBase):
         connections = pool_size(client._http, _DEFAULT_SDK_POOL)
         workers = max_concurrency if max_concurrency is not None else connections
         super().__init__(
+            client,
             base_path=base_path,
             max_concurrency=workers,
             thread_name="taquba-memo-minio",
             owns_client=False,  # the caller's client; see _owning_its_client
         )
-        self._client = client
         self._bucket = bucket
         self._part_size = part_size
         if workers > connections:
@@ -306,22 +306,7 @@ class MinioBackend(BlockingBackendBase):
             part_size=part_size,
         )
 
-    @classmethod
-    def _owning_its_client(cls, client: Minio, bucket: str, **options: Any) -> MinioBackend:
-        """A backend on a client it built, so :meth:`aclose` closes that client's connections."""
-        backend = cls(client, bucket, **options)
-        backend._owns_client = True
-        return backend
-
     # -- what it is ------------------------------------------------------------
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
-
-    @property
-    def client(self) -> Minio:
-        return self._client
 
     @property
     def bucket(self) -> str:

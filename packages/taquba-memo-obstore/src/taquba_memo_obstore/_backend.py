@@ -51,7 +51,7 @@ import obstore
 import obstore.exceptions as obstore_errors
 from obstore.store import AzureStore, GCSStore, LocalStore, MemoryStore, S3Store
 from taquba_memo.adapter_kit import (
-    UnderBasePath,
+    ObjectStoreBackendBase,
     check_key,
     check_max_bytes,
     check_start_after,
@@ -61,7 +61,7 @@ from taquba_memo.adapter_kit import (
     entry_too_large,
     is_after,
 )
-from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
+from taquba_memo.backend import Capabilities, ListedObject
 from taquba_memo.errors import (
     BackendError,
     DeleteManyError,
@@ -144,7 +144,7 @@ def _path_at_or_before(name: str) -> str | None:
     return "/".join(segments[:valid]) or None
 
 
-class ObstoreBackend(MemoBackendBase, UnderBasePath):
+class ObstoreBackend(ObjectStoreBackendBase):
     """Keys stored through an obstore store, below an optional ``base_path``.
 
     ``store`` is any :class:`~obstore.store.S3Store`, ``GCSStore``,
@@ -190,10 +190,6 @@ class ObstoreBackend(MemoBackendBase, UnderBasePath):
         self._kind = type(store).__name__
         self._capabilities = capabilities or capabilities_for(store)
         self._batch_delete = isinstance(store, (S3Store, AzureStore, MemoryStore))
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
 
     @property
     def store(self) -> ObjectStore:

@@ -1,4 +1,9 @@
-"""BlockingBackendBase: what every adapter on a synchronous SDK shares (gcs, minio).
+"""ObjectStoreBackendBase and BlockingBackendBase: what the adapters on object stores share.
+
+:class:`ObjectStoreBackendBase` is the base of every adapter shipped with
+taquba-memo: object names below a base path, the declared capabilities, and
+``async with``. :class:`BlockingBackendBase` adds what an adapter on a
+synchronous SDK needs (gcs, minio).
 
 A synchronous SDK's calls run on a bounded thread pool (:class:`BlockingRunner`)
 so the event loop never blocks; keys become object names under a base path;
@@ -12,20 +17,36 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from taquba_memo._checks import UnderBasePath, object_name
 from taquba_memo._concurrency import BlockingRunner
-from taquba_memo.backend import MemoBackendBase
+from taquba_memo.backend import Capabilities, MemoBackendBase
 from taquba_memo.errors import BackendError, InvalidArgumentError
 
-__all__ = ["BlockingBackendBase"]
+__all__ = ["BlockingBackendBase", "ObjectStoreBackendBase"]
 
 T = TypeVar("T")
+ClientT = TypeVar("ClientT")
+_BlockingT = TypeVar("_BlockingT", bound="BlockingBackendBase[Any]")
 
 
-class BlockingBackendBase(MemoBackendBase, UnderBasePath):
-    """Base class of a backend whose SDK blocks: a thread pool, names, one error path.
+class ObjectStoreBackendBase(MemoBackendBase, UnderBasePath):
+    """Base class of an adapter on an object store: names below a base path, declared capabilities.
+
+    The subclass calls ``_use_base_path(base_path)`` and sets ``_capabilities``
+    in its ``__init__``; ``async with backend:`` closes it (``aclose``).
+    """
+
+    _capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+
+class BlockingBackendBase(ObjectStoreBackendBase, Generic[ClientT]):
+    """Base class of a backend whose SDK blocks: its client, a thread pool, names, one error path.
 
     Subclasses set :attr:`_sdk_errors` (the exceptions a storage call can raise)
     and :attr:`_max_name_bytes`, implement :meth:`_map_error`, and may override
@@ -40,14 +61,33 @@ class BlockingBackendBase(MemoBackendBase, UnderBasePath):
     """Longest object name, base path included, in UTF-8 bytes."""
 
     def __init__(
-        self, *, base_path: str, max_concurrency: int, thread_name: str, owns_client: bool
+        self,
+        client: ClientT,
+        *,
+        base_path: str,
+        max_concurrency: int,
+        thread_name: str,
+        owns_client: bool,
     ) -> None:
         self._use_base_path(base_path)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidArgumentError("max_concurrency must be at least 1")
+        self._client = client
         self._runner = BlockingRunner(max_concurrency, name=thread_name)
         self._owns_client = owns_client
         self._closed = False
+
+    @classmethod
+    def _owning_its_client(cls: type[_BlockingT], *args: Any, **options: Any) -> _BlockingT:
+        """A backend on a client it built, so :meth:`aclose` closes that client too."""
+        backend = cls(*args, **options)
+        backend._owns_client = True
+        return backend
+
+    @property
+    def client(self) -> ClientT:
+        """The SDK client this backend calls."""
+        return self._client
 
     @property
     def max_concurrency(self) -> int:

@@ -5,7 +5,8 @@ Input checks before any I/O (:func:`check_key`, :func:`check_value`,
 :func:`check_endpoint_url`, :func:`check_flag` for ``put``'s ``if_absent``,
 :func:`parse_flag` for a URL's true/false parameters, :func:`parameters_with_user_info`
 and :func:`redact_url` for the credentials a URL must not carry or show); base classes
-for object names below a base path (:class:`UnderBasePath`) and for adapters on blocking SDKs
+for object names below a base path (:class:`UnderBasePath`), for adapters on object stores
+(:class:`ObjectStoreBackendBase`: names, capabilities, ``async with``) and on blocking SDKs
 (:class:`BlockingBackendBase`); bounded reads for ``get_at_most``
 (:func:`check_max_bytes`, :func:`entry_too_large`, :class:`BoundedBuffer`,
 :func:`read_at_most`); bounded concurrency (:func:`chunked`,
@@ -34,7 +35,7 @@ store's start offset may be inclusive, or only a lower bound).
 from __future__ import annotations
 
 from taquba_memo._backends.forwarding import ForwardingBackend
-from taquba_memo._blocking import BlockingBackendBase
+from taquba_memo._blocking import BlockingBackendBase, ObjectStoreBackendBase
 from taquba_memo._bounded_read import (
     READ_CHUNK_BYTES,
     BoundedBuffer,
@@ -76,6 +77,7 @@ __all__ = [
     "ForwardingBackend",
     "BlockingRunner",
     "BoundedBuffer",
+    "ObjectStoreBackendBase",
     "TaskWindow",
     "UnderBasePath",
     "check_endpoint_url",
