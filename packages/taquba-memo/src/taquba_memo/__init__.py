@@ -29,6 +29,7 @@ from taquba_memo._content import canonical_json, content_key
 from taquba_memo._current import current_memo, use_memo
 from taquba_memo._layout import TerminalMarker
 from taquba_memo._memo import Memo
+from taquba_memo._messagepack import SerdeBytes
 from taquba_memo._request_key import request_key
 from taquba_memo._stats import MemoStats, MemoStatsSnapshot
 from taquba_memo._store import MemoEntry, MemoStore
@@ -58,6 +59,7 @@ __all__ = [
     "MsgpackCodec",
     "PickleCodec",
     "PydanticCodec",
+    "SerdeBytes",
     "SweepFailure",
     "SweepLease",
     "SweepReport",
