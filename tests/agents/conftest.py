@@ -11,6 +11,6 @@ from .fake_openai import FakeOpenAI
 
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
-    """A fresh :class:`~tests.agents.fake_openai.FakeOpenAI` on 127.0.0.1, stopped after the test."""
+    """A fresh FakeOpenAI server on 127.0.0.1, stopped after the test."""
     with FakeOpenAI() as server:
         yield server

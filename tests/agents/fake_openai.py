@@ -154,7 +154,7 @@ class FakeOpenAI:
         yield chunk({}, "stop")
 
     def _response(self, body: dict[str, Any], serial: int) -> dict[str, Any]:
-        given = body.get("input")
+        given = body["input"]
         content = given if isinstance(given, str) else _text(given[-1].get("content"))
         return {
             "id": f"resp_{serial}",

@@ -15,6 +15,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionUserMessageParam
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, LocalFileBackend, MemoStore, use_memo
 from taquba_memo import sync as memo_sync
 from taquba_memo_agents.openai import wrap
@@ -43,7 +44,7 @@ def async_client(server: FakeOpenAI) -> openai.AsyncOpenAI:
     return wrap(openai.AsyncOpenAI(api_key="test", base_url=server.base_url, max_retries=0))
 
 
-def user(content: str) -> dict[str, str]:
+def user(content: str) -> ChatCompletionUserMessageParam:
     return {"role": "user", "content": content}
 
 
@@ -216,7 +217,7 @@ def test_an_error_response_raises_the_sdks_error_and_is_never_stored(
             )
             assert answer is not None
             if stream:
-                list(answer)  # type: ignore[arg-type]
+                list(answer)
     assert fake_openai.received["/v1/chat/completions"] == 2
     assert fake_openai.total_paid == 1
 
@@ -228,9 +229,7 @@ async def test_an_async_error_response_raises_the_sdks_error_and_is_never_stored
     fake_openai.fail_next(2, status=500)
     for stream in (False, True):
         with use_memo(store.new_memo("run-1", 1)), pytest.raises(openai.InternalServerError):
-            await client.chat.completions.create(
-                model=MODEL, messages=[user("q")], stream=stream
-            )
+            await client.chat.completions.create(model=MODEL, messages=[user("q")], stream=stream)
     with use_memo(store.new_memo("run-1", 1)):
         assert await async_step(client) == EXPECTED
     assert fake_openai.total_paid == 3

@@ -51,14 +51,14 @@ clients that are not wrapped: wrap them too. Wrapping twice is harmless.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, TypeAdapter
-
 import taquba_memo
 import taquba_memo.sync
+from pydantic import BaseModel, TypeAdapter
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, PydanticCodec, request_key
 
 __all__ = ["AsyncMemoStream", "MemoStream", "VOLATILE_ARGUMENTS", "request_of", "wrap"]
@@ -86,7 +86,8 @@ class _AdapterCodec(Generic[ChunkT]):
         try:
             return self._adapter.validate_json(bytes(data))
         except ValueError as exc:
-            raise taquba_memo.DecodeError(f"stored value does not validate as {self._name}") from exc
+            message = f"stored value does not validate as {self._name}"
+            raise taquba_memo.DecodeError(message) from exc
 
     def __repr__(self) -> str:
         return f"_AdapterCodec({self._name})"
@@ -127,10 +128,9 @@ class MemoStream(Generic[ChunkT]):
     def __init__(self, chunks: Iterator[ChunkT]) -> None:
         self._chunks = chunks
         self._first: list[ChunkT] = []
-        try:  # send the request now, as the SDK does: its errors raise from create()
+        # Send the request now, as the SDK does: its errors raise from create().
+        with contextlib.suppress(StopIteration):
             self._first.append(next(chunks))
-        except StopIteration:
-            pass
 
     def __iter__(self) -> Iterator[ChunkT]:
         return self
@@ -167,10 +167,9 @@ class AsyncMemoStream(Generic[ChunkT]):
         self._first: list[ChunkT] = []
 
     async def _start(self) -> AsyncMemoStream[ChunkT]:
-        try:  # send the request now, as the SDK does: its errors raise from create()
+        # Send the request now, as the SDK does: its errors raise from create().
+        with contextlib.suppress(StopAsyncIteration):
             self._first.append(await self._chunks.__anext__())
-        except StopAsyncIteration:
-            pass
         return self
 
     def __aiter__(self) -> AsyncMemoStream[ChunkT]:
@@ -303,11 +302,12 @@ def wrap(client: ClientT, *, claim: ClaimPolicy | None = None) -> ClientT:
         )
     if getattr(client, _WRAPPED, False):
         return client
+    sdk: Any = client
     endpoints = _endpoints()
     for resource, endpoint in (
-        (client.chat.completions, endpoints["chat.completions"]),
-        (client.responses, endpoints["responses"]),
+        (sdk.chat.completions, endpoints["chat.completions"]),
+        (sdk.responses, endpoints["responses"]),
     ):
-        resource.create = patch(resource.create, endpoint, client.base_url, claim)  # type: ignore[method-assign]
+        resource.create = patch(resource.create, endpoint, sdk.base_url, claim)
     setattr(client, _WRAPPED, True)
     return client
