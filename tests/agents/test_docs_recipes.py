@@ -1,0 +1,30 @@
+"""The openai and httpx recipes of docs/agents.md, extracted from the page and run as written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .fake_openai import FakeOpenAI
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "agents.md"
+PLACEHOLDER_URL = "http://127.0.0.1:8000/v1"
+
+
+def recipe(heading: str) -> str:
+    """The python code block under the ``## heading`` of the page."""
+    section = DOC.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("\n```python\n", 1)[1].split("\n```\n", 1)[0]
+
+
+@pytest.mark.parametrize("heading", ["openai (tested)", "httpx, for any httpx-based SDK (tested)"])
+def test_the_recipe_pays_each_call_once(
+    heading: str, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    code = recipe(heading).replace(PLACEHOLDER_URL, fake_openai.base_url)
+    code = code.replace("/tmp/memos", str(tmp_path / "memos"))
+    namespace: dict[str, object] = {}
+    exec(compile(code, str(DOC), "exec"), namespace)
+    assert fake_openai.total_paid == (2 if heading.startswith("openai") else 1)
+    namespace["store"].close()  # type: ignore[attr-defined]
