@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from taquba_memo import InvalidArgumentError, InvalidValueTypeError, TerminalMarker
+from taquba_memo import (
+    InvalidArgumentError,
+    InvalidTerminalTimeError,
+    InvalidValueTypeError,
+    TerminalMarker,
+)
 from taquba_memo import _layout as layout
-from taquba_memo._layout import Layout
+from taquba_memo._layout import LATEST_TERMINAL_AT_MS, Layout, detect_marker_layout
 
 U64_MAX = 2**64 - 1
 
@@ -36,7 +41,7 @@ def test_the_05_layout_is_unchanged() -> None:
 
 @given(
     run_id=st.from_regex(r"[A-Za-z0-9_-]{1,128}", fullmatch=True),
-    terminal_at_ms=st.integers(0, U64_MAX),
+    terminal_at_ms=st.integers(0, LATEST_TERMINAL_AT_MS),
     chosen=st.sampled_from(list(Layout)),
 )
 def test_markers_round_trip_in_either_layout(
@@ -106,3 +111,16 @@ def test_layout_values_are_validated() -> None:
         layout.validate_layout("0.6")
     with pytest.raises(InvalidValueTypeError):
         layout.validate_layout(0.10)
+
+
+@pytest.mark.parametrize("written_in", list(Layout))
+def test_a_terminal_time_whose_name_would_read_as_the_other_layout_is_refused(
+    written_in: Layout,
+) -> None:
+    """Past year ~584 million, a 0.5 name looks inverted (and a 0.10 name does not)."""
+    latest = written_in.marker_name("run", LATEST_TERMINAL_AT_MS)
+    assert detect_marker_layout(latest) in (written_in, None)
+    with pytest.raises(InvalidTerminalTimeError, match="other layout"):
+        written_in.marker_name("run", LATEST_TERMINAL_AT_MS + 1)
+    with pytest.raises(InvalidTerminalTimeError):
+        written_in.marker_name("run", 2**64 - 1)

@@ -47,7 +47,8 @@ PREFIX = "tenant/memo"
 RUN_IDS = ("a", "a-b", "a_b", "A", "0", "r" * 128)
 STEPS = (0, 1, 2**32 - 1)
 USER_KEYS = ("", "k", "a/b", "../x", "ключ", "\x00", " ")
-TIMES = (0, 5, 10, 11, 2**64 - 1)
+# The latest time a marker can name (later ones would read as the other layout's).
+TIMES = (0, 5, 10, 11, layout.LATEST_TERMINAL_AT_MS)
 CUTOFFS = (0, 6, 11, 2**64 - 1)
 EXAMPLES = 500 if os.environ.get("TAQUBA_MEMO_SOAK") == "1" else 100
 

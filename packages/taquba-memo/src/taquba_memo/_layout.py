@@ -61,6 +61,7 @@ __all__ = [
     "MAX_RUN_ID_BYTES",
     "MAX_STEP_NUMBER",
     "MAX_TERMINAL_AT_MS",
+    "LATEST_TERMINAL_AT_MS",
     "CLAIM_GENERATION_WIDTH",
     "DEFAULT_LAYOUT",
     "Layout",
@@ -102,6 +103,8 @@ CLAIM_GENERATION_WIDTH = 10
 MAX_CLAIM_GENERATION = 10**CLAIM_GENERATION_WIDTH - 1
 YEAR_10000_MS = 253_402_300_800_000
 """Milliseconds from the epoch to 10000-01-01: no marker is dated later."""
+LATEST_TERMINAL_AT_MS = MAX_TERMINAL_AT_MS - YEAR_10000_MS
+"""The latest terminal time a marker can name in either layout without reading as the other's."""
 _CLAIM_INFIX = ".claim."
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -420,8 +423,17 @@ class Layout(Enum):
         return self is Layout.V0_10
 
     def marker_name(self, run_id: str, terminal_at_ms: int) -> str:
-        """The marker's object name below ``terminals/`` in this layout."""
+        """The marker's object name below ``terminals/`` in this layout.
+
+        A time past ``LATEST_TERMINAL_AT_MS`` (about year 584 million) is refused:
+        its name would read as the other layout's, in this process and in the crate.
+        """
         terminal_at_ms = validate_terminal_at_ms(terminal_at_ms)
+        if terminal_at_ms > LATEST_TERMINAL_AT_MS:
+            raise InvalidTerminalTime(
+                f"terminal_at_ms {terminal_at_ms} is past {LATEST_TERMINAL_AT_MS}: a marker that "
+                "late is named like a marker of the other layout and would be read as one"
+            )
         field_value = MAX_TERMINAL_AT_MS - terminal_at_ms if self.inverted else terminal_at_ms
         return f"{field_value:0{TIMESTAMP_WIDTH}d}_{validate_run_id(run_id)}"
 
