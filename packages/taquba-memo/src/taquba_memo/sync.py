@@ -54,17 +54,15 @@ from taquba_memo import _urls as urls
 from taquba_memo._aio import AioHost
 from taquba_memo._claims import ClaimPolicy
 from taquba_memo._closing import Closing
-from taquba_memo._codecs import BytesCodec, Codec
+from taquba_memo._codecs import Codec
 from taquba_memo._loop_thread import LoopThread
-from taquba_memo._memo import BoundMemo
+from taquba_memo._memo import BYTES, BoundMemo
 from taquba_memo._store_settings import StoreSettings
 from taquba_memo.backend import MemoBackend
 
 __all__ = ["Memo", "MemoStore", "current_memo", "open_store", "use_memo"]
 
 T = TypeVar("T")
-
-_BYTES = BytesCodec()
 
 
 class MemoStore(StoreSettings, Closing):
@@ -195,8 +193,6 @@ class MemoStore(StoreSettings, Closing):
                 lease=lease,
             )
 
-        if on_run_done is None:
-            return self._run(work(None))
         return self._loop_thread.run_calling_back(on_run_done, work)
 
     def close(self) -> None:
@@ -285,7 +281,7 @@ class Memo(BoundMemo[MemoStore]):
         key: str,
         fn: Callable[[], Any],
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
         claim: ClaimPolicy | None = None,
@@ -318,9 +314,6 @@ class Memo(BoundMemo[MemoStore]):
                 claim=claim,
             )
 
-        if not callable(fn):
-            # The core refuses it with its typed error; the stand-in would be callable.
-            return self._store._run(work(fn))
         return self._store._loop_thread.run_calling_back(fn, work)
 
     def occurrence_key(self, key: str) -> str:
@@ -355,7 +348,7 @@ class Memo(BoundMemo[MemoStore]):
         key: str,
         fn: Callable[[], Iterator[Any]],
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         claim: ClaimPolicy | None = None,
     ) -> Iterator[Any]:
         """Replay the stream of chunks recorded for ``key``, or stream ``fn()`` live and record it.
@@ -381,7 +374,7 @@ class Memo(BoundMemo[MemoStore]):
     ) -> T | None: ...
 
     def content_get(
-        self, content: object, *, codec: Codec[Any] = _BYTES, namespace: str | None = None
+        self, content: object, *, codec: Codec[Any] = BYTES, namespace: str | None = None
     ) -> Any:
         """Return the value stored for the input ``content``, or None.
 
@@ -415,7 +408,7 @@ class Memo(BoundMemo[MemoStore]):
         content: object,
         value: Any,
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         if_absent: bool = False,
         namespace: str | None = None,
     ) -> bool:
