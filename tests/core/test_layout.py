@@ -7,15 +7,7 @@ import hashlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from taquba_memo import (
-    InvalidKeyError,
-    InvalidPrefixError,
-    InvalidRunId,
-    InvalidStepNumber,
-    InvalidTerminalTime,
-    InvalidValueType,
-    TerminalMarker,
-)
+from taquba_memo import TerminalMarker, errors
 from taquba_memo import _layout as layout
 
 SHA_OF_K = hashlib.sha256(b"k").hexdigest()
@@ -58,7 +50,7 @@ def test_an_empty_prefix_puts_memos_at_the_bucket_root() -> None:
 
 @pytest.mark.parametrize("prefix", ["..", "a/../b", "./a", "a%b", "a#b", "a*", "ü", "a\nb", "a\\b"])
 def test_prefixes_that_object_store_would_escape_are_refused(prefix: str) -> None:
-    with pytest.raises(InvalidPrefixError):
+    with pytest.raises(errors.InvalidPrefixError):
         layout.normalize_prefix(prefix)
 
 
@@ -72,9 +64,9 @@ def test_listing_prefixes_end_in_a_slash_so_runs_never_match_by_prefix() -> None
     "run_id", ["", "a/b", "..", "run 1", "ü", "a" * 129, "run.1", "run\n", "*"]
 )
 def test_invalid_run_ids_are_refused(run_id: str) -> None:
-    with pytest.raises(InvalidRunId):
+    with pytest.raises(errors.InvalidRunId):
         layout.memo_key("p", run_id, 0, "k")
-    with pytest.raises(InvalidRunId):
+    with pytest.raises(errors.InvalidRunId):
         layout.terminal_marker_key("p", run_id, 0)
 
 
@@ -90,29 +82,29 @@ def test_invalid_run_id_is_also_a_value_error() -> None:
 
 @pytest.mark.parametrize("step", [-1, 2**32])
 def test_step_numbers_outside_u32_are_refused(step: int) -> None:
-    with pytest.raises(InvalidStepNumber):
+    with pytest.raises(errors.InvalidStepNumber):
         layout.memo_key("p", "r", step, "k")
 
 
 @pytest.mark.parametrize("step", [True, 1.0, "1", None])
 def test_step_numbers_must_be_ints(step: object) -> None:
-    with pytest.raises(InvalidValueType):
+    with pytest.raises(errors.InvalidValueType):
         layout.validate_step_number(step)
 
 
 @pytest.mark.parametrize("ts", [-1, 2**64])
 def test_timestamps_outside_u64_are_refused(ts: int) -> None:
-    with pytest.raises(InvalidTerminalTime):
+    with pytest.raises(errors.InvalidTerminalTime):
         layout.terminal_marker_key("p", "r", ts)
 
 
 def test_user_keys_must_be_str() -> None:
-    with pytest.raises(InvalidValueType):
+    with pytest.raises(errors.InvalidValueType):
         layout.memo_key("p", "r", 0, b"k")  # type: ignore[arg-type]
 
 
 def test_user_keys_that_cannot_be_utf8_encoded_are_refused() -> None:
-    with pytest.raises(InvalidKeyError):
+    with pytest.raises(errors.InvalidKeyError):
         layout.memo_key("p", "r", 0, "\ud800")
 
 
@@ -178,9 +170,9 @@ def test_terminal_markers_sort_by_time_then_run() -> None:
 
 
 def test_terminal_markers_validate_their_fields() -> None:
-    with pytest.raises(InvalidRunId):
+    with pytest.raises(errors.InvalidRunId):
         TerminalMarker("", 1)
-    with pytest.raises(InvalidTerminalTime):
+    with pytest.raises(errors.InvalidTerminalTime):
         TerminalMarker("r", -1)
 
 

@@ -41,24 +41,9 @@ from taquba_memo_gcs import DEFAULT_GCS_RETRY, GCSBackend
 from taquba_memo_minio import default_retry
 from taquba_memo_obstore import ObstoreBackend
 
-from ..builders import (
-    azure_backend,
-    azurite_url,
-    gcs_client,
-    minio_backend,
-    obstore_azurite_store,
-    obstore_fake_gcs_store,
-    obstore_s3_store,
-)
+from .. import builders, server_needs
 from ..conftest import ReliabilityFigures
 from ..otel_support import Telemetry, captured_telemetry
-from ..server_needs import (
-    AZURITE_FOR_OBSTORE,
-    FAKE_GCS_FOR_OBSTORE,
-    GCS_CHECKING_NO_TOKENS,
-    PLAIN_HTTP_AZURE,
-    S3_CHECKING_NO_KEYS,
-)
 
 assert captured_telemetry  # the fixture, found by pytest under the name "otel"
 
@@ -87,7 +72,7 @@ OBSTORE_RETRY: Any = {"max_retries": 1, "retry_timeout": timedelta(seconds=5)}
 
 
 async def minio(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
-    server = S3_CHECKING_NO_KEYS.server(request)
+    server = server_needs.S3_CHECKING_NO_KEYS.server(request)
     proxy = stack.enter_context(FaultProxy(server.endpoint_url))
     options: dict[str, Any] = {
         "secret_key": SECRET_KEY,
@@ -95,19 +80,21 @@ async def minio(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack
         "retries": default_retry(total=1).new(backoff_factor=0.01),
     }
     backend = await stack.enter_async_context(
-        minio_backend(server, server.new_bucket(), endpoint=proxy.url, **options)
+        builders.minio_backend(server, server.new_bucket(), endpoint=proxy.url, **options)
     )
-    missing = await stack.enter_async_context(minio_backend(server, "no-such-bucket-x", **options))
+    missing = await stack.enter_async_context(
+        builders.minio_backend(server, "no-such-bucket-x", **options)
+    )
     return Planted(backend, proxy, missing, [SECRET_KEY, SESSION_TOKEN])
 
 
 async def gcs(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
-    server = GCS_CHECKING_NO_TOKENS.server(request)
+    server = server_needs.GCS_CHECKING_NO_TOKENS.server(request)
     proxy = stack.enter_context(FaultProxy(server.endpoint_url))
     token = TokenCredentials(token=BEARER_TOKEN)  # type: ignore[no-untyped-call]
     clients = [
-        gcs_client(server, endpoint=proxy.url, credentials=token),
-        gcs_client(server, credentials=token),
+        builders.gcs_client(server, endpoint=proxy.url, credentials=token),
+        builders.gcs_client(server, credentials=token),
     ]
     for made in clients:
         stack.callback(made.close)
@@ -136,29 +123,31 @@ def sas_connection_string(server: AzureServer, container: str, endpoint: str) ->
 
 
 async def azure(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
-    server = PLAIN_HTTP_AZURE.server(request)
+    server = server_needs.PLAIN_HTTP_AZURE.server(request)
     container = server.new_container()
-    proxy = stack.enter_context(FaultProxy(azurite_url(server)))
+    proxy = stack.enter_context(FaultProxy(builders.azurite_url(server)))
     # The account key signs every request of one backend, a SAS those of the other.
     sas_connection, signature = sas_connection_string(server, container, proxy.url)
     quick: dict[str, Any] = {"retry_total": 1, "initial_backoff": 0.01, "increment_base": 0.01}
     quick["random_jitter_range"] = 0
     backend = await stack.enter_async_context(
-        azure_backend(server, container, endpoint=proxy.url, **quick)
+        builders.azure_backend(server, container, endpoint=proxy.url, **quick)
     )
     with_sas = await stack.enter_async_context(
         AzureBlobBackend.from_connection_string(sas_connection, container, **quick)
     )
-    missing = await stack.enter_async_context(azure_backend(server, "no-such-container-x", **quick))
+    missing = await stack.enter_async_context(
+        builders.azure_backend(server, "no-such-container-x", **quick)
+    )
     return Planted(backend, proxy, missing, [server.account_key, signature], extra=with_sas)
 
 
 async def obstore_s3(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
-    server = S3_CHECKING_NO_KEYS.server(request)
+    server = server_needs.S3_CHECKING_NO_KEYS.server(request)
     proxy = stack.enter_context(FaultProxy(server.endpoint_url))
 
     def store(name: str, endpoint: str | None = None) -> S3Store:
-        return obstore_s3_store(
+        return builders.obstore_s3_store(
             server,
             name,
             endpoint=endpoint,
@@ -176,12 +165,12 @@ async def obstore_s3(request: pytest.FixtureRequest, stack: contextlib.AsyncExit
 async def obstore_azure(
     request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack
 ) -> Planted:
-    server = AZURITE_FOR_OBSTORE.server(request)
+    server = server_needs.AZURITE_FOR_OBSTORE.server(request)
     container = server.new_container()
-    proxy = stack.enter_context(FaultProxy(azurite_url(server)))
+    proxy = stack.enter_context(FaultProxy(builders.azurite_url(server)))
 
     def store(name: str) -> AzureStore:
-        return obstore_azurite_store(
+        return builders.obstore_azurite_store(
             name,
             proxy.url,
             access_key=server.account_key,
@@ -195,12 +184,12 @@ async def obstore_azure(
 
 
 async def obstore_gcs(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack) -> Planted:
-    server = FAKE_GCS_FOR_OBSTORE.server(request)
+    server = server_needs.FAKE_GCS_FOR_OBSTORE.server(request)
     translator = stack.enter_context(GcsXmlProxy(server.endpoint_url))
     proxy = stack.enter_context(FaultProxy(translator.url))
 
     def store(name: str, base_url: str) -> GCSStore:
-        return obstore_fake_gcs_store(
+        return builders.obstore_fake_gcs_store(
             name,
             base_url,
             key={

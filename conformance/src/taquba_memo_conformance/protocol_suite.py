@@ -344,13 +344,20 @@ class BackendProtocolTests(SuiteBase):
 
     # -- the optional get_at_most ---------------------------------------------------
 
-    async def test_get_at_most_returns_an_object_of_exactly_the_bound_whole(
+    async def bounded_reads_of_two_objects(
         self, backend: MemoBackend, space: KeySpace
-    ) -> None:
+    ) -> tuple[ReadsBounded, dict[str, bytes]]:
+        """The backend as a ReadsBounded, and the two objects stored for it to read."""
         reader: ReadsBounded = self.require_member(backend, ReadsBounded)
         # 70,000 bytes: more than one 64 KiB chunk of a streamed read.
         values = {space.key("small"): b"abc", space.key("chunks"): os.urandom(70_000)}
         await put_all(backend, values, concurrency=8)
+        return reader, values
+
+    async def test_get_at_most_returns_an_object_of_exactly_the_bound_whole(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        reader, values = await self.bounded_reads_of_two_objects(backend, space)
         for key, value in values.items():
             assert await reader.get_at_most(key, len(value)) == value
             assert await reader.get_at_most(key, len(value) + 1) == value
@@ -359,9 +366,7 @@ class BackendProtocolTests(SuiteBase):
     async def test_get_at_most_refuses_an_object_one_byte_over_the_bound(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        reader: ReadsBounded = self.require_member(backend, ReadsBounded)
-        values = {space.key("small"): b"abc", space.key("chunks"): os.urandom(70_000)}
-        await put_all(backend, values, concurrency=8)
+        reader, values = await self.bounded_reads_of_two_objects(backend, space)
         for key, value in values.items():
             with pytest.raises(EntryTooLargeError):
                 await reader.get_at_most(key, len(value) - 1)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from taquba_memo._backends.forwarding import ForwardingBackend
 from taquba_memo._loop_thread import LoopThread, _next_item
-from taquba_memo._telemetry import StoreTelemetry
+from taquba_memo._store_settings import StoreSettings
 from taquba_memo.backend import (
     ListedObject,
     ListsAfter,
@@ -115,12 +115,13 @@ class LoopThreadBackend(ForwardingBackend):
         )
 
 
-class AioHost:
+class AioHost(StoreSettings):
     """What an ``aio`` memo knows of its sync store (a :class:`~taquba_memo._memo.MemoHost`)."""
 
     __slots__ = ("_core", "_loop_thread", "_reached")
 
     def __init__(self, core: MemoStore, loop_thread: LoopThread) -> None:
+        self._show_settings_of(core)
         self._core = core
         self._loop_thread = loop_thread
         self._reached: LoopThreadBackend | None = None
@@ -133,19 +134,3 @@ class AioHost:
         if reached is None or reached.inner is not inner:
             reached = self._reached = LoopThreadBackend(inner, self._loop_thread)
         return reached
-
-    @property
-    def prefix(self) -> str:
-        return self._core.prefix
-
-    @property
-    def max_value_bytes(self) -> int | None:
-        return self._core.max_value_bytes
-
-    @property
-    def layout(self) -> str:
-        return self._core.layout
-
-    @property
-    def _telemetry(self) -> StoreTelemetry:
-        return self._core._telemetry

@@ -73,9 +73,9 @@ from typing import Any
 from taquba_memo import _layout as layout
 from taquba_memo._lease import HeldLease, Lease, Render
 from taquba_memo.backend import MemoBackend
-from taquba_memo.errors import BackendError, InvalidArgumentError, InvalidValueType
+from taquba_memo.errors import BackendError, InvalidArgumentError, InvalidValueType, NotSupported
 
-__all__ = ["ClaimPolicy", "EntryClaims", "HeldClaim"]
+__all__ = ["ClaimPolicy", "EntryClaims", "HeldClaim", "check_claim"]
 
 logger = logging.getLogger("taquba_memo")
 
@@ -127,6 +127,17 @@ class _SeenClaim:
     data: bytes
     lease_s: float
     released: bool
+
+
+def check_claim(claim: object, backend: MemoBackend) -> None:
+    """Refuse, before any I/O, a ``claim`` that is not a :class:`ClaimPolicy` or None, or any
+    claim on a backend without ``conditional_put``."""
+    if claim is not None and not isinstance(claim, ClaimPolicy):
+        raise InvalidValueType(f"claim must be a ClaimPolicy or None, not {type(claim).__name__}")
+    if claim is not None and not backend.capabilities.conditional_put:
+        raise NotSupported(
+            f"claims need conditional_put, which {type(backend).__name__} does not declare"
+        )
 
 
 def _claim_document(owner: str, lease_s: float) -> Render:

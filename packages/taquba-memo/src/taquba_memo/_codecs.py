@@ -54,6 +54,7 @@ __all__ = [
     "PickleCodec",
     "PydanticCodec",
     "UnsafeCodecWarning",
+    "check_codec",
     "decode_value",
     "encode_value",
 ]
@@ -74,6 +75,14 @@ class Codec(Protocol[T]):
     def encode(self, value: T, /) -> bytes: ...
 
     def decode(self, data: bytes, /) -> T: ...
+
+
+def check_codec(codec: object) -> None:
+    """Refuse, before any I/O, a ``codec`` without ``encode`` and ``decode`` methods."""
+    if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
+        raise InvalidValueType(
+            f"codec must have encode() and decode() methods, {type(codec).__name__} has not"
+        )
 
 
 def decode_value(codec: Codec[T], data: bytes) -> T:

@@ -78,8 +78,8 @@ from typing import Any, TypeVar
 
 from taquba_memo import _single_flight
 from taquba_memo._bounded_read import read_object
-from taquba_memo._claims import ClaimPolicy, EntryClaims
-from taquba_memo._codecs import Codec, decode_value, encode_value
+from taquba_memo._claims import ClaimPolicy, EntryClaims, check_claim
+from taquba_memo._codecs import Codec, check_codec, decode_value, encode_value
 from taquba_memo._telemetry import Operation, monotonic
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import (
@@ -175,18 +175,10 @@ async def get_or_compute(
     """See the module documentation; ``Memo.get_or_compute`` is the public face."""
     if not callable(fn):
         raise InvalidValueType(f"fn must be callable, not {type(fn).__name__}")
-    if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
-        raise InvalidValueType(
-            f"codec must have encode() and decode() methods, {type(codec).__name__} has not"
-        )
+    check_codec(codec)
     if not isinstance(store_if_cancelled, bool):
         raise InvalidValueType("store_if_cancelled must be a bool")
-    if claim is not None and not isinstance(claim, ClaimPolicy):
-        raise InvalidValueType(f"claim must be a ClaimPolicy or None, not {type(claim).__name__}")
-    if claim is not None and not slot.backend.capabilities.conditional_put:
-        raise NotSupported(
-            f"claims need conditional_put, which {type(slot.backend).__name__} does not declare"
-        )
+    check_claim(claim, slot.backend)
     agree = first_writer_wins(slot.backend, if_absent)
     with slot.operation:
         while True:

@@ -32,14 +32,24 @@ import contextvars
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from taquba_memo._memo import Memo
 from taquba_memo.errors import InvalidValueTypeError
 
-__all__ = ["Binding", "bound", "current_memo", "use_memo"]
+__all__ = ["Binding", "SyncMemo", "current_memo", "current_sync_memo", "use_memo", "use_sync_memo"]
 
 SyncMemoT = TypeVar("SyncMemoT")
+
+
+class SyncMemo(Protocol):
+    """What this module uses of a ``taquba_memo.sync.Memo``: its async view."""
+
+    @property
+    def aio(self) -> Memo: ...
+
+
+SyncT = TypeVar("SyncT", bound=SyncMemo)
 
 
 @dataclass(frozen=True)
@@ -89,16 +99,6 @@ class _Using(AbstractContextManager[SyncMemoT]):
             _current.set(None if previous is contextvars.Token.MISSING else previous)
 
 
-def bind(binding: Binding[object], given: SyncMemoT) -> AbstractContextManager[SyncMemoT]:
-    """The context manager of either API's ``use_memo``; it returns ``given`` on entry."""
-    return _Using(binding, given)
-
-
-def bound() -> Binding[object] | None:
-    """The binding current in this context, or None outside any ``use_memo`` block."""
-    return _current.get()
-
-
 def use_memo(memo: Memo) -> AbstractContextManager[Memo]:
     """Make ``memo`` the current memo for the ``with`` block (see :func:`current_memo`).
 
@@ -117,7 +117,7 @@ def use_memo(memo: Memo) -> AbstractContextManager[Memo]:
         raise InvalidValueTypeError(
             f"use_memo takes a taquba_memo.Memo, not {type(memo).__name__}{hint}"
         )
-    return bind(Binding(memo, None), memo)
+    return _Using(Binding(memo, None), memo)
 
 
 def current_memo() -> Memo | None:
@@ -128,3 +128,27 @@ def current_memo() -> Memo | None:
     """
     binding = _current.get()
     return None if binding is None else binding.aio
+
+
+def use_sync_memo(memo: object, sync_memo_class: type[SyncT]) -> AbstractContextManager[SyncT]:
+    """``taquba_memo.sync.use_memo``: binds ``memo``, a ``sync_memo_class``, and its ``aio``."""
+    if not isinstance(memo, sync_memo_class):
+        hint = "; bind an async one with taquba_memo.use_memo" if isinstance(memo, Memo) else ""
+        raise InvalidValueTypeError(
+            f"taquba_memo.sync.use_memo takes a sync Memo, not {type(memo).__name__}{hint}"
+        )
+    return _Using(Binding(memo.aio, memo), memo)
+
+
+def current_sync_memo(sync_memo_class: type[SyncT]) -> SyncT | None:
+    """``taquba_memo.sync.current_memo``: the sync memo bound; a bound async one is refused."""
+    binding = _current.get()
+    if binding is None:
+        return None
+    if not isinstance(binding.sync, sync_memo_class):
+        raise InvalidValueTypeError(
+            "the current memo is an async taquba_memo.Memo, bound by taquba_memo.use_memo; "
+            "a sync hook needs a sync one: bind a taquba_memo.sync.Memo with "
+            "taquba_memo.sync.use_memo (its .aio serves the async hooks)"
+        )
+    return binding.sync

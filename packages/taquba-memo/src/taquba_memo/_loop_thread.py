@@ -138,10 +138,16 @@ class LoopThread:
 
     def run_calling_back(
         self,
-        fn: Callable[..., Any],
-        work: Callable[[Callable[..., Awaitable[Any]]], Coroutine[Any, Any, T]],
+        fn: object,
+        work: Callable[[Any], Coroutine[Any, Any, T]],
     ) -> T:
-        """Run ``work(stand_in)``, where the async ``stand_in`` calls ``fn`` in this thread."""
+        """Run ``work(stand_in)``, where the async ``stand_in`` calls ``fn`` in this thread.
+
+        A ``fn`` that is not callable (None, or an argument the core refuses
+        with its typed error) is given to ``work`` as it is.
+        """
+        if not callable(fn):
+            return self.run(work(fn))
         callbacks = CallerThread(self.loop)
         return self.run(work(callbacks.wrap(fn)), callbacks)
 

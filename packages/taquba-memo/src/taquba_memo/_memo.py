@@ -24,12 +24,12 @@ from taquba_memo._telemetry import StoreTelemetry
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import ValueTooLargeError
 
-__all__ = ["BoundMemo", "Memo", "MemoHost"]
+__all__ = ["BYTES", "BoundMemo", "Memo", "MemoHost"]
 
 T = TypeVar("T")
 
-# The default codec of the value-level Memo methods: bytes stored as they are.
-_BYTES = BytesCodec()
+# The default codec of the value-level methods of both APIs' memos: bytes stored as they are.
+BYTES = BytesCodec()
 
 
 class MemoHost(Protocol):
@@ -196,7 +196,7 @@ class Memo(BoundMemo[MemoHost]):
         key: str,
         fn: Callable[[], Any],
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
         claim: ClaimPolicy | None = None,
@@ -267,7 +267,7 @@ class Memo(BoundMemo[MemoHost]):
         key: str,
         fn: Callable[[], AsyncIterator[Any]],
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         claim: ClaimPolicy | None = None,
     ) -> AsyncIterator[Any]:
         """Replay the stream of chunks recorded for ``key``, or stream ``fn()`` live and record it.
@@ -314,7 +314,7 @@ class Memo(BoundMemo[MemoHost]):
     ) -> T | None: ...
 
     async def content_get(
-        self, content: object, *, codec: Codec[Any] = _BYTES, namespace: str | None = None
+        self, content: object, *, codec: Codec[Any] = BYTES, namespace: str | None = None
     ) -> Any:
         """Return the value stored for the input ``content``, or None.
 
@@ -357,7 +357,7 @@ class Memo(BoundMemo[MemoHost]):
         content: object,
         value: Any,
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         if_absent: bool = False,
         namespace: str | None = None,
     ) -> bool:

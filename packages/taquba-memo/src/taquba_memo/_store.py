@@ -28,7 +28,7 @@ from taquba_memo._checks import check_flag
 from taquba_memo._closing import AsyncClosing
 from taquba_memo._layout import Layout, TerminalMarker, normalize_prefix, validate_layout
 from taquba_memo._memo import Memo
-from taquba_memo._stats import MemoStats
+from taquba_memo._store_settings import StoreSettings
 from taquba_memo._sweep import SweepReport, SweepStrategy
 from taquba_memo._sweep_lease import held_sweep_lease
 from taquba_memo._telemetry import StoreTelemetry
@@ -103,7 +103,7 @@ def _key_of(item: ListedObject) -> object:
 _Listed = TypeVar("_Listed")
 
 
-class MemoStore(AsyncClosing):
+class MemoStore(StoreSettings, AsyncClosing):
     """Memo entries and terminal markers under one prefix of a backend.
 
     Memo entries live under ``<prefix>/memos/`` and terminal markers under
@@ -181,26 +181,6 @@ class MemoStore(AsyncClosing):
     @property
     def backend(self) -> MemoBackend:
         return self._backend
-
-    @property
-    def prefix(self) -> str:
-        """The normalised prefix (``"/a//b/"`` becomes ``"a/b"``)."""
-        return self._prefix
-
-    @property
-    def max_value_bytes(self) -> int | None:
-        """The largest value this store accepts, or None for no limit."""
-        return self._max_value_bytes
-
-    @property
-    def layout(self) -> str:
-        """The object layout, ``"0.5"`` or ``"0.10"`` (see the class docs)."""
-        return self._layout.value
-
-    @property
-    def stats(self) -> MemoStats:
-        """What this store did: hits, misses, computes, bytes, failures (:class:`MemoStats`)."""
-        return self._telemetry.stats
 
     def __repr__(self) -> str:
         layout_part = "" if self._layout is layout.DEFAULT_LAYOUT else f", layout={self.layout!r}"

@@ -85,11 +85,11 @@ import threading
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
-from taquba_memo._claims import ClaimPolicy, EntryClaims, HeldClaim
-from taquba_memo._codecs import Codec, decode_value, encode_value
+from taquba_memo._claims import ClaimPolicy, EntryClaims, HeldClaim, check_claim
+from taquba_memo._codecs import Codec, check_codec, decode_value, encode_value
 from taquba_memo._compute import EntrySlot, _read_usable, _usable_entry, first_writer_wins
 from taquba_memo._telemetry import monotonic
-from taquba_memo.errors import DecodeError, EncodeError, InvalidValueType, NotSupported
+from taquba_memo.errors import DecodeError, EncodeError, InvalidValueType
 
 __all__ = ["StreamCodec", "frame", "from_sync_iterator", "get_or_stream", "unframe"]
 
@@ -169,16 +169,8 @@ def get_or_stream(
     """
     if not callable(fn):
         raise InvalidValueType(f"fn must be callable, not {type(fn).__name__}")
-    if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
-        raise InvalidValueType(
-            f"codec must have encode() and decode() methods, {type(codec).__name__} has not"
-        )
-    if claim is not None and not isinstance(claim, ClaimPolicy):
-        raise InvalidValueType(f"claim must be a ClaimPolicy or None, not {type(claim).__name__}")
-    if claim is not None and not slot.backend.capabilities.conditional_put:
-        raise NotSupported(
-            f"claims need conditional_put, which {type(slot.backend).__name__} does not declare"
-        )
+    check_codec(codec)
+    check_claim(claim, slot.backend)
     agree = first_writer_wins(slot.backend, None)
     return _consume(slot, fn, codec, agree, claim)
 

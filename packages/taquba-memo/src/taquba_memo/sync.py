@@ -46,13 +46,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar, overload
 
 from taquba_memo import Memo as AsyncMemo
-from taquba_memo import (
-    MemoEntry,
-    MemoStats,
-    SweepReport,
-    SweepStrategy,
-    TerminalMarker,
-)
+from taquba_memo import MemoEntry, SweepReport, SweepStrategy, TerminalMarker
 from taquba_memo import MemoStore as AsyncMemoStore
 from taquba_memo import _current as current
 from taquba_memo import _streams as streams
@@ -60,20 +54,18 @@ from taquba_memo import _urls as urls
 from taquba_memo._aio import AioHost
 from taquba_memo._claims import ClaimPolicy
 from taquba_memo._closing import Closing
-from taquba_memo._codecs import BytesCodec, Codec
+from taquba_memo._codecs import Codec
 from taquba_memo._loop_thread import LoopThread
-from taquba_memo._memo import BoundMemo
+from taquba_memo._memo import BYTES, BoundMemo
+from taquba_memo._store_settings import StoreSettings
 from taquba_memo.backend import MemoBackend
-from taquba_memo.errors import InvalidValueTypeError
 
 __all__ = ["Memo", "MemoStore", "current_memo", "open_store", "use_memo"]
 
 T = TypeVar("T")
 
-_BYTES = BytesCodec()
 
-
-class MemoStore(Closing):
+class MemoStore(StoreSettings, Closing):
     """Synchronous :class:`taquba_memo.MemoStore`: same constructor, same methods.
 
     See the async class for what each method does. Each instance runs one
@@ -99,6 +91,7 @@ class MemoStore(Closing):
         return self
 
     def _adopt(self, core: AsyncMemoStore, loop_thread: LoopThread) -> None:
+        self._show_settings_of(core)
         self._core = core
         self._loop_thread = loop_thread
         self._aio_host = AioHost(core, loop_thread)
@@ -111,26 +104,6 @@ class MemoStore(Closing):
     @property
     def backend(self) -> MemoBackend:
         return self._core.backend
-
-    @property
-    def prefix(self) -> str:
-        """The normalised prefix (``"/a//b/"`` becomes ``"a/b"``)."""
-        return self._core.prefix
-
-    @property
-    def max_value_bytes(self) -> int | None:
-        """The largest value this store accepts, or None for no limit."""
-        return self._core.max_value_bytes
-
-    @property
-    def layout(self) -> str:
-        """The object layout, ``"0.5"`` or ``"0.10"`` (see the class docs)."""
-        return self._core.layout
-
-    @property
-    def stats(self) -> MemoStats:
-        """What this store did: hits, misses, computes, bytes, failures (:class:`MemoStats`)."""
-        return self._core.stats
 
     @property
     def lists_metadata(self) -> bool:
@@ -220,8 +193,6 @@ class MemoStore(Closing):
                 lease=lease,
             )
 
-        if on_run_done is None:
-            return self._run(work(None))
         return self._loop_thread.run_calling_back(on_run_done, work)
 
     def close(self) -> None:
@@ -310,7 +281,7 @@ class Memo(BoundMemo[MemoStore]):
         key: str,
         fn: Callable[[], Any],
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         if_absent: bool | None = None,
         store_if_cancelled: bool = True,
         claim: ClaimPolicy | None = None,
@@ -343,9 +314,6 @@ class Memo(BoundMemo[MemoStore]):
                 claim=claim,
             )
 
-        if not callable(fn):
-            # The core refuses it with its typed error; the stand-in would be callable.
-            return self._store._run(work(fn))
         return self._store._loop_thread.run_calling_back(fn, work)
 
     def occurrence_key(self, key: str) -> str:
@@ -380,7 +348,7 @@ class Memo(BoundMemo[MemoStore]):
         key: str,
         fn: Callable[[], Iterator[Any]],
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         claim: ClaimPolicy | None = None,
     ) -> Iterator[Any]:
         """Replay the stream of chunks recorded for ``key``, or stream ``fn()`` live and record it.
@@ -406,7 +374,7 @@ class Memo(BoundMemo[MemoStore]):
     ) -> T | None: ...
 
     def content_get(
-        self, content: object, *, codec: Codec[Any] = _BYTES, namespace: str | None = None
+        self, content: object, *, codec: Codec[Any] = BYTES, namespace: str | None = None
     ) -> Any:
         """Return the value stored for the input ``content``, or None.
 
@@ -440,7 +408,7 @@ class Memo(BoundMemo[MemoStore]):
         content: object,
         value: Any,
         *,
-        codec: Codec[Any] = _BYTES,
+        codec: Codec[Any] = BYTES,
         if_absent: bool = False,
         namespace: str | None = None,
     ) -> bool:
@@ -485,13 +453,7 @@ def use_memo(memo: Memo) -> AbstractContextManager[Memo]:
     ``taquba_memo.current_memo()`` returns ``memo.aio``, for the async
     hooks of the same step.
     """
-    if not isinstance(memo, Memo):
-        async_memo = isinstance(memo, AsyncMemo)
-        hint = "; bind an async one with taquba_memo.use_memo" if async_memo else ""
-        raise InvalidValueTypeError(
-            f"taquba_memo.sync.use_memo takes a sync Memo, not {type(memo).__name__}{hint}"
-        )
-    return current.bind(current.Binding(memo.aio, memo), memo)
+    return current.use_sync_memo(memo, Memo)
 
 
 def current_memo() -> Memo | None:
@@ -503,13 +465,4 @@ def current_memo() -> Memo | None:
     every retry. Bind the step's memo with this module's ``use_memo``
     where sync hooks run; its ``aio`` serves the async ones.
     """
-    binding = current.bound()
-    if binding is None:
-        return None
-    if not isinstance(binding.sync, Memo):
-        raise InvalidValueTypeError(
-            "the current memo is an async taquba_memo.Memo, bound by taquba_memo.use_memo; "
-            "a sync hook needs a sync one: bind a taquba_memo.sync.Memo with "
-            "taquba_memo.sync.use_memo (its .aio serves the async hooks)"
-        )
-    return binding.sync
+    return current.current_sync_memo(Memo)
