@@ -1,4 +1,4 @@
-"""Real RQ workers, their work horse SIGKILLed mid-job, pay each LLM call once plus the calls in flight.
+"""Real RQ workers, their work horse SIGKILLed mid-job, pay each call once plus the calls in flight.
 
 ``rq worker`` runs on the Redis the tests start; the job module opens its
 store at import time as docs/runtimes.md shows, and each job makes five
@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -51,6 +50,7 @@ from .test_celery_redelivery import (  # noqa: F401  (fixtures)
 PROMPTS = [f"prompt {i}" for i in range(5)]
 KILL_AT = {PROMPTS[2], PROMPTS[4]}
 QUEUE = "agents"
+RQ = [sys.executable, "-m", "rq.cli"]  # the `rq` command of this interpreter
 JOB = "tests.runtimes.rq_agent.agent_step"
 # Small so a dead worker's job comes back within the test: see the module docstring.
 FAST_MAINTENANCE = [
@@ -73,9 +73,9 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
         time.sleep(0.05)
 
 
-def start_rq_worker(broker: str, env: dict[str, str], *options: str) -> ManagedProcess:
+def start_rq_worker(url: str, env: dict[str, str], *options: str) -> ManagedProcess:
     """``rq worker`` on the agents queue, as the page shows it; ready once it listens."""
-    argv = [sys.executable, "-m", "rq.cli", "worker", "--url", broker, *options, QUEUE]
+    argv = [*RQ, "worker", "--url", url, *options, QUEUE]
     worker = ManagedProcess("rq-worker", argv, env={**os.environ, "PYTHONPATH": str(REPO), **env})
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
     while "Listening on" not in worker.output_tail(200):
@@ -101,7 +101,7 @@ def finished(job: Job, timeout_s: float = RESULT_TIMEOUT_S) -> Job:
     """The job once it finished or failed for good."""
     done = {JobStatus.FINISHED, JobStatus.FAILED}
     wait_for(lambda: job.get_status() in done, timeout_s, f"job {job.id}")
-    job.refresh()
+    job.refresh()  # type: ignore[no-untyped-call]
     return job
 
 
@@ -118,9 +118,7 @@ def test_rq_work_horse_killed_mid_job_is_retried_and_pays_each_call_once(
     with CountingLLM(kill_on_first=KILL_AT) as llm:
         worker = start_rq_worker(broker, worker_env(memo_target, llm))
         try:
-            job = Queue(QUEUE, connection=connection).enqueue(
-                JOB, 3, PROMPTS, retry=Retry(max=3)
-            )
+            job = Queue(QUEUE, connection=connection).enqueue(JOB, 3, PROMPTS, retry=Retry(max=3))
             finished(job)
         finally:
             worker.stop()
@@ -151,8 +149,7 @@ def test_rq_job_without_retry_fails_when_its_horse_dies_and_rq_requeue_resumes_i
             assert queue.failed_job_registry.get_job_ids() == [job.id]
             # The command as docs/runtimes.md gives it (RQ 3 requires --queue).
             subprocess.run(
-                [sys.executable, "-m", "rq.cli", "requeue", "--url", broker, "--queue", QUEUE]
-                + ["--all"],
+                [*RQ, "requeue", "--url", broker, "--queue", QUEUE, "--all"],
                 check=True,
                 capture_output=True,
             )
