@@ -31,6 +31,13 @@ def chat_openai(server: FakeChatServer, **options: Any) -> ChatOpenAI:
     )
 
 
+def memoized(server: FakeChatServer, *, use_cache: bool) -> BaseChatModel:
+    """The model memoized through langchain's cache, or through the wrapper."""
+    if use_cache:
+        return chat_openai(server, cache=MemoCache())
+    return MemoChatModel(inner=chat_openai(server))
+
+
 def question(text: str) -> HumanMessage:
     """A message as LangGraph's add_messages stores it: with a random id."""
     return HumanMessage(text, id=str(uuid.uuid4()))
@@ -143,11 +150,7 @@ def test_a_key_with_message_ids_pays_on_every_attempt(
 def test_identical_requests_in_one_attempt_are_two_calls(
     sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer, use_cache: bool
 ) -> None:
-    model: BaseChatModel = (
-        chat_openai(fake_chat_server, cache=MemoCache())
-        if use_cache
-        else MemoChatModel(inner=chat_openai(fake_chat_server))
-    )
+    model = memoized(fake_chat_server, use_cache=use_cache)
 
     def sample_twice() -> list[str]:
         return [str(model.invoke([question("pick one")]).content) for _ in range(2)]
@@ -162,11 +165,7 @@ def test_identical_requests_in_one_attempt_are_two_calls(
 async def test_an_error_is_never_stored(
     sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer, use_cache: bool
 ) -> None:
-    model: BaseChatModel = (
-        chat_openai(fake_chat_server, cache=MemoCache())
-        if use_cache
-        else MemoChatModel(inner=chat_openai(fake_chat_server))
-    )
+    model = memoized(fake_chat_server, use_cache=use_cache)
     for _ in range(2):
         with memo_sync.use_memo(sync_store.new_memo("run", 1)):
             with pytest.raises(Exception, match="forced failure"):
@@ -177,9 +176,7 @@ async def test_an_error_is_never_stored(
 
 
 def test_outside_a_step_calls_pass_through(fake_chat_server: FakeChatServer) -> None:
-    for model in (
-        chat_openai(fake_chat_server, cache=MemoCache()),
-        MemoChatModel(inner=chat_openai(fake_chat_server)),
-    ):
+    for use_cache in (True, False):
+        model = memoized(fake_chat_server, use_cache=use_cache)
         assert two_turns(model) == answer_to("and in one word?")
     assert fake_chat_server.total == 4
