@@ -1,0 +1,91 @@
+"""Three attempts of one step, as a queue delivers them, for the framework tests.
+
+The first attempt is abandoned right after its last model response (the
+worker dies before it acknowledges the step: ``Abandoned`` is raised where
+the kill would land), the second is the retry, the third a duplicate
+delivery. Each attempt gets a new memo of the same run and step, as a new
+worker would. Together they must pay what one clean run (on a run of its
+own) pays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import taquba_memo
+from taquba_memo import LocalFileBackend, MemoBackend, MemoStore
+from taquba_memo import sync as memo_sync
+
+from tests.agents._fake_chat_server import FakeChatServer
+
+__all__ = ["Abandoned", "attempts_async", "attempts_sync", "backend"]
+
+
+class Abandoned(Exception):
+    """The worker died right after the step's last model response."""
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> MemoBackend:
+    """The real file system."""
+    return LocalFileBackend(tmp_path / "memo")
+
+
+def attempts_sync(
+    store: memo_sync.MemoStore, server: FakeChatServer, step: Callable[[], Any]
+) -> tuple[int, int]:
+    """(paid by one clean run, paid by three attempts of another run); results must agree.
+
+    ``step`` runs with the attempt's memo bound by ``taquba_memo.sync.use_memo``.
+    """
+
+    def attempt(run_id: str, abandon: bool) -> Any:
+        with memo_sync.use_memo(store.new_memo(run_id, 1)):
+            result = step()
+        if abandon:
+            raise Abandoned
+        return result
+
+    return _three_attempts(server, attempt)
+
+
+async def attempts_async(
+    store: MemoStore | memo_sync.MemoStore,
+    server: FakeChatServer,
+    step: Callable[[], Awaitable[Any]],
+) -> tuple[int, int]:
+    """The async twin of :func:`attempts_sync`; a sync store's memo is bound with its sync
+    ``use_memo``, so the async hooks get its ``aio``."""
+
+    async def attempt(run_id: str) -> Any:
+        memo = store.new_memo(run_id, 1)
+        binding = (
+            memo_sync.use_memo(memo)
+            if isinstance(memo, memo_sync.Memo)
+            else taquba_memo.use_memo(memo)
+        )
+        with binding:
+            return await step()
+
+    clean = await attempt("clean-run")
+    clean_paid = server.total
+    await attempt("run")  # abandoned right after its last response: its result is lost
+    results = [await attempt("run"), await attempt("run")]
+    assert results == [clean, clean]
+    return clean_paid, server.total - clean_paid
+
+
+def _three_attempts(server: FakeChatServer, attempt: Callable[[str, bool], Any]) -> tuple[int, int]:
+    clean = attempt("clean-run", False)
+    clean_paid = server.total
+    results = []
+    for n in range(3):
+        try:
+            results.append(attempt("run", n == 0))
+        except Abandoned:
+            continue
+    assert results == [clean, clean]
+    return clean_paid, server.total - clean_paid
