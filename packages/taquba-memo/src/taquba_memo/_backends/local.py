@@ -420,7 +420,7 @@ class LocalFileBackend(MemoBackendBase):
     def _walk_entries(
         self,
         prefix: str,
-        segments: list[str],
+        segments: Sequence[str],
         name_start: str,
         with_stat: bool,
         start_after: str | None,
@@ -435,7 +435,7 @@ class LocalFileBackend(MemoBackendBase):
         )
         top = self._call(prefix, "list", scan, segments, name_start)
         stack: list[Iterator[Scanned]] = [iter(top)]
-        stack_segments: list[list[str]] = [segments]
+        stack_segments: list[list[str]] = [[*segments]]
         while stack:
             entry = next(stack[-1], None)
             if entry is None:
