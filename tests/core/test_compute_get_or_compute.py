@@ -79,6 +79,34 @@ class TestHitsAndMisses:
         assert await memo.get_or_compute("k", fn) == b"earlier attempt"
         assert fn.count == 0
 
+    async def test_a_hit_is_one_read_in_the_callers_own_task(self) -> None:
+        """A hit needs none of the machinery that protects paid work: no task, no flight."""
+        backend = RecordingBackend(InMemoryBackend())
+        memo = new_memo(backend)
+        await memo.put("k", b"earlier attempt")
+        backend.clear()
+        loop = asyncio.get_running_loop()
+        tasks: list[object] = []
+
+        def counting_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            tasks.append(coro)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(counting_factory)
+        try:
+            assert await memo.get_or_compute("k", Calls()) == b"earlier attempt"
+        finally:
+            loop.set_task_factory(None)
+        assert tasks == []
+        assert backend.counts() == {"get": 1}
+        assert _single_flight.in_progress() == 0
+
+    async def test_a_miss_reads_the_entry_once_before_paying(self) -> None:
+        backend = RecordingBackend(InMemoryBackend())
+        memo = new_memo(backend)
+        assert await memo.get_or_compute("k", Calls(b"answer")) == b"answer"
+        assert backend.counts() == {"get": 1, "put": 1}
+
     async def test_async_functions_are_awaited(self) -> None:
         memo = new_memo()
 

@@ -65,7 +65,6 @@ import os
 import random
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -228,6 +227,8 @@ class EntryClaims:
         return _read_claim(newest.generation, newest.data, self._policy.lease_s)
 
     async def _create(self, generation: int) -> HeldClaim | None:
+        import uuid  # only a claim needs it: every import would pay for it
+
         render = _claim_document(uuid.uuid4().hex, self._policy.lease_s)
         held = await self._lease.create(generation, render, self._policy.renew_every_s)
         if held is None:

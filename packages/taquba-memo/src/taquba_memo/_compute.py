@@ -52,7 +52,10 @@ Single flight: within one process, concurrent calls for the same entry (same
 backend object, prefix, run, step and key) share one computation, across
 tasks, threads and event loops. The followers decode the leader's stored
 bytes with their own codec, and receive the leader's exception if it
-failed (:mod:`taquba_memo._single_flight` keeps the table). The
+failed (:mod:`taquba_memo._single_flight` keeps the table). A hit never
+joins a flight: the caller reads the entry in its own task and returns it;
+only a miss (or a call that finds a flight under way) joins one, and its
+leader reuses that first read unless a flight landed meanwhile. The
 bookkeeping entry is removed as soon as the flight lands. Across
 processes, the first-writer-wins store makes duplicates agree, and claims
 (below) make them pay once. ``fn`` must not itself call ``get_or_compute``
@@ -181,10 +184,28 @@ async def get_or_compute(
     check_claim(claim, slot.backend)
     agree = first_writer_wins(slot.backend, if_absent)
     with slot.operation:
+        # A hit needs none of the machinery below, which protects paid work.
+        landings = _single_flight.landings()
+        # A flight in progress is followed without a read of our own.
+        flying = _single_flight.flying(slot.flight_key)
+        first_read = _UNREAD if flying else await _read_entry(slot)
+        if isinstance(first_read, bytes):
+            try:
+                value = decode_value(codec, first_read)
+            except DecodeError:
+                pass  # a miss: the leader logs and counts it
+            else:
+                slot.operation.read(first_read)
+                return value
         while True:
             flight, leading = _single_flight.join(slot.flight_key)
             if leading:
-                computation = asyncio.ensure_future(_compute(slot, flight, fn, codec, agree, claim))
+                # A flight that landed since the first read may have stored the entry.
+                seen = first_read if _single_flight.landings() == landings else _UNREAD
+                first_read = _UNREAD
+                computation = asyncio.ensure_future(
+                    _compute(slot, flight, fn, codec, agree, claim, seen)
+                )
                 try:
                     value, _ = await asyncio.shield(computation)
                 except asyncio.CancelledError:
@@ -236,10 +257,11 @@ async def _compute(
     codec: Codec[T],
     agree: bool,
     claim: ClaimPolicy | None,
+    first_read: _Read,
 ) -> tuple[T, bytes]:
     """Run one flight's work and publish its outcome to the followers."""
     try:
-        value, data = await _lead(slot, fn, codec, agree, flight, claim)
+        value, data = await _lead(slot, fn, codec, agree, flight, claim, first_read)
     except Exception as exc:
         _single_flight.land(slot.flight_key, flight)
         flight.outcome.set_exception(exc)
@@ -261,8 +283,9 @@ async def _lead(
     agree: bool,
     flight: _single_flight.Flight,
     claim: ClaimPolicy | None,
+    first_read: _Read,
 ) -> tuple[T, bytes]:
-    stored, occupied = await _read_usable(slot, codec, first=True)
+    stored, occupied = await _read_usable(slot, codec, first=True, already=first_read)
     if stored is not None:
         return decode_value(codec, stored), stored
     if claim is None:
@@ -289,17 +312,39 @@ async def _lead(
     return value, data
 
 
+class _Unread:
+    """The entry was not read yet (or must be read again)."""
+
+
+_UNREAD = _Unread()
+
+_Found = bytes | EntryTooLargeError | ForeignObjectError | None
+"""What a read of the entry found: its bytes, why it is no value, or None (absent)."""
+
+_Read = _Found | _Unread
+"""What the first read found, or _UNREAD."""
+
+
+async def _read_entry(slot: EntrySlot) -> _Found:
+    """Read the entry; an object that is no value is returned as its error, not raised."""
+    try:
+        return await read_object(slot.backend, slot.object_key, slot.max_value_bytes)
+    except _UNREADABLE as exc:
+        return exc
+
+
 async def _read_usable(
-    slot: EntrySlot, codec: Codec[T], *, first: bool
+    slot: EntrySlot, codec: Codec[T], *, first: bool, already: _Read = _UNREAD
 ) -> tuple[bytes | None, bool]:
     """The entry's bytes if they are usable (read within the bound, and decode), else None;
     and whether something unusable occupies the key (it is then replaced by an overwrite).
 
+    ``already`` is what a read just made found (the entry is then not read again).
     The first read of a call logs why an entry is unusable and counts the lookup.
     """
-    try:
-        stored = await read_object(slot.backend, slot.object_key, slot.max_value_bytes)
-    except _UNREADABLE as exc:
+    stored = await _read_entry(slot) if isinstance(already, _Unread) else already
+    if isinstance(stored, _UNREADABLE):
+        exc = stored
         if first:
             logger.warning("%s cannot be read as a value (%s); recomputing", slot.label, exc)
             slot.operation.read(None)

@@ -14,7 +14,7 @@ import concurrent.futures
 import threading
 from collections.abc import Hashable
 
-__all__ = ["ABANDONED", "Flight", "followers", "in_progress", "join", "land"]
+__all__ = ["ABANDONED", "Flight", "flying", "followers", "in_progress", "join", "land", "landings"]
 
 ABANDONED = None
 """The outcome of a flight whose leader was cancelled before it finished:
@@ -39,6 +39,7 @@ class Flight:
 
 _flights: dict[Hashable, Flight] = {}
 _lock = threading.Lock()
+_landings = 0
 
 
 def join(key: Hashable) -> tuple[Flight, bool]:
@@ -54,9 +55,22 @@ def join(key: Hashable) -> tuple[Flight, bool]:
 
 def land(key: Hashable, flight: Flight) -> None:
     """Remove ``flight`` (and only it) from the table: later callers start afresh."""
+    global _landings
     with _lock:
         if _flights.get(key) is flight:
             del _flights[key]
+            _landings += 1
+
+
+def landings() -> int:
+    """How many flights have landed in this process: a read made while this did not
+    change saw every flight's stored outcome (the entry is stored before its flight lands)."""
+    return _landings
+
+
+def flying(key: Hashable) -> bool:
+    """Whether a flight for ``key`` is in progress (a hint: it may land any moment)."""
+    return key in _flights
 
 
 def in_progress() -> int:

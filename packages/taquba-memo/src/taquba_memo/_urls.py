@@ -37,12 +37,12 @@ Resolution, deterministic whatever the install order:
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
 from taquba_memo._backends import InMemoryBackend, LocalFileBackend
 from taquba_memo._redact import redact_url, scrub_exception
@@ -55,6 +55,9 @@ from taquba_memo.errors import (
     InvalidValueType,
     MemoError,
 )
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["ENTRY_POINT_GROUP", "open_backend", "open_store", "resolve_scheme"]
 
@@ -180,6 +183,9 @@ def resolve_scheme(scheme: str) -> Resolution:
 
 
 def _all_entry_points() -> list[Resolution]:
+    # Imported here: importlib.metadata costs milliseconds every import would pay.
+    from importlib.metadata import entry_points
+
     found = []
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
@@ -229,4 +235,9 @@ def _file_path(url: str, parts: urllib.parse.SplitResult) -> str:
         raise InvalidURLError(f"a file URL takes no query or fragment: {redact_url(url)!r}")
     if not parts.path.startswith("/"):
         raise InvalidURLError(f"a file URL needs an absolute directory path: {redact_url(url)!r}")
-    return urllib.request.url2pathname(parts.path)
+    if os.name == "nt":
+        # urllib.request brings http.client, email and more: only where it is needed.
+        from urllib.request import url2pathname
+
+        return url2pathname(parts.path)
+    return urllib.parse.unquote(parts.path)  # what url2pathname does on POSIX

@@ -42,6 +42,7 @@ import contextlib
 import datetime
 import errno
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -166,10 +167,14 @@ class LocalFileBackend(MemoBackendBase):
     def _call(self, key: str, doing: str, fn: Callable[..., T], *args: object) -> T:
         try:
             return fn(*args)
-        except OSError as exc:
-            raise map_os_error(exc, key) from exc
-        except Foreign as foreign:
-            raise foreign_object_error(foreign, self._root, key, doing) from None
+        except (OSError, Foreign) as exc:
+            raise self._error(exc, key, doing) from (exc if isinstance(exc, OSError) else None)
+
+    def _error(self, exc: OSError | Foreign, key: str, doing: str) -> BackendError:
+        """The typed error for what ``doing`` ``key`` met."""
+        if isinstance(exc, Foreign):
+            return foreign_object_error(exc, self._root, key, doing)
+        return map_os_error(exc, key)
 
     async def _run(self, key: str, doing: str, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(self._call, key, doing, fn, *args)
@@ -305,17 +310,7 @@ class LocalFileBackend(MemoBackendBase):
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         targets = [(key, self._segments(key)) for key in keys]
-
-        def unlink_all() -> dict[str, BackendError]:
-            failures: dict[str, BackendError] = {}
-            for key, segments in targets:
-                try:
-                    self._call(key, "delete", self._unlink, segments)
-                except BackendError as error:
-                    failures[key] = error
-            return failures
-
-        failures = await asyncio.to_thread(unlink_all)
+        failures = await asyncio.to_thread(self._unlink_many, targets)
         if failures:
             raise DeleteManyError(failures)
 
@@ -325,15 +320,8 @@ class LocalFileBackend(MemoBackendBase):
         if chain is None:
             return
         try:
-            try:
-                os.unlink(segments[-1], dir_fd=chain[-1])
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                return  # missing, or a directory, which is not a key: nothing to delete
-            except PermissionError:
-                mode = mode_at(chain[-1], segments[-1])
-                if mode is None or stat.S_ISDIR(mode):
-                    return  # macOS says EPERM for a directory
-                raise
+            if not _unlink_entry(chain[-1], segments[-1]):
+                return
             # chain[i] is the directory segments[i - 1]; the root (chain[0]) stays.
             for depth in range(len(chain) - 1, 0, -1):
                 try:
@@ -343,6 +331,48 @@ class LocalFileBackend(MemoBackendBase):
         finally:
             for fd in chain:
                 os.close(fd)
+
+    def _unlink_many(self, targets: Sequence[tuple[str, Sequence[str]]]) -> dict[str, BackendError]:
+        """Unlink every target, a directory's files through one descriptor of it; then
+        remove each directory left empty once, deepest first (not after every unlink)."""
+        by_directory: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        for key, segments in targets:
+            by_directory.setdefault(tuple(segments[:-1]), []).append((key, segments[-1]))
+        failures: dict[str, BackendError] = {}
+        emptied: set[tuple[str, ...]] = set()
+        for directory, names in by_directory.items():
+            try:
+                fd = self._tree.open_directory(directory, create=False)
+            except (OSError, Foreign) as exc:
+                failures.update((key, self._error(exc, key, "delete")) for key, _name in names)
+                continue
+            if fd is None:
+                continue  # no such directory: none of its keys exist
+            try:
+                for key, name in names:
+                    try:
+                        if self._call(key, "delete", _unlink_entry, fd, name) and directory:
+                            emptied.add(directory)
+                    except BackendError as error:
+                        failures[key] = error
+            finally:
+                os.close(fd)
+        self._remove_empty_directories(emptied)
+        return failures
+
+    def _remove_empty_directories(self, candidates: set[tuple[str, ...]]) -> None:
+        """rmdir each candidate once, deepest first; a removed one's parent becomes one."""
+        tried: set[tuple[str, ...]] = set()
+        while candidates:
+            depth = max(len(directory) for directory in candidates)
+            level = sorted(directory for directory in candidates if len(directory) == depth)
+            candidates.difference_update(level)
+            for directory in level:
+                tried.add(directory)
+                if _remove_directory(self._tree, directory) and depth > 1:
+                    parent = directory[:-1]
+                    if parent not in tried:
+                        candidates.add(parent)
 
     # -- listing -------------------------------------------------------------
 
@@ -375,16 +405,37 @@ class LocalFileBackend(MemoBackendBase):
         segments = directory.split("/") if directory else []
         if not all(_segment_is_valid(s) for s in segments) or not _is_file_system_path(prefix):
             return  # no valid key lies under such a prefix
-        # Depth-first, each directory sorted with "/" appended to directory
-        # names: that visits keys in ascending byte order, one level in memory.
-        stack: list[Iterator[Scanned]] = []
-        stack_segments: list[list[str]] = []
+        # One thread hop per batch of keys, not per directory: a batch is many
+        # directories' worth of page-cache work, far cheaper than its hand-off.
+        entries = self._walk_entries(prefix, segments, name_start, with_stat, start_after)
+        size = _FIRST_LIST_BATCH
+        while True:
+            batch = await asyncio.to_thread(_take, entries, size)
+            for item in batch:
+                yield item
+            if len(batch) < size:
+                return
+            size = min(size * 4, _LIST_BATCH)
+
+    def _walk_entries(
+        self,
+        prefix: str,
+        segments: Sequence[str],
+        name_start: str,
+        with_stat: bool,
+        start_after: str | None,
+    ) -> Iterator[tuple[str, tuple[int, int] | None]]:
+        """The keys below ``segments`` starting with ``name_start``, in ascending byte order.
+
+        Depth-first, each directory sorted with "/" appended to directory
+        names: that visits keys in ascending byte order, one level in memory.
+        """
         scan = functools.partial(
             self._tree.scan, with_stat=with_stat, on_foreign=self._report_foreign
         )
-        top = await self._run(prefix, "list", scan, segments, name_start)
-        stack.append(iter(top))
-        stack_segments.append(segments)
+        top = self._call(prefix, "list", scan, segments, name_start)
+        stack: list[Iterator[Scanned]] = [iter(top)]
+        stack_segments: list[list[str]] = [[*segments]]
         while stack:
             entry = next(stack[-1], None)
             if entry is None:
@@ -397,14 +448,56 @@ class LocalFileBackend(MemoBackendBase):
             if start_after is not None and not _may_hold_keys_after(key, is_dir, start_after):
                 continue
             if is_dir:
-                children = await self._run(key, "list", scan, path, "")
-                stack.append(iter(children))
+                stack.append(iter(self._call(key, "list", scan, path, "")))
                 stack_segments.append(path)
             else:
                 yield key, file_stat
 
     async def aclose(self) -> None:
         return None
+
+
+def _take(entries: Iterator[T], count: int) -> list[T]:
+    """The next ``count`` items of ``entries`` (fewer at its end)."""
+    return list(itertools.islice(entries, count))
+
+
+# Keys a listing takes per thread hop: a small first batch for a caller that
+# wants the first keys only, then larger ones.
+_FIRST_LIST_BATCH = 256
+_LIST_BATCH = 4096
+
+
+def _unlink_entry(directory: int, name: str) -> bool:
+    """Unlink ``name`` in ``directory`` (a link itself, never its target); False when
+    there was no such key (missing, or a directory, which is not a key)."""
+    try:
+        os.unlink(name, dir_fd=directory)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False
+    except PermissionError:
+        mode = mode_at(directory, name)
+        if mode is None or stat.S_ISDIR(mode):
+            return False  # macOS says EPERM for a directory
+        raise
+    return True
+
+
+def _remove_directory(tree: Tree, directory: tuple[str, ...]) -> bool:
+    """rmdir ``directory`` (below the root) if it is empty; whether it was removed."""
+    try:
+        parent = tree.open_directory(directory[:-1], create=False)
+    except (OSError, Foreign):
+        return False
+    if parent is None:
+        return False
+    try:
+        os.rmdir(directory[-1], dir_fd=parent)
+    except OSError:
+        return False  # not empty (or already gone, or a link, never followed)
+    finally:
+        os.close(parent)
+    return True
 
 
 def _may_hold_keys_after(key: str, is_dir: bool, start_after: str) -> bool:

@@ -1,0 +1,219 @@
+"""Hot paths, before and after a change, side by side: each figure a ratio to its floor.
+
+Run it with ``uv run python -m benchmarks.hot_paths --before <src>``, where
+``<src>`` is the ``src`` directory of another checkout of taquba-memo (for
+example ``git archive <base> packages/taquba-memo/src | tar -x -C /tmp/base``).
+Without ``--before`` only this checkout is measured. Each side runs in its own
+interpreter (``PYTHONPATH`` chooses the code), round by round in rotating
+order so load on the machine falls on both alike; each figure is the median
+over rounds of a ratio measured inside one process:
+
+- ``get_or_compute hit``: a hit on InMemoryBackend against ``Memo.get`` of the same entry;
+- ``import``: ``import taquba_memo`` against ``python -c pass`` (wall time of the process);
+- ``durable put``: ``LocalFileBackend.put`` against a raw atomic write (staging file,
+  fsync, rename, fsync of the directory) in the same directory;
+- ``list``: ``LocalFileBackend.list`` of ``--runs`` runs against a same-thread
+  ``os.scandir`` walk in the same order;
+- ``clear``: CPU of ``delete_many`` of those runs' keys against ``rm -rf`` of a copy.
+
+It prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent / "packages" / "taquba-memo" / "src"
+CASES = ("get_or_compute hit", "durable put", "list", "clear")
+
+
+async def _per_call(fn: Callable[[], Awaitable[object]], calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        await fn()
+    return (time.perf_counter() - started) / calls
+
+
+async def hit_ratio() -> float:
+    from taquba_memo import InMemoryBackend, MemoStore
+
+    memo = MemoStore(InMemoryBackend(), "bench").new_memo("run", 0)
+    await memo.put("k", b"value")
+    gets, hits = [], []
+    for _ in range(15):
+        gets.append(await _per_call(lambda: memo.get("k"), 300))
+        hits.append(await _per_call(lambda: memo.get_or_compute("k", bytes), 300))
+    return statistics.median(hits) / statistics.median(gets)
+
+
+def _raw_atomic_write(directory: str, name: str, data: bytes) -> None:
+    staging = os.path.join(directory, name + "#1")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(staging, os.path.join(directory, name))
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+async def put_ratio(root: Path) -> float:
+    from taquba_memo import LocalFileBackend
+
+    backend = LocalFileBackend(root / "store")
+    await backend.put("run/step/k", b"x")
+    raw_dir = root / "raw"
+    raw_dir.mkdir()
+    value = b"x" * 256
+    raws, puts = [], []
+    for _ in range(9):
+        started = time.perf_counter()
+        for index in range(20):
+            await asyncio.to_thread(_raw_atomic_write, str(raw_dir), f"k{index}", value)
+        raws.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for index in range(20):
+            await backend.put(f"run/step/k{index}", value)
+        puts.append(time.perf_counter() - started)
+    return statistics.median(puts) / statistics.median(raws)
+
+
+def _scandir_walk(path: str, out: list[str]) -> None:
+    entries = sorted(os.scandir(path), key=lambda e: e.name + "/" if e.is_dir() else e.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _scandir_walk(entry.path, out)
+        else:
+            out.append(entry.path)
+
+
+def _make_runs(root: Path, runs: int) -> list[str]:
+    keys = [
+        f"p/memos/r{run:06d}/{step}/k{index}"
+        for run in range(runs)
+        for step in range(2)
+        for index in range(3)
+    ]
+    for key in keys:
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"v")
+    return keys
+
+
+def _rm_rf_cpu(tree: Path, copy: Path) -> float:
+    """CPU seconds ``rm -rf`` spends on a copy of ``tree``."""
+    shutil.copytree(tree, copy)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(["rm", "-rf", str(copy)], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+async def list_and_clear_ratios(root: Path, runs: int) -> tuple[float, float]:
+    from taquba_memo import LocalFileBackend
+
+    tree = root / "tree"
+    keys = _make_runs(tree, runs)
+    backend = LocalFileBackend(tree)
+    walks, lists = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        _scandir_walk(str(tree / "p"), [])
+        walks.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        listed = [key async for key in backend.list("p/")]
+        lists.append(time.perf_counter() - started)
+    assert len(listed) == len(keys)
+    rm_cpu = _rm_rf_cpu(tree, root / "copy")
+    started = time.process_time()
+    for start in range(0, len(keys), 1000):
+        await backend.delete_many(keys[start : start + 1000])
+    clear_cpu = time.process_time() - started
+    return statistics.median(lists) / statistics.median(walks), clear_cpu / max(rm_cpu, 1e-3)
+
+
+async def child(runs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        listing, clear = await list_and_clear_ratios(root, runs)
+        return {
+            "get_or_compute hit": await hit_ratio(),
+            "durable put": await put_ratio(root),
+            "list": listing,
+            "clear": clear,
+        }
+
+
+def _timed(code: str, src: str) -> float:
+    env = {**os.environ, "PYTHONPATH": src}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", help="the src directory of the code to compare against")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(child(args.runs))))
+        return
+    sides = (
+        {"after": str(HERE)} if args.before is None else {"before": args.before, "after": str(HERE)}
+    )
+    ratios: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
+    names = list(sides)
+    for round_number in range(args.rounds):
+        shift = round_number % len(names)
+        for side in names[shift:] + names[:shift]:
+            env = {**os.environ, "PYTHONPATH": sides[side]}
+            found = subprocess.run(
+                [sys.executable, "-m", "benchmarks.hot_paths", "--child", "--runs", str(args.runs)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            for case, ratio in json.loads(found.stdout).items():
+                ratios[side].setdefault(case, []).append(ratio)
+            floor = _timed("pass", sides[side])
+            ratios[side].setdefault("import", []).append(
+                _timed("import taquba_memo", sides[side]) / floor
+            )
+    print("| path | floor | " + " | ".join(f"{side} (x floor)" for side in names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    floors = {
+        "get_or_compute hit": "Memo.get",
+        "import": "python -c pass",
+        "durable put": "raw atomic write",
+        "list": "same-thread scandir walk",
+        "clear": "rm -rf CPU",
+    }
+    for case in (*CASES, "import"):
+        cells = " | ".join(f"{statistics.median(ratios[side][case]):.2f}" for side in names)
+        print(f"| {case} | {floors[case]} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
