@@ -10,9 +10,9 @@ settings here.
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -22,7 +22,17 @@ from taquba_memo.backend import Capabilities, member_name, offers
 
 from taquba_memo_conformance.keyspace import KeySpace
 
-__all__ = ["CleanupWarning", "SuiteBase"]
+__all__ = ["CleanupWarning", "SuiteBase", "in_every_layout"]
+
+_Test = TypeVar("_Test", bound=Callable[..., Any])
+IN_EVERY_LAYOUT = "_taquba_memo_in_every_layout"
+
+
+def in_every_layout(test: _Test) -> _Test:
+    """Mark a test whose behaviour depends on the object layout: it runs once per
+    entry of the class's ``layouts``, with the ``layout`` fixture set to it."""
+    setattr(test, IN_EVERY_LAYOUT, True)
+    return test
 
 
 class CleanupWarning(UserWarning):
@@ -83,6 +93,14 @@ class SuiteBase:
     """Hypothesis settings of the state machine test. Modest by default so
     that remote emulators stay fast; raise ``max_examples`` for a soak run."""
 
+    layouts: ClassVar[tuple[str, ...]] = ("0.5", "0.10")
+    """The object layouts (``MemoStore(layout=...)``) the layout-dependent
+    MemoStore tests run in: markers, expiry, sweeps, run clears, the object
+    names and content keys, each once per layout (``[layout-0.5]``,
+    ``[layout-0.10]``). The other tests write memo entries only, named alike
+    in both layouts, and run once, in ``"0.5"``. Set ``("0.5",)`` if your
+    fleet will never share a bucket with taquba-workflow 0.6.0 to 0.10.0."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         unknown = sorted(
@@ -95,6 +113,12 @@ class SuiteBase:
             raise TypeError(
                 f"{cls.__name__}.expected_failures names tests that do not exist: {unknown}"
             )
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Run each test marked :func:`in_every_layout` once per entry of ``layouts``."""
+        if getattr(metafunc.function, IN_EVERY_LAYOUT, False):
+            ids = [f"layout-{value}" for value in self.layouts]
+            metafunc.parametrize("layout", self.layouts, ids=ids)
 
     # -- fixtures and hooks ---------------------------------------------------
 
@@ -133,9 +157,15 @@ class SuiteBase:
             )
 
     @pytest.fixture
-    def store(self, backend: MemoBackend, space: KeySpace) -> MemoStore:
+    def layout(self) -> str:
+        """The store's object layout: ``"0.5"``, or each of ``layouts`` for a test
+        marked :func:`in_every_layout`."""
+        return "0.5"
+
+    @pytest.fixture
+    def store(self, backend: MemoBackend, space: KeySpace, layout: str) -> MemoStore:
         """A MemoStore over the test's backend, with the test's key space as its prefix."""
-        return MemoStore(backend, space.root)
+        return MemoStore(backend, space.root, layout=layout)
 
     def undeletable(self, backend: MemoBackend, key: str) -> AbstractAsyncContextManager[None]:
         """Hook: make deleting ``key`` fail until the returned context exits.

@@ -304,7 +304,8 @@ class MemoStore(StoreSettings, AsyncClosing):
         """Yield every terminal marker, streaming: memory stays flat.
 
         Markers come in chronological order on a backend with
-        ``ordered_listing``, in the backend's order otherwise. Objects under
+        ``ordered_listing`` (newest first under layout ``"0.10"``), in the
+        backend's order otherwise. Objects under
         the terminals prefix whose names do not parse are skipped with a
         warning.
         """
@@ -342,6 +343,19 @@ class MemoStore(StoreSettings, AsyncClosing):
             return self._within(terminals, backend.list_after(terminals, after), _itself)
         return _keys_after(self._listed(terminals), after)
 
+    async def _warn_if_first_marker_is_05(self) -> None:
+        """Warn (once) when the first marker listed is in layout ``"0.5"``: one page.
+
+        ``"0.5"`` names sort before every inverted one, hence before the
+        cutoff's key: an inverted expired listing never sees them, and its
+        empty answer would otherwise be a silent zero.
+        """
+        terminals = layout.terminals_prefix(self._prefix)
+        async for key in self._listed(terminals):
+            if layout.detect_marker_layout(key[len(terminals) :]) is Layout.V0_5:
+                self._warn_other_layout(Layout.V0_5, key)
+            return
+
     def _warn_other_layout(self, written_in: Layout, key: str) -> None:
         if written_in in self._warned_layouts:
             return
@@ -372,14 +386,21 @@ class MemoStore(StoreSettings, AsyncClosing):
         Under layout ``"0.10"`` (newest first) the listing starts after the
         cutoff's key instead, on the server where the backend offers
         ``list_after``; elsewhere the keys before it are listed and skipped.
+        When it finds none, the first marker of the plain listing (one page)
+        is read: a ``"0.5"`` one, which sorts before the cutoff's key and is
+        never listed here, is warned about once, naming the layout.
         """
         cutoff_ms = layout.validate_terminal_at_ms(cutoff_ms)
         start = self._layout.expired_listing_start(self._prefix, cutoff_ms)
         if start is not None:
+            expired = 0
             async for _name, marker in self._iter_marker_names(after=start):
                 # The marker at exactly the cutoff sorts after ``start`` too.
                 if marker is not None and marker.terminal_at_ms < cutoff_ms:
+                    expired += 1
                     yield marker
+            if not expired:
+                await self._warn_if_first_marker_is_05()
             return
         ordered = self._backend.capabilities.ordered_listing
         async for name, marker in self._iter_marker_names():
@@ -437,7 +458,10 @@ class MemoStore(StoreSettings, AsyncClosing):
         the last expired run). ``"auto"`` (the default) scans on an ordered
         backend when at least 1% of the markers expired, for at most as many
         pages as the per-run listings would take, then lists the runs the
-        scan had not reached one by one; otherwise it lists per run. The
+        scan had not reached one by one; otherwise it lists per run. Under
+        layout ``"0.10"`` the share is unknown (only the expired markers are
+        listed): ``auto`` scans, with that budget, a chunk of at least 1000
+        expired runs, and lists fewer per run. The
         report says which ran and what it listed. Up to ``concurrency``
         listings and ``concurrency`` delete batches are in flight at once;
         memory is bounded by ``max_runs_in_memory`` runs plus the batches,

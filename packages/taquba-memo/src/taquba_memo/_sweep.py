@@ -47,6 +47,7 @@ from taquba_memo.errors import BackendError, DeleteManyError
 __all__ = [
     "PAGE_KEYS",
     "SCAN_MIN_EXPIRED_FRACTION",
+    "SCAN_MIN_EXPIRED_RUNS",
     "ClearOutcome",
     "StoreView",
     "Sweep",
@@ -66,6 +67,11 @@ PAGE_KEYS = 1000
 
 SCAN_MIN_EXPIRED_FRACTION = 0.01
 """``auto`` tries a scan when at least this share of all markers has expired."""
+
+SCAN_MIN_EXPIRED_RUNS = PAGE_KEYS
+"""Under layout ``"0.10"``, where the listing holds the expired markers only
+(so the share above is unknown), ``auto`` tries a scan for a chunk of at
+least this many expired runs, and lists fewer per run."""
 
 RunDone = Callable[[TerminalMarker, int], Awaitable[None] | None]
 
@@ -480,6 +486,10 @@ class Sweep:
         if self._strategy == "per-run" or not self._ordered or len(chunk.runs) < 2:
             return "per-run", None
         if chunk.few_expired:
+            return "per-run", None
+        if self._store.layout.inverted and len(chunk.runs) < SCAN_MIN_EXPIRED_RUNS:
+            # Per-run costs what the expired set costs, as the listing did; a
+            # scan of a small chunk could at best save that little, at worst double it.
             return "per-run", None
         # Scan, but for no more pages than the per-run listings would take.
         return "scan", len(chunk.runs) * PAGE_KEYS
