@@ -61,10 +61,13 @@ async def test_a_bucket_planted_in_the_010_form_is_swept_and_cleared_exactly(
         await direct.aclose()
 
 
-MARKERS = 3_000
-EXPIRED = (30, 1_000)
-# moto, fake-gcs-server and Azurite; Ceph RGW pages as moto does.
-COUNTED_ADAPTERS = ("obstore-s3", "minio", "gcs", "obstore-gcs", "azure", "obstore-azure")
+# Just over one listing page of markers, few expired: the rule shows as 1 page against 2
+# (BENCHMARKS.md has N=3,000 with M=30 and 1,000). The per-page rule needs no more.
+MARKERS = 1_100
+EXPIRED = (30,)
+# moto, fake-gcs-server and Azurite; Ceph RGW pages as moto does. obstore's GCS and Azure
+# listings are one page here whatever the layout, so they would show nothing.
+COUNTED_ADAPTERS = ("obstore-s3", "minio", "gcs", "azure")
 
 
 def marker_key(layout: str, index: int) -> str:
