@@ -28,11 +28,12 @@ from taquba_memo._codecs import (
 from taquba_memo._content import canonical_json, content_key
 from taquba_memo._current import current_memo, use_memo
 from taquba_memo._layout import TerminalMarker
+from taquba_memo._listing import MemoEntry
 from taquba_memo._memo import Memo
 from taquba_memo._messagepack import SerdeBytes
 from taquba_memo._request_key import request_key
 from taquba_memo._stats import MemoStats, MemoStatsSnapshot
-from taquba_memo._store import MemoEntry, MemoStore
+from taquba_memo._store import MemoStore
 from taquba_memo._sweep import SweepFailure, SweepReport, SweepStrategy
 from taquba_memo._sweep_lease import SweepLease
 from taquba_memo._telemetry import set_otel_enabled

@@ -16,17 +16,15 @@ a reader that finds nothing simply re-executes the step.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal, TypeVar
 
-from taquba_memo import _fork, _sweep
+from taquba_memo import _fork, _run_clear, _sweep
 from taquba_memo import _layout as layout
 from taquba_memo._checks import check_flag
 from taquba_memo._closing import AsyncClosing
 from taquba_memo._layout import Layout, TerminalMarker, normalize_prefix, validate_layout
+from taquba_memo._listing import MemoEntry, itself, key_of, keys_after, memo_entry, within_prefix
 from taquba_memo._memo import Memo
 from taquba_memo._store_settings import StoreSettings
 from taquba_memo._sweep import SweepReport, SweepStrategy
@@ -47,60 +45,9 @@ from taquba_memo.errors import (
     StoreClosedError,
 )
 
-__all__ = ["MemoEntry", "MemoStore"]
+__all__ = ["MemoStore"]
 
 logger = logging.getLogger("taquba_memo")
-
-
-@dataclass(frozen=True)
-class MemoEntry:
-    """One object below ``<prefix>/memos/``, as :meth:`MemoStore.iter_entries` lists it."""
-
-    key: str
-    """The object's key in the backend."""
-    run_id: str | None
-    """The run it belongs to; None for an object that is not a memo entry."""
-    step_number: int | None
-    """The step it belongs to; None for an object that is not a memo entry."""
-    kind: Literal["entry", "claim", "unrecognized"] = "entry"
-    """``"entry"``, a memo entry; ``"claim"``, a claim of ``get_or_compute``
-    next to an entry (:mod:`taquba_memo._claims`), with its run and step;
-    ``"unrecognized"``, anything else (run and step are None)."""
-    size: int | None = None
-    """Its size in bytes, from the listing (``iter_entries(with_metadata=True)``); else None."""
-    last_modified: datetime.datetime | None = None
-    """When it was last written, from the listing where the store says; else None."""
-
-
-def _entry(
-    key: str, memos: str, size: int | None, last_modified: datetime.datetime | None
-) -> MemoEntry:
-    name = key[len(memos) :]
-    parsed = layout.parse_memo_entry_name(name)
-    if parsed is not None:
-        return MemoEntry(key, *parsed, "entry", size, last_modified)
-    claim = layout.parse_memo_claim_name(name)
-    if claim is not None:
-        return MemoEntry(key, claim[0], claim[1], "claim", size, last_modified)
-    return MemoEntry(key, None, None, "unrecognized", size, last_modified)
-
-
-def _itself(key: str) -> str:
-    return key
-
-
-async def _keys_after(keys: AsyncIterator[str], after: str) -> AsyncIterator[str]:
-    """A ``list_after`` from a plain listing: the keys past ``after`` (str order is UTF-8's)."""
-    async for key in keys:
-        if key > after:
-            yield key
-
-
-def _key_of(item: ListedObject) -> object:
-    return getattr(item, "key", item)
-
-
-_Listed = TypeVar("_Listed")
 
 
 class MemoStore(StoreSettings, AsyncClosing):
@@ -153,7 +100,7 @@ class MemoStore(StoreSettings, AsyncClosing):
         self._max_value_bytes = max_value_bytes
         self._telemetry = StoreTelemetry(backend)
         self._closed = False
-        self._deletion_view = _sweep.StoreView(
+        self._deletion_view = _run_clear.StoreView(
             backend=self._checked_backend,
             prefix=self._prefix,
             telemetry=self._telemetry,
@@ -200,7 +147,7 @@ class MemoStore(StoreSettings, AsyncClosing):
         collation) must not turn into deleting another run's data. Strays
         are dropped and logged as the backend bug they are.
         """
-        async for key in self._within(prefix, self._backend.list(prefix), _itself):
+        async for key in within_prefix(prefix, self._backend.list(prefix), itself, self._backend):
             yield key
 
     async def _listed_objects(self, prefix: str) -> AsyncIterator[ListedObject]:
@@ -210,36 +157,10 @@ class MemoStore(StoreSettings, AsyncClosing):
         """
         backend = self._backend
         assert isinstance(backend, ListsMetadata)
-        async for item in self._within(prefix, backend.list_with_metadata(prefix), _key_of):
+        async for item in within_prefix(
+            prefix, backend.list_with_metadata(prefix), key_of, backend
+        ):
             yield item
-
-    async def _within(
-        self, prefix: str, listing: AsyncIterator[_Listed], key_of: Callable[[_Listed], object]
-    ) -> AsyncIterator[_Listed]:
-        strays = 0
-        try:
-            async for item in listing:
-                key = key_of(item)
-                if isinstance(key, str) and key.startswith(prefix):
-                    yield item
-                    continue
-                strays += 1
-                if strays == 1:
-                    logger.warning(
-                        "%r listed %r for prefix %r; ignoring keys outside the prefix "
-                        "(a backend bug: list must match a raw string prefix, not a pattern)",
-                        self._backend,
-                        key,
-                        prefix,
-                    )
-        finally:
-            if strays > 1:
-                logger.warning(
-                    "%r listed %d keys outside prefix %r; all were ignored",
-                    self._backend,
-                    strays,
-                    prefix,
-                )
 
     @property
     def lists_metadata(self) -> bool:
@@ -265,10 +186,10 @@ class MemoStore(StoreSettings, AsyncClosing):
         listing = memos if run_id is None else layout.memos_run_prefix(self._prefix, run_id)
         if with_metadata and self.lists_metadata:
             async for item in self._listed_objects(listing):
-                yield _entry(item.key, memos, item.size, item.last_modified)
+                yield memo_entry(item.key, memos, item.size, item.last_modified)
         else:
             async for key in self._listed(listing):
-                yield _entry(key, memos, None, None)
+                yield memo_entry(key, memos, None, None)
 
     # -- clearing and sweeping ---------------------------------------------
 
@@ -285,7 +206,7 @@ class MemoStore(StoreSettings, AsyncClosing):
         failure to list raises :class:`BackendError`.
         """
         with self._telemetry.operation("clear_run", run_id) as operation:
-            outcome = await _sweep.clear_run(self._deletion_view, run_id)
+            outcome = await _run_clear.clear_run(self._deletion_view, run_id)
             operation.cleared(run_id, outcome.deleted, len(outcome.failures))
         return outcome.deleted
 
@@ -340,8 +261,8 @@ class MemoStore(StoreSettings, AsyncClosing):
         backend = self._backend
         if offers(backend, ListsAfter):
             assert isinstance(backend, ListsAfter)
-            return self._within(terminals, backend.list_after(terminals, after), _itself)
-        return _keys_after(self._listed(terminals), after)
+            return within_prefix(terminals, backend.list_after(terminals, after), itself, backend)
+        return keys_after(self._listed(terminals), after)
 
     async def _warn_if_first_marker_is_05(self) -> None:
         """Warn (once) when the first marker listed is in layout ``"0.5"``: one page.

@@ -42,7 +42,6 @@ import contextlib
 import datetime
 import errno
 import functools
-import itertools
 import logging
 import os
 import secrets
@@ -52,6 +51,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from taquba_memo._backends._local_errors import foreign_object_error, map_os_error
+from taquba_memo._backends._local_tree import (
+    FIRST_LIST_BATCH,
+    LIST_BATCH,
+    may_hold_keys_after,
+    remove_directory,
+    take,
+    unlink_entry,
+)
 from taquba_memo._backends._no_follow import (
     STAGING_FLAGS,
     DirectoryVanished,
@@ -62,7 +69,7 @@ from taquba_memo._backends._no_follow import (
 )
 from taquba_memo._bounded_read import check_max_bytes, entry_too_large
 from taquba_memo._checks import check_flag, check_key, check_value, is_staging_name
-from taquba_memo._list_after import check_start_after, is_after
+from taquba_memo._list_after import check_start_after
 from taquba_memo.backend import Capabilities, ListedObject, MemoBackendBase
 from taquba_memo.errors import (
     BackendError,
@@ -320,7 +327,7 @@ class LocalFileBackend(MemoBackendBase):
         if chain is None:
             return
         try:
-            if not _unlink_entry(chain[-1], segments[-1]):
+            if not unlink_entry(chain[-1], segments[-1]):
                 return
             # chain[i] is the directory segments[i - 1]; the root (chain[0]) stays.
             for depth in range(len(chain) - 1, 0, -1):
@@ -351,7 +358,7 @@ class LocalFileBackend(MemoBackendBase):
             try:
                 for key, name in names:
                     try:
-                        if self._call(key, "delete", _unlink_entry, fd, name) and directory:
+                        if self._call(key, "delete", unlink_entry, fd, name) and directory:
                             emptied.add(directory)
                     except BackendError as error:
                         failures[key] = error
@@ -369,7 +376,7 @@ class LocalFileBackend(MemoBackendBase):
             candidates.difference_update(level)
             for directory in level:
                 tried.add(directory)
-                if _remove_directory(self._tree, directory) and depth > 1:
+                if remove_directory(self._tree, directory) and depth > 1:
                     parent = directory[:-1]
                     if parent not in tried:
                         candidates.add(parent)
@@ -408,14 +415,14 @@ class LocalFileBackend(MemoBackendBase):
         # One thread hop per batch of keys, not per directory: a batch is many
         # directories' worth of page-cache work, far cheaper than its hand-off.
         entries = self._walk_entries(prefix, segments, name_start, with_stat, start_after)
-        size = _FIRST_LIST_BATCH
+        size = FIRST_LIST_BATCH
         while True:
-            batch = await asyncio.to_thread(_take, entries, size)
+            batch = await asyncio.to_thread(take, entries, size)
             for item in batch:
                 yield item
             if len(batch) < size:
                 return
-            size = min(size * 4, _LIST_BATCH)
+            size = min(size * 4, LIST_BATCH)
 
     def _walk_entries(
         self,
@@ -445,7 +452,7 @@ class LocalFileBackend(MemoBackendBase):
             name, is_dir, file_stat = entry
             path = [*stack_segments[-1], name]
             key = "/".join(path)
-            if start_after is not None and not _may_hold_keys_after(key, is_dir, start_after):
+            if start_after is not None and not may_hold_keys_after(key, is_dir, start_after):
                 continue
             if is_dir:
                 stack.append(iter(self._call(key, "list", scan, path, "")))
@@ -455,62 +462,6 @@ class LocalFileBackend(MemoBackendBase):
 
     async def aclose(self) -> None:
         return None
-
-
-def _take(entries: Iterator[T], count: int) -> list[T]:
-    """The next ``count`` items of ``entries`` (fewer at its end)."""
-    return list(itertools.islice(entries, count))
-
-
-# Keys a listing takes per thread hop: a small first batch for a caller that
-# wants the first keys only, then larger ones.
-_FIRST_LIST_BATCH = 256
-_LIST_BATCH = 4096
-
-
-def _unlink_entry(directory: int, name: str) -> bool:
-    """Unlink ``name`` in ``directory`` (a link itself, never its target); False when
-    there was no such key (missing, or a directory, which is not a key)."""
-    try:
-        os.unlink(name, dir_fd=directory)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return False
-    except PermissionError:
-        mode = mode_at(directory, name)
-        if mode is None or stat.S_ISDIR(mode):
-            return False  # macOS says EPERM for a directory
-        raise
-    return True
-
-
-def _remove_directory(tree: Tree, directory: tuple[str, ...]) -> bool:
-    """rmdir ``directory`` (below the root) if it is empty; whether it was removed."""
-    try:
-        parent = tree.open_directory(directory[:-1], create=False)
-    except (OSError, Foreign):
-        return False
-    if parent is None:
-        return False
-    try:
-        os.rmdir(directory[-1], dir_fd=parent)
-    except OSError:
-        return False  # not empty (or already gone, or a link, never followed)
-    finally:
-        os.close(parent)
-    return True
-
-
-def _may_hold_keys_after(key: str, is_dir: bool, start_after: str) -> bool:
-    """Whether the file ``key``, or some key below the directory ``key``, is after ``start_after``.
-
-    Every key below a directory starts with ``key + "/"``: all of them sort
-    at or before ``start_after`` when it sorts after that and does not start
-    with it.
-    """
-    if not is_dir:
-        return is_after(key, start_after)
-    below = key + "/"
-    return start_after.startswith(below) or not is_after(start_after, below)
 
 
 def _read_at_most(fd: int, size: int, hold: int | None) -> bytes | None:
