@@ -77,7 +77,7 @@ async def minio(request: pytest.FixtureRequest, stack: contextlib.AsyncExitStack
     options: dict[str, Any] = {
         "secret_key": SECRET_KEY,
         "session_token": SESSION_TOKEN,
-        "retries": default_retry(total=1).new(backoff_factor=0.01),
+        "retry": default_retry(total=1).new(backoff_factor=0.01),
     }
     backend = await stack.enter_async_context(
         builders.minio_backend(server, server.new_bucket(), endpoint=proxy.url, **options)

@@ -104,8 +104,10 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         else layout.step_outputs_run_prefix(store.prefix, run_filter)
     )
     async for key in store.backend.list(listing):
+        if not (isinstance(key, str) and key.startswith(listing)):
+            continue  # a backend's stray, never counted (the store logs such listings)
         parsed = layout.parse_memo_entry_name(key[len(step_outputs) :])  # the same shape
-        if key.startswith(listing) and parsed is not None:
+        if parsed is not None:
             runs[parsed[0]].step_outputs += 1
     async for marker in store.iter_terminal_markers():
         if run_filter is None or marker.run_id == run_filter:
