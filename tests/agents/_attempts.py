@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import taquba_memo
@@ -21,7 +21,9 @@ from taquba_memo import sync as memo_sync
 
 from tests.agents.fake_openai import FakeOpenAI
 
-__all__ = ["Abandoned", "attempts_async", "attempts_sync", "backend"]
+__all__ = ["Abandoned", "attempts_async", "attempts_sync", "backend", "per_attempt"]
+
+T = TypeVar("T")
 
 
 class Abandoned(Exception):
@@ -32,6 +34,15 @@ class Abandoned(Exception):
 def backend(tmp_path: Path) -> MemoBackend:
     """The real file system."""
     return LocalFileBackend(tmp_path / "memo")
+
+
+def per_attempt(store: memo_sync.MemoStore, step: Callable[[], T], attempts: int = 2) -> list[T]:
+    """``step``'s result in each of ``attempts`` attempts of one step (run-1, step 1), in order."""
+    results = []
+    for _ in range(attempts):
+        with memo_sync.use_memo(store.new_memo("run-1", 1)):
+            results.append(step())
+    return results
 
 
 def attempts_sync(
