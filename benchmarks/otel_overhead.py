@@ -31,6 +31,8 @@ from pathlib import Path
 from taquba_memo import InMemoryBackend, LocalFileBackend, MemoBackend, MemoStore
 from taquba_memo import set_otel_enabled as set_otel
 
+from benchmarks.report import markdown_table
+
 Pair = Callable[[int], Awaitable[None]]
 
 
@@ -110,18 +112,16 @@ async def measure(rounds: int, block: int) -> list[tuple[str, dict[str, float]]]
 
 
 def table(results: list[tuple[str, dict[str, float]]]) -> str:
-    lines = [
-        "| backend | configuration | us per get+put | vs otel off | vs backend |",
-        "|---|---|---:|---:|---:|",
-    ]
+    header = ["backend", "configuration", "us per get+put", "vs otel off", "vs backend"]
+    rows = []
     for name, figures in results:
         off, floor = figures["otel off"], figures["backend"]
         for configuration, micros in figures.items():
-            lines.append(
-                f"| {name} | {configuration} | {micros:.1f} | "
-                f"{(micros / off - 1) * 100:+.1f}% | {(micros / floor - 1) * 100:+.1f}% |"
+            vs_off, vs_floor = (micros / off - 1) * 100, (micros / floor - 1) * 100
+            rows.append(
+                [name, configuration, f"{micros:.1f}", f"{vs_off:+.1f}%", f"{vs_floor:+.1f}%"]
             )
-    return "\n".join(lines)
+    return "\n".join(markdown_table(header, rows, numbers=3))
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BEGIN", "END", "markers", "render", "write_section"]
+__all__ = ["BEGIN", "END", "markdown_table", "markers", "render", "write_section"]
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -46,8 +46,10 @@ def _met(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+def markdown_table(header: list[str], rows: list[list[str]], *, numbers: int = 0) -> list[str]:
+    """A Markdown table's lines; its last ``numbers`` columns are right-aligned."""
+    rules = ["---"] * (len(header) - numbers) + ["---:"] * numbers
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rules) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
@@ -57,7 +59,7 @@ def _section(title: str, intro: str, header: str, rows: list[list[str]]) -> list
 
     ``header`` is the table's columns as Markdown writes them, ``"a | b"``.
     """
-    return ["", title, "", intro, "", *_table(header.split(" | "), rows)]
+    return ["", title, "", intro, "", *markdown_table(header.split(" | "), rows)]
 
 
 def _measured(results: dict[str, Any], key: str) -> Iterator[tuple[str, dict[str, Any], Any]]:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from taquba_memo import InMemoryBackend, LocalFileBackend, MemoBackend, MemoStore
 
+from benchmarks.report import markdown_table
+
 Consume = Callable[[int], AsyncIterator[bytes]]
 
 
@@ -99,18 +101,15 @@ async def measure(
 
 
 def table(results: list[tuple[str, dict[str, tuple[float, float]]]]) -> str:
-    lines = [
-        "| backend | stream | first chunk ms | x raw | total ms | x raw |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
+    header = ["backend", "stream", "first chunk ms", "x raw", "total ms", "x raw"]
+    rows = []
     for name, figures in results:
         raw_first, raw_total = figures["raw"]
         for configuration, (first, total) in figures.items():
-            lines.append(
-                f"| {name} | {configuration} | {first:.2f} | {first / raw_first:.2f} | "
-                f"{total:.1f} | {total / raw_total:.2f} |"
-            )
-    return "\n".join(lines)
+            first_ms, first_x = f"{first:.2f}", f"{first / raw_first:.2f}"
+            total_ms, total_x = f"{total:.1f}", f"{total / raw_total:.2f}"
+            rows.append([name, configuration, first_ms, first_x, total_ms, total_x])
+    return "\n".join(markdown_table(header, rows, numbers=4))
 
 
 def main() -> None:

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import taquba_memo
 from taquba_memo import LocalFileBackend, MemoBackend, MemoStore
 from taquba_memo import sync as memo_sync
 
-from tests.agents._fake_chat_server import FakeChatServer
+from tests.agents.fake_openai import FakeOpenAI
 
-__all__ = ["Abandoned", "attempts_async", "attempts_sync", "backend"]
+__all__ = ["Abandoned", "attempts_async", "attempts_sync", "backend", "per_attempt"]
+
+T = TypeVar("T")
 
 
 class Abandoned(Exception):
@@ -34,8 +36,17 @@ def backend(tmp_path: Path) -> MemoBackend:
     return LocalFileBackend(tmp_path / "memo")
 
 
+def per_attempt(store: memo_sync.MemoStore, step: Callable[[], T], attempts: int = 2) -> list[T]:
+    """``step``'s result in each of ``attempts`` attempts of one step (run-1, step 1), in order."""
+    results = []
+    for _ in range(attempts):
+        with memo_sync.use_memo(store.new_memo("run-1", 1)):
+            results.append(step())
+    return results
+
+
 def attempts_sync(
-    store: memo_sync.MemoStore, server: FakeChatServer, step: Callable[[], Any]
+    store: memo_sync.MemoStore, server: FakeOpenAI, step: Callable[[], Any]
 ) -> tuple[int, int]:
     """(paid by one clean run, paid by three attempts of another run); results must agree.
 
@@ -54,7 +65,7 @@ def attempts_sync(
 
 async def attempts_async(
     store: MemoStore | memo_sync.MemoStore,
-    server: FakeChatServer,
+    server: FakeOpenAI,
     step: Callable[[], Awaitable[Any]],
 ) -> tuple[int, int]:
     """The async twin of :func:`attempts_sync`; a sync store's memo is bound with its sync
@@ -71,16 +82,16 @@ async def attempts_async(
             return await step()
 
     clean = await attempt("clean-run")
-    clean_paid = server.total
+    clean_paid = server.total_paid
     await attempt("run")  # abandoned right after its last response: its result is lost
     results = [await attempt("run"), await attempt("run")]
     assert results == [clean, clean]
-    return clean_paid, server.total - clean_paid
+    return clean_paid, server.total_paid - clean_paid
 
 
-def _three_attempts(server: FakeChatServer, attempt: Callable[[str, bool], Any]) -> tuple[int, int]:
+def _three_attempts(server: FakeOpenAI, attempt: Callable[[str, bool], Any]) -> tuple[int, int]:
     clean = attempt("clean-run", False)
-    clean_paid = server.total
+    clean_paid = server.total_paid
     results = []
     for n in range(3):
         try:
@@ -88,4 +99,4 @@ def _three_attempts(server: FakeChatServer, attempt: Callable[[str, bool], Any])
         except Abandoned:
             continue
     assert results == [clean, clean]
-    return clean_paid, server.total - clean_paid
+    return clean_paid, server.total_paid - clean_paid

@@ -29,8 +29,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import LocalHTTPServer, send_json
 
 __all__ = ["FakeOpenAI", "answer_to", "body_key", "words_of"]
 
@@ -61,7 +63,7 @@ def _text(content: Any) -> str:
     return ""
 
 
-class FakeOpenAI:
+class FakeOpenAI(LocalHTTPServer):
     """The server; ``with FakeOpenAI() as server:`` serves on ``server.base_url``."""
 
     def __init__(self, *, answer_delay_s: float = 0.0, chunk_delay_s: float = 0.0) -> None:
@@ -74,14 +76,12 @@ class FakeOpenAI:
         self._failures: list[int] = []
         self._serial = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def base_url(self) -> str:
         """The OpenAI base URL of this server (``http://127.0.0.1:PORT/v1``)."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def total_paid(self) -> int:
@@ -195,29 +195,22 @@ class FakeOpenAI:
                     serial = fake._serial
                 if failure is not None:
                     error = {"message": f"forced {failure}", "type": "server_error", "code": None}
-                    self._json(failure, {"error": error})
+                    send_json(self, failure, {"error": error})
                     return
                 time.sleep(fake.answer_delay_s)
-                if path == "/v1/chat/completions" and body.get("stream"):
-                    self._stream(fake._chunks(body, serial))
-                elif path == "/v1/chat/completions":
-                    self._json(200, fake._completion(body, serial))
-                elif path == "/v1/responses":
-                    self._json(200, fake._response(body, serial))
-                else:
-                    self._json(404, {"error": {"message": f"no route {path}", "type": "x"}})
+                if path not in ("/v1/chat/completions", "/v1/responses"):
+                    send_json(self, 404, {"error": {"message": f"no route {path}", "type": "x"}})
                     return
+                # Counted before the answer is sent, so a client that has it sees the count.
                 with fake._lock:
                     fake.paid[path] += 1
                     fake.paid_bodies[body_key(body)] += 1
-
-            def _json(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                if path == "/v1/responses":
+                    send_json(self, 200, fake._response(body, serial))
+                elif body.get("stream"):
+                    self._stream(fake._chunks(body, serial))
+                else:
+                    send_json(self, 200, fake._completion(body, serial))
 
             def _stream(self, chunks: Iterator[dict[str, Any]]) -> None:
                 self.send_response(200)
@@ -236,11 +229,3 @@ class FakeOpenAI:
                 return
 
         return Handler
-
-    def __enter__(self) -> FakeOpenAI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()

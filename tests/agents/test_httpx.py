@@ -17,6 +17,7 @@ from taquba_memo import LocalFileBackend, MemoStore, use_memo
 from taquba_memo import sync as memo_sync
 from taquba_memo_agents.httpx import AsyncMemoTransport, MemoTransport
 
+from ._attempts import per_attempt
 from .fake_openai import FakeOpenAI, answer_to
 
 ATTEMPTS = 3
@@ -103,12 +104,10 @@ def test_identical_requests_in_one_attempt_are_two_calls(
     fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
 ) -> None:
     with httpx.Client(base_url=fake_openai.base_url, transport=MemoTransport()) as client:
-        ids = []
-        for _ in range(2):
-            with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-                ids.append(
-                    [client.post("/chat/completions", json=chat("q")).json()["id"] for _ in "ab"]
-                )
+        ids = per_attempt(
+            sync_store,
+            lambda: [client.post("/chat/completions", json=chat("q")).json()["id"] for _ in "ab"],
+        )
     assert ids == [["chatcmpl-1", "chatcmpl-2"]] * 2
 
 
@@ -128,10 +127,7 @@ def test_the_first_attempt_sees_the_headers_a_retry_replays_without_volatile_one
     fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
 ) -> None:
     with httpx.Client(base_url=fake_openai.base_url, transport=MemoTransport()) as client:
-        replies = []
-        for _ in range(2):
-            with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-                replies.append(client.post("/chat/completions", json=chat("q")))
+        replies = per_attempt(sync_store, lambda: client.post("/chat/completions", json=chat("q")))
     live, replayed = replies
     assert live.headers == replayed.headers
     assert "date" not in replayed.headers

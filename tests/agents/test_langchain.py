@@ -16,12 +16,12 @@ from taquba_memo import sync as memo_sync
 from taquba_memo_agents.langchain import MemoCache, MemoChatModel
 
 from tests.agents._attempts import attempts_async, attempts_sync, backend
-from tests.agents._fake_chat_server import FakeChatServer, answer_to, fake_chat_server
+from tests.agents.fake_openai import FakeOpenAI, answer_to
 
-__all__ = ["backend", "fake_chat_server"]
+__all__ = ["backend"]
 
 
-def chat_openai(server: FakeChatServer, **options: Any) -> ChatOpenAI:
+def chat_openai(server: FakeOpenAI, **options: Any) -> ChatOpenAI:
     return ChatOpenAI(
         model="small-1",
         base_url=server.base_url,
@@ -31,7 +31,7 @@ def chat_openai(server: FakeChatServer, **options: Any) -> ChatOpenAI:
     )
 
 
-def memoized(server: FakeChatServer, *, use_cache: bool) -> BaseChatModel:
+def memoized(server: FakeOpenAI, *, use_cache: bool) -> BaseChatModel:
     """The model memoized through langchain's cache, or through the wrapper."""
     if use_cache:
         return chat_openai(server, cache=MemoCache())
@@ -71,62 +71,44 @@ async def two_streamed_turns_async(model: BaseChatModel) -> str:
     return "".join([str(chunk.content) async for chunk in model.astream(history)])
 
 
-def test_the_cache_makes_three_attempts_pay_one_clean_run(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "wrapper"])
+def test_three_attempts_pay_one_clean_run(
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI, use_cache: bool
 ) -> None:
-    model = chat_openai(fake_chat_server, cache=MemoCache())
-    clean, attempts = attempts_sync(sync_store, fake_chat_server, lambda: two_turns(model))
+    model = memoized(fake_openai, use_cache=use_cache)
+    clean, attempts = attempts_sync(sync_store, fake_openai, lambda: two_turns(model))
     assert (clean, attempts) == (2, 2)
 
 
-async def test_the_cache_async_half_makes_three_attempts_pay_one_clean_run(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "wrapper"])
+async def test_three_async_attempts_pay_one_clean_run(
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI, use_cache: bool
 ) -> None:
-    model = chat_openai(fake_chat_server, cache=MemoCache())
-    clean, attempts = await attempts_async(
-        sync_store, fake_chat_server, lambda: two_turns_async(model)
-    )
-    assert (clean, attempts) == (2, 2)
-
-
-def test_the_wrapper_makes_three_attempts_pay_one_clean_run(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer
-) -> None:
-    model = MemoChatModel(inner=chat_openai(fake_chat_server))
-    clean, attempts = attempts_sync(sync_store, fake_chat_server, lambda: two_turns(model))
-    assert (clean, attempts) == (2, 2)
-
-
-async def test_the_wrapper_async_makes_three_attempts_pay_one_clean_run(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer
-) -> None:
-    model = MemoChatModel(inner=chat_openai(fake_chat_server))
-    clean, attempts = await attempts_async(
-        sync_store, fake_chat_server, lambda: two_turns_async(model)
-    )
+    model = memoized(fake_openai, use_cache=use_cache)
+    clean, attempts = await attempts_async(sync_store, fake_openai, lambda: two_turns_async(model))
     assert (clean, attempts) == (2, 2)
 
 
 def test_streams_are_recorded_and_replayed_where_the_cache_is_skipped(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
 ) -> None:
-    cached = chat_openai(fake_chat_server, cache=MemoCache())
-    _, attempts = attempts_sync(sync_store, fake_chat_server, lambda: two_streamed_turns(cached))
+    cached = chat_openai(fake_openai, cache=MemoCache())
+    _, attempts = attempts_sync(sync_store, fake_openai, lambda: two_streamed_turns(cached))
     assert attempts == 6  # langchain's stream() skips the LLM cache: every attempt pays
 
-    fake_chat_server.paid.clear()
-    model = MemoChatModel(inner=chat_openai(fake_chat_server))
+    fake_openai.paid.clear()
+    model = MemoChatModel(inner=chat_openai(fake_openai))
     with memo_sync.MemoStore(sync_store.backend, "wrapped") as store:
-        clean, attempts = attempts_sync(store, fake_chat_server, lambda: two_streamed_turns(model))
+        clean, attempts = attempts_sync(store, fake_openai, lambda: two_streamed_turns(model))
     assert (clean, attempts) == (2, 2)
 
 
 async def test_async_streams_are_recorded_and_replayed(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
 ) -> None:
-    model = MemoChatModel(inner=chat_openai(fake_chat_server))
+    model = MemoChatModel(inner=chat_openai(fake_openai))
     clean, attempts = await attempts_async(
-        sync_store, fake_chat_server, lambda: two_streamed_turns_async(model)
+        sync_store, fake_openai, lambda: two_streamed_turns_async(model)
     )
     assert (clean, attempts) == (2, 2)
 
@@ -139,18 +121,18 @@ class IdKeyedChatModel(MemoChatModel):
 
 
 def test_a_key_with_message_ids_pays_on_every_attempt(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
 ) -> None:
-    naive = IdKeyedChatModel(inner=chat_openai(fake_chat_server))
-    _, attempts = attempts_sync(sync_store, fake_chat_server, lambda: two_turns(naive))
+    naive = IdKeyedChatModel(inner=chat_openai(fake_openai))
+    _, attempts = attempts_sync(sync_store, fake_openai, lambda: two_turns(naive))
     assert attempts == 6  # the ids differ in every attempt: nothing is ever found again
 
 
 @pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "wrapper"])
 def test_identical_requests_in_one_attempt_are_two_calls(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer, use_cache: bool
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI, use_cache: bool
 ) -> None:
-    model = memoized(fake_chat_server, use_cache=use_cache)
+    model = memoized(fake_openai, use_cache=use_cache)
 
     def sample_twice() -> list[str]:
         return [str(model.invoke([question("pick one")]).content) for _ in range(2)]
@@ -158,25 +140,26 @@ def test_identical_requests_in_one_attempt_are_two_calls(
     for _ in range(2):
         with memo_sync.use_memo(sync_store.new_memo("run", 1)):
             assert sample_twice() == [answer_to("pick one")] * 2
-    assert fake_chat_server.paid["pick one"] == 2
+    assert fake_openai.total_paid == 2
 
 
 @pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "wrapper"])
 async def test_an_error_is_never_stored(
-    sync_store: memo_sync.MemoStore, fake_chat_server: FakeChatServer, use_cache: bool
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI, use_cache: bool
 ) -> None:
-    model = memoized(fake_chat_server, use_cache=use_cache)
+    model = memoized(fake_openai, use_cache=use_cache)
+    fake_openai.fail_next(4, status=500)
     for _ in range(2):
         with memo_sync.use_memo(sync_store.new_memo("run", 1)):
-            with pytest.raises(Exception, match="forced failure"):
-                model.invoke([question("FAIL now")])
-            with pytest.raises(Exception, match="forced failure"):
-                await model.ainvoke([question("FAIL now")])
-    assert fake_chat_server.paid["FAIL now"] == 4
+            with pytest.raises(Exception, match="forced 500"):
+                model.invoke([question("now")])
+            with pytest.raises(Exception, match="forced 500"):
+                await model.ainvoke([question("now")])
+    assert fake_openai.received["/v1/chat/completions"] == 4
 
 
-def test_outside_a_step_calls_pass_through(fake_chat_server: FakeChatServer) -> None:
+def test_outside_a_step_calls_pass_through(fake_openai: FakeOpenAI) -> None:
     for use_cache in (True, False):
-        model = memoized(fake_chat_server, use_cache=use_cache)
+        model = memoized(fake_openai, use_cache=use_cache)
         assert two_turns(model) == answer_to("and in one word?")
-    assert fake_chat_server.total == 4
+    assert fake_openai.total_paid == 4

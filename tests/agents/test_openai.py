@@ -20,6 +20,7 @@ from taquba_memo import ClaimPolicy, InvalidValueTypeError, LocalFileBackend, Me
 from taquba_memo import sync as memo_sync
 from taquba_memo_agents.openai import wrap
 
+from ._attempts import per_attempt
 from .fake_openai import FakeOpenAI, answer_to
 
 MODEL = "fake-1"
@@ -122,16 +123,16 @@ def test_a_replay_returns_the_sdk_types_of_the_first_attempt(
     fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
 ) -> None:
     client = sync_client(fake_openai)
-    answers = []
-    for _ in range(2):
-        with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-            completion = client.chat.completions.create(model=MODEL, messages=[user("q")])
-            chunks = list(
-                client.chat.completions.create(model=MODEL, messages=[user("q")], stream=True)
-            )
+
+    def ask() -> tuple[Any, list[Any]]:
+        completion = client.chat.completions.create(model=MODEL, messages=[user("q")])
+        stream = client.chat.completions.create(model=MODEL, messages=[user("q")], stream=True)
+        return completion, list(stream)
+
+    answers = per_attempt(sync_store, ask)
+    for completion, chunks in answers:
         assert isinstance(completion, openai.types.chat.ChatCompletion)
         assert all(isinstance(c, openai.types.chat.ChatCompletionChunk) for c in chunks)
-        answers.append((completion, chunks))
     assert answers[0] == answers[1]  # the same ids: replayed, not asked again
     assert fake_openai.total_paid == 2
 
@@ -140,15 +141,11 @@ def test_identical_requests_in_one_attempt_are_two_calls_replayed_in_order(
     fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
 ) -> None:
     client = sync_client(fake_openai)
-    ids = []
-    for _ in range(2):
-        with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-            ids.append(
-                [
-                    client.chat.completions.create(model=MODEL, messages=[user("q")]).id
-                    for _ in range(2)
-                ]
-            )
+
+    def ask_twice() -> list[str]:
+        return [client.chat.completions.create(model=MODEL, messages=[user("q")]).id for _ in "ab"]
+
+    ids = per_attempt(sync_store, ask_twice)
     assert ids == [["chatcmpl-1", "chatcmpl-2"]] * 2
     assert fake_openai.total_paid == 2
 

@@ -21,7 +21,9 @@ import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.local_http import LocalHTTPServer, send_json
 
 __all__ = ["CountingLLM", "answer_to", "complete"]
 
@@ -42,7 +44,7 @@ def complete(url: str, prompt: str) -> str:
         return text
 
 
-class CountingLLM:
+class CountingLLM(LocalHTTPServer):
     def __init__(
         self, kill_on_first: set[str] | None = None, *, answer_delay_s: float = 0.0
     ) -> None:
@@ -55,13 +57,11 @@ class CountingLLM:
         self.worker_pids: set[int] = set()
         self._kill_on_first = set(kill_on_first or ())
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/complete"
+        return f"http://127.0.0.1:{self.port}/complete"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         llm = self
@@ -85,24 +85,11 @@ class CountingLLM:
                     self.close_connection = True
                     return
                 time.sleep(llm._answer_delay_s)
-                reply = json.dumps({"text": answer_to(prompt)}).encode()
                 with llm._lock:
                     llm.paid[prompt] += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                send_json(self, 200, {"text": answer_to(prompt)})
 
             def log_message(self, format: str, *args: object) -> None:
                 return
 
         return Handler
-
-    def __enter__(self) -> CountingLLM:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()

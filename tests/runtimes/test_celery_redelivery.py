@@ -66,32 +66,23 @@ def memo_target(
     return MemoTarget(url, env)
 
 
-def start_worker(module: str, env: dict[str, str]) -> ManagedProcess:
-    """``celery worker`` on ``module``: the default prefork pool, one pool process."""
-    worker = ManagedProcess(
-        "celery-worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            module,
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=1",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-        ],
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-    )
+def start_ready(name: str, argv: list[str], env: dict[str, str], ready_line: str) -> ManagedProcess:
+    """``argv`` run with the repository importable, returned once its log shows ``ready_line``."""
+    worker = ManagedProcess(name, argv, env={**os.environ, "PYTHONPATH": str(REPO), **env})
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-    while " ready." not in worker.output_tail(200):
+    while ready_line not in worker.output_tail(200):
         if worker.exited() or time.monotonic() > deadline:
             worker.stop()
-            pytest.fail("the Celery worker did not start" + worker.describe())
+            pytest.fail(f"{name} did not start" + worker.describe())
         time.sleep(0.1)
     return worker
+
+
+def start_worker(module: str, env: dict[str, str]) -> ManagedProcess:
+    """``celery worker`` on ``module``: the default prefork pool, one pool process."""
+    argv = [sys.executable, "-m", "celery", "-A", module, "worker", "--loglevel=INFO"]
+    argv += ["--concurrency=1", "--without-mingle", "--without-gossip", "--without-heartbeat"]
+    return start_ready("celery-worker", argv, env, " ready.")
 
 
 @pytest.fixture

@@ -41,10 +41,10 @@ from taquba_memo_conformance._processes import ManagedProcess
 from .llm_server import CountingLLM, answer_to
 from .redis_server import redis_server  # noqa: F401  (the fixture)
 from .test_celery_redelivery import (  # noqa: F401  (fixtures)
-    REPO,
     MemoTarget,
     broker,
     memo_target,
+    start_ready,
 )
 
 PROMPTS = [f"prompt {i}" for i in range(5)]
@@ -59,7 +59,6 @@ FAST_MAINTENANCE = [
     "--worker-ttl=16",  # dequeues block worker_ttl - 15 = 1 s between maintenance checks
 ]
 # Generous bounds that fail a hung worker instead of hanging CI.
-WORKER_READY_TIMEOUT_S = 60
 RESULT_TIMEOUT_S = 90
 WHOLE_WORKER_RESULT_TIMEOUT_S = 240
 SOAK = os.environ.get("TAQUBA_MEMO_SOAK") == "1"
@@ -76,14 +75,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 def start_rq_worker(url: str, env: dict[str, str], *options: str) -> ManagedProcess:
     """``rq worker`` on the agents queue, as the page shows it; ready once it listens."""
     argv = [*RQ, "worker", "--url", url, *options, QUEUE]
-    worker = ManagedProcess("rq-worker", argv, env={**os.environ, "PYTHONPATH": str(REPO), **env})
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-    while "Listening on" not in worker.output_tail(200):
-        if worker.exited() or time.monotonic() > deadline:
-            worker.stop()
-            pytest.fail("the RQ worker did not start" + worker.describe())
-        time.sleep(0.1)
-    return worker
+    return start_ready("rq-worker", argv, env, "Listening on")
 
 
 @pytest.fixture

