@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import taquba_memo
@@ -150,12 +149,7 @@ class MemoStream(Generic[ChunkT]):
     def __enter__(self) -> MemoStream[ChunkT]:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -190,12 +184,7 @@ class AsyncMemoStream(Generic[ChunkT]):
     async def __aenter__(self) -> AsyncMemoStream[ChunkT]:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
 
