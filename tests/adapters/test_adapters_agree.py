@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from taquba_memo import InvalidValueType
+from taquba_memo import InvalidValueTypeError
 from taquba_memo._urls import open_backend
 from taquba_memo.backend import MemoBackendBase
 
@@ -106,11 +106,11 @@ def readme(adapter: str) -> str:
 def test_open_url_refuses_a_url_that_is_not_text_as_open_backend_does(
     adapter: str, url: object
 ) -> None:
-    with pytest.raises(InvalidValueType) as from_core:
+    with pytest.raises(InvalidValueTypeError) as from_core:
         open_backend(url)  # type: ignore[arg-type]
-    with pytest.raises(InvalidValueType) as from_adapter:
+    with pytest.raises(InvalidValueTypeError) as from_adapter:
         package_of(adapter).open_url(url)
-    assert type(from_adapter.value) is type(from_core.value) is InvalidValueType
+    assert type(from_adapter.value) is type(from_core.value) is InvalidValueTypeError
     assert isinstance(from_adapter.value, TypeError)
     assert str(from_adapter.value) == str(from_core.value)
 

@@ -24,7 +24,7 @@ from taquba_memo import (
     BackendError,
     DeleteManyError,
     InMemoryBackend,
-    NotSupported,
+    NotSupportedError,
 )
 from taquba_memo.adapter_kit import check_key
 from taquba_memo.backend import Capabilities, ListedObject
@@ -220,7 +220,7 @@ class IfAbsentWithoutCapability(HoldableBackend):
 
 
 class NoConditionalPut(HoldableBackend):
-    """Correct, without conditional_put: if_absent raises NotSupported."""
+    """Correct, without conditional_put: if_absent raises NotSupportedError."""
 
     @property
     def capabilities(self) -> Capabilities:
@@ -228,7 +228,7 @@ class NoConditionalPut(HoldableBackend):
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         if if_absent:
-            raise NotSupported("no conditional put here")
+            raise NotSupportedError("no conditional put here")
         return await super().put(key, value)
 
 

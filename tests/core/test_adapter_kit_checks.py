@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from taquba_memo import InvalidKeyError, InvalidURLError, InvalidValueType
+from taquba_memo import InvalidKeyError, InvalidURLError, InvalidValueTypeError
 from taquba_memo.adapter_kit import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -30,7 +30,7 @@ def test_a_base_path_with_a_dot_segment_or_a_control_character_is_refused(
 
 
 def test_a_base_path_must_be_text() -> None:
-    with pytest.raises(InvalidValueType, match="base_path must be str"):
+    with pytest.raises(InvalidValueTypeError, match="base_path must be str"):
         normalize_base_path(b"memos")
 
 

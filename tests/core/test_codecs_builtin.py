@@ -13,7 +13,7 @@ from taquba_memo import (
     Codec,
     DecodeError,
     EncodeError,
-    InvalidValueType,
+    InvalidValueTypeError,
     JSONCodec,
     MemoError,
     MsgpackCodec,
@@ -73,7 +73,7 @@ class TestBytesCodec:
     def test_refuses_anything_else_with_a_type_error(self, value: object) -> None:
         with pytest.raises(EncodeError) as caught:
             BytesCodec().encode(value)  # type: ignore[arg-type]
-        assert isinstance(caught.value, (InvalidValueType, TypeError))
+        assert isinstance(caught.value, (InvalidValueTypeError, TypeError))
 
 
 class TestJSONCodec:

@@ -16,10 +16,10 @@ from taquba_memo import (
     InMemoryBackend,
     InvalidArgumentError,
     InvalidKeyError,
-    InvalidValueType,
+    InvalidValueTypeError,
     MemoBackend,
     MemoStore,
-    NotSupported,
+    NotSupportedError,
 )
 from taquba_memo import _layout as layout
 from taquba_memo import sync as memo_sync
@@ -38,7 +38,7 @@ class TestClaimPolicy:
 
     @pytest.mark.parametrize("value", ["30", True, None])
     def test_a_lease_that_is_not_a_number_is_a_type_error(self, value: object) -> None:
-        with pytest.raises(InvalidValueType, match="lease_s"):
+        with pytest.raises(InvalidValueTypeError, match="lease_s"):
             ClaimPolicy(lease_s=value)  # type: ignore[arg-type]
 
     def test_renewals_and_polls_are_fractions_of_the_lease(self) -> None:
@@ -102,7 +102,7 @@ class TestArguments:
             return b"x"
 
         memo = MemoStore(backend, "memo").new_memo("run", 1)
-        with pytest.raises(NotSupported, match="conditional_put"):
+        with pytest.raises(NotSupportedError, match="conditional_put"):
             await memo.get_or_compute("k", pay, claim=LONG_LEASE)
         assert paid == []
         assert backend.calls == []
@@ -110,7 +110,7 @@ class TestArguments:
     async def test_claim_must_be_a_claim_policy(self) -> None:
         backend = RecordingBackend(InMemoryBackend())
         memo = MemoStore(backend, "memo").new_memo("run", 1)
-        with pytest.raises(InvalidValueType, match="ClaimPolicy"):
+        with pytest.raises(InvalidValueTypeError, match="ClaimPolicy"):
             await memo.get_or_compute("k", lambda: b"x", claim=30)  # type: ignore[call-overload]
         assert backend.calls == []
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from taquba_memo import (
     EncodeError,
     InvalidArgumentError,
-    InvalidValueType,
+    InvalidValueTypeError,
     JSONCodec,
     Memo,
     MemoBackend,
@@ -199,7 +199,7 @@ class TestContentKey:
     def test_the_namespace_is_keyword_only_and_a_str(self) -> None:
         with pytest.raises(TypeError):
             content_key(PROMPT, "v1")  # type: ignore[call-arg]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             content_key(PROMPT, namespace=2)  # type: ignore[arg-type]
 
     def test_is_the_same_in_another_process_with_another_hash_seed(self) -> None:
@@ -238,7 +238,7 @@ class TestInputsWithoutACanonicalForm:
     def test_are_refused_with_a_typed_error(self, value: object) -> None:
         with pytest.raises(EncodeError) as caught:
             content_key(value)
-        assert isinstance(caught.value, (InvalidValueType, TypeError))
+        assert isinstance(caught.value, (InvalidValueTypeError, TypeError))
 
     def test_the_error_says_where_the_bad_value_is(self) -> None:
         with pytest.raises(EncodeError, match=r"\$\['messages'\]\[1\]: set"):

@@ -13,12 +13,12 @@ from taquba_memo import (
     BackendError,
     EncodeError,
     InMemoryBackend,
-    InvalidValueType,
+    InvalidValueTypeError,
     JSONCodec,
     Memo,
     MemoBackend,
     MemoStore,
-    NotSupported,
+    NotSupportedError,
     ValueTooLargeError,
     _single_flight,
 )
@@ -190,7 +190,7 @@ class TestFailuresAreNeverCached:
     async def test_a_codec_without_encode_and_decode_is_refused_before_any_io(self) -> None:
         backend = RecordingBackend(InMemoryBackend())
         fn = Calls()
-        with pytest.raises(InvalidValueType, match="codec"):
+        with pytest.raises(InvalidValueTypeError, match="codec"):
             await new_memo(backend).get_or_compute("k", fn, codec=object())  # type: ignore[call-overload]
         assert fn.count == 0
         assert backend.calls == []
@@ -313,7 +313,7 @@ class TestFirstWriterWins:
     async def test_if_absent_needs_conditional_put_and_fails_before_any_work(self) -> None:
         backend = RecordingBackend(InMemoryBackend(), capabilities=WITHOUT_CONDITIONAL_PUT)
         fn = Calls()
-        with pytest.raises(NotSupported):
+        with pytest.raises(NotSupportedError):
             await new_memo(backend).get_or_compute("k", fn, if_absent=True)
         assert fn.count == 0
         assert backend.calls == []
@@ -322,12 +322,12 @@ class TestFirstWriterWins:
 class TestBadInput:
     async def test_a_non_str_key_fails_before_any_io(self) -> None:
         backend = RecordingBackend(InMemoryBackend())
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await new_memo(backend).get_or_compute(b"k", Calls())  # type: ignore[call-overload]
         assert backend.calls == []
 
     async def test_fn_must_be_callable(self) -> None:
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await new_memo().get_or_compute("k", b"not a function")  # type: ignore[call-overload]
 
 

@@ -64,9 +64,9 @@ def test_listing_prefixes_end_in_a_slash_so_runs_never_match_by_prefix() -> None
     "run_id", ["", "a/b", "..", "run 1", "ü", "a" * 129, "run.1", "run\n", "*"]
 )
 def test_invalid_run_ids_are_refused(run_id: str) -> None:
-    with pytest.raises(errors.InvalidRunId):
+    with pytest.raises(errors.InvalidRunIdError):
         layout.memo_key("p", run_id, 0, "k")
-    with pytest.raises(errors.InvalidRunId):
+    with pytest.raises(errors.InvalidRunIdError):
         layout.terminal_marker_key("p", run_id, 0)
 
 
@@ -82,24 +82,24 @@ def test_invalid_run_id_is_also_a_value_error() -> None:
 
 @pytest.mark.parametrize("step", [-1, 2**32])
 def test_step_numbers_outside_u32_are_refused(step: int) -> None:
-    with pytest.raises(errors.InvalidStepNumber):
+    with pytest.raises(errors.InvalidStepNumberError):
         layout.memo_key("p", "r", step, "k")
 
 
 @pytest.mark.parametrize("step", [True, 1.0, "1", None])
 def test_step_numbers_must_be_ints(step: object) -> None:
-    with pytest.raises(errors.InvalidValueType):
+    with pytest.raises(errors.InvalidValueTypeError):
         layout.validate_step_number(step)
 
 
 @pytest.mark.parametrize("ts", [-1, 2**64])
 def test_timestamps_outside_u64_are_refused(ts: int) -> None:
-    with pytest.raises(errors.InvalidTerminalTime):
+    with pytest.raises(errors.InvalidTerminalTimeError):
         layout.terminal_marker_key("p", "r", ts)
 
 
 def test_user_keys_must_be_str() -> None:
-    with pytest.raises(errors.InvalidValueType):
+    with pytest.raises(errors.InvalidValueTypeError):
         layout.memo_key("p", "r", 0, b"k")  # type: ignore[arg-type]
 
 
@@ -170,9 +170,9 @@ def test_terminal_markers_sort_by_time_then_run() -> None:
 
 
 def test_terminal_markers_validate_their_fields() -> None:
-    with pytest.raises(errors.InvalidRunId):
+    with pytest.raises(errors.InvalidRunIdError):
         TerminalMarker("", 1)
-    with pytest.raises(errors.InvalidTerminalTime):
+    with pytest.raises(errors.InvalidTerminalTimeError):
         TerminalMarker("r", -1)
 
 

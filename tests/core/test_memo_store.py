@@ -13,14 +13,14 @@ from taquba_memo import (
     DeleteManyError,
     InMemoryBackend,
     InvalidArgumentError,
-    InvalidRunId,
-    InvalidStepNumber,
-    InvalidTerminalTime,
-    InvalidValueType,
+    InvalidRunIdError,
+    InvalidStepNumberError,
+    InvalidTerminalTimeError,
+    InvalidValueTypeError,
     Memo,
     MemoBackend,
     MemoStore,
-    NotSupported,
+    NotSupportedError,
     TerminalMarker,
     ValueTooLargeError,
 )
@@ -37,19 +37,19 @@ class TestBadInputTouchesNothing:
     async def test_invalid_run_ids_fail_when_the_memo_is_built(
         self, store: MemoStore, run_id: str
     ) -> None:
-        with pytest.raises(InvalidRunId):
+        with pytest.raises(InvalidRunIdError):
             store.new_memo(run_id, 0)
 
     async def test_out_of_range_steps_fail_when_the_memo_is_built(self, store: MemoStore) -> None:
-        with pytest.raises(InvalidStepNumber):
+        with pytest.raises(InvalidStepNumberError):
             store.new_memo("run", 2**32)
-        with pytest.raises(InvalidStepNumber):
+        with pytest.raises(InvalidStepNumberError):
             store.new_memo("run", -1)
 
     async def test_a_str_value_is_a_type_error_and_nothing_is_written(
         self, backend: MemoBackend, memo: Memo
     ) -> None:
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await memo.put("k", "text")  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             await memo.put("k", None)  # type: ignore[arg-type]
@@ -65,16 +65,16 @@ class TestBadInputTouchesNothing:
         self, backend: MemoBackend, store: MemoStore
     ) -> None:
         await store.new_memo("run", 0).put("k", b"v")
-        with pytest.raises(InvalidRunId):
+        with pytest.raises(InvalidRunIdError):
             await store.clear_memos_for_run("")
         assert len(await all_keys(backend)) == 1
 
     async def test_invalid_timestamps_write_nothing(
         self, backend: MemoBackend, store: MemoStore
     ) -> None:
-        with pytest.raises(InvalidTerminalTime):
+        with pytest.raises(InvalidTerminalTimeError):
             await store.write_terminal_marker("run", -5)
-        with pytest.raises(InvalidTerminalTime):
+        with pytest.raises(InvalidTerminalTimeError):
             await store.sweep(2**64)
         assert await all_keys(backend) == []
 
@@ -87,7 +87,7 @@ class TestBadInputTouchesNothing:
         assert recording.count("put") == 1
 
     def test_the_backend_must_implement_the_protocol(self) -> None:
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             MemoStore(object(), "memo")  # type: ignore[arg-type]
 
     def test_max_value_bytes_must_be_a_non_negative_int(self) -> None:
@@ -319,11 +319,11 @@ class TestConditionalPut:
 
             async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
                 if if_absent:
-                    raise NotSupported("conditional put")
+                    raise NotSupportedError("conditional put")
                 return await super().put(key, value)
 
         memo = MemoStore(NoConditional(), "memo").new_memo("run", 0)
-        with pytest.raises(NotSupported):
+        with pytest.raises(NotSupportedError):
             await memo.put("k", b"v", if_absent=True)
 
 

@@ -6,7 +6,7 @@ import asyncio
 import random
 
 import pytest
-from taquba_memo import InMemoryBackend, InvalidValueType, MemoBackend, MemoStore, sync
+from taquba_memo import InMemoryBackend, InvalidValueTypeError, MemoBackend, MemoStore, sync
 
 
 def test_the_nth_occurrence_of_a_key_gets_its_own_entry_key() -> None:
@@ -17,7 +17,7 @@ def test_the_nth_occurrence_of_a_key_gets_its_own_entry_key() -> None:
 
 
 def test_a_key_that_is_not_a_string_is_a_type_error() -> None:
-    with pytest.raises(InvalidValueType):
+    with pytest.raises(InvalidValueTypeError):
         MemoStore(InMemoryBackend()).new_memo("run", 1).occurrence_key(b"req")  # type: ignore[arg-type]
 
 

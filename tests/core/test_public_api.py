@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import taquba_memo
-from taquba_memo import _sweep_lease as sweep_lease
 from taquba_memo import backend, errors
 
 from ..public_names import public_names
@@ -67,8 +66,6 @@ def test_an_old_error_name_is_an_alias_of_an_exported_class() -> None:
     for old, cls in aliases.items():
         assert getattr(taquba_memo, old) is cls  # the top-level old names too
     assert set(exceptions) - set(aliases) == set(errors.__all__)
-    # Where it was defined before, it still imports from.
-    assert sweep_lease.SweepLeaseHeld is errors.SweepLeaseHeldError
 
 
 def memo_error_definitions(roots: Iterable[Path]) -> set[str]:

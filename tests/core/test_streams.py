@@ -11,12 +11,12 @@ import pytest
 from taquba_memo import (
     ClaimPolicy,
     InMemoryBackend,
-    InvalidValueType,
+    InvalidValueTypeError,
     JSONCodec,
     LocalFileBackend,
     MemoBackend,
     MemoStore,
-    NotSupported,
+    NotSupportedError,
     sync,
 )
 from taquba_memo._streams import MAGIC, frame, unframe
@@ -239,11 +239,11 @@ class TestFailuresAndEarlyStops:
     async def test_bad_arguments_are_refused_when_called_before_any_io(self) -> None:
         backend = RecordingBackend(InMemoryBackend())
         memo = new_store(backend).new_memo("run", 1)
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             memo.get_or_stream("k", "not callable")  # type: ignore[call-overload]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             memo.get_or_stream("k", Stream(), codec=object())  # type: ignore[call-overload]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             memo.get_or_stream(b"k", Stream())  # type: ignore[call-overload]
         without = RecordingBackend(
             InMemoryBackend(),
@@ -251,13 +251,13 @@ class TestFailuresAndEarlyStops:
                 ordered_listing=True, conditional_put=False, max_delete_batch=1000
             ),
         )
-        with pytest.raises(NotSupported):
+        with pytest.raises(NotSupportedError):
             new_store(without).new_memo("run", 1).get_or_stream("k", Stream(), claim=ClaimPolicy())
         assert backend.calls == []
 
     async def test_fn_returning_something_else_than_a_stream_is_a_type_error(self) -> None:
         memo = new_store(InMemoryBackend()).new_memo("run", 1)
-        with pytest.raises(InvalidValueType, match="async iterator"):
+        with pytest.raises(InvalidValueTypeError, match="async iterator"):
             await collect(memo.get_or_stream("k", lambda: [b"a"]))  # type: ignore[arg-type,return-value]
 
 
@@ -387,7 +387,7 @@ class TestTheSyncAPI:
         assert list(replay) == events
 
     def test_bad_arguments_are_refused_when_called(self, store: sync.MemoStore) -> None:
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             store.new_memo("run", 1).get_or_stream("k", "not callable")  # type: ignore[call-overload]
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from taquba_memo import InvalidArgumentError, InvalidValueType, LocalFileBackend, MemoStore
+from taquba_memo import InvalidArgumentError, InvalidValueTypeError, LocalFileBackend, MemoStore
 from taquba_memo._layout import sweep_lease_key, sweep_leases_prefix
-from taquba_memo._sweep_lease import SweepLease, SweepLeaseHeld
+from taquba_memo._sweep_lease import SweepLease, SweepLeaseHeldError
 
 from ._cli_support import ExitCode, local_store_of_ended_runs, run_cli
 
@@ -57,7 +57,7 @@ async def try_to_take(backend: LocalFileBackend, **options: Any) -> bool:
     try:
         async with SweepLease(store, **options):
             return True
-    except SweepLeaseHeld:
+    except SweepLeaseHeldError:
         return False
 
 
@@ -114,7 +114,7 @@ class TestTheReadersBoundDecides:
             ({"skew_s": math.nan}, InvalidArgumentError),
             ({"max_lease_s": -1.0}, InvalidArgumentError),
             ({"lease_s": 120.0, "max_lease_s": 60.0}, InvalidArgumentError),
-            ({"lease_s": "60"}, InvalidValueType),
+            ({"lease_s": "60"}, InvalidValueTypeError),
         ],
     )
     def test_the_readers_own_bounds_must_be_finite_and_ordered(

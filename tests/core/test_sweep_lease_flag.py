@@ -22,7 +22,7 @@ from taquba_memo import (
     InvalidValueTypeError,
     MemoBackend,
     MemoStore,
-    NotSupported,
+    NotSupportedError,
     SweepLeaseHeldError,
     TerminalMarker,
 )
@@ -267,6 +267,6 @@ class TestBadInputTouchesNothing:
                 ordered_listing=True, conditional_put=False, max_delete_batch=1000
             ),
         )
-        with pytest.raises(NotSupported, match="conditional_put"):
+        with pytest.raises(NotSupportedError, match="conditional_put"):
             await MemoStore(recorded, PREFIX).sweep(10, lease=True)
         assert recorded.calls == []

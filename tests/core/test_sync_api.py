@@ -12,8 +12,8 @@ import pytest
 import taquba_memo
 from taquba_memo import (
     InMemoryBackend,
-    InvalidRunId,
-    InvalidValueType,
+    InvalidRunIdError,
+    InvalidValueTypeError,
     JSONCodec,
     LocalFileBackend,
     StoreClosedError,
@@ -56,9 +56,9 @@ class TestSameBehaviour:
         assert (memo.get("array"), memo.get("view")) == (b"array", b"view")
 
     def test_bad_input_raises_the_same_typed_errors(self, store: MemoStore) -> None:
-        with pytest.raises(InvalidRunId):
+        with pytest.raises(InvalidRunIdError):
             store.new_memo("no spaces", 0)
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             store.new_memo("run", 0).put("k", "text")  # type: ignore[arg-type]
 
     def test_markers_clearing_and_sweeping(self, store: MemoStore) -> None:
@@ -250,7 +250,7 @@ class TestClosing:
 
     def test_bad_constructor_arguments_start_no_thread(self) -> None:
         before = loop_threads()
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             MemoStore("not a backend")  # type: ignore[arg-type]
         assert loop_threads() == before
 

@@ -12,7 +12,7 @@ from taquba_memo import (
     InMemoryBackend,
     InvalidPrefixError,
     InvalidURLError,
-    InvalidValueType,
+    InvalidValueTypeError,
     LocalFileBackend,
     MemoError,
     MemoStore,
@@ -118,7 +118,7 @@ class TestBadUrls:
             open_backend("ftp://host/path")
 
     def test_a_non_str_url_is_a_type_error(self) -> None:
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             open_backend(Path("/tmp"))  # type: ignore[arg-type]
 
     def test_bad_store_arguments_fail_before_the_adapter_opens_anything(self, site: Path) -> None:
@@ -207,5 +207,5 @@ class TestResolutionRule:
         install_fake_adapter(
             site, "taquba-memo-wrong", ["wrong"], "def open_url(url):\n    return object()\n"
         )
-        with pytest.raises(InvalidValueType, match="not a MemoBackend"):
+        with pytest.raises(InvalidValueTypeError, match="not a MemoBackend"):
             open_backend("wrong://bucket")

@@ -1,6 +1,6 @@
 """Every adapter's constructor refuses a bad option with an error of the core's hierarchy.
 
-A wrong type is an InvalidValueType (a TypeError), a value out of range an
+A wrong type is an InvalidValueTypeError (a TypeError), a value out of range an
 InvalidArgumentError (a ValueError), a refused URL an InvalidURLError: all
 MemoErrors, raised before any I/O, never a bare ValueError or TypeError.
 """
@@ -14,7 +14,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from minio import Minio
 from obstore.store import MemoryStore
-from taquba_memo import InvalidArgumentError, InvalidURLError, InvalidValueType, MemoError
+from taquba_memo import InvalidArgumentError, InvalidURLError, InvalidValueTypeError, MemoError
 from taquba_memo_azure import AzureBlobBackend
 from taquba_memo_azure import open_url as open_azure_url
 from taquba_memo_gcs import GCSBackend
@@ -35,28 +35,28 @@ def minio_client() -> Minio:
 
 # (what is wrong, how the backend is built, the error it must raise)
 BAD_OPTIONS: list[tuple[str, Callable[[], object], type[MemoError]]] = [
-    ("gcs: not a client", lambda: GCSBackend(object()), InvalidValueType),
-    ("gcs: a client without a bucket", lambda: GCSBackend(gcs_client()), InvalidValueType),
+    ("gcs: not a client", lambda: GCSBackend(object()), InvalidValueTypeError),
+    ("gcs: a client without a bucket", lambda: GCSBackend(gcs_client()), InvalidValueTypeError),
     (
         "gcs: base path not text",
         lambda: GCSBackend(gcs_client(), "b", base_path=1),  # type: ignore[arg-type]
-        InvalidValueType,
+        InvalidValueTypeError,
     ),
-    ("minio: not a client", lambda: MinioBackend("c", "b"), InvalidValueType),  # type: ignore[arg-type]
-    ("minio: bucket not text", lambda: MinioBackend(minio_client(), 1), InvalidValueType),  # type: ignore[arg-type]
+    ("minio: not a client", lambda: MinioBackend("c", "b"), InvalidValueTypeError),  # type: ignore[arg-type]
+    ("minio: bucket not text", lambda: MinioBackend(minio_client(), 1), InvalidValueTypeError),  # type: ignore[arg-type]
     (
         "azure: base path not text",
         lambda: AzureBlobBackend.from_connection_string(AZURE, "c", base_path=1),  # type: ignore[arg-type]
-        InvalidValueType,
+        InvalidValueTypeError,
     ),
     ("azure URL: another scheme", lambda: open_azure_url("s3://c"), InvalidURLError),
     ("azure URL: no container", lambda: open_azure_url("az:///base"), InvalidURLError),
     ("azure URL: unknown parameter", lambda: open_azure_url("az://c?x=1"), InvalidURLError),
-    ("obstore: not a store", lambda: ObstoreBackend(object()), InvalidValueType),  # type: ignore[arg-type]
+    ("obstore: not a store", lambda: ObstoreBackend(object()), InvalidValueTypeError),  # type: ignore[arg-type]
     (
         "obstore: base path not text",
         lambda: ObstoreBackend(MemoryStore(), base_path=1),  # type: ignore[arg-type]
-        InvalidValueType,
+        InvalidValueTypeError,
     ),
 ]
 

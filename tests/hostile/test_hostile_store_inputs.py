@@ -5,7 +5,7 @@ store is, on InMemoryBackend and on LocalFileBackend, behind a recorder that
 sees every call reaching storage. For every input Hypothesis finds:
 
 * the input is refused with a typed error (``InvalidArgumentError``, which is
-  a ``ValueError``, or ``InvalidValueType``, a ``TypeError``) exactly when the
+  a ``ValueError``, or ``InvalidValueTypeError``, a ``TypeError``) exactly when the
   specification says it is invalid, and then the backend saw no call at all;
 * otherwise every key and listing prefix the backend saw lies under
   ``<prefix>/`` (``memos/`` or ``terminals/``), with no empty, ``.`` or ``..``
@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from taquba_memo import (
     InMemoryBackend,
     InvalidArgumentError,
-    InvalidValueType,
+    InvalidValueTypeError,
     LocalFileBackend,
     MemoBackend,
     MemoStore,
@@ -155,7 +155,7 @@ async def attempt(
     before = len(recorder.calls)
     try:
         result = await call()
-    except (InvalidArgumentError, InvalidValueType) as refused:
+    except (InvalidArgumentError, InvalidValueTypeError) as refused:
         problem = None if not valid else f"valid input refused: {refused!r}"
     else:
         assert valid, f"invalid input accepted; the backend saw {recorder.calls[before:]}"
@@ -196,7 +196,7 @@ async def exercise(
     refused = 0
     try:
         store = MemoStore(recorder, prefix)
-    except (InvalidArgumentError, InvalidValueType):
+    except (InvalidArgumentError, InvalidValueTypeError):
         assert not prefix_is_valid(prefix), f"valid prefix {prefix!r} refused"
         assert recorder.calls == []
         return 1

@@ -11,7 +11,7 @@ member, for a backend that does not offer it.
 from __future__ import annotations
 
 import pytest
-from taquba_memo import InvalidValueType, MemoBackend
+from taquba_memo import InvalidValueTypeError, MemoBackend
 from taquba_memo.backend import ListsAfter
 
 from taquba_memo_conformance._base import SuiteBase
@@ -151,7 +151,7 @@ class ListAfterTests(SuiteBase):
         self, backend: MemoBackend, space: KeySpace, start_after: object
     ) -> None:
         lister: ListsAfter = self.require_member(backend, ListsAfter)
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await collect(lister.list_after(space.prefix, start_after))  # type: ignore[arg-type]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await collect(lister.list_after(42, space.prefix))  # type: ignore[arg-type]

@@ -24,9 +24,9 @@ from taquba_memo import (
     DeleteManyError,
     EntryTooLargeError,
     InvalidArgumentError,
-    InvalidValueType,
+    InvalidValueTypeError,
     MemoBackend,
-    NotSupported,
+    NotSupportedError,
 )
 from taquba_memo.backend import (
     Capabilities,
@@ -183,11 +183,11 @@ class BackendProtocolTests(SuiteBase):
     async def test_a_str_value_is_refused_before_anything_is_written(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await backend.put(space.key("k"), "text is not bytes")  # type: ignore[arg-type]
         assert await backend.get(space.key("k")) is None
         if backend.capabilities.conditional_put:
-            with pytest.raises(InvalidValueType):
+            with pytest.raises(InvalidValueTypeError):
                 await backend.put(space.key("k"), "text", if_absent=True)  # type: ignore[arg-type]
             assert await backend.get(space.key("k")) is None
 
@@ -195,17 +195,17 @@ class BackendProtocolTests(SuiteBase):
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
         await backend.put(space.key("kept"), b"v")
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await backend.put(42, b"v")  # type: ignore[arg-type]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await backend.put(space.key("kept").encode(), b"v")  # type: ignore[arg-type]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await backend.get(42)  # type: ignore[arg-type]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await backend.delete(42)  # type: ignore[arg-type]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await backend.delete_many([space.key("kept"), 42])  # type: ignore[list-item]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await collect(backend.list(42))  # type: ignore[arg-type]
         # The valid key in the refused delete_many was not deleted either.
         assert await backend.get(space.key("kept")) == b"v"
@@ -406,7 +406,7 @@ class BackendProtocolTests(SuiteBase):
 
     @pytest.mark.parametrize(
         ("max_bytes", "error"),
-        [(-1, InvalidArgumentError), ("10", InvalidValueType), (True, InvalidValueType)],
+        [(-1, InvalidArgumentError), ("10", InvalidValueTypeError), (True, InvalidValueTypeError)],
         ids=["negative", "str", "bool"],
     )
     async def test_get_at_most_refuses_a_bad_bound_before_any_io(
@@ -416,7 +416,7 @@ class BackendProtocolTests(SuiteBase):
         await backend.put(space.key("k"), b"v")
         with pytest.raises(error):
             await reader.get_at_most(space.key("k"), max_bytes)  # type: ignore[arg-type]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await reader.get_at_most(b"bytes-key", 10)  # type: ignore[arg-type]
 
     # -- the optional after_fork ------------------------------------------------------
@@ -591,10 +591,10 @@ class BackendProtocolTests(SuiteBase):
                 f"{type(backend).__name__} declares capability conditional_put; "
                 "this test is for backends without it"
             )
-        with pytest.raises(NotSupported):
+        with pytest.raises(NotSupportedError):
             await backend.put(space.key("k"), b"v", if_absent=True)
         assert await backend.get(space.key("k")) is None, "nothing was written"
         await backend.put(space.key("k"), b"original")
-        with pytest.raises(NotSupported):
+        with pytest.raises(NotSupportedError):
             await backend.put(space.key("k"), b"intruder", if_absent=True)
         assert await backend.get(space.key("k")) == b"original", "nothing was overwritten"

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
-from taquba_memo import MemoBackend, NotSupported
+from taquba_memo import MemoBackend, NotSupportedError
 
 from taquba_memo_conformance._base import SuiteBase
 from taquba_memo_conformance.keyspace import KeySpace, byte_order, collect
@@ -94,12 +94,12 @@ class BackendStateMachine(RuleBasedStateMachine):
         if not self.capabilities.conditional_put:
             try:
                 self.call(self.backend.put(self.full_key(key), value, if_absent=True))
-            except NotSupported:
+            except NotSupportedError:
                 pass
             else:
                 raise AssertionError(
                     "put(if_absent=True) without the conditional_put capability "
-                    "did not raise NotSupported"
+                    "did not raise NotSupportedError"
                 )
             return
         created = self.call(self.backend.put(self.full_key(key), value, if_absent=True))

@@ -29,7 +29,7 @@ from taquba_memo import (
     BackendError,
     DeleteManyError,
     InvalidKeyError,
-    InvalidValueType,
+    InvalidValueTypeError,
     TransientBackendError,
 )
 from taquba_memo_azure import AzureBlobBackend, open_url
@@ -281,9 +281,9 @@ async def test_a_blob_name_over_1024_characters_is_refused(make_backend: Backend
 
 async def test_bad_types_are_refused_before_io(make_backend: BackendFactory) -> None:
     backend = make_backend(container="never-created")
-    with pytest.raises(InvalidValueType):
+    with pytest.raises(InvalidValueTypeError):
         await backend.put("k", "text")  # type: ignore[arg-type]
-    with pytest.raises(InvalidValueType):
+    with pytest.raises(InvalidValueTypeError):
         await backend.get(b"k")  # type: ignore[arg-type]
 
 

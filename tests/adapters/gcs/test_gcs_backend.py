@@ -22,7 +22,7 @@ from taquba_memo import (
     BackendError,
     ContainerNotFoundError,
     DeleteManyError,
-    InvalidValueType,
+    InvalidValueTypeError,
     ThrottledError,
     TransientBackendError,
 )
@@ -376,9 +376,9 @@ async def test_wrong_types_are_refused_before_any_request(
     proxied_client: storage.Client, gcs_bucket: str, gcs_proxy: GCSProxy
 ) -> None:
     async with GCSBackend(proxied_client, gcs_bucket) as backend:
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await backend.put("k", "text")  # type: ignore[arg-type]
-        with pytest.raises(InvalidValueType):
+        with pytest.raises(InvalidValueTypeError):
             await backend.get(b"k")  # type: ignore[arg-type]
     assert gcs_proxy.seen == []
 

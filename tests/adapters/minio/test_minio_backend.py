@@ -25,8 +25,8 @@ from taquba_memo import (
     AccessDeniedError,
     ContainerNotFoundError,
     DeleteManyError,
-    InvalidValueType,
-    NotSupported,
+    InvalidValueTypeError,
+    NotSupportedError,
     TransientBackendError,
     ValueTooLargeError,
 )
@@ -183,7 +183,7 @@ async def test_an_unverified_sdk_declares_no_conditional_put_and_refuses_if_abse
     assert sdk_sends_conditional_header() is False
     backend = make_backend()
     assert backend.capabilities.conditional_put is False
-    with pytest.raises(NotSupported):
+    with pytest.raises(NotSupportedError):
         await backend.put("k", b"v", if_absent=True)
     assert await backend.get("k") is None, "nothing was written"
 
@@ -321,7 +321,7 @@ async def test_a_str_value_is_refused_before_any_request(
     make_backend: BackendFactory, proxied_client: Minio, s3_proxy: S3Proxy
 ) -> None:
     backend = make_backend(client=proxied_client)
-    with pytest.raises(InvalidValueType):
+    with pytest.raises(InvalidValueTypeError):
         await backend.put("k", "text", if_absent=True)  # type: ignore[arg-type]
     assert s3_proxy.requests() == []
 

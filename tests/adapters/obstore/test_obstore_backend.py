@@ -23,7 +23,7 @@ from taquba_memo import (
     InvalidArgumentError,
     InvalidKeyError,
     MemoStore,
-    NotSupported,
+    NotSupportedError,
     ThrottledError,
     TransientBackendError,
 )
@@ -118,7 +118,7 @@ async def test_put_if_absent_without_the_capability_raises_not_supported() -> No
     weaker = Capabilities(ordered_listing=True, conditional_put=False, max_delete_batch=10)
     backend = ObstoreBackend(MemoryStore(), capabilities=weaker)
     assert backend.capabilities == weaker
-    with pytest.raises(NotSupported):
+    with pytest.raises(NotSupportedError):
         await backend.put("k", b"v", if_absent=True)
     assert await backend.get("k") is None
 
@@ -220,7 +220,7 @@ EXPECTED_MAPPING: dict[str, type[Exception] | None] = {
     "NotFoundError": None,
     "InvalidPathError": InvalidKeyError,
     "JoinError": BackendError,
-    "NotSupportedError": NotSupported,
+    "NotSupportedError": NotSupportedError,
     "AlreadyExistsError": BackendError,
     "PreconditionError": BackendError,
     "NotModifiedError": BackendError,
@@ -286,7 +286,7 @@ def status_error(status: str, body: str = "") -> obstore_errors.GenericError:
         (status_error("401 Unauthorized"), AccessDeniedError),
         (status_error("404 Not Found", "<Code>NoSuchBucket</Code>"), ContainerNotFoundError),
         (status_error("409 Conflict"), BackendError),
-        (status_error("501 Not Implemented"), NotSupported),
+        (status_error("501 Not Implemented"), NotSupportedError),
         (obstore_errors.GenericError("HTTP error: error sending request"), TransientBackendError),
         (obstore_errors.GenericError("Unable to open file: os error 13"), AccessDeniedError),
         (obstore_errors.GenericError("Filenames containing trailing '/#\\d+/'"), BackendError),

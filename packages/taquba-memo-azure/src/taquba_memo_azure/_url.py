@@ -22,7 +22,7 @@ import urllib.parse
 from typing import Any
 
 from taquba_memo.adapter_kit import parameters_with_user_info, redact_url
-from taquba_memo.errors import InvalidURLError, InvalidValueType
+from taquba_memo.errors import InvalidURLError, InvalidValueTypeError
 
 from taquba_memo_azure._backend import AzureBlobBackend
 
@@ -51,7 +51,7 @@ def open_url(url: str) -> AzureBlobBackend:
     parameters are refused rather than ignored.
     """
     if not isinstance(url, str):
-        raise InvalidValueType(f"url must be str, not {type(url).__name__}")
+        raise InvalidValueTypeError(f"url must be str, not {type(url).__name__}")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise InvalidURLError(

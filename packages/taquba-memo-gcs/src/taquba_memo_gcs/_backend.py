@@ -36,7 +36,12 @@ from taquba_memo.adapter_kit import (
     normalize_base_path,
 )
 from taquba_memo.backend import Capabilities, ListedObject
-from taquba_memo.errors import BackendError, DeleteManyError, InvalidArgumentError, InvalidValueType
+from taquba_memo.errors import (
+    BackendError,
+    DeleteManyError,
+    InvalidArgumentError,
+    InvalidValueTypeError,
+)
 
 from taquba_memo_gcs._errors import (
     SDK_ERRORS,
@@ -138,17 +143,17 @@ class GCSBackend(BlockingBackendBase[storage.Client]):
     ) -> None:
         if isinstance(client_or_bucket, storage.Bucket):
             if bucket_name is not None:
-                raise InvalidValueType("pass a Bucket alone, or a Client and a bucket name")
+                raise InvalidValueTypeError("pass a Bucket alone, or a Client and a bucket name")
             bucket = client_or_bucket
             client = bucket.client
         elif isinstance(client_or_bucket, storage.Client):
             if not bucket_name:
-                raise InvalidValueType("a Client needs a bucket name")
+                raise InvalidValueTypeError("a Client needs a bucket name")
             client = client_or_bucket
             bucket = client.bucket(bucket_name)
         else:
             kind = type(client_or_bucket).__name__
-            raise InvalidValueType(f"expected a storage.Client or storage.Bucket, not {kind}")
+            raise InvalidValueTypeError(f"expected a storage.Client or storage.Bucket, not {kind}")
         if not 1 <= list_page_size <= LIST_PAGE_SIZE:
             raise InvalidArgumentError(f"list_page_size must be 1..{LIST_PAGE_SIZE}")
         workers = max_concurrency if max_concurrency is not None else _http_pool_size(client)

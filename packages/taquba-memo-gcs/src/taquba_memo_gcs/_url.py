@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from google.auth.credentials import AnonymousCredentials, Credentials
 from taquba_memo.adapter_kit import parameters_with_user_info, parse_flag, redact_url
-from taquba_memo.errors import InvalidArgumentError, InvalidURLError, InvalidValueType
+from taquba_memo.errors import InvalidArgumentError, InvalidURLError, InvalidValueTypeError
 
 from taquba_memo_gcs._backend import GCSBackend
 
@@ -36,7 +36,7 @@ def open_url(url: str) -> GCSBackend:
     :class:`GCSBackend`.
     """
     if not isinstance(url, str):
-        raise InvalidValueType(f"url must be str, not {type(url).__name__}")
+        raise InvalidValueTypeError(f"url must be str, not {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise InvalidArgumentError(

@@ -42,8 +42,8 @@ from taquba_memo.errors import (
     DeleteManyError,
     InvalidArgumentError,
     InvalidConfigurationError,
-    InvalidValueType,
-    NotSupported,
+    InvalidValueTypeError,
+    NotSupportedError,
     ValueTooLargeError,
 )
 from urllib3.util.retry import Retry
@@ -116,7 +116,7 @@ def sdk_sends_conditional_header() -> bool:
     was read and tested against (7.2.x, pinned in the package's
     requirements), and only if its signature still takes ``headers``; on any
     other SDK, ``conditional_put`` is not declared and ``if_absent`` raises
-    :class:`~taquba_memo.NotSupported` rather than overwrite.
+    :class:`~taquba_memo.NotSupportedError` rather than overwrite.
     """
     if not getattr(minio, "__version__", "").startswith(_VERIFIED_SDK_SERIES):
         return False
@@ -213,9 +213,11 @@ class MinioBackend(BlockingBackendBase[Minio]):
         part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
         if not isinstance(client, Minio):
-            raise InvalidValueType(f"expected a minio.Minio client, not {type(client).__name__}")
+            raise InvalidValueTypeError(
+                f"expected a minio.Minio client, not {type(client).__name__}"
+            )
         if not isinstance(bucket, str):
-            raise InvalidValueType(f"bucket must be str, not {type(bucket).__name__}")
+            raise InvalidValueTypeError(f"bucket must be str, not {type(bucket).__name__}")
         try:
             check_bucket_name(bucket)
         except ValueError as exc:
@@ -390,7 +392,7 @@ class MinioBackend(BlockingBackendBase[Minio]):
 
     async def _create(self, key: str, name: str, data: bytes) -> bool:
         if not self._capabilities.conditional_put:
-            raise NotSupported(
+            raise NotSupportedError(
                 f"minio {getattr(minio, '__version__', '?')} cannot send If-None-Match; "
                 f"this adapter sends it with the SDK series {_VERIFIED_SDK_SERIES}x only"
             )

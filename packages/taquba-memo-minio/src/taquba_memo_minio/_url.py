@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from taquba_memo.adapter_kit import parameters_with_user_info, parse_flag, redact_url
-from taquba_memo.errors import InvalidArgumentError, InvalidURLError, InvalidValueType
+from taquba_memo.errors import InvalidArgumentError, InvalidURLError, InvalidValueTypeError
 
 from taquba_memo_minio._backend import MinioBackend
 
@@ -52,13 +52,13 @@ def open_url(url: str, *, environ: Mapping[str, str] | None = None) -> MinioBack
 
     The backend builds and owns its client; ``aclose()`` closes its
     connections. A ``url`` that is not a ``str`` raises
-    :class:`~taquba_memo.InvalidValueType` (as :func:`taquba_memo.open_store` does); every
+    :class:`~taquba_memo.InvalidValueTypeError` (as :func:`taquba_memo.open_store` does); every
     problem with the URL itself raises :class:`~taquba_memo.InvalidURLError`, which never
     repeats a secret.
     """
     env = os.environ if environ is None else environ
     if not isinstance(url, str):
-        raise InvalidValueType(f"url must be str, not {type(url).__name__}")
+        raise InvalidValueTypeError(f"url must be str, not {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme.lower() not in SCHEMES:
         raise InvalidURLError(

@@ -69,8 +69,8 @@ from taquba_memo.errors import (
     ForkedProcessError,
     InvalidConfigurationError,
     InvalidKeyError,
-    InvalidValueType,
-    NotSupported,
+    InvalidValueTypeError,
+    NotSupportedError,
 )
 
 from taquba_memo_obstore._config import check_client_config
@@ -107,7 +107,7 @@ def capabilities_for(store: ObjectStore) -> Capabilities:
         return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=256)
     if isinstance(store, MemoryStore):
         return Capabilities(ordered_listing=True, conditional_put=True, max_delete_batch=1000)
-    raise InvalidValueType(
+    raise InvalidValueTypeError(
         "ObstoreBackend supports S3Store, GCSStore, AzureStore and MemoryStore, "
         f"not {type(store).__name__}"
     )
@@ -183,7 +183,7 @@ class ObstoreBackend(ObjectStoreBackendBase):
         if isinstance(store, LocalStore):
             raise _local_store_refused()
         if not isinstance(store, _SUPPORTED):
-            capabilities_for(store)  # raises the InvalidValueType that names what is supported
+            capabilities_for(store)  # raises the InvalidValueTypeError that names what is supported
         self._use_base_path(base_path)
         check_client_config(store)
         self._store = store
@@ -257,7 +257,7 @@ class ObstoreBackend(ObjectStoreBackendBase):
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         path, data = self._path(key), check_value(value)
         if if_absent and not self._capabilities.conditional_put:
-            raise NotSupported(f"{self!r} does not declare conditional_put")
+            raise NotSupportedError(f"{self!r} does not declare conditional_put")
         try:
             await obstore.put_async(
                 self._store,

@@ -20,7 +20,7 @@ from taquba_memo.errors import (
     BackendError,
     ContainerNotFoundError,
     InvalidKeyError,
-    NotSupported,
+    NotSupportedError,
     TransientBackendError,
 )
 
@@ -82,7 +82,7 @@ def is_missing_object(exc: BaseException) -> bool:
 
 def map_obstore_error(
     exc: BaseException, *, operation: str, target: str
-) -> BackendError | NotSupported | InvalidKeyError:
+) -> BackendError | NotSupportedError | InvalidKeyError:
     """Translate ``exc``, raised by obstore during ``operation`` on ``target``.
 
     A missing bucket or container is :class:`ContainerNotFoundError`,
@@ -102,7 +102,7 @@ def map_obstore_error(
     if isinstance(exc, (obstore_errors.PermissionDeniedError, obstore_errors.UnauthenticatedError)):
         return AccessDeniedError(message)
     if isinstance(exc, obstore_errors.NotSupportedError):
-        return NotSupported(message)
+        return NotSupportedError(message)
     if isinstance(exc, (obstore_errors.InvalidPathError, ValueError)):
         return InvalidKeyError(message)
     if isinstance(exc, (TimeoutError, ConnectionError)):
@@ -116,7 +116,7 @@ def map_obstore_error(
     # the HTTP status (or the OS error) from the message.
     status = _status(text)
     if status == 501:
-        return NotSupported(message)  # the endpoint does not implement the request
+        return NotSupportedError(message)  # the endpoint does not implement the request
     if status is not None or container_missing:
         return error_for_status(status, message, container_missing=container_missing)
     if _NO_ANSWER.search(text):

@@ -39,7 +39,7 @@ from taquba_memo.errors import (
     InvalidArgumentError,
     InvalidConfigurationError,
     InvalidURLError,
-    InvalidValueType,
+    InvalidValueTypeError,
 )
 
 from taquba_memo_obstore._backend import ObstoreBackend
@@ -108,7 +108,7 @@ def _is_secret(name: str) -> bool:
 def open_url(url: str) -> ObstoreBackend:
     """Open the store that ``url`` names; see the module documentation for the forms."""
     if not isinstance(url, str):
-        raise InvalidValueType(f"url must be str, not {type(url).__name__}")
+        raise InvalidValueTypeError(f"url must be str, not {type(url).__name__}")
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower().removesuffix("+obstore")
     if scheme == "file":

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterable
 from typing import cast
 
 from taquba_memo.backend import MemoBackend, ReadsBounded, reads_bounded
-from taquba_memo.errors import EntryTooLargeError, InvalidArgumentError, InvalidValueType
+from taquba_memo.errors import EntryTooLargeError, InvalidArgumentError, InvalidValueTypeError
 
 __all__ = [
     "READ_CHUNK_BYTES",
@@ -61,7 +61,7 @@ async def read_document(backend: MemoBackend, key: str) -> bytes | None:
 def check_max_bytes(max_bytes: object) -> int:
     """Refuse a bound that is not a non-negative int, before any I/O."""
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
-        raise InvalidValueType(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+        raise InvalidValueTypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
     if max_bytes < 0:
         raise InvalidArgumentError(f"max_bytes must be non-negative, not {max_bytes}")
     return max_bytes

@@ -9,7 +9,7 @@ from taquba_memo.errors import (
     InvalidConfigurationError,
     InvalidKeyError,
     InvalidURLError,
-    InvalidValueType,
+    InvalidValueTypeError,
 )
 
 __all__ = [
@@ -35,14 +35,14 @@ FALSE_WORDS = ("0", "false", "no", "off")
 def check_key(key: object) -> str:
     """Refuse a non-str key before it reaches storage."""
     if not isinstance(key, str):
-        raise InvalidValueType(f"key must be str, not {type(key).__name__}")
+        raise InvalidValueTypeError(f"key must be str, not {type(key).__name__}")
     return key
 
 
 def check_flag(value: object, name: str) -> bool:
     """Refuse a flag that is not a bool: ``if_absent="no"`` must not act as True."""
     if not isinstance(value, bool):
-        raise InvalidValueType(f"{name} must be True or False, not {type(value).__name__}")
+        raise InvalidValueTypeError(f"{name} must be True or False, not {type(value).__name__}")
     return value
 
 
@@ -52,7 +52,7 @@ def check_value(value: object) -> bytes:
         return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
-    raise InvalidValueType(f"value must be bytes-like, not {type(value).__name__}")
+    raise InvalidValueTypeError(f"value must be bytes-like, not {type(value).__name__}")
 
 
 def object_name(name_prefix: str, key: object, *, max_bytes: int = 1024) -> str:
@@ -87,11 +87,11 @@ def normalize_base_path(base_path: object) -> str:
     """``base_path`` with empty segments dropped, as a store prefix is: ``"/a//b/"`` is ``"a/b"``.
 
     Refused with :class:`InvalidKeyError`, as in a key: a ``.`` or ``..``
-    segment, or a control character; with :class:`InvalidValueType`:
+    segment, or a control character; with :class:`InvalidValueTypeError`:
     anything but a str.
     """
     if not isinstance(base_path, str):
-        raise InvalidValueType(f"base_path must be str, not {type(base_path).__name__}")
+        raise InvalidValueTypeError(f"base_path must be str, not {type(base_path).__name__}")
     segments = [segment for segment in base_path.split("/") if segment]
     if any(segment in (".", "..") for segment in segments):
         raise InvalidKeyError(f"base path {base_path!r} has a '.' or '..' segment")

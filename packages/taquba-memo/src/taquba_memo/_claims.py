@@ -72,7 +72,12 @@ from typing import Any
 from taquba_memo import _layout as layout
 from taquba_memo._lease import HeldLease, Lease, Render
 from taquba_memo.backend import MemoBackend
-from taquba_memo.errors import BackendError, InvalidArgumentError, InvalidValueType, NotSupported
+from taquba_memo.errors import (
+    BackendError,
+    InvalidArgumentError,
+    InvalidValueTypeError,
+    NotSupportedError,
+)
 
 __all__ = ["ClaimPolicy", "EntryClaims", "HeldClaim", "check_claim"]
 
@@ -103,7 +108,7 @@ class ClaimPolicy:
         for name in ("lease_s", "poll_max_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidValueType(f"{name} must be a number, not {type(value).__name__}")
+                raise InvalidValueTypeError(f"{name} must be a number, not {type(value).__name__}")
             if not math.isfinite(value) or value <= 0:
                 raise InvalidArgumentError(
                     f"{name} must be a positive, finite number of seconds, got {value!r}"
@@ -132,9 +137,11 @@ def check_claim(claim: object, backend: MemoBackend) -> None:
     """Refuse, before any I/O, a ``claim`` that is not a :class:`ClaimPolicy` or None, or any
     claim on a backend without ``conditional_put``."""
     if claim is not None and not isinstance(claim, ClaimPolicy):
-        raise InvalidValueType(f"claim must be a ClaimPolicy or None, not {type(claim).__name__}")
+        raise InvalidValueTypeError(
+            f"claim must be a ClaimPolicy or None, not {type(claim).__name__}"
+        )
     if claim is not None and not backend.capabilities.conditional_put:
-        raise NotSupported(
+        raise NotSupportedError(
             f"claims need conditional_put, which {type(backend).__name__} does not declare"
         )
 

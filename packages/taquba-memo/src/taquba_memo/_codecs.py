@@ -38,7 +38,6 @@ from taquba_memo._checks import check_value
 from taquba_memo.errors import (
     DecodeError,
     EncodeError,
-    InvalidValueType,
     InvalidValueTypeError,
     MissingDependencyError,
 )
@@ -80,7 +79,7 @@ class Codec(Protocol[T]):
 def check_codec(codec: object) -> None:
     """Refuse, before any I/O, a ``codec`` without ``encode`` and ``decode`` methods."""
     if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
-        raise InvalidValueType(
+        raise InvalidValueTypeError(
             f"codec must have encode() and decode() methods, {type(codec).__name__} has not"
         )
 
@@ -107,7 +106,7 @@ def encode_value(codec: Codec[T], value: T) -> bytes:
         raise EncodeError(f"{codec!r} failed to encode: {type(exc).__name__}: {exc}") from exc
     try:
         return check_value(data)
-    except InvalidValueType as exc:
+    except InvalidValueTypeError as exc:
         raise EncodeError(f"{codec!r} returned {type(data).__name__}, not bytes") from exc
 
 
@@ -121,7 +120,7 @@ class BytesCodec:
     def encode(self, value: bytes | bytearray | memoryview, /) -> bytes:
         try:
             return check_value(value)
-        except InvalidValueType as exc:
+        except InvalidValueTypeError as exc:
             raise EncodeError(f"BytesCodec encodes bytes-like values only: {exc}") from None
 
     def decode(self, data: bytes, /) -> bytes:

@@ -31,7 +31,7 @@ duplicate workers of one step end with one answer. On a backend without
 ``conditional_put`` the store is an overwrite (the latest writer wins, as
 ``Memo.put`` does, matching the reference's ``put``), and a warning says so
 once per backend class. ``if_absent=True`` demands first-writer-wins and
-raises :class:`~taquba_memo.NotSupported` before any work where it is not
+raises :class:`~taquba_memo.NotSupportedError` before any work where it is not
 available; ``if_absent=False`` chooses overwrite. When step 1 found an
 undecodable, oversized or foreign value, that value is replaced by an
 overwrite (a create would fail forever), so first-writer-wins covers entries
@@ -90,8 +90,8 @@ from taquba_memo.errors import (
     EncodeError,
     EntryTooLargeError,
     ForeignObjectError,
-    InvalidValueType,
-    NotSupported,
+    InvalidValueTypeError,
+    NotSupportedError,
     ValueTooLargeError,
 )
 
@@ -141,7 +141,7 @@ class EntrySlot:
 def first_writer_wins(backend: MemoBackend, if_absent: bool | None) -> bool:
     """Resolve ``if_absent``: True/False as asked; None means wherever the backend can.
 
-    Raises :class:`~taquba_memo.NotSupported` for ``True`` on a backend without
+    Raises :class:`~taquba_memo.NotSupportedError` for ``True`` on a backend without
     ``conditional_put``. For ``None`` on such a backend the store is an
     overwrite, and a warning says so once per backend class.
     """
@@ -161,7 +161,7 @@ def first_writer_wins(backend: MemoBackend, if_absent: bool | None) -> bool:
                 )
         return conditional
     if if_absent and not conditional:
-        raise NotSupported(
+        raise NotSupportedError(
             f"if_absent needs conditional_put, which {type(backend).__name__} does not declare"
         )
     return bool(if_absent)
@@ -177,10 +177,10 @@ async def get_or_compute(
 ) -> T:
     """See the module documentation; ``Memo.get_or_compute`` is the public face."""
     if not callable(fn):
-        raise InvalidValueType(f"fn must be callable, not {type(fn).__name__}")
+        raise InvalidValueTypeError(f"fn must be callable, not {type(fn).__name__}")
     check_codec(codec)
     if not isinstance(store_if_cancelled, bool):
-        raise InvalidValueType("store_if_cancelled must be a bool")
+        raise InvalidValueTypeError("store_if_cancelled must be a bool")
     check_claim(claim, slot.backend)
     agree = first_writer_wins(slot.backend, if_absent)
     with slot.operation:

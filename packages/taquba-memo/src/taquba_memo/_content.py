@@ -47,7 +47,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from taquba_memo._messagepack import rust_content_key
-from taquba_memo.errors import EncodeError, InvalidArgumentError, InvalidValueType
+from taquba_memo.errors import EncodeError, InvalidArgumentError, InvalidValueTypeError
 
 __all__ = ["canonical_json", "content_key", "store_content_key"]
 
@@ -121,7 +121,7 @@ def key_of(value: object, namespace: str | None, convert: Converter | None) -> s
 
 def _namespace_bytes(namespace: object) -> bytes:
     if not isinstance(namespace, str):
-        raise InvalidValueType(f"namespace must be str, not {type(namespace).__name__}")
+        raise InvalidValueTypeError(f"namespace must be str, not {type(namespace).__name__}")
     if not namespace or "\x00" in namespace:
         raise InvalidArgumentError("namespace must be a non-empty str without NUL characters")
     try:

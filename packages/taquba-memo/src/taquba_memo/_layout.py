@@ -51,10 +51,10 @@ from taquba_memo.errors import (
     InvalidArgumentError,
     InvalidKeyError,
     InvalidPrefixError,
-    InvalidRunId,
-    InvalidStepNumber,
-    InvalidTerminalTime,
-    InvalidValueType,
+    InvalidRunIdError,
+    InvalidStepNumberError,
+    InvalidTerminalTimeError,
+    InvalidValueTypeError,
 )
 
 __all__ = [
@@ -152,9 +152,9 @@ def validate_run_id(run_id: object) -> str:
     would escape the run's namespace.
     """
     if not isinstance(run_id, str):
-        raise InvalidValueType(f"run_id must be str, not {type(run_id).__name__}")
+        raise InvalidValueTypeError(f"run_id must be str, not {type(run_id).__name__}")
     if _RUN_ID.fullmatch(run_id) is None:
-        raise InvalidRunId(
+        raise InvalidRunIdError(
             f"run_id must be 1-{MAX_RUN_ID_BYTES} characters of [A-Za-z0-9_-], got {run_id!r:.200}"
         )
     return run_id
@@ -162,7 +162,7 @@ def validate_run_id(run_id: object) -> str:
 
 def _validate_int(value: object, name: str, maximum: int, error: type[Exception]) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidValueType(f"{name} must be int, not {type(value).__name__}")
+        raise InvalidValueTypeError(f"{name} must be int, not {type(value).__name__}")
     if not 0 <= value <= maximum:
         raise error(f"{name} must be in 0..{maximum}, got {value}")
     return int(value)
@@ -170,18 +170,20 @@ def _validate_int(value: object, name: str, maximum: int, error: type[Exception]
 
 def validate_step_number(step_number: object) -> int:
     """Return ``step_number`` if it is an int in ``0..2**32-1`` (Rust ``u32``)."""
-    return _validate_int(step_number, "step_number", MAX_STEP_NUMBER, InvalidStepNumber)
+    return _validate_int(step_number, "step_number", MAX_STEP_NUMBER, InvalidStepNumberError)
 
 
 def validate_terminal_at_ms(terminal_at_ms: object) -> int:
     """Return ``terminal_at_ms`` if it is an int in ``0..2**64-1`` (Rust ``u64``)."""
-    return _validate_int(terminal_at_ms, "terminal_at_ms", MAX_TERMINAL_AT_MS, InvalidTerminalTime)
+    return _validate_int(
+        terminal_at_ms, "terminal_at_ms", MAX_TERMINAL_AT_MS, InvalidTerminalTimeError
+    )
 
 
 def normalize_prefix(prefix: object) -> str:
     """Return ``prefix`` with empty segments dropped: ``"/a//b/"`` -> ``"a/b"``."""
     if not isinstance(prefix, str):
-        raise InvalidValueType(f"prefix must be str, not {type(prefix).__name__}")
+        raise InvalidValueTypeError(f"prefix must be str, not {type(prefix).__name__}")
     segments = [segment for segment in prefix.split("/") if segment]
     for segment in segments:
         if segment in (".", ".."):
@@ -201,7 +203,7 @@ def _join(prefix: str, *segments: str) -> str:
 def hex_sha256(user_key: object) -> str:
     """Return the lowercase hex SHA-256 of ``user_key`` encoded as UTF-8."""
     if not isinstance(user_key, str):
-        raise InvalidValueType(f"memo key must be str, not {type(user_key).__name__}")
+        raise InvalidValueTypeError(f"memo key must be str, not {type(user_key).__name__}")
     try:
         encoded = user_key.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -280,7 +282,7 @@ def claims_prefix(entry_key: str) -> str:
     digits), so listing it finds claims only.
     """
     if not isinstance(entry_key, str):
-        raise InvalidValueType(f"entry key must be str, not {type(entry_key).__name__}")
+        raise InvalidValueTypeError(f"entry key must be str, not {type(entry_key).__name__}")
     if _HEX_SHA256.fullmatch(entry_key.rsplit("/", 1)[-1]) is None:
         raise InvalidKeyError(f"{entry_key!r:.200} is not a memo entry key")
     return entry_key + _CLAIM_INFIX
@@ -430,7 +432,7 @@ class Layout(Enum):
         """
         terminal_at_ms = validate_terminal_at_ms(terminal_at_ms)
         if terminal_at_ms > LATEST_TERMINAL_AT_MS:
-            raise InvalidTerminalTime(
+            raise InvalidTerminalTimeError(
                 f"terminal_at_ms {terminal_at_ms} is past {LATEST_TERMINAL_AT_MS}: a marker that "
                 "late is named like a marker of the other layout and would be read as one"
             )
@@ -489,7 +491,7 @@ DEFAULT_LAYOUT = Layout.V0_5
 def validate_layout(value: object) -> Layout:
     """Return the :class:`Layout` named ``value``: ``"0.5"`` or ``"0.10"``."""
     if not isinstance(value, str):
-        raise InvalidValueType(f"layout must be str, not {type(value).__name__}")
+        raise InvalidValueTypeError(f"layout must be str, not {type(value).__name__}")
     try:
         return Layout(value)
     except ValueError:

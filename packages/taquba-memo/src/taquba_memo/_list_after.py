@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taquba_memo.errors import InvalidKeyError, InvalidValueType
+from taquba_memo.errors import InvalidKeyError, InvalidValueTypeError
 
 __all__ = ["check_start_after", "is_after"]
 
@@ -15,7 +15,7 @@ def check_start_after(start_after: object) -> str:
     yielded whatever it is (S3's ``StartAfter`` takes any key too).
     """
     if not isinstance(start_after, str):
-        raise InvalidValueType(f"start_after must be str, not {type(start_after).__name__}")
+        raise InvalidValueTypeError(f"start_after must be str, not {type(start_after).__name__}")
     try:
         start_after.encode("utf-8")
     except UnicodeEncodeError:

@@ -152,7 +152,7 @@ class Memo(BoundMemo[MemoHost]):
         recent attempt wins. With ``if_absent`` the first writer wins: the
         value is stored only if ``key`` has none, and False is returned when
         it had one (backends without ``conditional_put`` raise
-        ``NotSupported``).
+        ``NotSupportedError``).
         """
         if_absent = check_flag(if_absent, "if_absent")
         store = self._store
@@ -215,7 +215,7 @@ class Memo(BoundMemo[MemoHost]):
         ``conditional_put``, and every caller returns the winner's value; on
         a backend without it the store is an overwrite (latest writer wins,
         as ``put`` does) and a warning says so once. ``if_absent=True``
-        demands first-writer-wins (``NotSupported`` before any work
+        demands first-writer-wins (``NotSupportedError`` before any work
         otherwise); ``if_absent=False`` chooses overwrite.
 
         Paid work survives cancellation: once ``fn`` has started, a
@@ -225,7 +225,7 @@ class Memo(BoundMemo[MemoHost]):
         with the caller instead.
 
         Duplicates in other processes pay once with ``claim=ClaimPolicy(lease_s=...)``
-        (needs ``conditional_put``; ``NotSupported`` before any work
+        (needs ``conditional_put``; ``NotSupportedError`` before any work
         otherwise): the first caller records a claim with a lease and renews
         it while ``fn`` runs; a duplicate that finds a live claim waits for
         the entry instead of paying, and takes over (one waiter only) when

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 
-from taquba_memo.errors import InvalidValueType
+from taquba_memo.errors import InvalidValueTypeError
 
 __all__ = ["Occurrences"]
 
@@ -46,7 +46,7 @@ class Occurrences:
     def next_key(self, key: object) -> str:
         """``f"{key}#{n}"`` for the n-th call with ``key`` (from 0), counted now."""
         if not isinstance(key, str):
-            raise InvalidValueType(f"memo key must be str, not {type(key).__name__}")
+            raise InvalidValueTypeError(f"memo key must be str, not {type(key).__name__}")
         with self._lock:
             n = self._counts.get(key, 0)
             self._counts[key] = n + 1

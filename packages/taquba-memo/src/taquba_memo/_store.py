@@ -41,7 +41,7 @@ from taquba_memo.backend import (
 from taquba_memo.errors import (
     ForkedProcessError,
     InvalidArgumentError,
-    InvalidValueType,
+    InvalidValueTypeError,
     StoreClosedError,
 )
 
@@ -80,12 +80,12 @@ class MemoStore(StoreSettings, AsyncClosing):
         layout: str = "0.5",
     ) -> None:
         if not isinstance(backend, MemoBackend):
-            raise InvalidValueType(
+            raise InvalidValueTypeError(
                 f"backend must implement MemoBackend, got {type(backend).__name__}"
             )
         if max_value_bytes is not None:
             if isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int):
-                raise InvalidValueType(
+                raise InvalidValueTypeError(
                     f"max_value_bytes must be an int or None, not {type(max_value_bytes).__name__}"
                 )
             if max_value_bytes < 0:
@@ -340,7 +340,9 @@ class MemoStore(StoreSettings, AsyncClosing):
     async def delete_terminal_marker(self, marker: TerminalMarker) -> None:
         """Delete ``marker``; a marker that is already gone is success."""
         if not isinstance(marker, TerminalMarker):
-            raise InvalidValueType(f"marker must be a TerminalMarker, not {type(marker).__name__}")
+            raise InvalidValueTypeError(
+                f"marker must be a TerminalMarker, not {type(marker).__name__}"
+            )
         key = self._layout.listed_marker_key(self._prefix, marker)
         with self._telemetry.operation("delete_terminal_marker", marker.run_id):
             await self._backend.delete(key)
@@ -399,7 +401,7 @@ class MemoStore(StoreSettings, AsyncClosing):
         runs, and released when it ends, however it ends. When another
         sweeper holds it, :class:`~taquba_memo.errors.SweepLeaseHeldError`
         is raised and nothing is deleted. It needs a backend with
-        ``conditional_put`` (``NotSupported`` otherwise). A release that
+        ``conditional_put`` (``NotSupportedError`` otherwise). A release that
         fails is logged; that lease goes stale within 90 s.
         """
         cutoff_ms = layout.validate_terminal_at_ms(cutoff_ms)

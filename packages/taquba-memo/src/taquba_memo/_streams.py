@@ -89,7 +89,7 @@ from taquba_memo._claims import ClaimPolicy, EntryClaims, HeldClaim, check_claim
 from taquba_memo._codecs import Codec, check_codec, decode_value, encode_value
 from taquba_memo._compute import EntrySlot, _read_usable, _usable_entry, first_writer_wins
 from taquba_memo._telemetry import monotonic
-from taquba_memo.errors import DecodeError, EncodeError, InvalidValueType
+from taquba_memo.errors import DecodeError, EncodeError, InvalidValueTypeError
 
 __all__ = ["StreamCodec", "frame", "from_sync_iterator", "get_or_stream", "unframe"]
 
@@ -168,7 +168,7 @@ def get_or_stream(
     Checks its arguments now, before any I/O; the stream starts on the first ``__anext__``.
     """
     if not callable(fn):
-        raise InvalidValueType(f"fn must be callable, not {type(fn).__name__}")
+        raise InvalidValueTypeError(f"fn must be callable, not {type(fn).__name__}")
     check_codec(codec)
     check_claim(claim, slot.backend)
     agree = first_writer_wins(slot.backend, None)
@@ -421,7 +421,7 @@ async def _open_source(fn: Callable[[], Any]) -> AsyncIterator[Any]:
     if not hasattr(source, "__anext__") and hasattr(source, "__aiter__"):
         source = source.__aiter__()
     if not hasattr(source, "__anext__"):
-        raise InvalidValueType(
+        raise InvalidValueTypeError(
             f"fn must return an async iterator of chunks, not {type(source).__name__} "
             "(the sync API's get_or_stream takes a sync one)"
         )
@@ -450,7 +450,7 @@ def _sync_source(fn: Callable[[], Any]) -> Iterator[Any]:
     try:
         return iter(source)
     except TypeError:
-        raise InvalidValueType(
+        raise InvalidValueTypeError(
             f"fn must return an iterator of chunks, not {type(source).__name__}"
         ) from None
 

@@ -30,7 +30,7 @@ The mechanism is :mod:`taquba_memo._lease`'s; what is the sweep lease's own:
   SIGKILL leaves a lease that blocks sweeps for up to ``lease_s + skew_s``.
 
 Needs ``conditional_put``; :meth:`SweepLease.acquire` raises
-``NotSupported`` otherwise.
+``NotSupportedError`` otherwise.
 
 ``MemoStore.sweep(lease=True)`` holds it around the sweep with
 :func:`held_sweep_lease`; the CLI's ``taquba-memo sweep`` takes it itself,
@@ -56,16 +56,14 @@ from taquba_memo._lease import HeldLease, Lease
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import (
     InvalidArgumentError,
-    InvalidValueType,
-    NotSupported,
-    SweepLeaseHeld,
+    InvalidValueTypeError,
+    NotSupportedError,
     SweepLeaseHeldError,
     SweepLeaseHolder,
 )
 
 __all__ = [
     "SweepLease",
-    "SweepLeaseHeld",
     "SweepLeaseHeldError",
     "SweepLeaseHolder",
     "held_sweep_lease",
@@ -109,7 +107,7 @@ class SweepLease:
     ) -> None:
         for name, value in (("lease_s", lease_s), ("skew_s", skew_s), ("max_lease_s", max_lease_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidValueType(f"{name} must be a number, not {type(value).__name__}")
+                raise InvalidValueTypeError(f"{name} must be a number, not {type(value).__name__}")
             if not (math.isfinite(value) and value >= 0):
                 raise InvalidArgumentError(f"{name} must be a finite non-negative number")
         if lease_s == 0:
@@ -151,7 +149,7 @@ class SweepLease:
     async def acquire(self) -> None:
         """Take the lease, or raise :class:`SweepLeaseHeldError` naming who holds it."""
         if not self._lease.backend.capabilities.conditional_put:
-            raise NotSupported("a sweep lease needs a backend with conditional_put")
+            raise NotSupportedError("a sweep lease needs a backend with conditional_put")
         generations = await self._lease.generations()
         highest = generations[-1][0] if generations else 0
         if highest:

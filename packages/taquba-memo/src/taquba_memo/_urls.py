@@ -52,7 +52,7 @@ from taquba_memo.errors import (
     AdapterNotInstalledError,
     InvalidArgumentError,
     InvalidURLError,
-    InvalidValueType,
+    InvalidValueTypeError,
     MemoError,
 )
 
@@ -113,7 +113,7 @@ def open_backend(url: str) -> MemoBackend:
     a query parameter that holds a secret), whoever wrote the message.
     """
     if not isinstance(url, str):
-        raise InvalidValueType(f"url must be str, not {type(url).__name__}")
+        raise InvalidValueTypeError(f"url must be str, not {type(url).__name__}")
     try:
         return _open_backend(url)
     except Exception as exc:
@@ -157,7 +157,7 @@ def _open_backend(url: str) -> MemoBackend:
             f"{resolution.distribution} refused {redact_url(url)!r}: {exc}"
         ) from exc
     if not isinstance(backend, MemoBackend):
-        raise InvalidValueType(
+        raise InvalidValueTypeError(
             f"entry point {resolution.entry_point.name!r} of {resolution.distribution} "
             f"returned {type(backend).__name__}, not a MemoBackend"
         )

@@ -15,12 +15,12 @@ operations below is a backend; it need not inherit from anything.
 The rules every backend follows (the conformance suite checks each one):
 
 * **Keys** are ``str``; any other type (``bytes`` included) raises
-  :class:`~taquba_memo.InvalidValueType` before any I/O. Keys are opaque and
+  :class:`~taquba_memo.InvalidValueTypeError` before any I/O. Keys are opaque and
   exact: never normalised (no case folding, no Unicode normalisation, no
   trimming, no percent-decoding), so two keys that differ in any code point
   are two keys.
 * **Values** are bytes-like (``bytes``, ``bytearray``, ``memoryview``); a
-  ``str`` value raises :class:`~taquba_memo.InvalidValueType` and nothing is
+  ``str`` value raises :class:`~taquba_memo.InvalidValueTypeError` and nothing is
   written. ``taquba_memo.adapter_kit.check_key`` and ``check_value`` do both.
 * **Missing is not an error**: ``get`` of a missing key returns ``None``;
   ``delete`` and ``delete_many`` of missing keys succeed.
@@ -28,7 +28,7 @@ The rules every backend follows (the conformance suite checks each one):
   the SDK's exception chained as ``__cause__`` (``TransientBackendError``,
   ``ThrottledError``, ``AccessDeniedError``, ``ContainerNotFoundError``).
 * ``put(..., if_absent=True)`` on a backend that does not declare
-  ``conditional_put`` raises :class:`~taquba_memo.NotSupported`; it never
+  ``conditional_put`` raises :class:`~taquba_memo.NotSupportedError`; it never
   silently overwrites.
 
 Optional members: a backend may offer more than the six operations, one
@@ -195,7 +195,7 @@ class ListsAfter(Protocol):
 
     ``start_after`` may be any str, under ``prefix`` or not (as S3's
     ``StartAfter``): a key outside ``prefix`` is never yielded whatever it
-    is. A non-str raises :class:`~taquba_memo.InvalidValueType`, and a str
+    is. A non-str raises :class:`~taquba_memo.InvalidValueTypeError`, and a str
     that is not valid Unicode text :class:`~taquba_memo.InvalidKeyError`,
     before any I/O (``taquba_memo.adapter_kit.check_start_after``). A store
     whose start is inclusive (GCS's ``startOffset``) drops the equal key
@@ -278,7 +278,7 @@ class MemoBackend(Protocol):
         By default an existing value is overwritten. With ``if_absent`` the
         write happens only if ``key`` does not exist, atomically, and False
         is returned when it did exist (the stored value is left unchanged).
-        A backend without ``conditional_put`` raises ``NotSupported``.
+        A backend without ``conditional_put`` raises ``NotSupportedError``.
         """
         ...
 
@@ -290,7 +290,7 @@ class MemoBackend(Protocol):
         """Delete every key, in as few requests as the store allows.
 
         Every key is checked first: when any of them is not a ``str``, the
-        whole call raises ``InvalidValueType`` and nothing is deleted. Missing
+        whole call raises ``InvalidValueTypeError`` and nothing is deleted. Missing
         keys succeed. Any number of keys is accepted (chunk them to
         ``max_delete_batch`` per request). A key that fails does not stop the
         others: all are attempted, then ``DeleteManyError`` reports every
@@ -316,7 +316,7 @@ class MemoBackend(Protocol):
         ``capabilities.ordered_listing`` is declared. A consumer may stop
         early; no further pages are then requested. Implement it as an
         ``async def`` generator, or as a plain ``def`` that returns an async
-        iterator; a non-``str`` prefix raises ``InvalidValueType`` (at the
+        iterator; a non-``str`` prefix raises ``InvalidValueTypeError`` (at the
         call or at the first ``__anext__``).
         """
         ...

@@ -76,7 +76,7 @@ from taquba_memo.errors import (
     DeleteManyError,
     InvalidArgumentError,
     InvalidKeyError,
-    InvalidValueType,
+    InvalidValueTypeError,
 )
 
 __all__ = ["LocalFileBackend"]
@@ -121,7 +121,7 @@ class LocalFileBackend(MemoBackendBase):
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
         text = os.fspath(root)
         if not isinstance(text, str):
-            raise InvalidValueType(f"root must be a str or path, not {type(text).__name__}")
+            raise InvalidValueTypeError(f"root must be a str or path, not {type(text).__name__}")
         if not _is_file_system_path(text):
             raise InvalidArgumentError(
                 f"root {text!r} cannot name a directory: it holds a NUL character or "

@@ -12,7 +12,7 @@ from taquba_memo._exit_codes import ExitCode
 from taquba_memo._iso_time import iso_utc
 from taquba_memo._layout import TerminalMarker
 from taquba_memo._store import MemoStore
-from taquba_memo._sweep_lease import SweepLease, SweepLeaseHeld
+from taquba_memo._sweep_lease import SweepLease, SweepLeaseHeldError
 from taquba_memo.cli._empty_store import warn_if_empty
 from taquba_memo.cli._observed import ObservedBackend
 from taquba_memo.cli._output import Output, plural
@@ -67,7 +67,7 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
             report = await store.sweep(
                 cutoff_ms, concurrency=args.concurrency, dry_run=args.dry_run, on_run_done=run_done
             )
-        except SweepLeaseHeld as held:
+        except SweepLeaseHeldError as held:
             skipped, summary = partial()
             holder = held.holder
             skipped["skipped"] = str(held)
