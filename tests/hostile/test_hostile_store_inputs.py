@@ -220,9 +220,11 @@ async def exercise(
     else:
         refused += 1
     cleared, _ = await attempt(recorder, run_ok, lambda: store.clear_memos_for_run(run_id))
-    ts_ok = in_range(terminal_at, layout.MAX_TERMINAL_AT_MS)
+    ts_ok = in_range(terminal_at, layout.MAX_TERMINAL_AT_MS)  # any u64 is a cutoff
+    # A marker no later than LATEST_TERMINAL_AT_MS: a later name would read as the other layout's.
+    marker_ok = ts_ok and terminal_at <= layout.LATEST_TERMINAL_AT_MS
     marked, _ = await attempt(
-        recorder, run_ok and ts_ok, lambda: store.write_terminal_marker(run_id, terminal_at)
+        recorder, run_ok and marker_ok, lambda: store.write_terminal_marker(run_id, terminal_at)
     )
     swept, report = await attempt(recorder, ts_ok, lambda: store.sweep(terminal_at))
     if swept and marked:
