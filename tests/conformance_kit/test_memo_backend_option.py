@@ -79,8 +79,9 @@ def test_a_sync_factory_runs_the_whole_suite_in_a_fresh_process(
 def test_an_async_factory_gets_the_fixtures_it_names(project: pytest.Pytester) -> None:
     result = project.runpytest("--memo-backend=my_backends:local_files", "-q")
     outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) == 0
-    assert outcomes.get("errors", 0) == 0
+    report = result.stdout.str()[-8000:]
+    assert outcomes.get("failed", 0) == 0, report
+    assert outcomes.get("errors", 0) == 0, report
     assert outcomes["passed"] + outcomes["skipped"] == suite_size(project)
 
 

@@ -371,7 +371,7 @@ def test_use_development_storage_means_azurite_at_its_default_address() -> None:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in server_env.items():
             patch.setenv(name, value)
-        patch.setattr(servers.azure, "check_answers", lambda url, variable: None)
+        patch.setattr(servers.azure.common, "check_answers", lambda url, variable: None)
         server = servers.resolve_azure_server()
     assert server.blob_endpoint == "http://127.0.0.1:10000/devstoreaccount1"
     assert server.account_key == servers.AZURITE_ACCOUNT_KEY
