@@ -67,6 +67,23 @@ def plant_linked_run(root: Path, outside: Path, run_id: str = "victim") -> list[
     return files
 
 
+def plant_linked_entry(tmp_path: Path) -> Path:
+    """A precious file outside, and the entry ``run/entry`` of the root
+    ``tmp_path / "root"`` a symbolic link to it. Returns the file."""
+    target = tmp_path / "target"
+    target.write_bytes(PRECIOUS)
+    (tmp_path / "root" / "run").mkdir(parents=True)
+    (tmp_path / "root" / "run" / "entry").symlink_to(target)
+    return target
+
+
+@pytest.fixture
+def linked_victim(tmp_path: Path) -> list[Path]:
+    """Run ``victim`` of the root ``tmp_path / "root"`` linked to files outside
+    (:func:`plant_linked_run`). Returns the files."""
+    return plant_linked_run(tmp_path / "root", tmp_path / "outside")
+
+
 @pytest.fixture(params=["openat2", "component walk"])
 def each_resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both ways a path below the root is resolved: Linux's openat2, and the
@@ -108,13 +125,12 @@ async def test_a_sweep_deletes_nothing_through_a_linked_run_directory(
 
 @pytest.mark.usefixtures("each_resolution")
 async def test_clearing_a_run_whose_directory_is_a_link_deletes_nothing_outside(
-    tmp_path: Path,
+    tmp_path: Path, linked_victim: list[Path]
 ) -> None:
     root = tmp_path / "root"
-    outside = plant_linked_run(root, tmp_path / "outside")
     async with MemoStore(LocalFileBackend(root), PREFIX) as store:
         assert await store.clear_memos_for_run("victim") == 0
-    assert intact(outside)
+    assert intact(linked_victim)
     assert (root / PREFIX / "memos" / "victim").is_symlink()  # left alone as well
 
 
@@ -189,11 +205,9 @@ async def test_an_entry_linked_to_a_file_outside_is_never_read(tmp_path: Path) -
 
 @pytest.mark.usefixtures("each_resolution")
 async def test_a_key_below_a_linked_directory_is_never_read_written_or_deleted(
-    tmp_path: Path,
+    tmp_path: Path, linked_victim: list[Path]
 ) -> None:
-    root = tmp_path / "root"
-    outside = plant_linked_run(root, tmp_path / "outside")
-    backend = LocalFileBackend(root)
+    backend = LocalFileBackend(tmp_path / "root")
     key = f"{PREFIX}/memos/victim/0/{layout.hex_sha256('a')}"
     with pytest.raises(ForeignObjectError, match="symbolic link"):
         await backend.get(key)
@@ -203,16 +217,13 @@ async def test_a_key_below_a_linked_directory_is_never_read_written_or_deleted(
         await backend.put(f"{PREFIX}/memos/victim/9/new", b"created outside")
     with pytest.raises(ForeignObjectError):
         await backend.delete(key)
-    assert intact(outside)
+    assert intact(linked_victim)
     assert sorted(os.listdir(tmp_path / "outside")) == ["0", "1"]
 
 
 @pytest.mark.usefixtures("each_resolution")
 async def test_deleting_an_entry_that_is_a_link_removes_the_link_only(tmp_path: Path) -> None:
-    target = tmp_path / "target"
-    target.write_bytes(PRECIOUS)
-    (tmp_path / "root" / "run").mkdir(parents=True)
-    (tmp_path / "root" / "run" / "entry").symlink_to(target)
+    target = plant_linked_entry(tmp_path)
     backend = LocalFileBackend(tmp_path / "root")
     await backend.delete_many(["run/entry"])
     assert target.read_bytes() == PRECIOUS
@@ -221,10 +232,7 @@ async def test_deleting_an_entry_that_is_a_link_removes_the_link_only(tmp_path: 
 
 @pytest.mark.usefixtures("each_resolution")
 async def test_a_put_replaces_a_linked_entry_without_writing_through_it(tmp_path: Path) -> None:
-    target = tmp_path / "target"
-    target.write_bytes(PRECIOUS)
-    (tmp_path / "root" / "run").mkdir(parents=True)
-    (tmp_path / "root" / "run" / "entry").symlink_to(target)
+    target = plant_linked_entry(tmp_path)
     backend = LocalFileBackend(tmp_path / "root", durable=False)
     await backend.put("run/entry", b"new")
     assert target.read_bytes() == PRECIOUS

@@ -70,6 +70,28 @@ class ServerRecord(Generic[EmulatorT]):
             stop()
 
 
+@dataclass(kw_only=True)
+class BucketServerRecord(ServerRecord[EmulatorT]):
+    """A record of an object store with buckets (S3, GCS): its endpoint, and a bucket per call."""
+
+    endpoint_url: str
+    #: ``TAQUBA_MEMO_S3_BUCKET`` or ``TAQUBA_MEMO_GCS_BUCKET``: reuse this bucket
+    #: instead of creating one per call.
+    fixed_bucket: str | None = None
+
+    def new_bucket(self) -> str:
+        """Create a fresh, uniquely named, empty bucket and return its name."""
+        if self.fixed_bucket:
+            return self.fixed_bucket
+        name = unique_name()
+        self._create_bucket(name)
+        return name
+
+    def _create_bucket(self, name: str) -> None:
+        """Create the empty bucket ``name`` through the store's own API."""
+        raise NotImplementedError
+
+
 class StartedFields(TypedDict):
     how: How
     startup_seconds: float

@@ -23,15 +23,12 @@ FAKE_GCS_IMAGE = "fsouza/fake-gcs-server:1.54.0"
 
 
 @dataclass
-class GCSServer(common.ServerRecord[GCSEmulator]):
+class GCSServer(common.BucketServerRecord[GCSEmulator]):
     """A GCS JSON-API endpoint. Against the emulator no token is needed and none is sent."""
 
-    endpoint_url: str
     project: str
     #: ``TAQUBA_MEMO_GCS_TOKEN``: an OAuth access token, sent as a bearer token when set.
     access_token: str | None = None
-    #: ``TAQUBA_MEMO_GCS_BUCKET``: reuse this bucket instead of creating one per call.
-    fixed_bucket: str | None = None
 
     def json_api(self, method: str, path: str, *, body: Any = None, query: str = "") -> Any:
         """Call the JSON API (``path`` after ``/storage/v1``) and return the decoded reply.
@@ -53,14 +50,10 @@ class GCSServer(common.ServerRecord[GCSEmulator]):
             payload = reply.read()
         return json.loads(payload) if payload else None
 
-    def new_bucket(self) -> str:
-        """Create a fresh, uniquely named, empty bucket (JSON API ``buckets.insert``)."""
-        if self.fixed_bucket:
-            return self.fixed_bucket
-        name = common.unique_name()
+    def _create_bucket(self, name: str) -> None:
+        """JSON API ``buckets.insert``."""
         query = urllib.parse.urlencode({"project": self.project})
         self.json_api("POST", "/b", body={"name": name}, query=query)
-        return name
 
 
 def resolve_gcs_server() -> GCSServer:

@@ -32,15 +32,12 @@ MINIO_SECRET_KEY = "minioadmin"
 
 
 @dataclass
-class S3Server(common.ServerRecord[S3Emulator]):
+class S3Server(common.BucketServerRecord[S3Emulator]):
     """An S3-compatible endpoint with explicit credentials (path-style addressing)."""
 
-    endpoint_url: str
     access_key: str
     secret_key: str
     region: str
-    #: ``TAQUBA_MEMO_S3_BUCKET``: reuse this bucket instead of creating one per call.
-    fixed_bucket: str | None = None
     #: Whether a request signed with a wrong secret is refused (moto, by default, takes any).
     checks_signatures: bool = True
     _client: Any = field(default=None, init=False, repr=False, compare=False)
@@ -64,16 +61,11 @@ class S3Server(common.ServerRecord[S3Emulator]):
             )
         return self._client
 
-    def new_bucket(self) -> str:
-        """Create a fresh, uniquely named, empty bucket and return its name."""
-        if self.fixed_bucket:
-            return self.fixed_bucket
-        name = common.unique_name()
+    def _create_bucket(self, name: str) -> None:
         options: dict[str, Any] = {}
         if self.region != "us-east-1":
             options["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         self.boto3_client().create_bucket(Bucket=name, **options)
-        return name
 
 
 def resolve_s3_server() -> S3Server:

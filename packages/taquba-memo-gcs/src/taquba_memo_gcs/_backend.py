@@ -156,13 +156,12 @@ class GCSBackend(BlockingBackendBase[storage.Client]):
             raise InvalidValueTypeError(f"expected a storage.Client or storage.Bucket, not {kind}")
         if not 1 <= list_page_size <= LIST_PAGE_SIZE:
             raise InvalidArgumentError(f"list_page_size must be 1..{LIST_PAGE_SIZE}")
-        workers = max_concurrency if max_concurrency is not None else _http_pool_size(client)
         super().__init__(
             client,
             base_path=base_path,
-            max_concurrency=workers,
+            max_concurrency=max_concurrency,
+            pool_size=_http_pool_size(client),
             thread_name="taquba-memo-gcs",
-            owns_client=False,  # the caller's client; see _owning_its_client
         )
         _stop_bucket_metadata_lookups(client)
         self._bucket: storage.Bucket = bucket
@@ -222,12 +221,12 @@ class GCSBackend(BlockingBackendBase[storage.Client]):
         request per key (the endpoint refused a batch), None not known yet."""
         return self._batch_supported
 
-    def __repr__(self) -> str:
-        endpoint = self._client._connection.API_BASE_URL
-        return (
-            f"GCSBackend(bucket={self.bucket_name!r}, base_path={self._base_path!r}, "
-            f"endpoint={endpoint!r})"
-        )
+    def _described(self) -> dict[str, object]:
+        return {
+            "bucket": self.bucket_name,
+            "base_path": self._base_path,
+            "endpoint": self._client._connection.API_BASE_URL,
+        }
 
     # -- calls ---------------------------------------------------------------
 

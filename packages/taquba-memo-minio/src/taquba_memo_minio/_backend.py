@@ -225,21 +225,20 @@ class MinioBackend(BlockingBackendBase[Minio]):
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise InvalidArgumentError(f"part_size must be {MIN_PART_SIZE}..{MAX_PART_SIZE} bytes")
         connections = pool_size(client._http, _DEFAULT_SDK_POOL)
-        workers = max_concurrency if max_concurrency is not None else connections
         super().__init__(
             client,
             base_path=base_path,
-            max_concurrency=workers,
+            max_concurrency=max_concurrency,
+            pool_size=connections,
             thread_name="taquba-memo-minio",
-            owns_client=False,  # the caller's client; see _owning_its_client
         )
         self._bucket = bucket
         self._part_size = part_size
-        if workers > connections:
+        if self.max_concurrency > connections:
             logger.warning(
                 "max_concurrency=%d exceeds the client's connection pool (%d per host); "
                 "the extra connections are opened and discarded for every request",
-                workers,
+                self.max_concurrency,
                 connections,
             )
         self._capabilities = Capabilities(
@@ -314,14 +313,15 @@ class MinioBackend(BlockingBackendBase[Minio]):
     def bucket(self) -> str:
         return self._bucket
 
-    def __repr__(self) -> str:
+    def _described(self) -> dict[str, object]:
         base_url = getattr(self._client, "_base_url", None)
         host = getattr(base_url, "host", "?")
         scheme = "https" if getattr(base_url, "is_https", True) else "http"
-        return (
-            f"MinioBackend(endpoint='{scheme}://{host}', bucket={self._bucket!r}, "
-            f"base_path={self._base_path!r})"
-        )
+        return {
+            "endpoint": f"{scheme}://{host}",
+            "bucket": self._bucket,
+            "base_path": self._base_path,
+        }
 
     # -- calls ---------------------------------------------------------------
 

@@ -65,16 +65,19 @@ class BlockingBackendBase(ObjectStoreBackendBase, Generic[ClientT]):
         client: ClientT,
         *,
         base_path: str,
-        max_concurrency: int,
+        max_concurrency: int | None,
+        pool_size: int,
         thread_name: str,
-        owns_client: bool,
     ) -> None:
+        """``max_concurrency`` None: as many threads as the client's ``pool_size`` connections."""
         self._use_base_path(base_path)
+        if max_concurrency is None:
+            max_concurrency = pool_size
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidArgumentError("max_concurrency must be at least 1")
         self._client = client
         self._runner = BlockingRunner(max_concurrency, name=thread_name)
-        self._owns_client = owns_client
+        self._owns_client = False  # the caller's client; see _owning_its_client
         self._closed = False
 
     @classmethod
@@ -96,6 +99,14 @@ class BlockingBackendBase(ObjectStoreBackendBase, Generic[ClientT]):
     def _object_name(self, key: object) -> str:
         """The object name for ``key``, or :class:`~taquba_memo.InvalidKeyError` before any I/O."""
         return object_name(self._name_prefix, key, max_bytes=self._max_name_bytes)
+
+    def _described(self) -> dict[str, object]:
+        """What ``repr`` shows, in order: where the objects are, never a credential."""
+        return {"base_path": self._base_path}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._described().items())
+        return f"{type(self).__name__}({shown})"
 
     def _map_error(self, exc: BaseException, *, operation: str, target: str) -> BackendError:
         """The adapter's error for an SDK failure of ``operation`` on ``target``."""

@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from taquba_memo._bounded_read import read_document
 from taquba_memo.backend import MemoBackend
@@ -145,32 +145,33 @@ class Lease:
             await self.backend.delete_many(keys)
 
 
+@dataclass(eq=False)
 class HeldLease:
     """A generation this process created, renewed every ``renew_every_s`` until stopped."""
 
-    def __init__(
-        self, lease: Lease, generation: int, key: str, render: Render, renew_every_s: float
-    ) -> None:
-        self.lease = lease
-        self.generation = generation
-        self.key = key
-        self._render = render
-        self._renew_every_s = renew_every_s
-        self._beat = 0
-        self._stop = asyncio.Event()
+    lease: Lease
+    generation: int
+    key: str
+    render: Render
+    renew_every_s: float
+    _beat: int = field(init=False, default=0)
+    _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _renewer: asyncio.Future[None] = field(init=False)
+
+    def __post_init__(self) -> None:
         self._renewer = asyncio.ensure_future(self._renew_until_stopped())
 
     async def _renew_until_stopped(self) -> None:
         failing = False
         while True:
             try:
-                await asyncio.wait_for(self._stop.wait(), self._renew_every_s)
+                await asyncio.wait_for(self._stop.wait(), self.renew_every_s)
                 return  # stopped between renewals: a renewal is never cut off mid-write
             except asyncio.TimeoutError:
                 pass
             self._beat += 1
             try:
-                await self.lease.backend.put(self.key, self._render(self._beat, False))
+                await self.lease.backend.put(self.key, self.render(self._beat, False))
             except Exception as exc:  # any failure: retry at the next beat, as for a 503
                 if not failing:
                     logger.warning(
@@ -179,7 +180,7 @@ class HeldLease:
                         self.lease.label,
                         self.key,
                         exc,
-                        self._renew_every_s,
+                        self.renew_every_s,
                         exc_info=exc,
                     )
                 failing = True
@@ -198,7 +199,7 @@ class HeldLease:
     async def release(self) -> None:
         """Stop renewing and overwrite the generation as released; raises what ``put`` raises."""
         await self.stop()
-        await self.lease.backend.put(self.key, self._render(self._beat, True))
+        await self.lease.backend.put(self.key, self.render(self._beat, True))
 
     async def delete(self) -> None:
         """Stop renewing and delete the generation; raises what ``delete`` raises."""

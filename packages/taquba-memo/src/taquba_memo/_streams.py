@@ -83,6 +83,7 @@ import logging
 import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from taquba_memo._claims import ClaimPolicy, EntryClaims, HeldClaim, check_claim
@@ -214,38 +215,32 @@ class _Cursor:
         self.index = 0
 
 
+@dataclass(eq=False)
 class _Flight(Generic[T]):
     """One stream in progress in one event loop: its chunks, its recording, its consumers."""
 
-    def __init__(
-        self,
-        key: Hashable,
-        slot: EntrySlot,
-        fn: Callable[[], Any],
-        codec: Codec[T],
-        agree: bool,
-        claim: ClaimPolicy | None,
-    ) -> None:
-        self.key = key
-        self.slot = slot
-        self.fn = fn
-        self.codec = codec
-        self.agree = agree
-        self.claim = claim
-        self.loop = asyncio.get_running_loop()
-        self.chunks: list[T] = []
-        self.base = 0  # the index of chunks[0]: earlier ones were read by all and dropped
-        self.recording: list[bytes] | None = []  # None: too large to store, passed through
-        self.recording_bytes = _HEADER.size
-        self.opened = False
-        self.finished = False
-        self.error: BaseException | None = None
-        self.cursors: list[_Cursor] = []
-        self.pending: asyncio.Future[None] | None = None
-        self.source: AsyncIterator[T] | None = None
-        self.started: float | None = None
-        self.occupied = False
-        self.held: HeldClaim | None = None
+    key: Hashable
+    slot: EntrySlot
+    fn: Callable[[], Any]
+    codec: Codec[T]
+    agree: bool
+    claim: ClaimPolicy | None
+    loop: asyncio.AbstractEventLoop = field(init=False, default_factory=asyncio.get_running_loop)
+    chunks: list[T] = field(init=False, default_factory=list)
+    # The index of chunks[0]: earlier ones were read by all and dropped.
+    base: int = field(init=False, default=0)
+    # None: too large to store, passed through.
+    recording: list[bytes] | None = field(init=False, default_factory=list)
+    recording_bytes: int = field(init=False, default=_HEADER.size)
+    opened: bool = field(init=False, default=False)
+    finished: bool = field(init=False, default=False)
+    error: BaseException | None = field(init=False, default=None)
+    cursors: list[_Cursor] = field(init=False, default_factory=list)
+    pending: asyncio.Future[None] | None = field(init=False, default=None)
+    source: AsyncIterator[T] | None = field(init=False, default=None)
+    started: float | None = field(init=False, default=None)
+    occupied: bool = field(init=False, default=False)
+    held: HeldClaim | None = field(init=False, default=None)
 
     def join(self) -> _Cursor:
         cursor = _Cursor()
