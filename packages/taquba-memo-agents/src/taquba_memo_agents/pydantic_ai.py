@@ -62,6 +62,7 @@ from pydantic_ai.settings import ModelSettings
 from taquba_memo import ClaimPolicy, DecodeError, InvalidValueTypeError, request_key
 
 from taquba_memo_agents import _occurrences
+from taquba_memo_agents._one_task import in_one_task
 
 __all__ = ["VOLATILE_FIELDS", "VOLATILE_SETTINGS", "MemoModel", "stable_messages"]
 
@@ -274,7 +275,9 @@ class MemoModel(WrapperModel):
         run_context: Any = None,
     ) -> AsyncIterator[StreamedResponse]:
         def live() -> AsyncIterator[ModelResponseStreamEvent | ModelResponse]:
-            return self._live(messages, model_settings, model_request_parameters, run_context)
+            return in_one_task(  # context variables set in the stream live in one task
+                lambda: self._live(messages, model_settings, model_request_parameters, run_context)
+            )
 
         memo = taquba_memo.current_memo()
         if memo is None:
