@@ -93,7 +93,8 @@ async def test_a_replayed_stream_gives_the_same_events(
         return [
             event.data.delta
             async for event in run.stream_events()
-            if event.type == "raw_response_event" and event.data.type == "response.output_text.delta"
+            if event.type == "raw_response_event"
+            and event.data.type == "response.output_text.delta"
         ]
 
     runs = []

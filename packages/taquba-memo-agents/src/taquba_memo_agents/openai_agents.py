@@ -53,20 +53,16 @@ for the first one's answer instead of paying twice.
 from __future__ import annotations
 
 import dataclasses
-from contextlib import aclosing
+import inspect
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import taquba_memo
 from agents.agent_output import AgentOutputSchemaBase
-from agents.handoffs import Handoff
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
-from agents.model_settings import ModelSettings
-from agents.models.interface import Model, ModelProvider, ModelTracing
+from agents.models.interface import Model, ModelProvider
 from agents.models.multi_provider import MultiProvider
 from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
-from agents.tool import Tool
-from openai.types.responses.response_prompt_param import ResponsePromptParam
 from pydantic import BaseModel, TypeAdapter
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, request_key
 
@@ -75,6 +71,7 @@ from taquba_memo_agents._one_task import in_one_task
 from taquba_memo_agents.openai import _AdapterCodec
 
 __all__ = [
+    "VOLATILE_ARGUMENTS",
     "VOLATILE_PROVIDER_DATA",
     "VOLATILE_SETTINGS",
     "MemoModel",
@@ -129,7 +126,9 @@ def _stable_input(items: str | list[TResponseInputItem]) -> Any:
     for item in _plain(items):
         if isinstance(item, dict) and isinstance(item.get("provider_data"), dict):
             data = item["provider_data"]
-            kept = {name: value for name, value in data.items() if name not in VOLATILE_PROVIDER_DATA}
+            kept = {
+                name: value for name, value in data.items() if name not in VOLATILE_PROVIDER_DATA
+            }
             item = {**item, "provider_data": kept}
         stable.append(item)
     return stable
@@ -156,43 +155,45 @@ def _model_of(model: Model) -> dict[str, Any]:
     }
 
 
-def request_of(
-    model: Model,
-    system_instructions: str | None,
-    input: str | list[TResponseInputItem],
-    model_settings: ModelSettings,
-    tools: list[Tool],
-    output_schema: AgentOutputSchemaBase | None,
-    handoffs: list[Handoff],
-    *,
-    previous_response_id: str | None,
-    conversation_id: str | None,
-    prompt: ResponsePromptParam | None,
-    stream: bool,
-) -> dict[str, Any]:
+#: Arguments of ``get_response``/``stream_response`` that never change the answer.
+VOLATILE_ARGUMENTS = frozenset({"tracing"})
+
+_SIGNATURE = inspect.signature(Model.get_response)  # stream_response's is the same
+
+
+def _named(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments by the names of the Model interface."""
+    bound = _SIGNATURE.bind(None, *args, **kwargs)  # None: self
+    return {name: value for name, value in bound.arguments.items() if name != "self"}
+
+
+def request_of(model: Model, arguments: Mapping[str, Any], *, stream: bool) -> dict[str, Any]:
     """What the key is made of: the wrapped model and every argument that shapes the answer."""
-    settings = {
-        name: value
-        for name, value in _plain(model_settings).items()
-        if name not in VOLATILE_SETTINGS and name != "type"
-    }
-    return {
-        "model": _model_of(model),
-        "system_instructions": system_instructions,
-        "input": _stable_input(input),
-        "settings": settings,
-        "tools": _plain(tools),
-        "output_schema": _output_schema(output_schema),
-        "handoffs": _plain(handoffs),
-        "previous_response_id": previous_response_id,
-        "conversation_id": conversation_id,
-        "prompt": _plain(prompt),
-        "stream": stream,
-    }
+    request: dict[str, Any] = {"model": _model_of(model), "stream": stream}
+    for name, value in arguments.items():
+        if name in VOLATILE_ARGUMENTS:
+            continue
+        if name == "input":
+            request[name] = _stable_input(value)
+        elif name == "model_settings":
+            settings = _plain(value)
+            request[name] = {
+                setting: item
+                for setting, item in settings.items()
+                if setting not in VOLATILE_SETTINGS and setting != "type"
+            }
+        elif name == "output_schema":
+            request[name] = _output_schema(value)
+        else:
+            request[name] = _plain(value)
+    return request
 
 
 class MemoModel(Model):
-    """``model`` with ``get_response`` and ``stream_response`` memoized in the current memo."""
+    """``model`` with ``get_response`` and ``stream_response`` memoized in the current memo.
+
+    Both take the arguments of the ``Model`` interface, as the runner passes them.
+    """
 
     def __init__(
         self,
@@ -209,51 +210,18 @@ class MemoModel(Model):
         self.claim = claim
         self.namespace = namespace
 
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, stream: bool) -> str:
+        request = request_of(self.model, _named(args, kwargs), stream=stream)
+        return request_key(request, namespace=self.namespace)
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         async def call() -> ModelResponse:
-            return await self.model.get_response(
-                system_instructions,
-                input,
-                model_settings,
-                tools,
-                output_schema,
-                handoffs,
-                tracing,
-                previous_response_id=previous_response_id,
-                conversation_id=conversation_id,
-                prompt=prompt,
-            )
+            return await self.model.get_response(*args, **kwargs)
 
         memo = taquba_memo.current_memo()
         if memo is None:
             return await call()
-        request = request_of(
-            self.model,
-            system_instructions,
-            input,
-            model_settings,
-            tools,
-            output_schema,
-            handoffs,
-            previous_response_id=previous_response_id,
-            conversation_id=conversation_id,
-            prompt=prompt,
-            stream=False,
-        )
-        key = request_key(request, namespace=self.namespace)
+        key = self._key(args, kwargs, stream=False)
         response: ModelResponse = await memo.get_or_compute(
             _occurrences.take(memo, key), call, codec=_RESPONSE, claim=self.claim
         )
@@ -261,59 +229,26 @@ class MemoModel(Model):
         return response
 
     async def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
+        self, *args: Any, **kwargs: Any
     ) -> AsyncIterator[TResponseStreamEvent]:
-        def stream() -> AsyncIterator[TResponseStreamEvent]:
-            return self.model.stream_response(
-                system_instructions,
-                input,
-                model_settings,
-                tools,
-                output_schema,
-                handoffs,
-                tracing,
-                previous_response_id=previous_response_id,
-                conversation_id=conversation_id,
-                prompt=prompt,
-            )
-
         def live() -> AsyncIterator[TResponseStreamEvent]:
-            return in_one_task(stream)  # the SDK's tracing spans live in one task
+            # The SDK's tracing spans set and reset context variables: one task for all.
+            return in_one_task(lambda: self.model.stream_response(*args, **kwargs))
 
         memo = taquba_memo.current_memo()
         if memo is None:
-            async for event in stream():
+            async for event in self.model.stream_response(*args, **kwargs):
                 yield event
             return
-        request = request_of(
-            self.model,
-            system_instructions,
-            input,
-            model_settings,
-            tools,
-            output_schema,
-            handoffs,
-            previous_response_id=previous_response_id,
-            conversation_id=conversation_id,
-            prompt=prompt,
-            stream=True,
-        )
-        occurrence = memo.occurrence_key(request_key(request, namespace=self.namespace))
+        occurrence = memo.occurrence_key(self._key(args, kwargs, stream=True))
         events = memo.get_or_stream(occurrence, live, codec=_EVENTS, claim=self.claim)
-        async with aclosing(events):  # left early: the recording is dropped at once
+        try:
             async for event in events:
                 yield event
+        finally:  # left early: the recording is dropped at once
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def get_retry_advice(self, request: ModelRetryAdviceRequest) -> ModelRetryAdvice | None:
         return self.model.get_retry_advice(request)

@@ -185,7 +185,8 @@ class _RecordedStream(StreamedResponse):
         self._finished = True
 
     async def _get_event_iterator(self) -> AsyncIterator[ModelResponseStreamEvent]:
-        return self._replay()  # pragma: no cover - __aiter__ never asks for it
+        async for event in self._replay():  # pragma: no cover - __aiter__ never asks
+            yield event
 
     async def close_stream(self) -> None:
         aclose = getattr(self._items, "aclose", None)
