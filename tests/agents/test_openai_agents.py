@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
+from typing import Any
 
 import openai
-import pytest
 from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
 from agents.models.interface import Model, ModelProvider
 from agents.models.openai_provider import OpenAIProvider
-from taquba_memo import ClaimPolicy, LocalFileBackend, MemoStore, use_memo
+from taquba_memo import ClaimPolicy
 from taquba_memo import sync as memo_sync
 from taquba_memo_agents.openai_agents import MemoModel, MemoModelProvider
 
-from tests.agents._attempts import attempts_async, attempts_sync, per_attempt
+from tests.agents._attempts import (
+    attempts_sync,
+    per_attempt,
+)
+from tests.agents._framework_spec import FrameworkSpec
 from tests.agents.fake_openai import FakeOpenAI, answer_to
 
 NO_TRACING = RunConfig(tracing_disabled=True)  # nothing leaves the machine
@@ -61,28 +63,6 @@ def test_three_attempts_pay_one_clean_run(
     assert (clean, attempts) == (2, 2)
 
 
-async def test_three_async_attempts_pay_one_clean_run(
-    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
-) -> None:
-    agent = tool_agent(fake_openai)
-
-    async def step() -> str:
-        return str((await Runner.run(agent, "weather?", run_config=NO_TRACING)).final_output)
-
-    clean, attempts = await attempts_async(sync_store, fake_openai, step)
-    assert (clean, attempts) == (2, 2)
-
-
-async def test_streamed_attempts_replay_the_recorded_events(
-    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
-) -> None:
-    agent = tool_agent(fake_openai)
-    clean, attempts = await attempts_async(
-        sync_store, fake_openai, lambda: streamed(agent, "weather?")
-    )
-    assert (clean, attempts) == (2, 2)
-
-
 async def test_a_replayed_stream_gives_the_same_events(
     sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
 ) -> None:
@@ -117,45 +97,6 @@ def test_a_replayed_response_is_the_one_paid_for(
     answers = per_attempt(sync_store, responses)
     assert answers[0] == answers[1]  # the same provider data: replayed, not asked again
     assert fake_openai.total_paid == 2
-
-
-async def test_duplicate_workers_with_a_claim_pay_once(tmp_path: Path) -> None:
-    with FakeOpenAI(answer_delay_s=0.5, chunk_delay_s=0.05) as server:
-        agent = tool_agent(server, claim=ClaimPolicy(lease_s=5, poll_max_s=0.05))
-        # Two stores on one directory: two workers that share nothing but the bucket.
-        stores = [MemoStore(LocalFileBackend(tmp_path / "shared"), "agents") for _ in range(2)]
-
-        async def worker(store: MemoStore) -> list[str]:
-            with use_memo(store.new_memo("run-1", 1)):
-                run = await Runner.run(agent, "weather?", run_config=NO_TRACING)
-                return [str(run.final_output), await streamed(agent, "q")]
-
-        answers = await asyncio.gather(*map(worker, stores))
-        assert answers == [["answer with sunny"] * 2] * 2
-        assert server.total_paid == 4  # the tool loop twice: run, then run_streamed
-        for opened in stores:
-            await opened.aclose()
-
-
-@pytest.mark.parametrize("stream", [False, True], ids=["get_response", "stream_response"])
-async def test_an_error_response_is_never_stored(
-    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI, stream: bool
-) -> None:
-    agent = plain_agent(fake_openai)
-
-    async def ask() -> str:
-        if stream:
-            return await streamed(agent, "q")
-        return str((await Runner.run(agent, "q", run_config=NO_TRACING)).final_output)
-
-    fake_openai.fail_next(1, status=500)
-    with memo_sync.use_memo(sync_store.new_memo("run-1", 1)), pytest.raises(openai.APIError):
-        await ask()
-    for _ in range(2):  # the retry asks again, and its answer is the one stored
-        with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-            assert await ask() == answer_to("q")
-    assert fake_openai.received["/v1/chat/completions"] == 2
-    assert fake_openai.total_paid == 1
 
 
 def test_identical_requests_in_one_attempt_are_two_calls(
@@ -197,10 +138,18 @@ def test_the_provider_wraps_every_model_it_gives(
     assert fake_openai.total_paid == 2
 
 
-async def test_outside_a_step_calls_pass_through(fake_openai: FakeOpenAI) -> None:
-    agent = tool_agent(fake_openai)
-    for _ in range(2):
-        run = await Runner.run(agent, "weather?", run_config=NO_TRACING)
-        assert run.final_output == "answer with sunny"
-        assert await streamed(agent, "weather?") == "answer with sunny"
-    assert fake_openai.total_paid == 8
+class TestOpenAIAgents(FrameworkSpec):
+    """The shared specification, with ``Runner.run`` and ``Runner.run_streamed``."""
+
+    error = openai.APIError
+
+    def tool_agent(self, server: FakeOpenAI, claim: ClaimPolicy | None = None) -> Any:
+        return tool_agent(server, claim)
+
+    def plain_agent(self, server: FakeOpenAI) -> Any:
+        return plain_agent(server)
+
+    async def ask(self, agent: Any, prompt: str, *, stream: bool) -> str:
+        if stream:
+            return await streamed(agent, prompt)
+        return str((await Runner.run(agent, prompt, run_config=NO_TRACING)).final_output)
