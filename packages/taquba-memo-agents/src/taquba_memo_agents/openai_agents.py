@@ -21,19 +21,24 @@ instructions, the input items, the model settings, the tools and handoffs
 fields; the Python callables are left out), the output schema (name and JSON
 schema), ``previous_response_id``, ``conversation_id`` and ``prompt``.
 Stripped, because they change between attempts without changing the answer
-(:data:`VOLATILE_SETTINGS`, :data:`VOLATILE_PROVIDER_DATA`):
+(:data:`VOLATILE_ARGUMENTS`, :data:`VOLATILE_SETTINGS`,
+:data:`VOLATILE_PROVIDER_DATA`):
 
 * the ``tracing`` argument (whether and how the run is traced);
 * the model settings ``timeout``, ``extra_headers`` and ``retry``;
 * ``response_id`` and ``request_id`` in each input item's ``provider_data``:
-  the SDK's record of which provider response an item came from, which the
-  Chat Completions converter never sends back.
+  the SDK's record of which provider response an item came from (the
+  Chat Completions model stamps it on every output item), a receipt rather
+  than part of the conversation.
 
 ``previous_response_id`` and ``conversation_id`` are kept: they name
 server-side state, and a replayed response carries the very id the first
 attempt was given, so the retry sends the same ones. Identical requests
 within one attempt are distinct calls (occurrence keys), replayed in the same
 order by the retry.
+
+The arguments are bound by the names of the ``Model`` interface, so a
+runner passing them by position or by keyword makes the same key.
 
 Values. ``get_response`` stores the SDK's ``ModelResponse`` (output items,
 usage, response id) as JSON through a pydantic ``TypeAdapter``;
