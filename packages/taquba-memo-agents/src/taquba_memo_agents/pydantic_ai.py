@@ -59,6 +59,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
+from pydantic_ai.usage import RequestUsage
 from taquba_memo import ClaimPolicy, DecodeError, InvalidValueTypeError, request_key
 
 from taquba_memo_agents import _occurrences
@@ -195,6 +196,10 @@ class _RecordedStream(StreamedResponse):
 
     def get(self) -> ModelResponse:
         return self._response if self._response is not None else super().get()
+
+    @property
+    def usage(self) -> RequestUsage:
+        return self._response.usage if self._response is not None else super().usage
 
     @property
     def model_name(self) -> str:
