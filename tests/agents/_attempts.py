@@ -10,6 +10,7 @@ own) pays.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,15 @@ from taquba_memo import sync as memo_sync
 
 from tests.agents.fake_openai import FakeOpenAI
 
-__all__ = ["Abandoned", "attempts_async", "attempts_sync", "backend", "per_attempt"]
+__all__ = [
+    "Abandoned",
+    "attempts_async",
+    "attempts_sync",
+    "backend",
+    "duplicate_workers",
+    "error_then_retries",
+    "per_attempt",
+]
 
 T = TypeVar("T")
 
@@ -100,3 +109,43 @@ def _three_attempts(server: FakeOpenAI, attempt: Callable[[str, bool], Any]) -> 
             continue
     assert results == [clean, clean]
     return clean_paid, server.total_paid - clean_paid
+
+
+async def duplicate_workers(
+    shared: Path, step_on: Callable[[FakeOpenAI], Callable[[], Awaitable[T]]]
+) -> tuple[list[T], int]:
+    """(each of two duplicate workers' results, paid in all): the same step at once, in two
+    stores on the ``shared`` directory (workers that share nothing but the bucket), against a
+    slow server so that the second starts while the first is paying."""
+    with FakeOpenAI(answer_delay_s=0.5, chunk_delay_s=0.05) as server:
+        step = step_on(server)
+        stores = [MemoStore(LocalFileBackend(shared), "agents") for _ in range(2)]
+
+        async def worker(store: MemoStore) -> T:
+            with taquba_memo.use_memo(store.new_memo("run-1", 1)):
+                return await step()
+
+        try:
+            return list(await asyncio.gather(*map(worker, stores))), server.total_paid
+        finally:
+            for opened in stores:
+                await opened.aclose()
+
+
+async def error_then_retries(
+    store: memo_sync.MemoStore,
+    server: FakeOpenAI,
+    ask: Callable[[], Awaitable[T]],
+    error: type[BaseException],
+    answer: T,
+) -> None:
+    """A first attempt whose model call gets a 500 raises ``error``; the next two attempts
+    answer ``answer``, asked once more and then replayed: the error was never stored."""
+    server.fail_next(1, status=500)
+    with memo_sync.use_memo(store.new_memo("run-1", 1)), pytest.raises(error):
+        await ask()
+    for _ in range(2):
+        with memo_sync.use_memo(store.new_memo("run-1", 1)):
+            assert await ask() == answer
+    assert sum(server.received.values()) == 2
+    assert server.total_paid == 1

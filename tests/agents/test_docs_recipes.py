@@ -1,4 +1,4 @@
-"""The openai and httpx recipes of docs/agents.md, extracted from the page and run as written."""
+"""The tested recipes of docs/agents.md, extracted from the page and run as written."""
 
 from __future__ import annotations
 
@@ -18,13 +18,21 @@ def recipe(heading: str) -> str:
     return section.split("\n```python\n", 1)[1].split("\n```\n", 1)[0]
 
 
-@pytest.mark.parametrize("heading", ["openai (tested)", "httpx, for any httpx-based SDK (tested)"])
+@pytest.mark.parametrize(
+    ("heading", "calls"),
+    [
+        ("openai (tested)", 2),
+        ("httpx, for any httpx-based SDK (tested)", 1),
+        ("pydantic-ai (tested)", 2),  # a tool call, then the answer
+        ("openai-agents (tested)", 2),
+    ],
+)
 def test_the_recipe_pays_each_call_once(
-    heading: str, fake_openai: FakeOpenAI, tmp_path: Path
+    heading: str, calls: int, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     code = recipe(heading).replace(PLACEHOLDER_URL, fake_openai.base_url)
     code = code.replace("/tmp/memos", str(tmp_path / "memos"))
     namespace: dict[str, object] = {}
     exec(compile(code, str(DOC), "exec"), namespace)
-    assert fake_openai.total_paid == (2 if heading.startswith("openai") else 1)
+    assert fake_openai.total_paid == calls
     namespace["store"].close()  # type: ignore[attr-defined]
