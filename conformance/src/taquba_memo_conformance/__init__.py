@@ -18,6 +18,7 @@ pytest.register_assert_rewrite(
     "taquba_memo_conformance.statemachine",
     "taquba_memo_conformance.keyspace",
     "taquba_memo_conformance.claims_suite",
+    "taquba_memo_conformance.agent_primitives_suite",
 )
 
 from taquba_memo_conformance.exact_prefix import DECOY_CASES, DecoyCase  # noqa: E402

@@ -14,8 +14,10 @@ Subclass it in a test module and override the ``backend`` fixture::
 Every test then runs against that backend: the MemoBackend contract (reads,
 writes, listing, deletes, conditional puts, input checks), the MemoStore
 behaviour of the reference implementation over it, a Hypothesis state
-machine compared with a dict, and the guarantees of get_or_compute's claims
-(where ``conditional_put`` is declared).
+machine compared with a dict, the guarantees of get_or_compute's claims
+(where ``conditional_put`` is declared), and the agent primitives
+(``use_memo``, ``memo.aio``, ``request_key``, occurrence keys,
+``PydanticCodec``, ``get_or_stream``) through the async and the sync API.
 
 How the suite treats a backend:
 
@@ -37,6 +39,7 @@ How the suite treats a backend:
 from __future__ import annotations
 
 from taquba_memo_conformance._base import CleanupWarning, SuiteBase
+from taquba_memo_conformance.agent_primitives_suite import AgentPrimitiveTests
 from taquba_memo_conformance.claims_suite import ClaimTests
 from taquba_memo_conformance.exact_prefix import ExactPrefixTests
 from taquba_memo_conformance.list_after_suite import ListAfterTests
@@ -53,6 +56,7 @@ class MemoBackendConformance(
     ListAfterTests,
     MemoStoreTests,
     StateMachineTests,
+    AgentPrimitiveTests,
     ClaimTests,
 ):
     """Base class of the conformance suite; subclass it and override ``backend``.

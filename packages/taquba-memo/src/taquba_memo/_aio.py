@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from taquba_memo._backends.forwarding import ForwardingBackend
 from taquba_memo._loop_thread import LoopThread, _next_item
@@ -35,15 +35,25 @@ from taquba_memo.errors import StoreClosedError
 if TYPE_CHECKING:
     from taquba_memo._store import MemoStore
 
-__all__ = ["AioHost", "LoopThreadBackend"]
+__all__ = ["AioHost", "LoopOwner", "LoopThreadBackend"]
 
 T = TypeVar("T")
+
+
+class LoopOwner(Protocol):
+    """Where a :class:`LoopThreadBackend` runs its calls: a :class:`LoopThread`, or another."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def stopped(self) -> bool: ...
 
 
 class LoopThreadBackend(ForwardingBackend):
     """``inner``, owned by a sync store's loop thread, called from any other event loop.
 
-    Each call runs on the loop thread and is awaited with
+    Each call runs on the loop thread (any :class:`LoopOwner`'s loop) and is awaited with
     ``asyncio.wrap_future``; cancelling the caller cancels it there. Closing
     it closes nothing: the sync store owns ``inner``. ``after_fork`` is not
     forwarded, since the store's own backend check rebuilds ``inner``.
@@ -51,7 +61,7 @@ class LoopThreadBackend(ForwardingBackend):
 
     forwarded_members = (ListsMetadata, ReadsBounded, ListsAfter)
 
-    def __init__(self, inner: MemoBackend, loop_thread: LoopThread) -> None:
+    def __init__(self, inner: MemoBackend, loop_thread: LoopOwner) -> None:
         super().__init__(inner)
         self._loop_thread = loop_thread
 
