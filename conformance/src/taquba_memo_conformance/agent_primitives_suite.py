@@ -221,10 +221,14 @@ class AgentPrimitiveTests(ClaimTests):
         def worker(store: sync.MemoStore) -> None:
             calls: list[str] = []
 
+            def call_model(prompt: str) -> bytes:
+                calls.append(prompt)
+                return b"answer"
+
             def model_hook(prompt: str) -> bytes:
                 memo = sync.current_memo()
                 assert memo is not None, "the hook runs inside sync.use_memo"
-                return memo.get_or_compute(prompt, lambda: calls.append(prompt) or b"answer")
+                return memo.get_or_compute(prompt, lambda: call_model(prompt))
 
             async def async_hook(prompt: str) -> bytes | None:
                 memo = current_memo()  # the bound sync memo's aio view
@@ -455,7 +459,7 @@ class AgentPrimitiveTests(ClaimTests):
         )
 
         async def joined() -> bool:
-            return store.stats.shared == 1
+            return bool(store.stats.shared == 1)
 
         await self.wait_for(joined, "the late consumer joins the stream")
         stream.release.set()
