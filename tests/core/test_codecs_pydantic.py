@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from pydantic import BaseModel
 from taquba_memo import (
     DecodeError,
     EncodeError,
@@ -17,17 +16,7 @@ from taquba_memo import (
     PydanticCodec,
 )
 from taquba_memo.sync import MemoStore as SyncMemoStore
-
-
-class Answer(BaseModel):
-    model: str
-    text: str
-
-
-class AnswerV2(BaseModel):
-    model: str
-    text: str
-    tokens: int  # a field the old entries lack
+from taquba_memo_conformance.agent_models import Answer, AnswerV2
 
 
 async def test_a_model_round_trips_through_get_or_compute(backend: MemoBackend) -> None:

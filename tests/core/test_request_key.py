@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel
 from taquba_memo import EncodeError, MemoBackend, MemoStore, content_key, request_key
 from taquba_memo.sync import MemoStore as SyncMemoStore
+from taquba_memo_conformance.agent_models import Usage
 
 
 class Function(BaseModel):
@@ -34,12 +35,6 @@ class ChatCompletionMessage(BaseModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
-
-
-@dataclasses.dataclass
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
 
 
 @dataclasses.dataclass

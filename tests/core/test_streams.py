@@ -23,47 +23,9 @@ from taquba_memo._streams import MAGIC, frame, unframe
 from taquba_memo.adapter_kit import ForwardingBackend
 from taquba_memo.backend import Capabilities
 from taquba_memo_conformance import RecordingBackend
+from taquba_memo_conformance.agent_primitives_suite import CHUNKS, ModelStream
 
 from ._flight_support import settle
-
-CHUNKS = [b"The ", b"answer ", b"is ", b"42."]
-
-
-class Stream:
-    """A step's stream: counts its calls, yields its chunks, optionally pauses or fails."""
-
-    def __init__(self, chunks: list[bytes] | None = None, *, fail_after: int | None = None) -> None:
-        self.chunks = CHUNKS if chunks is None else chunks
-        self.fail_after = fail_after
-        self.calls = 0
-        self.produced = 0
-        self.closed = False
-        self.gate = asyncio.Event()
-        self.gated_after: int | None = None
-
-    def pause_after(self, count: int) -> Stream:
-        """Stop after ``count`` chunks until :meth:`release`."""
-        self.gated_after = count
-        return self
-
-    def release(self) -> None:
-        self.gate.set()
-
-    def __call__(self) -> AsyncIterator[bytes]:
-        self.calls += 1
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        try:
-            for index, chunk in enumerate(self.chunks):
-                if index == self.gated_after:
-                    await self.gate.wait()
-                if index == self.fail_after:
-                    raise RuntimeError("the model's connection dropped")
-                self.produced += 1
-                yield chunk
-        finally:
-            self.closed = True
 
 
 def new_store(backend: MemoBackend, *, max_value_bytes: int | None = None) -> MemoStore:
@@ -79,7 +41,7 @@ class TestMissThenHit:
         self, backend: MemoBackend
     ) -> None:
         memo = new_store(backend).new_memo("run", 1)
-        stream = Stream()
+        stream = ModelStream()
         assert await collect(memo.get_or_stream("k", stream)) == CHUNKS
         assert stream.calls == 1
         assert unframe(await memo.get("k") or b"") == CHUNKS
@@ -88,14 +50,14 @@ class TestMissThenHit:
         self, backend: MemoBackend
     ) -> None:
         store = new_store(backend)
-        await collect(store.new_memo("run", 1).get_or_stream("k", Stream()))
-        retry = Stream()
+        await collect(store.new_memo("run", 1).get_or_stream("k", ModelStream()))
+        retry = ModelStream()
         assert await collect(store.new_memo("run", 1).get_or_stream("k", retry)) == CHUNKS
         assert retry.calls == 0
 
     async def test_chunks_reach_the_caller_as_fn_produces_them(self, backend: MemoBackend) -> None:
         memo = new_store(backend).new_memo("run", 1)
-        stream = Stream().pause_after(1)
+        stream = ModelStream().pause_after(1)
         chunks = memo.get_or_stream("k", stream)
         assert await chunks.__anext__() == CHUNKS[0]  # while fn is still paused
         assert await memo.get("k") is None  # nothing stored before the stream ends
@@ -120,7 +82,7 @@ class TestMissThenHit:
 
     async def test_fn_may_return_an_awaitable_of_a_stream_as_sdk_clients_do(self) -> None:
         memo = new_store(InMemoryBackend()).new_memo("run", 1)
-        stream = Stream()
+        stream = ModelStream()
 
         async def create() -> AsyncIterator[bytes]:
             return stream()
@@ -130,8 +92,8 @@ class TestMissThenHit:
 
     async def test_an_empty_stream_is_recorded_and_replayed_as_empty(self) -> None:
         store = new_store(InMemoryBackend())
-        assert await collect(store.new_memo("run", 1).get_or_stream("k", Stream([]))) == []
-        retry = Stream()
+        assert await collect(store.new_memo("run", 1).get_or_stream("k", ModelStream([]))) == []
+        retry = ModelStream()
         assert await collect(store.new_memo("run", 1).get_or_stream("k", retry)) == []
         assert retry.calls == 0
 
@@ -158,7 +120,7 @@ class TestTheStoredFormat:
         store = new_store(backend)
         memo = store.new_memo("run", 1)
         await memo.put("k", stored)
-        stream = Stream()
+        stream = ModelStream()
         with caplog.at_level(logging.WARNING, logger="taquba_memo"):
             assert await collect(memo.get_or_stream("k", stream)) == CHUNKS
         assert stream.calls == 1
@@ -186,14 +148,14 @@ class TestFailuresAndEarlyStops:
         received: list[bytes] = []
 
         async def consume() -> None:
-            async for chunk in memo.get_or_stream("k", Stream(fail_after=2)):
+            async for chunk in memo.get_or_stream("k", ModelStream(fail_after=2)):
                 received.append(chunk)
 
         with pytest.raises(RuntimeError, match="connection dropped"):
             await consume()
         assert received == CHUNKS[:2]
         assert await memo.get("k") is None
-        retry = Stream()
+        retry = ModelStream()
         assert await collect(store.new_memo("run", 1).get_or_stream("k", retry)) == CHUNKS
         assert retry.calls == 1
         assert store.stats.failures == 1
@@ -202,7 +164,7 @@ class TestFailuresAndEarlyStops:
         self, backend: MemoBackend
     ) -> None:
         memo = new_store(backend).new_memo("run", 1)
-        stream = Stream()
+        stream = ModelStream()
         chunks = memo.get_or_stream("k", stream)
         async for _ in chunks:
             break
@@ -216,7 +178,7 @@ class TestFailuresAndEarlyStops:
         self, backend: MemoBackend
     ) -> None:
         store = new_store(backend)
-        stream = Stream().pause_after(1)
+        stream = ModelStream().pause_after(1)
         task = asyncio.ensure_future(collect(store.new_memo("run", 1).get_or_stream("k", stream)))
         await settle()
         task.cancel()
@@ -225,14 +187,14 @@ class TestFailuresAndEarlyStops:
         await settle()
         assert stream.closed
         assert await store.new_memo("run", 1).get("k") is None
-        assert await collect(store.new_memo("run", 1).get_or_stream("k", Stream())) == CHUNKS
+        assert await collect(store.new_memo("run", 1).get_or_stream("k", ModelStream())) == CHUNKS
 
     async def test_a_recording_over_max_value_bytes_is_streamed_but_not_stored_logged_once(
         self, backend: MemoBackend, caplog: pytest.LogCaptureFixture
     ) -> None:
         memo = new_store(backend, max_value_bytes=30).new_memo("run", 1)
         with caplog.at_level(logging.WARNING, logger="taquba_memo"):
-            assert await collect(memo.get_or_stream("k", Stream())) == CHUNKS
+            assert await collect(memo.get_or_stream("k", ModelStream())) == CHUNKS
         assert await memo.get("k") is None
         assert caplog.text.count("max_value_bytes=30") == 1
 
@@ -242,9 +204,9 @@ class TestFailuresAndEarlyStops:
         with pytest.raises(InvalidValueTypeError):
             memo.get_or_stream("k", "not callable")  # type: ignore[call-overload]
         with pytest.raises(InvalidValueTypeError):
-            memo.get_or_stream("k", Stream(), codec=object())  # type: ignore[call-overload]
+            memo.get_or_stream("k", ModelStream(), codec=object())  # type: ignore[call-overload]
         with pytest.raises(InvalidValueTypeError):
-            memo.get_or_stream(b"k", Stream())  # type: ignore[call-overload]
+            memo.get_or_stream(b"k", ModelStream())  # type: ignore[call-overload]
         without = RecordingBackend(
             InMemoryBackend(),
             capabilities=Capabilities(
@@ -252,7 +214,9 @@ class TestFailuresAndEarlyStops:
             ),
         )
         with pytest.raises(NotSupportedError):
-            new_store(without).new_memo("run", 1).get_or_stream("k", Stream(), claim=ClaimPolicy())
+            new_store(without).new_memo("run", 1).get_or_stream(
+                "k", ModelStream(), claim=ClaimPolicy()
+            )
         assert backend.calls == []
 
     async def test_fn_returning_something_else_than_a_stream_is_a_type_error(self) -> None:
@@ -266,7 +230,7 @@ class TestConcurrentCallers:
         self, backend: MemoBackend
     ) -> None:
         store = new_store(backend)
-        stream = Stream().pause_after(2)
+        stream = ModelStream().pause_after(2)
         first = store.new_memo("run", 1).get_or_stream("k", stream)
         assert [await first.__anext__(), await first.__anext__()] == CHUNKS[:2]
         late = asyncio.ensure_future(collect(store.new_memo("run", 1).get_or_stream("k", stream)))
@@ -281,7 +245,7 @@ class TestConcurrentCallers:
         self, backend: MemoBackend
     ) -> None:
         store = new_store(backend)
-        stream = Stream().pause_after(1)
+        stream = ModelStream().pause_after(1)
         leaving = store.new_memo("run", 1).get_or_stream("k", stream)
         assert await leaving.__anext__() == CHUNKS[0]
         staying = asyncio.ensure_future(
@@ -298,7 +262,7 @@ class TestConcurrentCallers:
         policy = ClaimPolicy(lease_s=30, poll_max_s=0.05)
         first_worker = new_store(LocalFileBackend(tmp_path)).new_memo("run", 1)
         duplicate = new_store(LocalFileBackend(tmp_path)).new_memo("run", 1)
-        stream, second = Stream().pause_after(2), Stream()
+        stream, second = ModelStream().pause_after(2), ModelStream()
         chunks = first_worker.get_or_stream("k", stream, claim=policy)
         assert await chunks.__anext__() == CHUNKS[0]
         waiting = asyncio.ensure_future(collect(duplicate.get_or_stream("k", second, claim=policy)))
@@ -313,8 +277,8 @@ class TestConcurrentCallers:
 class TestStats:
     async def test_streams_count_as_lookups_like_get_or_compute(self) -> None:
         store = new_store(InMemoryBackend())
-        await collect(store.new_memo("run", 1).get_or_stream("k", Stream()))
-        await collect(store.new_memo("run", 1).get_or_stream("k", Stream()))
+        await collect(store.new_memo("run", 1).get_or_stream("k", ModelStream()))
+        await collect(store.new_memo("run", 1).get_or_stream("k", ModelStream()))
         stats = store.stats.snapshot()
         assert (stats.lookups, stats.hits, stats.misses, stats.computes, stats.puts) == (
             2,
@@ -395,14 +359,14 @@ async def test_of_two_workers_streaming_one_entry_at_once_the_first_complete_str
     shared = InMemoryBackend()
     first_store = new_store(ForwardingBackend(shared))
     second_store = new_store(ForwardingBackend(shared))
-    slow = Stream([b"second"]).pause_after(0)
+    slow = ModelStream([b"second"]).pause_after(0)
     later = asyncio.ensure_future(collect(second_store.new_memo("run", 1).get_or_stream("k", slow)))
     await settle()
-    assert await collect(first_store.new_memo("run", 1).get_or_stream("k", Stream([b"first"]))) == [
-        b"first"
-    ]
+    assert await collect(
+        first_store.new_memo("run", 1).get_or_stream("k", ModelStream([b"first"]))
+    ) == [b"first"]
     slow.release()
     assert await later == [b"second"]  # its caller got its own stream, which was not stored
     assert second_store.stats.if_absent_lost == 1
-    retry = second_store.new_memo("run", 1).get_or_stream("k", Stream())
+    retry = second_store.new_memo("run", 1).get_or_stream("k", ModelStream())
     assert await collect(retry) == [b"first"]

@@ -22,10 +22,10 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from taquba_memo import (
@@ -45,29 +45,54 @@ from taquba_memo._aio import LoopThreadBackend
 from taquba_memo_conformance.claims_suite import ClaimTests, _WorkerBackend
 from taquba_memo_conformance.keyspace import KeySpace
 
-__all__ = ["AgentPrimitiveTests"]
-
-T = TypeVar("T")
+__all__ = ["CHUNKS", "AgentPrimitiveTests", "ModelStream", "SyncModelStream", "in_a_sync_worker"]
 
 CHUNKS = [b"The ", b"answer ", b"is ", b"42."]
 USER = {"role": "user", "content": "What is the weather in Paris?"}
 
 
-class _Stream:
-    """A model's streamed answer: counts its calls, waits after some chunks, or fails part-way."""
+_Stream = TypeVar("_Stream", bound="_Chunks")
 
-    def __init__(
-        self,
-        chunks: list[bytes] | None = None,
-        *,
-        wait_after: int | None = None,
-        fail_after: int | None = None,
-    ) -> None:
+
+class _Chunks:
+    """What both kinds of model stream share: the chunks, the pause, the failure, the counts."""
+
+    def __init__(self, chunks: list[bytes] | None, fail_after: int | None) -> None:
         self.chunks = CHUNKS if chunks is None else chunks
-        self.wait_after, self.fail_after = wait_after, fail_after
+        self.fail_after = fail_after
+        self.paused_after: int | None = None
         self.calls = self.produced = 0
         self.closed = False
-        self.started, self.release = asyncio.Event(), asyncio.Event()
+        self.gate: asyncio.Event | threading.Event = threading.Event()
+
+    def pause_after(self: _Stream, count: int) -> _Stream:
+        """Hold the stream before chunk ``count`` until :meth:`release`."""
+        self.paused_after = count
+        return self
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def produce(self, index: int) -> bytes:
+        """Chunk ``index``, paid for; or the model's connection drops there."""
+        if index == self.fail_after:
+            raise RuntimeError("the model's connection dropped")
+        self.produced += 1
+        return self.chunks[index]
+
+
+class ModelStream(_Chunks):
+    """A model's streamed answer for ``get_or_stream``: counts its calls, pauses, or fails part-way.
+
+    Calling it starts one stream of ``chunks`` (:data:`CHUNKS` by default);
+    :meth:`pause_after` holds every stream before chunk ``count`` until
+    :meth:`release`, ``fail_after`` raises before that chunk. ``calls``,
+    ``produced`` and ``closed`` tell what was paid for.
+    """
+
+    def __init__(self, chunks: list[bytes] | None = None, *, fail_after: int | None = None) -> None:
+        super().__init__(chunks, fail_after)
+        self.started, self.gate = asyncio.Event(), asyncio.Event()
 
     def __call__(self) -> AsyncIterator[bytes]:
         self.calls += 1
@@ -76,25 +101,19 @@ class _Stream:
     async def _chunks(self) -> AsyncIterator[bytes]:
         self.started.set()
         try:
-            for index, chunk in enumerate(self.chunks):
-                if index == self.wait_after:
-                    await self.release.wait()
-                if index == self.fail_after:
-                    raise RuntimeError("the model's connection dropped")
-                self.produced += 1
-                yield chunk
+            for index in range(len(self.chunks)):
+                if index == self.paused_after:
+                    await cast(asyncio.Event, self.gate).wait()
+                yield self.produce(index)
         finally:
             self.closed = True
 
 
-class _SyncStream:
-    """:class:`_Stream` for the sync API: an iterator, waiting on a thread's event."""
+class SyncModelStream(_Chunks):
+    """:class:`ModelStream` for the sync API: an iterator, gated by a thread's event."""
 
-    def __init__(self, *, wait_after: int | None = None, fail_after: int | None = None) -> None:
-        self.wait_after, self.fail_after = wait_after, fail_after
-        self.calls = 0
-        self.closed = False
-        self.release = threading.Event()
+    def __init__(self, *, fail_after: int | None = None) -> None:
+        super().__init__(None, fail_after)
 
     def __call__(self) -> Iterator[bytes]:
         self.calls += 1
@@ -102,12 +121,10 @@ class _SyncStream:
 
     def _chunks(self) -> Iterator[bytes]:
         try:
-            for index, chunk in enumerate(CHUNKS):
-                if index == self.wait_after:
-                    self.release.wait(60)
-                if index == self.fail_after:
-                    raise RuntimeError("the model's connection dropped")
-                yield chunk
+            for index in range(len(self.chunks)):
+                if index == self.paused_after:
+                    cast(threading.Event, self.gate).wait(60)
+                yield self.produce(index)
         finally:
             self.closed = True
 
@@ -123,7 +140,7 @@ class _CallerLoop:
         return self.loop.is_closed()
 
 
-async def _collect(chunks: AsyncIterator[T]) -> list[T]:
+async def _collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
     return [chunk async for chunk in chunks]
 
 
@@ -140,9 +157,9 @@ def _until(condition: Callable[[], bool], what: str, patience_s: float) -> None:
 def _pydantic() -> ModuleType:
     """The suite's models; skips the test where pydantic is not installed."""
     pytest.importorskip("pydantic", reason="needs taquba-memo[pydantic]")
-    from taquba_memo_conformance import _agent_models
+    from taquba_memo_conformance import agent_models
 
-    return _agent_models
+    return agent_models
 
 
 def _sdk_request_and_its_plain_data() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -166,6 +183,27 @@ def _sdk_request_and_its_plain_data() -> tuple[dict[str, Any], dict[str, Any]]:
     return sdk, plain
 
 
+def in_a_sync_worker(
+    test: Callable[[Any, sync.MemoStore], None],
+) -> Callable[..., Coroutine[Any, Any, None]]:
+    """Make ``test(self, store)``, written with the sync API, a test of the suite.
+
+    It runs in a worker thread, as a Celery or RQ task does, with a sync
+    store over the test's backend (:meth:`AgentPrimitiveTests.sync_store`).
+    """
+
+    async def in_a_worker_thread(
+        self: AgentPrimitiveTests, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        async with self.sync_store(backend, space) as store:
+            await asyncio.to_thread(test, self, store)
+
+    in_a_worker_thread.__name__ = test.__name__
+    in_a_worker_thread.__qualname__ = test.__qualname__
+    in_a_worker_thread.__doc__ = test.__doc__
+    return in_a_worker_thread
+
+
 class AgentPrimitiveTests(ClaimTests):
     """The agent primitives over this backend, async and sync (builds on the claims' helpers)."""
 
@@ -182,13 +220,6 @@ class AgentPrimitiveTests(ClaimTests):
             yield store
         finally:
             await asyncio.to_thread(store.close)  # its last calls may still cross to this loop
-
-    async def in_a_worker_thread(
-        self, backend: MemoBackend, space: KeySpace, body: Callable[[sync.MemoStore], None]
-    ) -> None:
-        """Run ``body`` with a sync store over the backend in a thread, as a sync worker does."""
-        async with self.sync_store(backend, space) as store:
-            await asyncio.to_thread(body, store)
 
     # -- use_memo and current_memo ------------------------------------------------------
 
@@ -215,37 +246,35 @@ class AgentPrimitiveTests(ClaimTests):
             assert current_memo() is None
         assert calls == 1, "the retry replays the hook's entry"
 
-    async def test_sync_use_memo_gives_sync_and_async_hooks_the_bound_memo(
-        self, backend: MemoBackend, space: KeySpace
+    @in_a_sync_worker
+    def test_sync_use_memo_gives_sync_and_async_hooks_the_bound_memo(
+        self, store: sync.MemoStore
     ) -> None:
-        def worker(store: sync.MemoStore) -> None:
-            calls: list[str] = []
+        calls: list[str] = []
 
-            def call_model(prompt: str) -> bytes:
-                calls.append(prompt)
-                return b"answer"
+        def call_model(prompt: str) -> bytes:
+            calls.append(prompt)
+            return b"answer"
 
-            def model_hook(prompt: str) -> bytes:
-                memo = sync.current_memo()
-                assert memo is not None, "the hook runs inside sync.use_memo"
-                return memo.get_or_compute(prompt, lambda: call_model(prompt))
+        def model_hook(prompt: str) -> bytes:
+            memo = sync.current_memo()
+            assert memo is not None, "the hook runs inside sync.use_memo"
+            return memo.get_or_compute(prompt, lambda: call_model(prompt))
 
-            async def async_hook(prompt: str) -> bytes | None:
-                memo = current_memo()  # the bound sync memo's aio view
-                assert memo is not None
-                return await memo.get(prompt)
+        async def async_hook(prompt: str) -> bytes | None:
+            memo = current_memo()  # the bound sync memo's aio view
+            assert memo is not None
+            return await memo.get(prompt)
 
+        assert sync.current_memo() is None
+        for _attempt in range(2):
+            with sync.use_memo(store.new_memo("run-1", 0)):
+                with ThreadPoolExecutor(1) as pool:  # an executor that copies the context
+                    copied = contextvars.copy_context()
+                    assert pool.submit(copied.run, model_hook, "hello").result() == b"answer"
+                assert asyncio.run(async_hook("hello")) == b"answer"
             assert sync.current_memo() is None
-            for _attempt in range(2):
-                with sync.use_memo(store.new_memo("run-1", 0)):
-                    with ThreadPoolExecutor(1) as pool:  # an executor that copies the context
-                        copied = contextvars.copy_context()
-                        assert pool.submit(copied.run, model_hook, "hello").result() == b"answer"
-                    assert asyncio.run(async_hook("hello")) == b"answer"
-                assert sync.current_memo() is None
-            assert calls == ["hello"], "the retry replays the hook's entry"
-
-        await self.in_a_worker_thread(backend, space, worker)
+        assert calls == ["hello"], "the retry replays the hook's entry"
 
     # -- a sync memo's aio view -------------------------------------------------------------
 
@@ -282,17 +311,14 @@ class AgentPrimitiveTests(ClaimTests):
         await store.new_memo("run-1", 0).put(request_key(sdk_request), b"stored")
         assert await store.new_memo("run-1", 0).get(request_key(plain)) == b"stored"
 
-    async def test_sync_request_key_finds_an_sdk_requests_entry_by_its_plain_data(
-        self, backend: MemoBackend, space: KeySpace
+    @in_a_sync_worker
+    def test_sync_request_key_finds_an_sdk_requests_entry_by_its_plain_data(
+        self, store: sync.MemoStore
     ) -> None:
         sdk_request, plain = _sdk_request_and_its_plain_data()
-
-        def worker(store: sync.MemoStore) -> None:
-            store.new_memo("run-1", 0).put(request_key(sdk_request), b"stored")
-            found = store.new_memo("run-1", 0).get_or_compute(request_key(plain), lambda: b"paid")
-            assert found == b"stored"
-
-        await self.in_a_worker_thread(backend, space, worker)
+        store.new_memo("run-1", 0).put(request_key(sdk_request), b"stored")
+        found = store.new_memo("run-1", 0).get_or_compute(request_key(plain), lambda: b"paid")
+        assert found == b"stored"
 
     # -- occurrence keys ----------------------------------------------------------------
 
@@ -337,33 +363,31 @@ class AgentPrimitiveTests(ClaimTests):
         assert await attempt() == expected
         assert store.stats.computes == len(requests)
 
-    async def test_sync_occurrences_are_entries_of_their_own_replayed_in_order(
-        self, backend: MemoBackend, space: KeySpace
+    @in_a_sync_worker
+    def test_sync_occurrences_are_entries_of_their_own_replayed_in_order(
+        self, store: sync.MemoStore
     ) -> None:
-        def worker(store: sync.MemoStore) -> None:
-            samples = iter([b"first sample", b"second sample"])
-            requests = [f"request {n}" for n in range(4)]
+        samples = iter([b"first sample", b"second sample"])
+        requests = [f"request {n}" for n in range(4)]
 
-            def attempt() -> tuple[list[bytes], list[bytes]]:
-                memo = store.new_memo("run-1", 0)
-                same = [
-                    memo.get_or_compute(memo.occurrence_key("same request"), lambda: next(samples))
-                    for _ in range(2)
-                ]
-                keys = [memo.occurrence_key(request) for request in requests]  # taken in order
-                with ThreadPoolExecutor(len(requests)) as pool:
-                    answers = pool.map(
-                        lambda key: memo.get_or_compute(key, lambda: f"answer to {key}".encode()),
-                        keys,
-                    )
-                    return same, list(answers)
+        def attempt() -> tuple[list[bytes], list[bytes]]:
+            memo = store.new_memo("run-1", 0)
+            same = [
+                memo.get_or_compute(memo.occurrence_key("same request"), lambda: next(samples))
+                for _ in range(2)
+            ]
+            keys = [memo.occurrence_key(request) for request in requests]  # taken in order
+            with ThreadPoolExecutor(len(requests)) as pool:
+                answers = pool.map(
+                    lambda key: memo.get_or_compute(key, lambda: f"answer to {key}".encode()),
+                    keys,
+                )
+                return same, list(answers)
 
-            expected = [f"answer to {request}#0".encode() for request in requests]
-            assert attempt() == ([b"first sample", b"second sample"], expected)
-            assert attempt() == ([b"first sample", b"second sample"], expected)
-            assert store.stats.computes == 2 + len(requests)
-
-        await self.in_a_worker_thread(backend, space, worker)
+        expected = [f"answer to {request}#0".encode() for request in requests]
+        assert attempt() == ([b"first sample", b"second sample"], expected)
+        assert attempt() == ([b"first sample", b"second sample"], expected)
+        assert store.stats.computes == 2 + len(requests)
 
     # -- PydanticCodec --------------------------------------------------------------------
 
@@ -382,22 +406,19 @@ class AgentPrimitiveTests(ClaimTests):
         assert await memo.get_or_compute("k", lambda: fresh, codec=newer) == fresh
         assert await memo.get("k") == fresh.model_dump_json().encode(), "the stale entry replaced"
 
-    async def test_sync_pydantic_codec_round_trips_and_a_stale_value_is_a_miss(
-        self, backend: MemoBackend, space: KeySpace
+    @in_a_sync_worker
+    def test_sync_pydantic_codec_round_trips_and_a_stale_value_is_a_miss(
+        self, store: sync.MemoStore
     ) -> None:
         models = _pydantic()
-
-        def worker(store: sync.MemoStore) -> None:
-            memo = store.new_memo("run-1", 0)
-            answer = models.Answer(model="m-1", text="sync")
-            codec = PydanticCodec(models.Answer)
-            assert memo.get_or_compute("k", lambda: answer, codec=codec) == answer
-            assert memo.get_or_compute("k", lambda: None, codec=codec) == answer
-            fresh = models.AnswerV2(model="m-2", text="new", tokens=3)
-            newer = PydanticCodec(models.AnswerV2)
-            assert memo.get_or_compute("k", lambda: fresh, codec=newer) == fresh
-
-        await self.in_a_worker_thread(backend, space, worker)
+        memo = store.new_memo("run-1", 0)
+        answer = models.Answer(model="m-1", text="sync")
+        codec = PydanticCodec(models.Answer)
+        assert memo.get_or_compute("k", lambda: answer, codec=codec) == answer
+        assert memo.get_or_compute("k", lambda: None, codec=codec) == answer
+        fresh = models.AnswerV2(model="m-2", text="new", tokens=3)
+        newer = PydanticCodec(models.AnswerV2)
+        assert memo.get_or_compute("k", lambda: fresh, codec=newer) == fresh
 
     # -- get_or_stream ------------------------------------------------------------------
 
@@ -405,13 +426,13 @@ class AgentPrimitiveTests(ClaimTests):
         self, store: MemoStore
     ) -> None:
         memo = store.new_memo("run-1", 0)
-        stream = _Stream(wait_after=1)
+        stream = ModelStream().pause_after(1)
         chunks = memo.get_or_stream("k", stream)
         assert await chunks.__anext__() == CHUNKS[0], "the first chunk arrives while fn streams"
         assert await memo.get("k") is None, "nothing is stored before the stream ends"
-        stream.release.set()
+        stream.release()
         assert await _collect(chunks) == CHUNKS[1:]
-        retry = _Stream()
+        retry = ModelStream()
         assert await _collect(store.new_memo("run-1", 0).get_or_stream("k", retry)) == CHUNKS
         assert retry.calls == 0
         stats = store.stats.snapshot()
@@ -424,21 +445,23 @@ class AgentPrimitiveTests(ClaimTests):
         received: list[bytes] = []
 
         async def consume() -> None:
-            async for chunk in store.new_memo("run-1", 0).get_or_stream("k", _Stream(fail_after=2)):
+            async for chunk in store.new_memo("run-1", 0).get_or_stream(
+                "k", ModelStream(fail_after=2)
+            ):
                 received.append(chunk)
 
         with pytest.raises(RuntimeError, match="connection dropped"):
             await consume()
         assert received == CHUNKS[:2]
         assert await store.new_memo("run-1", 0).get("k") is None
-        retry = _Stream()
+        retry = ModelStream()
         assert await _collect(store.new_memo("run-1", 0).get_or_stream("k", retry)) == CHUNKS
         assert retry.calls == 1, "the next call streams afresh"
 
     async def test_stream_a_caller_stopping_early_stores_nothing_and_closes_fns_stream(
         self, store: MemoStore
     ) -> None:
-        stream = _Stream(wait_after=1)
+        stream = ModelStream().pause_after(1)
         chunks = store.new_memo("run-1", 0).get_or_stream("k", stream)
         assert await chunks.__anext__() == CHUNKS[0]
         await chunks.aclose()  # type: ignore[attr-defined]
@@ -451,7 +474,7 @@ class AgentPrimitiveTests(ClaimTests):
         assert await store.new_memo("run-1", 0).get("k") is None
 
     async def test_stream_concurrent_consumers_share_one_call_of_fn(self, store: MemoStore) -> None:
-        stream = _Stream(wait_after=2)
+        stream = ModelStream().pause_after(2)
         first = store.new_memo("run-1", 0).get_or_stream("k", stream)
         assert [await first.__anext__(), await first.__anext__()] == CHUNKS[:2]
         late = asyncio.ensure_future(
@@ -462,7 +485,7 @@ class AgentPrimitiveTests(ClaimTests):
             return bool(store.stats.shared == 1)
 
         await self.wait_for(joined, "the late consumer joins the stream")
-        stream.release.set()
+        stream.release()
         assert await _collect(first) == CHUNKS[2:]
         assert await late == CHUNKS, "the late consumer gets the chunks so far, then the rest"
         assert stream.calls == 1
@@ -475,17 +498,17 @@ class AgentPrimitiveTests(ClaimTests):
             self.worker(backend, space),
             self.worker(backend, space),
         )
-        slow = _Stream([b"second"], wait_after=0)
+        slow = ModelStream([b"second"]).pause_after(0)
         later = asyncio.ensure_future(
             _collect(second_worker.new_memo("run-1", 0).get_or_stream("k", slow))
         )
         await asyncio.wait_for(slow.started.wait(), self.patience_s)
-        first = first_worker.new_memo("run-1", 0).get_or_stream("k", _Stream([b"first"]))
+        first = first_worker.new_memo("run-1", 0).get_or_stream("k", ModelStream([b"first"]))
         assert await _collect(first) == [b"first"]
-        slow.release.set()
+        slow.release()
         assert await later == [b"second"], "its caller got its own stream, which was not stored"
         assert second_worker.stats.if_absent_lost == 1
-        retry = second_worker.new_memo("run-1", 0).get_or_stream("k", _Stream())
+        retry = second_worker.new_memo("run-1", 0).get_or_stream("k", ModelStream())
         assert await _collect(retry) == [b"first"]
 
     async def test_stream_claim_makes_a_duplicate_worker_wait_and_replay(
@@ -497,7 +520,7 @@ class AgentPrimitiveTests(ClaimTests):
             self.worker(backend, space),
             self.worker(backend, space),
         )
-        stream, second = _Stream(wait_after=1), _Stream()
+        stream, second = ModelStream().pause_after(1), ModelStream()
         chunks = first_worker.new_memo("run-1", 0).get_or_stream("k", stream, claim=policy)
         assert await chunks.__anext__() == CHUNKS[0]  # the claim is held from here on
         waiting = asyncio.ensure_future(
@@ -508,74 +531,64 @@ class AgentPrimitiveTests(ClaimTests):
             return polled.claim_listings >= 2 and not waiting.done()
 
         await self.wait_for(duplicate_waits, "the duplicate waits on the claim")
-        stream.release.set()
+        stream.release()
         assert await _collect(chunks) == CHUNKS[1:]
         assert await asyncio.wait_for(waiting, self.patience_s) == CHUNKS
         assert second.calls == 0
 
-    async def test_sync_stream_on_a_miss_is_stored_once_complete_and_a_retry_replays_it(
-        self, backend: MemoBackend, space: KeySpace
+    @in_a_sync_worker
+    def test_sync_stream_on_a_miss_is_stored_once_complete_and_a_retry_replays_it(
+        self, store: sync.MemoStore
     ) -> None:
-        def worker(store: sync.MemoStore) -> None:
-            stream = _SyncStream()
-            chunks = store.new_memo("run-1", 0).get_or_stream("k", stream)
-            assert next(chunks) == CHUNKS[0]
-            assert store.new_memo("run-1", 0).get("k") is None, "nothing stored before the end"
-            assert list(chunks) == CHUNKS[1:]
-            retry = _SyncStream()
-            assert list(store.new_memo("run-1", 0).get_or_stream("k", retry)) == CHUNKS
-            assert retry.calls == 0
-            stats = store.stats.snapshot()
-            counts = (stats.lookups, stats.hits, stats.misses, stats.computes, stats.puts)
-            assert counts == (3, 1, 2, 1, 1), "two streams and the get in between, one paid"
+        stream = SyncModelStream()
+        chunks = store.new_memo("run-1", 0).get_or_stream("k", stream)
+        assert next(chunks) == CHUNKS[0]
+        assert store.new_memo("run-1", 0).get("k") is None, "nothing stored before the end"
+        assert list(chunks) == CHUNKS[1:]
+        retry = SyncModelStream()
+        assert list(store.new_memo("run-1", 0).get_or_stream("k", retry)) == CHUNKS
+        assert retry.calls == 0
+        stats = store.stats.snapshot()
+        counts = (stats.lookups, stats.hits, stats.misses, stats.computes, stats.puts)
+        assert counts == (3, 1, 2, 1, 1), "two streams and the get in between, one paid"
 
-        await self.in_a_worker_thread(backend, space, worker)
-
-    async def test_sync_stream_raising_part_way_stores_nothing_and_the_caller_gets_the_error(
-        self, backend: MemoBackend, space: KeySpace
+    @in_a_sync_worker
+    def test_sync_stream_raising_part_way_stores_nothing_and_the_caller_gets_the_error(
+        self, store: sync.MemoStore
     ) -> None:
-        def worker(store: sync.MemoStore) -> None:
-            received: list[bytes] = []
-            chunks = store.new_memo("run-1", 0).get_or_stream("k", _SyncStream(fail_after=2))
-            with pytest.raises(RuntimeError, match="connection dropped"):
-                received.extend(chunks)
-            assert received == CHUNKS[:2]
-            assert store.new_memo("run-1", 0).get("k") is None
+        received: list[bytes] = []
+        chunks = store.new_memo("run-1", 0).get_or_stream("k", SyncModelStream(fail_after=2))
+        with pytest.raises(RuntimeError, match="connection dropped"):
+            received.extend(chunks)
+        assert received == CHUNKS[:2]
+        assert store.new_memo("run-1", 0).get("k") is None
 
-        await self.in_a_worker_thread(backend, space, worker)
-
-    async def test_sync_stream_a_caller_stopping_early_stores_nothing_and_closes_fns_stream(
-        self, backend: MemoBackend, space: KeySpace
+    @in_a_sync_worker
+    def test_sync_stream_a_caller_stopping_early_stores_nothing_and_closes_fns_stream(
+        self, store: sync.MemoStore
     ) -> None:
-        def worker(store: sync.MemoStore) -> None:
-            stream = _SyncStream(wait_after=1)
-            chunks = store.new_memo("run-1", 0).get_or_stream("k", stream)
-            assert next(chunks) == CHUNKS[0]
-            stream.release.set()
-            chunks.close()  # type: ignore[attr-defined]
-            _until(lambda: stream.closed, "fn's iterator is closed", self.patience_s)
-            assert store.new_memo("run-1", 0).get("k") is None
+        memo, stream = store.new_memo("run-1", 0), SyncModelStream().pause_after(1)
+        chunks = memo.get_or_stream("k", stream)
+        assert next(chunks) == CHUNKS[0]
+        chunks.close()  # type: ignore[attr-defined]  # while the model is still streaming
+        stream.release()
+        _until(lambda: stream.closed, "fn's iterator is closed", self.patience_s)
+        assert memo.get("k") is None
 
-        await self.in_a_worker_thread(backend, space, worker)
-
-    async def test_sync_stream_concurrent_consumers_share_one_call_of_fn(
-        self, backend: MemoBackend, space: KeySpace
+    @in_a_sync_worker
+    def test_sync_stream_concurrent_consumers_share_one_call_of_fn(
+        self, store: sync.MemoStore
     ) -> None:
-        def worker(store: sync.MemoStore) -> None:
-            stream = _SyncStream(wait_after=2)
-            first = store.new_memo("run-1", 0).get_or_stream("k", stream)
-            assert [next(first), next(first)] == CHUNKS[:2]
-            with ThreadPoolExecutor(1) as pool:  # another thread of the worker
-                late = pool.submit(
-                    lambda: list(store.new_memo("run-1", 0).get_or_stream("k", stream))
-                )
-                _until(lambda: store.stats.shared == 1, "the late consumer joins", self.patience_s)
-                stream.release.set()
-                assert list(first) == CHUNKS[2:]
-                assert late.result() == CHUNKS
-            assert stream.calls == 1
-
-        await self.in_a_worker_thread(backend, space, worker)
+        stream = SyncModelStream().pause_after(2)
+        first = store.new_memo("run-1", 0).get_or_stream("k", stream)
+        assert [next(first), next(first)] == CHUNKS[:2]
+        with ThreadPoolExecutor(1) as pool:  # another thread of the worker
+            late = pool.submit(lambda: list(store.new_memo("run-1", 0).get_or_stream("k", stream)))
+            _until(lambda: store.stats.shared == 1, "the late consumer joins", self.patience_s)
+            stream.release()
+            assert list(first) == CHUNKS[2:]
+            assert late.result() == CHUNKS
+        assert stream.calls == 1
 
     async def test_sync_stream_claim_makes_a_duplicate_worker_wait_and_replay(
         self, backend: MemoBackend, space: KeySpace
@@ -589,7 +602,7 @@ class AgentPrimitiveTests(ClaimTests):
         ):
 
             def workers() -> None:
-                stream, second = _SyncStream(wait_after=1), _SyncStream()
+                stream, second = SyncModelStream().pause_after(1), SyncModelStream()
                 memo = first_worker.new_memo("run-1", 0)
                 chunks = memo.get_or_stream("k", stream, claim=policy)
                 assert next(chunks) == CHUNKS[0]  # the claim is held from here on
@@ -601,7 +614,7 @@ class AgentPrimitiveTests(ClaimTests):
                     )
                     _until(lambda: polled.claim_listings >= 2, "it waits", self.patience_s)
                     assert not waiting.done()
-                    stream.release.set()
+                    stream.release()
                     assert list(chunks) == CHUNKS[1:]
                     assert waiting.result(self.patience_s) == CHUNKS
                 assert second.calls == 0
