@@ -221,6 +221,18 @@ class AgentPrimitiveTests(ClaimTests):
         finally:
             await asyncio.to_thread(store.close)  # its last calls may still cross to this loop
 
+    @contextlib.asynccontextmanager
+    async def two_sync_workers(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> AsyncIterator[tuple[sync.MemoStore, sync.MemoStore, _WorkerBackend]]:
+        """Two sync workers' stores, each over its own backend object; the second one's too."""
+        second = _WorkerBackend(backend)
+        async with (
+            self.sync_store(_WorkerBackend(backend), space) as first_worker,
+            self.sync_store(second, space) as second_worker,
+        ):
+            yield first_worker, second_worker, second
+
     # -- use_memo and current_memo ------------------------------------------------------
 
     async def test_use_memo_gives_hooks_and_the_tasks_they_start_the_bound_memo(
@@ -590,21 +602,36 @@ class AgentPrimitiveTests(ClaimTests):
             assert late.result() == CHUNKS
         assert stream.calls == 1
 
+    async def test_sync_stream_of_two_workers_at_once_the_first_complete_stream_wins(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        self.require(backend, "conditional_put")
+        async with self.two_sync_workers(backend, space) as (first_worker, second_worker, _):
+
+            def workers() -> None:
+                slow = SyncModelStream().pause_after(1)
+                later = second_worker.new_memo("run-1", 0).get_or_stream("k", slow)
+                assert next(later) == CHUNKS[0]
+                first = first_worker.new_memo("run-1", 0).get_or_stream("k", lambda: iter([b"1st"]))
+                assert list(first) == [b"1st"]
+                slow.release()
+                assert list(later) == CHUNKS[1:], "its caller got its own stream, not stored"
+                assert second_worker.stats.if_absent_lost == 1
+                retry = second_worker.new_memo("run-1", 0).get_or_stream("k", SyncModelStream())
+                assert list(retry) == [b"1st"]
+
+            await asyncio.to_thread(workers)
+
     async def test_sync_stream_claim_makes_a_duplicate_worker_wait_and_replay(
         self, backend: MemoBackend, space: KeySpace
     ) -> None:
         self.require(backend, "conditional_put")
         policy = ClaimPolicy(lease_s=self.claim_lease_s, poll_max_s=0.05)
-        polled = _WorkerBackend(backend)
-        async with (
-            self.sync_store(_WorkerBackend(backend), space) as first_worker,
-            self.sync_store(polled, space) as duplicate,
-        ):
+        async with self.two_sync_workers(backend, space) as (first_worker, duplicate, polled):
 
             def workers() -> None:
                 stream, second = SyncModelStream().pause_after(1), SyncModelStream()
-                memo = first_worker.new_memo("run-1", 0)
-                chunks = memo.get_or_stream("k", stream, claim=policy)
+                chunks = first_worker.new_memo("run-1", 0).get_or_stream("k", stream, claim=policy)
                 assert next(chunks) == CHUNKS[0]  # the claim is held from here on
                 with ThreadPoolExecutor(1) as pool:  # the duplicate, in a process of its own
                     waiting = pool.submit(
