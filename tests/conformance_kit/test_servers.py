@@ -24,6 +24,7 @@ from taquba_memo_conformance import servers
 from taquba_memo_conformance._azurite import _exclusive, cache_root, ensure_azurite
 from taquba_memo_conformance._processes import ManagedProcess, ServerStartError, free_port
 from taquba_memo_conformance.servers import AzureServer, GCSServer, S3Server
+from taquba_memo_conformance.servers import _common as servers_common
 
 from .listening_sockets import LOOPBACK_V4, listening_addresses
 
@@ -371,7 +372,7 @@ def test_use_development_storage_means_azurite_at_its_default_address() -> None:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in server_env.items():
             patch.setenv(name, value)
-        patch.setattr(servers.azure.common, "check_answers", lambda url, variable: None)
+        patch.setattr(servers_common, "check_answers", lambda url, variable: None)
         server = servers.resolve_azure_server()
     assert server.blob_endpoint == "http://127.0.0.1:10000/devstoreaccount1"
     assert server.account_key == servers.AZURITE_ACCOUNT_KEY
