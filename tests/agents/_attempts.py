@@ -10,6 +10,7 @@ own) pays.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,14 @@ from taquba_memo import sync as memo_sync
 
 from tests.agents.fake_openai import FakeOpenAI
 
-__all__ = ["Abandoned", "attempts_async", "attempts_sync", "backend", "per_attempt"]
+__all__ = [
+    "Abandoned",
+    "attempts_async",
+    "attempts_sync",
+    "backend",
+    "duplicate_workers",
+    "per_attempt",
+]
 
 T = TypeVar("T")
 
@@ -42,6 +50,22 @@ def per_attempt(store: memo_sync.MemoStore, step: Callable[[], T], attempts: int
     for _ in range(attempts):
         with memo_sync.use_memo(store.new_memo("run-1", 1)):
             results.append(step())
+    return results
+
+
+def duplicate_workers(store: memo_sync.MemoStore, step: Callable[[], T], count: int = 2) -> list[T]:
+    """``step``'s results in ``count`` threads running it at once, each an attempt of (run-1, 1)."""
+    results: list[T] = []
+
+    def worker() -> None:
+        with memo_sync.use_memo(store.new_memo("run-1", 1)):
+            results.append(step())
+
+    workers = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
     return results
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +29,10 @@ from taquba_memo_agents.langchain import MemoChatModel
 from taquba_memo_agents.langgraph import MemoNodeCache, stable_cache_key
 from typing_extensions import TypedDict
 
-from tests.agents._attempts import attempts_async, attempts_sync, backend
+from tests.agents._attempts import attempts_async, attempts_sync, backend, duplicate_workers
+from tests.agents._kill import attempts_with_a_kill
 from tests.agents.fake_openai import FakeOpenAI, answer_to
-from tests.agents.test_langchain import chat_openai
+from tests.agents.test_langchain import chat_openai, chat_openai_at
 
 __all__ = ["backend"]
 
@@ -151,6 +151,17 @@ async def test_three_async_streamed_attempts_on_an_async_store_pay_one_clean_run
     assert all(body.get("stream") for body in fake_openai.bodies)
 
 
+def killable_step(base_url: str) -> str:
+    """The graph streamed; the first attempt runs in a child process."""
+    return streamed(graph(chat_openai_at(base_url)))
+
+
+def test_a_worker_sigkilled_after_its_last_response_its_retry_and_a_duplicate_pay_one_run(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    assert attempts_with_a_kill(fake_openai, tmp_path / "bucket", killable_step) == (2, 2)
+
+
 def test_langgraphs_default_key_pays_again_on_every_attempt(
     sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
 ) -> None:
@@ -210,17 +221,7 @@ def test_duplicate_workers_with_a_claim_pay_once(sync_store: memo_sync.MemoStore
             inner=chat_openai(server), claim=ClaimPolicy(lease_s=5, poll_max_s=0.05)
         )
         compiled = graph(model)
-        results: list[str] = []
-
-        def worker() -> None:
-            with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-                results.append(last(compiled.invoke(QUESTION)))
-
-        workers = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
+        results = duplicate_workers(sync_store, lambda: last(compiled.invoke(QUESTION)))
         assert results == [FINAL, FINAL]
         assert server.total_paid == 2
 
