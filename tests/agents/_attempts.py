@@ -53,12 +53,20 @@ def per_attempt(store: memo_sync.MemoStore, step: Callable[[], T], attempts: int
     return results
 
 
-def duplicate_workers(store: memo_sync.MemoStore, step: Callable[[], T], count: int = 2) -> list[T]:
-    """``step``'s results in ``count`` threads running it at once, each an attempt of (run-1, 1)."""
+def duplicate_workers(directory: Path, step: Callable[[], T], count: int = 2) -> list[T]:
+    """``step``'s results in ``count`` workers running it at once, each an attempt of (run-1, 1).
+
+    Each worker is a thread with its own store on ``directory``: workers that
+    share nothing but the bucket (one store would let them share its
+    in-process flights instead).
+    """
     results: list[T] = []
 
     def worker() -> None:
-        with memo_sync.use_memo(store.new_memo("run-1", 1)):
+        with (
+            memo_sync.MemoStore(LocalFileBackend(directory), "agents") as store,
+            memo_sync.use_memo(store.new_memo("run-1", 1)),
+        ):
             results.append(step())
 
     workers = [threading.Thread(target=worker) for _ in range(count)]

@@ -215,13 +215,13 @@ async def test_a_sync_graph_refuses_an_async_memo_rather_than_paying_again(
         MemoNodeCache("run-1")  # type: ignore[arg-type]
 
 
-def test_duplicate_workers_with_a_claim_pay_once(sync_store: memo_sync.MemoStore) -> None:
+def test_duplicate_workers_with_a_claim_pay_once(tmp_path: Path) -> None:
     with FakeOpenAI(answer_delay_s=0.5) as server:
         model = MemoChatModel(
             inner=chat_openai(server), claim=ClaimPolicy(lease_s=5, poll_max_s=0.05)
         )
         compiled = graph(model)
-        results = duplicate_workers(sync_store, lambda: last(compiled.invoke(QUESTION)))
+        results = duplicate_workers(tmp_path / "shared", lambda: last(compiled.invoke(QUESTION)))
         assert results == [FINAL, FINAL]
         assert server.total_paid == 2
 

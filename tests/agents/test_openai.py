@@ -247,15 +247,14 @@ def test_a_stream_closed_early_stores_nothing(
     assert fake_openai.received["/v1/chat/completions"] == 2
 
 
-def test_duplicate_workers_with_a_claim_pay_once(
-    sync_store: memo_sync.MemoStore, tmp_path: Path
-) -> None:
+def test_duplicate_workers_with_a_claim_pay_once(tmp_path: Path) -> None:
     with FakeOpenAI(answer_delay_s=0.5, chunk_delay_s=0.05) as server:
         client = wrap(
             openai.OpenAI(api_key="test", base_url=server.base_url, max_retries=0),
             claim=ClaimPolicy(lease_s=5, poll_max_s=0.05),
         )
-        assert duplicate_workers(sync_store, lambda: sync_step(client)) == [EXPECTED, EXPECTED]
+        results = duplicate_workers(tmp_path / "shared", lambda: sync_step(client))
+        assert results == [EXPECTED, EXPECTED]
         assert server.total_paid == 3
 
 
