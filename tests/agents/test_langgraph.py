@@ -18,9 +18,11 @@ from typing import Annotated, Any
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import CachePolicy
 from pydantic import BaseModel
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, LocalFileBackend, MemoStore, use_memo
@@ -36,7 +38,7 @@ from tests.agents.test_langchain import chat_openai, chat_openai_at
 
 __all__ = ["backend"]
 
-QUESTION = {"messages": [("user", "weather?")]}
+QUESTION: Any = {"messages": [("user", "weather?")]}
 FINAL = answer_to("and in one word?")
 NO_KEY: Any = None  # LangGraph's default key: the pickled input, message ids and all
 
@@ -149,6 +151,36 @@ async def test_three_async_streamed_attempts_on_an_async_store_pay_one_clean_run
     await store.aclose()
     assert (clean, attempts) == (2, 2)
     assert all(body.get("stream") for body in fake_openai.bodies)
+
+
+def test_a_tool_loop_runs_each_tool_and_pays_each_model_call_once(
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
+) -> None:
+    looked_up: list[str] = []
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look the query up (a tool that costs something too)."""
+        looked_up.append(query)
+        return f"found {query}"
+
+    model = chat_openai(fake_openai).bind_tools([lookup])
+    cached = CachePolicy(key_func=stable_cache_key)
+    builder = StateGraph(State)
+    builder.add_node(
+        "agent", lambda state: {"messages": [model.invoke(state["messages"])]}, cache_policy=cached
+    )
+    builder.add_node("tools", ToolNode([lookup]), cache_policy=cached)
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    compiled = builder.compile(cache=MemoNodeCache())
+
+    clean, attempts = attempts_sync(
+        sync_store, fake_openai, lambda: last(compiled.invoke(QUESTION))
+    )
+    assert (clean, attempts) == (2, 2)  # the tool call, then the answer with its result
+    assert looked_up == ["weather?", "weather?"]  # once for the clean run, once for the three
 
 
 def killable_step(base_url: str) -> str:
