@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -245,6 +246,47 @@ async def test_a_sync_graph_refuses_an_async_memo_rather_than_paying_again(
     await store.aclose()
     with pytest.raises(InvalidValueTypeError):
         MemoNodeCache("run-1")  # type: ignore[arg-type]
+
+
+# -- the cache's halves, called as LangGraph calls them --------------------------------
+
+KEY = (("__pregel_ns_writes", "module.answer", "first"), "0123abcd")
+WRITES = [("messages", [AIMessage("stored answer", id="lc_run--1-0")])]
+
+
+def in_a_bare_thread(call: Callable[[], None]) -> None:
+    """``call`` in a thread that starts with an empty context: no memo bound."""
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+
+
+def test_set_without_a_bound_memo_stores_in_the_memo_that_missed_the_key(
+    sync_store: memo_sync.MemoStore,
+) -> None:
+    cache = MemoNodeCache()
+    with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
+        assert cache.get([KEY]) == {}
+    in_a_bare_thread(lambda: cache.set({KEY: (WRITES, None)}))  # as graph.stream does
+    with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
+        found = cache.get([KEY])
+    assert [(channel, value[0].content) for channel, value in found[KEY]] == [
+        ("messages", "stored answer")
+    ]
+
+
+def test_two_steps_missing_one_key_at_once_store_in_neither(
+    sync_store: memo_sync.MemoStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = MemoNodeCache()
+    for run_id in ("run-1", "run-2"):
+        with memo_sync.use_memo(sync_store.new_memo(run_id, 1)):
+            assert cache.get([KEY]) == {}
+    in_a_bare_thread(lambda: cache.set({KEY: (WRITES, None)}))
+    assert "2 steps missed the same cache key" in caplog.text
+    for run_id in ("run-1", "run-2"):
+        with memo_sync.use_memo(sync_store.new_memo(run_id, 1)):
+            assert cache.get([KEY]) == {}  # a retry pays again rather than take another's answer
 
 
 def test_duplicate_workers_with_a_claim_pay_once(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ Two pieces, used together (``builder.compile(cache=MemoNodeCache())`` and
   key. Should memos of different steps have missed the same key at once (two
   graphs in one process giving a node the same input), it stores in neither
   and logs a warning: their retries pay that node again, rather than one step
-  replay another's answer.
+  replay another's answer. It remembers the last :data:`MISSES_KEPT` keys
+  missed (a node that fails is never ``set``).
 * :func:`stable_cache_key`, for ``CachePolicy(key_func=...)``. LangGraph's
   default key pickles the node's input as it is, and that input changes on
   every attempt: ``add_messages`` gives each message a random ``uuid4``
@@ -61,9 +62,12 @@ from taquba_memo.errors import DecodeError
 
 from taquba_memo_agents.langchain import stable_messages
 
-__all__ = ["MemoNodeCache", "stable_cache_key", "stable_input"]
+__all__ = ["MISSES_KEPT", "MemoNodeCache", "stable_cache_key", "stable_input"]
 
 logger = logging.getLogger(__name__)
+
+#: How many missed keys a cache remembers the memos of, oldest forgotten first.
+MISSES_KEPT = 1024
 
 
 def stable_input(value: Any) -> Any:
@@ -156,6 +160,8 @@ class MemoNodeCache(BaseCache[Any]):
         where = (id(memo.store), memo.run_id, memo.step_number)
         with self._lock:
             self._missed.setdefault(key, {})[where] = memo
+            while len(self._missed) > MISSES_KEPT:
+                del self._missed[next(iter(self._missed))]
 
     def _memo_that_missed(self, key: FullKey, current: Any) -> Any:
         """The memo to store ``key``'s writes in: ``current``, else the one whose get missed it."""
