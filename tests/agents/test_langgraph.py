@@ -41,7 +41,8 @@ __all__ = ["backend"]
 
 QUESTION: Any = {"messages": [("user", "weather?")]}
 FINAL = answer_to("and in one word?")
-NO_KEY: Any = None  # LangGraph's default key: the pickled input, message ids and all
+STABLE = CachePolicy(key_func=stable_cache_key)
+DEFAULT_KEY: CachePolicy[Any] = CachePolicy()  # the pickled input, message ids and all
 
 
 class State(TypedDict):
@@ -51,21 +52,21 @@ class State(TypedDict):
 def graph(
     model: BaseChatModel,
     *,
-    key_func: Callable[[Any], str] | None = stable_cache_key,
+    policy: CachePolicy[Any] | None = STABLE,
     cache: MemoNodeCache | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """first -> follow_up -> second, the model nodes cached (sync nodes)."""
+    """first -> follow_up -> second, the model nodes cached with ``policy`` (sync nodes)."""
 
     def answer(state: State) -> dict[str, Any]:
         return {"messages": [model.invoke(state["messages"])]}
 
-    return _wired(answer, key_func, cache)
+    return _wired(answer, policy, cache)
 
 
 def async_graph(
     model: BaseChatModel,
     *,
-    key_func: Callable[[Any], str] | None = stable_cache_key,
+    policy: CachePolicy[Any] | None = STABLE,
     cache: MemoNodeCache | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The same graph with async nodes."""
@@ -73,13 +74,12 @@ def async_graph(
     async def answer(state: State) -> dict[str, Any]:
         return {"messages": [await model.ainvoke(state["messages"])]}
 
-    return _wired(answer, key_func, cache)
+    return _wired(answer, policy, cache)
 
 
 def _wired(
-    answer: Any, key_func: Callable[[Any], str] | None, cache: MemoNodeCache | None
+    answer: Any, policy: CachePolicy[Any] | None, cache: MemoNodeCache | None
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
-    policy = CachePolicy() if key_func is None else CachePolicy(key_func=key_func)
     builder = StateGraph(State)
     builder.add_node("first", answer, cache_policy=policy)
     builder.add_node("follow_up", lambda state: {"messages": [HumanMessage("and in one word?")]})
@@ -166,12 +166,11 @@ def test_a_tool_loop_runs_each_tool_and_pays_each_model_call_once(
         return f"found {query}"
 
     model = chat_openai(fake_openai).bind_tools([lookup])
-    cached = CachePolicy(key_func=stable_cache_key)
     builder = StateGraph(State)
     builder.add_node(
-        "agent", lambda state: {"messages": [model.invoke(state["messages"])]}, cache_policy=cached
+        "agent", lambda state: {"messages": [model.invoke(state["messages"])]}, cache_policy=STABLE
     )
-    builder.add_node("tools", ToolNode([lookup]), cache_policy=cached)
+    builder.add_node("tools", ToolNode([lookup]), cache_policy=STABLE)
     builder.add_edge(START, "agent")
     builder.add_conditional_edges("agent", tools_condition)
     builder.add_edge("tools", "agent")
@@ -195,10 +194,41 @@ def test_a_worker_sigkilled_after_its_last_response_its_retry_and_a_duplicate_pa
     assert attempts_with_a_kill(fake_openai, tmp_path / "bucket", killable_step) == (2, 2)
 
 
+def message_parts_of_two_attempts(
+    compiled: CompiledStateGraph[Any, Any, Any, Any], store: memo_sync.MemoStore
+) -> list[list[str]]:
+    """What ``stream_mode="messages"`` shows in each of two attempts of (run-1, 1)."""
+    attempts = []
+    for _ in range(2):
+        with memo_sync.use_memo(store.new_memo("run-1", 1)):
+            parts: Any = compiled.stream(QUESTION, stream_mode="messages")
+            attempts.append([str(chunk.content) for chunk, _ in parts])
+    return attempts
+
+
+def test_uncached_nodes_with_memo_chat_model_replay_their_tokens_without_paying(
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
+) -> None:
+    compiled = graph(MemoChatModel(inner=chat_openai(fake_openai)), policy=None)
+    streamed_parts = message_parts_of_two_attempts(compiled, sync_store)
+    assert streamed_parts[1] == streamed_parts[0]
+    assert "".join(streamed_parts[0]).endswith(FINAL)
+    assert fake_openai.total_paid == 2
+
+
+def test_a_cached_node_shows_no_tokens_on_a_retry(
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
+) -> None:
+    compiled = graph(MemoChatModel(inner=chat_openai(fake_openai)))
+    streamed_parts = message_parts_of_two_attempts(compiled, sync_store)
+    assert streamed_parts[1] == ["and in one word?"]  # follow_up's message only: it ran
+    assert fake_openai.total_paid == 2
+
+
 def test_langgraphs_default_key_pays_again_on_every_attempt(
     sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
 ) -> None:
-    compiled = graph(chat_openai(fake_openai), key_func=NO_KEY)
+    compiled = graph(chat_openai(fake_openai), policy=DEFAULT_KEY)
     clean, attempts = attempts_sync(
         sync_store, fake_openai, lambda: last(compiled.invoke(QUESTION))
     )

@@ -14,10 +14,10 @@ Two pieces, used together (``builder.compile(cache=MemoNodeCache())`` and
   the cache's ``serde`` (LangGraph's ``JsonPlusSerializer`` by default),
   first writer wins; a ``ttl`` is ignored (entries belong to their run and go
   with its retention), and ``clear`` does nothing, for the same reason.
-  LangGraph calls ``set`` from a thread of its executor, and when nodes run
-  there (``graph.stream``) without the caller's context, so no memo is bound:
-  ``set`` then stores in the memo that ``get`` found bound when it missed that
-  key. Should memos of different steps have missed the same key at once (two
+  LangGraph calls ``set`` from a thread of its executor; when the node itself
+  ran in such a thread (``graph.stream``, or several nodes in one step), the
+  writes come with no memo bound, and ``set`` stores them in the memo that
+  ``get`` found bound when it missed that key. Should memos of different steps have missed the same key at once (two
   graphs in one process giving a node the same input), it stores in neither
   and logs a warning: their retries pay that node again, rather than one step
   replay another's answer. It remembers the last :data:`MISSES_KEPT` keys
@@ -39,9 +39,11 @@ The node cache stores a node's writes after the node returned, from
 LangGraph's background executor: a worker killed between a model's answer
 and that write pays the answer again. Memoize the model inside the node as
 well (:class:`taquba_memo_agents.langchain.MemoChatModel`, or the openai /
-httpx integrations), which stores each answer as it arrives, replays
-``stream_mode="messages"`` tokens, and takes a ``claim`` for duplicate
-workers.
+httpx integrations), which stores each answer as it arrives and takes a
+``claim`` for duplicate workers. A node served from the cache does not run,
+so ``stream_mode="messages"`` shows none of its tokens on a retry (its writes
+are in ``"updates"`` and ``"values"``); with ``MemoChatModel`` alone the
+nodes run again and their models' tokens are replayed, without paying.
 """
 
 from __future__ import annotations
