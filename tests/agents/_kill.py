@@ -4,10 +4,13 @@
 ``clean-run``), then the three attempts of run ``run-1``, step 1, as a queue
 delivers them to workers that share nothing but the bucket (a directory):
 
-1. a child process (forked, so that it starts with the SDK imported) runs
-   ``step``; once its last call returned it writes a marker file and waits,
-   and the parent kills it with SIGKILL there, before it could acknowledge
-   the step;
+1. a child process (forked, so that it starts with the SDK imported: a
+   second or so instead of several) runs ``step``; once its last call
+   returned it writes a marker file and waits, and the parent kills it with
+   SIGKILL there, before it could acknowledge the step. The child uses only
+   what it makes itself (its store, its SDK client); it has none of the
+   parent's threads, the fake server's included, and leaves with
+   ``os._exit`` whatever happens, never back into pytest;
 2. the retry and 3. a duplicate delivery run in this process.
 
 ``step`` is a function of the base URL of the fake server, sync or async:

@@ -225,6 +225,28 @@ def test_a_cached_node_shows_no_tokens_on_a_retry(
     assert fake_openai.total_paid == 2
 
 
+def test_two_nodes_of_one_step_run_in_threads_and_are_stored_too(
+    sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
+) -> None:
+    model = chat_openai(fake_openai)
+
+    def ask(question: str) -> Callable[[State], dict[str, Any]]:
+        return lambda state: {"messages": [model.invoke([HumanMessage(question)])]}
+
+    builder = StateGraph(State)
+    builder.add_node("weather", ask("weather?"), cache_policy=STABLE)
+    builder.add_node("news", ask("news?"), cache_policy=STABLE)
+    builder.add_edge(START, "weather")
+    builder.add_edge(START, "news")  # one step, two tasks: LangGraph runs them in its threads
+    compiled = builder.compile(cache=MemoNodeCache())
+
+    def step() -> list[str]:
+        return sorted(str(message.content) for message in compiled.invoke(QUESTION)["messages"])
+
+    clean, attempts = attempts_sync(sync_store, fake_openai, step)
+    assert (clean, attempts) == (2, 2)
+
+
 def test_langgraphs_default_key_pays_again_on_every_attempt(
     sync_store: memo_sync.MemoStore, fake_openai: FakeOpenAI
 ) -> None:

@@ -17,11 +17,12 @@ Two pieces, used together (``builder.compile(cache=MemoNodeCache())`` and
   LangGraph calls ``set`` from a thread of its executor; when the node itself
   ran in such a thread (``graph.stream``, or several nodes in one step), the
   writes come with no memo bound, and ``set`` stores them in the memo that
-  ``get`` found bound when it missed that key. Should memos of different steps have missed the same key at once (two
-  graphs in one process giving a node the same input), it stores in neither
-  and logs a warning: their retries pay that node again, rather than one step
-  replay another's answer. It remembers the last :data:`MISSES_KEPT` keys
-  missed (a node that fails is never ``set``).
+  ``get`` found bound when it missed that key. Should memos of different
+  steps have missed the same key at once (two graphs in one process giving a
+  node the same input), it stores in neither and logs a warning: their
+  retries pay that node again, rather than one step replay another's answer.
+  It remembers the last :data:`MISSES_KEPT` keys missed (a node that fails is
+  never ``set``).
 * :func:`stable_cache_key`, for ``CachePolicy(key_func=...)``. LangGraph's
   default key pickles the node's input as it is, and that input changes on
   every attempt: ``add_messages`` gives each message a random ``uuid4``
