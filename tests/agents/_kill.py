@@ -9,8 +9,11 @@ delivers them to workers that share nothing but the bucket (a directory):
    returned it writes a marker file and waits, and the parent kills it with
    SIGKILL there, before it could acknowledge the step. The child uses only
    what it makes itself (its store, its SDK client); it has none of the
-   parent's threads, the fake server's included, and leaves with
-   ``os._exit`` whatever happens, never back into pytest;
+   parent's threads, and leaves with ``os._exit`` whatever happens, never
+   back into pytest. Python 3.12 warns that forking a process with threads
+   may deadlock the child on a lock one of them held: the parent's threads
+   then are the fake server's, serving or waiting for a connection, whose
+   locks the child never takes; the warning is silenced around the fork;
 2. the retry and 3. a duplicate delivery run in this process.
 
 ``step`` is a function of the base URL of the fake server, sync or async:
@@ -28,6 +31,7 @@ import os
 import signal
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,7 +76,9 @@ def attempts_with_a_kill(
     clean = run_attempt(step, server.base_url, directory, "clean-run")
     clean_paid = server.total_paid
     marker = directory.parent / "killed-attempt.json"
-    pid = os.fork()  # the child has the SDK imported already: it starts at once
+    with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork may deadlock" (see above)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()  # the child has the SDK imported already: it starts at once
     if pid == 0:
         _child(step, server.base_url, directory, marker)
     deadline = time.monotonic() + CHILD_TIMEOUT_S
