@@ -28,6 +28,7 @@ from langgraph.types import CachePolicy
 from pydantic import BaseModel
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, LocalFileBackend, MemoStore, use_memo
 from taquba_memo import sync as memo_sync
+from taquba_memo.errors import EncodeError
 from taquba_memo_agents.langchain import MemoChatModel
 from taquba_memo_agents.langgraph import MemoNodeCache, stable_cache_key
 from typing_extensions import TypedDict
@@ -286,6 +287,23 @@ def test_an_explicit_memo_serves_a_graph_compiled_per_attempt(
         compiled = graph(model, cache=MemoNodeCache(sync_store.new_memo("run-1", 1)))
         assert last(compiled.invoke(QUESTION)) == FINAL  # no use_memo block
     assert fake_openai.total_paid == 2
+
+
+async def test_an_explicit_async_memo_serves_an_async_graph(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    model = chat_openai(fake_openai)
+    store = MemoStore(LocalFileBackend(tmp_path / "memo"), "agents")
+    for _ in range(3):
+        compiled = async_graph(model, cache=MemoNodeCache(store.new_memo("run-1", 1)))
+        assert last(await compiled.ainvoke(QUESTION)) == FINAL
+    await store.aclose()
+    assert fake_openai.total_paid == 2
+
+
+def test_an_input_the_key_cannot_encode_fails_the_node() -> None:
+    with pytest.raises(EncodeError, match="no canonical encoding"):
+        stable_cache_key({"messages": [], "client": object()})
 
 
 async def test_a_sync_graph_refuses_an_async_memo_rather_than_paying_again(

@@ -35,6 +35,10 @@ Two pieces, used together (``builder.compile(cache=MemoNodeCache())`` and
   id (content blocks), and without its ``response_metadata`` and
   ``usage_metadata`` (token counts and the provider's response id, which no
   model is sent). Provider ids (tool call ids such as ``call_...``) are kept.
+  An input ``request_key`` cannot encode (an object that is neither plain
+  data, a pydantic model nor a dataclass; a dict with other than str keys)
+  raises its :class:`~taquba_memo.errors.EncodeError`, and the node fails,
+  rather than be keyed by what may differ on the retry.
 
 The node cache stores a node's writes after the node returned, from
 LangGraph's background executor: a worker killed between a model's answer
