@@ -34,7 +34,11 @@ CORE = "packages/taquba-memo"
 PACKAGES: list[tuple[str, str, list[str]]] = [
     (CORE, f"./{CORE}[msgpack]", ["tests/core"]),
     ("conformance", "./conformance", ["tests/conformance_kit/test_reference_backends.py"]),
-    ("packages/taquba-memo-agents", "./packages/taquba-memo-agents", ["tests/agents"]),
+    (
+        "packages/taquba-memo-agents",
+        "./packages/taquba-memo-agents[openai,httpx,langchain,langgraph,pydantic-ai,openai-agents]",
+        ["tests/agents"],
+    ),
     (
         "packages/taquba-memo-obstore",
         "./packages/taquba-memo-obstore",
@@ -71,14 +75,16 @@ PACKAGES: list[tuple[str, str, list[str]]] = [
 ]
 # Test-only libraries the core's tests import and the kit does not bring: the
 # suite's timeout, the pydantic codec recipe, the independent RFC 8785 check and
-# the APScheduler retention recipe, Dramatiq for the interrupt tests (kept in step
-# with the root dev group).
+# the APScheduler retention recipe, Dramatiq for the interrupt tests, the model
+# the agents' langchain and LangGraph tests call (kept in step with the root dev
+# group).
 TEST_TOOLS = [
     "pytest-timeout>=2.3",
     "pydantic>=2",
     "rfc8785>=0.1.4",
     "apscheduler>=3.10,<4",
     "dramatiq>=1.17",
+    "langchain-openai>=1.0,<2",
 ]
 RUN_TIMEOUT_S = 900
 SERVERS_REQUIRED_ENV = "TAQUBA_MEMO_REQUIRE_SERVERS"

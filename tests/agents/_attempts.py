@@ -11,6 +11,7 @@ own) pays.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +28,8 @@ __all__ = [
     "attempts_async",
     "attempts_sync",
     "backend",
-    "duplicate_workers",
+    "duplicate_workers_async",
+    "duplicate_workers_sync",
     "error_then_retries",
     "per_attempt",
 ]
@@ -51,6 +53,30 @@ def per_attempt(store: memo_sync.MemoStore, step: Callable[[], T], attempts: int
     for _ in range(attempts):
         with memo_sync.use_memo(store.new_memo("run-1", 1)):
             results.append(step())
+    return results
+
+
+def duplicate_workers_sync(directory: Path, step: Callable[[], T], count: int = 2) -> list[T]:
+    """``step``'s results in ``count`` workers running it at once, each an attempt of (run-1, 1).
+
+    Each worker is a thread with its own store on ``directory``: workers that
+    share nothing but the bucket (one store would let them share its
+    in-process flights instead).
+    """
+    results: list[T] = []
+
+    def worker() -> None:
+        with (
+            memo_sync.MemoStore(LocalFileBackend(directory), "agents") as store,
+            memo_sync.use_memo(store.new_memo("run-1", 1)),
+        ):
+            results.append(step())
+
+    workers = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
     return results
 
 
@@ -111,7 +137,7 @@ def _three_attempts(server: FakeOpenAI, attempt: Callable[[str, bool], Any]) -> 
     return clean_paid, server.total_paid - clean_paid
 
 
-async def duplicate_workers(
+async def duplicate_workers_async(
     shared: Path, step_on: Callable[[FakeOpenAI], Callable[[], Awaitable[T]]]
 ) -> tuple[list[T], int]:
     """(each of two duplicate workers' results, paid in all): the same step at once, in two

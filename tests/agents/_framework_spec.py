@@ -17,7 +17,7 @@ import pytest
 from taquba_memo import ClaimPolicy
 from taquba_memo import sync as memo_sync
 
-from tests.agents._attempts import attempts_async, duplicate_workers, error_then_retries
+from tests.agents._attempts import attempts_async, duplicate_workers_async, error_then_retries
 from tests.agents.fake_openai import FakeOpenAI, answer_to
 
 __all__ = ["TOOL_ANSWER", "FrameworkSpec"]
@@ -58,7 +58,7 @@ class FrameworkSpec:
 
             return step
 
-        answers, paid = await duplicate_workers(tmp_path / "shared", step_on)
+        answers, paid = await duplicate_workers_async(tmp_path / "shared", step_on)
         assert answers == [[TOOL_ANSWER] * 2] * 2
         assert paid == 4  # the tool loop twice, run then streamed: what one worker pays
 

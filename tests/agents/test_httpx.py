@@ -18,6 +18,7 @@ from taquba_memo import sync as memo_sync
 from taquba_memo_agents.httpx import AsyncMemoTransport, MemoTransport
 
 from ._attempts import per_attempt
+from ._kill import attempts_with_a_kill
 from .fake_openai import FakeOpenAI, answer_to
 
 ATTEMPTS = 3
@@ -63,6 +64,18 @@ def test_three_attempts_through_the_sync_transport_pay_what_one_clean_run_pays(
             with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
                 assert sync_step(client) == expected
     assert fake_openai.total_paid == 2 * clean == 4
+
+
+def killable_step(base_url: str) -> list[str]:
+    """:func:`sync_step` through a memo transport; the first attempt runs in a child process."""
+    with httpx.Client(base_url=base_url, transport=MemoTransport()) as client:
+        return sync_step(client)
+
+
+def test_a_worker_sigkilled_after_its_last_response_its_retry_and_a_duplicate_pay_one_run(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    assert attempts_with_a_kill(fake_openai, tmp_path / "bucket", killable_step) == (2, 2)
 
 
 async def test_three_attempts_through_the_async_transport_pay_what_one_clean_run_pays(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,19 +18,14 @@ from taquba_memo import sync as memo_sync
 from taquba_memo_agents.langchain import MemoCache, MemoChatModel
 
 from tests.agents._attempts import attempts_async, attempts_sync, backend
+from tests.agents._kill import attempts_with_a_kill
 from tests.agents.fake_openai import FakeOpenAI, answer_to
 
 __all__ = ["backend"]
 
 
 def chat_openai(server: FakeOpenAI, **options: Any) -> ChatOpenAI:
-    return ChatOpenAI(
-        model="small-1",
-        base_url=server.base_url,
-        api_key=SecretStr("sk-fake"),
-        max_retries=0,
-        **options,
-    )
+    return chat_openai_at(server.base_url, **options)
 
 
 def memoized(server: FakeOpenAI, *, use_cache: bool) -> BaseChatModel:
@@ -111,6 +108,31 @@ async def test_async_streams_are_recorded_and_replayed(
         sync_store, fake_openai, lambda: two_streamed_turns_async(model)
     )
     assert (clean, attempts) == (2, 2)
+
+
+def chat_openai_at(base_url: str, **options: Any) -> ChatOpenAI:
+    return ChatOpenAI(
+        model="small-1", base_url=base_url, api_key=SecretStr("sk-fake"), max_retries=0, **options
+    )
+
+
+def killable_cached_step(base_url: str) -> str:
+    """Two turns through MemoCache; the first attempt runs in a child process."""
+    return two_turns(chat_openai_at(base_url, cache=MemoCache()))
+
+
+async def killable_streamed_step(base_url: str) -> str:
+    """Two streamed turns through MemoChatModel, async."""
+    return await two_streamed_turns_async(MemoChatModel(inner=chat_openai_at(base_url)))
+
+
+@pytest.mark.parametrize(
+    "step", [killable_cached_step, killable_streamed_step], ids=["cache", "wrapper-astream"]
+)
+def test_a_worker_sigkilled_after_its_last_response_its_retry_and_a_duplicate_pay_one_run(
+    fake_openai: FakeOpenAI, tmp_path: Path, step: Callable[[str], Any]
+) -> None:
+    assert attempts_with_a_kill(fake_openai, tmp_path / "bucket", step) == (2, 2)
 
 
 class IdKeyedChatModel(MemoChatModel):

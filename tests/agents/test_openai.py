@@ -9,7 +9,6 @@ and a duplicate delivery are new memo objects of the same run and step.
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ from taquba_memo import ClaimPolicy, InvalidValueTypeError, LocalFileBackend, Me
 from taquba_memo import sync as memo_sync
 from taquba_memo_agents.openai import wrap
 
-from ._attempts import per_attempt
+from ._attempts import duplicate_workers_sync, per_attempt
+from ._kill import attempts_with_a_kill
 from .fake_openai import FakeOpenAI, answer_to
 
 MODEL = "fake-1"
@@ -247,25 +247,13 @@ def test_a_stream_closed_early_stores_nothing(
     assert fake_openai.received["/v1/chat/completions"] == 2
 
 
-def test_duplicate_workers_with_a_claim_pay_once(
-    sync_store: memo_sync.MemoStore, tmp_path: Path
-) -> None:
+def test_duplicate_workers_with_a_claim_pay_once(tmp_path: Path) -> None:
     with FakeOpenAI(answer_delay_s=0.5, chunk_delay_s=0.05) as server:
         client = wrap(
             openai.OpenAI(api_key="test", base_url=server.base_url, max_retries=0),
             claim=ClaimPolicy(lease_s=5, poll_max_s=0.05),
         )
-        results: list[list[str]] = []
-
-        def worker() -> None:
-            with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-                results.append(sync_step(client))
-
-        workers = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
+        results = duplicate_workers_sync(tmp_path / "shared", lambda: sync_step(client))
         assert results == [EXPECTED, EXPECTED]
         assert server.total_paid == 3
 
@@ -287,6 +275,28 @@ async def test_async_duplicate_workers_with_a_claim_pay_once(tmp_path: Path) -> 
         assert server.total_paid == 3
         for opened in stores:
             await opened.aclose()
+
+
+def killable_step(base_url: str) -> list[str]:
+    """:func:`sync_step` through a wrapped client; the first attempt runs in a child process."""
+    return sync_step(wrap(openai.OpenAI(api_key="test", base_url=base_url, max_retries=0)))
+
+
+def unmemoized_step(base_url: str) -> list[str]:
+    """:func:`sync_step` through a plain client: the memo is bound, but nothing uses it."""
+    return sync_step(openai.OpenAI(api_key="test", base_url=base_url, max_retries=0))
+
+
+def test_a_worker_sigkilled_after_its_last_response_its_retry_and_a_duplicate_pay_one_run(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    assert attempts_with_a_kill(fake_openai, tmp_path / "bucket", killable_step) == (3, 3)
+
+
+def test_without_the_memo_the_killed_worker_its_retry_and_a_duplicate_pay_three_runs(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    assert attempts_with_a_kill(fake_openai, tmp_path / "bucket", unmemoized_step) == (3, 9)
 
 
 def test_outside_any_use_memo_every_call_goes_to_the_server(fake_openai: FakeOpenAI) -> None:

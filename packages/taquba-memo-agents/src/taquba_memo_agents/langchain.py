@@ -14,6 +14,8 @@ Two ways in, both storing in the step's memo (``taquba_memo.use_memo`` /
   (``MemoChatModel(inner=ChatOpenAI(...))``), which memoizes ``invoke``,
   ``ainvoke`` *and* ``stream``/``astream`` (the chunks are recorded and
   replayed through ``get_or_stream``).
+  ``MemoChatModel(inner=..., claim=ClaimPolicy(lease_s=30))`` makes a
+  duplicate worker of the step wait for the first one's answer and replay it.
 
 Keys. The request is keyed from the messages and the model's ``llm_string``
 (its serialized configuration and call parameters) with what changes between
@@ -51,7 +53,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumpd, dumps, loads
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult, Generation
-from taquba_memo import request_key
+from taquba_memo import ClaimPolicy, request_key
 from taquba_memo import sync as memo_sync
 from taquba_memo.errors import DecodeError
 
@@ -198,6 +200,7 @@ class MemoChatModel(BaseChatModel):
 
     inner: BaseChatModel
     namespace: str = "langchain-chat/v1"
+    claim: ClaimPolicy | None = None
 
     @property
     def _llm_type(self) -> str:
@@ -227,7 +230,7 @@ class MemoChatModel(BaseChatModel):
             return call()
         key = self._key(messages, stop, kwargs)
         result: ChatResult = memo.get_or_compute(
-            _occurrences.take(memo, key), call, codec=_CHAT_RESULT
+            _occurrences.take(memo, key), call, codec=_CHAT_RESULT, claim=self.claim
         )
         _occurrences.settle(memo, key)
         return result
@@ -249,7 +252,7 @@ class MemoChatModel(BaseChatModel):
             return await call()
         key = self._key(messages, stop, kwargs)
         result: ChatResult = await memo.get_or_compute(
-            _occurrences.take(memo, key), call, codec=_CHAT_RESULT
+            _occurrences.take(memo, key), call, codec=_CHAT_RESULT, claim=self.claim
         )
         _occurrences.settle(memo, key)
         return result
@@ -270,7 +273,7 @@ class MemoChatModel(BaseChatModel):
             return
         key = self._key(messages, stop, kwargs)
         occurrence = memo.occurrence_key(key)  # streams may interleave: spent at once
-        yield from memo.get_or_stream(occurrence, call, codec=_GENERATIONS)
+        yield from memo.get_or_stream(occurrence, call, codec=_GENERATIONS, claim=self.claim)
 
     async def _astream(
         self,
@@ -289,5 +292,7 @@ class MemoChatModel(BaseChatModel):
             return
         key = self._key(messages, stop, kwargs)
         occurrence = memo.occurrence_key(key)  # streams may interleave: spent at once
-        async for chunk in memo.get_or_stream(occurrence, call, codec=_GENERATIONS):
+        async for chunk in memo.get_or_stream(
+            occurrence, call, codec=_GENERATIONS, claim=self.claim
+        ):
             yield chunk
