@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -152,7 +153,10 @@ async def test_three_async_streamed_attempts_on_an_async_store_pay_one_clean_run
     clean, attempts = await attempts_async(store, fake_openai, lambda: astreamed(compiled))
     await store.aclose()
     assert (clean, attempts) == (2, 2)
-    assert all(body.get("stream") for body in fake_openai.bodies)
+    if sys.version_info >= (3, 11):
+        # Before 3.11 asyncio tasks take no context, so LangGraph's async graph cannot hand
+        # the messages stream to the model, which then answers without streaming.
+        assert all(body.get("stream") for body in fake_openai.bodies)
 
 
 def test_a_tool_loop_runs_each_tool_and_pays_each_model_call_once(
