@@ -44,6 +44,9 @@ from .test_celery_redelivery import (  # noqa: F401  (fixtures)
 )
 from .test_rq_workers import wait_for
 
+# arq 0.28 passes redis-py 6+ an argument it deprecated; this repository runs redis-py 8.
+pytestmark = pytest.mark.filterwarnings("ignore:.*retry_on_timeout:DeprecationWarning")
+
 SETTINGS = "tests.runtimes.arq_agent.WorkerSettings"
 PROMPTS = [f"prompt {i}" for i in range(3)]
 # Short, so that a dead worker's job is taken again within the test: job_timeout + 10 s.

@@ -20,7 +20,8 @@ point's call arrives (that call is never answered, so never paid).
   that block ``worker_ttl`` - 15 s) retries it. That test takes over a minute,
   so it runs only with ``TAQUBA_MEMO_SOAK=1``.
 
-On local files and on S3 (the kit's ``s3_server``).
+On local files and on S3, moto and Ceph RGW (RGW skips where the machine
+cannot run it, unless ``TAQUBA_MEMO_REQUIRE_SERVERS=1``).
 """
 
 from __future__ import annotations
