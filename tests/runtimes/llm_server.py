@@ -9,7 +9,8 @@ middle of its task, after the calls before it were answered and memoized.
 ``answer_delay_s`` makes every answered call take that long (a slow model),
 so that duplicate workers overlap. ``arrivals`` and ``kills`` keep the
 server's monotonic times of each request and each kill, per prompt.
-:func:`complete` is the workers' client.
+:func:`complete` is the workers' client; :func:`assert_paid_for_a_duplicate`
+is what the server must have seen when one step ran twice at once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from http.server import BaseHTTPRequestHandler
 
 from tests.local_http import LocalHTTPServer, send_json
 
-__all__ = ["CountingLLM", "answer_to", "complete"]
+__all__ = ["CountingLLM", "answer_to", "assert_paid_for_a_duplicate", "complete"]
 
 
 def answer_to(prompt: str) -> str:
@@ -93,3 +94,16 @@ class CountingLLM(LocalHTTPServer):
                 return
 
         return Handler
+
+
+def assert_paid_for_a_duplicate(llm: CountingLLM, prompts: list[str], *, claimed: bool) -> None:
+    """Two runs of one step at once: without a claim both ran and paid what they overlapped on
+    (each call at most twice); with one, whichever claimed a call made it and the other waited
+    and read the memo, so each call reached the LLM once."""
+    if not claimed:
+        assert len(llm.worker_pids) == 2  # two processes ran the step at once
+        assert sum(llm.paid.values()) > len(prompts)
+        assert all(count <= 2 for count in llm.paid.values())
+    else:
+        assert llm.paid == {prompt: 1 for prompt in prompts}
+        assert llm.received == {prompt: 1 for prompt in prompts}

@@ -10,8 +10,9 @@ worker, inheriting its store) runs the task again, finds the earlier calls
 memoized, and goes on. At the end every call was paid exactly once, the
 result is right, and a terminal marker plus a sweep leave nothing behind.
 
-The memo lives on local files and on S3 (the kit's ``s3_server``; another S3
-server fixture is one more entry in ``S3_SERVER_FIXTURES``).
+The memo lives on local files and on S3: moto and Ceph RGW (the kit's
+``S3_SERVER_FIXTURES``; RGW skips where the machine cannot run it, unless
+``TAQUBA_MEMO_REQUIRE_SERVERS=1``).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from taquba_memo import LocalFileBackend
 from taquba_memo.sync import open_store
 from taquba_memo_conformance._processes import ManagedProcess
 from taquba_memo_conformance.servers import S3Server
+from taquba_memo_conformance.servers_plugin import S3_SERVER_FIXTURES
 
 from .llm_server import CountingLLM, answer_to
 from .redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
 
 REPO = Path(__file__).resolve().parents[2]
-S3_SERVER_FIXTURES = ["s3_server"]
+#: Where the worker keeps its memos: local files, and S3 on each of these servers.
+MEMO_TARGETS = ["local", "moto", "rgw"]
 PROMPTS = [f"prompt {i}" for i in range(5)]
 KILL_AT = {PROMPTS[2], PROMPTS[4]}
 VISIBILITY_TIMEOUT_S = 10
@@ -50,14 +53,14 @@ class MemoTarget:
     env: dict[str, str]
 
 
-@pytest.fixture(params=["local", *S3_SERVER_FIXTURES])
+@pytest.fixture(params=MEMO_TARGETS)
 def memo_target(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> MemoTarget:
     """Where the worker keeps its memos: a local directory, or a fresh bucket on an S3 server."""
     if request.param == "local":
         return MemoTarget(f"file://{tmp_path / 'memos'}", {})
-    server: S3Server = request.getfixturevalue(request.param)
+    server: S3Server = request.getfixturevalue(S3_SERVER_FIXTURES[request.param])
     bucket = server.new_bucket()
     env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
     for name, value in env.items():
