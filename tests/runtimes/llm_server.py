@@ -24,9 +24,17 @@ import urllib.request
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler
 
+import pytest
+
 from tests.local_http import LocalHTTPServer, send_json
 
-__all__ = ["CountingLLM", "answer_to", "assert_paid_for_a_duplicate", "complete"]
+__all__ = [
+    "CountingLLM",
+    "answer_to",
+    "assert_paid_for_a_duplicate",
+    "complete",
+    "skip_unclaimed_duplicate_off_local_files",
+]
 
 
 def answer_to(prompt: str) -> str:
@@ -94,6 +102,13 @@ class CountingLLM(LocalHTTPServer):
                 return
 
         return Handler
+
+
+def skip_unclaimed_duplicate_off_local_files(memo_url: str, claim_lease_s: float | None) -> None:
+    """Without a claim a duplicate shows only the runtime delivering twice, which no storage
+    changes: that case runs on local files, and the claimed case on every storage."""
+    if claim_lease_s is None and not memo_url.startswith("file://"):
+        pytest.skip("a duplicate without a claim tests the runtime, not the storage: local only")
 
 
 def assert_paid_for_a_duplicate(llm: CountingLLM, prompts: list[str], *, claimed: bool) -> None:

@@ -34,7 +34,12 @@ from arq.constants import in_progress_key_prefix
 from arq.jobs import Job, JobResult
 from taquba_memo_conformance._processes import ManagedProcess
 
-from .llm_server import CountingLLM, answer_to, assert_paid_for_a_duplicate
+from .llm_server import (
+    CountingLLM,
+    answer_to,
+    assert_paid_for_a_duplicate,
+    skip_unclaimed_duplicate_off_local_files,
+)
 from .redis_server import redis_server  # noqa: F401  (the fixture)
 from .test_celery_redelivery import (  # noqa: F401  (fixtures)
     MemoTarget,
@@ -165,6 +170,7 @@ def test_arq_job_run_twice_at_once_pays_overlapping_calls_once_only_with_a_claim
     memo_target: MemoTarget,  # noqa: F811
     claim_lease_s: float | None,
 ) -> None:
+    skip_unclaimed_duplicate_off_local_files(memo_target.url, claim_lease_s)
     client = Client(broker)
     with CountingLLM(answer_delay_s=1.5) as llm:
         # One job at a time per worker: the second run is the other worker's.

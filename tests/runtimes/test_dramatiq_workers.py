@@ -41,7 +41,12 @@ from dramatiq.results.backends import RedisBackend
 from taquba_memo.sync import open_store
 from taquba_memo_conformance._processes import ManagedProcess
 
-from .llm_server import CountingLLM, answer_to, assert_paid_for_a_duplicate
+from .llm_server import (
+    CountingLLM,
+    answer_to,
+    assert_paid_for_a_duplicate,
+    skip_unclaimed_duplicate_off_local_files,
+)
 from .redis_server import redis_server  # noqa: F401  (the fixture)
 from .test_celery_redelivery import (  # noqa: F401  (fixtures)
     REPO,
@@ -206,6 +211,7 @@ def test_dramatiq_message_delivered_twice_pays_overlapping_calls_once_only_with_
     memo_target: MemoTarget,  # noqa: F811
     claim_lease_s: float | None,
 ) -> None:
+    skip_unclaimed_duplicate_off_local_files(memo_target.url, claim_lease_s)
     prompts = prompts_of(0)
     with CountingLLM(answer_delay_s=1.5) as llm:
         worker = start_dramatiq(worker_env(broker, memo_target, llm))

@@ -39,7 +39,12 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from taquba_memo_conformance._processes import ManagedProcess
 
-from .llm_server import CountingLLM, answer_to, assert_paid_for_a_duplicate
+from .llm_server import (
+    CountingLLM,
+    answer_to,
+    assert_paid_for_a_duplicate,
+    skip_unclaimed_duplicate_off_local_files,
+)
 from .redis_server import redis_server  # noqa: F401  (the fixture)
 from .test_celery_redelivery import (  # noqa: F401  (fixtures)
     MemoTarget,
@@ -163,6 +168,7 @@ def test_rq_duplicate_delivery_pays_overlapping_calls_once_only_with_a_claim(
     memo_target: MemoTarget,  # noqa: F811
     claim_lease_s: float | None,
 ) -> None:
+    skip_unclaimed_duplicate_off_local_files(memo_target.url, claim_lease_s)
     prompts = PROMPTS[:3]
     with CountingLLM(answer_delay_s=1.5) as llm:
         env = worker_env(memo_target, llm)
