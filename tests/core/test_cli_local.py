@@ -159,6 +159,24 @@ class TestRuns:
             text == "3 runs, 3 steps, 4 entries (1 claim of computations in progress or abandoned)"
         )
 
+    @pytest.mark.parametrize("sizes", [[], ["--sizes"]], ids=["counts", "sizes"])
+    def test_summary_only_prints_the_last_line_and_the_totals_alone(
+        self, url: str, sizes: list[str]
+    ) -> None:
+        # A claim and a stray object too: every figure of the summary, counted as it streams.
+        root = Path(url.removeprefix("file://"))
+        entry = memo_key("agents", "alpha", 1, "a")
+        root.joinpath(*claim_key(entry, 1).split("/")).write_bytes(b"{}")
+        root.joinpath("agents", "memos", "beta", "stray").write_bytes(b"?")
+        store = ["--url", url, "--prefix", "agents"]
+        full = run_cli(*store, "runs", *sizes).stdout.splitlines()
+        alone = run_cli(*store, "--summary-only", "runs", *sizes).stdout.splitlines()
+        assert alone == full[-1:]
+        assert "3 runs, 3 steps, 4 entries" in alone[0]
+        document = run_cli(*store, "--json", "runs", *sizes).json()
+        totals = run_cli(*store, "--json", "--summary-only", "runs", *sizes).json()
+        assert totals == {"totals": document["totals"]}
+
     def test_another_prefix_is_another_store(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "elsewhere", "runs")
         assert result.stdout == "0 runs, 0 steps, 0 entries\n"
