@@ -315,6 +315,10 @@ def cli_figures(root: Path, src: str) -> dict[str, float]:
     }
 
 
+def _syscall_cell(counts: tuple[int, int] | None) -> str:
+    return "no strace" if counts is None else f"{counts[0]} vs {counts[1]}"
+
+
 def _timed(code: str, src: str) -> float:
     env = {**os.environ, "PYTHONPATH": src}
     started = time.perf_counter()
@@ -379,10 +383,7 @@ def main() -> None:
     for case in (*CASES, "import", *CLI_CASES):
         cells = " | ".join(f"{statistics.median(ratios[side][case]):.2f}" for side in names)
         print(f"| {case} | {floors[case]} | {cells} |")
-    cells = " | ".join(
-        "no strace" if syscalls[side] is None else "{} vs {}".format(*syscalls[side])
-        for side in names
-    )
+    cells = " | ".join(_syscall_cell(syscalls[side]) for side in names)
     print(f"| put file syscalls, 20 puts | 20 raw atomic writes | {cells} |")
 
 

@@ -149,7 +149,7 @@ class LocalFileBackend(MemoBackendBase):
     def _segments(self, key: object) -> list[str]:
         key = check_key(key)
         segments = key.split("/")
-        if not all(_segment_is_valid(segment) for segment in segments):
+        if "" in segments or "." in segments or ".." in segments or "\x00" in key:
             raise InvalidKeyError(f"key {key!r} has an empty, '.', '..' or NUL segment")
         if is_staging_name(segments[-1]):
             raise InvalidKeyError(f"key {key!r} ends in a staging name (<name>#<digits>)")
