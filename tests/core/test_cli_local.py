@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from taquba_memo import LocalFileBackend, TerminalMarker
 from taquba_memo._layout import claim_key, memo_key
+from taquba_memo.cli import _runs
 from taquba_memo.sync import open_store
 
 from ._cli_support import (
@@ -392,3 +393,22 @@ class TestProgress:
             )
             assert code == ExitCode.OK
             assert terminal == ""
+
+
+class TestStreamedTotals:
+    """``runs --summary-only`` counts steps by their change over an ordered listing, and
+    keeps the steps it saw over an unordered one: both count what the per-run tally does."""
+
+    LISTED = (("b", 1), ("a", 0), ("b", 1), ("a", 2), ("a", 0), ("c", 0), ("b", 1))
+
+    @pytest.mark.parametrize("ordered", [True, False])
+    def test_counts_agree_with_the_per_run_tally(self, ordered: bool) -> None:
+        listed = sorted(self.LISTED) if ordered else list(self.LISTED)
+        per_run, totals = _runs._PerRun(), _runs._Totals(ordered)
+        for tally in (per_run, totals):
+            for run_id, step in listed:
+                tally.step(run_id, step).entries += 1
+            tally.step_output("d")
+            tally.terminal("e", 1_000)
+        assert totals.counts() == per_run.counts()
+        assert (totals.counts().runs, totals.counts().steps) == (5, 4)

@@ -232,6 +232,8 @@ class ReadsInThread(Protocol):
     trip to the store's loop thread that costs more than a page-cache read.
     Without it, every sync call crosses to the loop: right for a backend
     whose reads wait on the network, where a blocked caller gains nothing.
+    A subclass that changes what ``get`` returns must change this too, or
+    withdraw it (``get_in_thread = None``).
     """
 
     def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
