@@ -105,7 +105,7 @@ class Memo(BoundMemo[MemoHost]):
     before the step does any work.
     """
 
-    __slots__ = ("_occurrences",)
+    __slots__ = ("_occurrences", "_step_keys")
 
     _repr_name = "Memo"
 
@@ -114,6 +114,13 @@ class Memo(BoundMemo[MemoHost]):
             store, layout.validate_run_id(run_id), layout.validate_step_number(step_number)
         )
         self._occurrences = Occurrences()
+        # What every entry key of this step starts with, built once (the layout's own memo_key).
+        step_key = layout.memo_key(store.prefix, self._run_id, self._step_number, "")
+        self._step_keys = step_key.rpartition("/")[0] + "/"
+
+    def _entry_key(self, key: str) -> str:
+        """``layout.memo_key`` of ``key`` in this memo's step (validates ``key``, no I/O)."""
+        return self._step_keys + layout.hex_sha256(key)
 
     def occurrence_key(self, key: str) -> str:
         """Return the entry key of this call's occurrence of ``key``: ``f"{key}#{n}"``.
@@ -152,7 +159,7 @@ class Memo(BoundMemo[MemoHost]):
 
     def _lookup(self, key: str) -> tuple[str, Operation]:
         """The object key of ``key`` (validated, before any I/O) and a ``get``'s operation."""
-        path = layout.memo_key(self._store.prefix, self._run_id, self._step_number, key)
+        path = self._entry_key(key)
         return path, self._store._telemetry.operation("get", self._run_id, self._step_number)
 
     async def put(
@@ -169,7 +176,7 @@ class Memo(BoundMemo[MemoHost]):
         """
         if_absent = check_flag(if_absent, "if_absent")
         store = self._store
-        path = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
+        path = self._entry_key(key)
         data = check_value(value)
         limit = store.max_value_bytes
         if limit is not None and len(data) > limit:
@@ -324,7 +331,7 @@ class Memo(BoundMemo[MemoHost]):
     def _entry_slot(self, key: str, operation: str) -> compute.EntrySlot:
         """The entry of ``key`` as get_or_compute sees it (validates ``key``, before any I/O)."""
         store = self._store
-        object_key = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
+        object_key = self._entry_key(key)
         return compute.EntrySlot(
             backend=store.backend,
             object_key=object_key,
