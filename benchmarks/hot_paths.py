@@ -14,7 +14,16 @@ over rounds of a ratio measured inside one process:
   fsync, rename, fsync of the directory) in the same directory;
 - ``list``: ``LocalFileBackend.list`` of ``--runs`` runs against a same-thread
   ``os.scandir`` walk in the same order;
-- ``clear``: CPU of ``delete_many`` of those runs' keys against ``rm -rf`` of a copy.
+- ``clear``: CPU of ``delete_many`` of those runs' keys against ``rm -rf`` of a copy
+  (what a sweep of those runs deletes with);
+- ``sync get`` and ``sync hit``: a sync ``Memo.get`` and a sync ``get_or_compute`` hit of a
+  256-byte entry on local files against ``open(path, "rb").read()`` of the entry's file;
+- ``put file syscalls``: the file-system calls (opens, stats, mkdirs, unlinks, renames,
+  links, fsyncs) of 20 durable puts over those of 20 raw atomic writes, counted by
+  ``strace`` (skipped without it);
+- ``runs --summary-only``: ``taquba-memo --summary-only runs`` on ``--cli-runs`` runs of
+  local files against ``find <store> | wc -l``, wall time, and its peak RSS (and that of
+  ``runs`` without ``--summary-only``) against ``python -c pass``'s.
 
 It prints a Markdown table.
 """
@@ -36,7 +45,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent / "packages" / "taquba-memo" / "src"
-CASES = ("get_or_compute hit", "durable put", "list", "clear")
+CASES = ("get_or_compute hit", "durable put", "list", "clear", "sync get", "sync hit")
+CLI_CASES = ("runs --summary-only", "runs --summary-only RSS", "runs RSS", "RSS floor MiB")
 
 
 async def _per_call(fn: Callable[[], Awaitable[object]], calls: int) -> float:
@@ -150,16 +160,163 @@ async def list_and_clear_ratios(root: Path, runs: int) -> tuple[float, float]:
     return statistics.median(lists) / statistics.median(walks), clear_cpu / max(rm_cpu, 1e-3)
 
 
+def _per_call_sync(fn: Callable[[], object], calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - started) / calls
+
+
+def sync_read_ratios(root: Path) -> tuple[float, float]:
+    """A sync get and a sync get_or_compute hit on local files, each over a plain read."""
+    from taquba_memo import LocalFileBackend
+    from taquba_memo.sync import MemoStore
+
+    with MemoStore(LocalFileBackend(root / "sync"), "bench") as store:
+        memo = store.new_memo("run", 0)
+        memo.put("k", b"x" * 256)
+        path = next(found for found in (root / "sync").rglob("*") if found.is_file())
+
+        def plain() -> bytes:
+            with open(path, "rb") as file:
+                return file.read()
+
+        reads, gets, hits = [], [], []
+        for _ in range(15):
+            reads.append(_per_call_sync(plain, 300))
+            gets.append(_per_call_sync(lambda: memo.get("k"), 300))
+            hits.append(_per_call_sync(lambda: memo.get_or_compute("k", bytes), 300))
+    read = statistics.median(reads)
+    return statistics.median(gets) / read, statistics.median(hits) / read
+
+
 async def child(runs: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         listing, clear = await list_and_clear_ratios(root, runs)
+        sync_get, sync_hit = await asyncio.to_thread(sync_read_ratios, root)
         return {
             "get_or_compute hit": await hit_ratio(),
             "durable put": await put_ratio(root),
             "list": listing,
             "clear": clear,
+            "sync get": sync_get,
+            "sync hit": sync_hit,
         }
+
+
+# -- system calls of a put (strace) -------------------------------------------------------
+
+_PUTS = """
+import asyncio, os, sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[1]))))
+from benchmarks.hot_paths import _raw_atomic_write
+from taquba_memo import LocalFileBackend
+
+async def main(root):
+    backend = LocalFileBackend(os.path.join(root, "store"))
+    await backend.put("run/step/seed", b"x")
+    os.makedirs(os.path.join(root, "raw"))
+    for marker, write in (("raw", None), ("put", backend)):
+        try:
+            os.stat(f"/hot-paths-begin-{marker}")
+        except FileNotFoundError:
+            pass
+        for index in range(20):
+            if write is None:
+                _raw_atomic_write(os.path.join(root, "raw"), f"k{index}", b"v" * 256)
+            else:
+                await write.put(f"run/step/k{index}", b"v" * 256)
+        try:
+            os.stat(f"/hot-paths-end-{marker}")
+        except FileNotFoundError:
+            pass
+
+asyncio.run(main(sys.argv[2]))
+"""
+
+_FILE_CALLS = (
+    "open,openat,openat2,mkdir,mkdirat,stat,lstat,newfstatat,statx,unlink,unlinkat,"
+    "rename,renameat,renameat2,link,linkat,fsync,fdatasync"
+)
+
+
+def put_syscalls(src: str) -> tuple[int, int] | None:
+    """The file-system calls of 20 puts and of 20 raw atomic writes; None without strace."""
+    if shutil.which("strace") is None:
+        return None
+    with tempfile.TemporaryDirectory() as directory:
+        log = Path(directory) / "strace.log"
+        strace = ["strace", "-f", "-qq", "-o", str(log), "-e", f"trace={_FILE_CALLS}"]
+        subprocess.run(
+            [*strace, sys.executable, "-c", _PUTS, __file__, directory],
+            env={**os.environ, "PYTHONPATH": src},
+            check=True,
+        )
+        counts = {"raw": 0, "put": 0}
+        inside: str | None = None
+        for line in log.read_text().splitlines():
+            for marker in counts:
+                if f"/hot-paths-begin-{marker}" in line:
+                    inside = marker
+                elif f"/hot-paths-end-{marker}" in line:
+                    inside = None
+            if inside is not None and "/hot-paths-begin-" not in line:
+                counts[inside] += 1
+    return counts["put"], counts["raw"]
+
+
+# -- runs --summary-only on many runs ---------------------------------------------------
+
+_PEAK_RSS = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+    "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def make_cli_store(root: Path, runs: int) -> None:
+    """``runs`` runs of one entry each, written as the layout names them, and a marker each."""
+    sys.path.insert(0, str(HERE))
+    from taquba_memo import _layout as layout
+
+    for run in range(runs):
+        path = root / layout.memo_key("p", f"r{run:06d}", 0, "k")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"v")
+
+
+def cli_figures(root: Path, src: str) -> dict[str, float]:
+    """Wall time of ``runs --summary-only`` over ``find | wc -l``; peak RSS over ``pass``'s."""
+    env = {**os.environ, "PYTHONPATH": src}
+    command = [sys.executable, "-m", "taquba_memo", "--url", root.as_uri(), "--prefix", "p"]
+    started = time.perf_counter()
+    subprocess.run(f"find {root} | wc -l", shell=True, check=True, stdout=subprocess.DEVNULL)
+    find = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run([*command, "--summary-only", "runs"], env=env, check=True, capture_output=True)
+    summary = time.perf_counter() - started
+
+    def peak(*argv: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, *argv],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return float(done.stdout.strip())
+
+    floor = peak(sys.executable, "-c", "pass")
+    return {
+        "runs --summary-only": summary / find,
+        "runs --summary-only RSS": peak(*command, "--summary-only", "runs") / floor,
+        "runs RSS": peak(*command, "runs") / floor,
+        "RSS floor MiB": floor / 1024,
+    }
+
+
+def _syscall_cell(counts: tuple[int, int] | None) -> str:
+    return "no strace" if counts is None else f"{counts[0]} vs {counts[1]}"
 
 
 def _timed(code: str, src: str) -> float:
@@ -174,6 +331,7 @@ def main() -> None:
     parser.add_argument("--before", help="the src directory of the code to compare against")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--cli-runs", type=int, default=50_000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -184,6 +342,9 @@ def main() -> None:
     )
     ratios: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
     names = list(sides)
+    syscalls = {side: put_syscalls(src) for side, src in sides.items()}
+    cli_store = tempfile.TemporaryDirectory()
+    make_cli_store(Path(cli_store.name), args.cli_runs)
     for round_number in range(args.rounds):
         shift = round_number % len(names)
         for side in names[shift:] + names[:shift]:
@@ -197,6 +358,8 @@ def main() -> None:
             )
             for case, ratio in json.loads(found.stdout).items():
                 ratios[side].setdefault(case, []).append(ratio)
+            for case, ratio in cli_figures(Path(cli_store.name), sides[side]).items():
+                ratios[side].setdefault(case, []).append(ratio)
             floor = _timed("pass", sides[side])
             ratios[side].setdefault("import", []).append(
                 _timed("import taquba_memo", sides[side]) / floor
@@ -209,10 +372,19 @@ def main() -> None:
         "durable put": "raw atomic write",
         "list": "same-thread scandir walk",
         "clear": "rm -rf CPU",
+        "sync get": "open().read()",
+        "sync hit": "open().read()",
+        "runs --summary-only": f"find \\| wc -l ({args.cli_runs:,} runs)",
+        "runs --summary-only RSS": "python -c pass RSS",
+        "runs RSS": "python -c pass RSS",
+        "RSS floor MiB": "(MiB, not a ratio)",
     }
-    for case in (*CASES, "import"):
+    cli_store.cleanup()
+    for case in (*CASES, "import", *CLI_CASES):
         cells = " | ".join(f"{statistics.median(ratios[side][case]):.2f}" for side in names)
         print(f"| {case} | {floors[case]} | {cells} |")
+    cells = " | ".join(_syscall_cell(syscalls[side]) for side in names)
+    print(f"| put file syscalls, 20 puts | 20 raw atomic writes | {cells} |")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from taquba_memo import LocalFileBackend, TerminalMarker
 from taquba_memo._layout import claim_key, memo_key
+from taquba_memo.cli import _runs
 from taquba_memo.sync import open_store
 
 from ._cli_support import (
@@ -158,6 +159,24 @@ class TestRuns:
         assert (
             text == "3 runs, 3 steps, 4 entries (1 claim of computations in progress or abandoned)"
         )
+
+    @pytest.mark.parametrize("sizes", [[], ["--sizes"]], ids=["counts", "sizes"])
+    def test_summary_only_prints_the_last_line_and_the_totals_alone(
+        self, url: str, sizes: list[str]
+    ) -> None:
+        # A claim and a stray object too: every figure of the summary, counted as it streams.
+        root = Path(url.removeprefix("file://"))
+        entry = memo_key("agents", "alpha", 1, "a")
+        root.joinpath(*claim_key(entry, 1).split("/")).write_bytes(b"{}")
+        root.joinpath("agents", "memos", "beta", "stray").write_bytes(b"?")
+        store = ["--url", url, "--prefix", "agents"]
+        full = run_cli(*store, "runs", *sizes).stdout.splitlines()
+        alone = run_cli(*store, "--summary-only", "runs", *sizes).stdout.splitlines()
+        assert alone == full[-1:]
+        assert "3 runs, 3 steps, 4 entries" in alone[0]
+        document = run_cli(*store, "--json", "runs", *sizes).json()
+        totals = run_cli(*store, "--json", "--summary-only", "runs", *sizes).json()
+        assert totals == {"totals": document["totals"]}
 
     def test_another_prefix_is_another_store(self, url: str) -> None:
         result = run_cli("--url", url, "--prefix", "elsewhere", "runs")
@@ -374,3 +393,22 @@ class TestProgress:
             )
             assert code == ExitCode.OK
             assert terminal == ""
+
+
+class TestStreamedTotals:
+    """``runs --summary-only`` counts steps by their change over an ordered listing, and
+    keeps the steps it saw over an unordered one: both count what the per-run tally does."""
+
+    LISTED = (("b", 1), ("a", 0), ("b", 1), ("a", 2), ("a", 0), ("c", 0), ("b", 1))
+
+    @pytest.mark.parametrize("ordered", [True, False])
+    def test_counts_agree_with_the_per_run_tally(self, ordered: bool) -> None:
+        listed = sorted(self.LISTED) if ordered else list(self.LISTED)
+        per_run, totals = _runs._PerRun(), _runs._Totals(ordered)
+        for tally in (per_run, totals):
+            for run_id, step in listed:
+                tally.step(run_id, step).entries += 1
+            tally.step_output("d")
+            tally.terminal("e", 1_000)
+        assert totals.counts() == per_run.counts()
+        assert (totals.counts().runs, totals.counts().steps) == (5, 4)

@@ -1,13 +1,19 @@
 """LocalFileBackend makes no system call its work does not need: counted on the real file system.
 
 Each test wraps the ``os`` functions the backend calls with counters that
-call the real function, so the files are real and only the calls are counted.
+call the real function, so the files are real and only the calls are counted;
+the store-level test counts the interpreter's own audit events instead, in a
+child process (an audit hook cannot be removed), with nothing replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -103,3 +109,46 @@ async def test_a_listing_hands_batches_of_keys_not_directories_to_a_thread(
     monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
     assert [key async for key in backend.list("run/")] == keys
     assert hops == 1  # 101 directories, 100 keys: one batch
+
+
+# A child process: seed a run, then count the file-system audit events of one more put.
+_AUDITED_PUT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from taquba_memo import LocalFileBackend, MemoStore
+
+    FILE_EVENTS = ("open", "os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.link",
+                   "os.chmod", "os.scandir", "os.listdir", "shutil.")
+    seen = []
+    counting = False
+
+    def hook(event, args):
+        if counting and event.startswith(FILE_EVENTS):
+            seen.append(event)
+
+    sys.addaudithook(hook)
+
+    async def main():
+        global counting
+        memo = MemoStore(LocalFileBackend(sys.argv[1]), "app").new_memo("run", 0)
+        await memo.put("first", b"v")
+        counting = True
+        await memo.put("second", b"value")
+        counting = False
+        print(json.dumps(seen))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_memo_put_audits_only_the_staging_open_and_the_rename(tmp_path: Path) -> None:
+    """A durable put through the store, counted by audit hooks: no mkdir, stat or unlink."""
+    done = subprocess.run(
+        [sys.executable, "-c", _AUDITED_PUT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout) == ["open", "os.rename"]

@@ -1,8 +1,8 @@
 """Optional backend members: one Protocol each, declared by having the method, forwarded exactly.
 
 Every optional member of a backend (``list_with_metadata``, ``get_at_most``,
-``after_fork``) is a runtime-checkable Protocol in ``OPTIONAL_MEMBERS``; a
-backend offers it by having the method and in no other way.
+``after_fork``, ``list_after``, ``get_in_thread``) is a runtime-checkable
+Protocol in ``OPTIONAL_MEMBERS``; a backend offers it by having the method and in no other way.
 ``ForwardingBackend`` offers, and forwards, each one exactly when the backend
 it wraps offers it, so a store over the wrapper falls back just as it would
 over the wrapped backend.
@@ -32,12 +32,14 @@ from taquba_memo.backend import (
     ListsMetadata,
     MemoBackendBase,
     ReadsBounded,
+    ReadsInThread,
     RebuildsAfterFork,
     lists_after,
     lists_metadata,
     member_name,
     offers,
     reads_bounded,
+    reads_in_thread,
     rebuilds_after_fork,
 )
 from taquba_memo_conformance import RecordingBackend
@@ -80,6 +82,15 @@ async def lists_only_the_keys_after_the_start(backend: MemoBackend) -> None:
     assert [key async for key in listing] == ["a/3"]
 
 
+async def reads_in_the_calling_thread(backend: MemoBackend) -> None:
+    await backend.put("k", b"four")
+    assert backend.get_in_thread("k", None) == b"four"  # type: ignore[attr-defined]
+    assert backend.get_in_thread("k", 4) == b"four"  # type: ignore[attr-defined]
+    assert backend.get_in_thread("missing", None) is None  # type: ignore[attr-defined]
+    with pytest.raises(EntryTooLargeError):
+        backend.get_in_thread("k", 3)  # type: ignore[attr-defined]
+
+
 async def rebuilds_the_wrapped_backend(backend: MemoBackend) -> None:
     _fork.after_fork(backend)  # what a store calls on its first use in a forked child
     _fork.after_fork(backend)
@@ -118,6 +129,11 @@ CASES: dict[type, MemberCase] = {
         lacking=lambda tmp: SixOperationsOnly(),
         forwarded_call=lists_only_the_keys_after_the_start,
     ),
+    ReadsInThread: MemberCase(
+        offering=lambda tmp: LocalFileBackend(tmp / "store"),
+        lacking=lambda tmp: SixOperationsOnly(),
+        forwarded_call=reads_in_the_calling_thread,
+    ),
 }
 
 MEMBERS = pytest.mark.parametrize("protocol", OPTIONAL_MEMBERS, ids=member_name)
@@ -130,6 +146,7 @@ class TestTheRegistry:
             "get_at_most",
             "after_fork",
             "list_after",
+            "get_in_thread",
         ]
 
     def test_every_optional_member_has_a_forwarding_case_here(self) -> None:
@@ -146,6 +163,7 @@ class TestTheRegistry:
         assert reads_bounded(backend) is offers(backend, ReadsBounded) is True
         assert rebuilds_after_fork(backend) is offers(backend, RebuildsAfterFork) is True
         assert lists_after(backend) is offers(backend, ListsAfter) is True
+        assert reads_in_thread(backend) is offers(backend, ReadsInThread) is True
         assert not rebuilds_after_fork(InMemoryBackend())
 
     def test_offers_refuses_a_protocol_that_is_not_an_optional_member(self) -> None:

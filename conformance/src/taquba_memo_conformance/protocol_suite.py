@@ -33,6 +33,7 @@ from taquba_memo.backend import (
     ListedObject,
     ListsMetadata,
     ReadsBounded,
+    ReadsInThread,
     RebuildsAfterFork,
 )
 
@@ -418,6 +419,30 @@ class BackendProtocolTests(SuiteBase):
             await reader.get_at_most(space.key("k"), max_bytes)  # type: ignore[arg-type]
         with pytest.raises(InvalidValueTypeError):
             await reader.get_at_most(b"bytes-key", 10)  # type: ignore[arg-type]
+
+    # -- the optional get_in_thread -------------------------------------------------
+
+    async def test_get_in_thread_reads_what_get_and_get_at_most_read(
+        self, backend: MemoBackend, space: KeySpace
+    ) -> None:
+        reader: ReadsInThread = self.require_member(backend, ReadsInThread)
+        values = {space.key("small"): b"abc", space.key("chunks"): os.urandom(70_000)}
+        values[space.key("empty")] = b""
+        await put_all(backend, values, concurrency=8)
+        for key, value in values.items():
+            # From another thread than the loop's, as the sync API calls it.
+            assert await asyncio.to_thread(reader.get_in_thread, key, None) == value
+            assert await asyncio.to_thread(reader.get_in_thread, key, len(value)) == value
+            assert await backend.get(key) == value
+            if value:
+                with pytest.raises(EntryTooLargeError):
+                    await asyncio.to_thread(reader.get_in_thread, key, len(value) - 1)
+        assert await asyncio.to_thread(reader.get_in_thread, space.key("missing"), None) is None
+        assert await asyncio.to_thread(reader.get_in_thread, space.key("missing"), 0) is None
+        with pytest.raises(InvalidValueTypeError):
+            reader.get_in_thread(b"bytes-key", None)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            reader.get_in_thread(space.key("empty"), -1)
 
     # -- the optional after_fork ------------------------------------------------------
 

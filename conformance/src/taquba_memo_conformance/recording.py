@@ -26,7 +26,8 @@ class RecordingBackend(ForwardingBackend):
     a whole in :attr:`batches`; ``list`` records its prefix, and the keys it yields
     in :attr:`listed`. ``capabilities``, when given, replaces the wrapped backend's
     (a store over a backend that lacks one). ``get_at_most`` is recorded only where
-    the wrapped backend offers it, as :class:`ForwardingBackend` forwards it.
+    the wrapped backend offers it, as :class:`ForwardingBackend` forwards it; so is
+    ``get_in_thread``, recorded as the ``get`` or ``get_at_most`` it stands for.
     """
 
     def __init__(self, inner: MemoBackend, *, capabilities: Capabilities | None = None) -> None:
@@ -65,6 +66,11 @@ class RecordingBackend(ForwardingBackend):
     async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
         self.calls.append(("get_at_most", key))
         return await super().get_at_most(key, max_bytes)
+
+    def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
+        # Recorded as the read it stands for, so both ways of reading count alike.
+        self.calls.append(("get" if max_bytes is None else "get_at_most", key))
+        return super().get_in_thread(key, max_bytes)
 
     async def put(self, key: str, value: bytes, *, if_absent: bool = False) -> bool:
         self.calls.append(("put", key))

@@ -77,14 +77,14 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from taquba_memo import _single_flight
 from taquba_memo._bounded_read import read_object
 from taquba_memo._claims import ClaimPolicy, EntryClaims, check_claim
 from taquba_memo._codecs import Codec, check_codec, decode_value, encode_value
 from taquba_memo._telemetry import Operation, monotonic
-from taquba_memo.backend import MemoBackend
+from taquba_memo.backend import MemoBackend, ReadsInThread
 from taquba_memo.errors import (
     DecodeError,
     EncodeError,
@@ -95,7 +95,7 @@ from taquba_memo.errors import (
     ValueTooLargeError,
 )
 
-__all__ = ["EntrySlot", "get_or_compute"]
+__all__ = ["EntrySlot", "check_call", "get_or_compute", "stored_in_thread"]
 
 logger = logging.getLogger("taquba_memo")
 
@@ -176,13 +176,7 @@ async def get_or_compute(
     claim: ClaimPolicy | None = None,
 ) -> T:
     """See the module documentation; ``Memo.get_or_compute`` is the public face."""
-    if not callable(fn):
-        raise InvalidValueTypeError(f"fn must be callable, not {type(fn).__name__}")
-    check_codec(codec)
-    if not isinstance(store_if_cancelled, bool):
-        raise InvalidValueTypeError("store_if_cancelled must be a bool")
-    check_claim(claim, slot.backend)
-    agree = first_writer_wins(slot.backend, if_absent)
+    agree = check_call(slot, fn, codec, if_absent, store_if_cancelled, claim)
     with slot.operation:
         # A hit needs none of the machinery below, which protects paid work.
         landings = _single_flight.landings()
@@ -221,6 +215,45 @@ async def get_or_compute(
                 continue  # written with another codec: lead a flight of our own
             slot.operation.shared()
             return value
+
+
+def check_call(
+    slot: EntrySlot,
+    fn: Callable[[], Any],
+    codec: Codec[T],
+    if_absent: bool | None,
+    store_if_cancelled: bool,
+    claim: ClaimPolicy | None,
+) -> bool:
+    """Refuse bad arguments before any I/O; whether the store is first-writer-wins."""
+    if not callable(fn):
+        raise InvalidValueTypeError(f"fn must be callable, not {type(fn).__name__}")
+    check_codec(codec)
+    if not isinstance(store_if_cancelled, bool):
+        raise InvalidValueTypeError("store_if_cancelled must be a bool")
+    check_claim(claim, slot.backend)
+    return first_writer_wins(slot.backend, if_absent)
+
+
+def stored_in_thread(slot: EntrySlot, codec: Codec[T]) -> tuple[bool, T | None]:
+    """:func:`get_or_compute`'s hit in the calling thread, where ``slot.backend`` offers
+    ``get_in_thread``: ``(True, value)`` for a stored entry that decodes, counted as
+    the loop's hit is. Anything else (absent, unreadable, undecodable, an error) is
+    ``(False, None)`` with nothing counted: :func:`get_or_compute` then runs, reads
+    again and handles it, so a miss behaves as it would without this path. Call
+    :func:`check_call` first, as :func:`get_or_compute` does."""
+    try:
+        data = cast(ReadsInThread, slot.backend).get_in_thread(
+            slot.object_key, slot.max_value_bytes
+        )
+        if data is None:
+            return False, None
+        value = decode_value(codec, data)
+    except Exception:
+        return False, None
+    with slot.operation:
+        slot.operation.read(data)
+    return True, value
 
 
 def _leave(

@@ -115,16 +115,11 @@ class LoopThread:
         With ``callbacks``, the calling thread serves its sync callbacks
         while it waits.
         """
-        if self._stopped:
+        try:
+            loop = self._admit()
+        except BaseException:
             coro.close()
-            raise StoreClosedError("the store is closed")
-        loop = self.loop
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError(
-                "a sync MemoStore was called from its own event loop (inside an async "
-                "callback); that would deadlock. Use the async API there."
-            )
+            raise
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             if callbacks is not None:
@@ -135,6 +130,24 @@ class LoopThread:
             if callbacks is not None and callbacks.interrupt is not None:
                 raise callbacks.interrupt from None  # an async fn's, caught on the loop
             raise
+
+    def _admit(self) -> asyncio.AbstractEventLoop:
+        """The loop, for a call from this thread; refused when stopped or on the loop itself."""
+        if self._stopped:
+            raise StoreClosedError("the store is closed")
+        loop = self.loop
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(
+                "a sync MemoStore was called from its own event loop (inside an async "
+                "callback); that would deadlock. Use the async API there."
+            )
+        return loop
+
+    def call_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the calling thread, with no hop to the loop: for blocking
+        work that needs no loop. Refused exactly where :meth:`run` refuses a call."""
+        self._admit()
+        return fn(*args)
 
     def run_calling_back(
         self,

@@ -9,7 +9,7 @@ backend, the prefix, the value bound and the telemetry.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast, overload
 
 from taquba_memo import _compute as compute
 from taquba_memo import _layout as layout
@@ -20,8 +20,8 @@ from taquba_memo._claims import ClaimPolicy
 from taquba_memo._codecs import BytesCodec, Codec, decode_value, encode_value
 from taquba_memo._content import store_content_key
 from taquba_memo._occurrences import Occurrences
-from taquba_memo._telemetry import StoreTelemetry
-from taquba_memo.backend import MemoBackend
+from taquba_memo._telemetry import Operation, StoreTelemetry
+from taquba_memo.backend import MemoBackend, ReadsInThread
 from taquba_memo.errors import ValueTooLargeError
 
 __all__ = ["BYTES", "BoundMemo", "Memo", "MemoHost"]
@@ -105,7 +105,7 @@ class Memo(BoundMemo[MemoHost]):
     before the step does any work.
     """
 
-    __slots__ = ("_occurrences",)
+    __slots__ = ("_occurrences", "_step_keys")
 
     _repr_name = "Memo"
 
@@ -114,6 +114,13 @@ class Memo(BoundMemo[MemoHost]):
             store, layout.validate_run_id(run_id), layout.validate_step_number(step_number)
         )
         self._occurrences = Occurrences()
+        # What every entry key of this step starts with, built once (the layout's own memo_key).
+        step_key = layout.memo_key(store.prefix, self._run_id, self._step_number, "")
+        self._step_keys = step_key.rpartition("/")[0] + "/"
+
+    def _entry_key(self, key: str) -> str:
+        """``layout.memo_key`` of ``key`` in this memo's step (validates ``key``, no I/O)."""
+        return self._step_keys + layout.hex_sha256(key)
 
     def occurrence_key(self, key: str) -> str:
         """Return the entry key of this call's occurrence of ``key``: ``f"{key}#{n}"``.
@@ -135,12 +142,25 @@ class Memo(BoundMemo[MemoHost]):
         ``get_at_most`` (every shipped one does) no more than the bound of it
         was held in memory; on another backend it was read whole first.
         """
-        store = self._store
-        path = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
-        with store._telemetry.operation("get", self._run_id, self._step_number) as operation:
-            data = await read_object(store.backend, path, store.max_value_bytes)
+        path, operation = self._lookup(key)
+        with operation:
+            data = await read_object(self._store.backend, path, self._store.max_value_bytes)
             operation.read(data)
         return data
+
+    def _get_in_thread(self, key: str) -> bytes | None:
+        """:meth:`get` in the calling thread, on a backend that offers ``get_in_thread``."""
+        path, operation = self._lookup(key)
+        with operation:
+            reader = cast(ReadsInThread, self._store.backend)
+            data = reader.get_in_thread(path, self._store.max_value_bytes)
+            operation.read(data)
+        return data
+
+    def _lookup(self, key: str) -> tuple[str, Operation]:
+        """The object key of ``key`` (validated, before any I/O) and a ``get``'s operation."""
+        path = self._entry_key(key)
+        return path, self._store._telemetry.operation("get", self._run_id, self._step_number)
 
     async def put(
         self, key: str, value: bytes | bytearray | memoryview, *, if_absent: bool = False
@@ -156,7 +176,7 @@ class Memo(BoundMemo[MemoHost]):
         """
         if_absent = check_flag(if_absent, "if_absent")
         store = self._store
-        path = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
+        path = self._entry_key(key)
         data = check_value(value)
         limit = store.max_value_bytes
         if limit is not None and len(data) > limit:
@@ -237,11 +257,28 @@ class Memo(BoundMemo[MemoHost]):
         what a retry will read back. See :mod:`taquba_memo._compute` for the
         details.
         """
+        slot = self._compute_slot(key, if_absent)
+        return await compute.get_or_compute(slot, fn, codec, if_absent, store_if_cancelled, claim)
+
+    def _stored_in_thread(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        codec: Codec[Any],
+        if_absent: bool | None,
+        store_if_cancelled: bool,
+        claim: ClaimPolicy | None,
+    ) -> tuple[bool, Any]:
+        """:meth:`get_or_compute`'s hit in the calling thread, on a backend that offers
+        ``get_in_thread``: ``(True, value)``, or ``(False, None)`` when it must run."""
+        slot = self._compute_slot(key, if_absent)
+        compute.check_call(slot, fn, codec, if_absent, store_if_cancelled, claim)
+        return compute.stored_in_thread(slot, codec)
+
+    def _compute_slot(self, key: str, if_absent: bool | None) -> compute.EntrySlot:
         if if_absent is not None:
             check_flag(if_absent, "if_absent")
-        return await compute.get_or_compute(
-            self._entry_slot(key, "get_or_compute"), fn, codec, if_absent, store_if_cancelled, claim
-        )
+        return self._entry_slot(key, "get_or_compute")
 
     @overload
     def get_or_stream(
@@ -294,7 +331,7 @@ class Memo(BoundMemo[MemoHost]):
     def _entry_slot(self, key: str, operation: str) -> compute.EntrySlot:
         """The entry of ``key`` as get_or_compute sees it (validates ``key``, before any I/O)."""
         store = self._store
-        object_key = layout.memo_key(store.prefix, self._run_id, self._step_number, key)
+        object_key = self._entry_key(key)
         return compute.EntrySlot(
             backend=store.backend,
             object_key=object_key,

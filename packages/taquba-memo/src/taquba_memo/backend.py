@@ -34,12 +34,14 @@ The rules every backend follows (the conformance suite checks each one):
 Optional members: a backend may offer more than the six operations, one
 method per concern, each declared by a small runtime-checkable Protocol
 below (:class:`ListsMetadata`, :class:`ReadsBounded`,
-:class:`RebuildsAfterFork`, :class:`ListsAfter`, all in :data:`OPTIONAL_MEMBERS`). A backend
+:class:`RebuildsAfterFork`, :class:`ListsAfter`, :class:`ReadsInThread`, all in
+:data:`OPTIONAL_MEMBERS`). A backend
 offers one by having the method, and only so: nothing in
 :class:`Capabilities` or elsewhere declares it. Each Protocol's docstring says
 when a backend should offer it and what the core does without it;
 :func:`offers` (or :func:`lists_metadata`, :func:`reads_bounded`,
-:func:`rebuilds_after_fork`, :func:`lists_after`) tells whether a backend does. The conformance
+:func:`rebuilds_after_fork`, :func:`lists_after`, :func:`reads_in_thread`) tells whether a
+backend does. The conformance
 suite checks every optional member a backend offers and skips, naming it,
 the checks of one it lacks.
 """
@@ -63,12 +65,14 @@ __all__ = [
     "MemoBackend",
     "MemoBackendBase",
     "ReadsBounded",
+    "ReadsInThread",
     "RebuildsAfterFork",
     "lists_after",
     "lists_metadata",
     "member_name",
     "offers",
     "reads_bounded",
+    "reads_in_thread",
     "rebuilds_after_fork",
 ]
 
@@ -212,7 +216,38 @@ class ListsAfter(Protocol):
         ...
 
 
-OPTIONAL_MEMBERS: tuple[type, ...] = (ListsMetadata, ReadsBounded, RebuildsAfterFork, ListsAfter)
+@runtime_checkable
+class ReadsInThread(Protocol):
+    """Optional ``get_in_thread``: a blocking read in the calling thread, without a loop.
+
+    Offer it when a read costs about what its I/O costs and needs neither an
+    event loop nor a network connection: a local file, a dict. It returns
+    what ``get(key)`` returns, or with ``max_bytes`` what
+    ``get_at_most(key, max_bytes)`` returns, and raises the same errors. It
+    may be called from any thread while the backend's coroutines run on
+    another, and it must neither write nor delete.
+
+    The sync API (:mod:`taquba_memo.sync`) then makes ``Memo.get`` and the
+    hit of ``Memo.get_or_compute`` in the calling thread, instead of a round
+    trip to the store's loop thread that costs more than a page-cache read.
+    Without it, every sync call crosses to the loop: right for a backend
+    whose reads wait on the network, where a blocked caller gains nothing.
+    A subclass that changes what ``get`` returns must change this too, or
+    withdraw it (``get_in_thread = None``).
+    """
+
+    def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
+        """``get(key)``, or ``get_at_most(key, max_bytes)`` when ``max_bytes`` is not None."""
+        ...
+
+
+OPTIONAL_MEMBERS: tuple[type, ...] = (
+    ListsMetadata,
+    ReadsBounded,
+    RebuildsAfterFork,
+    ListsAfter,
+    ReadsInThread,
+)
 """Every optional member of a backend, as the Protocol that declares it."""
 
 
@@ -245,6 +280,11 @@ def reads_bounded(backend: object) -> bool:
 def lists_after(backend: object) -> bool:
     """True when ``backend`` offers ``list_after`` (a listing that starts after a key)."""
     return offers(backend, ListsAfter)
+
+
+def reads_in_thread(backend: object) -> bool:
+    """True when ``backend`` offers ``get_in_thread`` (a blocking read without a loop)."""
+    return offers(backend, ReadsInThread)
 
 
 def rebuilds_after_fork(backend: object) -> bool:

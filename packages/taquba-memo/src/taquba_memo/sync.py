@@ -4,11 +4,16 @@ Same names, arguments and behaviour as :class:`taquba_memo.MemoStore` and
 :class:`taquba_memo.Memo`, without ``await``. Nothing is implemented twice:
 each sync store owns one private event loop, running in its own daemon
 thread, and every method runs the async core's coroutine there and waits
-for it. Because that loop is never the caller's, the sync API also works
-when called from a thread that is running an event loop (a notebook, an
-async web handler), without deadlocking; it blocks that loop while it
-waits, as any blocking call does. The machinery, and how replies and
-interrupts cross between the threads, is :mod:`taquba_memo._loop_thread`.
+for it. One shortcut: on a backend that reads without a loop (it offers
+``get_in_thread``: local files, memory), ``Memo.get`` and a hit of
+``Memo.get_or_compute`` read in the calling thread, through the same core
+code and stats, since the round trip would cost more than the read; a miss
+goes to the loop as everything else does. Because that loop is never the
+caller's, the sync API also works when called from a thread that is running
+an event loop (a notebook, an async web handler), without deadlocking; it
+blocks that loop while it waits, as any blocking call does. The machinery,
+and how replies and interrupts cross between the threads, is
+:mod:`taquba_memo._loop_thread`.
 
 The mirror is written out, so type checkers and IDEs see real signatures,
 and a test holds it to the async API member by member: names, kinds,
@@ -58,7 +63,7 @@ from taquba_memo._codecs import Codec
 from taquba_memo._loop_thread import LoopThread
 from taquba_memo._memo import BYTES, BoundMemo
 from taquba_memo._store_settings import StoreSettings
-from taquba_memo.backend import MemoBackend
+from taquba_memo.backend import MemoBackend, reads_in_thread
 
 __all__ = ["Memo", "MemoStore", "current_memo", "open_store", "use_memo"]
 
@@ -95,6 +100,9 @@ class MemoStore(StoreSettings, Closing):
         self._core = core
         self._loop_thread = loop_thread
         self._aio_host = AioHost(core, loop_thread)
+        # A backend that reads without a loop (local files, a dict) serves get and a
+        # get_or_compute hit in the caller's thread: no round trip to the loop.
+        self._reads_in_thread = reads_in_thread(core.backend)
         # A store garbage-collected without close() at least stops its thread.
         self._finalizer = weakref.finalize(self, loop_thread.stop_soon)
 
@@ -242,7 +250,10 @@ class Memo(BoundMemo[MemoStore]):
 
         See :meth:`taquba_memo.Memo.get`.
         """
-        return self._store._run(self._core.get(key))
+        store = self._store
+        if store._reads_in_thread:
+            return store._loop_thread.call_here(self._core._get_in_thread, key)
+        return store._run(self._core.get(key))
 
     def put(
         self, key: str, value: bytes | bytearray | memoryview, *, if_absent: bool = False
@@ -303,6 +314,13 @@ class Memo(BoundMemo[MemoStore]):
         With ``claim``, the claim's heartbeat runs on the store's loop, so it
         goes on renewing while a sync ``fn`` blocks the calling thread.
         """
+        store = self._store
+        if store._reads_in_thread:
+            found, value = store._loop_thread.call_here(
+                self._core._stored_in_thread, key, fn, codec, if_absent, store_if_cancelled, claim
+            )
+            if found:
+                return value
 
         def work(fn: Callable[[], Any]) -> Coroutine[Any, Any, Any]:
             return self._core.get_or_compute(
@@ -314,7 +332,7 @@ class Memo(BoundMemo[MemoStore]):
                 claim=claim,
             )
 
-        return self._store._loop_thread.run_calling_back(fn, work)
+        return store._loop_thread.run_calling_back(fn, work)
 
     def occurrence_key(self, key: str) -> str:
         """Return the entry key of this call's occurrence of ``key``: ``f"{key}#{n}"``.

@@ -132,7 +132,8 @@ class Tree:
         if not segments or _openat2 is None:
             return None
         try:
-            return _openat2(os.path.join(self._real(), *segments), flags)
+            # segments are non-empty names without "/": a join by hand is os.path.join's.
+            return _openat2(self._real() + "/" + "/".join(segments), flags)
         except OSError as exc:
             if exc.errno in _WALK_ERRNOS:
                 return None
@@ -315,6 +316,7 @@ def _load_openat2() -> Callable[[str, int], int | None] | None:
         return None
     syscall.restype = ctypes.c_long
     at_fdcwd = ctypes.c_int(-100)
+    number = ctypes.c_long(_SYS_OPENAT2)
     size = ctypes.c_size_t(ctypes.sizeof(_OpenHow))
     usable = [True]
 
@@ -323,9 +325,7 @@ def _load_openat2() -> Callable[[str, int], int | None] | None:
         if not usable[0]:
             return None
         how = _OpenHow(flags, 0, _RESOLVE_NO_SYMLINKS)
-        fd = syscall(
-            ctypes.c_long(_SYS_OPENAT2), at_fdcwd, os.fsencode(path), ctypes.byref(how), size
-        )
+        fd = syscall(number, at_fdcwd, os.fsencode(path), ctypes.byref(how), size)
         if fd >= 0:
             return int(fd)
         code = ctypes.get_errno()

@@ -4,7 +4,7 @@ Subclass it to observe or adapt a backend without rewriting the protocol:
 override the operations you care about and call ``super()``. Capabilities,
 ``repr`` and closing go to the wrapped backend. Every optional member
 (:data:`~taquba_memo.backend.OPTIONAL_MEMBERS`: ``list_with_metadata``,
-``get_at_most``, ``after_fork``, ``list_after``) is forwarded when the wrapped
+``get_at_most``, ``after_fork``, ``list_after``, ``get_in_thread``) is forwarded when the wrapped
 backend offers it, and only then: over one that lacks it, the wrapper lacks it too (a
 subclass's override of it included), so the store falls back exactly as it
 would on the wrapped backend. A subclass that changes values (compression,
@@ -27,6 +27,7 @@ from taquba_memo.backend import (
     MemoBackend,
     MemoBackendBase,
     ReadsBounded,
+    ReadsInThread,
     member_name,
     offers,
 )
@@ -88,6 +89,9 @@ class ForwardingBackend(MemoBackendBase):
 
     async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
         return await cast(ReadsBounded, self.inner).get_at_most(key, max_bytes)
+
+    def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
+        return cast(ReadsInThread, self.inner).get_in_thread(key, max_bytes)
 
     def after_fork(self) -> None:
         _fork.after_fork(self.inner)

@@ -149,7 +149,7 @@ class LocalFileBackend(MemoBackendBase):
     def _segments(self, key: object) -> list[str]:
         key = check_key(key)
         segments = key.split("/")
-        if not all(_segment_is_valid(segment) for segment in segments):
+        if "" in segments or "." in segments or ".." in segments or "\x00" in key:
             raise InvalidKeyError(f"key {key!r} has an empty, '.', '..' or NUL segment")
         if is_staging_name(segments[-1]):
             raise InvalidKeyError(f"key {key!r} ends in a staging name (<name>#<digits>)")
@@ -197,18 +197,21 @@ class LocalFileBackend(MemoBackendBase):
         file growing while read is cut off after ``max_bytes + 1`` bytes."""
         return await self._get(key, check_max_bytes(max_bytes))
 
+    def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
+        """:meth:`get_at_most` (:meth:`get` when ``max_bytes`` is None) in the calling thread."""
+        limit = None if max_bytes is None else check_max_bytes(max_bytes)
+        result = self._call(key, "read", self._read, self._segments(key), key, limit, False)
+        assert not isinstance(result, _Large)
+        return result
+
     async def _get(self, key: str, limit: int | None) -> bytes | None:
         segments = self._segments(key)
-        # A small file is read on the event loop: one open, fstat and read of
-        # at most INLINE_READ_BYTES from the page cache costs less than the
-        # thread hand-off would (measured in BENCHMARKS.md). Larger files go
-        # to a thread.
+        # A small file is read on the event loop: from the page cache that costs
+        # less than a thread hand-off (BENCHMARKS.md). A larger one, in a thread.
         small = self._call(key, "read", self._read, segments, key, limit, True)
         if not isinstance(small, _Large):
             return small
-        result = await self._run(key, "read", self._read, segments, key, limit, False)
-        assert not isinstance(result, _Large)
-        return result
+        return await asyncio.to_thread(self.get_in_thread, key, limit)
 
     def _read(
         self, segments: Sequence[str], key: str, limit: int | None, inline: bool
@@ -485,7 +488,6 @@ def _read_at_most(fd: int, size: int, hold: int | None) -> bytes | None:
 
 # Bytes per read once a file is longer than its fstat said.
 _GROWTH_READ = 1 << 20
-
 
 INLINE_READ_BYTES = 64 * 1024
 """Files up to this size are read on the event loop by ``get``."""

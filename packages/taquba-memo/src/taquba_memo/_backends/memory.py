@@ -42,9 +42,16 @@ class InMemoryBackend(MemoBackendBase):
 
     async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
         """:meth:`get`, or ``EntryTooLargeError`` for a value over ``max_bytes``."""
-        key, max_bytes = check_key(key), check_max_bytes(max_bytes)
+        return self.get_in_thread(check_key(key), check_max_bytes(max_bytes))
+
+    def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
+        """:meth:`get` (bounded as :meth:`get_at_most` when ``max_bytes`` is not None) in
+        the calling thread: one lookup in the dict, safe beside the loop's writes."""
+        key = check_key(key)
+        if max_bytes is not None:
+            max_bytes = check_max_bytes(max_bytes)
         value = self._data.get(key)
-        if value is not None and len(value) > max_bytes:
+        if value is not None and max_bytes is not None and len(value) > max_bytes:
             raise entry_too_large(key, max_bytes, len(value))
         return value
 

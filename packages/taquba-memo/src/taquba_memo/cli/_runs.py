@@ -52,9 +52,135 @@ class _RunStats:
         return sum(step.claims for step in self.steps.values())
 
 
+@dataclass(frozen=True)
+class _Counts:
+    """The totals every ``runs`` ends with, per run or streamed alike."""
+
+    runs: int
+    steps: int
+    entries: int
+    size: int
+    claims: int
+    step_outputs: int
+
+    def document(self, sizes: bool, listed_sizes: bool, unrecognized: int) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "steps": self.steps,
+            "entries": self.entries,
+            "bytes": self.size if sizes else None,
+            "claims": self.claims,
+            "step_outputs": self.step_outputs,
+            "unrecognized_keys": unrecognized,
+            "sizes_from": ("listing" if listed_sizes else "reads") if sizes else None,
+        }
+
+    def summary(self, sizes: bool, unrecognized: int, missing_sizes: int) -> str:
+        summary = f"{plural(self.runs, 'run')}, {plural(self.steps, 'step')}, "
+        summary += plural(self.entries, "entry", "entries")
+        if sizes:
+            summary += f", {human_bytes(self.size)}"
+        if self.step_outputs:
+            summary += f", and {plural(self.step_outputs, 'step output')} (layout 0.10)"
+        if self.claims:
+            summary += f" ({plural(self.claims, 'claim')} of computations in progress or abandoned)"
+        if unrecognized:
+            summary += f" ({plural(unrecognized, 'unrecognized key')} skipped)"
+        if missing_sizes:
+            summary += f" ({missing_sizes:,} entries vanished while being measured)"
+        return summary
+
+
+class _PerRun:
+    """Every run's and step's figures: the document and the lines ``runs`` prints."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, _RunStats] = defaultdict(_RunStats)
+
+    @property
+    def run_count(self) -> int:
+        return len(self.runs)
+
+    def step(self, run_id: str, number: int) -> _StepStats:
+        return self.runs[run_id].steps[number]
+
+    def step_output(self, run_id: str) -> None:
+        self.runs[run_id].step_outputs += 1
+
+    def terminal(self, run_id: str, terminal_at_ms: int) -> None:
+        stats = self.runs[run_id]
+        stats.terminal_at_ms = max(stats.terminal_at_ms or 0, terminal_at_ms)
+
+    def counts(self) -> _Counts:
+        runs = self.runs.values()
+        return _Counts(
+            runs=len(runs),
+            steps=sum(len(stats.steps) for stats in runs),
+            entries=sum(stats.entries for stats in runs),
+            size=sum(stats.size for stats in runs),
+            claims=sum(stats.claims for stats in runs),
+            step_outputs=sum(stats.step_outputs for stats in runs),
+        )
+
+
+class _Totals:
+    """The summary's figures alone (``--summary-only``), streamed: one counter for every
+    step, and the run ids seen, so memory holds a run's id and no document of it.
+
+    Over an ordered listing a step's keys are contiguous, so a change of step
+    counts it; over an unordered one the steps seen are kept too.
+    """
+
+    def __init__(self, ordered: bool) -> None:
+        self.all = _StepStats()
+        self.run_ids: set[str] = set()
+        self.steps = 0
+        self.step_outputs = 0
+        self._last: tuple[str, int] | None = None
+        self._seen: set[tuple[str, int]] | None = None if ordered else set()
+
+    @property
+    def run_count(self) -> int:
+        return len(self.run_ids)
+
+    def step(self, run_id: str, number: int) -> _StepStats:
+        if (run_id, number) != self._last:
+            self._last = (run_id, number)
+            self.run_ids.add(run_id)
+            if self._seen is None:
+                self.steps += 1
+            elif (run_id, number) not in self._seen:
+                self._seen.add((run_id, number))
+                self.steps += 1
+        return self.all
+
+    def step_output(self, run_id: str) -> None:
+        self.run_ids.add(run_id)
+        self.step_outputs += 1
+
+    def terminal(self, run_id: str, terminal_at_ms: int) -> None:
+        self.run_ids.add(run_id)
+
+    def counts(self) -> _Counts:
+        every = self.all
+        return _Counts(
+            len(self.run_ids),
+            self.steps,
+            every.entries,
+            every.size,
+            every.claims,
+            self.step_outputs,
+        )
+
+
 async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
     run_filter: str | None = args.run_id
-    runs: dict[str, _RunStats] = defaultdict(_RunStats)
+    # With --summary-only nothing per run is printed (nor put in the --json document):
+    # count as the listing streams by, instead of building a document per run.
+    streamed = out.summary_only
+    tally: _PerRun | _Totals = (
+        _Totals(store.backend.capabilities.ordered_listing) if streamed else _PerRun()
+    )
     unrecognized = 0
     missing_sizes = 0
 
@@ -72,15 +198,15 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
     label = "reading entries" if args.sizes and not listed_sizes else "listing entries"
     with out.progress(label, unit="entries") as bar:
         out.partial = lambda: (
-            {"entries_listed": bar.count, "runs_seen": len(runs)},
-            f"listed {plural(bar.count, 'entry', 'entries')} of {plural(len(runs), 'run')}",
+            {"entries_listed": bar.count, "runs_seen": tally.run_count},
+            f"listed {plural(bar.count, 'entry', 'entries')} of {plural(tally.run_count, 'run')}",
         )
         try:
             async for entry in store.iter_entries(run_filter, with_metadata=listed_sizes):
                 if entry.run_id is None or entry.step_number is None:
                     unrecognized += 1
                     continue
-                step = runs[entry.run_id].steps[entry.step_number]
+                step = tally.step(entry.run_id, entry.step_number)
                 if entry.kind == "claim":
                     step.claims += 1  # of a computation in progress, or abandoned
                     continue
@@ -108,20 +234,20 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             continue  # a backend's stray, never counted (the store logs such listings)
         parsed = layout.parse_memo_entry_name(key[len(step_outputs) :])  # the same shape
         if parsed is not None:
-            runs[parsed[0]].step_outputs += 1
+            tally.step_output(parsed[0])
     async for marker in store.iter_terminal_markers():
         if run_filter is None or marker.run_id == run_filter:
-            stats = runs[marker.run_id]
-            stats.terminal_at_ms = max(stats.terminal_at_ms or 0, marker.terminal_at_ms)
-    if not runs and not unrecognized:
+            tally.terminal(marker.run_id, marker.terminal_at_ms)
+    if not tally.run_count and not unrecognized:
         await warn_if_empty(store, args.url, out)
-
     sizes: bool = args.sizes
-    total_steps = sum(len(stats.steps) for stats in runs.values())
-    total_entries = sum(stats.entries for stats in runs.values())
-    total_bytes = sum(stats.size for stats in runs.values())
-    total_claims = sum(stats.claims for stats in runs.values())
-    total_step_outputs = sum(stats.step_outputs for stats in runs.values())
+    counts = tally.counts()
+    totals = counts.document(sizes, listed_sizes, unrecognized)
+    summary = counts.summary(sizes, unrecognized, missing_sizes)
+    if isinstance(tally, _Totals):
+        out.result({"totals": totals}, [summary])
+        return ExitCode.OK
+    runs = tally.runs
     documents: list[dict[str, Any]] = [
         {
             "run_id": run_id,
@@ -143,17 +269,6 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         }
         for run_id, stats in sorted(runs.items())
     ]
-    totals = {
-        "runs": len(runs),
-        "steps": total_steps,
-        "entries": total_entries,
-        "bytes": total_bytes if sizes else None,
-        "claims": total_claims,
-        "step_outputs": total_step_outputs,
-        "unrecognized_keys": unrecognized,
-        "sizes_from": ("listing" if listed_sizes else "reads") if sizes else None,
-    }
-
     width = max([3, *(len(run_id) for run_id in runs)])
 
     def row(run: str, step: str, entries: int, size: int) -> str:
@@ -180,20 +295,6 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             row("", str(number), step.entries, step.size)
             for number, step in sorted(stats.steps.items())
         ]
-    summary = (
-        f"{plural(len(runs), 'run')}, {plural(total_steps, 'step')}, "
-        f"{plural(total_entries, 'entry', 'entries')}"
-    )
-    if sizes:
-        summary += f", {human_bytes(total_bytes)}"
-    if total_step_outputs:
-        summary += f", and {plural(total_step_outputs, 'step output')} (layout 0.10)"
-    if total_claims:
-        summary += f" ({plural(total_claims, 'claim')} of computations in progress or abandoned)"
-    if unrecognized:
-        summary += f" ({plural(unrecognized, 'unrecognized key')} skipped)"
-    if missing_sizes:
-        summary += f" ({missing_sizes:,} entries vanished while being measured)"
     lines.append(summary)
     out.result({"runs": documents, "totals": totals}, lines)
     return ExitCode.OK
