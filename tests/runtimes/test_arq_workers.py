@@ -40,14 +40,7 @@ from .llm_server import (
     assert_paid_for_a_duplicate,
     skip_unclaimed_duplicate_off_local_files,
 )
-from .redis_server import redis_server  # noqa: F401  (the fixture)
-from .test_celery_redelivery import (  # noqa: F401  (fixtures)
-    MemoTarget,
-    broker,
-    memo_target,
-    start_ready,
-)
-from .test_rq_workers import wait_for
+from .workers import MemoTarget, start_ready, wait_for
 
 # arq 0.28 passes redis-py 6+ an argument it deprecated; this repository runs redis-py 8.
 pytestmark = pytest.mark.filterwarnings("ignore:.*retry_on_timeout:DeprecationWarning")
@@ -69,8 +62,8 @@ def start_arq(env: dict[str, str]) -> ManagedProcess:
 
 
 def worker_env(
-    broker: str,  # noqa: F811
-    memo_target: MemoTarget,  # noqa: F811
+    broker: str,
+    memo_target: MemoTarget,
     llm: CountingLLM,
     job_timeout_s: int = JOB_TIMEOUT_S,
 ) -> dict[str, str]:
@@ -134,8 +127,8 @@ class Client:
 
 
 def test_arq_worker_killed_mid_job_is_restarted_and_the_job_retried_paying_each_call_once(
-    broker: str,  # noqa: F811
-    memo_target: MemoTarget,  # noqa: F811
+    broker: str,
+    memo_target: MemoTarget,
 ) -> None:
     killed_call = PROMPTS[1]
     client = Client(broker)
@@ -166,8 +159,8 @@ def test_arq_worker_killed_mid_job_is_restarted_and_the_job_retried_paying_each_
 
 @pytest.mark.parametrize("claim_lease_s", [None, 1.0], ids=["no-claim", "claim"])
 def test_arq_job_run_twice_at_once_pays_overlapping_calls_once_only_with_a_claim(
-    broker: str,  # noqa: F811
-    memo_target: MemoTarget,  # noqa: F811
+    broker: str,
+    memo_target: MemoTarget,
     claim_lease_s: float | None,
 ) -> None:
     skip_unclaimed_duplicate_off_local_files(memo_target.url, claim_lease_s)

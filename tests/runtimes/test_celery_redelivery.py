@@ -17,68 +17,23 @@ The memo lives on local files and on S3: moto and Ceph RGW (the kit's
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-import redis
 from celery import Celery
 from taquba_memo import LocalFileBackend
 from taquba_memo.sync import open_store
 from taquba_memo_conformance._processes import ManagedProcess
-from taquba_memo_conformance.servers import S3Server
-from taquba_memo_conformance.servers_plugin import S3_SERVER_FIXTURES
 
 from .llm_server import CountingLLM, answer_to
-from .redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
+from .workers import MemoTarget, start_ready
 
-REPO = Path(__file__).resolve().parents[2]
-#: Where the worker keeps its memos: local files, and S3 on each of these servers.
-MEMO_TARGETS = ["local", "moto", "rgw"]
 PROMPTS = [f"prompt {i}" for i in range(5)]
 KILL_AT = {PROMPTS[2], PROMPTS[4]}
 VISIBILITY_TIMEOUT_S = 10
-WORKER_READY_TIMEOUT_S = 60
 # Generous bounds that fail a hung worker instead of hanging CI.
 RESULT_TIMEOUT_S = 90
-
-
-@dataclass
-class MemoTarget:
-    url: str
-    env: dict[str, str]
-
-
-@pytest.fixture(params=MEMO_TARGETS)
-def memo_target(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> MemoTarget:
-    """Where the worker keeps its memos: a local directory, or a fresh bucket on an S3 server."""
-    if request.param == "local":
-        return MemoTarget(f"file://{tmp_path / 'memos'}", {})
-    server: S3Server = request.getfixturevalue(S3_SERVER_FIXTURES[request.param])
-    bucket = server.new_bucket()
-    env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    url = f"s3://{bucket}?endpoint={server.endpoint_url}&region={server.region}&allow_http=true"
-    return MemoTarget(url, env)
-
-
-def start_ready(name: str, argv: list[str], env: dict[str, str], ready_line: str) -> ManagedProcess:
-    """``argv`` run with the repository importable, returned once its log shows ``ready_line``."""
-    worker = ManagedProcess(name, argv, env={**os.environ, "PYTHONPATH": str(REPO), **env})
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-    while ready_line not in worker.output_tail(200):
-        if worker.exited() or time.monotonic() > deadline:
-            worker.stop()
-            pytest.fail(f"{name} did not start" + worker.describe())
-        time.sleep(0.1)
-    return worker
 
 
 def start_worker(module: str, env: dict[str, str]) -> ManagedProcess:
@@ -86,15 +41,6 @@ def start_worker(module: str, env: dict[str, str]) -> ManagedProcess:
     argv = [sys.executable, "-m", "celery", "-A", module, "worker", "--loglevel=INFO"]
     argv += ["--concurrency=1", "--without-mingle", "--without-gossip", "--without-heartbeat"]
     return start_ready("celery-worker", argv, env, " ready.")
-
-
-@pytest.fixture
-def broker(redis_server: RedisServer) -> str:  # noqa: F811
-    """The Redis URL, emptied before each test so no earlier message is delivered."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    client.close()
-    return redis_server.url
 
 
 def test_celery_worker_killed_mid_task_pays_each_call_once(

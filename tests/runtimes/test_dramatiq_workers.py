@@ -47,14 +47,8 @@ from .llm_server import (
     assert_paid_for_a_duplicate,
     skip_unclaimed_duplicate_off_local_files,
 )
-from .redis_server import redis_server  # noqa: F401  (the fixture)
-from .test_celery_redelivery import (  # noqa: F401  (fixtures)
-    REPO,
-    MemoTarget,
-    broker,
-    memo_target,
-)
-from .test_rq_workers import SOAK, wait_for
+from .test_rq_workers import SOAK
+from .workers import REPO, MemoTarget, wait_for
 
 MODULE = "tests.runtimes.dramatiq_agent"
 # Tuned so a dead process's message comes back within seconds: see the module docstring.
@@ -118,13 +112,13 @@ class Client:
 
 
 @pytest.fixture
-def client(broker: str) -> Iterator[Client]:  # noqa: F811
+def client(broker: str) -> Iterator[Client]:
     sender = Client(broker)
     yield sender
     sender.close()
 
 
-def worker_env(broker: str, memo_target: MemoTarget, llm: CountingLLM) -> dict[str, str]:  # noqa: F811
+def worker_env(broker: str, memo_target: MemoTarget, llm: CountingLLM) -> dict[str, str]:
     return {
         "DRAMATIQ_BROKER_URL": broker,
         "TAQUBA_MEMO_URL": memo_target.url,
@@ -144,9 +138,9 @@ def worker_env(broker: str, memo_target: MemoTarget, llm: CountingLLM) -> dict[s
     ids=["tuned", "defaults"],
 )
 def test_dramatiq_process_killed_mid_call_is_restarted_and_its_job_redelivered(
-    broker: str,  # noqa: F811
+    broker: str,
     client: Client,
-    memo_target: MemoTarget,  # noqa: F811
+    memo_target: MemoTarget,
     settings: dict[str, str],
 ) -> None:
     killed_call = prompts_of(0)[1]
@@ -177,9 +171,9 @@ def test_dramatiq_process_killed_mid_call_is_restarted_and_its_job_redelivered(
 
 
 def test_dramatiq_time_limit_interrupts_the_step_and_the_retries_pay_only_interrupted_calls(
-    broker: str,  # noqa: F811
+    broker: str,
     client: Client,
-    memo_target: MemoTarget,  # noqa: F811
+    memo_target: MemoTarget,
 ) -> None:
     prompts = [f"prompt {i}" for i in range(5)]
     # Each call takes 0.5 s and an attempt may run 1 s: several attempts, each cut mid-step.
@@ -206,9 +200,9 @@ def test_dramatiq_time_limit_interrupts_the_step_and_the_retries_pay_only_interr
 
 @pytest.mark.parametrize("claim_lease_s", [None, 1.0], ids=["no-claim", "claim"])
 def test_dramatiq_message_delivered_twice_pays_overlapping_calls_once_only_with_a_claim(
-    broker: str,  # noqa: F811
+    broker: str,
     client: Client,
-    memo_target: MemoTarget,  # noqa: F811
+    memo_target: MemoTarget,
     claim_lease_s: float | None,
 ) -> None:
     skip_unclaimed_duplicate_off_local_files(memo_target.url, claim_lease_s)

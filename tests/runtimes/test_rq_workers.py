@@ -31,7 +31,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -45,13 +45,7 @@ from .llm_server import (
     assert_paid_for_a_duplicate,
     skip_unclaimed_duplicate_off_local_files,
 )
-from .redis_server import redis_server  # noqa: F401  (the fixture)
-from .test_celery_redelivery import (  # noqa: F401  (fixtures)
-    MemoTarget,
-    broker,
-    memo_target,
-    start_ready,
-)
+from .workers import MemoTarget, start_ready, wait_for
 
 PROMPTS = [f"prompt {i}" for i in range(5)]
 KILL_AT = {PROMPTS[2], PROMPTS[4]}
@@ -70,14 +64,6 @@ WHOLE_WORKER_RESULT_TIMEOUT_S = 240
 SOAK = os.environ.get("TAQUBA_MEMO_SOAK") == "1"
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def start_rq_worker(url: str, env: dict[str, str], *options: str) -> ManagedProcess:
     """``rq worker`` on the agents queue, as the page shows it; ready once it listens."""
     argv = [*RQ, "worker", "--url", url, *options, QUEUE]
@@ -85,13 +71,13 @@ def start_rq_worker(url: str, env: dict[str, str], *options: str) -> ManagedProc
 
 
 @pytest.fixture
-def connection(broker: str) -> Iterator[redis.Redis]:  # noqa: F811
+def connection(broker: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(broker)
     yield client
     client.close()
 
 
-def worker_env(memo_target: MemoTarget, llm: CountingLLM) -> dict[str, str]:  # noqa: F811
+def worker_env(memo_target: MemoTarget, llm: CountingLLM) -> dict[str, str]:
     return {"TAQUBA_MEMO_URL": memo_target.url, "LLM_URL": llm.url, **memo_target.env}
 
 
@@ -109,9 +95,9 @@ def redelivery_delays(llm: CountingLLM) -> list[float]:
 
 
 def test_rq_work_horse_killed_mid_job_is_retried_and_pays_each_call_once(
-    broker: str,  # noqa: F811
+    broker: str,
     connection: redis.Redis,
-    memo_target: MemoTarget,  # noqa: F811
+    memo_target: MemoTarget,
 ) -> None:
     with CountingLLM(kill_on_first=KILL_AT) as llm:
         worker = start_rq_worker(broker, worker_env(memo_target, llm))
@@ -133,9 +119,9 @@ def test_rq_work_horse_killed_mid_job_is_retried_and_pays_each_call_once(
 
 
 def test_rq_job_without_retry_fails_when_its_horse_dies_and_rq_requeue_resumes_it(
-    broker: str,  # noqa: F811
+    broker: str,
     connection: redis.Redis,
-    memo_target: MemoTarget,  # noqa: F811
+    memo_target: MemoTarget,
 ) -> None:
     killed_call = PROMPTS[2]
     with CountingLLM(kill_on_first={killed_call}) as llm:
@@ -163,9 +149,9 @@ def test_rq_job_without_retry_fails_when_its_horse_dies_and_rq_requeue_resumes_i
 
 @pytest.mark.parametrize("claim_lease_s", [None, 1.0], ids=["no-claim", "claim"])
 def test_rq_duplicate_delivery_pays_overlapping_calls_once_only_with_a_claim(
-    broker: str,  # noqa: F811
+    broker: str,
     connection: redis.Redis,
-    memo_target: MemoTarget,  # noqa: F811
+    memo_target: MemoTarget,
     claim_lease_s: float | None,
 ) -> None:
     skip_unclaimed_duplicate_off_local_files(memo_target.url, claim_lease_s)
@@ -190,9 +176,9 @@ def test_rq_duplicate_delivery_pays_overlapping_calls_once_only_with_a_claim(
 
 @pytest.mark.skipif(not SOAK, reason="takes over a minute (RQ's fixed 60 s); TAQUBA_MEMO_SOAK=1")
 def test_rq_job_of_a_dead_worker_comes_back_after_heartbeat_expiry_and_maintenance(
-    broker: str,  # noqa: F811
+    broker: str,
     connection: redis.Redis,
-    memo_target: MemoTarget,  # noqa: F811
+    memo_target: MemoTarget,
 ) -> None:
     in_flight = PROMPTS[2]
     with CountingLLM(answer_delay_s=2.0) as llm:
