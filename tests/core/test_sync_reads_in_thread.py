@@ -30,6 +30,7 @@ from taquba_memo import (
     MemoBackend,
     StoreClosedError,
 )
+from taquba_memo.backend import reads_in_thread
 from taquba_memo.sync import MemoStore
 from taquba_memo_conformance import RecordingBackend
 
@@ -91,6 +92,29 @@ class TestNoRoundTrip:
         # A value that does not decode is a miss: the loop recomputes (and overwrites) it.
         assert memo.get_or_compute("k", lambda: [1], codec=JSONCodec(), if_absent=False) == [1]
         assert len(round_trips) == 2
+
+    def test_a_subclass_that_changes_get_loses_the_shortcut_and_keeps_its_change(
+        self, tmp_path: Path
+    ) -> None:
+        class Upper(LocalFileBackend):
+            async def get(self, key: str) -> bytes | None:
+                value = await super().get(key)
+                return None if value is None else value.upper()
+
+        class UpperInThreadToo(Upper):
+            def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
+                value = LocalFileBackend.get_in_thread(self, key, max_bytes)
+                return None if value is None else value.upper()
+
+        assert reads_in_thread(LocalFileBackend(tmp_path / "a"))
+        assert not reads_in_thread(Upper(tmp_path / "b"))
+        assert reads_in_thread(UpperInThreadToo(tmp_path / "c"))
+        for backend in (Upper(tmp_path / "b"), UpperInThreadToo(tmp_path / "c")):
+            with MemoStore(backend, "app") as store:
+                memo = store.new_memo("run", 0)
+                memo.put("k", b"value")
+                assert memo.get("k") == b"VALUE"
+                assert memo.get_or_compute("k", lambda: b"paid again") == b"VALUE"
 
     def test_a_backend_without_the_member_still_crosses_to_the_loop(
         self, round_trips: list[object]

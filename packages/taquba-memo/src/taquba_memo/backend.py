@@ -232,8 +232,10 @@ class ReadsInThread(Protocol):
     trip to the store's loop thread that costs more than a page-cache read.
     Without it, every sync call crosses to the loop: right for a backend
     whose reads wait on the network, where a blocked caller gains nothing.
-    A subclass that changes what ``get`` returns must change this too, or
-    withdraw it (``get_in_thread = None``).
+    A subclass of :class:`MemoBackendBase` that overrides ``get`` or
+    ``get_at_most`` but not this loses it, so the sync API never reads around
+    the override; anything else that changes what ``get`` returns must change
+    this too, or withdraw it (``get_in_thread = None``).
     """
 
     def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
@@ -374,6 +376,17 @@ class MemoBackendBase(AsyncClosing):
     """
 
     __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that changes what a read returns, but inherits ``get_in_thread``, would
+        # have the sync API read around its change: withdraw the inherited fast path.
+        changes_reads = {"get", "get_at_most"} & vars(cls).keys()
+        inherits_fast_path = "get_in_thread" not in vars(cls) and getattr(
+            cls, "get_in_thread", None
+        )
+        if changes_reads and inherits_fast_path:
+            setattr(cls, "get_in_thread", None)  # noqa: B010 - a method withdrawn, not typed
 
     async def aclose(self) -> None:
         """Release connections and threads; override it. Calling it twice is harmless."""
