@@ -233,7 +233,7 @@ class TestInputsWithoutACanonicalForm:
             float("inf"),
             [1, {"deep": {2, 3}}],
         ],
-        ids=repr,
+        ids=lambda value: "object()" if type(value) is object else repr(value),
     )
     def test_are_refused_with_a_typed_error(self, value: object) -> None:
         with pytest.raises(EncodeError) as caught:
