@@ -307,6 +307,20 @@ marker_like = st.builds(
 )
 
 
+async def test_a_stray_name_is_logged_escaped_so_any_log_handler_can_write_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = InMemoryBackend()
+    store = MemoStore(backend, "p")
+    await backend.put("p/terminals/\ud800 not a marker\n", b"")
+    with caplog.at_level("WARNING", logger="taquba_memo"):
+        assert await store.list_terminal_markers() == []
+    assert caplog.records
+    for record in caplog.records:
+        record.getMessage().encode("utf-8")  # a lone surrogate, unescaped, would raise here
+        assert "\n" not in record.getMessage()  # nor forge a second log line
+
+
 @settings(max_examples=800 * SCALE, deadline=None)
 @given(names=st.lists(st.one_of(marker_like, hostile_text), max_size=6))
 def test_stray_marker_names_never_raise_nor_clear_a_run_no_marker_names(

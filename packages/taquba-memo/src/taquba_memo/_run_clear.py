@@ -97,7 +97,7 @@ async def clear_run(store: StoreView, run_id: str) -> ClearOutcome:
     if failures:  # one line, not one per key: a denial fails every key alike
         key, error = next(iter(failures.items()))
         logger.warning(
-            "failed to delete memo entry %s of run %s (and %d more): %s",
+            "failed to delete memo entry %r of run %s (and %d more): %s",
             key, run_id, len(failures) - 1, error,
         )  # fmt: skip
     return ClearOutcome(deleted, failures)

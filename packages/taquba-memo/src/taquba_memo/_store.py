@@ -252,7 +252,7 @@ class MemoStore(StoreSettings, AsyncClosing):
                 continue
             marker = None if "/" in name else self._layout.parse_marker_name(name)
             if marker is None:
-                logger.warning("unparseable terminal marker %s; skipping", key)
+                logger.warning("unparseable terminal marker %r; skipping", key)
             yield name, marker
 
     def _marker_keys(self, terminals: str, after: str | None) -> AsyncIterator[str]:
@@ -282,7 +282,7 @@ class MemoStore(StoreSettings, AsyncClosing):
             return
         self._warned_layouts.add(written_in)
         logger.warning(
-            "terminal marker %s is written in layout %r, but this store uses layout %r: "
+            "terminal marker %r is written in layout %r, but this store uses layout %r: "
             "skipping such markers (open the store with layout=%r to read and sweep them)",
             key,
             written_in.value,

@@ -266,7 +266,7 @@ class Sweep:
             # One line per batch, not per key: a denial fails every key alike.
             first_key, first_error = next(iter(failures.items()))
             logger.warning(
-                "failed to delete memo entry %s (and %d more of a batch of %d): %s",
+                "failed to delete memo entry %r (and %d more of a batch of %d): %s",
                 first_key, len(failures) - 1, len(batch), first_error,
             )  # fmt: skip
         for run in runs:
