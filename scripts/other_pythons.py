@@ -74,12 +74,13 @@ PACKAGES: list[tuple[str, str, list[str]]] = [
     ),
 ]
 # Test-only libraries the core's tests import and the kit does not bring: the
-# suite's timeout, the pydantic codec recipe, the independent RFC 8785 check and
-# the APScheduler retention recipe, Dramatiq for the interrupt tests, the model
-# the agents' langchain and LangGraph tests call (kept in step with the root dev
-# group).
+# suite's timeout and its two workers (pytest-xdist), the pydantic codec recipe,
+# the independent RFC 8785 check and the APScheduler retention recipe, Dramatiq
+# for the interrupt tests, the model the agents' langchain and LangGraph tests
+# call (kept in step with the root dev group).
 TEST_TOOLS = [
     "pytest-timeout>=2.3",
+    "pytest-xdist>=3.6",
     "pydantic>=2",
     "rfc8785>=0.1.4",
     "apscheduler>=3.10,<4",
@@ -169,7 +170,7 @@ def run_on(interpreter: Interpreter, version: str) -> bool:
         steps = [
             ["uv", "venv", "--quiet", "--no-project", "--python", interpreter.path, str(venv)],
             ["uv", "pip", "install", "--quiet", "--python", python, *installs],
-            [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            [python, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", *tests],
         ]
         for argv in steps:
             try:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from taquba_memo import (
     InMemoryBackend,
@@ -323,6 +323,7 @@ async def test_a_stray_name_is_logged_escaped_so_any_log_handler_can_write_it(
 
 @settings(max_examples=800 * SCALE, deadline=None)
 @given(names=st.lists(st.one_of(marker_like, hostile_text), max_size=6))
+@example(names=["18446500000000000000_0"])  # an inverted (0.10) name, read by a 0.5 store
 def test_stray_marker_names_never_raise_nor_clear_a_run_no_marker_names(
     names: list[str], reliability: ReliabilityFigures
 ) -> None:
@@ -339,6 +340,8 @@ def test_stray_marker_names_never_raise_nor_clear_a_run_no_marker_names(
             if name
             and (marker := layout.parse_terminal_marker_name(name)) is not None
             and "/" not in name
+            # A 0.10 (inverted) name is the other layout's: this 0.5 store skips it, warning.
+            and layout.detect_marker_layout(name) is not layout.Layout.V0_10
         }
         assert set(await store.list_terminal_markers()) == expected
         report = await store.sweep(layout.MAX_TERMINAL_AT_MS)
