@@ -38,7 +38,7 @@ def test_each_public_name_is_the_object_its_module_defines() -> None:
 
 
 def test_type_checkers_see_each_public_name_from_the_module_that_defines_it() -> None:
-    """The ``if typing.TYPE_CHECKING:`` imports name the same modules as the run-time table."""
+    """The ``if TYPE_CHECKING:`` imports name the same modules as the run-time table."""
     tree = ast.parse(Path(taquba_memo.__file__).read_text(encoding="utf-8"))
     block = next(node for node in tree.body if isinstance(node, ast.If))
     imported = {

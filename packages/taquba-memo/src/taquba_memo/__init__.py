@@ -17,12 +17,13 @@ Importing the package costs little: its names are imported on first use (see
 """
 
 import importlib
-import typing
 
 from taquba_memo import errors
 from taquba_memo.errors import *  # noqa: F403 - exactly the names of errors.__all__
 
-if typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time each name is imported on first use
+# typing.TYPE_CHECKING without importing typing (type checkers know the name); deleted below.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # what mypy and IDEs see; at run time each name is imported on first use
     from taquba_memo._backends import InMemoryBackend, LocalFileBackend
     from taquba_memo._claims import ClaimPolicy
     from taquba_memo._codecs import (
@@ -56,6 +57,7 @@ if typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time each name is imp
     InvalidValueType = errors.InvalidValueTypeError
     NotSupported = errors.NotSupportedError
     SweepLeaseHeld = errors.SweepLeaseHeldError
+del TYPE_CHECKING
 
 __version__ = "0.1.0"
 
