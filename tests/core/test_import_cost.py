@@ -87,6 +87,7 @@ def test_the_command_line_answers_help_and_usage_without_asyncio_or_the_store(
     assert "asyncio" not in loaded
     assert "taquba_memo._store" not in loaded
     assert "taquba_memo.cli._command" not in loaded
+    assert "taquba_memo._progress" not in loaded
 
 
 def test_the_command_line_loads_the_store_to_run_a_command(tmp_path: object) -> None:
