@@ -9,7 +9,8 @@ order so load on the machine falls on both alike; each figure is the median
 over rounds of a ratio measured inside one process:
 
 - ``get_or_compute hit``: a hit on InMemoryBackend against ``Memo.get`` of the same entry;
-- ``import``: ``import taquba_memo`` against ``python -c pass`` (wall time of the process);
+- ``import`` and ``--help``: ``import taquba_memo`` and ``python -m taquba_memo --help``
+  against ``python -c pass`` (wall time of the process; ``--startup-only`` measures only these);
 - ``durable put``: ``LocalFileBackend.put`` against a raw atomic write (staging file,
   fsync, rename, fsync of the directory) in the same directory;
 - ``list``: ``LocalFileBackend.list`` of ``--runs`` runs against a same-thread
@@ -319,11 +320,33 @@ def _syscall_cell(counts: tuple[int, int] | None) -> str:
     return "no strace" if counts is None else f"{counts[0]} vs {counts[1]}"
 
 
-def _timed(code: str, src: str) -> float:
+def _timed(src: str, *argv: str) -> float:
     env = {**os.environ, "PYTHONPATH": src}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    subprocess.run([sys.executable, *argv], env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def startup_ratios(src: str) -> dict[str, float]:
+    """Wall time of ``import taquba_memo`` and of the CLI's ``--help`` over ``python -c pass``."""
+    floor = _timed(src, "-c", "pass")
+    return {
+        "import": _timed(src, "-c", "import taquba_memo") / floor,
+        "--help": _timed(src, "-m", "taquba_memo", "--help") / floor,
+    }
+
+
+def child_figures(src: str, runs: int) -> dict[str, float]:
+    """The in-process ratios (``CASES``), measured by a child interpreter running ``src``."""
+    found = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hot_paths", "--child", "--runs", str(runs)],
+        env={**os.environ, "PYTHONPATH": src},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: dict[str, float] = json.loads(found.stdout)
+    return figures
 
 
 def main() -> None:
@@ -332,6 +355,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--cli-runs", type=int, default=50_000)
+    parser.add_argument(
+        "--startup-only", action="store_true", help="measure only the import and --help rows"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -342,33 +368,25 @@ def main() -> None:
     )
     ratios: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
     names = list(sides)
-    syscalls = {side: put_syscalls(src) for side, src in sides.items()}
+    syscalls = {} if args.startup_only else {side: put_syscalls(src) for side, src in sides.items()}
     cli_store = tempfile.TemporaryDirectory()
-    make_cli_store(Path(cli_store.name), args.cli_runs)
+    if not args.startup_only:
+        make_cli_store(Path(cli_store.name), args.cli_runs)
     for round_number in range(args.rounds):
         shift = round_number % len(names)
         for side in names[shift:] + names[:shift]:
-            env = {**os.environ, "PYTHONPATH": sides[side]}
-            found = subprocess.run(
-                [sys.executable, "-m", "benchmarks.hot_paths", "--child", "--runs", str(args.runs)],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            for case, ratio in json.loads(found.stdout).items():
+            figures = startup_ratios(sides[side])
+            if not args.startup_only:
+                figures |= child_figures(sides[side], args.runs)
+                figures |= cli_figures(Path(cli_store.name), sides[side])
+            for case, ratio in figures.items():
                 ratios[side].setdefault(case, []).append(ratio)
-            for case, ratio in cli_figures(Path(cli_store.name), sides[side]).items():
-                ratios[side].setdefault(case, []).append(ratio)
-            floor = _timed("pass", sides[side])
-            ratios[side].setdefault("import", []).append(
-                _timed("import taquba_memo", sides[side]) / floor
-            )
     print("| path | floor | " + " | ".join(f"{side} (x floor)" for side in names) + " |")
     print("|---|---|" + "---|" * len(names))
     floors = {
         "get_or_compute hit": "Memo.get",
         "import": "python -c pass",
+        "--help": "python -c pass",
         "durable put": "raw atomic write",
         "list": "same-thread scandir walk",
         "clear": "rm -rf CPU",
@@ -380,11 +398,13 @@ def main() -> None:
         "RSS floor MiB": "(MiB, not a ratio)",
     }
     cli_store.cleanup()
-    for case in (*CASES, "import", *CLI_CASES):
+    startup = ("import", "--help")
+    for case in startup if args.startup_only else (*CASES, *startup, *CLI_CASES):
         cells = " | ".join(f"{statistics.median(ratios[side][case]):.2f}" for side in names)
         print(f"| {case} | {floors[case]} | {cells} |")
-    cells = " | ".join(_syscall_cell(syscalls[side]) for side in names)
-    print(f"| put file syscalls, 20 puts | 20 raw atomic writes | {cells} |")
+    if not args.startup_only:
+        cells = " | ".join(_syscall_cell(syscalls[side]) for side in names)
+        print(f"| put file syscalls, 20 puts | 20 raw atomic writes | {cells} |")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,44 @@ from ..public_names import public_names
 
 
 def test_all_lists_exactly_the_public_names() -> None:
+    for name in taquba_memo.__all__:  # each imported on first use: bind them all first
+        getattr(taquba_memo, name)
     assert set(taquba_memo.__all__) == public_names(taquba_memo) | {"__version__"}
     assert len(set(taquba_memo.__all__)) == len(taquba_memo.__all__)
+
+
+def test_dir_lists_every_public_name_before_its_first_use() -> None:
+    assert set(taquba_memo.__all__) <= set(dir(taquba_memo))
+
+
+def test_each_public_name_is_the_object_its_module_defines() -> None:
+    for name, module in taquba_memo._DEFINED_IN.items():
+        defined = getattr(importlib.import_module(f"taquba_memo.{module}"), name)
+        assert getattr(taquba_memo, name) is defined
+    assert set(taquba_memo._DEFINED_IN) == set(taquba_memo.__all__) - {
+        "__version__",
+        *errors.__all__,
+    }
+
+
+def test_type_checkers_see_each_public_name_from_the_module_that_defines_it() -> None:
+    """The ``if TYPE_CHECKING:`` imports name the same modules as the run-time table."""
+    tree = ast.parse(Path(taquba_memo.__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If))
+    imported = {
+        alias.name: (node.module or "").removeprefix("taquba_memo.")
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported == taquba_memo._DEFINED_IN
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        taquba_memo.Nothing  # noqa: B018
+    with pytest.raises(ImportError):
+        from taquba_memo import Nothing  # noqa: F401
 
 
 def qualified(cls: type) -> str:

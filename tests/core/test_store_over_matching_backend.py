@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from taquba_memo import InMemoryBackend, MemoStore, TerminalMarker, cli
+from taquba_memo.cli import _command
 
 
 class LikeListingBackend(InMemoryBackend):
@@ -120,7 +121,7 @@ def test_the_cli_counts_and_clears_only_the_named_run(
 ) -> None:
     store = MemoStore(backend, "memo")
     asyncio.run(fill(store, expired="job_1"))
-    monkeypatch.setattr(cli, "open_backend", lambda _url: backend)
+    monkeypatch.setattr(_command, "open_backend", lambda _url: backend)
 
     def run(*argv: str) -> Any:
         assert cli.main(["--url", "memory://", "--prefix", "memo", "--json", *argv]) == 0

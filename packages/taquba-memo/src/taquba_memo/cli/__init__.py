@@ -34,72 +34,26 @@ The package, one job a module: ``_parser`` (the grammar and ``--help``),
 ``_output`` (text or JSON), ``_errors`` (exit code and hint of an error),
 ``_observed`` (the counting backend wrapper), ``_layout_choice`` (``--layout``),
 ``_signals`` (stopping at a safe point), ``_empty_store`` (the typo warning),
-and one module per command: ``_runs``, ``_markers``, ``_clear``, ``_sweep``.
+``_command`` (running a parsed command; imported only then, so ``--help`` stays
+quick), and one module per command: ``_runs``, ``_markers``, ``_clear``, ``_sweep``.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
-from taquba_memo import _layout as layout
-from taquba_memo._backends.local import LocalFileBackend
 from taquba_memo._exit_codes import ExitCode
-from taquba_memo._store import MemoStore
-from taquba_memo._urls import open_backend
-from taquba_memo.cli._clear import cmd_clear
 from taquba_memo.cli._errors import exit_code_for
-from taquba_memo.cli._layout_choice import choose_layout
-from taquba_memo.cli._markers import cmd_markers
-from taquba_memo.cli._observed import observe
 from taquba_memo.cli._output import Output
 from taquba_memo.cli._parser import build_parser, parse_command_line
-from taquba_memo.cli._runs import cmd_runs
-from taquba_memo.cli._signals import Stop
-from taquba_memo.cli._sweep import cmd_sweep
-from taquba_memo.errors import ContainerNotFoundError, MemoError, UsageError
+from taquba_memo.errors import MemoError, UsageError
 
 __all__ = ["entry_point", "main"]
-
-_COMMANDS: dict[str, Callable[[MemoStore, argparse.Namespace, Output], Awaitable[int]]] = {
-    "runs": cmd_runs,
-    "markers": cmd_markers,
-    "clear": cmd_clear,
-    "sweep": cmd_sweep,
-}
-
-
-async def _run_command(args: argparse.Namespace, out: Output) -> int:
-    layout.normalize_prefix(args.prefix)  # a bad prefix fails before the adapter opens
-    inner = open_backend(args.url)
-    if isinstance(inner, LocalFileBackend) and not inner.root.is_dir():
-        # The local twin of a missing bucket; reading never creates the directory.
-        raise ContainerNotFoundError(f"the directory {inner.root} does not exist")
-    backend = observe(inner, args.prefix)
-    try:
-        store_layout = await choose_layout(inner, args.prefix, args.layout)
-    except BaseException:
-        await backend.aclose()
-        raise
-    async with MemoStore(backend, args.prefix, layout=store_layout) as store:
-        command = asyncio.ensure_future(_COMMANDS[args.command](store, args, out))
-        stop = Stop(command)
-        backend.on_denied = stop.deny
-        try:
-            return await command
-        except asyncio.CancelledError:
-            code = stop.report(out)
-            if code is None:
-                raise
-            return code
-        finally:
-            stop.uninstall()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.summary_only = args.summary_only
     out.progress_enabled = not args.json and not args.no_progress and sys.stderr.isatty()
     try:
-        return asyncio.run(_run_command(args, out))
+        from taquba_memo.cli._command import run_command  # asyncio and the store, only now
+
+        return run_command(args, out)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the command started
         out.stopped(signal.SIGINT.name, ExitCode.INTERRUPTED)
         return ExitCode.INTERRUPTED

@@ -6,11 +6,13 @@ import datetime
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from taquba_memo._iso_time import iso_utc_moment
-from taquba_memo._progress import Progress
 from taquba_memo.cli._errors import hint_for
+
+if TYPE_CHECKING:
+    from taquba_memo._progress import Progress
 
 __all__ = ["Output", "human_bytes", "iso_time", "plural"]
 
@@ -36,6 +38,8 @@ class Output:
         self.stderr.flush()
 
     def progress(self, label: str, *, total: int | None = None, unit: str = "") -> Progress:
+        from taquba_memo._progress import Progress  # only a running command draws progress
+
         return Progress(
             label, stream=self.stderr, enabled=self.progress_enabled, total=total, unit=unit
         )
