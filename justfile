@@ -36,7 +36,7 @@ system-deps:
 # Everything CI runs: lint, types, the whole test suite against local servers, then the core's
 # and the packages' server-free tests on every other Python they claim that the machine has.
 test: lint typecheck system-deps
-    uv run --frozen pytest --durations=25
+    uv run --frozen pytest -n 2 --durations=25
     uv run --frozen python scripts/other_pythons.py
 
 # Reformat and autofix.

@@ -82,6 +82,20 @@ class ReliabilityFigures:
         with self._lock:
             return self._counts.get(section, Counter())[name]
 
+    def share(self) -> dict[str, Any]:
+        """This process's counts and notes, for a worker of ``pytest -n`` to hand over."""
+        with self._lock:
+            return {"counts": self._counts, "notes": self._notes}
+
+    def absorb(self, share: dict[str, Any]) -> None:
+        """Add another worker's :meth:`share`: counts sum, notes join."""
+        for section, counts in share["counts"].items():
+            for name, amount in counts.items():
+                self.add(section, name, amount)
+        for section, notes in share["notes"].items():
+            for name, value in notes.items():
+                self.note(section, name, value)
+
     def write(self, directory: Path, *, tests_failed: int = 0) -> None:
         with self._lock:
             sections = sorted(set(self._counts) | set(self._notes))
@@ -109,9 +123,46 @@ class ReliabilityFigures:
             temporary.replace(path)
 
 
+#: The worker this process is under ``pytest -n`` (gw0, gw1, ...), or None.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+SHARES = f"{FIGURES_FILE}.share-*"
+
+
 @pytest.fixture(scope="session")
 def reliability(request: pytest.FixtureRequest) -> Iterator[ReliabilityFigures]:
-    """Figures for RELIABILITY.md, written to ``.reliability/figures.json`` at session end."""
+    """Figures for RELIABILITY.md, written to ``.reliability/figures.json`` at session end.
+
+    Under ``pytest -n`` each worker writes its share, and the controller sums them: one
+    worker's figures alone would replace the whole run's.
+    """
     figures = ReliabilityFigures()
     yield figures
-    figures.write(figures_dir(), tests_failed=request.session.testsfailed)
+    if XDIST_WORKER is None:
+        figures.write(figures_dir(), tests_failed=request.session.testsfailed)
+    elif figures.share()["counts"] or figures.share()["notes"]:
+        directory = figures_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / SHARES.replace("*", XDIST_WORKER)
+        path.write_text(json.dumps(figures.share()))
+
+
+def _is_xdist_controller(session: pytest.Session) -> bool:
+    return XDIST_WORKER is None and session.config.pluginmanager.has_plugin("dsession")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _is_xdist_controller(session):
+        for stale in figures_dir().glob(SHARES):  # of a run that was interrupted
+            stale.unlink()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not _is_xdist_controller(session):
+        return
+    shares = sorted(figures_dir().glob(SHARES))
+    if shares:
+        total = ReliabilityFigures()
+        for share in shares:
+            total.absorb(json.loads(share.read_text()))
+            share.unlink()
+        total.write(figures_dir(), tests_failed=session.testsfailed)
