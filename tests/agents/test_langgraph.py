@@ -26,7 +26,7 @@ from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import CachePolicy
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, LocalFileBackend, MemoStore, use_memo
 from taquba_memo import sync as memo_sync
 from taquba_memo.errors import EncodeError
@@ -435,3 +435,15 @@ def attempt_of(content: str) -> list[AnyMessage]:
 def test_the_key_ignores_ids_and_receipts_but_not_content(state: Callable[[Any], Any]) -> None:
     assert stable_cache_key(state(attempt_of("q"))) == stable_cache_key(state(attempt_of("q")))
     assert stable_cache_key(state(attempt_of("q"))) != stable_cache_key(state(attempt_of("p")))
+
+
+def test_a_state_with_extra_fields_is_keyed_by_them_too() -> None:
+    class State(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        question: str
+
+    first = State(question="q", city="Lisbon")  # type: ignore[call-arg]
+    second = State(question="q", city="Porto")  # type: ignore[call-arg]
+    assert stable_cache_key(first) != stable_cache_key(second)
+    again = State(question="q", city="Lisbon")  # type: ignore[call-arg]
+    assert stable_cache_key(first) == stable_cache_key(again)

@@ -8,9 +8,9 @@ import openai
 from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
 from agents.models.interface import Model, ModelProvider
 from agents.models.openai_provider import OpenAIProvider
-from taquba_memo import ClaimPolicy
+from taquba_memo import ClaimPolicy, request_key
 from taquba_memo import sync as memo_sync
-from taquba_memo_agents.openai_agents import MemoModel, MemoModelProvider
+from taquba_memo_agents.openai_agents import MemoModel, MemoModelProvider, request_of
 
 from tests.agents._attempts import (
     attempts_sync,
@@ -153,3 +153,24 @@ class TestOpenAIAgents(FrameworkSpec):
         if stream:
             return await streamed(agent, prompt)
         return str((await Runner.run(agent, prompt, run_config=NO_TRACING)).final_output)
+
+
+def test_models_of_one_name_on_two_servers_have_two_keys() -> None:
+    class OwnServer(Model):
+        """A model that keeps its server itself, as LitellmModel does (no SDK client)."""
+
+        def __init__(self, base_url: str) -> None:
+            self.model = "openai/gpt-test"
+            self.base_url = base_url
+
+        async def get_response(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+        def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    def key(model: Model) -> str:
+        return request_key(request_of(model, {"input": "hello"}, stream=False))
+
+    assert key(OwnServer("http://a.invalid/v1")) != key(OwnServer("http://b.invalid/v1"))
+    assert key(OwnServer("http://a.invalid/v1")) == key(OwnServer("http://a.invalid/v1"))

@@ -17,7 +17,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from taquba_memo import (
@@ -115,6 +115,38 @@ class TestNoRoundTrip:
                 memo.put("k", b"value")
                 assert memo.get("k") == b"VALUE"
                 assert memo.get_or_compute("k", lambda: b"paid again") == b"VALUE"
+
+    def test_a_mixin_that_changes_get_withdraws_the_shortcut_too(self, tmp_path: Path) -> None:
+        class Upper:
+            async def get(self, key: str) -> bytes | None:
+                value = await super().get(key)  # type: ignore[misc]
+                return None if value is None else bytes(value).upper()
+
+        class UpperFiles(Upper, LocalFileBackend):
+            pass
+
+        assert not reads_in_thread(UpperFiles(tmp_path / "store"))
+        with MemoStore(UpperFiles(tmp_path / "store"), "app") as store:
+            memo = store.new_memo("run", 0)
+            memo.put("k", b"value")
+            assert memo.get("k") == b"VALUE"
+
+    @pytest.mark.parametrize("backend_class", [InMemoryBackend, LocalFileBackend])
+    async def test_a_withdrawn_shortcut_leaves_the_backends_own_reads_whole(
+        self, backend_class: type[MemoBackend], tmp_path: Path
+    ) -> None:
+        class Counting(backend_class):  # type: ignore[valid-type,misc]
+            async def get(self, key: str) -> bytes | None:
+                return cast(bytes | None, await super().get(key))
+
+        backend = Counting(tmp_path / "store") if backend_class is LocalFileBackend else Counting()
+        large = os.urandom(200 * 1024)  # past the size a local file is read inline
+        await backend.put("k", large)
+        assert not reads_in_thread(backend)
+        assert await backend.get("k") == large
+        assert await backend.get_at_most("k", len(large)) == large
+        with pytest.raises(EntryTooLargeError):
+            await backend.get_at_most("k", 1024)
 
     def test_a_backend_without_the_member_still_crosses_to_the_loop(
         self, round_trips: list[object]

@@ -5,8 +5,8 @@ the one that pulls). A framework's stream that sets a context variable
 before a ``yield`` and resets it after (openai-agents' tracing spans,
 OpenTelemetry's current span) then fails: the reset runs in another task's
 context. :func:`in_one_task` runs the whole stream, from its first chunk to
-its close, in one task, and hands its chunks over one at a time (no read
-ahead: a consumer that stops stops the stream).
+its close, in one task, and hands its chunks over one at a time (at most
+two ahead of the consumer: one that stops stops the stream soon after).
 """
 
 from __future__ import annotations
@@ -28,18 +28,26 @@ async def in_one_task(open_stream: Callable[[], AsyncIterator[T]]) -> AsyncItera
     handover: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue(maxsize=1)
 
     async def pump() -> None:
-        stream = open_stream()
+        # Whatever ends the stream (opening it, a chunk, closing it) ends in the handover:
+        # a consumer waiting on it never waits forever.
+        error: BaseException | None = None
+        stream: AsyncIterator[T] | None = None
         try:
+            stream = open_stream()
             async for chunk in stream:
                 await handover.put((chunk, None))
-        except Exception as exc:  # the consumer raises it
-            await handover.put((_END, exc))
-            return
+        except asyncio.CancelledError:
+            raise  # the consumer stopped reading: nobody waits for the end
+        except BaseException as exc:  # the consumer raises it, whatever it is
+            error = exc
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
-                await aclose()
-        await handover.put((_END, None))
+                try:
+                    await aclose()
+                except Exception as exc:
+                    error = error or exc
+        await handover.put((_END, error))
 
     task = asyncio.get_running_loop().create_task(pump())
     try:

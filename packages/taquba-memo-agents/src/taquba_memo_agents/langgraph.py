@@ -87,7 +87,8 @@ def stable_input(value: Any) -> Any:
         return [stable_input(item) for item in value]
     fields = getattr(type(value), "model_fields", None)
     if isinstance(fields, dict) and not isinstance(value, type):  # a pydantic model
-        return {name: stable_input(getattr(value, name)) for name in fields}
+        extra = getattr(value, "model_extra", None) or {}  # extra="allow" fields
+        return {name: stable_input(getattr(value, name)) for name in [*fields, *extra]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: stable_input(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return value

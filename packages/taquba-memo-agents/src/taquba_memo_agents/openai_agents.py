@@ -152,11 +152,13 @@ def _output_schema(schema: AgentOutputSchemaBase | None) -> Any:
 
 
 def _model_of(model: Model) -> dict[str, Any]:
+    # The server answering: the SDK's client's, or a model's own (LitellmModel has no client).
     client = getattr(model, "_client", None)
+    base_url = getattr(client, "base_url", None) or getattr(model, "base_url", None) or ""
     return {
         "class": type(model).__name__,
         "model": str(getattr(model, "model", "")),
-        "base_url": str(getattr(client, "base_url", "")),
+        "base_url": str(base_url),
     }
 
 

@@ -379,13 +379,15 @@ class MemoBackendBase(AsyncClosing):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        # A subclass that changes what a read returns, but inherits ``get_in_thread``, would
-        # have the sync API read around its change: withdraw the inherited fast path.
-        changes_reads = {"get", "get_at_most"} & vars(cls).keys()
-        inherits_fast_path = "get_in_thread" not in vars(cls) and getattr(
-            cls, "get_in_thread", None
-        )
-        if changes_reads and inherits_fast_path:
+
+        # A class whose reads come from further down its MRO (itself, a mixin) than its
+        # ``get_in_thread`` would have the sync API read around them: withdraw the fast path.
+        def given_by(name: str) -> int:
+            return next((i for i, k in enumerate(cls.__mro__) if name in vars(k)), len(cls.__mro__))
+
+        fast_path = given_by("get_in_thread")
+        reads = min(given_by("get"), given_by("get_at_most"))
+        if reads < fast_path and getattr(cls, "get_in_thread", None) is not None:
             setattr(cls, "get_in_thread", None)  # noqa: B010 - a method withdrawn, not typed
 
     async def aclose(self) -> None:

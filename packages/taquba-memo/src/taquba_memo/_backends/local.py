@@ -211,7 +211,7 @@ class LocalFileBackend(MemoBackendBase):
         small = self._call(key, "read", self._read, segments, key, limit, True)
         if not isinstance(small, _Large):
             return small
-        return await asyncio.to_thread(self.get_in_thread, key, limit)
+        return await asyncio.to_thread(LocalFileBackend.get_in_thread, self, key, limit)
 
     def _read(
         self, segments: Sequence[str], key: str, limit: int | None, inline: bool
