@@ -67,9 +67,9 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from taquba_memo import _layout as layout
+from taquba_memo._concurrency import keep_running
 from taquba_memo._lease import HeldLease, Lease, Render
 from taquba_memo.backend import MemoBackend
 from taquba_memo.errors import (
@@ -84,8 +84,6 @@ __all__ = ["ClaimPolicy", "EntryClaims", "HeldClaim", "check_claim"]
 logger = logging.getLogger("taquba_memo")
 
 _FIRST_POLL_S = 0.05
-# Releases scheduled by cancelled callers; strong references keep them alive.
-_releasing: set[asyncio.Future[Any]] = set()
 
 
 @dataclass(frozen=True)
@@ -283,6 +281,4 @@ class HeldClaim:
         """:meth:`release` from a caller being cancelled: stop renewing now, release in
         the background (if the event loop ends first, the claim expires after its lease)."""
         self._held.stop_soon()
-        releasing = asyncio.ensure_future(self.release())
-        _releasing.add(releasing)
-        releasing.add_done_callback(_releasing.discard)
+        keep_running(asyncio.ensure_future(self.release()))

@@ -83,6 +83,7 @@ from taquba_memo import _single_flight
 from taquba_memo._bounded_read import read_object
 from taquba_memo._claims import ClaimPolicy, EntryClaims, check_claim
 from taquba_memo._codecs import Codec, check_codec, decode_value, encode_value
+from taquba_memo._concurrency import keep_running
 from taquba_memo._telemetry import Operation, monotonic
 from taquba_memo.backend import MemoBackend, ReadsInThread
 from taquba_memo.errors import (
@@ -101,8 +102,6 @@ logger = logging.getLogger("taquba_memo")
 
 T = TypeVar("T")
 
-# Computations whose caller was cancelled run on; strong references keep them alive.
-_detached: set[asyncio.Future[Any]] = set()
 # Backend classes already warned about falling back to overwrite.
 _warned_overwrite: set[str] = set()
 # What a read raises for an object that is there but is no value: a miss for get_or_compute.
@@ -264,14 +263,12 @@ def _leave(
     if computation.done():
         return
     if flight.fn_started and store_if_cancelled:
-        _detached.add(computation)
-        computation.add_done_callback(_finish_detached)
+        keep_running(computation).add_done_callback(_finish_detached)
     else:
         computation.cancel()
 
 
 def _finish_detached(computation: asyncio.Future[Any]) -> None:
-    _detached.discard(computation)
     if computation.cancelled():
         return
     error = computation.exception()  # retrieved here: nobody else awaits it

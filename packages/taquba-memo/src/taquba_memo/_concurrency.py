@@ -21,11 +21,28 @@ from typing import Any, TypeVar
 from taquba_memo import _fork
 from taquba_memo.errors import BackendError, DeleteManyError
 
-__all__ = ["DEFAULT_CONCURRENCY", "BlockingRunner", "TaskWindow", "chunked", "delete_each"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "BlockingRunner",
+    "TaskWindow",
+    "chunked",
+    "delete_each",
+    "keep_running",
+]
 
 T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 16
+
+# Work left running with nobody awaiting it: the event loop holds tasks only weakly.
+_in_background: set[asyncio.Future[Any]] = set()
+
+
+def keep_running(future: asyncio.Future[T]) -> asyncio.Future[T]:
+    """Keep ``future`` alive until it ends, though nothing awaits it."""
+    _in_background.add(future)
+    future.add_done_callback(_in_background.discard)
+    return future
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -89,6 +89,7 @@ from typing import Any, Generic, TypeVar
 from taquba_memo._claims import ClaimPolicy, EntryClaims, HeldClaim, check_claim
 from taquba_memo._codecs import Codec, check_codec, decode_value, encode_value
 from taquba_memo._compute import EntrySlot, _read_usable, _usable_entry, first_writer_wins
+from taquba_memo._concurrency import keep_running
 from taquba_memo._telemetry import monotonic
 from taquba_memo.errors import DecodeError, EncodeError, InvalidValueTypeError
 
@@ -103,8 +104,6 @@ VERSION = 1
 _HEADER = struct.Struct(">4sBI")
 _LENGTH = struct.Struct(">I")
 
-# Streams whose last consumer left: closing fn's iterator; strong references keep them alive.
-_closing: set[asyncio.Future[Any]] = set()
 # Streams in progress, by (event loop, backend object, object key).
 _flights: dict[Hashable, _Flight[Any]] = {}
 
@@ -275,9 +274,7 @@ class _Flight(Generic[T]):
         # The last consumer stopped early: close fn's stream, store nothing.
         self.land()
         self.finished = True
-        closing = self.loop.create_task(self._abandon())
-        _closing.add(closing)
-        closing.add_done_callback(_closing.discard)
+        keep_running(self.loop.create_task(self._abandon()))
 
     async def _step(self) -> None:
         operation = self.slot.operation
