@@ -137,13 +137,13 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[ReliabilityFigures]:
     """
     figures = ReliabilityFigures()
     yield figures
+    share = figures.share()
     if XDIST_WORKER is None:
         figures.write(figures_dir(), tests_failed=request.session.testsfailed)
-    elif figures.share()["counts"] or figures.share()["notes"]:
+    elif share["counts"] or share["notes"]:
         directory = figures_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / SHARES.replace("*", XDIST_WORKER)
-        path.write_text(json.dumps(figures.share()))
+        (directory / SHARES.replace("*", XDIST_WORKER)).write_text(json.dumps(share))
 
 
 def _is_xdist_controller(session: pytest.Session) -> bool:

@@ -27,9 +27,7 @@ cannot run it, unless ``TAQUBA_MEMO_REQUIRE_SERVERS=1``).
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,14 +46,13 @@ from .llm_server import (
     skip_unclaimed_duplicate_off_local_files,
 )
 from .test_rq_workers import SOAK
-from .workers import REPO, MemoTarget, wait_for
+from .workers import MemoTarget, start_ready, wait_for
 
 MODULE = "tests.runtimes.dramatiq_agent"
 # Tuned so a dead process's message comes back within seconds: see the module docstring.
 TUNED = {"HEARTBEAT_TIMEOUT_MS": "2000", "MAINTENANCE_CHANCE": "1000000"}
 JOBS = 4
 PROMPTS_PER_JOB = 3
-WORKER_READY_TIMEOUT_S = 60
 # Generous bounds that fail a hung worker instead of hanging CI.
 RESULT_TIMEOUT_S = 90
 DEFAULTS_RESULT_TIMEOUT_S = 600
@@ -69,18 +66,8 @@ def start_dramatiq(env: dict[str, str], processes: int = 2) -> ManagedProcess:
     """The ``dramatiq`` command, one thread per process; ready when every process is."""
     argv = [sys.executable, "-m", "dramatiq", MODULE, "--processes", str(processes)]
     argv += ["--threads", "1"]
-    worker = ManagedProcess(
-        "dramatiq",
-        argv,
-        env={**os.environ, "PYTHONPATH": str(REPO), "dramatiq_queue_prefetch": "1", **env},
-    )
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-    while worker.output_tail(400).count("is ready for action") < processes:
-        if worker.exited() or time.monotonic() > deadline:
-            worker.stop()
-            pytest.fail("dramatiq did not start" + worker.describe())
-        time.sleep(0.1)
-    return worker
+    env = {"dramatiq_queue_prefetch": "1", **env}
+    return start_ready("dramatiq", argv, env, "is ready for action", count=processes)
 
 
 class Client:

@@ -25,11 +25,14 @@ class MemoTarget:
     env: dict[str, str]
 
 
-def start_ready(name: str, argv: list[str], env: dict[str, str], ready_line: str) -> ManagedProcess:
-    """``argv`` run with the repository importable, returned once its log shows ``ready_line``."""
+def start_ready(
+    name: str, argv: list[str], env: dict[str, str], ready_line: str, count: int = 1
+) -> ManagedProcess:
+    """``argv`` run with the repository importable, returned once its log shows ``ready_line``
+    ``count`` times (once per worker process)."""
     worker = ManagedProcess(name, argv, env={**os.environ, "PYTHONPATH": str(REPO), **env})
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-    while ready_line not in worker.output_tail(200):
+    while worker.output_tail(400).count(ready_line) < count:
         if worker.exited() or time.monotonic() > deadline:
             worker.stop()
             pytest.fail(f"{name} did not start" + worker.describe())

@@ -16,7 +16,6 @@ import contextlib
 import datetime
 import os
 import random
-from collections.abc import Callable
 
 import pytest
 from taquba_memo import (
@@ -74,14 +73,6 @@ ORDERING_KEYS: tuple[str, ...] = (
     "漢",
     "\U0001f600",
 )
-
-
-def _skip_unless_offered(
-    backend: MemoBackend, offers: Callable[[MemoBackend], bool], member: str, without_it: str
-) -> None:
-    """Skip the test unless ``backend`` offers the optional ``member``."""
-    if not offers(backend):
-        pytest.skip(f"{type(backend).__name__} has no {member} (optional: {without_it})")
 
 
 async def _put_if_absent(

@@ -16,11 +16,13 @@ numbers.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["settle", "take"]
+__all__ = ["acomputed", "computed", "settle", "take"]
+
+T = TypeVar("T")
 
 # (id of the memo, request key) -> (the memo, its pending occurrence key). The memo
 # is held so that its id cannot be reused while an entry names it. Replaced, never
@@ -47,3 +49,17 @@ def settle(memo: Any, key: str) -> None:
     pending = _pending.get()
     if (id(memo), key) in pending:
         _pending.set({k: v for k, v in pending.items() if k != (id(memo), key)})
+
+
+def computed(memo: Any, key: str, call: Callable[[], T], **options: Any) -> T:
+    """A sync memo's ``get_or_compute`` of this occurrence of ``key``, then :func:`settle`."""
+    result: T = memo.get_or_compute(take(memo, key), call, **options)
+    settle(memo, key)
+    return result
+
+
+async def acomputed(memo: Any, key: str, call: Callable[[], Any], **options: Any) -> Any:
+    """An async memo's ``get_or_compute`` of this occurrence of ``key``, then :func:`settle`."""
+    result = await memo.get_or_compute(take(memo, key), call, **options)
+    settle(memo, key)
+    return result

@@ -155,8 +155,7 @@ class MemoCache(BaseCache):
             return
         key = self._key(prompt, llm_string)
         generations = list(return_val)
-        memo.get_or_compute(_occurrences.take(memo, key), lambda: generations, codec=_GENERATIONS)
-        _occurrences.settle(memo, key)
+        _occurrences.computed(memo, key, lambda: generations, codec=_GENERATIONS)
 
     def clear(self, **kwargs: Any) -> None:
         """Nothing to do: entries belong to their run and go with its retention."""
@@ -175,10 +174,7 @@ class MemoCache(BaseCache):
             return
         key = self._key(prompt, llm_string)
         generations = list(return_val)
-        await memo.get_or_compute(
-            _occurrences.take(memo, key), lambda: generations, codec=_GENERATIONS
-        )
-        _occurrences.settle(memo, key)
+        await _occurrences.acomputed(memo, key, lambda: generations, codec=_GENERATIONS)
 
     async def aclear(self, **kwargs: Any) -> None:
         """Nothing to do: entries belong to their run and go with its retention."""
@@ -229,11 +225,7 @@ class MemoChatModel(BaseChatModel):
         if memo is None:
             return call()
         key = self._key(messages, stop, kwargs)
-        result: ChatResult = memo.get_or_compute(
-            _occurrences.take(memo, key), call, codec=_CHAT_RESULT, claim=self.claim
-        )
-        _occurrences.settle(memo, key)
-        return result
+        return _occurrences.computed(memo, key, call, codec=_CHAT_RESULT, claim=self.claim)
 
     async def _agenerate(
         self,
@@ -251,10 +243,9 @@ class MemoChatModel(BaseChatModel):
         if memo is None:
             return await call()
         key = self._key(messages, stop, kwargs)
-        result: ChatResult = await memo.get_or_compute(
-            _occurrences.take(memo, key), call, codec=_CHAT_RESULT, claim=self.claim
+        result: ChatResult = await _occurrences.acomputed(
+            memo, key, call, codec=_CHAT_RESULT, claim=self.claim
         )
-        _occurrences.settle(memo, key)
         return result
 
     def _stream(

@@ -130,6 +130,7 @@ class MemoNodeCache(BaseCache[Any]):
         serde: SerializerProtocol | None = None,
     ) -> None:
         super().__init__(serde=serde)
+        self._codec = _TypedCodec(self.serde)
         if memo is not None and not isinstance(memo, (memo_sync.Memo, taquba_memo.Memo)):
             raise InvalidValueTypeError(f"memo must be a Memo or None, not {memo!r}")
         self.memo = memo
@@ -161,7 +162,7 @@ class MemoNodeCache(BaseCache[Any]):
     ) -> None:
         if data is not None:
             try:
-                found[key] = _TypedCodec(self.serde).decode(data)
+                found[key] = self._codec.decode(data)
                 return
             except DecodeError:
                 pass  # a miss: the node runs, and its writes replace nothing (first writer wins)
@@ -202,19 +203,19 @@ class MemoNodeCache(BaseCache[Any]):
 
     def set(self, pairs: Mapping[FullKey, tuple[Any, int | None]]) -> None:
         current = self._sync_memo()
-        codec = _TypedCodec(self.serde)
         for key, (value, _ttl) in pairs.items():
             memo = self._memo_that_missed(key, current)
             if memo is not None:
-                memo.get_or_compute(self._entry(key), lambda value=value: value, codec=codec)
+                memo.get_or_compute(self._entry(key), lambda value=value: value, codec=self._codec)
 
     async def aset(self, pairs: Mapping[FullKey, tuple[Any, int | None]]) -> None:
         current = self._async_memo()
-        codec = _TypedCodec(self.serde)
         for key, (value, _ttl) in pairs.items():
             memo = self._memo_that_missed(key, current)
             if memo is not None:
-                await memo.get_or_compute(self._entry(key), lambda value=value: value, codec=codec)
+                await memo.get_or_compute(
+                    self._entry(key), lambda value=value: value, codec=self._codec
+                )
 
     def clear(self, namespaces: Sequence[Namespace] | None = None) -> None:
         """Nothing to do: entries belong to their run and go with its retention."""

@@ -52,6 +52,7 @@ clients that are not wrapped: wrap them too. Wrapping twice is harmless.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -197,6 +198,7 @@ class _Endpoint:
         self.chunk_codec: _AdapterCodec[Any] = _AdapterCodec(TypeAdapter(chunk), chunk_name)
 
 
+@functools.cache  # the stream types' TypeAdapters are costly to build, and never change
 def _endpoints() -> dict[str, _Endpoint]:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
     from openai.types.responses import Response, ResponseStreamEvent

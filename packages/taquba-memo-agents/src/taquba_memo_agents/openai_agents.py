@@ -229,10 +229,9 @@ class MemoModel(Model):
         if memo is None:
             return await call()
         key = self._key(args, kwargs, stream=False)
-        response: ModelResponse = await memo.get_or_compute(
-            _occurrences.take(memo, key), call, codec=_RESPONSE, claim=self.claim
+        response: ModelResponse = await _occurrences.acomputed(
+            memo, key, call, codec=_RESPONSE, claim=self.claim
         )
-        _occurrences.settle(memo, key)
         return response
 
     async def stream_response(

@@ -266,10 +266,9 @@ class MemoModel(WrapperModel):
         if memo is None:
             return await call()
         key = self._key(messages, model_settings, model_request_parameters, stream=False)
-        response: ModelResponse = await memo.get_or_compute(
-            _occurrences.take(memo, key), call, codec=_RESPONSE, claim=self.claim
+        response: ModelResponse = await _occurrences.acomputed(
+            memo, key, call, codec=_RESPONSE, claim=self.claim
         )
-        _occurrences.settle(memo, key)
         return response
 
     @asynccontextmanager

@@ -315,9 +315,9 @@ async def _lead(
     claim: ClaimPolicy | None,
     first_read: _Read,
 ) -> tuple[T, bytes]:
-    stored, occupied = await _read_usable(slot, codec, first=True, already=first_read)
-    if stored is not None:
-        return decode_value(codec, stored), stored
+    usable, occupied = await _read_usable(slot, codec, first=True, already=first_read)
+    if usable is not None:
+        return usable
     if claim is None:
         return await _pay(slot, fn, codec, agree and not occupied, flight)
     claims = EntryClaims(slot.backend, slot.object_key, claim, slot.label)
@@ -327,9 +327,9 @@ async def _lead(
     held = outcome
     try:
         # The entry may have landed between the first read and the claim.
-        stored, occupied = await _read_usable(slot, codec, first=False)
-        if stored is not None:
-            value, data = decode_value(codec, stored), stored
+        usable, occupied = await _read_usable(slot, codec, first=False)
+        if usable is not None:
+            value, data = usable
         else:
             value, data = await _pay(slot, fn, codec, agree and not occupied, flight)
     except Exception:
@@ -365,8 +365,8 @@ async def _read_entry(slot: EntrySlot) -> _Found:
 
 async def _read_usable(
     slot: EntrySlot, codec: Codec[T], *, first: bool, already: _Read = _UNREAD
-) -> tuple[bytes | None, bool]:
-    """The entry's bytes if they are usable (read within the bound, and decode), else None;
+) -> tuple[tuple[T, bytes] | None, bool]:
+    """The entry's value and bytes if usable (read within the bound, and decode), else None;
     and whether something unusable occupies the key (it is then replaced by an overwrite).
 
     ``already`` is what a read just made found (the entry is then not read again).
@@ -383,30 +383,22 @@ async def _read_usable(
         if first:
             slot.operation.read(None)
         return None, False
-    if not _decodes(slot, codec, stored, log=first):
+    try:
+        value = decode_value(codec, stored)
+    except DecodeError as exc:  # a miss
         if first:
+            logger.warning("%s does not decode with %r (%s); recomputing", slot.label, codec, exc)
             slot.operation.undecodable(stored)
         return None, True
     if first:
         slot.operation.read(stored)
-    return stored, True
+    return (value, stored), True
 
 
 async def _usable_entry(slot: EntrySlot, codec: Codec[T]) -> bytes | None:
     """The entry's bytes once they are stored and usable, for a claim's waiter."""
-    stored, _ = await _read_usable(slot, codec, first=False)
-    return stored
-
-
-def _decodes(slot: EntrySlot, codec: Codec[T], data: bytes, *, log: bool) -> bool:
-    """Whether stored bytes decode; a value that does not is a miss (logged if asked)."""
-    try:
-        decode_value(codec, data)
-    except DecodeError as exc:
-        if log:
-            logger.warning("%s does not decode with %r (%s); recomputing", slot.label, codec, exc)
-        return False
-    return True
+    usable, _ = await _read_usable(slot, codec, first=False)
+    return None if usable is None else usable[1]
 
 
 async def _pay(

@@ -36,7 +36,6 @@ from taquba_memo.backend import (
     ListsMetadata,
     MemoBackend,
     lists_metadata,
-    offers,
 )
 from taquba_memo.errors import (
     ForkedProcessError,
@@ -259,8 +258,7 @@ class MemoStore(StoreSettings, AsyncClosing):
         if after is None:
             return self._listed(terminals)
         backend = self._backend
-        if offers(backend, ListsAfter):
-            assert isinstance(backend, ListsAfter)
+        if isinstance(backend, ListsAfter):  # the optional member, offered
             return within_prefix(terminals, backend.list_after(terminals, after), itself, backend)
         return keys_after(self._listed(terminals), after)
 

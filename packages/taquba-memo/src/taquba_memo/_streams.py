@@ -296,17 +296,17 @@ class _Flight(Generic[T]):
     async def _open(self) -> None:
         slot = self.slot
         whole = StreamCodec(self.codec)
-        stored, occupied = await _read_usable(slot, whole, first=True)
-        if stored is None and self.claim is not None:
+        usable, occupied = await _read_usable(slot, whole, first=True)
+        if usable is None and self.claim is not None:
             claims = EntryClaims(slot.backend, slot.object_key, self.claim, slot.label)
             outcome = await claims.acquire(lambda: _usable_entry(slot, whole))
             if isinstance(outcome, bytes):
-                stored = outcome  # the claimant stored it: paid once
+                usable = whole.decode(outcome), outcome  # the claimant stored it: paid once
             else:
                 self.held = outcome
-                stored, occupied = await _read_usable(slot, whole, first=False)
-        if stored is not None:
-            self.chunks = whole.decode(stored)
+                usable, occupied = await _read_usable(slot, whole, first=False)
+        if usable is not None:
+            self.chunks = usable[0]
             await self._end()
             return
         self.occupied = occupied

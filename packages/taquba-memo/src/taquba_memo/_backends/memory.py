@@ -42,7 +42,7 @@ class InMemoryBackend(MemoBackendBase):
 
     async def get_at_most(self, key: str, max_bytes: int) -> bytes | None:
         """:meth:`get`, or ``EntryTooLargeError`` for a value over ``max_bytes``."""
-        return InMemoryBackend.get_in_thread(self, check_key(key), check_max_bytes(max_bytes))
+        return InMemoryBackend.get_in_thread(self, key, check_max_bytes(max_bytes))
 
     def get_in_thread(self, key: str, max_bytes: int | None) -> bytes | None:
         """:meth:`get` (bounded as :meth:`get_at_most` when ``max_bytes`` is not None) in
