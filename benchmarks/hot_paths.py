@@ -23,8 +23,10 @@ over rounds of a ratio measured inside one process:
   links, fsyncs) of 20 durable puts over those of 20 raw atomic writes, counted by
   ``strace`` (skipped without it);
 - ``runs --summary-only``: ``taquba-memo --summary-only runs`` on ``--cli-runs`` runs of
-  local files against ``find <store> | wc -l``, wall time, and its peak RSS (and that of
-  ``runs`` without ``--summary-only``) against ``python -c pass``'s.
+  local files against ``find <store> | wc -l``, wall time; and how its peak RSS grows, in
+  bytes a run, from a tenth of those runs to all of them, beside ``find``'s growth (which
+  reads the same directories) and that of ``runs`` without ``--summary-only``; once with
+  no terminal markers and once with a marker a run (whose run ids it holds).
 
 It prints a Markdown table.
 """
@@ -42,12 +44,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent / "packages" / "taquba-memo" / "src"
 CASES = ("get_or_compute hit", "durable put", "list", "clear", "sync get", "sync hit")
-CLI_CASES = ("runs --summary-only", "runs --summary-only RSS", "runs RSS", "RSS floor MiB")
+CLI_CASES = (
+    "runs --summary-only",
+    "summary RSS growth",
+    "find RSS growth",
+    "summary RSS growth, markers",
+    "runs RSS growth",
+    "summary RSS MiB",
+)
 
 
 async def _per_call(fn: Callable[[], Awaitable[object]], calls: int) -> float:
@@ -269,14 +278,32 @@ def put_syscalls(src: str) -> tuple[int, int] | None:
 
 # -- runs --summary-only on many runs ---------------------------------------------------
 
+# A child's peak RSS: GNU time's child starts as a copy of that small program, so a
+# small peak is not lost under the copy of a Python interpreter (a fork's child
+# counts its pre-exec memory); without it, a Python parent's rusage, whose floor is
+# that interpreter's size.
 _PEAK_RSS = (
     "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
     "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
 )
 
 
-def make_cli_store(root: Path, runs: int) -> None:
-    """``runs`` runs of one entry each, written as the layout names them, and a marker each."""
+def peak_rss(argv: Sequence[str], env: dict[str, str]) -> float:
+    """The peak RSS of running ``argv``, in bytes."""
+    gnu_time = shutil.which("time")
+    if gnu_time is None:
+        wrapped = [sys.executable, "-c", _PEAK_RSS, *argv]
+        done = subprocess.run(wrapped, env=env, check=True, capture_output=True, text=True)
+        return float(done.stdout.strip()) * 1024
+    with tempfile.NamedTemporaryFile("r") as report:
+        wrapped = [gnu_time, "-f", "%M", "-o", report.name, *argv]
+        subprocess.run(wrapped, env=env, check=True, capture_output=True)
+        return float(report.read().strip()) * 1024  # %M is in KiB
+
+
+def make_cli_store(root: Path, runs: int, markers: bool) -> None:
+    """``runs`` runs of one entry each, named as the layout names them; a terminal marker
+    each if ``markers``."""
     sys.path.insert(0, str(HERE))
     from taquba_memo import _layout as layout
 
@@ -284,35 +311,56 @@ def make_cli_store(root: Path, runs: int) -> None:
         path = root / layout.memo_key("p", f"r{run:06d}", 0, "k")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"v")
+        if markers:
+            path = root / layout.terminal_marker_key("p", f"r{run:06d}", 1_000 + run)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
 
 
-def cli_figures(root: Path, src: str) -> dict[str, float]:
-    """Wall time of ``runs --summary-only`` over ``find | wc -l``; peak RSS over ``pass``'s."""
+def make_cli_stores(root: Path, runs: int) -> dict[tuple[int, bool], Path]:
+    """Stores of a tenth of ``runs`` and of ``runs``, each without and with markers."""
+    stores = {}
+    for count in (runs // 10, runs):
+        for markers in (False, True):
+            store = root / f"{count}-{'markers' if markers else 'entries'}"
+            make_cli_store(store, count, markers)
+            stores[count, markers] = store
+    return stores
+
+
+def cli_figures(stores: dict[tuple[int, bool], Path], src: str) -> dict[str, float]:
+    """Wall time of ``runs --summary-only`` over ``find | wc -l``; peak RSS growth a run."""
     env = {**os.environ, "PYTHONPATH": src}
-    command = [sys.executable, "-m", "taquba_memo", "--url", root.as_uri(), "--prefix", "p"]
+
+    def command(store: Path) -> list[str]:
+        return [sys.executable, "-m", "taquba_memo", "--url", store.as_uri(), "--prefix", "p"]
+
+    small, large = sorted({count for count, _markers in stores})
+    store = stores[large, False]
     started = time.perf_counter()
-    subprocess.run(f"find {root} | wc -l", shell=True, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(f"find {store} | wc -l", shell=True, check=True, stdout=subprocess.DEVNULL)
     find = time.perf_counter() - started
     started = time.perf_counter()
-    subprocess.run([*command, "--summary-only", "runs"], env=env, check=True, capture_output=True)
+    subprocess.run([*command(store), "--summary-only", "runs"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
     summary = time.perf_counter() - started
 
     def peak(*argv: str) -> float:
-        done = subprocess.run(
-            [sys.executable, "-c", _PEAK_RSS, *argv],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return float(done.stdout.strip())
+        return peak_rss(argv, env)
 
-    floor = peak(sys.executable, "-c", "pass")
+    def growth(argv: Callable[[Path], list[str]], markers: bool = False) -> float:
+        grown = peak(*argv(stores[large, markers])) - peak(*argv(stores[small, markers]))
+        return grown / (large - small)
+
     return {
         "runs --summary-only": summary / find,
-        "runs --summary-only RSS": peak(*command, "--summary-only", "runs") / floor,
-        "runs RSS": peak(*command, "runs") / floor,
-        "RSS floor MiB": floor / 1024,
+        "summary RSS growth": growth(lambda store: [*command(store), "--summary-only", "runs"]),
+        "find RSS growth": growth(lambda store: ["find", str(store)]),
+        "summary RSS growth, markers": growth(
+            lambda store: [*command(store), "--summary-only", "runs"], markers=True
+        ),
+        "runs RSS growth": growth(lambda store: [*command(store), "runs"]),
+        "summary RSS MiB": peak(*command(store), "--summary-only", "runs") / 2**20,
     }
 
 
@@ -370,15 +418,14 @@ def main() -> None:
     names = list(sides)
     syscalls = {} if args.startup_only else {side: put_syscalls(src) for side, src in sides.items()}
     cli_store = tempfile.TemporaryDirectory()
-    if not args.startup_only:
-        make_cli_store(Path(cli_store.name), args.cli_runs)
+    stores = {} if args.startup_only else make_cli_stores(Path(cli_store.name), args.cli_runs)
     for round_number in range(args.rounds):
         shift = round_number % len(names)
         for side in names[shift:] + names[:shift]:
             figures = startup_ratios(sides[side])
             if not args.startup_only:
                 figures |= child_figures(sides[side], args.runs)
-                figures |= cli_figures(Path(cli_store.name), sides[side])
+                figures |= cli_figures(stores, sides[side])
             for case, ratio in figures.items():
                 ratios[side].setdefault(case, []).append(ratio)
     print("| path | floor | " + " | ".join(f"{side} (x floor)" for side in names) + " |")
@@ -393,9 +440,11 @@ def main() -> None:
         "sync get": "open().read()",
         "sync hit": "open().read()",
         "runs --summary-only": f"find \\| wc -l ({args.cli_runs:,} runs)",
-        "runs --summary-only RSS": "python -c pass RSS",
-        "runs RSS": "python -c pass RSS",
-        "RSS floor MiB": "(MiB, not a ratio)",
+        "summary RSS growth": f"(bytes a run, {args.cli_runs // 10:,} to {args.cli_runs:,} runs)",
+        "find RSS growth": "(bytes a run, the same stores)",
+        "summary RSS growth, markers": "(bytes a run, a terminal marker each)",
+        "runs RSS growth": "(bytes a run, every run listed)",
+        "summary RSS MiB": f"(MiB, {args.cli_runs:,} runs)",
     }
     cli_store.cleanup()
     startup = ("import", "--help")

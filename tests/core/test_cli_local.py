@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import pty
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -396,19 +398,59 @@ class TestProgress:
 
 
 class TestStreamedTotals:
-    """``runs --summary-only`` counts steps by their change over an ordered listing, and
-    keeps the steps it saw over an unordered one: both count what the per-run tally does."""
+    """``runs --summary-only`` counts what the per-run tally counts. Over an ordered listing it
+    holds no run's id: steps are counted by their change, and entries and step outputs are
+    merged by run; only terminal markers' runs (listed by time) wait for the merge to meet
+    them. Over an unordered listing it keeps the steps and runs it saw."""
 
-    LISTED = (("b", 1), ("a", 0), ("b", 1), ("a", 2), ("a", 0), ("c", 0), ("b", 1))
+    # Entries of a (two steps), a-b and b; step outputs of a-b, b and c; markers of a, c and d.
+    # "a-b" lists before "a": a run's keys are "<run>/...", and "-" sorts before "/".
+    ENTRIES = (("a-b", 0), ("a", 0), ("a", 0), ("a", 1), ("b", 2))
+    STEP_OUTPUTS = ("a-b", "b", "b", "c")
+    MARKERS = ("c", "a", "d")
+
+    @staticmethod
+    async def listed(run_ids: list[str]) -> AsyncIterator[str]:
+        for run_id in run_ids:
+            yield run_id
 
     @pytest.mark.parametrize("ordered", [True, False])
     def test_counts_agree_with_the_per_run_tally(self, ordered: bool) -> None:
-        listed = sorted(self.LISTED) if ordered else list(self.LISTED)
-        per_run, totals = _runs._PerRun(), _runs._Totals(ordered)
-        for tally in (per_run, totals):
-            for run_id, step in listed:
+        entries = list(self.ENTRIES) if ordered else [*self.ENTRIES[3:], *self.ENTRIES[:3]]
+        outputs = list(self.STEP_OUTPUTS) if ordered else list(reversed(self.STEP_OUTPUTS))
+
+        async def tally(kind: type[_runs._PerRun | _runs._Totals]) -> _runs._Counts:
+            tally = _runs._PerRun() if kind is _runs._PerRun else _runs._Totals(ordered)
+            for run_id in self.MARKERS:
+                tally.terminal(run_id, 1_000)
+            for run_id, step in entries:
                 tally.step(run_id, step).entries += 1
-            tally.step_output("d")
-            tally.terminal("e", 1_000)
-        assert totals.counts() == per_run.counts()
-        assert (totals.counts().runs, totals.counts().steps) == (5, 4)
+            for run_id in outputs:
+                tally.step_output(run_id)
+            entry_runs = self.listed([run_id for run_id, _step in entries])
+            await tally.count_runs(entry_runs, self.listed(outputs))
+            return tally.counts()
+
+        per_run, totals = asyncio.run(tally(_runs._PerRun)), asyncio.run(tally(_runs._Totals))
+        assert totals == per_run
+        assert (totals.runs, totals.steps, totals.step_outputs) == (5, 4, 4)
+
+    def test_the_command_counts_each_run_once_across_entries_step_outputs_and_markers(
+        self, tmp_path: Path
+    ) -> None:
+        async def plant() -> None:
+            backend = LocalFileBackend(tmp_path)
+            for number, (run_id, step) in enumerate(self.ENTRIES):
+                await backend.put(memo_key("agents", run_id, step, f"k{number}"), b"v")
+            for number, run_id in enumerate(self.STEP_OUTPUTS):
+                await backend.put(f"agents/step-outputs/{run_id}/0/{number:064x}", b"o")
+            for run_id in self.MARKERS:
+                await backend.put(f"agents/terminals/{2**64 - 1 - 1_000:020}_{run_id}", b"")
+
+        asyncio.run(plant())
+        store = ["--url", tmp_path.as_uri(), "--prefix", "agents", "--layout", "0.10", "--json"]
+        document = run_cli(*store, "runs").json()
+        assert [run["run_id"] for run in document["runs"]] == ["a", "a-b", "b", "c", "d"]
+        totals = run_cli(*store, "--summary-only", "runs").json()
+        assert totals == {"totals": document["totals"]}
+        assert (totals["totals"]["runs"], totals["totals"]["step_outputs"]) == (5, 4)

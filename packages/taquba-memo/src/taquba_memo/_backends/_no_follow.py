@@ -52,8 +52,10 @@ _WALK_ERRNOS = frozenset(
 )
 
 
-# A directory entry: name, is a directory, and (size, mtime in ns) of a file when asked.
-Scanned = tuple[str, bool, "tuple[int, int] | None"]
+# A directory's entries: names in key order, a directory's with "/" appended (one str
+# each, so a directory of many runs costs a string a run), and (size, mtime in ns) of
+# each file when asked.
+Scanned = tuple[list[str], dict[str, tuple[int, int]]]
 
 
 class Foreign(Exception):
@@ -191,45 +193,47 @@ class Tree:
         name_start: str,
         with_stat: bool,
         on_foreign: Callable[[Foreign], None],
-    ) -> list[Scanned]:
+    ) -> Scanned:
         """Sorted entries of the directory whose names start with ``name_start``.
 
         A foreign object (the directory itself, or an entry in it) goes to
         ``on_foreign`` and is left out; so is a file deleted between the
         directory read and its ``stat``.
         """
+        names: list[str] = []
+        stats: dict[str, tuple[int, int]] = {}
         try:
             fd = self.open_directory(segments, create=False)
         except Foreign as foreign:
             on_foreign(foreign)
-            return []
+            return names, stats
         if fd is None:
-            return []
-        found: list[Scanned] = []
+            return names, stats
         try:
             # scandir reads a duplicate of fd; entry.stat uses fd itself, so it stays open.
             with os.scandir(fd) as entries:
                 for entry in entries:
                     if not entry.name.startswith(name_start) or is_staging_name(entry.name):
                         continue
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    if not is_dir and not entry.is_file(follow_symlinks=False):
+                    if entry.is_dir(follow_symlinks=False):
+                        names.append(entry.name + "/")
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
                         mode = mode_at(fd, entry.name)
                         if mode is not None:  # (None: deleted since the directory read)
                             on_foreign(Foreign("/".join([*segments, entry.name]), mode))
                         continue
-                    file_stat: tuple[int, int] | None = None
-                    if with_stat and not is_dir:
+                    if with_stat:
                         try:
                             result = entry.stat(follow_symlinks=False)
                         except FileNotFoundError:
                             continue
-                        file_stat = (result.st_size, result.st_mtime_ns)
-                    found.append((entry.name, is_dir, file_stat))
+                        stats[entry.name] = (result.st_size, result.st_mtime_ns)
+                    names.append(entry.name)
         finally:
             os.close(fd)
-        found.sort(key=lambda item: item[0] + "/" if item[1] else item[0])
-        return found
+        names.sort()
+        return names, stats
 
     def _chain(self, segments: Sequence[str], create: bool) -> list[int] | None:
         root = self._open_root(create)

@@ -63,7 +63,6 @@ from taquba_memo._backends._no_follow import (
     STAGING_FLAGS,
     DirectoryVanished,
     Foreign,
-    Scanned,
     Tree,
     mode_at,
 )
@@ -443,25 +442,26 @@ class LocalFileBackend(MemoBackendBase):
         scan = functools.partial(
             self._tree.scan, with_stat=with_stat, on_foreign=self._report_foreign
         )
-        top = self._call(prefix, "list", scan, segments, name_start)
-        stack: list[Iterator[Scanned]] = [iter(top)]
-        stack_segments: list[list[str]] = [[*segments]]
+        names, stats = self._call(prefix, "list", scan, segments, name_start)
+        stack: list[tuple[Iterator[str], dict[str, tuple[int, int]], list[str]]] = [
+            (iter(names), stats, [*segments])
+        ]
         while stack:
-            entry = next(stack[-1], None)
-            if entry is None:
+            directory, stats, directory_segments = stack[-1]
+            name = next(directory, None)
+            if name is None:
                 stack.pop()
-                stack_segments.pop()
                 continue
-            name, is_dir, file_stat = entry
-            path = [*stack_segments[-1], name]
+            is_dir = name.endswith("/")
+            path = [*directory_segments, name.removesuffix("/")]
             key = "/".join(path)
             if start_after is not None and not may_hold_keys_after(key, is_dir, start_after):
                 continue
             if is_dir:
-                stack.append(iter(self._call(key, "list", scan, path, "")))
-                stack_segments.append(path)
+                names, stats = self._call(key, "list", scan, path, "")
+                stack.append((iter(names), stats, path))
             else:
-                yield key, file_stat
+                yield key, stats.get(path[-1])
 
     async def aclose(self) -> None:
         return None

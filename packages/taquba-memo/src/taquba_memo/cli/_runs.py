@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 from collections import defaultdict
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +113,11 @@ class _PerRun:
         stats = self.runs[run_id]
         stats.terminal_at_ms = max(stats.terminal_at_ms or 0, terminal_at_ms)
 
+    async def count_runs(self, *listings: AsyncIterator[str]) -> None:
+        for listing in listings:
+            async for _run_id in listing:
+                pass  # each listed item was tallied as it went by
+
     def counts(self) -> _Counts:
         runs = self.runs.values()
         return _Counts(
@@ -124,29 +131,30 @@ class _PerRun:
 
 
 class _Totals:
-    """The summary's figures alone (``--summary-only``), streamed: one counter for every
-    step, and the run ids seen, so memory holds a run's id and no document of it.
+    """The summary's figures alone (``--summary-only``), streamed: counters, and no run's
+    id held where the backend lists in key order.
 
     Over an ordered listing a step's keys are contiguous, so a change of step
-    counts it; over an unordered one the steps seen are kept too.
+    counts it; and entries and step outputs are both listed by run, so merging
+    the two listings meets each run once, in order. Only the runs of terminal
+    markers (listed by time, not by run) are held, each until the merge meets
+    it: the rest are the runs with a marker and nothing else. Over an unordered
+    listing the steps and runs seen are kept instead.
     """
 
     def __init__(self, ordered: bool) -> None:
         self.all = _StepStats()
-        self.run_ids: set[str] = set()
+        self.run_count = 0
         self.steps = 0
         self.step_outputs = 0
+        self._ordered = ordered
+        self._marker_runs: set[str] = set()
         self._last: tuple[str, int] | None = None
         self._seen: set[tuple[str, int]] | None = None if ordered else set()
-
-    @property
-    def run_count(self) -> int:
-        return len(self.run_ids)
 
     def step(self, run_id: str, number: int) -> _StepStats:
         if (run_id, number) != self._last:
             self._last = (run_id, number)
-            self.run_ids.add(run_id)
             if self._seen is None:
                 self.steps += 1
             elif (run_id, number) not in self._seen:
@@ -155,22 +163,65 @@ class _Totals:
         return self.all
 
     def step_output(self, run_id: str) -> None:
-        self.run_ids.add(run_id)
         self.step_outputs += 1
 
     def terminal(self, run_id: str, terminal_at_ms: int) -> None:
-        self.run_ids.add(run_id)
+        self._marker_runs.add(run_id)
+
+    async def count_runs(self, *listings: AsyncIterator[str]) -> None:
+        marker_runs = self._marker_runs
+        runs = _distinct_in_key_order(*listings) if self._ordered else _distinct(*listings)
+        async with contextlib.aclosing(runs):
+            async for run_id in runs:
+                self.run_count += 1
+                marker_runs.discard(run_id)
+        self.run_count += len(marker_runs)
+        marker_runs.clear()
 
     def counts(self) -> _Counts:
         every = self.all
         return _Counts(
-            len(self.run_ids),
+            self.run_count,
             self.steps,
             every.entries,
             every.size,
             every.claims,
             self.step_outputs,
         )
+
+
+async def _distinct(*listings: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+    """The distinct run ids of unordered listings: every id is kept."""
+    seen: set[str] = set()
+    for listing in listings:
+        async for run_id in listing:
+            if run_id not in seen:
+                seen.add(run_id)
+                yield run_id
+
+
+async def _distinct_in_key_order(*listings: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+    """The distinct run ids of listings in key order, merged: one id held per listing.
+
+    A run's keys are ``<run>/...``, so key order is the order of ``run + "/"``
+    (``"a-b"`` before ``"a"``), not of the ids themselves.
+    """
+    heads: list[tuple[str, AsyncIterator[str]]] = []
+    for listing in listings:
+        first = await anext(listing, None)
+        if first is not None:
+            heads.append((first, listing))
+    while heads:
+        least = min(run_id + "/" for run_id, _listing in heads)[:-1]
+        yield least
+        moved: list[tuple[str, AsyncIterator[str]]] = []
+        for head, listing in heads:
+            run_id: str | None = head
+            while run_id == least:
+                run_id = await anext(listing, None)
+            if run_id is not None:
+                moved.append((run_id, listing))
+        heads = moved
 
 
 async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> int:
@@ -192,9 +243,59 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
         else:
             step.size += len(value)
 
+    # Markers first: a streamed count holds their runs until the listings below meet them.
+    async for marker in store.iter_terminal_markers():
+        if run_filter is None or marker.run_id == run_filter:
+            tally.terminal(marker.run_id, marker.terminal_at_ms)
     # Sizes and times come with the listing where it carries them; else sizes are read.
     listed_sizes = store.lists_metadata
+    # A summary prints no write times: without sizes it needs no metadata (a stat a file).
+    with_metadata = listed_sizes and (args.sizes or not streamed)
     window = TaskWindow(args.concurrency)
+
+    async def entry_runs() -> AsyncGenerator[str, None]:
+        """Each entry tallied as it is listed; its run's id, once per run in a row."""
+        nonlocal unrecognized
+        last_run: str | None = None
+        async for entry in store.iter_entries(run_filter, with_metadata=with_metadata):
+            if entry.run_id is None or entry.step_number is None:
+                unrecognized += 1
+                continue
+            step = tally.step(entry.run_id, entry.step_number)
+            if entry.run_id != last_run:
+                last_run = entry.run_id
+                yield last_run
+            if entry.kind == "claim":
+                step.claims += 1  # of a computation in progress, or abandoned
+                continue
+            step.entries += 1
+            if entry.last_modified is not None and (
+                step.last_write is None or entry.last_modified > step.last_write
+            ):
+                step.last_write = entry.last_modified
+            if args.sizes and entry.size is not None:
+                step.size += entry.size
+            elif args.sizes:
+                await window.submit(measure(entry.key, step))
+            bar.advance()
+
+    step_outputs = layout.step_outputs_prefix(store.prefix)
+
+    async def step_output_runs() -> AsyncGenerator[str, None]:
+        """Each step output (layout 0.10) tallied as it is listed; its run's id."""
+        listing = (
+            step_outputs
+            if run_filter is None
+            else layout.step_outputs_run_prefix(store.prefix, run_filter)
+        )
+        async for key in store.backend.list(listing):
+            if not (isinstance(key, str) and key.startswith(listing)):
+                continue  # a backend's stray, never counted (the store logs such listings)
+            parsed = layout.parse_memo_entry_name(key[len(step_outputs) :])  # the same shape
+            if parsed is not None:
+                tally.step_output(parsed[0])
+                yield parsed[0]
+
     label = "reading entries" if args.sizes and not listed_sizes else "listing entries"
     with out.progress(label, unit="entries") as bar:
         out.partial = lambda: (
@@ -202,42 +303,14 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             f"listed {plural(bar.count, 'entry', 'entries')} of {plural(tally.run_count, 'run')}",
         )
         try:
-            async for entry in store.iter_entries(run_filter, with_metadata=listed_sizes):
-                if entry.run_id is None or entry.step_number is None:
-                    unrecognized += 1
-                    continue
-                step = tally.step(entry.run_id, entry.step_number)
-                if entry.kind == "claim":
-                    step.claims += 1  # of a computation in progress, or abandoned
-                    continue
-                step.entries += 1
-                if entry.last_modified is not None and (
-                    step.last_write is None or entry.last_modified > step.last_write
-                ):
-                    step.last_write = entry.last_modified
-                if args.sizes and entry.size is not None:
-                    step.size += entry.size
-                elif args.sizes:
-                    await window.submit(measure(entry.key, step))
-                bar.advance()
+            async with (
+                contextlib.aclosing(entry_runs()) as entries,
+                contextlib.aclosing(step_output_runs()) as outputs,
+            ):
+                await tally.count_runs(entries, outputs)
             await window.drain()
         finally:
             window.cancel()
-    step_outputs = layout.step_outputs_prefix(store.prefix)
-    listing = (
-        step_outputs
-        if run_filter is None
-        else layout.step_outputs_run_prefix(store.prefix, run_filter)
-    )
-    async for key in store.backend.list(listing):
-        if not (isinstance(key, str) and key.startswith(listing)):
-            continue  # a backend's stray, never counted (the store logs such listings)
-        parsed = layout.parse_memo_entry_name(key[len(step_outputs) :])  # the same shape
-        if parsed is not None:
-            tally.step_output(parsed[0])
-    async for marker in store.iter_terminal_markers():
-        if run_filter is None or marker.run_id == run_filter:
-            tally.terminal(marker.run_id, marker.terminal_at_ms)
     if not tally.run_count and not unrecognized:
         await warn_if_empty(store, args.url, out)
     sizes: bool = args.sizes
