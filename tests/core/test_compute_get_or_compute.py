@@ -318,6 +318,25 @@ class TestFirstWriterWins:
         assert fn.count == 0
         assert backend.calls == []
 
+    async def test_if_absent_is_refused_on_a_hit_too_so_the_mistake_shows_on_the_first_call(
+        self,
+    ) -> None:
+        backend = backend_without_conditional_put(class_name="HitOnlyBackend")
+        await new_memo(backend).put("k", b"stored")
+        with pytest.raises(NotSupportedError):
+            await new_memo(backend).get_or_compute("k", Calls(), if_absent=True)
+
+    async def test_the_overwrite_warning_comes_with_the_first_miss_not_with_hits(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        backend = backend_without_conditional_put(class_name="HitsThenMissBackend")
+        await new_memo(backend).put("k", b"stored")
+        with caplog.at_level(logging.WARNING, logger="taquba_memo"):
+            assert await new_memo(backend).get_or_compute("k", Calls()) == b"stored"
+            assert "conditional_put" not in caplog.text  # a hit writes nothing
+            await new_memo(backend).get_or_compute("other", Calls())
+        assert "HitsThenMissBackend does not declare conditional_put" in caplog.text
+
 
 class TestBadInput:
     async def test_a_non_str_key_fails_before_any_io(self) -> None:

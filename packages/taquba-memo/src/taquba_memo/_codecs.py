@@ -78,6 +78,8 @@ class Codec(Protocol[T]):
 
 def check_codec(codec: object) -> None:
     """Refuse, before any I/O, a ``codec`` without ``encode`` and ``decode`` methods."""
+    if type(codec) is BytesCodec:
+        return  # the default, on every hit: nothing to look up
     if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
         raise InvalidValueTypeError(
             f"codec must have encode() and decode() methods, {type(codec).__name__} has not"
@@ -87,6 +89,8 @@ def check_codec(codec: object) -> None:
 def decode_value(codec: Codec[T], data: bytes) -> T:
     """Return ``codec.decode(data)``; any exception the codec raises becomes a
     :class:`~taquba_memo.DecodeError` with the original as ``__cause__``."""
+    if type(codec) in _AS_STORED and type(data) is bytes:
+        return data  # type: ignore[return-value]  # the default's decode: the bytes as they are
     try:
         return codec.decode(data)
     except DecodeError:
@@ -128,6 +132,10 @@ class BytesCodec:
 
     def __repr__(self) -> str:
         return "BytesCodec()"
+
+
+# Codecs whose decode returns stored bytes unchanged: a hit skips the call.
+_AS_STORED: frozenset[type] = frozenset({BytesCodec})
 
 
 class JSONCodec:

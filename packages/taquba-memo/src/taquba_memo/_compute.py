@@ -108,13 +108,13 @@ _warned_overwrite: set[str] = set()
 _UNREADABLE = (EntryTooLargeError, ForeignObjectError)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EntrySlot:
     """Everything get_or_compute needs to know of one memo entry, and nothing more.
 
-    ``Memo`` builds it (the layout names ``object_key``); this module reads
-    and writes the entry through ``backend`` and knows nothing of stores,
-    runs or steps.
+    ``Memo`` builds it (the layout names ``object_key``), one a call; this
+    module reads and writes the entry through ``backend`` and knows nothing
+    of stores, runs or steps.
     """
 
     backend: MemoBackend
@@ -122,10 +122,15 @@ class EntrySlot:
     """The entry's full key in ``backend``."""
     max_value_bytes: int | None
     """The store's limit on a value's size, or None."""
-    label: str
-    """How log messages name the entry, for example ``memo entry 'k' of run r step 3``."""
+    describe: Callable[[], str]
+    """How log messages name the entry (see :attr:`label`); called only when one is written."""
     operation: Operation
     """This call's span, metrics and stats: what it found, paid and stored."""
+
+    @property
+    def label(self) -> str:
+        """How log messages name the entry, for example ``memo entry 'k' of run r step 3``."""
+        return self.describe()
 
     @property
     def flight_key(self) -> tuple[int, str]:
@@ -175,12 +180,13 @@ async def get_or_compute(
     claim: ClaimPolicy | None = None,
 ) -> T:
     """See the module documentation; ``Memo.get_or_compute`` is the public face."""
-    agree = check_call(slot, fn, codec, if_absent, store_if_cancelled, claim)
+    check_call(slot, fn, codec, if_absent, store_if_cancelled, claim)
     with slot.operation:
         # A hit needs none of the machinery below, which protects paid work.
         landings = _single_flight.landings()
-        # A flight in progress is followed without a read of our own.
-        flying = _single_flight.flying(slot.flight_key)
+        # A flight in progress is followed without a read of our own (the key is
+        # looked up only while some flight is in progress: a hit is most calls).
+        flying = _single_flight.any_flying() and _single_flight.flying(slot.flight_key)
         first_read = _UNREAD if flying else await _read_entry(slot)
         if isinstance(first_read, bytes):
             try:
@@ -190,6 +196,7 @@ async def get_or_compute(
             else:
                 slot.operation.read(first_read)
                 return value
+        agree = first_writer_wins(slot.backend, if_absent)
         while True:
             flight, leading = _single_flight.join(slot.flight_key)
             if leading:
@@ -223,15 +230,17 @@ def check_call(
     if_absent: bool | None,
     store_if_cancelled: bool,
     claim: ClaimPolicy | None,
-) -> bool:
-    """Refuse bad arguments before any I/O; whether the store is first-writer-wins."""
+) -> None:
+    """Refuse bad arguments before any I/O, a hit's too: a mistake shows on the first call."""
     if not callable(fn):
         raise InvalidValueTypeError(f"fn must be callable, not {type(fn).__name__}")
     check_codec(codec)
     if not isinstance(store_if_cancelled, bool):
         raise InvalidValueTypeError("store_if_cancelled must be a bool")
-    check_claim(claim, slot.backend)
-    return first_writer_wins(slot.backend, if_absent)
+    if claim is not None:
+        check_claim(claim, slot.backend)
+    if if_absent:
+        first_writer_wins(slot.backend, if_absent)  # refuses a backend that cannot
 
 
 def stored_in_thread(slot: EntrySlot, codec: Codec[T]) -> tuple[bool, T | None]:

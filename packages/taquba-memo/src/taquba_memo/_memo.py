@@ -331,13 +331,13 @@ class Memo(BoundMemo[MemoHost]):
     def _entry_slot(self, key: str, operation: str) -> compute.EntrySlot:
         """The entry of ``key`` as get_or_compute sees it (validates ``key``, before any I/O)."""
         store = self._store
-        object_key = self._entry_key(key)
+        run_id, step_number = self._run_id, self._step_number
         return compute.EntrySlot(
-            backend=store.backend,
-            object_key=object_key,
-            max_value_bytes=store.max_value_bytes,
-            label=f"memo entry {key!r} of run {self._run_id} step {self._step_number}",
-            operation=store._telemetry.operation(operation, self._run_id, self._step_number),
+            store.backend,
+            self._entry_key(key),
+            store.max_value_bytes,
+            lambda: f"memo entry {key!r} of run {run_id} step {step_number}",
+            store._telemetry.operation(operation, run_id, step_number),
         )
 
     @overload

@@ -14,7 +14,17 @@ import concurrent.futures
 import threading
 from collections.abc import Hashable
 
-__all__ = ["ABANDONED", "Flight", "flying", "followers", "in_progress", "join", "land", "landings"]
+__all__ = [
+    "ABANDONED",
+    "Flight",
+    "any_flying",
+    "flying",
+    "followers",
+    "in_progress",
+    "join",
+    "land",
+    "landings",
+]
 
 ABANDONED = None
 """The outcome of a flight whose leader was cancelled before it finished:
@@ -71,6 +81,11 @@ def landings() -> int:
 def flying(key: Hashable) -> bool:
     """Whether a flight for ``key`` is in progress (a hint: it may land any moment)."""
     return key in _flights
+
+
+def any_flying() -> bool:
+    """Whether any flight is in progress (a hint, read without the lock: a hit checks it)."""
+    return bool(_flights)
 
 
 def in_progress() -> int:
