@@ -113,6 +113,36 @@ def test_an_error_response_is_returned_as_it_came_and_never_stored(
     assert fake_openai.total_paid == 1
 
 
+def test_a_request_retried_after_an_error_response_keeps_its_place(
+    fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
+) -> None:
+    # The caller (or a retrying transport) sends the failed request again: it is still the
+    # first occurrence, so the step's retry replays its answer instead of paying again.
+    fake_openai.fail_next(1, status=500)
+    with httpx.Client(base_url=fake_openai.base_url, transport=MemoTransport()) as client:
+        with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
+            assert client.post("/chat/completions", json=chat("q")).status_code == 500
+            first = client.post("/chat/completions", json=chat("q")).json()
+        with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
+            assert client.post("/chat/completions", json=chat("q")).json() == first
+    assert fake_openai.received["/v1/chat/completions"] == 2
+    assert fake_openai.total_paid == 1
+
+
+async def test_an_async_request_retried_after_an_error_response_keeps_its_place(
+    fake_openai: FakeOpenAI, store: MemoStore
+) -> None:
+    fake_openai.fail_next(1, status=500)
+    transport = AsyncMemoTransport()
+    async with httpx.AsyncClient(base_url=fake_openai.base_url, transport=transport) as client:
+        with use_memo(store.new_memo("run-1", 1)):
+            assert (await client.post("/chat/completions", json=chat("q"))).status_code == 500
+            first = (await client.post("/chat/completions", json=chat("q"))).json()
+        with use_memo(store.new_memo("run-1", 1)):
+            assert (await client.post("/chat/completions", json=chat("q"))).json() == first
+    assert fake_openai.total_paid == 1
+
+
 def test_identical_requests_in_one_attempt_are_two_calls(
     fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
 ) -> None:

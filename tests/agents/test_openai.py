@@ -232,6 +232,54 @@ async def test_an_async_error_response_raises_the_sdks_error_and_is_never_stored
     assert fake_openai.total_paid == 3
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_retried_after_an_error_keeps_its_place_so_the_steps_retry_replays_it(
+    fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore, stream: bool
+) -> None:
+    # The caller retries a failed call itself (as tenacity would): that retry is still the
+    # first occurrence, so the step's retry, counting from 0 again, finds its answer.
+    client = sync_client(fake_openai)
+
+    def ask() -> Any:
+        answer = client.chat.completions.create(model=MODEL, messages=[user("q")], stream=stream)
+        return list(answer) if stream else answer
+
+    fake_openai.fail_next(1, status=500)
+    with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
+        with pytest.raises(openai.InternalServerError):
+            ask()
+        first = ask()
+    with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
+        assert ask() == first
+    assert fake_openai.received["/v1/chat/completions"] == 2
+    assert fake_openai.total_paid == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_async_call_retried_after_an_error_keeps_its_place(
+    fake_openai: FakeOpenAI, store: MemoStore, stream: bool
+) -> None:
+    client = async_client(fake_openai)
+
+    async def ask() -> Any:
+        if not stream:
+            return await client.chat.completions.create(model=MODEL, messages=[user("q")])
+        chunks = await client.chat.completions.create(
+            model=MODEL, messages=[user("q")], stream=True
+        )
+        return [chunk async for chunk in chunks]
+
+    fake_openai.fail_next(1, status=500)
+    with use_memo(store.new_memo("run-1", 1)):
+        with pytest.raises(openai.InternalServerError):
+            await ask()
+        first = await ask()
+    with use_memo(store.new_memo("run-1", 1)):
+        assert await ask() == first
+    assert fake_openai.received["/v1/chat/completions"] == 2
+    assert fake_openai.total_paid == 1
+
+
 def test_a_stream_closed_early_stores_nothing(
     fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
 ) -> None:

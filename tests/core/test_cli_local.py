@@ -250,6 +250,14 @@ class TestSweep:
         result = run_cli("--url", url, "--prefix", "agents", "sweep", "--older-than", "1d12h")
         assert result.stdout.splitlines()[-1].endswith(": 3 entries deleted, 0 failed")
 
+    def test_one_entry_is_counted_in_the_singular(self, tmp_path: Path) -> None:
+        url = (tmp_path / "one").as_uri()
+        with open_store(url, prefix="agents") as store:
+            store.new_memo("solo", 0).put("a", b"x")
+            store.write_terminal_marker("solo", 1_000)
+        result = run_cli("--url", url, "--prefix", "agents", "sweep", "--older-than", "1d")
+        assert result.stdout.splitlines()[-1].endswith(": 1 entry deleted, 0 failed")
+
     @pytest.mark.parametrize("duration", ["7", "d", "7x", "-1d", "1.5h", ""])
     def test_a_bad_duration_is_a_usage_error(self, url: str, duration: str) -> None:
         result = run_cli("--url", url, "sweep", f"--older-than={duration}")

@@ -15,7 +15,10 @@ a JSON body (``Content-Type`` ending in ``json``) as its parsed value, so the
 order of its keys does not matter, any other body as its SHA-256. Request
 headers are not part of the key (authentication, tracing and idempotency
 headers differ per attempt). Two identical requests in one attempt are two
-entries, replayed in the same order by the retry.
+entries, replayed in the same order by the retry. A request answered with an
+error (or that fails to connect) gives its number back: sent again in the
+same task or thread, it is still the same occurrence, so the step's retry
+replays the answer it finally got.
 
 Values. Every response is recorded as a stream (``Memo.get_or_stream``):
 first its status and headers, then its body as the chunks ``inner``
@@ -52,6 +55,8 @@ import httpx
 import taquba_memo
 import taquba_memo.sync
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, request_key
+
+from taquba_memo_agents import _occurrences
 
 __all__ = ["DROPPED_HEADERS", "AsyncMemoTransport", "MemoTransport", "request_of"]
 
@@ -143,7 +148,8 @@ class MemoTransport(httpx.BaseTransport):
         if memo is None:
             return self._inner.handle_request(request)
         request.read()
-        key = memo.occurrence_key(request_key(request_of(request), namespace="httpx"))
+        asked = request_key(request_of(request), namespace="httpx")
+        key = _occurrences.take(memo, asked)
         inner = self._inner
 
         def chunks() -> Iterator[bytes]:
@@ -161,7 +167,8 @@ class MemoTransport(httpx.BaseTransport):
         try:
             head = next(recorded)
         except _NotStored as not_stored:
-            return not_stored.response
+            return not_stored.response  # its number is given back to the next such request
+        _occurrences.settle(memo, asked)
         return _response(head, _Replay(recorded))
 
     def close(self) -> None:
@@ -182,7 +189,8 @@ class AsyncMemoTransport(httpx.AsyncBaseTransport):
         if memo is None:
             return await self._inner.handle_async_request(request)
         await request.aread()
-        key = memo.occurrence_key(request_key(request_of(request), namespace="httpx"))
+        asked = request_key(request_of(request), namespace="httpx")
+        key = _occurrences.take(memo, asked)
         inner = self._inner
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -201,7 +209,8 @@ class AsyncMemoTransport(httpx.AsyncBaseTransport):
         try:
             head = await recorded.__anext__()
         except _NotStored as not_stored:
-            return not_stored.response
+            return not_stored.response  # its number is given back to the next such request
+        _occurrences.settle(memo, asked)
         return _response(head, _AsyncReplay(recorded))
 
     async def aclose(self) -> None:

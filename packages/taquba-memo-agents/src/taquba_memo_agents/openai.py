@@ -25,7 +25,10 @@ absent, and SDK objects passed back in ``messages`` (a
 ``ChatCompletionMessage``) key as their JSON without the unset fields, so
 ``[first.choices[0].message, ...]`` keys the same on every attempt. Two
 identical requests in one attempt are two entries (``#0``, ``#1``), replayed
-in the same order by the retry; ``stream`` is part of the key.
+in the same order by the retry; ``stream`` is part of the key. A call that
+raises (an error response, a stream that fails to open) gives its number
+back: the caller's own retry of it in the same task or thread is still the
+same occurrence, so the step's retry replays the answer it finally got.
 
 Values. A non-streamed call returns the SDK's own type (``ChatCompletion``,
 ``Response``), stored as its JSON (``model_dump_json``) and rebuilt with
@@ -60,6 +63,8 @@ import taquba_memo
 import taquba_memo.sync
 from pydantic import BaseModel, TypeAdapter
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, PydanticCodec, request_key
+
+from taquba_memo_agents import _occurrences
 
 __all__ = ["AsyncMemoStream", "MemoStream", "VOLATILE_ARGUMENTS", "request_of", "wrap"]
 
@@ -219,20 +224,21 @@ def _sync_create(
         if memo is None:
             return create(**arguments)
         arguments = _plain_arguments(arguments)
-        key = memo.occurrence_key(
-            request_key(request_of(endpoint.name, base_url, arguments), namespace="openai")
-        )
+        request = request_key(request_of(endpoint.name, base_url, arguments), namespace="openai")
         if arguments.get("stream") is True:
 
             def chunks() -> Iterator[Any]:
                 with create(**arguments) as stream:
                     yield from stream
 
-            return MemoStream(
+            key = _occurrences.take(memo, request)
+            started = MemoStream(
                 memo.get_or_stream(key, chunks, codec=endpoint.chunk_codec, claim=claim)
             )
-        return memo.get_or_compute(
-            key, lambda: create(**arguments), codec=endpoint.codec, claim=claim
+            _occurrences.settle(memo, request)  # opened: a failure to open gives it back
+            return started
+        return _occurrences.computed(
+            memo, request, lambda: create(**arguments), codec=endpoint.codec, claim=claim
         )
 
     return memoized_create
@@ -246,9 +252,7 @@ def _async_create(
         if memo is None:
             return await create(**arguments)
         arguments = _plain_arguments(arguments)
-        key = memo.occurrence_key(
-            request_key(request_of(endpoint.name, base_url, arguments), namespace="openai")
-        )
+        request = request_key(request_of(endpoint.name, base_url, arguments), namespace="openai")
         if arguments.get("stream") is True:
 
             async def chunks() -> AsyncIterator[Any]:
@@ -257,14 +261,17 @@ def _async_create(
                     async for chunk in stream:
                         yield chunk
 
-            return await AsyncMemoStream(
+            key = _occurrences.take(memo, request)
+            started = await AsyncMemoStream(
                 memo.get_or_stream(key, chunks, codec=endpoint.chunk_codec, claim=claim)
             )._start()
+            _occurrences.settle(memo, request)  # opened: a failure to open gives it back
+            return started
 
         async def call() -> Any:
             return await create(**arguments)
 
-        return await memo.get_or_compute(key, call, codec=endpoint.codec, claim=claim)
+        return await _occurrences.acomputed(memo, request, call, codec=endpoint.codec, claim=claim)
 
     return memoized_create
 

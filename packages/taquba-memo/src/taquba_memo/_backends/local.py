@@ -443,25 +443,26 @@ class LocalFileBackend(MemoBackendBase):
             self._tree.scan, with_stat=with_stat, on_foreign=self._report_foreign
         )
         names, stats = self._call(prefix, "list", scan, segments, name_start)
-        stack: list[tuple[Iterator[str], dict[str, tuple[int, int]], list[str]]] = [
-            (iter(names), stats, [*segments])
-        ]
+        # Per directory: its entries, its files' stats, its segments and its keys' prefix.
+        top = "/".join(segments) + "/" if segments else ""
+        stack = [(iter(names), stats, [*segments], top)]
         while stack:
-            directory, stats, directory_segments = stack[-1]
-            name = next(directory, None)
-            if name is None:
-                stack.pop()
-                continue
-            is_dir = name.endswith("/")
-            path = [*directory_segments, name.removesuffix("/")]
-            key = "/".join(path)
-            if start_after is not None and not may_hold_keys_after(key, is_dir, start_after):
-                continue
-            if is_dir:
-                names, stats = self._call(key, "list", scan, path, "")
-                stack.append((iter(names), stats, path))
+            entries, stats, directory, base = stack[-1]
+            for name in entries:  # resumed where it stopped, after a subdirectory
+                if name[-1] != "/":
+                    key = base + name
+                    if start_after is None or may_hold_keys_after(key, False, start_after):
+                        yield key, stats.get(name) if stats else None
+                    continue
+                key = base + name[:-1]
+                if start_after is not None and not may_hold_keys_after(key, True, start_after):
+                    continue
+                path = [*directory, name[:-1]]
+                names, below = self._call(key, "list", scan, path, "")
+                stack.append((iter(names), below, path, key + "/"))
+                break
             else:
-                yield key, stats.get(path[-1])
+                stack.pop()
 
     async def aclose(self) -> None:
         return None

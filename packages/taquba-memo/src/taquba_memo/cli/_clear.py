@@ -31,6 +31,6 @@ async def cmd_clear(store: MemoStore, args: argparse.Namespace, out: Output) -> 
         await warn_if_empty(store, args.url, out)
     lines = [f"run {run_id}: {plural(deleted, 'entry', 'entries')} deleted"]
     if failed:
-        lines.append(f"{failed:,} entries could not be deleted; run the command again")
+        lines.append(f"{plural(failed, 'entry', 'entries')} could not be deleted; run it again")
     out.result({"run_id": run_id, "entries_deleted": deleted, "entries_failed": failed}, lines)
     return ExitCode.INCOMPLETE if failed else ExitCode.OK

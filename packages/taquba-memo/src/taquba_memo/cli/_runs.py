@@ -89,7 +89,8 @@ class _Counts:
         if unrecognized:
             summary += f" ({plural(unrecognized, 'unrecognized key')} skipped)"
         if missing_sizes:
-            summary += f" ({missing_sizes:,} entries vanished while being measured)"
+            vanished = plural(missing_sizes, "entry", "entries")
+            summary += f" ({vanished} vanished while being measured)"
         return summary
 
 

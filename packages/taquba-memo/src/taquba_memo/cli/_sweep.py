@@ -123,7 +123,7 @@ async def cmd_sweep(store: MemoStore, args: argparse.Namespace, out: Output) -> 
         lines += [f"FAILED {f['run_id']}: {f['error']}" for f in failures]
         lines.append(
             f"swept {plural(len(runs), 'run')} with markers older than "
-            f"{cutoff_text}: {report.entries_deleted:,} entries deleted, "
+            f"{cutoff_text}: {plural(report.entries_deleted, 'entry', 'entries')} deleted, "
             f"{len(failures)} failed"
         )
     out.result(document, lines)
