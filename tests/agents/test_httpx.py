@@ -97,23 +97,7 @@ async def test_three_attempts_through_the_async_transport_pay_what_one_clean_run
     assert fake_openai.total_paid == 2
 
 
-def test_an_error_response_is_returned_as_it_came_and_never_stored(
-    fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
-) -> None:
-    fake_openai.fail_next(1, status=500)
-    with httpx.Client(base_url=fake_openai.base_url, transport=MemoTransport()) as client:
-        with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-            failed = client.post("/chat/completions", json=chat("q"))
-        assert failed.status_code == 500
-        assert failed.json()["error"]["message"] == "forced 500"
-        for _ in range(2):
-            with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-                assert client.post("/chat/completions", json=chat("q")).status_code == 200
-    assert fake_openai.received["/v1/chat/completions"] == 2
-    assert fake_openai.total_paid == 1
-
-
-def test_a_request_retried_after_an_error_response_keeps_its_place(
+def test_an_error_response_is_returned_as_it_came_never_stored_and_keeps_its_place(
     fake_openai: FakeOpenAI, sync_store: memo_sync.MemoStore
 ) -> None:
     # The caller (or a retrying transport) sends the failed request again: it is still the
@@ -121,10 +105,13 @@ def test_a_request_retried_after_an_error_response_keeps_its_place(
     fake_openai.fail_next(1, status=500)
     with httpx.Client(base_url=fake_openai.base_url, transport=MemoTransport()) as client:
         with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-            assert client.post("/chat/completions", json=chat("q")).status_code == 500
+            failed = client.post("/chat/completions", json=chat("q"))
+            assert failed.status_code == 500
+            assert failed.json()["error"]["message"] == "forced 500"
             first = client.post("/chat/completions", json=chat("q")).json()
-        with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
-            assert client.post("/chat/completions", json=chat("q")).json() == first
+        for _ in range(2):
+            with memo_sync.use_memo(sync_store.new_memo("run-1", 1)):
+                assert client.post("/chat/completions", json=chat("q")).json() == first
     assert fake_openai.received["/v1/chat/completions"] == 2
     assert fake_openai.total_paid == 1
 
