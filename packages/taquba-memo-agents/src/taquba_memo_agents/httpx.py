@@ -54,9 +54,10 @@ from typing import Any
 import httpx
 import taquba_memo
 import taquba_memo.sync
-from taquba_memo import ClaimPolicy, InvalidValueTypeError, request_key
+from taquba_memo import ClaimPolicy, request_key
 
 from taquba_memo_agents import _occurrences
+from taquba_memo_agents._arguments import checked_claim
 
 __all__ = ["DROPPED_HEADERS", "AsyncMemoTransport", "MemoTransport", "request_of"]
 
@@ -101,12 +102,6 @@ def _response(head: bytes, stream: httpx.SyncByteStream | httpx.AsyncByteStream)
     return httpx.Response(shown["status"], headers=headers, stream=stream)
 
 
-def _checked(claim: ClaimPolicy | None) -> ClaimPolicy | None:
-    if claim is not None and not isinstance(claim, ClaimPolicy):
-        raise InvalidValueTypeError(f"claim must be a ClaimPolicy or None, not {claim!r}")
-    return claim
-
-
 class _Replay(httpx.SyncByteStream):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
@@ -141,7 +136,7 @@ class MemoTransport(httpx.BaseTransport):
         self, inner: httpx.BaseTransport | None = None, *, claim: ClaimPolicy | None = None
     ) -> None:
         self._inner = inner if inner is not None else httpx.HTTPTransport()
-        self._claim = _checked(claim)
+        self._claim = checked_claim(claim)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         memo = taquba_memo.sync.current_memo()
@@ -182,7 +177,7 @@ class AsyncMemoTransport(httpx.AsyncBaseTransport):
         self, inner: httpx.AsyncBaseTransport | None = None, *, claim: ClaimPolicy | None = None
     ) -> None:
         self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
-        self._claim = _checked(claim)
+        self._claim = checked_claim(claim)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         memo = taquba_memo.current_memo()

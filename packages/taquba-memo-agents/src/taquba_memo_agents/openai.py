@@ -65,6 +65,7 @@ from pydantic import BaseModel, TypeAdapter
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, PydanticCodec, request_key
 
 from taquba_memo_agents import _occurrences
+from taquba_memo_agents._arguments import checked_claim
 
 __all__ = ["AsyncMemoStream", "MemoStream", "VOLATILE_ARGUMENTS", "request_of", "wrap"]
 
@@ -288,8 +289,7 @@ def wrap(client: ClientT, *, claim: ClaimPolicy | None = None) -> ClientT:
     """
     import openai
 
-    if claim is not None and not isinstance(claim, ClaimPolicy):
-        raise InvalidValueTypeError(f"claim must be a ClaimPolicy or None, not {claim!r}")
+    checked_claim(claim)
     if isinstance(client, openai.OpenAI):
         patch = _sync_create
     elif isinstance(client, openai.AsyncOpenAI):

@@ -72,6 +72,7 @@ from pydantic import BaseModel, TypeAdapter
 from taquba_memo import ClaimPolicy, InvalidValueTypeError, request_key
 
 from taquba_memo_agents import _occurrences
+from taquba_memo_agents._arguments import checked_claim
 from taquba_memo_agents._one_task import in_one_task
 from taquba_memo_agents.openai import _AdapterCodec
 
@@ -211,8 +212,7 @@ class MemoModel(Model):
     ) -> None:
         if not isinstance(model, Model):
             raise InvalidValueTypeError(f"MemoModel wraps an agents Model, not {model!r}")
-        if claim is not None and not isinstance(claim, ClaimPolicy):
-            raise InvalidValueTypeError(f"claim must be a ClaimPolicy or None, not {claim!r}")
+        checked_claim(claim)
         self.model = model
         self.claim = claim
         self.namespace = namespace

@@ -60,9 +60,10 @@ from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import RequestUsage
-from taquba_memo import ClaimPolicy, DecodeError, InvalidValueTypeError, request_key
+from taquba_memo import ClaimPolicy, DecodeError, request_key
 
 from taquba_memo_agents import _occurrences
+from taquba_memo_agents._arguments import checked_claim
 from taquba_memo_agents._one_task import in_one_task
 
 __all__ = ["VOLATILE_FIELDS", "VOLATILE_SETTINGS", "MemoModel", "stable_messages"]
@@ -228,8 +229,7 @@ class MemoModel(WrapperModel):
         claim: ClaimPolicy | None = None,
         namespace: str = "pydantic-ai/v1",
     ) -> None:
-        if claim is not None and not isinstance(claim, ClaimPolicy):
-            raise InvalidValueTypeError(f"claim must be a ClaimPolicy or None, not {claim!r}")
+        checked_claim(claim)
         super().__init__(wrapped)
         self.claim = claim
         self.namespace = namespace
