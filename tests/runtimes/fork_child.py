@@ -1,10 +1,12 @@
 """A parent process that opens stores, forks, and lets the child use them: for the fork tests.
 
-    python -m tests.runtimes.fork_child SPEC os-fork|multiprocessing used|unused
+    python -m tests.runtimes.fork_child SPEC os-fork|os-fork-exit|multiprocessing used|unused
 
 The parent builds a sync and an async store on the backend ``SPEC`` describes
 (:mod:`tests.runtimes.backend_specs`), uses them first when told ``used``,
-then makes a child with ``os.fork()`` or a ``multiprocessing`` fork-context
+then makes a child with ``os.fork()`` (ending with ``os._exit``, as
+``multiprocessing`` does, or with ``os-fork-exit`` as a gunicorn worker does:
+a normal exit, finalizers and all) or a ``multiprocessing`` fork-context
 Process. The child runs the scenario on both stores and sends back what it
 saw; an alarm kills a child that hangs. The parent then runs the scenario
 once more itself (its own connections must still work) and prints one JSON
@@ -24,6 +26,7 @@ from typing import Any
 
 from taquba_memo import MemoStore
 from taquba_memo import sync as memo_sync
+from taquba_memo.adapter_kit import detach_inherited_loop
 
 from tests.runtimes.backend_specs import build_backend, decode_spec
 from tests.runtimes.scenario import exercise_async, exercise_sync
@@ -67,13 +70,18 @@ def main() -> None:
         assert all("error" not in seen for seen in before.values()), before
     receiver, sender = multiprocessing.Pipe(duplex=False)
     child_exit: int | None
-    if how == "os-fork":
+    if how in ("os-fork", "os-fork-exit"):
         pid = os.fork()
         if pid == 0:
             try:
                 in_forked_child(sender, (sync_store, async_store))
             finally:
-                os._exit(0)
+                if how == "os-fork":
+                    os._exit(0)
+                # The harness's own loop is not the stores': its finalizer must not
+                # unregister the parent's descriptors from the epoll both share.
+                detach_inherited_loop(parent_loop)
+            sys.exit(0)  # a normal exit: every finalizer and atexit hook runs
         sender.close()
         child = receiver.recv() if receiver.poll(CHILD_ALARM_S + 10) else None
         _, status = os.waitpid(pid, 0)

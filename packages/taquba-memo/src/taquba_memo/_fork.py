@@ -40,8 +40,21 @@ def generation() -> int:
 
 
 def keep_inherited(obj: Any) -> None:
-    """Keep ``obj``, inherited from the parent, alive and untouched in this child."""
+    """Keep ``obj``, inherited from the parent, alive and untouched in this child, to the
+    end of the process: never finalized, not even at a normal exit, where finalizing an
+    aiohttp session closes connections the parent still uses (and warns of an unclosed
+    session)."""
+    if not _inherited:
+        _never_finalized(_inherited)
     _inherited.append(obj)
+
+
+def _never_finalized(obj: object) -> None:
+    """One reference to ``obj`` that nothing gives back: not even the interpreter's
+    teardown frees it, so neither it nor what it holds is ever finalized."""
+    import ctypes  # only where something is parked: a forked child, mostly
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 def detach_inherited_loop(loop: asyncio.AbstractEventLoop) -> None:
