@@ -16,11 +16,11 @@ numbers.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-__all__ = ["acomputed", "computed", "settle", "take"]
+__all__ = ["acomputed", "asettled", "computed", "settle", "settled", "take"]
 
 T = TypeVar("T")
 
@@ -51,15 +51,31 @@ def settle(memo: Any, key: str) -> None:
         _pending.set({k: v for k, v in pending.items() if k != (id(memo), key)})
 
 
-def computed(memo: Any, key: str, call: Callable[[], T], **options: Any) -> T:
-    """A sync memo's ``get_or_compute`` of this occurrence of ``key``, then :func:`settle`."""
-    result: T = memo.get_or_compute(take(memo, key), call, **options)
+def settled(memo: Any, key: str, start: Callable[[str], T]) -> T:
+    """``start`` this call's occurrence of ``key``; its number is spent once ``start``
+    returns (an exception leaves it pending for the next such call in this context)."""
+    result = start(take(memo, key))
     settle(memo, key)
+    return result
+
+
+async def asettled(memo: Any, key: str, start: Callable[[str], Awaitable[T]]) -> T:
+    """:func:`settled` for a ``start`` that is awaited."""
+    result = await start(take(memo, key))
+    settle(memo, key)
+    return result
+
+
+def computed(memo: Any, key: str, call: Callable[[], T], **options: Any) -> T:
+    """A sync memo's ``get_or_compute`` of this occurrence of ``key``, :func:`settled`."""
+    result: T = settled(
+        memo, key, lambda occurrence: memo.get_or_compute(occurrence, call, **options)
+    )
     return result
 
 
 async def acomputed(memo: Any, key: str, call: Callable[[], Any], **options: Any) -> Any:
-    """An async memo's ``get_or_compute`` of this occurrence of ``key``, then :func:`settle`."""
-    result = await memo.get_or_compute(take(memo, key), call, **options)
-    settle(memo, key)
-    return result
+    """An async memo's ``get_or_compute`` of this occurrence of ``key``, :func:`asettled`."""
+    return await asettled(
+        memo, key, lambda occurrence: memo.get_or_compute(occurrence, call, **options)
+    )

@@ -144,7 +144,6 @@ class MemoTransport(httpx.BaseTransport):
             return self._inner.handle_request(request)
         request.read()
         asked = request_key(request_of(request), namespace="httpx")
-        key = _occurrences.take(memo, asked)
         inner = self._inner
 
         def chunks() -> Iterator[bytes]:
@@ -158,12 +157,14 @@ class MemoTransport(httpx.BaseTransport):
             finally:
                 response.close()
 
-        recorded = memo.get_or_stream(key, chunks, claim=self._claim)
+        def start(occurrence: str) -> tuple[bytes, Iterator[bytes]]:
+            recorded = memo.get_or_stream(occurrence, chunks, claim=self._claim)
+            return next(recorded), recorded
+
         try:
-            head = next(recorded)
+            head, recorded = _occurrences.settled(memo, asked, start)
         except _NotStored as not_stored:
             return not_stored.response  # its number is given back to the next such request
-        _occurrences.settle(memo, asked)
         return _response(head, _Replay(recorded))
 
     def close(self) -> None:
@@ -185,7 +186,6 @@ class AsyncMemoTransport(httpx.AsyncBaseTransport):
             return await self._inner.handle_async_request(request)
         await request.aread()
         asked = request_key(request_of(request), namespace="httpx")
-        key = _occurrences.take(memo, asked)
         inner = self._inner
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -200,12 +200,14 @@ class AsyncMemoTransport(httpx.AsyncBaseTransport):
             finally:
                 await response.aclose()
 
-        recorded = memo.get_or_stream(key, chunks, claim=self._claim)
+        async def start(occurrence: str) -> tuple[bytes, AsyncIterator[bytes]]:
+            recorded = memo.get_or_stream(occurrence, chunks, claim=self._claim)
+            return await recorded.__anext__(), recorded
+
         try:
-            head = await recorded.__anext__()
+            head, recorded = await _occurrences.asettled(memo, asked, start)
         except _NotStored as not_stored:
             return not_stored.response  # its number is given back to the next such request
-        _occurrences.settle(memo, asked)
         return _response(head, _AsyncReplay(recorded))
 
     async def aclose(self) -> None:

@@ -232,12 +232,14 @@ def _sync_create(
                 with create(**arguments) as stream:
                     yield from stream
 
-            key = _occurrences.take(memo, request)
-            started = MemoStream(
-                memo.get_or_stream(key, chunks, codec=endpoint.chunk_codec, claim=claim)
+            # Spent once the stream opened: a failure to open gives its number back.
+            return _occurrences.settled(
+                memo,
+                request,
+                lambda key: MemoStream(
+                    memo.get_or_stream(key, chunks, codec=endpoint.chunk_codec, claim=claim)
+                ),
             )
-            _occurrences.settle(memo, request)  # opened: a failure to open gives it back
-            return started
         return _occurrences.computed(
             memo, request, lambda: create(**arguments), codec=endpoint.codec, claim=claim
         )
@@ -262,12 +264,14 @@ def _async_create(
                     async for chunk in stream:
                         yield chunk
 
-            key = _occurrences.take(memo, request)
-            started = await AsyncMemoStream(
-                memo.get_or_stream(key, chunks, codec=endpoint.chunk_codec, claim=claim)
-            )._start()
-            _occurrences.settle(memo, request)  # opened: a failure to open gives it back
-            return started
+            # Spent once the stream opened: a failure to open gives its number back.
+            return await _occurrences.asettled(
+                memo,
+                request,
+                lambda key: AsyncMemoStream(
+                    memo.get_or_stream(key, chunks, codec=endpoint.chunk_codec, claim=claim)
+                )._start(),
+            )
 
         async def call() -> Any:
             return await create(**arguments)

@@ -89,7 +89,8 @@ def check_codec(codec: object) -> None:
 def decode_value(codec: Codec[T], data: bytes) -> T:
     """Return ``codec.decode(data)``; any exception the codec raises becomes a
     :class:`~taquba_memo.DecodeError` with the original as ``__cause__``."""
-    if type(codec) in _AS_STORED and type(data) is bytes:
+    codec_type: type = type(codec)
+    if codec_type is BytesCodec and type(data) is bytes:
         return data  # type: ignore[return-value]  # the default's decode: the bytes as they are
     try:
         return codec.decode(data)
@@ -132,10 +133,6 @@ class BytesCodec:
 
     def __repr__(self) -> str:
         return "BytesCodec()"
-
-
-# Codecs whose decode returns stored bytes unchanged: a hit skips the call.
-_AS_STORED: frozenset[type] = frozenset({BytesCodec})
 
 
 class JSONCodec:

@@ -14,6 +14,7 @@ from taquba_memo import _layout as layout
 from taquba_memo._concurrency import TaskWindow
 from taquba_memo._exit_codes import ExitCode
 from taquba_memo._iso_time import iso_utc
+from taquba_memo._listing import itself, within_prefix
 from taquba_memo._store import MemoStore
 from taquba_memo.cli._empty_store import warn_if_empty
 from taquba_memo.cli._output import Output, human_bytes, iso_time, plural
@@ -289,9 +290,9 @@ async def cmd_runs(store: MemoStore, args: argparse.Namespace, out: Output) -> i
             if run_filter is None
             else layout.step_outputs_run_prefix(store.prefix, run_filter)
         )
-        async for key in store.backend.list(listing):
-            if not (isinstance(key, str) and key.startswith(listing)):
-                continue  # a backend's stray, never counted (the store logs such listings)
+        backend = store.backend
+        # A backend's strays are never counted, and logged, as the store's own listings do.
+        async for key in within_prefix(listing, backend.list(listing), itself, backend):
             parsed = layout.parse_memo_entry_name(key[len(step_outputs) :])  # the same shape
             if parsed is not None:
                 tally.step_output(parsed[0])
